@@ -1,0 +1,154 @@
+//! The contract between the executor and whatever performs a step: built-in
+//! `core/*` actions and WASM plugin actions alike implement [`Action`].
+//!
+//! The executor never trusts an action to honour dry-run: in a dry-run it calls
+//! [`Action::plan`] only, and [`Action::execute`] is unreachable.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// A boxed future, so `Action` stays object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What an action says about itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionInfo {
+    /// `<plugin>/<action>`, as written in a step's `uses:`.
+    pub name: String,
+    pub description: String,
+    /// Running it twice has the same effect as running it once, so after a crash a
+    /// started-but-unfinished step may be re-run.
+    pub idempotent: bool,
+    /// It changes nothing outside vigil (no I/O with effects), so the journal need
+    /// not be flushed before it runs.
+    pub pure: bool,
+}
+
+/// How risky a planned effect is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Risk {
+    None,
+    Low,
+    Medium,
+    High,
+}
+
+impl fmt::Display for Risk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Risk::None => "none",
+            Risk::Low => "low",
+            Risk::Medium => "medium",
+            Risk::High => "high",
+        })
+    }
+}
+
+/// One effect an action intends to have.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedEffect {
+    /// What it acts on: a URL, a host, a service, a file.
+    pub target: String,
+    pub risk: Risk,
+    pub reversible: bool,
+    /// Declared effects, e.g. `http:POST https://hooks.example/x` or `process:systemctl`.
+    pub effects: Vec<String>,
+}
+
+/// What an action would do with a given input. In a live run, `execute` may use only
+/// the effects its plan declared; an approval is bound to the plan's hash.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionPlan {
+    pub summary: String,
+    pub steps: Vec<PlannedEffect>,
+    /// The output the step is known to produce without running (pure actions such as
+    /// `core/set`), so a dry-run can evaluate later `when`s against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<Value>,
+}
+
+impl ActionPlan {
+    /// The highest risk among the planned effects.
+    pub fn risk(&self) -> Risk {
+        self.steps.iter().map(|s| s.risk).max().unwrap_or(Risk::None)
+    }
+
+    /// A stable hash of the plan, to bind approvals to exactly what was approved.
+    pub fn hash(&self) -> String {
+        let canonical = serde_json::to_string(&(&self.summary, &self.steps)).unwrap_or_default();
+        format!("{:016x}", fnv1a64(canonical.as_bytes()))
+    }
+}
+
+/// FNV-1a: a small, stable, dependency-free hash for content keys.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Everything an action gets for one attempt of a step.
+#[derive(Clone, Debug)]
+pub struct ActionCall {
+    pub execution_id: String,
+    pub step_id: String,
+    pub attempt: u32,
+    pub input: Value,
+    pub plan: ActionPlan,
+}
+
+/// Why an action failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum ActionError {
+    /// The input is wrong; retrying will not help.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The action ran and failed; a retry may succeed.
+    #[error("{0}")]
+    Failed(String),
+    /// The sandbox stopped it (CPU, memory, output size, capability).
+    #[error("sandbox: {0}")]
+    Sandbox(String),
+}
+
+impl ActionError {
+    /// Whether a retry could change the outcome.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ActionError::Failed(_))
+    }
+}
+
+/// A step's performer.
+pub trait Action: Send + Sync + fmt::Debug {
+    fn info(&self) -> &ActionInfo;
+
+    /// Whether this particular input is safe to repeat; defaults to the action's
+    /// declaration (`core/write` with `append: false` is, with `append: true` is not).
+    fn idempotent(&self, _input: &Value) -> bool {
+        self.info().idempotent
+    }
+
+    /// Checks the input without side effects.
+    fn validate(&self, input: &Value) -> Result<(), ActionError>;
+
+    /// Describes what `execute` would do. May read (read-only grants), never writes.
+    fn plan<'a>(&'a self, input: &'a Value) -> BoxFuture<'a, Result<ActionPlan, ActionError>>;
+
+    /// Does it. Only ever called in a live run, after the journal recorded the start.
+    fn execute(&self, call: ActionCall) -> BoxFuture<'_, Result<Value, ActionError>>;
+}
+
+/// Finds the action a step `uses:`.
+pub trait ActionCatalog: Send + Sync + fmt::Debug {
+    fn resolve(&self, uses: &str) -> Option<Arc<dyn Action>>;
+    /// Every action name this catalog knows, for "did you mean" hints.
+    fn names(&self) -> Vec<String>;
+}

@@ -1,0 +1,6 @@
+//! vigil: a rules-and-runbook automation engine.
+//!
+//! See `ARCHITECTURE.md` at the repository root for the code map and invariants.
+
+pub mod exec;
+pub mod runbook;
