@@ -3,4 +3,5 @@
 //! See `ARCHITECTURE.md` at the repository root for the code map and invariants.
 
 pub mod exec;
+pub mod plugin;
 pub mod runbook;
