@@ -281,7 +281,10 @@ mod tests {
             let n = raw.series.iter().map(|s| s.samples.len()).sum::<usize>();
             match batch("p", raw, cap) {
                 Ok(b) => prop_assert_eq!(b.sample_count(), n),
-                Err(e) => prop_assert!(matches!(e, PluginError::BadOutput { .. } | PluginError::LimitExceeded { .. })),
+                Err(e) => {
+                    let expected = matches!(e, PluginError::BadOutput { .. } | PluginError::LimitExceeded { .. });
+                    prop_assert!(expected, "unexpected error {}", e);
+                }
             }
         }
 
