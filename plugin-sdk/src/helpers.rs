@@ -136,6 +136,23 @@ pub mod http {
     pub fn get(url: &str) -> Result<Response> {
         Request::get(url).send()
     }
+
+    /// Percent-encodes a query-string component (RFC 3986 unreserved kept).
+    pub fn encode(s: &str) -> String {
+        let mut out = String::with_capacity(s.len() * 3);
+        for b in s.bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+                _ => out.push_str(&format!("%{b:02X}")),
+            }
+        }
+        out
+    }
+
+    /// `a=1&b=2` from pairs, each part encoded.
+    pub fn query_string(pairs: &[(&str, &str)]) -> String {
+        pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&")
+    }
 }
 
 /// The plugin's key-value namespace on the host (needs `kv`; writes need a live run).

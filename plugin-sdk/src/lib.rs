@@ -222,6 +222,9 @@ macro_rules! export_plugin {
                 }
             }
         };
+        // Component exports exist only in the wasm build; native builds (unit tests)
+        // type-check the glue but export nothing.
+        #[cfg(target_arch = "wasm32")]
         $crate::__export_plugin_world!(__VigilExport with_types_in $crate::bindings);
     };
 }

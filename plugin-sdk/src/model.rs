@@ -13,6 +13,7 @@ pub enum CapabilityKind {
     Kv,
     Secrets,
     Process,
+    Files,
 }
 
 /// A capability the plugin requests; the operator must also grant it.
@@ -45,6 +46,10 @@ impl Capability {
     }
     pub fn process(program: &str, reason: &str) -> Self {
         Self::new(CapabilityKind::Process, program, reason)
+    }
+    /// Read-only access to directories the operator grants (`grants: { files: [...] }`).
+    pub fn files(reason: &str) -> Self {
+        Self::new(CapabilityKind::Files, "", reason)
     }
 }
 
@@ -131,6 +136,7 @@ impl Info {
                         CapabilityKind::Kv => wit::CapabilityKind::Kv,
                         CapabilityKind::Secrets => wit::CapabilityKind::Secrets,
                         CapabilityKind::Process => wit::CapabilityKind::Process,
+                        CapabilityKind::Files => wit::CapabilityKind::Files,
                     },
                     scope: c.scope,
                     reason: c.reason,

@@ -94,6 +94,7 @@ pub fn plugin_info(raw: w::PluginInfo, path: &Path) -> Result<PluginInfo, Plugin
                     w::CapabilityKind::Kv => CapabilityKind::Kv,
                     w::CapabilityKind::Secrets => CapabilityKind::Secrets,
                     w::CapabilityKind::Process => CapabilityKind::Process,
+                    w::CapabilityKind::Files => CapabilityKind::Files,
                 },
                 scope,
                 reason,

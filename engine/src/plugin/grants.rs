@@ -15,6 +15,8 @@
 //!       secrets: [slack-token]
 //!       process:
 //!         - { command: systemctl, args: [restart, "re:^[a-z0-9@.-]+$"] }
+//!       files:
+//!         - { path: /var/lib/metrics }
 //! ```
 //!
 //! Effective capabilities = requested by the plugin (`describe`) ∩ granted here.
@@ -44,6 +46,16 @@ pub struct Grants {
     /// Commands the host runs on the plugin's behalf, without a shell.
     #[serde(default)]
     pub process: Vec<ProcessGrant>,
+    /// Directories the plugin may read (read-only, at the same path inside the sandbox).
+    #[serde(default)]
+    pub files: Vec<FilesGrant>,
+}
+
+/// `{ path: /var/lib/metrics }`: read-only, visible to the plugin at the same path.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesGrant {
+    pub path: String,
 }
 
 /// `{ url: "https://hooks.slack.com/services/*", methods: [POST] }`
@@ -239,6 +251,11 @@ impl Grants {
                     regex_lite::Regex::new(re)
                         .map_err(|e| format!("process grant {:?}: bad regex {re:?}: {e}", g.command))?;
                 }
+            }
+        }
+        for f in &self.files {
+            if !f.path.starts_with('/') || f.path.split('/').any(|c| c == "..") {
+                return Err(format!("files grant {:?} must be an absolute path without '..'", f.path));
             }
         }
         if let Some(kv) = &self.kv

@@ -15,7 +15,7 @@ use wasmtime::StoreContextMut;
 use wasmtime_wasi::p2::DynPollable;
 use wasmtime::{Config, Engine, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{DirPerms, FilePerms, WasiCtx, WasiCtxView, WasiView};
 
 pub(crate) mod wit {
     pub mod connector {
@@ -349,6 +349,18 @@ impl Invocation<'_> {
         wasi.stderr(stderr.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
         if !self.grants.clock {
             wasi.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
+        }
+        if self.plugin.info.requests(CapabilityKind::Files) {
+            for f in &self.grants.files {
+                if !self.plugin.info.requests_scope(CapabilityKind::Files, &f.path) {
+                    continue;
+                }
+                wasi.preopened_dir(&f.path, &f.path, DirPerms::READ, FilePerms::READ).map_err(|e| PluginError::Host {
+                    plugin: self.plugin.info.name.clone(),
+                    call,
+                    detail: format!("files grant {:?}: {e:#}", f.path),
+                })?;
+            }
         }
         let state = State {
             wasi: wasi.build(),

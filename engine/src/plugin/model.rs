@@ -19,6 +19,7 @@ pub enum CapabilityKind {
     Kv,
     Secrets,
     Process,
+    Files,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

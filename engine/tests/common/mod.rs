@@ -8,6 +8,11 @@ use std::sync::OnceLock;
 
 /// Every plugin crate: (package, file stem in the plugin dir).
 pub const PLUGINS: &[(&str, &str)] = &[
+    ("plugin-prometheus", "prometheus"),
+    ("plugin-http", "http"),
+    ("plugin-exec", "exec"),
+    ("plugin-file", "file"),
+    ("plugin-sim", "sim"),
     ("plugin-noop", "noop"),
     ("plugin-hostile", "hostile"),
 ];
