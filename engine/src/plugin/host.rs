@@ -15,7 +15,7 @@ use wasmtime::StoreContextMut;
 use wasmtime_wasi::p2::DynPollable;
 use wasmtime::{Config, Engine, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{DirPerms, FilePerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 pub(crate) mod wit {
     pub mod connector {
@@ -355,7 +355,7 @@ impl Invocation<'_> {
                 if !self.plugin.info.requests_scope(CapabilityKind::Files, &f.path) {
                     continue;
                 }
-                wasi.preopened_dir(&f.path, &f.path, DirPerms::READ, FilePerms::READ).map_err(|e| PluginError::Host {
+                wasi.preopened_dir(&f.path, &f.path, FsPerms::ReadOnly).map_err(|e| PluginError::Host {
                     plugin: self.plugin.info.name.clone(),
                     call,
                     detail: format!("files grant {:?}: {e:#}", f.path),
