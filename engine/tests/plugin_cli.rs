@@ -21,6 +21,7 @@ fn vigil(args: &[&str], target_dir: &Path) -> (bool, String, String) {
 fn scaffolded_plugins_build_and_run() {
     // Share compiled dependencies with the test plugins.
     let target = common::plugin_dir().parent().expect("plugin dir parent").to_path_buf();
+    assert!(target.join("wasm32-wasip2").exists() || std::env::var("VIGIL_PLUGIN_DIR").is_ok());
     let tmp = tempfile::tempdir().expect("tmp");
     let parent = tmp.path().to_str().expect("utf8");
     let out_dir = tmp.path().join("out");

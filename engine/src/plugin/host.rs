@@ -308,6 +308,54 @@ impl LoadedPlugin {
     }
 }
 
+/// One instance kept alive across calls — for benchmarks only (the engine
+/// always uses a fresh store per call).
+#[doc(hidden)]
+pub struct WarmInstance {
+    store: Store<State>,
+    bound: Bound,
+}
+
+impl std::fmt::Debug for WarmInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WarmInstance")
+    }
+}
+
+impl WarmInstance {
+    /// Calls `validate(config "{}", action, input)` on the live instance.
+    pub fn call_validate(&mut self, action: &str, input: &str) -> Result<(), PluginError> {
+        let r = match &self.bound {
+            Bound::Action(a) => a.vigil_plugin_action_api().call_validate(&mut self.store, "{}", action, input),
+            Bound::Connector(_) => return Err(PluginError::Engine("not an action plugin".into())),
+        };
+        match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(reported("bench", Call::Validate, e)),
+            Err(e) => Err(PluginError::Trap { plugin: "bench".into(), call: Call::Validate, detail: trap_detail(&e) }),
+        }
+    }
+}
+
+impl LoadedPlugin {
+    #[doc(hidden)]
+    pub fn warm_instance(&self) -> Result<WarmInstance, PluginError> {
+        let inv = Invocation {
+            plugin: self,
+            instance: &self.info.name,
+            grants: &Grants::default(),
+            limits: Limits { timeout_ms: 24 * 3_600_000, ..Limits::default() },
+        };
+        let (mut store, _) = inv.store(Call::Validate, Mode::Describe)?;
+        let bound = inv.instantiate(&mut store, Call::Validate).map_err(|e| PluginError::Trap {
+            plugin: self.info.name.clone(),
+            call: Call::Validate,
+            detail: trap_detail(&e),
+        })?;
+        Ok(WarmInstance { store, bound })
+    }
+}
+
 /// What a call may do, besides what is granted.
 #[derive(Clone, Debug)]
 pub(crate) enum Mode {
@@ -335,13 +383,7 @@ pub(crate) struct Invocation<'a> {
 }
 
 impl Invocation<'_> {
-    /// Runs `f` against a fresh instance; every failure becomes a typed error.
-    pub fn run<R>(
-        &self,
-        call: Call,
-        mode: Mode,
-        f: impl FnOnce(&mut Store<State>, &Bound) -> wasmtime::Result<R>,
-    ) -> Result<R, PluginError> {
+    fn store(&self, call: Call, mode: Mode) -> Result<(Store<State>, MemoryOutputPipe), PluginError> {
         let host = &self.plugin.host.inner;
         let deadline = Instant::now() + Duration::from_millis(self.limits.timeout_ms);
         let stderr = MemoryOutputPipe::new(16 * 1024);
@@ -392,20 +434,31 @@ impl Invocation<'_> {
                 Ok(wasmtime::UpdateDeadline::Continue(1))
             }
         });
+        Ok((store, stderr))
+    }
 
-        let result = (|| {
-            let bound = if let (Some(c), false) = (&self.plugin.connector, matches!(call, Call::Validate | Call::Plan | Call::Execute)) {
-                Bound::Connector(c.instantiate(&mut store)?)
-            } else if let Some(a) = &self.plugin.action {
-                Bound::Action(a.instantiate(&mut store)?)
-            } else if let Some(c) = &self.plugin.connector {
-                Bound::Connector(c.instantiate(&mut store)?)
-            } else {
-                return Err(wasmtime::Error::msg("plugin exports no usable world"));
-            };
-            f(&mut store, &bound)
-        })();
+    fn instantiate(&self, store: &mut Store<State>, call: Call) -> wasmtime::Result<Bound> {
+        let action_call = matches!(call, Call::Validate | Call::Plan | Call::Execute);
+        Ok(if let (Some(c), false) = (&self.plugin.connector, action_call) {
+            Bound::Connector(c.instantiate(&mut *store)?)
+        } else if let Some(a) = &self.plugin.action {
+            Bound::Action(a.instantiate(&mut *store)?)
+        } else if let Some(c) = &self.plugin.connector {
+            Bound::Connector(c.instantiate(&mut *store)?)
+        } else {
+            return Err(wasmtime::Error::msg("plugin exports no usable world"));
+        })
+    }
 
+    /// Runs `f` against a fresh instance; every failure becomes a typed error.
+    pub fn run<R>(
+        &self,
+        call: Call,
+        mode: Mode,
+        f: impl FnOnce(&mut Store<State>, &Bound) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        let (mut store, stderr) = self.store(call, mode)?;
+        let result = self.instantiate(&mut store, call).and_then(|bound| f(&mut store, &bound));
         let plugin = self.plugin.info.name.clone();
         let data = store.data();
         if data.limiter.hit {

@@ -25,7 +25,7 @@ pub use cache::{CacheOutcome, content_hash};
 pub use catalog::{Connector, InstanceConfig, PluginAction, PluginCatalog, PluginInstance};
 pub use error::{Call, Limit, PluginError, ReportedKind};
 pub use grants::Grants;
-pub use host::{HostOptions, Limits, LoadedPlugin, PluginHost};
+pub use host::{HostOptions, Limits, LoadedPlugin, PluginHost, WarmInstance};
 pub use model::{
     Batch, CapabilityKind, CapabilityRequest, Event, Kinds, PluginActionInfo, PluginInfo, Sample, Series,
     TimeRange,
