@@ -2,3 +2,4 @@
 //! journals every transition before the next side effect.
 
 pub mod action;
+pub mod core;
