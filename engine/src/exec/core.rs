@@ -274,6 +274,14 @@ impl Action for Write {
             let path = path.to_string();
             let bytes = content.len();
             tokio::task::spawn_blocking(move || {
+                if let Some(dir) = std::path::Path::new(&path)
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        ActionError::Failed(format!("cannot create {}: {e}", dir.display()))
+                    })?;
+                }
                 let mut file = std::fs::OpenOptions::new()
                     .create(true)
                     .write(true)

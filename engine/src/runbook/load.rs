@@ -900,6 +900,7 @@ impl<'a> Checker<'a> {
             assert,
             compensation: false,
             span: doc.id.span,
+            uses_span: uses.span,
         };
         (step, exprs)
     }

@@ -307,7 +307,10 @@ pub struct Step {
     pub assert: Option<Expr>,
     /// Named by another step's `on_failure`: runs only as compensation.
     pub compensation: bool,
+    /// Where the step's `id` is written.
     pub span: Span,
+    /// Where its `uses` is written.
+    pub uses_span: Span,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -169,6 +169,7 @@ pub struct Store {
     db: sled::Db,
     executions: sled::Tree,
     journal: sled::Tree,
+    meta: sled::Tree,
     commit: Arc<GroupCommit>,
 }
 
@@ -195,14 +196,25 @@ impl Store {
         Ok(Store {
             executions: db.open_tree("executions")?,
             journal: db.open_tree("journal")?,
+            meta: db.open_tree("meta")?,
             db,
             commit: Arc::new(GroupCommit::default()),
         })
     }
 
-    /// A new execution id: short, sortable, unique within this store.
+    /// A new execution id: short, sortable, unique within this store (a persistent
+    /// counter, so ids stay dense across restarts).
     pub fn next_execution_id(&self) -> Result<String, StoreError> {
-        Ok(format!("ex-{:06}", self.db.generate_id()?))
+        let next = self.meta.update_and_fetch(b"next_execution", |old| {
+            let n = old
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map_or(0, u64::from_be_bytes);
+            Some((n + 1).to_be_bytes().to_vec())
+        })?;
+        let n = next
+            .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+            .map_or(1, u64::from_be_bytes);
+        Ok(format!("ex-{n:06}"))
     }
 
     pub fn put_execution(&self, rec: &ExecutionRecord) -> Result<(), StoreError> {
