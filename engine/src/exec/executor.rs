@@ -546,6 +546,11 @@ impl Executor {
                             Ok((output, _attempts)) => {
                                 let status = if matches!(states[idx], State::Running) && rb.steps[idx].compensation { StepStatus::Compensated } else { StepStatus::Succeeded };
                                 settle(&ctx, &mut states, &mut outputs, idx, status, Some(output), None)?;
+                                // An effect happened: make its completion durable now, so a
+                                // crash later does not leave a finished step "in doubt".
+                                if !ctx.catalog.resolve(&rb.steps[idx].uses).is_some_and(|a| a.info().pure) {
+                                    ctx.store.sync().await?;
+                                }
                             }
                             Err((reason, _attempts)) => {
                                 settle(&ctx, &mut states, &mut outputs, idx, StepStatus::Failed, None, Some(reason.clone()))?;
