@@ -11,6 +11,7 @@ use crate::runbook::model::{Approval, OnFailure, Runbook, Step};
 use crate::store::{Event, EventKind, ExecStatus, ExecutionRecord, Store, StoreError, now_ms};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
+use std::future::Future as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -126,11 +127,23 @@ impl std::fmt::Debug for Executor {
 }
 
 /// Everything a step task needs, shared.
+/// What the report shows about a step, gathered as its events are journaled.
+#[derive(Debug, Default)]
+struct StepTrace {
+    attempts: u32,
+    first_start_ms: Option<i64>,
+    last_ms: i64,
+    input: Option<Value>,
+}
+
 struct RunCtx {
+    /// The execution id (also in `record`; kept apart to avoid locking for it).
+    id: Arc<str>,
     record: Mutex<ExecutionRecord>,
+    trace: Mutex<std::collections::HashMap<String, StepTrace>>,
+    /// `params`, `incident` and `env`, converted once per execution.
+    base: Bindings,
     runbook: Arc<Runbook>,
-    params: Value,
-    incident: Value,
     store: Store,
     catalog: Arc<dyn ActionCatalog>,
     exprs: Arc<ExprEngine>,
@@ -139,7 +152,7 @@ struct RunCtx {
 
 impl RunCtx {
     fn id(&self) -> String {
-        self.record.lock().map(|r| r.id.clone()).unwrap_or_default()
+        self.id.to_string()
     }
 
     fn journal(
@@ -159,12 +172,52 @@ impl RunCtx {
             detail,
             output,
         };
-        let id = self.id();
-        let ev = self.store.append(&id, ev)?;
-        if let (Some(obs), Ok(rec)) = (&self.observer, self.record.lock()) {
-            obs(&rec, &ev);
-        }
+        let ev = self.store.append(&self.id, ev)?;
+        self.notify(&ev);
         Ok(())
+    }
+
+    /// Shows a transition (trace and observer) without journaling it.
+    fn announce(
+        &self,
+        step: Option<&str>,
+        kind: EventKind,
+        attempt: u32,
+        detail: Option<String>,
+        output: Option<Value>,
+    ) {
+        let ev = Event {
+            seq: 0,
+            ts_ms: now_ms(),
+            step: step.map(str::to_string),
+            kind,
+            attempt,
+            detail,
+            output,
+        };
+        self.notify(&ev);
+    }
+
+    fn notify(&self, ev: &Event) {
+        self.trace(ev);
+        if let (Some(obs), Ok(rec)) = (&self.observer, self.record.lock()) {
+            obs(&rec, ev);
+        }
+    }
+
+    /// Keeps what the final report needs about each step, so the report does not
+    /// have to read the journal back.
+    fn trace(&self, ev: &Event) {
+        let (Some(step), Ok(mut trace)) = (ev.step.as_deref(), self.trace.lock()) else {
+            return;
+        };
+        let t = trace.entry(step.to_string()).or_default();
+        if ev.kind == EventKind::Started {
+            t.first_start_ms.get_or_insert(ev.ts_ms);
+            t.attempts = t.attempts.max(ev.attempt);
+            t.input = ev.output.clone();
+        }
+        t.last_ms = ev.ts_ms;
     }
 
     fn set_status(&self, status: ExecStatus, reason: Option<String>) -> Result<(), StoreError> {
@@ -181,12 +234,25 @@ impl RunCtx {
         self.store.put_execution(&rec)
     }
 
-    fn bindings(&self, outputs: &Map<String, Value>) -> Bindings {
-        let mut b = Bindings::new();
-        b.set("params", &self.params);
-        b.set("incident", &self.incident);
-        b.set("steps", &Value::Object(outputs.clone()));
-        b.set("env", &json!({}));
+    /// The values a step's expressions may read. Only the outputs the step refers to
+    /// are bound, so the cost does not grow with the size of the runbook.
+    fn bindings(&self, step: usize, outputs: &Map<String, Value>) -> Bindings {
+        let s = &self.runbook.steps[step];
+        if !s.has_expressions && !s.compensation {
+            return Bindings::new();
+        }
+        let mut b = self.base.clone();
+        let steps = match &s.reads {
+            Some(reads) => reads
+                .iter()
+                .filter_map(|&i| {
+                    let id = &self.runbook.steps[i].id;
+                    outputs.get(id).map(|v| (id.clone(), v.clone()))
+                })
+                .collect(),
+            None => outputs.clone(),
+        };
+        b.set("steps", &Value::Object(steps));
         b.set_int("now", now_ms() / 1000);
         b
     }
@@ -266,9 +332,14 @@ impl Executor {
     }
 
     fn ctx(&self, record: ExecutionRecord, runbook: Arc<Runbook>) -> RunCtx {
+        let mut base = Bindings::new();
+        base.set("params", &record.params);
+        base.set("incident", &record.incident);
+        base.set("env", &json!({}));
         RunCtx {
-            params: record.params.clone(),
-            incident: record.incident.clone(),
+            id: Arc::from(record.id.as_str()),
+            base,
+            trace: Mutex::new(std::collections::HashMap::new()),
             record: Mutex::new(record),
             runbook,
             store: self.store.clone(),
@@ -304,6 +375,9 @@ impl Executor {
         let runbook = Arc::new(runbook);
         let events = self.store.events(id)?;
         let ctx = Arc::new(self.ctx(record, runbook.clone()));
+        for ev in &events {
+            ctx.trace(ev);
+        }
         ctx.set_status(ExecStatus::Running, None)?;
         ctx.journal(
             None,
@@ -364,7 +438,7 @@ impl Executor {
             let input = render(
                 &step.with,
                 &ctx.exprs,
-                &ctx.bindings(&outputs),
+                &ctx.bindings(idx, &outputs),
                 Unknowns::Error,
             )
             .unwrap_or(Value::Null);
@@ -404,206 +478,288 @@ impl Executor {
     async fn drive(
         &self,
         ctx: Arc<RunCtx>,
-        mut states: Vec<State>,
-        mut outputs: Map<String, Value>,
+        states: Vec<State>,
+        outputs: Map<String, Value>,
     ) -> Result<ExecutionReport, ExecError> {
         let started = Instant::now();
         let rb = ctx.runbook.clone();
-        let limit = rb
-            .concurrency
-            .map_or(self.max_concurrency, |c| c.max(1) as usize);
         let deadline = rb.timeout.map(|t| tokio::time::Instant::now() + t.as_std());
-        let mut tasks: JoinSet<(usize, Result<(Value, u32), (String, u32)>)> = JoinSet::new();
-        let mut running = 0usize;
-        let mut stop: Option<(ExecStatus, String)> = None;
         let mut cancel = self.cancel.clone();
-        let approvals = approved_steps(&ctx)?;
+        let mut walk = Walk {
+            approvals: approved_steps(&ctx)?,
+            sched: Sched::new(&rb, &states),
+            limit: rb
+                .concurrency
+                .map_or(self.max_concurrency, |c| c.max(1) as usize),
+            ctx: ctx.clone(),
+            states,
+            outputs,
+            tasks: JoinSet::new(),
+            running: 0,
+            stop: None,
+        };
 
         loop {
-            // Launch or settle every step whose dependencies are done.
-            let mut progressed = true;
-            while progressed && stop.is_none() {
-                progressed = false;
-                for idx in 0..rb.steps.len() {
-                    let step = &rb.steps[idx];
-                    let State::Pending { next_attempt } = states[idx] else {
-                        continue;
-                    };
-                    if step.compensation || running >= limit {
-                        continue;
-                    }
-                    if !step
-                        .needs
-                        .iter()
-                        .all(|&n| matches!(states[n], State::Done(..)))
-                    {
-                        continue;
-                    }
-                    progressed = true;
-                    if let Some(&blocker) = step
-                        .needs
-                        .iter()
-                        .find(|&&n| !matches!(states[n], State::Done(StepStatus::Succeeded, ..)))
-                    {
-                        let reason = format!("`{}` did not succeed", rb.steps[blocker].id);
-                        settle(
-                            &ctx,
-                            &mut states,
-                            &mut outputs,
-                            idx,
-                            StepStatus::Skipped,
-                            None,
-                            Some(reason),
-                        )?;
-                        continue;
-                    }
-                    if let Some(when) = &step.when {
-                        match ctx.exprs.eval_bool(&when.source, &ctx.bindings(&outputs)) {
-                            Ok(true) => {}
-                            Ok(false) => {
-                                let reason = format!("condition `{}` is false", when.source);
-                                settle(
-                                    &ctx,
-                                    &mut states,
-                                    &mut outputs,
-                                    idx,
-                                    StepStatus::Skipped,
-                                    None,
-                                    Some(reason),
-                                )?;
-                                continue;
-                            }
-                            Err(e) => {
-                                let reason = format!("`when` failed (line {}): {e}", when.pos.line);
-                                settle(
-                                    &ctx,
-                                    &mut states,
-                                    &mut outputs,
-                                    idx,
-                                    StepStatus::Failed,
-                                    None,
-                                    Some(reason.clone()),
-                                )?;
-                                if let Some(s) = self.on_failure(
-                                    &ctx,
-                                    &mut states,
-                                    &mut outputs,
-                                    idx,
-                                    &reason,
-                                    &mut tasks,
-                                    &mut running,
-                                )? {
-                                    stop = Some(s);
-                                }
-                                continue;
-                            }
-                        }
-                    }
-                    if step.approval == Approval::Required && !approvals.contains(&idx) {
-                        let reason = format!(
-                            "step `{}` requires approval: `vigil executions approve {}`",
-                            step.id,
-                            ctx.id()
-                        );
-                        ctx.journal(
-                            Some(&step.id),
-                            EventKind::AwaitingApproval,
-                            next_attempt,
-                            Some(reason.clone()),
-                            None,
-                        )?;
-                        states[idx] =
-                            State::Done(StepStatus::AwaitingApproval, None, Some(reason.clone()));
-                        stop = Some((ExecStatus::AwaitingApproval, reason));
-                        break;
-                    }
-                    states[idx] = State::Running;
-                    running += 1;
-                    let bindings = ctx.bindings(&outputs);
-                    tasks.spawn(run_step(ctx.clone(), idx, next_attempt, bindings));
-                }
-            }
-
-            if running == 0 {
+            walk.launch_ready().await?;
+            if walk.running == 0 {
                 break;
             }
             let next = async {
                 match deadline {
-                    Some(d) => tokio::time::timeout_at(d, tasks.join_next()).await.ok(),
-                    None => Some(tasks.join_next().await),
+                    Some(d) => tokio::time::timeout_at(d, walk.tasks.join_next())
+                        .await
+                        .ok(),
+                    None => Some(walk.tasks.join_next().await),
                 }
             };
             tokio::select! {
                 joined = next => match joined {
                     None => {
-                        stop = Some((ExecStatus::TimedOut, format!("runbook timeout of {} reached", rb.timeout.map(|t| t.to_string()).unwrap_or_default())));
+                        let limit = rb.timeout.map(|t| t.to_string()).unwrap_or_default();
+                        walk.stop = Some((ExecStatus::TimedOut, format!("runbook timeout of {limit} reached")));
                         break;
                     }
                     Some(None) => break,
                     Some(Some(Ok((idx, result)))) => {
-                        running -= 1;
-                        match result {
-                            Ok((output, _attempts)) => {
-                                let status = if matches!(states[idx], State::Running) && rb.steps[idx].compensation { StepStatus::Compensated } else { StepStatus::Succeeded };
-                                settle(&ctx, &mut states, &mut outputs, idx, status, Some(output), None)?;
-                                // An effect happened: make its completion durable now, so a
-                                // crash later does not leave a finished step "in doubt".
-                                if !ctx.catalog.resolve(&rb.steps[idx].uses).is_some_and(|a| a.info().pure) {
-                                    ctx.store.sync().await?;
-                                }
-                            }
-                            Err((reason, _attempts)) => {
-                                settle(&ctx, &mut states, &mut outputs, idx, StepStatus::Failed, None, Some(reason.clone()))?;
-                                if rb.steps[idx].compensation {
-                                    stop.get_or_insert((ExecStatus::Failed, format!("compensation step `{}` failed: {reason}", rb.steps[idx].id)));
-                                } else if let Some(s) = self.on_failure(&ctx, &mut states, &mut outputs, idx, &reason, &mut tasks, &mut running)? {
-                                    stop.get_or_insert(s);
-                                }
-                            }
-                        }
+                        walk.running -= 1;
+                        walk.complete(idx, result).await?;
                     }
                     Some(Some(Err(join_err))) => {
-                        running -= 1;
-                        stop.get_or_insert((ExecStatus::Failed, format!("a step task crashed: {join_err}")));
+                        walk.running -= 1;
+                        walk.stop.get_or_insert((ExecStatus::Failed, format!("a step task crashed: {join_err}")));
                     }
                 },
                 _ = cancel.changed() => {
                     if *cancel.borrow() {
-                        stop = Some((ExecStatus::Cancelled, "cancelled by the operator".into()));
+                        walk.stop = Some((ExecStatus::Cancelled, "cancelled by the operator".into()));
                         break;
                     }
                 }
             }
-            if stop.is_some() && running == 0 {
+            if walk.stop.is_some() && walk.running == 0 {
                 break;
             }
         }
+        walk.finish(started).await
+    }
+}
 
-        // Cancel what is still running (timeout or cancellation).
-        if running > 0 {
-            tasks.abort_all();
-            for idx in 0..states.len() {
-                if states[idx] == State::Running {
-                    let reason = stop.as_ref().map(|s| s.1.clone());
-                    settle(
-                        &ctx,
-                        &mut states,
-                        &mut outputs,
-                        idx,
-                        StepStatus::Cancelled,
-                        None,
-                        reason,
-                    )?;
+type StepResult = Result<(Value, u32), (String, u32)>;
+
+/// The mutable state of one DAG walk, owned by the driver.
+struct Walk {
+    ctx: Arc<RunCtx>,
+    states: Vec<State>,
+    outputs: Map<String, Value>,
+    sched: Sched,
+    tasks: JoinSet<(usize, StepResult)>,
+    running: usize,
+    limit: usize,
+    approvals: Vec<usize>,
+    /// Why the execution stops early, once it does.
+    stop: Option<(ExecStatus, String)>,
+}
+
+impl Walk {
+    fn settle(
+        &mut self,
+        idx: usize,
+        status: StepStatus,
+        output: Option<Value>,
+        reason: Option<String>,
+    ) -> Result<(), StoreError> {
+        settle(
+            &self.ctx,
+            &mut self.states,
+            &mut self.outputs,
+            idx,
+            status,
+            output,
+            reason,
+        )?;
+        self.sched.done(idx);
+        Ok(())
+    }
+
+    /// Starts (or settles without running) every ready step, within the concurrency limit.
+    async fn launch_ready(&mut self) -> Result<(), ExecError> {
+        let ctx = self.ctx.clone();
+        let rb = ctx.runbook.clone();
+        while self.stop.is_none() && self.running < self.limit {
+            let Some(idx) = self.sched.ready.pop_front() else {
+                break;
+            };
+            let step = &rb.steps[idx];
+            let State::Pending { next_attempt } = self.states[idx] else {
+                continue;
+            };
+            let blocker = step
+                .needs
+                .iter()
+                .find(|&&n| !matches!(self.states[n], State::Done(StepStatus::Succeeded, ..)));
+            if let Some(&blocker) = blocker {
+                let reason = format!("`{}` did not succeed", rb.steps[blocker].id);
+                self.settle(idx, StepStatus::Skipped, None, Some(reason))?;
+                continue;
+            }
+            if let Some(when) = &step.when {
+                match ctx
+                    .exprs
+                    .eval_bool(&when.source, &ctx.bindings(idx, &self.outputs))
+                {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        self.settle(
+                            idx,
+                            StepStatus::Skipped,
+                            None,
+                            Some(format!("condition `{}` is false", when.source)),
+                        )?;
+                        continue;
+                    }
+                    Err(e) => {
+                        let reason = format!("`when` failed (line {}): {e}", when.pos.line);
+                        self.settle(idx, StepStatus::Failed, None, Some(reason.clone()))?;
+                        self.on_failure(idx, &reason)?;
+                        continue;
+                    }
+                }
+            }
+            if step.approval == Approval::Required && !self.approvals.contains(&idx) {
+                let reason = format!(
+                    "step `{}` requires approval: `vigil executions approve {}`",
+                    step.id,
+                    ctx.id()
+                );
+                ctx.journal(
+                    Some(&step.id),
+                    EventKind::AwaitingApproval,
+                    next_attempt,
+                    Some(reason.clone()),
+                    None,
+                )?;
+                self.states[idx] =
+                    State::Done(StepStatus::AwaitingApproval, None, Some(reason.clone()));
+                self.stop = Some((ExecStatus::AwaitingApproval, reason));
+                break;
+            }
+            self.states[idx] = State::Running;
+            self.spawn_or_finish(idx, next_attempt).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs a step. A step that completes on its first poll (pure actions such as
+    /// `core/set`) is finished inline; only a step that must wait gets a task.
+    async fn spawn_or_finish(&mut self, idx: usize, attempt: u32) -> Result<(), ExecError> {
+        let mut fut = Box::pin(run_step(
+            self.ctx.clone(),
+            idx,
+            attempt,
+            self.ctx.bindings(idx, &self.outputs),
+        ));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match fut.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready((idx, result)) => self.complete(idx, result).await,
+            std::task::Poll::Pending => {
+                self.running += 1;
+                self.tasks.spawn(fut);
+                Ok(())
+            }
+        }
+    }
+
+    /// A step finished all its attempts.
+    async fn complete(&mut self, idx: usize, result: StepResult) -> Result<(), ExecError> {
+        let ctx = self.ctx.clone();
+        let step = &ctx.runbook.steps[idx];
+        match result {
+            Ok((output, _attempts)) => {
+                let status = if step.compensation {
+                    StepStatus::Compensated
+                } else {
+                    StepStatus::Succeeded
+                };
+                self.settle(idx, status, Some(output), None)?;
+                // An effect happened: make its completion durable now, so a crash later
+                // does not leave a finished step "in doubt".
+                if !ctx
+                    .catalog
+                    .resolve(&step.uses)
+                    .is_some_and(|a| a.info().pure)
+                {
+                    ctx.store.sync().await?;
+                }
+            }
+            Err((reason, _attempts)) => {
+                self.settle(idx, StepStatus::Failed, None, Some(reason.clone()))?;
+                if step.compensation {
+                    self.stop.get_or_insert((
+                        ExecStatus::Failed,
+                        format!("compensation step `{}` failed: {reason}", step.id),
+                    ));
+                } else {
+                    self.on_failure(idx, &reason)?;
                 }
             }
         }
-        let (status, reason) = match stop {
+        Ok(())
+    }
+
+    /// Applies a failed step's `on_failure`: continue, abort, or compensate then stop.
+    fn on_failure(&mut self, idx: usize, reason: &str) -> Result<(), ExecError> {
+        let ctx = self.ctx.clone();
+        let step = &ctx.runbook.steps[idx];
+        let stop = match step.on_failure {
+            OnFailure::Continue => None,
+            OnFailure::Abort => Some(format!("step `{}` failed: {reason}", step.id)),
+            OnFailure::Compensate(c) => {
+                let comp = &ctx.runbook.steps[c];
+                if matches!(self.states[c], State::Pending { .. }) {
+                    ctx.journal(
+                        Some(&comp.id),
+                        EventKind::Queued,
+                        1,
+                        Some(format!("compensating for `{}`", step.id)),
+                        None,
+                    )?;
+                    self.states[c] = State::Running;
+                    self.running += 1;
+                    self.tasks
+                        .spawn(run_step(ctx.clone(), c, 1, ctx.bindings(c, &self.outputs)));
+                }
+                Some(format!(
+                    "step `{}` failed: {reason}; compensated by `{}`",
+                    step.id, comp.id
+                ))
+            }
+        };
+        if let Some(why) = stop {
+            self.stop.get_or_insert((ExecStatus::Failed, why));
+        }
+        Ok(())
+    }
+
+    /// Cancels what still runs, settles what never ran, and records the outcome.
+    async fn finish(mut self, started: Instant) -> Result<ExecutionReport, ExecError> {
+        let ctx = self.ctx.clone();
+        let rb = ctx.runbook.clone();
+        if self.running > 0 {
+            self.tasks.abort_all();
+            let reason = self.stop.as_ref().map(|s| s.1.clone());
+            for idx in 0..self.states.len() {
+                if self.states[idx] == State::Running {
+                    self.settle(idx, StepStatus::Cancelled, None, reason.clone())?;
+                }
+            }
+        }
+        let (status, reason) = match self.stop.take() {
             Some((status, reason)) => (status, Some(reason)),
             None => {
                 let failed: Vec<&str> = rb
                     .steps
                     .iter()
-                    .zip(&states)
+                    .zip(&self.states)
                     .filter(|(s, st)| {
                         !s.compensation && matches!(st, State::Done(StepStatus::Failed, ..))
                     })
@@ -624,12 +780,10 @@ impl Executor {
         };
         // Steps never reached because the execution stopped early.
         if status != ExecStatus::AwaitingApproval {
-            for idx in 0..states.len() {
-                if matches!(states[idx], State::Pending { .. }) && !rb.steps[idx].compensation {
-                    settle(
-                        &ctx,
-                        &mut states,
-                        &mut outputs,
+            for idx in 0..self.states.len() {
+                if matches!(self.states[idx], State::Pending { .. }) && !rb.steps[idx].compensation
+                {
+                    self.settle(
                         idx,
                         StepStatus::Skipped,
                         None,
@@ -651,54 +805,57 @@ impl Executor {
         ctx.store.sync().await?;
         Ok(report(
             &ctx,
-            &states,
+            &self.states,
             status,
             reason,
             started.elapsed().as_millis() as u64,
         ))
     }
+}
 
-    /// Applies a failed step's `on_failure`. Returns why the execution stops, if it does.
-    #[allow(clippy::too_many_arguments)]
-    fn on_failure(
-        &self,
-        ctx: &Arc<RunCtx>,
-        states: &mut [State],
-        outputs: &mut Map<String, Value>,
-        idx: usize,
-        reason: &str,
-        tasks: &mut JoinSet<(usize, Result<(Value, u32), (String, u32)>)>,
-        running: &mut usize,
-    ) -> Result<Option<(ExecStatus, String)>, ExecError> {
-        let step = &ctx.runbook.steps[idx];
-        Ok(match step.on_failure {
-            OnFailure::Continue => None,
-            OnFailure::Abort => Some((
-                ExecStatus::Failed,
-                format!("step `{}` failed: {reason}", step.id),
-            )),
-            OnFailure::Compensate(c) => {
-                if matches!(states[c], State::Pending { .. }) {
-                    ctx.journal(
-                        Some(&ctx.runbook.steps[c].id),
-                        EventKind::Queued,
-                        1,
-                        Some(format!("compensating for `{}`", step.id)),
-                        None,
-                    )?;
-                    states[c] = State::Running;
-                    *running += 1;
-                    tasks.spawn(run_step(ctx.clone(), c, 1, ctx.bindings(outputs)));
+/// Which steps are ready: counts each step's unfinished dependencies, so finding the
+/// next ready step costs O(1) instead of a scan of the whole runbook.
+struct Sched {
+    waiting: Vec<usize>,
+    dependents: Vec<Vec<usize>>,
+    ready: std::collections::VecDeque<usize>,
+}
+
+impl Sched {
+    fn new(rb: &Runbook, states: &[State]) -> Sched {
+        let n = rb.steps.len();
+        let mut dependents = vec![Vec::new(); n];
+        let mut waiting = vec![0; n];
+        for (i, s) in rb.steps.iter().enumerate() {
+            for &d in &s.needs {
+                dependents[d].push(i);
+                if !matches!(states[d], State::Done(..)) {
+                    waiting[i] += 1;
                 }
-                Some((
-                    ExecStatus::Failed,
-                    format!(
-                        "step `{}` failed: {reason}; compensated by `{}`",
-                        step.id, ctx.runbook.steps[c].id
-                    ),
-                ))
             }
-        })
+        }
+        let ready = (0..n)
+            .filter(|&i| {
+                waiting[i] == 0
+                    && !rb.steps[i].compensation
+                    && matches!(states[i], State::Pending { .. })
+            })
+            .collect();
+        Sched {
+            waiting,
+            dependents,
+            ready,
+        }
+    }
+
+    /// Step `idx` finished: release the steps that were waiting only for it.
+    fn done(&mut self, idx: usize) {
+        for &d in &self.dependents[idx] {
+            self.waiting[d] = self.waiting[d].saturating_sub(1);
+            if self.waiting[d] == 0 {
+                self.ready.push_back(d);
+            }
+        }
     }
 }
 
@@ -778,12 +935,22 @@ async fn run_attempts(
             ctx.journal(Some(&step.id), kind, attempt, detail, output)
                 .map_err(|e| (format!("journal: {e}"), attempt))
         };
-        journal(
-            EventKind::Started,
-            Some(plan.summary.clone()),
-            Some(input.clone()),
-        )?;
-        if !pure {
+        if pure {
+            // Nothing to recover for a pure step (re-running it is harmless), so its
+            // start is shown but not journaled; its outcome is.
+            ctx.announce(
+                Some(&step.id),
+                EventKind::Started,
+                attempt,
+                Some(plan.summary.clone()),
+                Some(input.clone()),
+            );
+        } else {
+            journal(
+                EventKind::Started,
+                Some(plan.summary.clone()),
+                Some(input.clone()),
+            )?;
             // The start must be durable before the world changes.
             ctx.store
                 .sync()
@@ -857,7 +1024,7 @@ fn report(
     reason: Option<String>,
     duration_ms: u64,
 ) -> ExecutionReport {
-    let events = ctx.store.events(&ctx.id()).unwrap_or_default();
+    let trace = ctx.trace.lock().ok();
     let steps = ctx
         .runbook
         .steps
@@ -865,15 +1032,7 @@ fn report(
         .zip(states)
         .filter(|(s, st)| !(s.compensation && matches!(st, State::Pending { .. })))
         .map(|(s, st)| {
-            let mine = events
-                .iter()
-                .filter(|e| e.step.as_deref() == Some(s.id.as_str()));
-            let starts: Vec<&Event> = mine
-                .clone()
-                .filter(|e| e.kind == EventKind::Started)
-                .collect();
-            let first = starts.first().map(|e| e.ts_ms);
-            let last = mine.clone().last().map(|e| e.ts_ms);
+            let t = trace.as_ref().and_then(|t| t.get(&s.id));
             let (status, output, why) = match st {
                 State::Done(status, output, why) => (status.clone(), output.clone(), why.clone()),
                 State::Running => (StepStatus::Cancelled, None, None),
@@ -883,15 +1042,14 @@ fn report(
                 id: s.id.clone(),
                 uses: s.uses.clone(),
                 status,
-                attempts: starts.iter().map(|e| e.attempt).max().unwrap_or(0),
-                input: starts.last().and_then(|e| e.output.clone()),
+                attempts: t.map_or(0, |t| t.attempts),
+                input: t.and_then(|t| t.input.clone()),
                 output,
                 plan: None,
                 reason: why,
-                duration_ms: match (first, last) {
-                    (Some(a), Some(b)) => (b - a).max(0) as u64,
-                    _ => 0,
-                },
+                duration_ms: t
+                    .and_then(|t| t.first_start_ms.map(|f| (t.last_ms - f).max(0) as u64))
+                    .unwrap_or(0),
             }
         })
         .collect();

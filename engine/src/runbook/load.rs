@@ -634,6 +634,10 @@ impl<'a> Checker<'a> {
             }
         }
 
+        for (step, exprs) in steps.iter_mut().zip(&exprs_by_step) {
+            step.reads = step_reads(exprs.iter().map(|(t, _)| t.value.as_str()), &ids);
+        }
+
         Some(Runbook {
             name: rb.name.value,
             description: rb.description.unwrap_or_default(),
@@ -901,6 +905,8 @@ impl<'a> Checker<'a> {
             compensation: false,
             span: doc.id.span,
             uses_span: uses.span,
+            has_expressions: !exprs.is_empty(),
+            reads: None,
         };
         (step, exprs)
     }
@@ -1075,6 +1081,35 @@ fn references(text: &str, root: &str) -> Vec<(String, usize)> {
         }
     }
     out
+}
+
+/// The steps an expression-bearing step reads, or `None` when `steps` is used in a
+/// way other than `steps.<id>` / `steps["<id>"]` (then every output is bound).
+fn step_reads<'t>(texts: impl Iterator<Item = &'t str>, ids: &[&str]) -> Option<Vec<usize>> {
+    let mut reads = Vec::new();
+    for text in texts {
+        let refs = references(text, "steps");
+        let mentions = text
+            .match_indices("steps")
+            .filter(|(i, _)| {
+                let before = text[..*i].chars().next_back();
+                let after = text[i + 5..].chars().next();
+                !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.')
+                    && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+            })
+            .count();
+        if mentions > refs.len() {
+            return None;
+        }
+        for (name, _) in refs {
+            if let Some(i) = ids.iter().position(|id| *id == name) {
+                if !reads.contains(&i) {
+                    reads.push(i);
+                }
+            }
+        }
+    }
+    Some(reads)
 }
 
 fn type_matches(ty: ParamType, v: &serde_json::Value) -> bool {

@@ -311,6 +311,10 @@ pub struct Step {
     pub span: Span,
     /// Where its `uses` is written.
     pub uses_span: Span,
+    /// Whether any of its inputs, `when` or `assert` holds an expression.
+    pub has_expressions: bool,
+    /// The steps whose outputs its expressions read (`None`: cannot tell, bind all).
+    pub reads: Option<Vec<usize>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
