@@ -5,6 +5,9 @@
 //! appended so far durable. Concurrent `sync` calls share one flush (group commit),
 //! which is what makes tens of thousands of durable transitions per second possible.
 
+mod audit;
+pub use audit::{AuditEntry, PauseState};
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::Path;
@@ -277,6 +280,11 @@ impl Store {
             );
         }
         Ok(out)
+    }
+
+    /// Notes a write, so the next `sync` flushes it.
+    fn mark_written(&self) {
+        self.commit.written.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Makes every write made before this call durable. Concurrent callers share flushes.
