@@ -37,11 +37,35 @@ enum Command {
     DryRun(cli::run::RunArgs),
     /// Run a runbook, journaling every step; resumes an interrupted identical run.
     Run(cli::run::RunArgs),
+    /// Run every runbook whose trigger matches an incident, as automation would
+    /// (kill switch, guardrails, policy).
+    Trigger(cli::automation::TriggerArgs),
+    /// Stop all automatic runs (the kill switch), persisted until `vigil resume`.
+    Pause {
+        /// Why, for the audit log and everyone who wonders.
+        #[arg(long, default_value = "paused by an operator")]
+        reason: String,
+    },
+    /// Re-enable automatic runs after `vigil pause`.
+    Resume,
+    /// The audit log: who or what decided or did what.
+    Audit(cli::automation::AuditArgs),
+    /// Escalation policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Inspect and act on executions in the journal.
     Executions {
         #[command(subcommand)]
         command: cli::run::ExecutionsCommand,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyCommand {
+    /// Print a policy's decision for an incident, with the trace of host calls; or run a suite.
+    Test(cli::automation::PolicyTestArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +77,13 @@ fn main() -> ExitCode {
         Command::DryRun(args) => cli::run::run(&cli.global, args, true),
         Command::Run(args) => cli::run::run(&cli.global, args, false),
         Command::Executions { command } => cli::run::executions(&cli.global, command),
+        Command::Trigger(args) => cli::automation::trigger(&cli.global, args),
+        Command::Pause { reason } => cli::automation::pause(&cli.global, reason, true),
+        Command::Resume => cli::automation::pause(&cli.global, "", false),
+        Command::Audit(args) => cli::automation::audit(&cli.global, args),
+        Command::Policy {
+            command: PolicyCommand::Test(args),
+        } => cli::automation::policy_test(&cli.global, args),
     };
     match result {
         Ok(code) => code,

@@ -26,6 +26,16 @@ pub enum ExecError {
     Store(#[from] StoreError),
     #[error("execution `{0}` is already finished ({1})")]
     Finished(String, &'static str),
+    #[error("execution `{id}` is {status}, not awaiting approval")]
+    NotAwaiting { id: String, status: &'static str },
+    #[error(
+        "execution `{id}`: the plan changed since you reviewed it (you approved {expected}, it is now {current}); review it again"
+    )]
+    StalePlan {
+        id: String,
+        expected: String,
+        current: String,
+    },
     #[error("the journal of execution `{id}` holds a runbook that no longer parses: {detail}")]
     BadSource { id: String, detail: String },
 }
@@ -84,9 +94,30 @@ pub struct Request {
     pub source: String,
     pub params: Map<String, Value>,
     pub incident: Value,
+    /// Who asked: `manual` (a person at the CLI or API) or `automatic` (a trigger).
+    pub origin: String,
+    /// A policy asked for approval: the execution waits before acting.
+    pub gate: bool,
 }
 
 impl Request {
+    /// A manual request with no approval gate.
+    pub fn manual(
+        runbook: Arc<Runbook>,
+        source: String,
+        params: Map<String, Value>,
+        incident: Value,
+    ) -> Request {
+        Request {
+            runbook,
+            source,
+            params,
+            incident,
+            origin: "manual".into(),
+            gate: false,
+        }
+    }
+
     /// Identifies "the same run": the same runbook text and inputs.
     pub fn inputs_key(&self) -> String {
         let text = serde_json::to_string(&(
@@ -317,6 +348,8 @@ impl Executor {
             created_ms: now,
             updated_ms: now,
             reason: None,
+            origin: req.origin.clone(),
+            gate: req.gate,
         };
         self.store.put_execution(&record)?;
         let ctx = self.ctx(record, req.runbook.clone());
@@ -347,6 +380,86 @@ impl Executor {
             exprs: self.exprs.clone(),
             observer: self.observer.clone(),
         }
+    }
+
+    /// Approves (and continues) or rejects (and fails) the step an execution waits on.
+    /// The approval binds to the plan hash the execution is waiting with; with
+    /// `expected_hash`, an approval of a different plan is refused.
+    pub async fn decide_approval(
+        &self,
+        id: &str,
+        approve: bool,
+        actor: &str,
+        comment: Option<&str>,
+        expected_hash: Option<&str>,
+    ) -> Result<Option<ExecutionReport>, ExecError> {
+        let mut rec = self.store.execution(id)?;
+        if rec.status != ExecStatus::AwaitingApproval {
+            return Err(ExecError::NotAwaiting {
+                id: id.into(),
+                status: rec.status.as_str(),
+            });
+        }
+        let events = self.store.events(id)?;
+        let waiting = events
+            .iter()
+            .rev()
+            .find(|e| e.kind == EventKind::AwaitingApproval);
+        let step = waiting.and_then(|e| e.step.clone());
+        let hash = waiting
+            .and_then(|e| e.output.as_ref())
+            .and_then(|o| o["plan_hash"].as_str())
+            .map(str::to_string);
+        if let (Some(expected), Some(current)) = (expected_hash, &hash) {
+            if expected != current {
+                return Err(ExecError::StalePlan {
+                    id: id.into(),
+                    expected: expected.into(),
+                    current: current.clone(),
+                });
+            }
+        }
+        let detail = format!(
+            "by {actor}{}",
+            comment.map(|c| format!(": {c}")).unwrap_or_default()
+        );
+        let kind = if approve {
+            EventKind::Approved
+        } else {
+            EventKind::Rejected
+        };
+        let ev = Event {
+            seq: 0,
+            ts_ms: now_ms(),
+            step: step.clone(),
+            kind,
+            attempt: 0,
+            detail: Some(detail.clone()),
+            output: Some(json!({ "plan_hash": hash })),
+        };
+        self.store.append(id, ev)?;
+        let entry = crate::store::AuditEntry::new(
+            actor,
+            if approve { "approve" } else { "reject" },
+            id,
+            if approve { "approved" } else { "rejected" },
+        )
+        .with_inputs(json!({ "step": step, "comment": comment }))
+        .with_plan_hash(hash);
+        self.store.audit(entry)?;
+        if !approve {
+            rec.status = ExecStatus::Failed;
+            rec.reason = Some(format!(
+                "step `{}` rejected {detail}",
+                step.unwrap_or_default()
+            ));
+            rec.updated_ms = now_ms();
+            self.store.put_execution(&rec)?;
+            self.store.sync().await?;
+            return Ok(None);
+        }
+        self.store.sync().await?;
+        self.resume(id).await.map(Some)
     }
 
     /// Resumes an unfinished execution from its journal. Completed steps are never
@@ -555,7 +668,8 @@ struct Walk {
     tasks: JoinSet<(usize, StepResult)>,
     running: usize,
     limit: usize,
-    approvals: Vec<usize>,
+    /// Approvals recorded in the journal: step and the plan hash approved.
+    approvals: Vec<(usize, Option<String>)>,
     /// Why the execution stops early, once it does.
     stop: Option<(ExecStatus, String)>,
 }
@@ -625,28 +739,105 @@ impl Walk {
                     }
                 }
             }
-            if step.approval == Approval::Required && !self.approvals.contains(&idx) {
-                let reason = format!(
-                    "step `{}` requires approval: `vigil executions approve {}`",
-                    step.id,
-                    ctx.id()
-                );
+            if let Some(reason) = self.approval_needed(idx).await? {
                 ctx.journal(
                     Some(&step.id),
                     EventKind::AwaitingApproval,
                     next_attempt,
-                    Some(reason.clone()),
-                    None,
+                    Some(reason.0.clone()),
+                    Some(json!({ "plan_hash": reason.1 })),
                 )?;
                 self.states[idx] =
-                    State::Done(StepStatus::AwaitingApproval, None, Some(reason.clone()));
-                self.stop = Some((ExecStatus::AwaitingApproval, reason));
+                    State::Done(StepStatus::AwaitingApproval, None, Some(reason.0.clone()));
+                self.stop = Some((ExecStatus::AwaitingApproval, reason.0));
                 break;
             }
             self.states[idx] = State::Running;
             self.spawn_or_finish(idx, next_attempt).await?;
         }
         Ok(())
+    }
+
+    /// Whether step `idx` must wait for a human, and why, with the hash of the plan
+    /// to approve. An approval binds to that hash: if the plan changed since, the
+    /// approval is void and the step waits again.
+    async fn approval_needed(&mut self, idx: usize) -> Result<Option<(String, String)>, ExecError> {
+        let ctx = self.ctx.clone();
+        let rb = &ctx.runbook;
+        let step = &rb.steps[idx];
+        let gate = ctx.record.lock().map(|r| r.gate).unwrap_or(false);
+        let action = ctx.catalog.resolve(&step.uses);
+        let pure = action.as_ref().is_some_and(|a| a.info().pure);
+        let required = match step.approval {
+            Approval::Required => true,
+            Approval::Policy => gate,
+            // The policy asked for approval but no step names `approval: policy`: one
+            // approval, before the first step with side effects, covers the execution.
+            Approval::None => {
+                gate && !pure
+                    && !rb.steps.iter().any(|s| s.approval == Approval::Policy)
+                    && self.approvals.is_empty()
+            }
+        };
+        if !required {
+            return Ok(None);
+        }
+        let Some(action) = action else {
+            return Ok(None);
+        };
+        let input = render(
+            &step.with,
+            &ctx.exprs,
+            &ctx.bindings(idx, &self.outputs),
+            Unknowns::Error,
+        )
+        .unwrap_or(Value::Null);
+        // The approval covers exactly this input and this plan.
+        let hash = match action.plan(&input).await {
+            Ok(plan) => format!(
+                "{:016x}",
+                super::action::fnv1a64(format!("{}|{input}", plan.hash()).as_bytes())
+            ),
+            Err(_) => return Ok(None), // the step fails on its own when it runs
+        };
+        let approved_here = self
+            .approvals
+            .iter()
+            .filter(|(i, _)| *i == idx)
+            .collect::<Vec<_>>();
+        if approved_here
+            .iter()
+            .any(|(_, h)| h.as_deref() == Some(hash.as_str()) || h.is_none())
+        {
+            return Ok(None);
+        }
+        if step.approval == Approval::None && gate && !self.approvals.is_empty() {
+            return Ok(None);
+        }
+        let why = if approved_here.is_empty() {
+            format!(
+                "step `{}` requires approval: `vigil executions approve {}`",
+                step.id,
+                ctx.id()
+            )
+        } else {
+            ctx.journal(
+                Some(&step.id),
+                EventKind::Rejected,
+                0,
+                Some(format!(
+                    "approval void: the plan changed since it was approved (now {hash})"
+                )),
+                None,
+            )?;
+            self.approvals.retain(|(i, _)| *i != idx);
+            format!(
+                "the plan of `{}` changed since it was approved; approve again: `vigil executions approve {}`",
+                step.id,
+                ctx.id()
+            )
+        };
+        Ok(Some((why, hash)))
     }
 
     /// Runs a step. A step that completes on its first poll (pure actions such as
@@ -859,15 +1050,23 @@ impl Sched {
     }
 }
 
-/// Steps with a recorded approval in the journal.
-fn approved_steps(ctx: &RunCtx) -> Result<Vec<usize>, StoreError> {
+/// Approvals recorded in the journal, with the plan hash each approved.
+fn approved_steps(ctx: &RunCtx) -> Result<Vec<(usize, Option<String>)>, StoreError> {
     let id = ctx.id();
     Ok(ctx
         .store
         .events(&id)?
         .iter()
         .filter(|e| e.kind == EventKind::Approved)
-        .filter_map(|e| e.step.as_deref().and_then(|s| ctx.runbook.step_index(s)))
+        .filter_map(|e| {
+            let idx = e.step.as_deref().and_then(|s| ctx.runbook.step_index(s))?;
+            let hash = e
+                .output
+                .as_ref()
+                .and_then(|o| o["plan_hash"].as_str())
+                .map(str::to_string);
+            Some((idx, hash))
+        })
         .collect())
 }
 

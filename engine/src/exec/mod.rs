@@ -2,6 +2,7 @@
 //! journals every transition before the next side effect.
 
 pub mod action;
+pub mod automation;
 pub mod core;
 pub mod dry_run;
 pub mod executor;

@@ -89,6 +89,16 @@ pub struct ExecutionRecord {
     pub updated_ms: i64,
     #[serde(default)]
     pub reason: Option<String>,
+    /// `manual` or `automatic`: guardrails count automatic runs.
+    #[serde(default = "manual")]
+    pub origin: String,
+    /// A policy asked for approval before the execution acts.
+    #[serde(default)]
+    pub gate: bool,
+}
+
+fn manual() -> String {
+    "manual".into()
 }
 
 /// What happened to an execution or one of its steps.
@@ -329,6 +339,8 @@ mod tests {
             created_ms: 1,
             updated_ms: 1,
             reason: None,
+            origin: "manual".into(),
+            gate: false,
         }
     }
 
