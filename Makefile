@@ -1,25 +1,49 @@
-# vigil — build, test, bench. (Plugin targets; the lead merges the rest.)
+# vigil — the two commands a newcomer needs are `make demo` and `make test`.
 CARGO ?= cargo
-export CARGO_TARGET_DIR ?= $(CURDIR)/target
-PLUGIN_DIR := $(CARGO_TARGET_DIR)/plugins
-# package:stem — real plugins go to $(PLUGIN_DIR), test-only ones to $(PLUGIN_DIR)/test.
+VIGIL := target/debug/vigil
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+PLUGIN_DIR := $(TARGET_DIR)/plugins
+# Real plugins go to $(PLUGIN_DIR), test-only ones (sandbox tests, benchmarks) to $(PLUGIN_DIR)/test.
 PLUGINS := prometheus http exec file sim
 TEST_PLUGINS := noop hostile
 
-.PHONY: plugins test-plugins bench-plugins
+.PHONY: plugins all build demo test bench nab fmt lint clean
+
+all: build
+
+build:
+	$(CARGO) build --bin vigil
+
+## Run the main job on the embedded default bundle (runbooks/).
+demo: build
+	@bash scripts/demo.sh $(VIGIL)
 
 ## Build every plugin once (release, wasm32-wasip2) into $(PLUGIN_DIR).
 plugins:
 	$(CARGO) build --release --target wasm32-wasip2 $(addprefix -p plugin-,$(PLUGINS) $(TEST_PLUGINS))
 	mkdir -p $(PLUGIN_DIR)/test
-	for p in $(PLUGINS); do cp $(CARGO_TARGET_DIR)/wasm32-wasip2/release/plugin_$$p.wasm $(PLUGIN_DIR)/$$p.wasm; done
-	for p in $(TEST_PLUGINS); do cp $(CARGO_TARGET_DIR)/wasm32-wasip2/release/plugin_$$p.wasm $(PLUGIN_DIR)/test/$$p.wasm; done
+	for p in $(PLUGINS); do cp $(TARGET_DIR)/wasm32-wasip2/release/plugin_$$p.wasm $(PLUGIN_DIR)/$$p.wasm; done
+	for p in $(TEST_PLUGINS); do cp $(TARGET_DIR)/wasm32-wasip2/release/plugin_$$p.wasm $(PLUGIN_DIR)/test/$$p.wasm; done
 
-## Plugin tests: host, sandbox (hostile plugins), e2e (real Prometheus), CLI; plus the plugins' own unit tests.
-test-plugins: plugins
-	VIGIL_PLUGIN_DIR=$(PLUGIN_DIR) $(CARGO) test -p vigil --test plugin_sandbox --test plugin_host --test plugin_e2e --test plugin_cli
-	$(CARGO) test $(addprefix -p plugin-,$(PLUGINS))
+## The whole test suite: unit, property, data-driven and end-to-end tests.
+test: plugins
+	$(CARGO) build --bin vigil
+	VIGIL_PLUGIN_DIR=$(abspath $(PLUGIN_DIR)) $(CARGO) test --workspace
 
-## Plugin benchmarks (call overhead, instantiation, cold start with/without cache).
-bench-plugins: plugins
-	VIGIL_PLUGIN_DIR=$(PLUGIN_DIR) $(CARGO) bench -p vigil --bench plugin
+## Every benchmark, each figure next to its target.
+bench: plugins
+	VIGIL_PLUGIN_DIR=$(abspath $(PLUGIN_DIR)) $(CARGO) bench --bench executor --bench journal --bench validate --bench policy --bench detect --bench plugin
+
+## Anomaly detection quality on the shared NAB data (../shared), beside the published detectors.
+nab:
+	@bash scripts/nab.sh
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) clippy --workspace --all-targets
+
+clean:
+	$(CARGO) clean
+	rm -rf .vigil

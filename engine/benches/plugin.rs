@@ -52,7 +52,7 @@ fn cold_start(c: &mut Criterion) {
     let cache = tempfile::tempdir().expect("cache dir");
     let run = |cache_dir: Option<&std::path::Path>| {
         let mut cmd = Command::new(exe);
-        cmd.args(["--json", "plugin", "inspect"]).arg(&wasm);
+        cmd.args(["--output", "json", "plugin", "inspect"]).arg(&wasm);
         if let Some(d) = cache_dir {
             cmd.arg("--cache-dir").arg(d);
         }

@@ -3,5 +3,8 @@
 //! See `ARCHITECTURE.md` at the repository root for the code map and invariants.
 
 pub mod exec;
+pub mod graph;
 pub mod plugin;
+pub mod policy;
 pub mod runbook;
+pub mod store;

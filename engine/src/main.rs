@@ -2,42 +2,99 @@
 
 mod cli;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(Debug, Parser)]
-#[command(name = "vigil", version)]
-struct Args {
-    /// Print JSON instead of text.
-    #[arg(long, global = true)]
-    json: bool,
+#[derive(Parser, Debug)]
+#[command(
+    name = "vigil",
+    version,
+    about = "Rules-and-runbook automation: detect, decide, remediate — durably."
+)]
+struct Cli {
+    #[command(flatten)]
+    global: cli::Global,
     #[command(subcommand)]
-    command: Option<Command>,
+    command: Command,
 }
 
-#[derive(Debug, clap::Subcommand)]
+#[derive(Subcommand, Debug)]
 enum Command {
+    /// Check runbooks, detectors and config; report every problem with file:line:col.
+    Validate {
+        /// A resource file or a bundle directory (default: the bundle of --config).
+        path: Option<PathBuf>,
+    },
+    /// Render a runbook's step graph.
+    Graph {
+        /// Runbook name (in the bundle) or file.
+        runbook: String,
+        #[arg(long, value_enum, default_value_t = cli::graph::Format::Mermaid)]
+        format: cli::graph::Format,
+    },
+    /// Show what a runbook would do — resolved order, inputs, conditions, plans — with no side effect.
+    DryRun(cli::run::RunArgs),
+    /// Run a runbook, journaling every step; resumes an interrupted identical run.
+    Run(cli::run::RunArgs),
+    /// Run every runbook whose trigger matches an incident, as automation would
+    /// (kill switch, guardrails, policy).
+    Trigger(cli::automation::TriggerArgs),
+    /// Stop all automatic runs (the kill switch), persisted until `vigil resume`.
+    Pause {
+        /// Why, for the audit log and everyone who wonders.
+        #[arg(long, default_value = "paused by an operator")]
+        reason: String,
+    },
+    /// Re-enable automatic runs after `vigil pause`.
+    Resume,
+    /// The audit log: who or what decided or did what.
+    Audit(cli::automation::AuditArgs),
+    /// Escalation policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Inspect and act on executions in the journal.
+    Executions {
+        #[command(subcommand)]
+        command: cli::run::ExecutionsCommand,
+    },
     /// WASM plugins: scaffold, build, inspect, list.
     #[command(subcommand)]
     Plugin(cli::plugin::PluginCommand),
 }
 
+#[derive(Subcommand, Debug)]
+enum PolicyCommand {
+    /// Print a policy's decision for an incident, with the trace of host calls; or run a suite.
+    Test(cli::automation::PolicyTestArgs),
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match &args.command {
-        None => {
-            println!("vigil {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        Some(Command::Plugin(cmd)) => {
-            let cx = cli::plugin::PluginCliContext { json: args.json, ..Default::default() };
-            match cli::plugin::run(cmd, &cx) {
-                Ok(code) => code,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::from(1)
-                }
-            }
+    let cli = Cli::parse();
+    cli::init_tracing(&cli.global);
+    let result = match &cli.command {
+        Command::Validate { path } => cli::validate::run(&cli.global, path.as_deref()),
+        Command::Graph { runbook, format } => cli::graph::run(&cli.global, runbook, *format),
+        Command::DryRun(args) => cli::run::run(&cli.global, args, true),
+        Command::Run(args) => cli::run::run(&cli.global, args, false),
+        Command::Executions { command } => cli::run::executions(&cli.global, command),
+        Command::Trigger(args) => cli::automation::trigger(&cli.global, args),
+        Command::Pause { reason } => cli::automation::pause(&cli.global, reason, true),
+        Command::Resume => cli::automation::pause(&cli.global, "", false),
+        Command::Audit(args) => cli::automation::audit(&cli.global, args),
+        Command::Policy {
+            command: PolicyCommand::Test(args),
+        } => cli::automation::policy_test(&cli.global, args),
+        Command::Plugin(cmd) => cli::plugin::run(cmd, &cli::plugin::PluginCliContext::from_global(&cli.global)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            cli::print_error(&cli.global, &e);
+            e.downcast_ref::<cli::Invalid>()
+                .map_or(ExitCode::from(1), |_| ExitCode::from(2))
         }
     }
 }

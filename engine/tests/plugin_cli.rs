@@ -44,13 +44,13 @@ fn scaffolded_plugins_build_and_run() {
         assert!(stdout.contains(&format!("({name} 0.1.0)")), "{stdout}");
     }
 
-    let (ok, stdout, stderr) = vigil(&["--json", "plugin", "list", "--dir", out_str], &target);
+    let (ok, stdout, stderr) = vigil(&["--output", "json", "plugin", "list", "--dir", out_str], &target);
     assert!(ok, "{stderr}");
     let list: Value = serde_json::from_str(&stdout).expect("json list");
     assert_eq!(list.as_array().map(Vec::len), Some(2));
 
     let wasm = out_dir.join("my_notifier.wasm");
-    let (ok, stdout, stderr) = vigil(&["--json", "plugin", "inspect", wasm.to_str().expect("utf8")], &target);
+    let (ok, stdout, stderr) = vigil(&["--output", "json", "plugin", "inspect", wasm.to_str().expect("utf8")], &target);
     assert!(ok, "{stderr}");
     let info: Value = serde_json::from_str(&stdout).expect("json");
     assert_eq!(info["info"]["actions"][0]["name"], "notify");

@@ -59,6 +59,19 @@ pub struct PluginCliContext {
     pub cache_dir: Option<PathBuf>,
 }
 
+impl PluginCliContext {
+    /// From the global flags: `--output json`, and the plugin dirs and store of
+    /// the config in use (the compile cache lives in `<store>/plugin-cache`).
+    pub fn from_global(g: &super::Global) -> Self {
+        let bundle = g.bundle_dir().and_then(|d| vigil::runbook::Bundle::load(&d).ok());
+        PluginCliContext {
+            json: g.json(),
+            plugin_dirs: bundle.as_ref().map(|b| b.config.plugin_dirs.clone()).unwrap_or_default(),
+            cache_dir: bundle.as_ref().map(|b| super::store_dir(g, Some(b)).join("plugin-cache")),
+        }
+    }
+}
+
 pub fn run(cmd: &PluginCommand, cx: &PluginCliContext) -> anyhow::Result<ExitCode> {
     match cmd {
         PluginCommand::New { name, kind, dir, sdk_path } => {

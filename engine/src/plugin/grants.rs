@@ -188,7 +188,7 @@ pub fn check_url_shape(url: &str) -> Result<(), String> {
 fn arg_matches(pattern: &str, arg: &str) -> bool {
     if let Some(re) = pattern.strip_prefix("re:") {
         let anchored = format!("^(?:{re})$");
-        match regex_lite::Regex::new(&anchored) {
+        match regex::Regex::new(&anchored) {
             Ok(r) => r.is_match(arg),
             Err(_) => false,
         }
@@ -248,7 +248,7 @@ impl Grants {
             }
             for a in &g.args {
                 if let Some(re) = a.strip_prefix("re:") {
-                    regex_lite::Regex::new(re)
+                    regex::Regex::new(re)
                         .map_err(|e| format!("process grant {:?}: bad regex {re:?}: {e}", g.command))?;
                 }
             }
