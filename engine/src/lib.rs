@@ -2,5 +2,6 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the code map and invariants.
 
+pub mod detect;
 pub mod exec;
 pub mod runbook;
