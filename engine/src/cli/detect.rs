@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use vigil::detect::anomaly::{ModelConfig, Score};
 use vigil::detect::forecast::{self, ForecastConfig};
-use vigil::detect::input::{Row, parse_csv};
+use vigil::detect::input::{Row, TimeOrder, parse_csv_with};
 
 /// Output formats of `vigil detect`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -40,12 +40,22 @@ pub struct DetectArgs {
 /// Exit code for input the user must fix.
 const INVALID_INPUT: u8 = 2;
 
-fn read_rows(path: &PathBuf) -> Result<Vec<Row>, String> {
+/// Reads the CSV. Rows whose timestamp does not increase are refused in `Strict` order;
+/// in `FileOrder` they are kept and scored in file order, with one warning on stderr.
+fn read_rows(path: &PathBuf, order: TimeOrder) -> Result<Vec<Row>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    parse_csv(&text).map_err(|e| match e.line() {
+    let parsed = parse_csv_with(&text, order).map_err(|e| match e.line() {
         Some(line) => format!("{}:{line}: {e}", path.display()),
         None => format!("{}: {e}", path.display()),
-    })
+    })?;
+    if let Some(first) = parsed.out_of_order.first() {
+        eprintln!(
+            "warning: {}:{first}: {} row(s) with a timestamp not after the previous one; scored in file order",
+            path.display(),
+            parsed.out_of_order.len()
+        );
+    }
+    Ok(parsed.rows)
 }
 
 fn invalid(msg: impl std::fmt::Display) -> ExitCode {
@@ -68,7 +78,7 @@ pub fn run_detect(args: &DetectArgs) -> anyhow::Result<ExitCode> {
         Ok(m) => m,
         Err(e) => return Ok(invalid(e)),
     };
-    let rows = match read_rows(&args.input) {
+    let rows = match read_rows(&args.input, TimeOrder::FileOrder) {
         Ok(r) => r,
         Err(e) => return Ok(invalid(e)),
     };
@@ -148,7 +158,7 @@ pub fn run_forecast(args: &ForecastArgs) -> anyhow::Result<ExitCode> {
     {
         return Ok(invalid("--limit must be a finite number"));
     }
-    let rows = match read_rows(&args.input) {
+    let rows = match read_rows(&args.input, TimeOrder::Strict) {
         Ok(r) => r,
         Err(e) => return Ok(invalid(e)),
     };

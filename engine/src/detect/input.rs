@@ -67,8 +67,31 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
     None
 }
 
+/// What to do with a row whose timestamp is not after the previous row's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeOrder {
+    /// Refuse it with [`InputError::NotIncreasing`].
+    Strict,
+    /// Keep it, in file order (real exports have daylight-saving repeats and duplicates;
+    /// scoring every row in file order is what NAB expects). [`Parsed::out_of_order`] lists them.
+    FileOrder,
+}
+
+/// A parsed file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    pub rows: Vec<Row>,
+    /// Lines whose timestamp was not after the previous row's (kept in [`TimeOrder::FileOrder`]).
+    pub out_of_order: Vec<usize>,
+}
+
 /// Reads the whole CSV. Timestamps must strictly increase; blank lines are skipped.
 pub fn parse_csv(text: &str) -> Result<Vec<Row>, InputError> {
+    parse_csv_with(text, TimeOrder::Strict).map(|p| p.rows)
+}
+
+/// Reads the whole CSV with the given policy for timestamps that do not increase.
+pub fn parse_csv_with(text: &str, order: TimeOrder) -> Result<Parsed, InputError> {
     let mut lines = text.lines().enumerate();
     let header = loop {
         match lines.next() {
@@ -82,6 +105,7 @@ pub fn parse_csv(text: &str) -> Result<Vec<Row>, InputError> {
         return Err(InputError::BadHeader { found: header.to_string() });
     }
     let mut rows: Vec<Row> = Vec::new();
+    let mut out_of_order = Vec::new();
     for (i, l) in lines {
         let line = i + 1;
         if l.trim().is_empty() {
@@ -99,14 +123,17 @@ pub fn parse_csv(text: &str) -> Result<Vec<Row>, InputError> {
             .filter(|v| v.is_finite())
             .ok_or_else(|| InputError::BadValue { line, text: val.to_string() })?;
         if rows.last().is_some_and(|r| r.t >= t) {
-            return Err(InputError::NotIncreasing { line, text: ts.to_string() });
+            if order == TimeOrder::Strict {
+                return Err(InputError::NotIncreasing { line, text: ts.to_string() });
+            }
+            out_of_order.push(line);
         }
         rows.push(Row { line, raw_timestamp: ts.to_string(), t, value });
     }
     if rows.is_empty() {
         return Err(InputError::NoRows);
     }
-    Ok(rows)
+    Ok(Parsed { rows, out_of_order })
 }
 
 #[cfg(test)]
@@ -132,5 +159,8 @@ mod tests {
         assert!(matches!(parse_csv("timestamp,value\n1,NaN\n"), Err(InputError::BadValue { .. })));
         assert_eq!(parse_csv(""), Err(InputError::Empty));
         assert_eq!(parse_csv("timestamp,value\n"), Err(InputError::NoRows));
+        let lenient = parse_csv_with("timestamp,value\n2,1\n2,1\n1,1\n", TimeOrder::FileOrder).expect("kept");
+        assert_eq!(lenient.rows.len(), 3);
+        assert_eq!(lenient.out_of_order, vec![3, 4]);
     }
 }

@@ -1,14 +1,18 @@
-//! The ensemble: runs the single-series methods side by side and combines their scores.
+//! The ensemble: runs the single-series methods side by side and combines their verdicts.
 //!
-//! The combined score is the largest weighted method score, then sharpened in two ways that
-//! matter to whoever gets paged (and to NAB's scoring, which rewards the earliest detection
-//! per anomaly and charges every false alarm):
-//! - **refractory period**: within `refractory` points after a score, a new score is only
-//!   let through when it beats the largest recent one; one incident gives one alarm, not a
-//!   burst;
-//! - the explanation is the one of the method that fired most.
-
-use std::collections::VecDeque;
+//! Combination, in order, each step for a reason:
+//! 1. **normalise**: each method's deviation is divided by its own "half" level (the
+//!    deviation scoring 0.5), so a robust z of 8 and a CUSUM at 2× threshold compare;
+//! 2. **season gate**: when the seasonal method has found a strong period, deviations from
+//!    the recent level (robust, spike) are expected every cycle, so they count only
+//!    `gated_weight` as much; the seasonal residual judges level and spikes instead;
+//! 3. **weighted maximum**: the method that deviates most speaks (and explains);
+//! 4. **surprise**: the deviation is divided by a slowly decaying maximum of past
+//!    deviations raised to `surprise`: on a series that is always spiky, a spike of the
+//!    usual size is no news, while on a quiet series a modest one is;
+//! 5. **alarm and refractory**: once the score reaches `alarm_level`, the next `refractory`
+//!    points are damped by `suppressed_factor` unless they beat the alarm — one incident
+//!    gives one alarm, not a burst, and a worse one still gets through.
 
 use serde::{Deserialize, Serialize};
 
@@ -42,9 +46,19 @@ pub struct EnsembleConfig {
     pub cusum: CusumConfig,
     pub spike: SpikeConfig,
     pub weights: MethodWeights,
-    /// Points after a score during which only a larger score gets through.
+    /// Seasonal strength (autocorrelation at the period) from which the season gate closes.
+    pub season_gate: f64,
+    /// Weight of robust and spike while the season gate is closed.
+    pub gated_weight: f64,
+    /// Exponent of the surprise normalisation (0: off, 1: fully relative to the past).
+    pub surprise: f64,
+    /// Half-life, in points, of the memory of past deviations.
+    pub memory: f64,
+    /// Score from which an alarm starts a refractory period.
+    pub alarm_level: f64,
+    /// Points after an alarm during which scores are damped.
     pub refractory: usize,
-    /// Factor applied to scores that do not beat the recent maximum.
+    /// Factor applied to scores during the refractory period.
     pub suppressed_factor: f64,
 }
 
@@ -56,8 +70,13 @@ impl Default for EnsembleConfig {
             cusum: CusumConfig::default(),
             spike: SpikeConfig::default(),
             weights: MethodWeights::default(),
+            season_gate: 0.6,
+            gated_weight: 0.0,
+            surprise: 0.5,
+            memory: 1000.0,
+            alarm_level: 0.5,
             refractory: 100,
-            suppressed_factor: 0.0,
+            suppressed_factor: 0.1,
         }
     }
 }
@@ -70,56 +89,44 @@ pub struct Ensemble {
     seasonal: Seasonal,
     cusum: Cusum,
     spike: Spike,
-    /// Sliding maximum of recent combined scores: (point index, score), decreasing scores.
-    recent: VecDeque<(u64, f64)>,
-    index: u64,
+    /// Decaying maximum of past normalised deviations.
+    past_max: f64,
+    decay: f64,
+    /// Points left in the current refractory period.
+    refractory_left: usize,
+    /// Score of the alarm that started the refractory period.
+    alarm_peak: f64,
+}
+
+fn unit_weight(field: &'static str, v: f64) -> Result<(), ModelConfigError> {
+    require(v.is_finite() && (0.0..=1.0).contains(&v), field, "must be in 0..=1")
 }
 
 impl Ensemble {
     pub fn new(cfg: EnsembleConfig) -> Result<Self, ModelConfigError> {
         let w = &cfg.weights;
-        for (field, v) in [
-            ("weights.robust", w.robust),
-            ("weights.seasonal", w.seasonal),
-            ("weights.cusum", w.cusum),
-            ("weights.spike", w.spike),
-        ] {
-            require(v.is_finite() && (0.0..=1.0).contains(&v), field, "must be in 0..=1")?;
-        }
-        require(
-            cfg.suppressed_factor.is_finite() && (0.0..=1.0).contains(&cfg.suppressed_factor),
-            "suppressed_factor",
-            "must be in 0..=1",
-        )?;
-        require(cfg.refractory <= 100_000, "refractory", "must be at most 100000 points")?;
+        unit_weight("weights.robust", w.robust)?;
+        unit_weight("weights.seasonal", w.seasonal)?;
+        unit_weight("weights.cusum", w.cusum)?;
+        unit_weight("weights.spike", w.spike)?;
+        unit_weight("season_gate", cfg.season_gate)?;
+        unit_weight("gated_weight", cfg.gated_weight)?;
+        unit_weight("surprise", cfg.surprise)?;
+        unit_weight("alarm_level", cfg.alarm_level)?;
+        unit_weight("suppressed_factor", cfg.suppressed_factor)?;
+        require(cfg.memory.is_finite() && cfg.memory >= 1.0, "memory", "must be at least 1 point")?;
+        require(cfg.refractory <= 1_000_000, "refractory", "must be at most 1000000 points")?;
         Ok(Self {
             robust: RobustDeviation::new(cfg.robust.clone())?,
             seasonal: Seasonal::new(cfg.seasonal.clone())?,
             cusum: Cusum::new(cfg.cusum.clone())?,
             spike: Spike::new(cfg.spike.clone())?,
-            recent: VecDeque::with_capacity(cfg.refractory + 1),
-            index: 0,
+            past_max: 0.0,
+            decay: 0.5f64.powf(1.0 / cfg.memory),
+            refractory_left: 0,
+            alarm_peak: 0.0,
             cfg,
         })
-    }
-
-    /// Applies the refractory rule to a combined score.
-    fn refract(&mut self, raw: f64) -> f64 {
-        let i = self.index;
-        self.index += 1;
-        if self.cfg.refractory == 0 {
-            return raw;
-        }
-        let horizon = self.cfg.refractory as u64;
-        while self.recent.front().is_some_and(|(at, _)| at + horizon < i) {
-            self.recent.pop_front();
-        }
-        let recent_max = self.recent.front().map_or(0.0, |(_, v)| *v);
-        while self.recent.back().is_some_and(|(_, v)| *v <= raw) {
-            self.recent.pop_back();
-        }
-        self.recent.push_back((i, raw));
-        if raw > recent_max { raw } else { raw * self.cfg.suppressed_factor }
     }
 }
 
@@ -132,25 +139,38 @@ impl AnomalyMethod for Ensemble {
         if !x.is_finite() {
             return Score::quiet(t, x, self.name(), Reason::Skipped);
         }
-        let w = &self.cfg.weights;
-        let (wr, ws, wc, wp) = (w.robust, w.seasonal, w.cusum, w.spike);
+        let cfg = &self.cfg;
+        let gate = if self.seasonal.strength() >= cfg.season_gate { cfg.gated_weight } else { 1.0 };
         let scores = [
-            (wr, self.robust.update(t, x)),
-            (ws, self.seasonal.update(t, x)),
-            (wc, self.cusum.update(t, x)),
-            (wp, self.spike.update(t, x)),
+            (cfg.weights.robust * gate / cfg.robust.z_half, self.robust.update(t, x)),
+            (cfg.weights.seasonal / cfg.seasonal.z_half, self.seasonal.update(t, x)),
+            (cfg.weights.cusum, self.cusum.update(t, x)),
+            (cfg.weights.spike * gate / cfg.spike.z_half, self.spike.update(t, x)),
         ];
         let mut best = scores[0].1;
-        let mut best_v = f64::NEG_INFINITY;
+        let mut deviation = 0.0f64;
         for (weight, s) in scores {
-            let v = weight * s.value;
-            if v > best_v {
-                best_v = v;
+            let d = weight * s.deviation.abs();
+            if d > deviation {
+                deviation = d;
                 best = s;
             }
         }
-        let value = self.refract(best_v.max(0.0)).clamp(0.0, 1.0);
-        Score { value, ..best }
+        let deviation = deviation.min(1e12);
+        // Surprise: relative to what this series usually does (never below the half level).
+        let usual = self.past_max.max(1.0);
+        let u = deviation / usual.powf(cfg.surprise);
+        self.past_max = deviation.max(self.past_max * self.decay);
+        let mut value = (u * u / (u * u + 1.0)).clamp(0.0, 1.0);
+        if self.refractory_left > 0 && value <= self.alarm_peak {
+            self.refractory_left -= 1;
+            value *= cfg.suppressed_factor;
+        } else if value >= cfg.alarm_level {
+            // A new alarm, or one larger than the alarm in progress: let it through.
+            self.refractory_left = cfg.refractory;
+            self.alarm_peak = value;
+        }
+        Score { value, method: if deviation > 0.0 { best.method } else { self.name() }, ..best }
     }
 
     fn state_bytes(&self) -> usize {
@@ -163,6 +183,5 @@ impl AnomalyMethod for Ensemble {
             + self.seasonal.state_bytes()
             + self.cusum.state_bytes()
             + self.spike.state_bytes()
-            + self.recent.capacity() * std::mem::size_of::<(u64, f64)>()
     }
 }

@@ -49,6 +49,9 @@ impl Default for SeasonalConfig {
 /// Calendar cycles we look for, in seconds.
 const CANDIDATE_PERIODS_SECS: [i64; 3] = [3600, 86_400, 7 * 86_400];
 
+/// How much more a period's autocorrelation must be than at half the period.
+const MIN_HALF_PERIOD_CONTRAST: f64 = 0.2;
+
 /// Same-phase baseline with an automatically found period.
 #[derive(Debug, Clone)]
 pub struct Seasonal {
@@ -58,6 +61,8 @@ pub struct Seasonal {
     residuals: SortedWindow,
     scratch: Vec<f64>,
     period: Option<usize>,
+    /// Autocorrelation at `period` when it was found (1 for a fixed period).
+    strength: f64,
     since_estimate: usize,
     last_t: Option<i64>,
 }
@@ -84,6 +89,7 @@ impl Seasonal {
             residuals: SortedWindow::new(cfg.residual_window),
             scratch: Vec::with_capacity(cfg.max_history),
             period: cfg.period,
+            strength: if cfg.period.is_some() { 1.0 } else { 0.0 },
             since_estimate: 0,
             last_t: None,
             cfg,
@@ -95,6 +101,11 @@ impl Seasonal {
         self.period
     }
 
+    /// How strongly seasonal the series is: the autocorrelation at the period (0 if none).
+    pub fn strength(&self) -> f64 {
+        if self.period.is_some() { self.strength } else { 0.0 }
+    }
+
     fn reestimate(&mut self) {
         let Some(dt) = self.intervals.median().filter(|d| *d > 0.0) else { return };
         self.history.copy_in_order(&mut self.scratch);
@@ -104,6 +115,8 @@ impl Seasonal {
         if !(var > 0.0) || !var.is_finite() {
             return;
         }
+        // Candidates shortest first; a longer cycle must be clearly better to win, because a
+        // daily pattern also repeats weekly.
         let mut best: Option<(usize, f64)> = None;
         for secs in CANDIDATE_PERIODS_SECS {
             let center = (secs as f64 / dt).round();
@@ -112,17 +125,29 @@ impl Seasonal {
             }
             let spread = (center * 0.02).ceil() as usize;
             let center = center as usize;
+            let mut local: Option<(usize, f64)> = None;
             for lag in center.saturating_sub(spread).max(2)..=center + spread {
                 if lag * 2 > n {
                     break;
                 }
                 let acf = autocorrelation(&self.scratch, mean, var, lag);
-                if acf >= self.cfg.min_acf && best.is_none_or(|(_, b)| acf > b) {
-                    best = Some((lag, acf));
+                if local.is_none_or(|(_, b)| acf > b) {
+                    local = Some((lag, acf));
                 }
+            }
+            // A true period repeats at its lag but not at half of it; a smooth series is
+            // merely similar to itself an hour later, and also at half an hour.
+            let contrast = local.map_or(0.0, |(lag, acf)| acf - autocorrelation(&self.scratch, mean, var, lag / 2));
+            if let Some((lag, acf)) = local
+                && acf >= self.cfg.min_acf
+                && contrast >= MIN_HALF_PERIOD_CONTRAST
+                && best.is_none_or(|(_, b)| acf > b + 0.05)
+            {
+                best = Some((lag, acf));
             }
         }
         self.period = best.map(|(lag, _)| lag);
+        self.strength = best.map_or(0.0, |(_, acf)| acf);
     }
 
     /// Median of the same phase in the previous cycles held in history.
@@ -147,12 +172,18 @@ impl Seasonal {
     }
 }
 
+/// Autocorrelation at `lag`, normalised per overlapping pair (so longer lags are not
+/// penalised for having fewer pairs; `var` is the sum of squares over all `x`).
 fn autocorrelation(x: &[f64], mean: f64, var: f64, lag: usize) -> f64 {
+    let pairs = x.len().saturating_sub(lag);
+    if pairs == 0 {
+        return 0.0;
+    }
     let mut acc = 0.0;
-    for i in 0..x.len() - lag {
+    for i in 0..pairs {
         acc += (x[i] - mean) * (x[i + lag] - mean);
     }
-    acc / var
+    (acc / pairs as f64) / (var / x.len() as f64)
 }
 
 impl AnomalyMethod for Seasonal {
