@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::window::SortedWindow;
-use super::{AnomalyMethod, ModelConfigError, Reason, Score, require, scale_floor, z_to_unit};
+use super::{AnomalyMethod, ModelConfigError, Reason, Score, require, z_to_unit};
 
 /// Parameters of [`Cusum`].
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -65,8 +65,7 @@ impl AnomalyMethod for Cusum {
             self.baseline.push(x);
             return Score::quiet(t, x, self.name(), Reason::Warmup);
         };
-        let mad = self.baseline.mad(median).unwrap_or(0.0);
-        let scale = (1.4826 * mad).max(scale_floor(median));
+        let scale = self.baseline.robust_scale(median, median);
         let z = ((x - median) / scale).clamp(-self.cfg.clip, self.cfg.clip);
         self.upper = (self.upper + z - self.cfg.drift).max(0.0);
         self.lower = (self.lower - z - self.cfg.drift).max(0.0);

@@ -54,6 +54,8 @@ pub struct EnsembleConfig {
     pub surprise: f64,
     /// Half-life, in points, of the memory of past deviations.
     pub memory: f64,
+    /// Cap on a normalised deviation (in "half levels").
+    pub max_deviation: f64,
     /// Score from which an alarm starts a refractory period.
     pub alarm_level: f64,
     /// Points after an alarm during which scores are damped.
@@ -74,6 +76,7 @@ impl Default for EnsembleConfig {
             gated_weight: 0.0,
             surprise: 0.5,
             memory: 1000.0,
+            max_deviation: 1e9,
             alarm_level: 0.5,
             refractory: 100,
             suppressed_factor: 0.1,
@@ -114,6 +117,7 @@ impl Ensemble {
         unit_weight("surprise", cfg.surprise)?;
         unit_weight("alarm_level", cfg.alarm_level)?;
         unit_weight("suppressed_factor", cfg.suppressed_factor)?;
+        require(cfg.max_deviation.is_finite() && cfg.max_deviation >= 1.0, "max_deviation", "must be at least 1")?;
         require(cfg.memory.is_finite() && cfg.memory >= 1.0, "memory", "must be at least 1 point")?;
         require(cfg.refractory <= 1_000_000, "refractory", "must be at most 1000000 points")?;
         Ok(Self {
@@ -156,7 +160,9 @@ impl AnomalyMethod for Ensemble {
                 best = s;
             }
         }
-        let deviation = deviation.min(1e12);
+        // Capped only against overflow: a huge deviation *should* make the next ones less
+        // surprising for a while (measured on NAB: capping at 20-1000 half levels costs 5+ points).
+        let deviation = deviation.min(cfg.max_deviation);
         // Surprise: relative to what this series usually does (never below the half level).
         let usual = self.past_max.max(1.0);
         let u = deviation / usual.powf(cfg.surprise);

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::window::SortedWindow;
-use super::{ModelConfigError, require, scale_floor, z_to_unit};
+use super::{ModelConfigError, require, z_to_unit};
 
 /// Parameters of [`MultiMetric`].
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -123,7 +123,7 @@ impl MultiMetric {
             let w = &self.windows[i];
             self.z[i] = match w.median() {
                 Some(m) if x.is_finite() => {
-                    let scale = (1.4826 * w.mad(m).unwrap_or(0.0)).max(scale_floor(m));
+                    let scale = w.robust_scale(m, m);
                     ((x - m) / scale).clamp(-1e6, 1e6)
                 }
                 _ => 0.0,

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::window::SortedWindow;
-use super::{AnomalyMethod, ModelConfigError, Reason, Score, require, scale_floor, z_to_unit};
+use super::{AnomalyMethod, ModelConfigError, Reason, Score, require, z_to_unit};
 
 /// Parameters of [`RobustDeviation`].
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -48,8 +48,7 @@ impl RobustDeviation {
             return None;
         }
         let median = self.window.median()?;
-        let mad = self.window.mad(median)?;
-        let scale = (1.4826 * mad).max(scale_floor(median));
+        let scale = self.window.robust_scale(median, median);
         Some(((x - median) / scale, median, scale))
     }
 }

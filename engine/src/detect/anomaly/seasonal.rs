@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::window::{Ring, SortedWindow};
-use super::{AnomalyMethod, ModelConfigError, Reason, Score, require, scale_floor, z_to_unit};
+use super::{AnomalyMethod, ModelConfigError, Reason, Score, require, z_to_unit};
 
 /// Parameters of [`Seasonal`].
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -207,8 +207,7 @@ impl AnomalyMethod for Seasonal {
                 let residual = x - expected;
                 let score = match self.residuals.median() {
                     Some(mid) if self.residuals.len() >= self.cfg.min_points => {
-                        let mad = self.residuals.mad(mid).unwrap_or(0.0);
-                        let scale = (1.4826 * mad).max(scale_floor(expected));
+                        let scale = self.residuals.robust_scale(mid, expected);
                         let z = (residual - mid) / scale;
                         let centre = expected + mid;
                         Score {

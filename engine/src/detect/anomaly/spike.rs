@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::window::SortedWindow;
-use super::{AnomalyMethod, ModelConfigError, Reason, Score, require, scale_floor, z_to_unit};
+use super::{AnomalyMethod, ModelConfigError, Reason, Score, require, z_to_unit};
 
 /// Parameters of [`Spike`].
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -57,8 +57,7 @@ impl AnomalyMethod for Spike {
         let step = x - prev;
         let score = match (self.steps.len() >= self.cfg.min_points, self.steps.median()) {
             (true, Some(typical)) => {
-                let mad = self.steps.mad(typical).unwrap_or(0.0);
-                let scale = (1.4826 * mad).max(scale_floor(prev));
+                let scale = self.steps.robust_scale(typical, prev);
                 let z = (step - typical) / scale;
                 let expected = prev + typical;
                 Score {
