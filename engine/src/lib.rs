@@ -4,4 +4,7 @@
 
 pub mod detect;
 pub mod exec;
+pub mod graph;
+pub mod policy;
 pub mod runbook;
+pub mod store;

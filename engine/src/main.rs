@@ -2,32 +2,68 @@
 
 mod cli;
 
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-
-#[derive(Debug, Parser)]
-#[command(name = "vigil", version, about = "Rules-and-runbook automation engine")]
+#[derive(Parser, Debug)]
+#[command(
+    name = "vigil",
+    version,
+    about = "Rules-and-runbook automation: detect, decide, remediate — durably."
+)]
 struct Cli {
+    #[command(flatten)]
+    global: cli::Global,
     #[command(subcommand)]
-    command: Option<Command>,
+    command: Command,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand, Debug)]
 enum Command {
-    /// Score a timestamp,value CSV for anomalies.
-    Detect(cli::detect::DetectArgs),
-    /// Forecast a timestamp,value CSV and the time until a limit is reached.
-    Forecast(cli::detect::ForecastArgs),
+    /// Check runbooks, detectors and config; report every problem with file:line:col.
+    Validate {
+        /// A resource file or a bundle directory (default: the bundle of --config).
+        path: Option<PathBuf>,
+    },
+    /// Render a runbook's step graph.
+    Graph {
+        /// Runbook name (in the bundle) or file.
+        runbook: String,
+        #[arg(long, value_enum, default_value_t = cli::graph::Format::Mermaid)]
+        format: cli::graph::Format,
+    },
+    /// Show what a runbook would do — resolved order, inputs, conditions, plans — with no side effect.
+    DryRun(cli::run::RunArgs),
+    /// Run a runbook, journaling every step; resumes an interrupted identical run.
+    Run(cli::run::RunArgs),
+    /// Inspect and act on executions in the journal.
+    Executions {
+        #[command(subcommand)]
+        command: cli::run::ExecutionsCommand,
+    },
 }
 
-fn main() -> anyhow::Result<ExitCode> {
-    match Cli::parse().command {
-        Some(Command::Detect(args)) => cli::detect::run_detect(&args),
-        Some(Command::Forecast(args)) => cli::detect::run_forecast(&args),
-        None => {
-            println!("vigil {}", env!("CARGO_PKG_VERSION"));
-            Ok(ExitCode::SUCCESS)
+fn main() -> ExitCode {
+    // `detect` and `forecast` have their own `--output` (table|json|nab), so they parse alone.
+    if let Some(code) = cli::detect::dispatch() {
+        return code;
+    }
+    let cli = Cli::parse();
+    cli::init_tracing(&cli.global);
+    let result = match &cli.command {
+        Command::Validate { path } => cli::validate::run(&cli.global, path.as_deref()),
+        Command::Graph { runbook, format } => cli::graph::run(&cli.global, runbook, *format),
+        Command::DryRun(args) => cli::run::run(&cli.global, args, true),
+        Command::Run(args) => cli::run::run(&cli.global, args, false),
+        Command::Executions { command } => cli::run::executions(&cli.global, command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            cli::print_error(&cli.global, &e);
+            e.downcast_ref::<cli::Invalid>()
+                .map_or(ExitCode::from(1), |_| ExitCode::from(2))
         }
     }
 }

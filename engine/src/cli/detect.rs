@@ -37,6 +37,40 @@ pub struct DetectArgs {
     pub output: DetectOutput,
 }
 
+/// `vigil detect …` and `vigil forecast …`, parsed on their own because their `--output`
+/// (table|json|nab) differs from the global one.
+#[derive(Debug, clap::Parser)]
+#[command(name = "vigil")]
+struct DetectCli {
+    #[command(subcommand)]
+    command: DetectCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum DetectCommand {
+    /// Score a timestamp,value CSV for anomalies.
+    Detect(DetectArgs),
+    /// Forecast a timestamp,value CSV and the time until a limit is reached.
+    Forecast(ForecastArgs),
+}
+
+/// Runs `detect`/`forecast` when they are the subcommand; `None` otherwise.
+pub fn dispatch() -> Option<ExitCode> {
+    let sub = std::env::args_os().nth(1)?;
+    if sub != "detect" && sub != "forecast" {
+        return None;
+    }
+    let parsed = <DetectCli as clap::Parser>::parse();
+    let result = match &parsed.command {
+        DetectCommand::Detect(args) => run_detect(args),
+        DetectCommand::Forecast(args) => run_forecast(args),
+    };
+    Some(result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::from(1)
+    }))
+}
+
 /// Exit code for input the user must fix.
 const INVALID_INPUT: u8 = 2;
 

@@ -75,7 +75,11 @@ pub struct ActionPlan {
 impl ActionPlan {
     /// The highest risk among the planned effects.
     pub fn risk(&self) -> Risk {
-        self.steps.iter().map(|s| s.risk).max().unwrap_or(Risk::None)
+        self.steps
+            .iter()
+            .map(|s| s.risk)
+            .max()
+            .unwrap_or(Risk::None)
     }
 
     /// A stable hash of the plan, to bind approvals to exactly what was approved.

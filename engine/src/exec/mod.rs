@@ -2,3 +2,77 @@
 //! journals every transition before the next side effect.
 
 pub mod action;
+pub mod core;
+pub mod dry_run;
+pub mod executor;
+pub mod render;
+
+pub use executor::{ExecError, ExecutionReport, Executor, Request, StepReport, StepStatus};
+
+use crate::runbook::Bundle;
+use crate::runbook::diag::Diagnostic;
+use crate::runbook::suggest;
+
+/// Checks every step's `uses:` against the actions available, and literal inputs
+/// against the action's own validation.
+pub fn check_actions(bundle: &Bundle, catalog: &dyn action::ActionCatalog) -> Vec<Diagnostic> {
+    let names = catalog.names();
+    let mut out = Vec::new();
+    for rb in &bundle.runbooks {
+        for step in &rb.steps {
+            match catalog.resolve(&step.uses) {
+                None => {
+                    let plugin = step.uses.split('/').next().unwrap_or_default();
+                    let hint = match suggest::closest(&step.uses, names.iter().map(String::as_str))
+                    {
+                        Some(c) => format!("did you mean `{c}`?"),
+                        None if names.iter().any(|n| n.starts_with(&format!("{plugin}/"))) => {
+                            format!(
+                                "plugin `{plugin}` offers: {}",
+                                names
+                                    .iter()
+                                    .filter(|n| n.starts_with(&format!("{plugin}/")))
+                                    .cloned()
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        }
+                        None => format!(
+                            "no plugin `{plugin}` is installed; available actions: {}",
+                            names.join(", ")
+                        ),
+                    };
+                    out.push(
+                        Diagnostic::error(
+                            &rb.file,
+                            step.uses_span,
+                            format!("unknown action `{}`", step.uses),
+                        )
+                        .with_hint(hint),
+                    );
+                }
+                Some(action) if step.with.is_literal() => {
+                    let input = render::render(
+                        &step.with,
+                        &crate::policy::expr::ExprEngine::new(),
+                        &Default::default(),
+                        render::Unknowns::Error,
+                    )
+                    .unwrap_or(serde_json::Value::Null);
+                    if let Err(e) = action.validate(&input) {
+                        out.push(
+                            Diagnostic::error(
+                                &rb.file,
+                                step.span,
+                                format!("step `{}`: {e}", step.id),
+                            )
+                            .with_hint(format!("check the `with:` inputs of `{}`", step.uses)),
+                        );
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    out
+}

@@ -16,6 +16,8 @@ use std::fmt;
 const SPANNED_NAME: &str = "$__vigil_spanned";
 const SPAN_FIELD: &str = "$__vigil_span";
 const VALUE_FIELD: &str = "$__vigil_value";
+/// Separates a message from its hint in errors raised through `serde::de::Error::custom`.
+pub const HINT_SEPARATOR: char = '\u{1}';
 
 /// An error from deserialising a node, with the span it concerns.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,7 +29,11 @@ pub struct DeError {
 
 impl DeError {
     pub fn new(message: impl Into<String>) -> Self {
-        DeError { message: message.into(), hint: None, span: None }
+        DeError {
+            message: message.into(),
+            hint: None,
+            span: None,
+        }
     }
 
     fn at(mut self, span: Span) -> Self {
@@ -45,8 +51,17 @@ impl fmt::Display for DeError {
 impl std::error::Error for DeError {}
 
 impl de::Error for DeError {
+    /// A custom message may carry a hint after [`HINT_SEPARATOR`].
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        DeError::new(msg.to_string())
+        let text = msg.to_string();
+        match text.split_once(HINT_SEPARATOR) {
+            Some((message, hint)) => DeError {
+                message: message.into(),
+                hint: Some(hint.into()),
+                span: None,
+            },
+            None => DeError::new(text),
+        }
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
@@ -99,7 +114,11 @@ pub struct Spanned<T> {
 
 impl<T> Spanned<T> {
     pub fn new(value: T, span: Span) -> Self {
-        Spanned { value, span, quoted: false }
+        Spanned {
+            value,
+            span,
+            quoted: false,
+        }
     }
 
     pub fn text_start(&self) -> Pos {
@@ -125,7 +144,9 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Spanned<T>, A::Error> {
                 let key: Option<String> = map.next_key()?;
                 if key.as_deref() != Some(SPAN_FIELD) {
-                    return Err(de::Error::custom("spanned values can only be read from vigil YAML"));
+                    return Err(de::Error::custom(
+                        "spanned values can only be read from vigil YAML",
+                    ));
                 }
                 let [sl, sc, el, ec, quoted]: [u32; 5] = map.next_value()?;
                 let _value_key: Option<String> = map.next_key()?;
@@ -137,7 +158,11 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
                 })
             }
         }
-        d.deserialize_struct(SPANNED_NAME, &[SPAN_FIELD, VALUE_FIELD], V(std::marker::PhantomData))
+        d.deserialize_struct(
+            SPANNED_NAME,
+            &[SPAN_FIELD, VALUE_FIELD],
+            V(std::marker::PhantomData),
+        )
     }
 }
 
@@ -165,7 +190,9 @@ impl<'de> Deserialize<'de> for NodeValue {
                 Ok(NodeValue(Value::Int(v)))
             }
             fn visit_u64<E>(self, v: u64) -> Result<NodeValue, E> {
-                Ok(NodeValue(i64::try_from(v).map_or(Value::Float(v as f64), Value::Int)))
+                Ok(NodeValue(
+                    i64::try_from(v).map_or(Value::Float(v as f64), Value::Int),
+                ))
             }
             fn visit_f64<E>(self, v: f64) -> Result<NodeValue, E> {
                 Ok(NodeValue(Value::Float(v)))
@@ -195,7 +222,11 @@ impl<'de> Deserialize<'de> for NodeValue {
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = Spanned::<NodeValue>::deserialize(d)?;
-        Ok(Node { value: s.value.0, span: s.span, quoted: s.quoted })
+        Ok(Node {
+            value: s.value.0,
+            span: s.span,
+            quoted: s.quoted,
+        })
     }
 }
 
@@ -225,8 +256,13 @@ impl<'de, 'a> Deserializer<'de> for NodeDe<'a> {
             Value::Int(i) => v.visit_i64(*i),
             Value::Float(f) => v.visit_f64(*f),
             Value::Str(s) => v.visit_str(s),
-            Value::Seq(items) => v.visit_seq(SeqDe { items: items.iter() }),
-            Value::Map(entries) => v.visit_map(MapDe { entries: entries.iter(), value: None }),
+            Value::Seq(items) => v.visit_seq(SeqDe {
+                items: items.iter(),
+            }),
+            Value::Map(entries) => v.visit_map(MapDe {
+                entries: entries.iter(),
+                value: None,
+            }),
         }
         .map_err(|e| e.at(span))
     }
@@ -275,11 +311,17 @@ impl<'de, 'a> Deserializer<'de> for NodeDe<'a> {
         v: V,
     ) -> Result<V::Value, DeError> {
         if name == SPANNED_NAME {
-            return v.visit_map(SpannedDe { node: self.0, step: 0 });
+            return v.visit_map(SpannedDe {
+                node: self.0,
+                step: 0,
+            });
         }
         match &self.0.value {
             Value::Map(entries) => v
-                .visit_map(MapDe { entries: entries.iter(), value: None })
+                .visit_map(MapDe {
+                    entries: entries.iter(),
+                    value: None,
+                })
                 .map_err(|e| e.at(self.0.span)),
             _ => Err(self.type_error("a mapping")),
         }
@@ -289,7 +331,10 @@ impl<'de, 'a> Deserializer<'de> for NodeDe<'a> {
         match &self.0.value {
             Value::Map(_) => self.deserialize_any(v),
             // An empty value (`with:`) is an empty mapping.
-            Value::Null => v.visit_map(MapDe { entries: [].iter(), value: None }),
+            Value::Null => v.visit_map(MapDe {
+                entries: [].iter(),
+                value: None,
+            }),
             _ => Err(self.type_error("a mapping")),
         }
     }
@@ -311,9 +356,10 @@ impl<'de, 'a> Deserializer<'de> for NodeDe<'a> {
         let span = self.0.span;
         match &self.0.value {
             Value::Str(s) => v.visit_enum(s.as_str().into_deserializer()),
-            Value::Map(entries) if entries.len() == 1 => {
-                v.visit_enum(EnumDe { key: &entries[0].0, value: &entries[0].1 })
-            }
+            Value::Map(entries) if entries.len() == 1 => v.visit_enum(EnumDe {
+                key: &entries[0].0,
+                value: &entries[0].1,
+            }),
             _ => Err(self.type_error("one of the listed values")),
         }
         .map_err(|e: DeError| e.at(span))
@@ -340,7 +386,10 @@ impl<'de, 'a> SeqAccess<'de> for SeqDe<'a> {
         seed: T,
     ) -> Result<Option<T::Value>, DeError> {
         match self.items.next() {
-            Some(node) => seed.deserialize(NodeDe(node)).map(Some).map_err(|e| e.at(node.span)),
+            Some(node) => seed
+                .deserialize(NodeDe(node))
+                .map(Some)
+                .map_err(|e| e.at(node.span)),
             None => Ok(None),
         }
     }
@@ -356,17 +405,25 @@ struct MapDe<'a> {
 
 impl<'de, 'a> MapAccess<'de> for MapDe<'a> {
     type Error = DeError;
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
         match self.entries.next() {
             Some((k, v)) => {
                 self.value = Some(v);
-                seed.deserialize(NodeDe(k)).map(Some).map_err(|e| e.at(k.span))
+                seed.deserialize(NodeDe(k))
+                    .map(Some)
+                    .map_err(|e| e.at(k.span))
             }
             None => Ok(None),
         }
     }
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
-        let node = self.value.take().ok_or_else(|| DeError::new("value requested before key"))?;
+        let node = self
+            .value
+            .take()
+            .ok_or_else(|| DeError::new("value requested before key"))?;
         seed.deserialize(NodeDe(node)).map_err(|e| e.at(node.span))
     }
 }
@@ -379,19 +436,29 @@ struct SpannedDe<'a> {
 
 impl<'de, 'a> MapAccess<'de> for SpannedDe<'a> {
     type Error = DeError;
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
         let key = match self.step {
             0 => SPAN_FIELD,
             1 => VALUE_FIELD,
             _ => return Ok(None),
         };
-        seed.deserialize(de::value::BorrowedStrDeserializer::new(key)).map(Some)
+        seed.deserialize(de::value::BorrowedStrDeserializer::new(key))
+            .map(Some)
     }
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
         self.step += 1;
         if self.step == 1 {
             let s = self.node.span;
-            let fields = [s.start.line, s.start.col, s.end.line, s.end.col, u32::from(self.node.quoted)];
+            let fields = [
+                s.start.line,
+                s.start.col,
+                s.end.line,
+                s.end.col,
+                u32::from(self.node.quoted),
+            ];
             seed.deserialize(de::value::SeqDeserializer::new(fields.into_iter()))
         } else {
             seed.deserialize(NodeDe(self.node))
@@ -407,8 +474,13 @@ struct EnumDe<'a> {
 impl<'de, 'a> de::EnumAccess<'de> for EnumDe<'a> {
     type Error = DeError;
     type Variant = NodeDe<'a>;
-    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, NodeDe<'a>), DeError> {
-        let variant = seed.deserialize(NodeDe(self.key)).map_err(|e| e.at(self.key.span))?;
+    fn variant_seed<V: DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, NodeDe<'a>), DeError> {
+        let variant = seed
+            .deserialize(NodeDe(self.key))
+            .map_err(|e| e.at(self.key.span))?;
         Ok((variant, NodeDe(self.value)))
     }
 }

@@ -40,7 +40,10 @@ impl Diagnostic {
     }
 
     pub fn warning(file: &Path, span: Span, message: impl Into<String>) -> Self {
-        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(file, span, message) }
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(file, span, message)
+        }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
@@ -61,7 +64,13 @@ impl Diagnostic {
     /// underlined. `source` is the file's text (if available).
     pub fn render(&self, source: Option<&str>, color: bool) -> String {
         let (bold_red, bold_yellow, bold_blue, bold, reset) = if color {
-            ("\x1b[1;31m", "\x1b[1;33m", "\x1b[1;34m", "\x1b[1m", "\x1b[0m")
+            (
+                "\x1b[1;31m",
+                "\x1b[1;33m",
+                "\x1b[1;34m",
+                "\x1b[1m",
+                "\x1b[0m",
+            )
         } else {
             ("", "", "", "", "")
         };
@@ -70,7 +79,11 @@ impl Diagnostic {
             Severity::Warning => ("warning", bold_yellow),
         };
         let mut out = String::new();
-        let _ = writeln!(out, "{label_color}{label}{reset}{bold}: {}{reset}", self.message);
+        let _ = writeln!(
+            out,
+            "{label_color}{label}{reset}{bold}: {}{reset}",
+            self.message
+        );
         let _ = writeln!(
             out,
             "  {bold_blue}-->{reset} {}:{}:{}",
@@ -78,7 +91,8 @@ impl Diagnostic {
             self.line,
             self.col
         );
-        if let Some(text) = source.and_then(|s| s.lines().nth(self.line.saturating_sub(1) as usize)) {
+        if let Some(text) = source.and_then(|s| s.lines().nth(self.line.saturating_sub(1) as usize))
+        {
             let gutter = self.line.to_string();
             let pad = " ".repeat(gutter.len());
             let col = self.col.max(1) as usize;

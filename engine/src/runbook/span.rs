@@ -1,18 +1,22 @@
 //! Source positions. Every node parsed from YAML keeps where it came from, so a
 //! diagnostic can point at `file:line:col` without searching the text again.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// A 1-based line and column (columns count characters, not bytes).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Pos {
     pub line: u32,
     pub col: u32,
 }
 
 /// A half-open range of source positions.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Span {
     pub start: Pos,
     pub end: Pos,
@@ -25,7 +29,10 @@ impl Span {
 
     /// A span covering a single position.
     pub fn at(pos: Pos) -> Self {
-        Span { start: pos, end: pos }
+        Span {
+            start: pos,
+            end: pos,
+        }
     }
 
     /// Whether the span lies on one line, so column offsets inside it are exact.
@@ -35,7 +42,10 @@ impl Span {
 
     /// The position `chars` characters to the right of the start, on the same line.
     pub fn offset(&self, chars: usize) -> Pos {
-        Pos { line: self.start.line, col: self.start.col.saturating_add(chars as u32) }
+        Pos {
+            line: self.start.line,
+            col: self.start.col.saturating_add(chars as u32),
+        }
     }
 }
 

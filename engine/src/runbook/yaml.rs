@@ -35,7 +35,11 @@ pub struct Node {
 
 impl Node {
     pub fn new(value: Value, span: Span) -> Self {
-        Node { value, span, quoted: false }
+        Node {
+            value,
+            span,
+            quoted: false,
+        }
     }
 
     /// A short name of the node's type, for "expected X, found Y" messages.
@@ -67,7 +71,10 @@ impl Node {
 
     /// The value under `key` in a mapping.
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.as_map()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
     }
 
     /// The position of the first character of a scalar's text (after an opening quote).
@@ -86,7 +93,10 @@ impl Node {
             Value::Str(s) => J::String(s.clone()),
             Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
             Value::Map(entries) => J::Object(
-                entries.iter().map(|(k, v)| (k.key_string(), v.to_json())).collect(),
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.key_string(), v.to_json()))
+                    .collect(),
             ),
         }
     }
@@ -112,11 +122,17 @@ pub struct SyntaxError {
 }
 
 fn pos(m: &Marker) -> Pos {
-    Pos { line: m.line() as u32, col: m.col() as u32 + 1 }
+    Pos {
+        line: m.line() as u32,
+        col: m.col() as u32 + 1,
+    }
 }
 
 fn span(s: &saphyr_parser::Span) -> Span {
-    Span { start: pos(&s.start), end: pos(&s.end) }
+    Span {
+        start: pos(&s.start),
+        end: pos(&s.end),
+    }
 }
 
 /// Resolves a plain (unquoted) scalar by YAML 1.2's core schema.
@@ -125,7 +141,9 @@ fn resolve_plain(text: &str) -> Value {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
         "true" | "True" | "TRUE" => return Value::Bool(true),
         "false" | "False" | "FALSE" => return Value::Bool(false),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Value::Float(f64::INFINITY),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Value::Float(f64::INFINITY);
+        }
         "-.inf" | "-.Inf" | "-.INF" => return Value::Float(f64::NEG_INFINITY),
         ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
         _ => {}
@@ -159,8 +177,17 @@ fn resolve_plain(text: &str) -> Value {
 }
 
 enum Frame {
-    Seq { items: Vec<Node>, start: Pos, anchor: usize },
-    Map { entries: Vec<(Node, Node)>, key: Option<Node>, start: Pos, anchor: usize },
+    Seq {
+        items: Vec<Node>,
+        start: Pos,
+        anchor: usize,
+    },
+    Map {
+        entries: Vec<(Node, Node)>,
+        key: Option<Node>,
+        start: Pos,
+        anchor: usize,
+    },
 }
 
 /// Parses every document in `src` into spanned trees.
@@ -184,7 +211,11 @@ pub fn parse_documents(src: &str) -> Result<Vec<Node>, SyntaxError> {
                 None
             }
             Event::DocumentEnd => {
-                docs.push(current_doc.take().unwrap_or_else(|| Node::new(Value::Null, sp)));
+                docs.push(
+                    current_doc
+                        .take()
+                        .unwrap_or_else(|| Node::new(Value::Null, sp)),
+                );
                 None
             }
             Event::Alias(id) => {
@@ -212,7 +243,11 @@ pub fn parse_documents(src: &str) -> Result<Vec<Node>, SyntaxError> {
                 } else {
                     Value::Str(text.into_owned())
                 };
-                let node = Node { value, span: sp, quoted };
+                let node = Node {
+                    value,
+                    span: sp,
+                    quoted,
+                };
                 if anchor != 0 {
                     anchors.insert(anchor, node.clone());
                 }
@@ -225,7 +260,11 @@ pub fn parse_documents(src: &str) -> Result<Vec<Node>, SyntaxError> {
                         span: sp,
                     });
                 }
-                stack.push(Frame::Seq { items: Vec::new(), start: sp.start, anchor });
+                stack.push(Frame::Seq {
+                    items: Vec::new(),
+                    start: sp.start,
+                    anchor,
+                });
                 None
             }
             Event::MappingStart(anchor, _) => {
@@ -235,11 +274,20 @@ pub fn parse_documents(src: &str) -> Result<Vec<Node>, SyntaxError> {
                         span: sp,
                     });
                 }
-                stack.push(Frame::Map { entries: Vec::new(), key: None, start: sp.start, anchor });
+                stack.push(Frame::Map {
+                    entries: Vec::new(),
+                    key: None,
+                    start: sp.start,
+                    anchor,
+                });
                 None
             }
             Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq { items, start, anchor }) => {
+                Some(Frame::Seq {
+                    items,
+                    start,
+                    anchor,
+                }) => {
                     node_count += 1;
                     let node = Node::new(Value::Seq(items), Span::new(start, sp.end));
                     if anchor != 0 {
@@ -247,10 +295,20 @@ pub fn parse_documents(src: &str) -> Result<Vec<Node>, SyntaxError> {
                     }
                     Some(node)
                 }
-                _ => return Err(SyntaxError { message: "unbalanced sequence".into(), span: sp }),
+                _ => {
+                    return Err(SyntaxError {
+                        message: "unbalanced sequence".into(),
+                        span: sp,
+                    });
+                }
             },
             Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map { entries, start, anchor, .. }) => {
+                Some(Frame::Map {
+                    entries,
+                    start,
+                    anchor,
+                    ..
+                }) => {
                     node_count += 1;
                     let node = Node::new(Value::Map(entries), Span::new(start, sp.end));
                     if anchor != 0 {
@@ -258,7 +316,12 @@ pub fn parse_documents(src: &str) -> Result<Vec<Node>, SyntaxError> {
                     }
                     Some(node)
                 }
-                _ => return Err(SyntaxError { message: "unbalanced mapping".into(), span: sp }),
+                _ => {
+                    return Err(SyntaxError {
+                        message: "unbalanced mapping".into(),
+                        span: sp,
+                    });
+                }
             },
         };
         if node_count > MAX_NODES {
@@ -273,7 +336,8 @@ pub fn parse_documents(src: &str) -> Result<Vec<Node>, SyntaxError> {
                 Some(Frame::Seq { items, .. }) => items.push(node),
                 Some(Frame::Map { entries, key, .. }) => match key.take() {
                     None => {
-                        if let Some((prev, _)) = entries.iter().find(|(k, _)| k.value == node.value) {
+                        if let Some((prev, _)) = entries.iter().find(|(k, _)| k.value == node.value)
+                        {
                             return Err(SyntaxError {
                                 message: format!(
                                     "duplicate key `{}` (first defined at line {})",
@@ -297,7 +361,10 @@ fn count_nodes(node: &Node) -> usize {
     match &node.value {
         Value::Seq(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
         Value::Map(entries) => {
-            1 + entries.iter().map(|(k, v)| count_nodes(k) + count_nodes(v)).sum::<usize>()
+            1 + entries
+                .iter()
+                .map(|(k, v)| count_nodes(k) + count_nodes(v))
+                .sum::<usize>()
         }
         _ => 1,
     }
@@ -314,7 +381,9 @@ mod tests {
         let root = &docs[0];
         assert_eq!(root.get("a").unwrap().value, Value::Int(1));
         let b = root.get("b").unwrap();
-        let Value::Seq(items) = &b.value else { panic!("not a seq") };
+        let Value::Seq(items) = &b.value else {
+            panic!("not a seq")
+        };
         assert_eq!(items[0].span.start, Pos { line: 3, col: 5 });
         assert!(items[1].quoted);
         assert_eq!(items[1].text_start(), Pos { line: 4, col: 6 });
@@ -336,7 +405,12 @@ mod tests {
                 "a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"
             ));
         }
-        assert!(parse_documents(&bomb).unwrap_err().message.contains("nodes"));
+        assert!(
+            parse_documents(&bomb)
+                .unwrap_err()
+                .message
+                .contains("nodes")
+        );
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub struct CusumConfig {
     /// Baseline window (points).
     pub window: usize,
     pub min_points: usize,
+    /// Share of the 5–95% spread the scale never goes below (0: MAD only).
+    pub spread_share: f64,
     /// Allowance k: deviations below k standard deviations do not accumulate.
     pub drift: f64,
     /// Decision threshold h on the cumulative sum; reaching it scores 0.5.
@@ -27,7 +29,7 @@ pub struct CusumConfig {
 
 impl Default for CusumConfig {
     fn default() -> Self {
-        Self { window: 288, min_points: 30, drift: 0.5, threshold: 8.0, clip: 4.0 }
+        Self { window: 288, min_points: 30, spread_share: 0.0, drift: 0.5, threshold: 8.0, clip: 4.0 }
     }
 }
 
@@ -42,6 +44,7 @@ pub struct Cusum {
 
 impl Cusum {
     pub fn new(cfg: CusumConfig) -> Result<Self, ModelConfigError> {
+        require(cfg.spread_share.is_finite() && (0.0..=1.0).contains(&cfg.spread_share), "spread_share", "must be in 0..=1")?;
         require(cfg.window >= 3, "window", "must be at least 3 points")?;
         require(cfg.min_points >= 3 && cfg.min_points <= cfg.window, "min_points", "must be in 3..=window")?;
         require(cfg.drift.is_finite() && cfg.drift >= 0.0, "drift", "must be a non-negative number")?;
@@ -65,7 +68,7 @@ impl AnomalyMethod for Cusum {
             self.baseline.push(x);
             return Score::quiet(t, x, self.name(), Reason::Warmup);
         };
-        let scale = self.baseline.robust_scale(median, median);
+        let scale = self.baseline.robust_scale(median, median, self.cfg.spread_share);
         let z = ((x - median) / scale).clamp(-self.cfg.clip, self.cfg.clip);
         self.upper = (self.upper + z - self.cfg.drift).max(0.0);
         self.lower = (self.lower - z - self.cfg.drift).max(0.0);

@@ -19,6 +19,7 @@
 pub mod cusum;
 pub mod ensemble;
 pub mod multi;
+pub mod novelty;
 pub mod robust;
 pub mod seasonal;
 pub mod spike;
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize};
 pub use cusum::{Cusum, CusumConfig};
 pub use ensemble::{Ensemble, EnsembleConfig};
 pub use multi::{MultiMetric, MultiMetricConfig, MultiScore};
+pub use novelty::{Novelty, NoveltyConfig};
 pub use robust::{RobustConfig, RobustDeviation};
 pub use seasonal::{Seasonal, SeasonalConfig};
 pub use spike::{Spike, SpikeConfig};
@@ -53,6 +55,8 @@ pub enum Reason {
     LevelShift,
     /// A jump from the previous point larger than the usual step.
     Spike,
+    /// A situation (recent values, quantised) never seen before.
+    Novel,
 }
 
 /// One point's verdict. `Copy` and allocation-free so scoring stays on the hot path;
@@ -95,6 +99,16 @@ impl fmt::Display for Score {
             Reason::Warmup => write!(f, "value {obs}: learning, not enough history yet ({})", self.method),
             Reason::Skipped => write!(f, "value {obs} is not finite: ignored ({})", self.method),
             Reason::NoSeason => write!(f, "value {obs}: no seasonal period found ({})", self.method),
+            Reason::Novel => match self.band {
+                Some((lo, hi)) => write!(
+                    f,
+                    "value {obs}: a pattern never seen before (usual range {} to {}; novelty score {:.2})",
+                    num(lo),
+                    num(hi),
+                    self.value
+                ),
+                None => write!(f, "value {obs}: a pattern never seen before (novelty score {:.2})", self.value),
+            },
             _ => {
                 let side = if self.deviation >= 0.0 { "above" } else { "below" };
                 let what = match self.reason {
@@ -173,6 +187,7 @@ pub enum ModelConfig {
     Seasonal(SeasonalConfig),
     Cusum(CusumConfig),
     Spike(SpikeConfig),
+    Novelty(NoveltyConfig),
     Ensemble(EnsembleConfig),
 }
 
@@ -186,7 +201,7 @@ pub enum ModelConfigError {
 }
 
 /// The names [`ModelConfig::by_name`] accepts.
-pub const METHOD_NAMES: &[&str] = &["robust", "seasonal", "cusum", "spike", "ensemble"];
+pub const METHOD_NAMES: &[&str] = &["robust", "seasonal", "cusum", "spike", "novelty", "ensemble"];
 
 impl ModelConfig {
     /// The default configuration of the method called `name`.
@@ -196,6 +211,7 @@ impl ModelConfig {
             "seasonal" => Self::Seasonal(SeasonalConfig::default()),
             "cusum" => Self::Cusum(CusumConfig::default()),
             "spike" => Self::Spike(SpikeConfig::default()),
+            "novelty" => Self::Novelty(NoveltyConfig::default()),
             "ensemble" => Self::Ensemble(EnsembleConfig::default()),
             other => return Err(ModelConfigError::UnknownMethod { name: other.to_string() }),
         })
@@ -208,6 +224,7 @@ impl ModelConfig {
             Self::Seasonal(c) => Box::new(Seasonal::new(c.clone())?),
             Self::Cusum(c) => Box::new(Cusum::new(c.clone())?),
             Self::Spike(c) => Box::new(Spike::new(c.clone())?),
+            Self::Novelty(c) => Box::new(Novelty::new(c.clone())?),
             Self::Ensemble(c) => Box::new(Ensemble::new(c.clone())?),
         })
     }

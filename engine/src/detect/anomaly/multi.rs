@@ -123,7 +123,7 @@ impl MultiMetric {
             let w = &self.windows[i];
             self.z[i] = match w.median() {
                 Some(m) if x.is_finite() => {
-                    let scale = w.robust_scale(m, m);
+                    let scale = w.robust_scale(m, m, 0.0);
                     ((x - m) / scale).clamp(-1e6, 1e6)
                 }
                 _ => 0.0,

@@ -13,6 +13,8 @@ pub struct RobustConfig {
     pub window: usize,
     /// Points needed before scoring.
     pub min_points: usize,
+    /// Share of the 5–95% spread the scale never goes below (0: MAD only).
+    pub spread_share: f64,
     /// The robust z that scores 0.5.
     pub z_half: f64,
     /// Width of the reported normal band, in robust standard deviations.
@@ -21,7 +23,7 @@ pub struct RobustConfig {
 
 impl Default for RobustConfig {
     fn default() -> Self {
-        Self { window: 288, min_points: 30, z_half: 4.0, band_z: 3.0 }
+        Self { window: 288, min_points: 30, spread_share: 0.0, z_half: 4.0, band_z: 3.0 }
     }
 }
 
@@ -34,6 +36,7 @@ pub struct RobustDeviation {
 
 impl RobustDeviation {
     pub fn new(cfg: RobustConfig) -> Result<Self, ModelConfigError> {
+        require(cfg.spread_share.is_finite() && (0.0..=1.0).contains(&cfg.spread_share), "spread_share", "must be in 0..=1")?;
         require(cfg.window >= 3, "window", "must be at least 3 points")?;
         require(cfg.min_points >= 3 && cfg.min_points <= cfg.window, "min_points", "must be in 3..=window")?;
         require(cfg.z_half.is_finite() && cfg.z_half > 0.0, "z_half", "must be a positive number")?;
@@ -48,7 +51,7 @@ impl RobustDeviation {
             return None;
         }
         let median = self.window.median()?;
-        let scale = self.window.robust_scale(median, median);
+        let scale = self.window.robust_scale(median, median, self.cfg.spread_share);
         Some(((x - median) / scale, median, scale))
     }
 }

@@ -28,6 +28,8 @@ pub struct SeasonalConfig {
     /// Residuals kept to learn the residual spread.
     pub residual_window: usize,
     pub min_points: usize,
+    /// Share of the 5–95% spread the scale never goes below (0: MAD only).
+    pub spread_share: f64,
     pub z_half: f64,
 }
 
@@ -40,7 +42,7 @@ impl Default for SeasonalConfig {
             reestimate_every: 288,
             min_acf: 0.3,
             residual_window: 288,
-            min_points: 30,
+            min_points: 30, spread_share: 0.0,
             z_half: 4.0,
         }
     }
@@ -69,6 +71,7 @@ pub struct Seasonal {
 
 impl Seasonal {
     pub fn new(cfg: SeasonalConfig) -> Result<Self, ModelConfigError> {
+        require(cfg.spread_share.is_finite() && (0.0..=1.0).contains(&cfg.spread_share), "spread_share", "must be in 0..=1")?;
         require(cfg.max_history >= 16, "max_history", "must be at least 16 points")?;
         require(cfg.cycles >= 1, "cycles", "must be at least 1")?;
         require(cfg.reestimate_every >= 1, "reestimate_every", "must be at least 1")?;
@@ -207,7 +210,7 @@ impl AnomalyMethod for Seasonal {
                 let residual = x - expected;
                 let score = match self.residuals.median() {
                     Some(mid) if self.residuals.len() >= self.cfg.min_points => {
-                        let scale = self.residuals.robust_scale(mid, expected);
+                        let scale = self.residuals.robust_scale(mid, expected, self.cfg.spread_share);
                         let z = (residual - mid) / scale;
                         let centre = expected + mid;
                         Score {

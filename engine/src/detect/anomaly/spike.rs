@@ -15,13 +15,15 @@ pub struct SpikeConfig {
     /// Steps kept to learn the usual step size.
     pub window: usize,
     pub min_points: usize,
+    /// Share of the 5–95% spread the scale never goes below (0: MAD only).
+    pub spread_share: f64,
     /// The step z that scores 0.5.
     pub z_half: f64,
 }
 
 impl Default for SpikeConfig {
     fn default() -> Self {
-        Self { window: 288, min_points: 30, z_half: 6.0 }
+        Self { window: 288, min_points: 30, spread_share: 0.0, z_half: 6.0 }
     }
 }
 
@@ -35,6 +37,7 @@ pub struct Spike {
 
 impl Spike {
     pub fn new(cfg: SpikeConfig) -> Result<Self, ModelConfigError> {
+        require(cfg.spread_share.is_finite() && (0.0..=1.0).contains(&cfg.spread_share), "spread_share", "must be in 0..=1")?;
         require(cfg.window >= 3, "window", "must be at least 3 points")?;
         require(cfg.min_points >= 3 && cfg.min_points <= cfg.window, "min_points", "must be in 3..=window")?;
         require(cfg.z_half.is_finite() && cfg.z_half > 0.0, "z_half", "must be a positive number")?;
@@ -57,7 +60,7 @@ impl AnomalyMethod for Spike {
         let step = x - prev;
         let score = match (self.steps.len() >= self.cfg.min_points, self.steps.median()) {
             (true, Some(typical)) => {
-                let scale = self.steps.robust_scale(typical, prev);
+                let scale = self.steps.robust_scale(typical, prev, self.cfg.spread_share);
                 let z = (step - typical) / scale;
                 let expected = prev + typical;
                 Score {

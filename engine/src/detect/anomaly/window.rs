@@ -5,9 +5,6 @@
 //! Each push is two binary searches plus two `memmove`s of at most `capacity` floats: no
 //! allocation and no sort per point.
 
-/// Share of the 5–95% spread a robust scale never goes below.
-const SPREAD_SHARE: f64 = 0.0;
-
 /// The last `capacity` finite values, in arrival order and sorted.
 #[derive(Debug, Clone)]
 pub struct SortedWindow {
@@ -96,16 +93,20 @@ impl SortedWindow {
         Some(kth_of_two(na, nb, k, a, b))
     }
 
-    /// A robust standard deviation around `center`: 1.4826 × MAD, but never below a share
-    /// of the 5–95% spread (quantised series, e.g. CPU in steps, have MAD 0 while plainly
-    /// varying) nor below a tiny floor relative to `level` (a constant series).
-    pub fn robust_scale(&self, center: f64, level: f64) -> f64 {
+    /// A robust standard deviation around `center`: 1.4826 × MAD, but never below
+    /// `spread_share` of the 5–95% spread (quantised series, e.g. CPU in steps, have MAD 0
+    /// while plainly varying) nor below a tiny floor relative to `level` (a constant series).
+    pub fn robust_scale(&self, center: f64, level: f64, spread_share: f64) -> f64 {
         let mad = self.mad(center).unwrap_or(0.0);
-        let spread = match (self.quantile(0.05), self.quantile(0.95)) {
-            (Some(lo), Some(hi)) => (hi - lo) / 3.29,
-            _ => 0.0,
+        let spread = if spread_share > 0.0 {
+            match (self.quantile(0.05), self.quantile(0.95)) {
+                (Some(lo), Some(hi)) => (hi - lo) / 3.29,
+                _ => 0.0,
+            }
+        } else {
+            0.0
         };
-        (1.4826 * mad).max(SPREAD_SHARE * spread).max(super::scale_floor(level))
+        (1.4826 * mad).max(spread_share * spread).max(super::scale_floor(level))
     }
 
     /// Fraction of stored values strictly below `x` (an empirical CDF).

@@ -1,0 +1,524 @@
+//! `vigil dry-run`, `vigil run`, `vigil executions …`
+
+use super::{Global, Paint, clock, invalid};
+use anyhow::{Context, Result};
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use vigil::exec::core::Catalog;
+use vigil::exec::executor::Observer;
+use vigil::exec::render::{parse_set_value, resolve_params};
+use vigil::exec::{ExecutionReport, Executor, Request, StepStatus};
+use vigil::policy::expr::ExprEngine;
+use vigil::store::{Event, EventKind, ExecStatus, ExecutionRecord, Store, now_ms};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Runbook name (in the bundle) or file.
+    pub runbook: String,
+    /// The incident the run is for (JSON or YAML), available as `incident` in expressions.
+    #[arg(long)]
+    pub incident: Option<PathBuf>,
+    /// Set a parameter: `--set service=api` (values that parse as JSON are typed).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Start a new execution even if an identical one was interrupted.
+    #[arg(long)]
+    pub new: bool,
+    /// Steps running at once, unless the runbook sets `concurrency`.
+    #[arg(long, default_value_t = 8)]
+    pub max_concurrency: usize,
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum ExecutionsCommand {
+    /// List executions, newest first.
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Show an execution's journal as a timeline.
+    Show { id: String },
+    /// Approve the step an execution is waiting on, and continue it.
+    Approve {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Reject the step an execution is waiting on; the execution fails.
+    Reject {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Resume an interrupted execution.
+    Resume { id: String },
+}
+
+fn read_incident(path: &PathBuf) -> Result<Value> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading incident {}", path.display()))?;
+    if let Ok(v) = serde_json::from_str(&text) {
+        return Ok(v);
+    }
+    let docs = vigil::runbook::yaml::parse_documents(&text).map_err(|e| {
+        invalid(format!(
+            "{}:{}:{}: incident is neither JSON nor YAML: {}",
+            path.display(),
+            e.span.start.line,
+            e.span.start.col,
+            e.message
+        ))
+    })?;
+    Ok(docs.first().map_or(Value::Null, |d| d.to_json()))
+}
+
+fn parse_sets(sets: &[String]) -> Result<Map<String, Value>> {
+    let mut out = Map::new();
+    for s in sets {
+        let (k, v) = s.split_once('=').ok_or_else(|| {
+            invalid(format!(
+                "`--set {s}`: write KEY=VALUE, e.g. `--set service=api`"
+            ))
+        })?;
+        out.insert(k.trim().to_string(), parse_set_value(v));
+    }
+    Ok(out)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn open_store(g: &Global, bundle: Option<&vigil::runbook::Bundle>) -> Result<Store> {
+    let dir = super::store_dir(g, bundle);
+    Store::open(&dir).with_context(|| format!("opening the store at {}", dir.display()))
+}
+
+pub fn run(g: &Global, args: &RunArgs, dry: bool) -> Result<ExitCode> {
+    let (bundle, runbook, source) = super::load_runbook(g, &args.runbook)?;
+    let incident = args
+        .incident
+        .as_ref()
+        .map(read_incident)
+        .transpose()?
+        .unwrap_or(Value::Null);
+    let exprs = ExprEngine::new();
+    let params = resolve_params(
+        &runbook,
+        &parse_sets(&args.set)?,
+        &incident,
+        &exprs,
+        now_ms() / 1000,
+    )
+    .map_err(|e| invalid(e.message))?;
+    let req = Request {
+        runbook: Arc::new(runbook),
+        source,
+        params,
+        incident,
+    };
+    let catalog = Arc::new(Catalog::with_core());
+    let rt = runtime()?;
+    let p = Paint::new(g.color());
+
+    if dry {
+        let report = rt.block_on(vigil::exec::dry_run::dry_run(
+            catalog.as_ref(),
+            &exprs,
+            &req,
+        ));
+        print_dry_run(g, &p, &req, &report);
+        return Ok(if report.status == ExecStatus::Succeeded {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+
+    let store = open_store(g, Some(&bundle))?;
+    let executor = executor(g, catalog, store, args.max_concurrency);
+    let report = rt.block_on(async {
+        let executor = with_ctrl_c(executor);
+        match (args.new, executor.find_resumable(&req)?) {
+            (false, Some(prev)) => {
+                if !g.json() {
+                    println!(
+                        "{} interrupted execution {} of {} — resuming it (use --new to start over)",
+                        p.yellow("↻"),
+                        p.bold(&prev.id),
+                        req.runbook.name
+                    );
+                }
+                executor.resume(&prev.id).await.map_err(anyhow::Error::from)
+            }
+            _ => {
+                if !g.json() {
+                    println!(
+                        "{} {} {}",
+                        p.bold("▶ run"),
+                        p.bold(&req.runbook.name),
+                        p.dim(&format!("({})", req.runbook.file.display()))
+                    );
+                }
+                executor.start(req).await.map_err(anyhow::Error::from)
+            }
+        }
+    })?;
+    print_report(g, &p, &report);
+    Ok(exit_for(report.status))
+}
+
+fn exit_for(status: ExecStatus) -> ExitCode {
+    match status {
+        ExecStatus::Succeeded | ExecStatus::AwaitingApproval => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
+    }
+}
+
+fn executor(g: &Global, catalog: Arc<Catalog>, store: Store, max: usize) -> Executor {
+    let mut ex = Executor::new(catalog, store).with_max_concurrency(max);
+    if !g.json() {
+        let p = Paint::new(g.color());
+        let observer: Observer = Arc::new(move |rec: &ExecutionRecord, ev: &Event| {
+            if let Some(line) = event_line(&p, ev, Some(rec)) {
+                println!("{line}");
+            }
+        });
+        ex = ex.with_observer(observer);
+    }
+    ex
+}
+
+/// Cancels the executor's runs on Ctrl-C.
+fn with_ctrl_c(executor: Executor) -> Executor {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = tx.send(true);
+        }
+    });
+    executor.with_cancel(rx)
+}
+
+fn short(v: &Value, max: usize) -> String {
+    let s = match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if s.chars().count() > max {
+        format!("{}…", s.chars().take(max).collect::<String>())
+    } else {
+        s
+    }
+}
+
+/// One human line for a journal event.
+fn event_line(p: &Paint, ev: &Event, _rec: Option<&ExecutionRecord>) -> Option<String> {
+    let t = p.dim(&clock(ev.ts_ms));
+    let step = ev.step.as_deref().unwrap_or("");
+    let detail = ev.detail.as_deref().unwrap_or("");
+    let line = match ev.kind {
+        EventKind::ExecutionStarted => {
+            format!("{t}  {} execution started {}", p.cyan("●"), p.dim(detail))
+        }
+        EventKind::ExecutionResumed => {
+            format!("{t}  {} execution resumed ({detail})", p.yellow("↻"))
+        }
+        EventKind::Queued => format!("{t}  {} {step:<16} queued {}", p.dim("·"), p.dim(detail)),
+        EventKind::Started => format!(
+            "{t}  {} {step:<16} started (attempt {}) {}",
+            p.cyan("▶"),
+            ev.attempt,
+            p.dim(detail)
+        ),
+        EventKind::Succeeded => format!(
+            "{t}  {} {step:<16} succeeded {}",
+            p.green("✓"),
+            p.dim(&ev.output.as_ref().map(|o| short(o, 80)).unwrap_or_default())
+        ),
+        EventKind::Compensated => format!("{t}  {} {step:<16} compensated", p.green("↺")),
+        EventKind::Retrying => format!(
+            "{t}  {} {step:<16} attempt {} failed: {detail}",
+            p.yellow("↻"),
+            ev.attempt
+        ),
+        EventKind::Failed => format!("{t}  {} {step:<16} failed: {detail}", p.red("✗")),
+        EventKind::Skipped => format!("{t}  {} {step:<16} skipped: {}", p.dim("↷"), p.dim(detail)),
+        EventKind::Cancelled => {
+            format!("{t}  {} {step:<16} cancelled {}", p.red("■"), p.dim(detail))
+        }
+        EventKind::AwaitingApproval => format!(
+            "{t}  {} {step:<16} awaiting approval — {detail}",
+            p.yellow("⏸")
+        ),
+        EventKind::Approved => format!(
+            "{t}  {} {step:<16} approved {}",
+            p.green("✔"),
+            p.dim(detail)
+        ),
+        EventKind::Rejected => format!("{t}  {} {step:<16} rejected {}", p.red("✘"), p.dim(detail)),
+        EventKind::InDoubt => format!("{t}  {} {step:<16} IN DOUBT: {detail}", p.red("?")),
+        EventKind::ExecutionFinished => {
+            format!("{t}  {} execution finished: {detail}", p.cyan("●"))
+        }
+    };
+    Some(line)
+}
+
+fn status_word(p: &Paint, s: ExecStatus) -> String {
+    match s {
+        ExecStatus::Succeeded => p.green("succeeded"),
+        ExecStatus::AwaitingApproval | ExecStatus::Running => p.yellow(s.as_str()),
+        _ => p.red(s.as_str()),
+    }
+}
+
+fn print_report(g: &Global, p: &Paint, r: &ExecutionReport) {
+    if g.json() {
+        println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
+        return;
+    }
+    let count = |s: StepStatus| r.steps.iter().filter(|x| x.status == s).count();
+    println!();
+    println!(
+        "{} {} {} in {:.1}s — {} step(s): {} succeeded, {} failed, {} skipped",
+        p.bold(&r.id),
+        r.runbook,
+        status_word(p, r.status),
+        r.duration_ms as f64 / 1000.0,
+        r.steps.len(),
+        count(StepStatus::Succeeded) + count(StepStatus::Compensated),
+        count(StepStatus::Failed),
+        count(StepStatus::Skipped),
+    );
+    if let Some(reason) = &r.reason {
+        println!("  {}", reason);
+    }
+    println!("  see the journal: vigil executions show {}", r.id);
+}
+
+fn print_dry_run(g: &Global, p: &Paint, req: &Request, r: &ExecutionReport) {
+    if g.json() {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "params": req.params, "report": r }))
+                .unwrap_or_default()
+        );
+        return;
+    }
+    println!(
+        "{} {} {}",
+        p.bold("dry-run"),
+        p.bold(&r.runbook),
+        p.dim("— plans only; nothing is executed")
+    );
+    if !req.params.is_empty() {
+        println!(
+            "  params: {}",
+            short(&Value::Object(req.params.clone()), 200)
+        );
+    }
+    println!();
+    for (i, s) in r.steps.iter().enumerate() {
+        let (mark, word) = match s.status {
+            StepStatus::WouldRun => (p.green("▶"), p.green("would run")),
+            StepStatus::Skipped => (p.dim("↷"), p.dim("would skip")),
+            StepStatus::Failed => (p.red("✗"), p.red("would fail")),
+            _ => (p.dim("·"), p.dim("on failure only")),
+        };
+        println!(
+            "{:>2}. {mark} {} {} {word}",
+            i + 1,
+            p.bold(&s.id),
+            p.dim(&format!("[{}]", s.uses))
+        );
+        if let Some(reason) = &s.reason {
+            println!("      {}", p.dim(reason));
+        }
+        if let Some(input) = &s.input {
+            if input.as_object().is_some_and(|m| !m.is_empty()) {
+                println!("      with: {}", short(input, 160));
+            }
+        }
+        if let Some(plan) = &s.plan {
+            println!("      plan: {}", plan.summary);
+            for e in &plan.steps {
+                println!(
+                    "        → {} (risk {}, {}) {}",
+                    e.target,
+                    e.risk,
+                    if e.reversible {
+                        "reversible"
+                    } else {
+                        "irreversible"
+                    },
+                    p.dim(&e.effects.join(", "))
+                );
+            }
+        }
+    }
+    println!();
+    match &r.reason {
+        None => println!(
+            "{} the run would proceed as above; no side effect was performed",
+            p.green("✓")
+        ),
+        Some(reason) => println!("{} {reason}", p.red("✗")),
+    }
+}
+
+pub fn executions(g: &Global, cmd: &ExecutionsCommand) -> Result<ExitCode> {
+    let bundle = g
+        .bundle_dir()
+        .and_then(|d| vigil::runbook::Bundle::load(&d).ok());
+    let store = open_store(g, bundle.as_ref())?;
+    let p = Paint::new(g.color());
+    match cmd {
+        ExecutionsCommand::List { limit } => {
+            let list: Vec<ExecutionRecord> = store.executions()?.into_iter().take(*limit).collect();
+            if g.json() {
+                let rows: Vec<Value> = list
+                    .iter()
+                    .map(|r| serde_json::json!({ "id": r.id, "runbook": r.runbook, "status": r.status, "created_ms": r.created_ms, "updated_ms": r.updated_ms, "reason": r.reason }))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if list.is_empty() {
+                println!("no executions yet — try `vigil run <runbook>`");
+            } else {
+                println!(
+                    "{:<11} {:<28} {:<18} {}",
+                    "ID", "RUNBOOK", "STATUS", "STARTED"
+                );
+                for r in list {
+                    let started = chrono::DateTime::from_timestamp_millis(r.created_ms)
+                        .map(|t| {
+                            t.with_timezone(&chrono::Local)
+                                .format("%Y-%m-%d %H:%M:%S")
+                                .to_string()
+                        })
+                        .unwrap_or_default();
+                    println!(
+                        "{:<11} {:<28} {:<18} {}",
+                        r.id,
+                        r.runbook,
+                        status_word(&p, r.status),
+                        started
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ExecutionsCommand::Show { id } => {
+            let rec = store.execution(id).map_err(|e| invalid(e.to_string()))?;
+            let events = store.events(id)?;
+            if g.json() {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({ "execution": rec, "events": events })
+                    )?
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{} {} {}",
+                p.bold(&rec.id),
+                rec.runbook,
+                status_word(&p, rec.status)
+            );
+            println!("  file:   {}", rec.runbook_file);
+            println!("  params: {}", short(&rec.params, 200));
+            if let Some(reason) = &rec.reason {
+                println!("  reason: {reason}");
+            }
+            println!();
+            for ev in &events {
+                if let Some(line) = event_line(&p, ev, None) {
+                    println!("{line}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ExecutionsCommand::Approve { id, comment } | ExecutionsCommand::Reject { id, comment } => {
+            let approve = matches!(cmd, ExecutionsCommand::Approve { .. });
+            decide(g, &p, store, id, approve, comment.clone())
+        }
+        ExecutionsCommand::Resume { id } => {
+            let executor = executor(g, Arc::new(Catalog::with_core()), store, 8);
+            let report = runtime()?.block_on(async { with_ctrl_c(executor).resume(id).await })?;
+            print_report(g, &p, &report);
+            Ok(exit_for(report.status))
+        }
+    }
+}
+
+/// Records an approval or rejection of the step an execution waits on, then continues it.
+fn decide(
+    g: &Global,
+    p: &Paint,
+    store: Store,
+    id: &str,
+    approve: bool,
+    comment: Option<String>,
+) -> Result<ExitCode> {
+    let rec = store.execution(id).map_err(|e| invalid(e.to_string()))?;
+    if rec.status != ExecStatus::AwaitingApproval {
+        return Err(invalid(format!(
+            "execution {id} is {}, not awaiting approval",
+            rec.status.as_str()
+        )));
+    }
+    let events = store.events(id)?;
+    let waiting = events
+        .iter()
+        .rev()
+        .find(|e| e.kind == EventKind::AwaitingApproval)
+        .and_then(|e| e.step.clone());
+    let who = std::env::var("USER").unwrap_or_else(|_| "operator".into());
+    let detail = format!(
+        "by {who}{}",
+        comment.map(|c| format!(": {c}")).unwrap_or_default()
+    );
+    let kind = if approve {
+        EventKind::Approved
+    } else {
+        EventKind::Rejected
+    };
+    store.append(
+        id,
+        Event {
+            seq: 0,
+            ts_ms: now_ms(),
+            step: waiting.clone(),
+            kind,
+            attempt: 0,
+            detail: Some(detail.clone()),
+            output: None,
+        },
+    )?;
+    if !approve {
+        let mut rec = rec;
+        rec.status = ExecStatus::Failed;
+        rec.reason = Some(format!(
+            "step `{}` rejected {detail}",
+            waiting.unwrap_or_default()
+        ));
+        rec.updated_ms = now_ms();
+        store.put_execution(&rec)?;
+        store.sync_blocking()?;
+        if !g.json() {
+            println!("{} {id} rejected; the execution is failed", p.red("✘"));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    store.sync_blocking()?;
+    let executor = executor(g, Arc::new(Catalog::with_core()), store, 8);
+    let report = runtime()?.block_on(async { with_ctrl_c(executor).resume(id).await })?;
+    print_report(g, p, &report);
+    Ok(exit_for(report.status))
+}

@@ -1,0 +1,70 @@
+//! `vigil validate`
+
+use super::{Global, invalid};
+use anyhow::{Context, Result};
+use std::path::Path;
+use std::process::ExitCode;
+use vigil::exec::core::Catalog;
+use vigil::runbook::Bundle;
+use vigil::runbook::diag::{self, Diagnostic};
+
+pub fn run(g: &Global, path: Option<&Path>) -> Result<ExitCode> {
+    let target = match path {
+        Some(p) => p.to_path_buf(),
+        None => g.bundle_dir().ok_or_else(|| {
+            invalid("no vigil.yaml here or in runbooks/; pass a file or directory to validate")
+        })?,
+    };
+    if !target.exists() {
+        return Err(invalid(format!("{} does not exist", target.display())));
+    }
+    let mut bundle =
+        Bundle::load(&target).with_context(|| format!("reading {}", target.display()))?;
+    let catalog = Catalog::with_core();
+    let mut extra = vigil::exec::check_actions(&bundle, &catalog);
+    bundle.diagnostics.append(&mut extra);
+    diag::sort(&mut bundle.diagnostics);
+    print_diagnostics(g, &bundle);
+    let errors = bundle.diagnostics.iter().filter(|d| d.is_error()).count();
+    if !g.json() {
+        let p = super::Paint::new(g.color());
+        if errors == 0 {
+            println!(
+                "{} {} file(s): {} runbook(s), {} detector(s), {} polic(ies)",
+                p.green("✓ valid"),
+                bundle.files,
+                bundle.runbooks.len(),
+                bundle.detectors.len(),
+                bundle.policies.len()
+            );
+        } else {
+            eprintln!(
+                "{} {errors} error(s) in {} file(s)",
+                p.red("✗"),
+                bundle.files
+            );
+        }
+    }
+    Ok(if errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+pub fn print_diagnostics(g: &Global, bundle: &Bundle) {
+    if g.json() {
+        let list: Vec<&Diagnostic> = bundle.diagnostics.iter().collect();
+        let errors = list.iter().filter(|d| d.is_error()).count();
+        println!(
+            "{}",
+            serde_json::json!({ "valid": errors == 0, "errors": errors, "diagnostics": list })
+        );
+        return;
+    }
+    for d in &bundle.diagnostics {
+        let source = bundle.sources.get(&d.file).map(String::as_str);
+        eprint!("{}", d.render(source, g.color()));
+        eprintln!();
+    }
+}

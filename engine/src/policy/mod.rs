@@ -1,0 +1,4 @@
+//! The home of Rhai: `${{ }}` expressions (and, later, escalation policies).
+//! Nothing outside this module names `rhai`.
+
+pub mod expr;

@@ -1,0 +1,447 @@
+//! The resources as written (`…Doc`, deserialised with `deny_unknown_fields`) and
+//! as checked (`Runbook`, `Step`, …) — the executor only ever sees checked ones.
+
+use super::de::Spanned;
+use super::duration::Duration;
+use super::span::{Pos, Span};
+use super::template::Template;
+use super::yaml::Node;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub const API_VERSION: &str = "vigil/v1";
+pub const KINDS: [&str; 3] = ["Config", "Runbook", "Detector"];
+
+// ---------------------------------------------------------------- as written
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunbookDoc {
+    #[serde(rename = "apiVersion")]
+    pub api_version: Spanned<String>,
+    pub kind: Spanned<String>,
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub trigger: Option<TriggerDoc>,
+    #[serde(default)]
+    pub params: Option<Node>,
+    #[serde(default)]
+    pub policy: Option<Spanned<String>>,
+    #[serde(default)]
+    pub timeout: Option<Spanned<Duration>>,
+    /// How many steps may run at once.
+    #[serde(default)]
+    pub concurrency: Option<Spanned<u32>>,
+    pub steps: Spanned<Vec<Node>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerDoc {
+    #[serde(rename = "match")]
+    pub matchers: Node,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamType {
+    String,
+    Number,
+    Integer,
+    Boolean,
+    List,
+    Map,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParamDoc {
+    #[serde(rename = "type", default)]
+    pub ty: Option<ParamType>,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub default: Option<Node>,
+    #[serde(default)]
+    pub from: Option<Spanned<String>>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Approval {
+    #[default]
+    None,
+    Required,
+    Policy,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryDoc {
+    pub attempts: Spanned<u32>,
+    #[serde(default)]
+    pub backoff: Option<Duration>,
+    #[serde(default)]
+    pub max_backoff: Option<Duration>,
+    #[serde(default)]
+    pub factor: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepDoc {
+    pub id: Spanned<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub uses: Spanned<String>,
+    #[serde(default)]
+    pub needs: Option<Node>,
+    #[serde(default)]
+    pub with: Option<Node>,
+    #[serde(default)]
+    pub when: Option<Spanned<String>>,
+    #[serde(default)]
+    pub timeout: Option<Spanned<Duration>>,
+    #[serde(default)]
+    pub retry: Option<RetryDoc>,
+    #[serde(default)]
+    pub approval: Option<Approval>,
+    #[serde(default)]
+    pub on_failure: Option<Spanned<String>>,
+    #[serde(default)]
+    pub assert: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigDoc {
+    #[serde(rename = "apiVersion")]
+    pub api_version: Spanned<String>,
+    pub kind: Spanned<String>,
+    #[serde(default)]
+    pub store: Option<String>,
+    #[serde(default)]
+    pub plugins: Option<PluginsDoc>,
+    #[serde(default)]
+    pub api: Option<ApiDoc>,
+    #[serde(default)]
+    pub executor: Option<ExecutorDoc>,
+    /// Connector instances with their config and capability grants (typed by the plugin host).
+    #[serde(default)]
+    pub sources: Option<Node>,
+    /// Notification targets (typed by the notifier layer).
+    #[serde(default)]
+    pub notifiers: Option<Node>,
+    /// Automation guardrails (typed by the policy layer).
+    #[serde(default)]
+    pub guardrails: Option<Node>,
+    /// The service dependency map used for root-cause correlation.
+    #[serde(default)]
+    pub services: Option<Node>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsDoc {
+    #[serde(default)]
+    pub dirs: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiDoc {
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// Environment variable holding the bearer token(s).
+    #[serde(default)]
+    pub token_env: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorDoc {
+    /// Steps of one execution running at once, unless the runbook says otherwise.
+    #[serde(default)]
+    pub max_concurrency: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorDoc {
+    #[serde(rename = "apiVersion")]
+    pub api_version: Spanned<String>,
+    pub kind: Spanned<String>,
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// A cron expression; six fields (with seconds) or five.
+    pub schedule: Spanned<String>,
+    pub source: Spanned<String>,
+    pub query: Spanned<String>,
+    /// The detection model and its parameters (typed by `detect`).
+    pub model: Node,
+    pub alert: AlertDoc,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertDoc {
+    pub name: String,
+    #[serde(default = "default_severity")]
+    pub severity: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+fn default_severity() -> String {
+    "warning".into()
+}
+
+// ---------------------------------------------------------------- as checked
+
+/// A `${{ }}` expression with where it was written (for runtime error messages).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Expr {
+    pub source: String,
+    pub pos: Pos,
+}
+
+/// A step input: literal values with templates inside.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", content = "v", rename_all = "lowercase")]
+pub enum Input {
+    Literal(serde_json::Value),
+    Template(TemplateInput),
+    List(Vec<Input>),
+    Map(Vec<(String, Input)>),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TemplateInput {
+    pub text: String,
+    pub pos: Pos,
+    #[serde(skip)]
+    pub parsed: Option<Template>,
+}
+
+impl TemplateInput {
+    pub fn template(&self) -> Template {
+        match &self.parsed {
+            Some(t) => t.clone(),
+            None => Template::parse(&self.text).unwrap_or(Template { segments: vec![] }),
+        }
+    }
+}
+
+impl Input {
+    /// Whether rendering needs an expression engine.
+    pub fn is_literal(&self) -> bool {
+        match self {
+            Input::Literal(_) => true,
+            Input::Template(_) => false,
+            Input::List(items) => items.iter().all(Input::is_literal),
+            Input::Map(entries) => entries.iter().all(|(_, v)| v.is_literal()),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Total attempts, at least 1.
+    pub attempts: u32,
+    pub backoff: Duration,
+    pub factor: f64,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 1,
+            backoff: Duration::from_secs(1),
+            factor: 2.0,
+            max_backoff: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before attempt `next_attempt` (2 = the first retry).
+    pub fn delay_before(&self, next_attempt: u32) -> std::time::Duration {
+        let exp = next_attempt.saturating_sub(2).min(30) as i32;
+        let secs = self.backoff.as_std().as_secs_f64() * self.factor.powi(exp);
+        std::time::Duration::from_secs_f64(
+            secs.min(self.max_backoff.as_std().as_secs_f64()).max(0.0),
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    Abort,
+    Continue,
+    /// Run this step (by index) as compensation, then stop the execution.
+    Compensate(usize),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub id: String,
+    pub name: Option<String>,
+    pub uses: String,
+    pub needs: Vec<usize>,
+    pub with: Input,
+    pub when: Option<Expr>,
+    pub timeout: Option<Duration>,
+    pub retry: RetryPolicy,
+    pub approval: Approval,
+    pub on_failure: OnFailure,
+    pub assert: Option<Expr>,
+    /// Named by another step's `on_failure`: runs only as compensation.
+    pub compensation: bool,
+    /// Where the step's `id` is written.
+    pub span: Span,
+    /// Where its `uses` is written.
+    pub uses_span: Span,
+    /// Whether any of its inputs, `when` or `assert` holds an expression.
+    pub has_expressions: bool,
+    /// The steps whose outputs its expressions read (`None`: cannot tell, bind all).
+    pub reads: Option<Vec<usize>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Param {
+    pub name: String,
+    pub ty: Option<ParamType>,
+    pub required: bool,
+    pub default: Option<serde_json::Value>,
+    pub from: Option<TemplateInput>,
+    pub description: Option<String>,
+}
+
+/// A label matcher, as in Alertmanager: `=`, `!=`, `=~`, `!~`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Matcher {
+    pub label: String,
+    pub op: MatchOp,
+    pub value: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MatchOp {
+    #[serde(rename = "=")]
+    Eq,
+    #[serde(rename = "!=")]
+    Ne,
+    #[serde(rename = "=~")]
+    Re,
+    #[serde(rename = "!~")]
+    NotRe,
+}
+
+impl Matcher {
+    /// Parses `value` written as `=~regex`, `!~regex`, `!=value`, `=value` or `value`.
+    pub fn parse(label: &str, written: &str) -> Result<Matcher, String> {
+        let (op, value) = if let Some(v) = written.strip_prefix("=~") {
+            (MatchOp::Re, v)
+        } else if let Some(v) = written.strip_prefix("!~") {
+            (MatchOp::NotRe, v)
+        } else if let Some(v) = written.strip_prefix("!=") {
+            (MatchOp::Ne, v)
+        } else if let Some(v) = written.strip_prefix('=') {
+            (MatchOp::Eq, v)
+        } else {
+            (MatchOp::Eq, written)
+        };
+        if matches!(op, MatchOp::Re | MatchOp::NotRe) {
+            regex::Regex::new(&format!("^(?:{value})$"))
+                .map_err(|e| format!("invalid regular expression: {e}"))?;
+        }
+        Ok(Matcher {
+            label: label.to_string(),
+            op,
+            value: value.to_string(),
+        })
+    }
+
+    /// Whether a label set satisfies the matcher (a missing label is the empty string,
+    /// as in Alertmanager).
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        let v = labels.get(&self.label).map(String::as_str).unwrap_or("");
+        match self.op {
+            MatchOp::Eq => v == self.value,
+            MatchOp::Ne => v != self.value,
+            MatchOp::Re | MatchOp::NotRe => {
+                let re = regex::Regex::new(&format!("^(?:{})$", self.value));
+                let hit = re.map(|r| r.is_match(v)).unwrap_or(false);
+                hit == (self.op == MatchOp::Re)
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Runbook {
+    pub name: String,
+    pub description: String,
+    pub file: PathBuf,
+    pub trigger: Vec<Matcher>,
+    pub params: Vec<Param>,
+    pub policy: Option<String>,
+    pub timeout: Option<Duration>,
+    pub concurrency: Option<u32>,
+    pub steps: Vec<Step>,
+}
+
+impl Runbook {
+    pub fn step_index(&self, id: &str) -> Option<usize> {
+        self.steps.iter().position(|s| s.id == id)
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Config {
+    pub file: Option<PathBuf>,
+    pub store: Option<PathBuf>,
+    pub plugin_dirs: Vec<PathBuf>,
+    pub api: ApiDoc,
+    pub executor: ExecutorDoc,
+    #[serde(skip)]
+    pub sources: Option<Node>,
+    #[serde(skip)]
+    pub notifiers: Option<Node>,
+    #[serde(skip)]
+    pub guardrails: Option<Node>,
+    #[serde(skip)]
+    pub services: Option<Node>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Detector {
+    pub name: String,
+    pub description: Option<String>,
+    pub file: PathBuf,
+    pub schedule: String,
+    pub source: String,
+    pub query: String,
+    #[serde(skip)]
+    pub model: Node,
+    pub alert: AlertDoc,
+}
+
+/// A Rhai policy file in the bundle.
+#[derive(Clone, Debug, Serialize)]
+pub struct PolicyFile {
+    pub name: String,
+    pub file: PathBuf,
+    #[serde(skip)]
+    pub source: String,
+}
