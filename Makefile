@@ -2,7 +2,7 @@
 CARGO ?= cargo
 VIGIL := target/debug/vigil
 
-.PHONY: all build demo test bench fmt lint clean
+.PHONY: all build demo test bench nab fmt lint clean
 
 all: build
 
@@ -20,7 +20,11 @@ test:
 
 ## Every benchmark, each figure next to its target.
 bench:
-	$(CARGO) bench --bench executor --bench journal --bench validate --bench policy
+	$(CARGO) bench --bench executor --bench journal --bench validate --bench policy --bench detect
+
+## Anomaly detection quality on the shared NAB data (../shared), beside the published detectors.
+nab:
+	@bash scripts/nab.sh
 
 fmt:
 	$(CARGO) fmt --all
