@@ -2,6 +2,7 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the code map and invariants.
 
+pub mod detect;
 pub mod exec;
 pub mod graph;
 pub mod plugin;

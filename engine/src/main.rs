@@ -72,6 +72,10 @@ enum PolicyCommand {
 }
 
 fn main() -> ExitCode {
+    // `detect` and `forecast` have their own `--output` (table|json|nab), so they parse alone.
+    if let Some(code) = cli::detect::dispatch() {
+        return code;
+    }
     let cli = Cli::parse();
     cli::init_tracing(&cli.global);
     let result = match &cli.command {

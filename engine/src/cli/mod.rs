@@ -1,6 +1,7 @@
 //! Command implementations: load, call the library, print.
 
 pub mod automation;
+pub mod detect;
 pub mod graph;
 pub mod plugin;
 pub mod run;

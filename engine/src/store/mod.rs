@@ -191,21 +191,31 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
-        let db = sled::Config::new()
-            .path(dir)
-            .flush_every_ms(Some(1000))
-            .open()
-            .map_err(|e| match &e {
-                sled::Error::Io(io)
+        // A store released a moment ago (a process exiting, sled's flusher thread
+        // winding down) can still hold the lock briefly: wait a little before
+        // reporting it as in use.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let db = loop {
+            match sled::Config::new()
+                .path(dir)
+                .flush_every_ms(Some(1000))
+                .open()
+            {
+                Ok(db) => break db,
+                Err(sled::Error::Io(io))
                     if io.kind() == std::io::ErrorKind::WouldBlock
                         || io.to_string().contains("lock") =>
                 {
-                    StoreError::Locked {
-                        path: dir.display().to_string(),
+                    if std::time::Instant::now() >= deadline {
+                        return Err(StoreError::Locked {
+                            path: dir.display().to_string(),
+                        });
                     }
+                    std::thread::sleep(std::time::Duration::from_millis(25));
                 }
-                _ => StoreError::Io(format!("{}: {e}", dir.display())),
-            })?;
+                Err(e) => return Err(StoreError::Io(format!("{}: {e}", dir.display()))),
+            }
+        };
         Ok(Store {
             executions: db.open_tree("executions")?,
             journal: db.open_tree("journal")?,
