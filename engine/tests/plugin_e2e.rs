@@ -68,10 +68,10 @@ fn start_prometheus() -> Prometheus {
     // Ready, and the first self-scrape stored.
     loop {
         assert!(Instant::now() < deadline, "prometheus did not become ready with data in 60 s");
-        if let Some((200, body)) = http_get(port, "/api/v1/query?query=up") {
-            if body.contains("\"value\"") {
-                break;
-            }
+        if let Some((200, body)) = http_get(port, "/api/v1/query?query=up")
+            && body.contains("\"value\"")
+        {
+            break;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -265,4 +265,86 @@ fn prometheus_and_http_plugins_against_real_servers() {
         }))
         .expect_err("not granted");
     assert!(err.to_string().contains("grants: { http: [{ url: "), "{err}");
+
+    runbook_through_the_cli(prom.port, &recv);
+}
+
+/// The same, as a user runs it: a bundle whose `sources:` configure the plugins,
+/// a runbook whose steps use them, `vigil dry-run` then `vigil run`.
+fn runbook_through_the_cli(prom_port: u16, recv: &Receiver) {
+    let before = recv.requests().len();
+    let dir = tempfile::tempdir().expect("bundle dir");
+    std::fs::create_dir_all(dir.path().join("runbooks")).expect("mkdir");
+    let plugin_dir = common::plugin_dir().display().to_string();
+    std::fs::write(
+        dir.path().join("vigil.yaml"),
+        format!(
+            r#"apiVersion: vigil/v1
+kind: Config
+store: store
+plugins:
+  dirs: ["{plugin_dir}"]
+sources:
+  - name: prometheus
+    config: {{ url: "http://127.0.0.1:{prom_port}" }}
+    grants:
+      clock: true
+      http: [{{ url: "http://127.0.0.1:{prom_port}/api/v1/*", methods: [GET] }}]
+  - name: notify
+    plugin: http
+    config: {{ slack_url: "http://127.0.0.1:{rport}/slack" }}
+    grants:
+      http: [{{ url: "http://127.0.0.1:{rport}/*", methods: [POST] }}]
+"#,
+            rport = recv.port
+        ),
+    )
+    .expect("write config");
+    std::fs::write(
+        dir.path().join("runbooks/check.yaml"),
+        r##"apiVersion: vigil/v1
+kind: Runbook
+name: check-prometheus
+description: Measure a target, then tell the team.
+params:
+  job: { type: string, default: prometheus }
+steps:
+  - id: measure
+    uses: prometheus/query
+    with: { query: 'up{job="${{ params.job }}"}' }
+  - id: notify
+    uses: notify/slack
+    needs: [measure]
+    when: "${{ steps.measure.output.value == 1 }}"
+    with: { text: "${{ params.job }} is up", channel: "#ops" }
+"##,
+    )
+    .expect("write runbook");
+    let config = dir.path().join("vigil.yaml");
+    let vigil = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .arg("--config")
+            .arg(&config)
+            .args(["--output", "json"])
+            .args(args)
+            .output()
+            .expect("run vigil");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (ok, stdout, stderr) = vigil(&["validate"]);
+    assert!(ok, "validate: {stdout} {stderr}");
+
+    let (ok, stdout, stderr) = vigil(&["dry-run", "check-prometheus"]);
+    assert!(ok, "dry-run: {stdout} {stderr}");
+    assert_eq!(recv.requests().len(), before, "the dry-run reached the receiver");
+    assert!(stdout.contains(&format!("http:POST http://127.0.0.1:{}/slack", recv.port)), "the plan is shown: {stdout}");
+
+    let (ok, stdout, stderr) = vigil(&["run", "check-prometheus"]);
+    assert!(ok, "run: {stdout} {stderr}");
+    let got = recv.requests();
+    assert_eq!(got.len(), before + 1, "{got:?}");
+    let last = got.last().expect("a request");
+    assert_eq!((last.method.as_str(), last.path.as_str()), ("POST", "/slack"));
+    let body: Value = serde_json::from_str(&last.body).expect("json");
+    assert_eq!(body, json!({ "text": "prometheus is up", "channel": "#ops" }));
 }

@@ -4,7 +4,10 @@ use anyhow::{Context, bail};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use vigil::plugin::{CacheOutcome, HostOptions, LoadedPlugin, PluginHost, PluginInfo};
+use std::sync::Arc;
+use vigil::exec::core::Catalog;
+use vigil::plugin::{CacheOutcome, HostOptions, InstanceConfig, LoadedPlugin, PluginCatalog, PluginHost, PluginInfo};
+use vigil::runbook::Bundle;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
@@ -57,6 +60,34 @@ pub struct PluginCliContext {
     pub json: bool,
     pub plugin_dirs: Vec<PathBuf>,
     pub cache_dir: Option<PathBuf>,
+}
+
+/// The plugin catalog of a bundle: every `*.wasm` in `plugins.dirs`, plus the
+/// instances under `sources:` (config, grants, limits). `None` when the bundle
+/// names neither. The compile cache lives in `<store>/plugin-cache`.
+pub fn plugin_catalog(g: &super::Global, bundle: &Bundle) -> anyhow::Result<Option<PluginCatalog>> {
+    let sources: Vec<InstanceConfig> = match &bundle.config.sources {
+        Some(node) => vigil::runbook::de::from_node(node).map_err(|e| {
+            let at = node.text_start();
+            super::invalid(format!("sources (line {}): {e}", at.line))
+        })?,
+        None => Vec::new(),
+    };
+    if bundle.config.plugin_dirs.is_empty() && sources.is_empty() {
+        return Ok(None);
+    }
+    let cache_dir = super::store_dir(g, Some(bundle)).join("plugin-cache");
+    let host = PluginHost::new(HostOptions { cache_dir: Some(cache_dir), ..HostOptions::default() })?;
+    Ok(Some(PluginCatalog::load(&host, &bundle.config.plugin_dirs, &sources)?))
+}
+
+/// `Catalog::with_core()` plus the bundle's plugins.
+pub fn with_plugins(g: &super::Global, bundle: &Bundle) -> anyhow::Result<Catalog> {
+    let mut catalog = Catalog::with_core();
+    if let Some(plugins) = plugin_catalog(g, bundle)? {
+        catalog.add_catalog(Arc::new(plugins));
+    }
+    Ok(catalog)
 }
 
 impl PluginCliContext {
