@@ -238,3 +238,28 @@ fn many_failures_in_parallel_then_normal_service() {
         still_serves(&inst);
     }
 }
+
+#[test]
+fn declared_effects_are_allowed_in_execute() {
+    use vigil::exec::action::{PlannedEffect, Risk};
+    use vigil::plugin::{KvStore, MemoryKv};
+    let kv = Arc::new(MemoryKv::default());
+    let h = PluginHost::new(HostOptions { kv: Some(kv.clone()), ..HostOptions::default() }).expect("host");
+    let grants: Grants = serde_json::from_value(json!({ "kv": { "namespace": "ns1", "write": true } })).expect("grants");
+    let inst = hostile(&h, grants, small_limits());
+    let plan = ActionPlan {
+        summary: "write k".into(),
+        steps: vec![PlannedEffect { target: "kv".into(), risk: Risk::Low, reversible: true, effects: vec!["kv:write".into()] }],
+        preview: None,
+    };
+    inst.execute("kv-write-in-plan", &json!({}), &plan).expect("declared and granted");
+    assert_eq!(kv.get("ns1", "k").expect("get"), Some("v".to_string()));
+    // The same write, undeclared: denied.
+    let err = inst.execute("kv-write-in-plan", &json!({}), &ActionPlan::default()).expect_err("undeclared");
+    assert!(err.to_string().contains("the plan would need `kv:write`"), "{err}");
+    // Declared but not granted (read-only namespace): denied with the grant line.
+    let ro: Grants = serde_json::from_value(json!({ "kv": { "namespace": "ns1" } })).expect("grants");
+    let inst = hostile(&h, ro, small_limits());
+    let err = inst.execute("kv-write-in-plan", &json!({}), &plan).expect_err("read-only grant");
+    assert!(err.to_string().contains("grants: { kv: { namespace: <name>, write: true } }"), "{err}");
+}
