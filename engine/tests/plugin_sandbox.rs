@@ -210,6 +210,14 @@ fn a_panic_is_a_trap_with_the_message() {
 }
 
 #[test]
+fn a_stderr_flood_is_absorbed() {
+    let h = host();
+    let inst = hostile(&h, Grants::default(), small_limits());
+    let out = inst.execute("stderr-flood", &json!({}), &ActionPlan::default()).expect("1 MiB of stderr is fine");
+    assert_eq!(out, json!({ "flooded": true }));
+}
+
+#[test]
 fn sleeping_does_not_hang_the_engine() {
     let h = host();
     let inst = hostile(&h, Grants::default(), small_limits());

@@ -14,7 +14,6 @@ use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::StoreContextMut;
 use wasmtime_wasi::p2::DynPollable;
 use wasmtime::{Config, Engine, Store, Trap};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 pub(crate) mod wit {
@@ -383,10 +382,10 @@ pub(crate) struct Invocation<'a> {
 }
 
 impl Invocation<'_> {
-    fn store(&self, call: Call, mode: Mode) -> Result<(Store<State>, MemoryOutputPipe), PluginError> {
+    fn store(&self, call: Call, mode: Mode) -> Result<(Store<State>, StderrCapture), PluginError> {
         let host = &self.plugin.host.inner;
         let deadline = Instant::now() + Duration::from_millis(self.limits.timeout_ms);
-        let stderr = MemoryOutputPipe::new(16 * 1024);
+        let stderr = StderrCapture::new(16 * 1024);
         let mut wasi = WasiCtx::builder();
         wasi.stderr(stderr.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
         if !self.grants.clock {
@@ -573,6 +572,55 @@ fn cap_sleeps(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     })?;
     linker.allow_shadowing(false);
     Ok(())
+}
+
+/// Guest stderr: accepts everything, keeps the first `cap` bytes (a panic
+/// message comes first), so a chatty plugin never fails on a full pipe.
+#[derive(Clone)]
+pub(crate) struct StderrCapture {
+    buf: Arc<std::sync::Mutex<Vec<u8>>>,
+    cap: usize,
+}
+
+impl StderrCapture {
+    fn new(cap: usize) -> Self {
+        StderrCapture { buf: Arc::new(std::sync::Mutex::new(Vec::new())), cap }
+    }
+    fn contents(&self) -> Vec<u8> {
+        self.buf.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+}
+
+impl wasmtime_wasi::cli::IsTerminal for StderrCapture {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for StderrCapture {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl tokio::io::AsyncWrite for StderrCapture {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if let Ok(mut b) = self.buf.lock() {
+            let room = self.cap.saturating_sub(b.len());
+            b.extend_from_slice(&data[..data.len().min(room)]);
+        }
+        std::task::Poll::Ready(Ok(data.len()))
+    }
+    fn poll_flush(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
 }
 
 /// A clock stuck at the Unix epoch, for plugins without the `clock` grant.

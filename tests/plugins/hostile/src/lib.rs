@@ -27,6 +27,7 @@ const MODES: &[&str] = &[
     "swallow-denial",
     "panic",
     "sleep",
+    "stderr-flood",
 ];
 
 impl Plugin for Hostile {
@@ -120,6 +121,13 @@ fn misbehave(mode: &str, target: &str) -> Result<Value> {
             Ok(json!({ "pretended": "all fine" }))
         }
         "panic" => panic!("hostile plugin panics on purpose"),
+        "stderr-flood" => {
+            let line = "x".repeat(1023);
+            for _ in 0..1024 {
+                eprintln!("{line}");
+            }
+            Ok(json!({ "flooded": true }))
+        }
         "sleep" => {
             std::thread::sleep(std::time::Duration::from_secs(3600));
             Ok(json!(null))
