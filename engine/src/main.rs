@@ -91,7 +91,10 @@ fn main() -> ExitCode {
         Command::Policy {
             command: PolicyCommand::Test(args),
         } => cli::automation::policy_test(&cli.global, args),
-        Command::Plugin(cmd) => cli::plugin::run(cmd, &cli::plugin::PluginCliContext::from_global(&cli.global)),
+        Command::Plugin(cmd) => cli::plugin::run(
+            cmd,
+            &cli::plugin::PluginCliContext::from_global(&cli.global),
+        ),
     };
     match result {
         Ok(code) => code,

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vigil::exec::action::{ActionCall, ActionCatalog, ActionPlan};
 use vigil::plugin::{
-    Call, Grants, HostOptions, InstanceConfig, Limit, Limits, PluginCatalog, PluginError, PluginHost, PluginInstance,
-    TimeRange,
+    Call, Grants, HostOptions, InstanceConfig, Limit, Limits, PluginCatalog, PluginError,
+    PluginHost, PluginInstance, TimeRange,
 };
 
 fn host() -> PluginHost {
@@ -17,17 +17,34 @@ fn host() -> PluginHost {
 }
 
 fn hostile(host: &PluginHost, grants: Grants, limits: Limits) -> PluginInstance {
-    let plugin = host.load_file(&common::plugin_path("hostile")).expect("load hostile");
-    PluginInstance::new(plugin, InstanceConfig { grants, limits, ..InstanceConfig::bare("hostile") }).expect("instance")
+    let plugin = host
+        .load_file(&common::plugin_path("hostile"))
+        .expect("load hostile");
+    PluginInstance::new(
+        plugin,
+        InstanceConfig {
+            grants,
+            limits,
+            ..InstanceConfig::bare("hostile")
+        },
+    )
+    .expect("instance")
 }
 
 fn small_limits() -> Limits {
-    Limits { timeout_ms: 500, memory_mib: 32, output_kib: 1024, ..Limits::default() }
+    Limits {
+        timeout_ms: 500,
+        memory_mib: 32,
+        output_kib: 1024,
+        ..Limits::default()
+    }
 }
 
 /// After any failure the same instance still answers a normal call.
 fn still_serves(inst: &PluginInstance) {
-    let out = inst.execute("ok", &json!({}), &ActionPlan::default()).expect("next call works");
+    let out = inst
+        .execute("ok", &json!({}), &ActionPlan::default())
+        .expect("next call works");
     assert_eq!(out, json!({ "ok": true }));
 }
 
@@ -36,15 +53,36 @@ fn infinite_loop_hits_the_time_limit() {
     let h = host();
     let inst = hostile(&h, Grants::default(), small_limits());
     let t = Instant::now();
-    let err = inst.execute("loop", &json!({}), &ActionPlan::default()).expect_err("loop must be stopped");
-    assert!(t.elapsed() < Duration::from_secs(3), "stopped promptly, took {:?}", t.elapsed());
+    let err = inst
+        .execute("loop", &json!({}), &ActionPlan::default())
+        .expect_err("loop must be stopped");
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "stopped promptly, took {:?}",
+        t.elapsed()
+    );
     assert_eq!(err.limit(), Some(&Limit::Timeout { ms: 500 }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("hostile") && msg.contains("execute") && msg.contains("time limit of 500 ms"), "{msg}");
+    assert!(
+        msg.contains("hostile") && msg.contains("execute") && msg.contains("time limit of 500 ms"),
+        "{msg}"
+    );
     still_serves(&inst);
     // The connector side too.
-    let err = inst.fetch("loop", TimeRange::instant(0)).expect_err("loop in fetch");
-    assert!(matches!(err, PluginError::LimitExceeded { call: Call::Fetch, limit: Limit::Timeout { .. }, .. }), "{err}");
+    let err = inst
+        .fetch("loop", TimeRange::instant(0))
+        .expect_err("loop in fetch");
+    assert!(
+        matches!(
+            err,
+            PluginError::LimitExceeded {
+                call: Call::Fetch,
+                limit: Limit::Timeout { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
     still_serves(&inst);
 }
 
@@ -52,8 +90,14 @@ fn infinite_loop_hits_the_time_limit() {
 fn memory_bomb_hits_the_memory_limit() {
     let h = host();
     let inst = hostile(&h, Grants::default(), small_limits());
-    let err = inst.execute("memory-bomb", &json!({}), &ActionPlan::default()).expect_err("bomb must be stopped");
-    assert_eq!(err.limit(), Some(&Limit::Memory { bytes: 32 << 20 }), "{err}");
+    let err = inst
+        .execute("memory-bomb", &json!({}), &ActionPlan::default())
+        .expect_err("bomb must be stopped");
+    assert_eq!(
+        err.limit(),
+        Some(&Limit::Memory { bytes: 32 << 20 }),
+        "{err}"
+    );
     assert!(err.to_string().contains("memory limit of 32 MiB"), "{err}");
     still_serves(&inst);
 }
@@ -62,13 +106,29 @@ fn memory_bomb_hits_the_memory_limit() {
 fn huge_output_is_refused() {
     let h = host();
     // 40 MiB string: over the output cap even though it fits in memory.
-    let inst = hostile(&h, Grants::default(), Limits { memory_mib: 256, output_kib: 1024, ..Limits::default() });
-    let err = inst.execute("huge-output", &json!({}), &ActionPlan::default()).expect_err("output must be refused");
-    assert_eq!(err.limit(), Some(&Limit::Output { bytes: 1 << 20 }), "{err}");
+    let inst = hostile(
+        &h,
+        Grants::default(),
+        Limits {
+            memory_mib: 256,
+            output_kib: 1024,
+            ..Limits::default()
+        },
+    );
+    let err = inst
+        .execute("huge-output", &json!({}), &ActionPlan::default())
+        .expect_err("output must be refused");
+    assert_eq!(
+        err.limit(),
+        Some(&Limit::Output { bytes: 1 << 20 }),
+        "{err}"
+    );
     still_serves(&inst);
     // With the default memory cap it cannot even build it: memory limit.
     let inst = hostile(&h, Grants::default(), small_limits());
-    let err = inst.execute("huge-output", &json!({}), &ActionPlan::default()).expect_err("refused");
+    let err = inst
+        .execute("huge-output", &json!({}), &ActionPlan::default())
+        .expect_err("refused");
     assert!(err.limit().is_some(), "{err}");
     still_serves(&inst);
 }
@@ -77,12 +137,19 @@ fn huge_output_is_refused() {
 fn deep_recursion_hits_the_stack_limit() {
     let h = host();
     let inst = hostile(&h, Grants::default(), small_limits());
-    let err = inst.execute("recursion", &json!({}), &ActionPlan::default()).expect_err("recursion must be stopped");
+    let err = inst
+        .execute("recursion", &json!({}), &ActionPlan::default())
+        .expect_err("recursion must be stopped");
     assert_eq!(err.limit(), Some(&Limit::Stack), "{err}");
-    assert!(err.to_string().contains("stack limit (recursion too deep)"), "{err}");
+    assert!(
+        err.to_string().contains("stack limit (recursion too deep)"),
+        "{err}"
+    );
     still_serves(&inst);
     // Big frames overflow the guest's shadow stack (in linear memory) first: a trap.
-    let err = inst.execute("recursion-shadow", &json!({}), &ActionPlan::default()).expect_err("stopped");
+    let err = inst
+        .execute("recursion-shadow", &json!({}), &ActionPlan::default())
+        .expect_err("stopped");
     assert!(matches!(err, PluginError::Trap { .. }), "{err}");
     assert!(err.to_string().contains("deep recursion"), "{err}");
     assert!(err.to_string().len() < 2000, "no endless backtrace: {err}");
@@ -93,7 +160,9 @@ fn deep_recursion_hits_the_stack_limit() {
 fn no_filesystem() {
     let h = host();
     let inst = hostile(&h, Grants::default(), small_limits());
-    let err = inst.execute("read-file", &json!({}), &ActionPlan::default()).expect_err("no files");
+    let err = inst
+        .execute("read-file", &json!({}), &ActionPlan::default())
+        .expect_err("no files");
     let msg = err.to_string();
     assert!(matches!(err, PluginError::Reported { .. }), "{msg}");
     assert!(msg.contains("read /etc/passwd"), "{msg}");
@@ -108,9 +177,17 @@ fn no_sockets() {
     listener.set_nonblocking(true).expect("nonblocking");
     let addr = listener.local_addr().expect("addr").to_string();
     let inst = hostile(&h, Grants::default(), small_limits());
-    let err = inst.execute("socket", &json!({ "target": addr }), &ActionPlan::default()).expect_err("no sockets");
-    assert!(err.to_string().contains(&format!("connect {addr}")), "{err}");
-    assert!(listener.accept().is_err(), "the plugin reached the listener");
+    let err = inst
+        .execute("socket", &json!({ "target": addr }), &ActionPlan::default())
+        .expect_err("no sockets");
+    assert!(
+        err.to_string().contains(&format!("connect {addr}")),
+        "{err}"
+    );
+    assert!(
+        listener.accept().is_err(),
+        "the plugin reached the listener"
+    );
     still_serves(&inst);
 }
 
@@ -118,7 +195,9 @@ fn no_sockets() {
 fn no_environment() {
     let h = host();
     let inst = hostile(&h, Grants::default(), small_limits());
-    let err = inst.execute("env", &json!({}), &ActionPlan::default()).expect_err("env is empty");
+    let err = inst
+        .execute("env", &json!({}), &ActionPlan::default())
+        .expect_err("env is empty");
     assert!(err.to_string().contains("environment is empty"), "{err}");
     still_serves(&inst);
 }
@@ -128,8 +207,23 @@ fn ungranted_http_is_denied_with_the_grant_line() {
     let h = host();
     let inst = hostile(&h, Grants::default(), small_limits());
     let url = "http://127.0.0.1:9/secret";
-    let err = inst.execute("ungranted-http", &json!({ "target": url }), &ActionPlan::default()).expect_err("denied");
-    assert!(matches!(err, PluginError::Denied { call: Call::Execute, .. }), "{err}");
+    let err = inst
+        .execute(
+            "ungranted-http",
+            &json!({ "target": url }),
+            &ActionPlan::default(),
+        )
+        .expect_err("denied");
+    assert!(
+        matches!(
+            err,
+            PluginError::Denied {
+                call: Call::Execute,
+                ..
+            }
+        ),
+        "{err}"
+    );
     let msg = err.to_string();
     assert!(
         msg.contains(r#"grants: { http: [{ url: "http://127.0.0.1:9/secret", methods: [GET] }] }"#),
@@ -142,7 +236,9 @@ fn ungranted_http_is_denied_with_the_grant_line() {
 fn a_swallowed_denial_still_fails_the_call() {
     let h = host();
     let inst = hostile(&h, Grants::default(), small_limits());
-    let err = inst.execute("swallow-denial", &json!({}), &ActionPlan::default()).expect_err("denied");
+    let err = inst
+        .execute("swallow-denial", &json!({}), &ActionPlan::default())
+        .expect_err("denied");
     assert!(matches!(err, PluginError::Denied { .. }), "{err}");
 }
 
@@ -160,18 +256,44 @@ fn plan_cannot_do_execute_only_effects_even_when_granted() {
     let receiver = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     receiver.set_nonblocking(true).expect("nonblocking");
     let target = format!("http://{}/hook", receiver.local_addr().expect("addr"));
-    for mode in ["post-in-plan", "process-in-plan", "kv-write-in-plan", "swallow-denial"] {
-        let err = inst.plan(mode, &json!({ "target": target })).expect_err(mode);
+    for mode in [
+        "post-in-plan",
+        "process-in-plan",
+        "kv-write-in-plan",
+        "swallow-denial",
+    ] {
+        let err = inst
+            .plan(mode, &json!({ "target": target }))
+            .expect_err(mode);
         let msg = err.to_string();
-        assert!(matches!(err, PluginError::Denied { call: Call::Plan, .. }), "{mode}: {msg}");
+        assert!(
+            matches!(
+                err,
+                PluginError::Denied {
+                    call: Call::Plan,
+                    ..
+                }
+            ),
+            "{mode}: {msg}"
+        );
         assert!(msg.contains("read-only (dry-run)"), "{mode}: {msg}");
     }
     assert!(receiver.accept().is_err(), "a plan reached the receiver");
     // In execute, an effect the plan did not declare is denied too.
-    let plan = inst.plan("undeclared-effect", &json!({ "target": target })).expect("plan");
-    let err = inst.execute("undeclared-effect", &json!({ "target": target }), &plan).expect_err("undeclared");
-    assert!(err.to_string().contains("was not declared by the plan"), "{err}");
-    assert!(receiver.accept().is_err(), "execute reached the receiver without declaring it");
+    let plan = inst
+        .plan("undeclared-effect", &json!({ "target": target }))
+        .expect("plan");
+    let err = inst
+        .execute("undeclared-effect", &json!({ "target": target }), &plan)
+        .expect_err("undeclared");
+    assert!(
+        err.to_string().contains("was not declared by the plan"),
+        "{err}"
+    );
+    assert!(
+        receiver.accept().is_err(),
+        "execute reached the receiver without declaring it"
+    );
     still_serves(&inst);
 }
 
@@ -183,9 +305,18 @@ fn dry_run_through_the_catalog_never_executes() {
     cat.add_plugin(plugin).expect("add");
     let action = cat.resolve("hostile/post-in-plan").expect("resolves");
     assert!(cat.names().contains(&"hostile/loop".to_string()));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
-    let err = rt.block_on(action.plan(&json!({}))).expect_err("denied in plan");
-    assert!(matches!(err, vigil::exec::action::ActionError::Sandbox(_)), "{err}");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let err = rt
+        .block_on(action.plan(&json!({})))
+        .expect_err("denied in plan");
+    assert!(
+        matches!(err, vigil::exec::action::ActionError::Sandbox(_)),
+        "{err}"
+    );
     let ok = cat.resolve("hostile/ok").expect("ok action");
     let out = rt
         .block_on(ok.execute(ActionCall {
@@ -203,9 +334,14 @@ fn dry_run_through_the_catalog_never_executes() {
 fn a_panic_is_a_trap_with_the_message() {
     let h = host();
     let inst = hostile(&h, Grants::default(), small_limits());
-    let err = inst.execute("panic", &json!({}), &ActionPlan::default()).expect_err("panics");
+    let err = inst
+        .execute("panic", &json!({}), &ActionPlan::default())
+        .expect_err("panics");
     assert!(matches!(err, PluginError::Trap { .. }), "{err}");
-    assert!(err.to_string().contains("hostile plugin panics on purpose"), "{err}");
+    assert!(
+        err.to_string().contains("hostile plugin panics on purpose"),
+        "{err}"
+    );
     still_serves(&inst);
 }
 
@@ -213,7 +349,9 @@ fn a_panic_is_a_trap_with_the_message() {
 fn a_stderr_flood_is_absorbed() {
     let h = host();
     let inst = hostile(&h, Grants::default(), small_limits());
-    let out = inst.execute("stderr-flood", &json!({}), &ActionPlan::default()).expect("1 MiB of stderr is fine");
+    let out = inst
+        .execute("stderr-flood", &json!({}), &ActionPlan::default())
+        .expect("1 MiB of stderr is fine");
     assert_eq!(out, json!({ "flooded": true }));
 }
 
@@ -222,8 +360,14 @@ fn sleeping_does_not_hang_the_engine() {
     let h = host();
     let inst = hostile(&h, Grants::default(), small_limits());
     let t = Instant::now();
-    let err = inst.execute("sleep", &json!({}), &ActionPlan::default()).expect_err("stopped");
-    assert!(t.elapsed() < Duration::from_secs(3), "took {:?}", t.elapsed());
+    let err = inst
+        .execute("sleep", &json!({}), &ActionPlan::default())
+        .expect_err("stopped");
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t.elapsed()
+    );
     assert_eq!(err.limit(), Some(&Limit::Timeout { ms: 500 }), "{err}");
     still_serves(&inst);
 }
@@ -252,22 +396,46 @@ fn declared_effects_are_allowed_in_execute() {
     use vigil::exec::action::{PlannedEffect, Risk};
     use vigil::plugin::{KvStore, MemoryKv};
     let kv = Arc::new(MemoryKv::default());
-    let h = PluginHost::new(HostOptions { kv: Some(kv.clone()), ..HostOptions::default() }).expect("host");
-    let grants: Grants = serde_json::from_value(json!({ "kv": { "namespace": "ns1", "write": true } })).expect("grants");
+    let h = PluginHost::new(HostOptions {
+        kv: Some(kv.clone()),
+        ..HostOptions::default()
+    })
+    .expect("host");
+    let grants: Grants =
+        serde_json::from_value(json!({ "kv": { "namespace": "ns1", "write": true } }))
+            .expect("grants");
     let inst = hostile(&h, grants, small_limits());
     let plan = ActionPlan {
         summary: "write k".into(),
-        steps: vec![PlannedEffect { target: "kv".into(), risk: Risk::Low, reversible: true, effects: vec!["kv:write".into()] }],
+        steps: vec![PlannedEffect {
+            target: "kv".into(),
+            risk: Risk::Low,
+            reversible: true,
+            effects: vec!["kv:write".into()],
+        }],
         preview: None,
     };
-    inst.execute("kv-write-in-plan", &json!({}), &plan).expect("declared and granted");
+    inst.execute("kv-write-in-plan", &json!({}), &plan)
+        .expect("declared and granted");
     assert_eq!(kv.get("ns1", "k").expect("get"), Some("v".to_string()));
     // The same write, undeclared: denied.
-    let err = inst.execute("kv-write-in-plan", &json!({}), &ActionPlan::default()).expect_err("undeclared");
-    assert!(err.to_string().contains("the plan would need `kv:write`"), "{err}");
+    let err = inst
+        .execute("kv-write-in-plan", &json!({}), &ActionPlan::default())
+        .expect_err("undeclared");
+    assert!(
+        err.to_string().contains("the plan would need `kv:write`"),
+        "{err}"
+    );
     // Declared but not granted (read-only namespace): denied with the grant line.
-    let ro: Grants = serde_json::from_value(json!({ "kv": { "namespace": "ns1" } })).expect("grants");
+    let ro: Grants =
+        serde_json::from_value(json!({ "kv": { "namespace": "ns1" } })).expect("grants");
     let inst = hostile(&h, ro, small_limits());
-    let err = inst.execute("kv-write-in-plan", &json!({}), &plan).expect_err("read-only grant");
-    assert!(err.to_string().contains("grants: { kv: { namespace: <name>, write: true } }"), "{err}");
+    let err = inst
+        .execute("kv-write-in-plan", &json!({}), &plan)
+        .expect_err("read-only grant");
+    assert!(
+        err.to_string()
+            .contains("grants: { kv: { namespace: <name>, write: true } }"),
+        "{err}"
+    );
 }

@@ -27,7 +27,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into() }
+        Error {
+            kind,
+            message: message.into(),
+        }
     }
     pub fn invalid_input(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::InvalidInput, message)
@@ -42,7 +45,11 @@ impl Error {
     }
     /// Host capability errors come back as strings; "denied:" marks a denial.
     pub(crate) fn from_host(what: &str, message: String) -> Self {
-        let kind = if message.starts_with("denied") { ErrorKind::Denied } else { ErrorKind::Failed };
+        let kind = if message.starts_with("denied") {
+            ErrorKind::Denied
+        } else {
+            ErrorKind::Failed
+        };
         Error::new(kind, format!("{what}: {message}"))
     }
 }

@@ -96,7 +96,11 @@ pub mod http {
                 timeout_ms: self.timeout_ms,
             })
             .map_err(|e| Error::from_host(&what, e))?;
-            Ok(Response { status: resp.status, headers: resp.headers, body: resp.body })
+            Ok(Response {
+                status: resp.status,
+                headers: resp.headers,
+                body: resp.body,
+            })
         }
     }
 
@@ -116,10 +120,14 @@ pub mod http {
             String::from_utf8_lossy(&self.body).into_owned()
         }
         pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
-            serde_json::from_slice(&self.body).map_err(|e| Error::failed(format!("response body: {e}")))
+            serde_json::from_slice(&self.body)
+                .map_err(|e| Error::failed(format!("response body: {e}")))
         }
         pub fn header(&self, name: &str) -> Option<&str> {
-            self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+            self.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
         }
         /// Turns a non-2xx status into an error carrying the start of the body.
         pub fn error_for_status(self) -> Result<Self> {
@@ -142,7 +150,9 @@ pub mod http {
         let mut out = String::with_capacity(s.len() * 3);
         for b in s.bytes() {
             match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    out.push(b as char)
+                }
                 _ => out.push_str(&format!("%{b:02X}")),
             }
         }
@@ -151,7 +161,11 @@ pub mod http {
 
     /// `a=1&b=2` from pairs, each part encoded.
     pub fn query_string(pairs: &[(&str, &str)]) -> String {
-        pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&")
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect::<Vec<_>>()
+            .join("&")
     }
 }
 
@@ -220,7 +234,12 @@ pub mod process {
 
     impl Command {
         pub fn new(program: &str) -> Self {
-            Command { program: program.into(), args: Vec::new(), stdin: None, timeout_ms: None }
+            Command {
+                program: program.into(),
+                args: Vec::new(),
+                stdin: None,
+                timeout_ms: None,
+            }
         }
         pub fn arg(mut self, a: impl Into<String>) -> Self {
             self.args.push(a.into());

@@ -82,14 +82,21 @@ pub trait Action: Plugin {
 /// Parses the instance config (JSON text from the host) into the typed config.
 #[doc(hidden)]
 pub fn parse_config<C: DeserializeOwned>(config: &str) -> Result<C> {
-    let text = if config.trim().is_empty() { "{}" } else { config };
-    serde_json::from_str(text)
-        .map_err(|e| Error::invalid_input(format!("config: {e}")))
+    let text = if config.trim().is_empty() {
+        "{}"
+    } else {
+        config
+    };
+    serde_json::from_str(text).map_err(|e| Error::invalid_input(format!("config: {e}")))
 }
 
 #[doc(hidden)]
 pub fn parse_input(input: &str) -> Result<Value> {
-    let text = if input.trim().is_empty() { "null" } else { input };
+    let text = if input.trim().is_empty() {
+        "null"
+    } else {
+        input
+    };
     serde_json::from_str(text).map_err(|e| Error::invalid_input(format!("input: {e}")))
 }
 
@@ -151,21 +158,42 @@ pub mod glue {
         serde_json::to_string(&out).map_err(|e| Error::failed(format!("output: {e}")).into())
     }
 
-    pub fn no_fetch(_: String, _: String, _: wit::TimeRange) -> std::result::Result<wit::Batch, wit::PluginError> {
+    pub fn no_fetch(
+        _: String,
+        _: String,
+        _: wit::TimeRange,
+    ) -> std::result::Result<wit::Batch, wit::PluginError> {
         Err(unsupported("fetch (not a connector)"))
     }
-    pub fn no_validate(_: String, _: String, _: String) -> std::result::Result<(), wit::PluginError> {
+    pub fn no_validate(
+        _: String,
+        _: String,
+        _: String,
+    ) -> std::result::Result<(), wit::PluginError> {
         Err(unsupported("actions"))
     }
-    pub fn no_plan(_: String, _: String, _: String) -> std::result::Result<wit::ActionPlan, wit::PluginError> {
+    pub fn no_plan(
+        _: String,
+        _: String,
+        _: String,
+    ) -> std::result::Result<wit::ActionPlan, wit::PluginError> {
         Err(unsupported("actions"))
     }
-    pub fn no_execute(_: String, _: String, _: String, _: wit::ActionPlan) -> std::result::Result<String, wit::PluginError> {
+    pub fn no_execute(
+        _: String,
+        _: String,
+        _: String,
+        _: wit::ActionPlan,
+    ) -> std::result::Result<String, wit::PluginError> {
         Err(unsupported("actions"))
     }
 
     pub fn unsupported(what: &str) -> wit::PluginError {
-        Error::new(ErrorKind::Unsupported, format!("this plugin does not implement {what}")).into()
+        Error::new(
+            ErrorKind::Unsupported,
+            format!("this plugin does not implement {what}"),
+        )
+        .into()
     }
 }
 

@@ -27,7 +27,11 @@ pub struct Capability {
 
 impl Capability {
     pub fn new(kind: CapabilityKind, scope: &str, reason: &str) -> Self {
-        Capability { kind, scope: scope.to_string(), reason: reason.to_string() }
+        Capability {
+            kind,
+            scope: scope.to_string(),
+            reason: reason.to_string(),
+        }
     }
     pub fn log() -> Self {
         Self::new(CapabilityKind::Log, "", "diagnostics")
@@ -65,7 +69,12 @@ pub struct ActionDef {
 impl ActionDef {
     /// A new action, non-idempotent and impure until said otherwise.
     pub fn new(name: &str, description: &str) -> Self {
-        ActionDef { name: name.into(), description: description.into(), idempotent: false, pure: false }
+        ActionDef {
+            name: name.into(),
+            description: description.into(),
+            idempotent: false,
+            pure: false,
+        }
     }
     pub fn idempotent(mut self, yes: bool) -> Self {
         self.idempotent = yes;
@@ -173,7 +182,11 @@ impl TimeRange {
 
 impl From<wit::TimeRange> for TimeRange {
     fn from(r: wit::TimeRange) -> Self {
-        TimeRange { start: r.start, end: r.end, step: r.step }
+        TimeRange {
+            start: r.start,
+            end: r.end,
+            step: r.step,
+        }
     }
 }
 
@@ -218,7 +231,9 @@ pub struct Batch {
 }
 
 fn labels(l: Vec<(String, String)>) -> Vec<wit::Label> {
-    l.into_iter().map(|(name, value)| wit::Label { name, value }).collect()
+    l.into_iter()
+        .map(|(name, value)| wit::Label { name, value })
+        .collect()
 }
 
 impl From<Batch> for wit::Batch {
@@ -232,14 +247,21 @@ impl From<Batch> for wit::Batch {
                     samples: s
                         .samples
                         .into_iter()
-                        .map(|p| wit::Sample { timestamp: p.timestamp, value: p.value })
+                        .map(|p| wit::Sample {
+                            timestamp: p.timestamp,
+                            value: p.value,
+                        })
                         .collect(),
                 })
                 .collect(),
             events: b
                 .events
                 .into_iter()
-                .map(|e| wit::Event { timestamp: e.timestamp, labels: labels(e.labels), message: e.message })
+                .map(|e| wit::Event {
+                    timestamp: e.timestamp,
+                    labels: labels(e.labels),
+                    message: e.message,
+                })
                 .collect(),
         }
     }
@@ -266,7 +288,12 @@ pub struct PlannedEffect {
 
 impl PlannedEffect {
     pub fn new(target: impl Into<String>, risk: Risk) -> Self {
-        PlannedEffect { target: target.into(), risk, reversible: false, effects: Vec::new() }
+        PlannedEffect {
+            target: target.into(),
+            risk,
+            reversible: false,
+            effects: Vec::new(),
+        }
     }
     pub fn reversible(mut self, yes: bool) -> Self {
         self.reversible = yes;
@@ -288,7 +315,11 @@ pub struct Plan {
 
 impl Plan {
     pub fn new(summary: impl Into<String>) -> Self {
-        Plan { summary: summary.into(), steps: Vec::new(), preview: None }
+        Plan {
+            summary: summary.into(),
+            steps: Vec::new(),
+            preview: None,
+        }
     }
     pub fn step(mut self, s: PlannedEffect) -> Self {
         self.steps.push(s);

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use vigil::exec::core::Catalog;
-use vigil::plugin::{CacheOutcome, HostOptions, InstanceConfig, LoadedPlugin, PluginCatalog, PluginHost, PluginInfo};
+use vigil::plugin::{
+    CacheOutcome, HostOptions, InstanceConfig, LoadedPlugin, PluginCatalog, PluginHost, PluginInfo,
+};
 use vigil::runbook::Bundle;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -77,8 +79,15 @@ pub fn plugin_catalog(g: &super::Global, bundle: &Bundle) -> anyhow::Result<Opti
         return Ok(None);
     }
     let cache_dir = super::store_dir(g, Some(bundle)).join("plugin-cache");
-    let host = PluginHost::new(HostOptions { cache_dir: Some(cache_dir), ..HostOptions::default() })?;
-    Ok(Some(PluginCatalog::load(&host, &bundle.config.plugin_dirs, &sources)?))
+    let host = PluginHost::new(HostOptions {
+        cache_dir: Some(cache_dir),
+        ..HostOptions::default()
+    })?;
+    Ok(Some(PluginCatalog::load(
+        &host,
+        &bundle.config.plugin_dirs,
+        &sources,
+    )?))
 }
 
 /// `Catalog::with_core()` plus the bundle's plugins.
@@ -94,29 +103,46 @@ impl PluginCliContext {
     /// From the global flags: `--output json`, and the plugin dirs and store of
     /// the config in use (the compile cache lives in `<store>/plugin-cache`).
     pub fn from_global(g: &super::Global) -> Self {
-        let bundle = g.bundle_dir().and_then(|d| vigil::runbook::Bundle::load(&d).ok());
+        let bundle = g
+            .bundle_dir()
+            .and_then(|d| vigil::runbook::Bundle::load(&d).ok());
         PluginCliContext {
             json: g.json(),
-            plugin_dirs: bundle.as_ref().map(|b| b.config.plugin_dirs.clone()).unwrap_or_default(),
-            cache_dir: bundle.as_ref().map(|b| super::store_dir(g, Some(b)).join("plugin-cache")),
+            plugin_dirs: bundle
+                .as_ref()
+                .map(|b| b.config.plugin_dirs.clone())
+                .unwrap_or_default(),
+            cache_dir: bundle
+                .as_ref()
+                .map(|b| super::store_dir(g, Some(b)).join("plugin-cache")),
         }
     }
 }
 
 pub fn run(cmd: &PluginCommand, cx: &PluginCliContext) -> anyhow::Result<ExitCode> {
     match cmd {
-        PluginCommand::New { name, kind, dir, sdk_path } => {
+        PluginCommand::New {
+            name,
+            kind,
+            dir,
+            sdk_path,
+        } => {
             let parent = dir.clone().unwrap_or_else(|| PathBuf::from("."));
             let sdk = match sdk_path {
                 Some(p) => p.clone(),
-                None => default_sdk_path().context("cannot find vigil-plugin-sdk; pass --sdk-path")?,
+                None => {
+                    default_sdk_path().context("cannot find vigil-plugin-sdk; pass --sdk-path")?
+                }
             };
             let root = scaffold(name, *kind, &parent, &sdk)?;
             if cx.json {
                 println!("{}", serde_json::json!({ "created": root }));
             } else {
                 println!("created {}", root.display());
-                println!("build it with:  cd {} && cargo build --release", root.display());
+                println!(
+                    "build it with:  cd {} && cargo build --release",
+                    root.display()
+                );
                 println!("or:             vigil plugin build {}", root.display());
             }
             Ok(ExitCode::SUCCESS)
@@ -125,19 +151,31 @@ pub fn run(cmd: &PluginCommand, cx: &PluginCliContext) -> anyhow::Result<ExitCod
             let wasm = build(path)?;
             let dest = match out {
                 Some(dir) => {
-                    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("create {}", dir.display()))?;
                     let d = dir.join(wasm.file_name().context("wasm file name")?);
                     std::fs::copy(&wasm, &d).with_context(|| format!("copy to {}", d.display()))?;
                     d
                 }
                 None => wasm,
             };
-            let host = PluginHost::new(HostOptions { cache_dir: cx.cache_dir.clone(), ..HostOptions::default() })?;
+            let host = PluginHost::new(HostOptions {
+                cache_dir: cx.cache_dir.clone(),
+                ..HostOptions::default()
+            })?;
             let plugin = host.load_file(&dest)?;
             if cx.json {
-                println!("{}", serde_json::json!({ "built": dest, "info": plugin.info() }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "built": dest, "info": plugin.info() })
+                );
             } else {
-                println!("built {} ({} {})", dest.display(), plugin.info().name, plugin.info().version);
+                println!(
+                    "built {} ({} {})",
+                    dest.display(),
+                    plugin.info().name,
+                    plugin.info().version
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -163,11 +201,20 @@ pub fn run(cmd: &PluginCommand, cx: &PluginCliContext) -> anyhow::Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }
         PluginCommand::List { dirs } => {
-            let dirs = if dirs.is_empty() { cx.plugin_dirs.clone() } else { dirs.clone() };
+            let dirs = if dirs.is_empty() {
+                cx.plugin_dirs.clone()
+            } else {
+                dirs.clone()
+            };
             if dirs.is_empty() {
-                bail!("no plugin directories: pass --dir DIR or configure plugin dirs in vigil.yaml");
+                bail!(
+                    "no plugin directories: pass --dir DIR or configure plugin dirs in vigil.yaml"
+                );
             }
-            let host = PluginHost::new(HostOptions { cache_dir: cx.cache_dir.clone(), ..HostOptions::default() })?;
+            let host = PluginHost::new(HostOptions {
+                cache_dir: cx.cache_dir.clone(),
+                ..HostOptions::default()
+            })?;
             let plugins = host.load_dirs(&dirs)?;
             if cx.json {
                 let list: Vec<_> = plugins
@@ -177,11 +224,23 @@ pub fn run(cmd: &PluginCommand, cx: &PluginCliContext) -> anyhow::Result<ExitCod
                 println!("{}", serde_json::Value::Array(list));
             } else {
                 let mut out = std::io::stdout().lock();
-                writeln!(out, "{:<14} {:<9} {:<18} {:<40} FILE", "NAME", "VERSION", "KINDS", "ACTIONS")?;
+                writeln!(
+                    out,
+                    "{:<14} {:<9} {:<18} {:<40} FILE",
+                    "NAME", "VERSION", "KINDS", "ACTIONS"
+                )?;
                 for p in &plugins {
                     let i = p.info();
                     let actions: Vec<_> = i.actions.iter().map(|a| a.name.as_str()).collect();
-                    writeln!(out, "{:<14} {:<9} {:<18} {:<40} {}", i.name, i.version, kinds(i), actions.join(","), p.path().display())?;
+                    writeln!(
+                        out,
+                        "{:<14} {:<9} {:<18} {:<40} {}",
+                        i.name,
+                        i.version,
+                        kinds(i),
+                        actions.join(","),
+                        p.path().display()
+                    )?;
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -221,10 +280,18 @@ fn print_info(p: &LoadedPlugin) -> anyhow::Result<()> {
         for a in &i.actions {
             let flags = format!(
                 "{}{}",
-                if a.idempotent { "idempotent" } else { "not idempotent" },
+                if a.idempotent {
+                    "idempotent"
+                } else {
+                    "not idempotent"
+                },
                 if a.pure { ", pure" } else { "" }
             );
-            writeln!(out, "    {}/{:<12} {} ({flags})", i.name, a.name, a.description)?;
+            writeln!(
+                out,
+                "    {}/{:<12} {} ({flags})",
+                i.name, a.name, a.description
+            )?;
         }
     }
     writeln!(out, "  requested capabilities:")?;
@@ -232,8 +299,15 @@ fn print_info(p: &LoadedPlugin) -> anyhow::Result<()> {
         writeln!(out, "    none")?;
     }
     for c in &i.capabilities {
-        let kind = serde_json::to_value(c.kind)?.as_str().unwrap_or_default().to_string();
-        let scope = if c.scope.is_empty() { String::new() } else { format!(" {}", c.scope) };
+        let kind = serde_json::to_value(c.kind)?
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let scope = if c.scope.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", c.scope)
+        };
         writeln!(out, "    {kind}{scope}: {}", c.reason)?;
     }
     writeln!(out, "  config schema:")?;
@@ -245,35 +319,46 @@ fn print_info(p: &LoadedPlugin) -> anyhow::Result<()> {
 
 fn default_sdk_path() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugin-sdk");
-    p.join("Cargo.toml").exists().then(|| p.canonicalize().unwrap_or(p))
+    p.join("Cargo.toml")
+        .exists()
+        .then(|| p.canonicalize().unwrap_or(p))
 }
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// Writes a new plugin crate `<parent>/<name>/`.
 pub fn scaffold(name: &str, kind: Kind, parent: &Path, sdk: &Path) -> anyhow::Result<PathBuf> {
     if !valid_name(name) {
-        bail!("plugin name {name:?} must be lower-case letters, digits and '-', starting with a letter");
+        bail!(
+            "plugin name {name:?} must be lower-case letters, digits and '-', starting with a letter"
+        );
     }
     let root = parent.join(name);
     if root.exists() {
         bail!("{} already exists", root.display());
     }
-    let sdk = sdk.canonicalize().with_context(|| format!("SDK path {}", sdk.display()))?;
+    let sdk = sdk
+        .canonicalize()
+        .with_context(|| format!("SDK path {}", sdk.display()))?;
     let ident = name.replace('-', "_");
     let ty: String = name
         .split('-')
         .map(|w| {
             let mut c = w.chars();
-            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
         })
         .collect();
-    std::fs::create_dir_all(root.join("src")).with_context(|| format!("create {}", root.display()))?;
+    std::fs::create_dir_all(root.join("src"))
+        .with_context(|| format!("create {}", root.display()))?;
     std::fs::create_dir_all(root.join(".cargo"))?;
     std::fs::write(
         root.join("Cargo.toml"),
@@ -297,7 +382,10 @@ serde = {{ version = "1", features = ["derive"] }}
 "#
         ),
     )?;
-    std::fs::write(root.join(".cargo/config.toml"), "[build]\ntarget = \"wasm32-wasip2\"\n")?;
+    std::fs::write(
+        root.join(".cargo/config.toml"),
+        "[build]\ntarget = \"wasm32-wasip2\"\n",
+    )?;
     std::fs::write(root.join(".gitignore"), "/target\n")?;
     let body = match kind {
         Kind::Action => format!(
@@ -424,7 +512,14 @@ pub fn build(path: &Path) -> anyhow::Result<PathBuf> {
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--message-format=json-render-diagnostics", "--manifest-path"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--message-format=json-render-diagnostics",
+            "--manifest-path",
+        ])
         .arg(&manifest)
         .stderr(std::process::Stdio::inherit())
         .output()
@@ -434,7 +529,9 @@ pub fn build(path: &Path) -> anyhow::Result<PathBuf> {
     }
     let mut wasm = None;
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
         if msg["reason"] == "compiler-artifact" {
             for f in msg["filenames"].as_array().into_iter().flatten() {
                 if let Some(f) = f.as_str().filter(|f| f.ends_with(".wasm")) {

@@ -47,7 +47,11 @@ fn engine_hash(engine: &Engine) -> String {
 
 /// Path of the cache entry for these bytes under `dir`.
 pub fn entry_path(dir: &Path, engine: &Engine, wasm: &[u8]) -> PathBuf {
-    dir.join(format!("{}-{}.cwasm", &content_hash(wasm)[..32], engine_hash(engine)))
+    dir.join(format!(
+        "{}-{}.cwasm",
+        &content_hash(wasm)[..32],
+        engine_hash(engine)
+    ))
 }
 
 fn verified_payload(file: &[u8]) -> Result<&[u8], String> {
@@ -78,8 +82,10 @@ pub(crate) fn load(
     source: &Path,
 ) -> Result<(Component, CacheOutcome), PluginError> {
     let compile = || {
-        Component::new(engine, wasm)
-            .map_err(|e| PluginError::Load { path: source.to_path_buf(), detail: format!("{e:#}") })
+        Component::new(engine, wasm).map_err(|e| PluginError::Load {
+            path: source.to_path_buf(),
+            detail: format!("{e:#}"),
+        })
     };
     let Some(dir) = dir else {
         return Ok((compile()?, CacheOutcome::Disabled));
@@ -107,8 +113,13 @@ pub(crate) fn load(
 }
 
 fn store(dir: &Path, path: &Path, component: &Component) -> Result<(), PluginError> {
-    let cache_err = |detail: String| PluginError::Cache { path: path.to_path_buf(), detail };
-    let payload = component.serialize().map_err(|e| cache_err(format!("serialize: {e:#}")))?;
+    let cache_err = |detail: String| PluginError::Cache {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let payload = component
+        .serialize()
+        .map_err(|e| cache_err(format!("serialize: {e:#}")))?;
     std::fs::create_dir_all(dir).map_err(|e| cache_err(e.to_string()))?;
     let mut file = Vec::with_capacity(payload.len() + 40);
     file.extend_from_slice(MAGIC);

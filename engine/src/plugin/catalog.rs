@@ -7,7 +7,9 @@ use super::error::{Call, PluginError};
 use super::grants::Grants;
 use super::host::{Bound, Invocation, Limits, LoadedPlugin, Mode, PluginHost, reported, wit};
 use super::model::{Batch, PluginInfo, TimeRange};
-use crate::exec::action::{Action, ActionCall, ActionCatalog, ActionError, ActionInfo, ActionPlan, BoxFuture};
+use crate::exec::action::{
+    Action, ActionCall, ActionCatalog, ActionError, ActionInfo, ActionPlan, BoxFuture,
+};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -40,7 +42,13 @@ pub struct InstanceConfig {
 impl InstanceConfig {
     /// An instance of `plugin` under its own name, with nothing granted.
     pub fn bare(plugin: &str) -> Self {
-        InstanceConfig { name: plugin.into(), plugin: None, config: Value::Null, grants: Grants::default(), limits: Limits::default() }
+        InstanceConfig {
+            name: plugin.into(),
+            plugin: None,
+            config: Value::Null,
+            grants: Grants::default(),
+            limits: Limits::default(),
+        }
     }
     pub fn plugin_name(&self) -> &str {
         self.plugin.as_deref().unwrap_or(&self.name)
@@ -59,12 +67,27 @@ pub struct PluginInstance {
 
 impl PluginInstance {
     pub fn new(plugin: Arc<LoadedPlugin>, cfg: InstanceConfig) -> Result<Self, PluginError> {
-        cfg.grants.validate().map_err(|e| PluginError::Config(format!("source {:?}: {e}", cfg.name)))?;
+        cfg.grants
+            .validate()
+            .map_err(|e| PluginError::Config(format!("source {:?}: {e}", cfg.name)))?;
         if cfg.limits.memory_mib == 0 || cfg.limits.timeout_ms == 0 {
-            return Err(PluginError::Config(format!("source {:?}: limits must be positive", cfg.name)));
+            return Err(PluginError::Config(format!(
+                "source {:?}: limits must be positive",
+                cfg.name
+            )));
         }
-        let config_json = if cfg.config.is_null() { "{}".to_string() } else { cfg.config.to_string() };
-        Ok(PluginInstance { name: cfg.name, plugin, config_json, grants: cfg.grants, limits: cfg.limits })
+        let config_json = if cfg.config.is_null() {
+            "{}".to_string()
+        } else {
+            cfg.config.to_string()
+        };
+        Ok(PluginInstance {
+            name: cfg.name,
+            plugin,
+            config_json,
+            grants: cfg.grants,
+            limits: cfg.limits,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -81,7 +104,12 @@ impl PluginInstance {
     }
 
     fn invocation(&self) -> Invocation<'_> {
-        Invocation { plugin: &self.plugin, instance: &self.name, grants: &self.grants, limits: self.limits }
+        Invocation {
+            plugin: &self.plugin,
+            instance: &self.name,
+            grants: &self.grants,
+            limits: self.limits,
+        }
     }
 
     fn output_cap(&self) -> u64 {
@@ -93,27 +121,47 @@ impl PluginInstance {
             return Err(PluginError::Host {
                 plugin: self.plugin.info().name.clone(),
                 call,
-                detail: format!("no action {action:?} (has: {})", self.action_names().join(", ")),
+                detail: format!(
+                    "no action {action:?} (has: {})",
+                    self.action_names().join(", ")
+                ),
             });
         }
         Ok(())
     }
 
     fn action_names(&self) -> Vec<String> {
-        self.plugin.info().actions.iter().map(|a| a.name.clone()).collect()
+        self.plugin
+            .info()
+            .actions
+            .iter()
+            .map(|a| a.name.clone())
+            .collect()
     }
 
     /// Runs the connector's `fetch` (all granted capabilities available).
     pub fn fetch(&self, query: &str, range: TimeRange) -> Result<Batch, PluginError> {
         let name = &self.plugin.info().name;
         if !self.plugin.info().kinds.connector {
-            return Err(PluginError::Host { plugin: name.clone(), call: Call::Fetch, detail: "is not a connector".into() });
+            return Err(PluginError::Host {
+                plugin: name.clone(),
+                call: Call::Fetch,
+                detail: "is not a connector".into(),
+            });
         }
         let inv = self.invocation();
-        let r = wit::types::TimeRange { start: range.start, end: range.end, step: range.step };
-        let _span = tracing::debug_span!("plugin_fetch", instance = %self.name, plugin = %name).entered();
+        let r = wit::types::TimeRange {
+            start: range.start,
+            end: range.end,
+            step: range.step,
+        };
+        let _span =
+            tracing::debug_span!("plugin_fetch", instance = %self.name, plugin = %name).entered();
         let raw = inv.run(Call::Fetch, Mode::Fetch, |store, b| match b {
-            Bound::Connector(c) => c.vigil_plugin_connector_api().call_fetch(store, &self.config_json, query, r),
+            Bound::Connector(c) => {
+                c.vigil_plugin_connector_api()
+                    .call_fetch(store, &self.config_json, query, r)
+            }
             Bound::Action(_) => Err(wasmtime::Error::msg("not a connector")),
         })?;
         let raw = raw.map_err(|e| reported(name, Call::Fetch, e))?;
@@ -124,7 +172,10 @@ impl PluginInstance {
         &self,
         call: Call,
         mode: Mode,
-        f: impl FnOnce(&mut wasmtime::Store<super::host::State>, &wit::action::Action) -> wasmtime::Result<Result<R, wit::types::PluginError>>,
+        f: impl FnOnce(
+            &mut wasmtime::Store<super::host::State>,
+            &wit::action::Action,
+        ) -> wasmtime::Result<Result<R, wit::types::PluginError>>,
     ) -> Result<R, PluginError> {
         let name = &self.plugin.info().name;
         let raw = self.invocation().run(call, mode, |store, b| match b {
@@ -139,7 +190,8 @@ impl PluginInstance {
         self.require_action(Call::Validate, action)?;
         let input = input.to_string();
         self.action_call(Call::Validate, Mode::Describe, |s, a| {
-            a.vigil_plugin_action_api().call_validate(s, &self.config_json, action, &input)
+            a.vigil_plugin_action_api()
+                .call_validate(s, &self.config_json, action, &input)
         })
     }
 
@@ -149,29 +201,45 @@ impl PluginInstance {
         let input = input.to_string();
         let _span = tracing::debug_span!("plugin_plan", instance = %self.name, action).entered();
         let raw = self.action_call(Call::Plan, Mode::Plan, |s, a| {
-            a.vigil_plugin_action_api().call_plan(s, &self.config_json, action, &input)
+            a.vigil_plugin_action_api()
+                .call_plan(s, &self.config_json, action, &input)
         })?;
         convert::plan(&self.plugin.info().name, raw, self.output_cap())
     }
 
     /// `execute`, allowed only the effects `plan` declares (plus reads).
-    pub fn execute(&self, action: &str, input: &Value, plan: &ActionPlan) -> Result<Value, PluginError> {
+    pub fn execute(
+        &self,
+        action: &str,
+        input: &Value,
+        plan: &ActionPlan,
+    ) -> Result<Value, PluginError> {
         self.require_action(Call::Execute, action)?;
         let input = input.to_string();
-        let effects: Vec<String> = plan.steps.iter().flat_map(|s| s.effects.iter().cloned()).collect();
+        let effects: Vec<String> = plan
+            .steps
+            .iter()
+            .flat_map(|s| s.effects.iter().cloned())
+            .collect();
         let wplan = convert::plan_to_wit(plan);
         let _span = tracing::info_span!("plugin_execute", instance = %self.name, action).entered();
         let text = self.action_call(Call::Execute, Mode::Execute { effects }, |s, a| {
-            a.vigil_plugin_action_api().call_execute(s, &self.config_json, action, &input, &wplan)
+            a.vigil_plugin_action_api()
+                .call_execute(s, &self.config_json, action, &input, &wplan)
         })?;
         convert::output(&self.plugin.info().name, &text, self.output_cap())
     }
 }
 
 /// Runs blocking plugin work off the async executor when there is one.
-async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Result<R, ActionError> {
+async fn blocking<R: Send + 'static>(
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, ActionError> {
     match tokio::runtime::Handle::try_current() {
-        Ok(h) => h.spawn_blocking(f).await.map_err(|e| ActionError::Sandbox(format!("plugin call aborted: {e}"))),
+        Ok(h) => h
+            .spawn_blocking(f)
+            .await
+            .map_err(|e| ActionError::Sandbox(format!("plugin call aborted: {e}"))),
         Err(_) => Ok(f()),
     }
 }
@@ -190,7 +258,9 @@ impl Action for PluginAction {
     }
 
     fn validate(&self, input: &Value) -> Result<(), ActionError> {
-        self.instance.validate(&self.action, input).map_err(PluginError::into_action_error)
+        self.instance
+            .validate(&self.action, input)
+            .map_err(PluginError::into_action_error)
     }
 
     fn plan<'a>(&'a self, input: &'a Value) -> BoxFuture<'a, Result<ActionPlan, ActionError>> {
@@ -198,7 +268,9 @@ impl Action for PluginAction {
         let action = self.action.clone();
         let input = input.clone();
         Box::pin(async move {
-            blocking(move || inst.plan(&action, &input)).await?.map_err(PluginError::into_action_error)
+            blocking(move || inst.plan(&action, &input))
+                .await?
+                .map_err(PluginError::into_action_error)
         })
     }
 
@@ -206,7 +278,9 @@ impl Action for PluginAction {
         let inst = self.instance.clone();
         let action = self.action.clone();
         Box::pin(async move {
-            blocking(move || inst.execute(&action, &call.input, &call.plan)).await?.map_err(PluginError::into_action_error)
+            blocking(move || inst.execute(&action, &call.input, &call.plan))
+                .await?
+                .map_err(PluginError::into_action_error)
         })
     }
 }
@@ -232,11 +306,14 @@ impl Connector {
     pub async fn fetch_async(&self, query: String, range: TimeRange) -> Result<Batch, PluginError> {
         let inst = self.instance.clone();
         match tokio::runtime::Handle::try_current() {
-            Ok(h) => h.spawn_blocking(move || inst.fetch(&query, range)).await.map_err(|e| PluginError::Host {
-                plugin: self.instance.info().name.clone(),
-                call: Call::Fetch,
-                detail: format!("fetch task aborted: {e}"),
-            })?,
+            Ok(h) => h
+                .spawn_blocking(move || inst.fetch(&query, range))
+                .await
+                .map_err(|e| PluginError::Host {
+                    plugin: self.instance.info().name.clone(),
+                    call: Call::Fetch,
+                    detail: format!("fetch task aborted: {e}"),
+                })?,
             Err(_) => inst.fetch(&query, range),
         }
     }
@@ -252,13 +329,21 @@ pub struct PluginCatalog {
 
 impl PluginCatalog {
     pub fn new(host: PluginHost) -> Self {
-        PluginCatalog { host, plugins: BTreeMap::new(), instances: BTreeMap::new() }
+        PluginCatalog {
+            host,
+            plugins: BTreeMap::new(),
+            instances: BTreeMap::new(),
+        }
     }
 
     /// Loads every `*.wasm` in `dirs`, then the configured instances. Each
     /// plugin is also available under its own name with nothing granted,
     /// unless an instance of that name is configured.
-    pub fn load(host: &PluginHost, dirs: &[PathBuf], instances: &[InstanceConfig]) -> Result<Self, PluginError> {
+    pub fn load(
+        host: &PluginHost,
+        dirs: &[PathBuf],
+        instances: &[InstanceConfig],
+    ) -> Result<Self, PluginError> {
         let mut cat = PluginCatalog::new(host.clone());
         for p in host.load_dirs(dirs)? {
             cat.add_plugin(p)?;
@@ -284,27 +369,39 @@ impl PluginCatalog {
             )));
         }
         self.plugins.insert(name.clone(), plugin.clone());
-        self.instances.entry(name.clone()).or_insert(Arc::new(PluginInstance::new(plugin, InstanceConfig::bare(&name))?));
+        self.instances
+            .entry(name.clone())
+            .or_insert(Arc::new(PluginInstance::new(
+                plugin,
+                InstanceConfig::bare(&name),
+            )?));
         Ok(())
     }
 
     /// Adds (or replaces the bare default of) an instance.
     pub fn add_instance(&mut self, cfg: InstanceConfig) -> Result<(), PluginError> {
-        let plugin = self.plugins.get(cfg.plugin_name()).cloned().ok_or_else(|| {
-            PluginError::Config(format!(
-                "source {:?}: no plugin named {:?} (loaded: {})",
-                cfg.name,
-                cfg.plugin_name(),
-                self.plugins.keys().cloned().collect::<Vec<_>>().join(", ")
-            ))
-        })?;
+        let plugin = self
+            .plugins
+            .get(cfg.plugin_name())
+            .cloned()
+            .ok_or_else(|| {
+                PluginError::Config(format!(
+                    "source {:?}: no plugin named {:?} (loaded: {})",
+                    cfg.name,
+                    cfg.plugin_name(),
+                    self.plugins.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            })?;
         let name = cfg.name.clone();
         if let Some(existing) = self.instances.get(&name)
             && existing.info().name != name
         {
-            return Err(PluginError::Config(format!("source {name:?} is configured twice")));
+            return Err(PluginError::Config(format!(
+                "source {name:?} is configured twice"
+            )));
         }
-        self.instances.insert(name, Arc::new(PluginInstance::new(plugin, cfg)?));
+        self.instances
+            .insert(name, Arc::new(PluginInstance::new(plugin, cfg)?));
         Ok(())
     }
 
@@ -324,7 +421,9 @@ impl PluginCatalog {
     /// The connector instance called `name`.
     pub fn connector(&self, name: &str) -> Option<Connector> {
         let inst = self.instances.get(name)?;
-        inst.info().kinds.connector.then(|| Connector { instance: inst.clone() })
+        inst.info().kinds.connector.then(|| Connector {
+            instance: inst.clone(),
+        })
     }
 }
 
@@ -336,14 +435,24 @@ impl ActionCatalog for PluginCatalog {
         Some(Arc::new(PluginAction {
             instance: instance.clone(),
             action: a.name.clone(),
-            info: ActionInfo { name: uses.to_string(), description: a.description.clone(), idempotent: a.idempotent, pure: a.pure },
+            info: ActionInfo {
+                name: uses.to_string(),
+                description: a.description.clone(),
+                idempotent: a.idempotent,
+                pure: a.pure,
+            },
         }))
     }
 
     fn names(&self) -> Vec<String> {
         self.instances
             .iter()
-            .flat_map(|(n, i)| i.info().actions.iter().map(move |a| format!("{n}/{}", a.name)))
+            .flat_map(|(n, i)| {
+                i.info()
+                    .actions
+                    .iter()
+                    .map(move |a| format!("{n}/{}", a.name))
+            })
             .collect()
     }
 }

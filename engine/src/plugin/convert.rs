@@ -22,14 +22,30 @@ pub fn truncate_chars(s: &mut String, max: usize) {
 }
 
 fn bad(plugin: &str, call: Call, detail: impl Into<String>) -> PluginError {
-    PluginError::BadOutput { plugin: plugin.to_string(), call, detail: detail.into() }
+    PluginError::BadOutput {
+        plugin: plugin.to_string(),
+        call,
+        detail: detail.into(),
+    }
 }
 
 /// Approximate in-memory size of what a plugin returned, for the output limit.
 pub fn batch_size(b: &w::Batch) -> u64 {
-    let labels = |l: &[w::Label]| l.iter().map(|x| (x.name.len() + x.value.len() + 16) as u64).sum::<u64>();
-    let s: u64 = b.series.iter().map(|s| labels(&s.labels) + 16 * s.samples.len() as u64 + 32).sum();
-    let e: u64 = b.events.iter().map(|e| labels(&e.labels) + e.message.len() as u64 + 32).sum();
+    let labels = |l: &[w::Label]| {
+        l.iter()
+            .map(|x| (x.name.len() + x.value.len() + 16) as u64)
+            .sum::<u64>()
+    };
+    let s: u64 = b
+        .series
+        .iter()
+        .map(|s| labels(&s.labels) + 16 * s.samples.len() as u64 + 32)
+        .sum();
+    let e: u64 = b
+        .events
+        .iter()
+        .map(|e| labels(&e.labels) + e.message.len() as u64 + 32)
+        .sum();
     s + e
 }
 
@@ -38,45 +54,73 @@ pub fn plan_size(p: &w::ActionPlan) -> u64 {
         + p.preview.as_ref().map_or(0, |s| s.len() as u64)
         + p.steps
             .iter()
-            .map(|s| s.target.len() as u64 + s.effects.iter().map(|e| e.len() as u64 + 8).sum::<u64>() + 32)
+            .map(|s| {
+                s.target.len() as u64
+                    + s.effects.iter().map(|e| e.len() as u64 + 8).sum::<u64>()
+                    + 32
+            })
             .sum::<u64>()
 }
 
 fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
 }
 
 /// Checks and converts `describe` output.
 pub fn plugin_info(raw: w::PluginInfo, path: &Path) -> Result<PluginInfo, PluginError> {
     let who = path.display().to_string();
-    let err = |d: String| PluginError::BadInfo { plugin: who.clone(), detail: d };
+    let err = |d: String| PluginError::BadInfo {
+        plugin: who.clone(),
+        detail: d,
+    };
     if !is_name(&raw.name) {
-        return Err(err(format!("plugin name {:?} must be 1-64 of [A-Za-z0-9._-]", short(&raw.name))));
+        return Err(err(format!(
+            "plugin name {:?} must be 1-64 of [A-Za-z0-9._-]",
+            short(&raw.name)
+        )));
     }
     if raw.version.len() > 64 || raw.sdk_version.len() > 64 || raw.description.len() > 4096 {
         return Err(err("version, sdk-version or description too long".into()));
     }
-    if raw.config_schema.len() > 256 * 1024 || raw.capabilities.len() > 256 || raw.actions.len() > 256 {
-        return Err(err("config schema, capabilities or actions too large".into()));
+    if raw.config_schema.len() > 256 * 1024
+        || raw.capabilities.len() > 256
+        || raw.actions.len() > 256
+    {
+        return Err(err(
+            "config schema, capabilities or actions too large".into()
+        ));
     }
     let config_schema = if raw.config_schema.trim().is_empty() {
         serde_json::json!({ "type": "object" })
     } else {
-        serde_json::from_str(&raw.config_schema).map_err(|e| err(format!("config schema is not JSON: {e}")))?
+        serde_json::from_str(&raw.config_schema)
+            .map_err(|e| err(format!("config schema is not JSON: {e}")))?
     };
     let mut actions = Vec::with_capacity(raw.actions.len());
     for a in raw.actions {
         if !is_name(&a.name) {
-            return Err(err(format!("action name {:?} must be 1-64 of [A-Za-z0-9._-]", short(&a.name))));
+            return Err(err(format!(
+                "action name {:?} must be 1-64 of [A-Za-z0-9._-]",
+                short(&a.name)
+            )));
         }
-        if actions.iter().any(|x: &model::PluginActionInfo| x.name == a.name) {
+        if actions
+            .iter()
+            .any(|x: &model::PluginActionInfo| x.name == a.name)
+        {
             return Err(err(format!("action {:?} is declared twice", a.name)));
         }
         let mut description = a.description;
         truncate_chars(&mut description, 4096);
-        actions.push(model::PluginActionInfo { name: a.name, description, idempotent: a.idempotent, pure: a.pure });
+        actions.push(model::PluginActionInfo {
+            name: a.name,
+            description,
+            idempotent: a.idempotent,
+            pure: a.pure,
+        });
     }
     let capabilities = raw
         .capabilities
@@ -109,7 +153,9 @@ pub fn plugin_info(raw: w::PluginInfo, path: &Path) -> Result<PluginInfo, Plugin
         return Err(err("declares neither connector nor action".into()));
     }
     if kinds.action && actions.is_empty() {
-        return Err(err("declares itself an action plugin but lists no actions".into()));
+        return Err(err(
+            "declares itself an action plugin but lists no actions".into()
+        ));
     }
     Ok(PluginInfo {
         name: raw.name,
@@ -129,14 +175,26 @@ fn short(s: &str) -> String {
     s
 }
 
-fn labels(plugin: &str, call: Call, l: Vec<w::Label>) -> Result<BTreeMap<String, String>, PluginError> {
+fn labels(
+    plugin: &str,
+    call: Call,
+    l: Vec<w::Label>,
+) -> Result<BTreeMap<String, String>, PluginError> {
     let mut out = BTreeMap::new();
     for x in l {
         if x.name.is_empty() || x.name.len() > 256 || x.value.len() > 4096 {
-            return Err(bad(plugin, call, format!("label {:?} is empty or too long", short(&x.name))));
+            return Err(bad(
+                plugin,
+                call,
+                format!("label {:?} is empty or too long", short(&x.name)),
+            ));
         }
         if out.insert(x.name.clone(), x.value).is_some() {
-            return Err(bad(plugin, call, format!("label {:?} repeated", short(&x.name))));
+            return Err(bad(
+                plugin,
+                call,
+                format!("label {:?} repeated", short(&x.name)),
+            ));
         }
     }
     Ok(out)
@@ -157,12 +215,23 @@ pub fn batch(plugin: &str, raw: w::Batch, max_bytes: u64) -> Result<Batch, Plugi
     for s in raw.series {
         series.push(Series {
             labels: labels(plugin, call, s.labels)?,
-            samples: s.samples.into_iter().map(|p| Sample { timestamp: p.timestamp, value: p.value }).collect(),
+            samples: s
+                .samples
+                .into_iter()
+                .map(|p| Sample {
+                    timestamp: p.timestamp,
+                    value: p.value,
+                })
+                .collect(),
         });
     }
     let mut events = Vec::with_capacity(raw.events.len());
     for e in raw.events {
-        events.push(Event { timestamp: e.timestamp, labels: labels(plugin, call, e.labels)?, message: e.message });
+        events.push(Event {
+            timestamp: e.timestamp,
+            labels: labels(plugin, call, e.labels)?,
+            message: e.message,
+        });
     }
     Ok(Batch { series, events })
 }
@@ -182,7 +251,10 @@ pub fn plan(plugin: &str, raw: w::ActionPlan, max_bytes: u64) -> Result<ActionPl
     }
     let preview = match raw.preview {
         None => None,
-        Some(t) => Some(serde_json::from_str(&t).map_err(|e| bad(plugin, call, format!("preview is not JSON: {e}")))?),
+        Some(t) => Some(
+            serde_json::from_str(&t)
+                .map_err(|e| bad(plugin, call, format!("preview is not JSON: {e}")))?,
+        ),
     };
     let steps = raw
         .steps
@@ -199,7 +271,11 @@ pub fn plan(plugin: &str, raw: w::ActionPlan, max_bytes: u64) -> Result<ActionPl
             effects: s.effects,
         })
         .collect();
-    Ok(ActionPlan { summary: raw.summary, steps, preview })
+    Ok(ActionPlan {
+        summary: raw.summary,
+        steps,
+        preview,
+    })
 }
 
 /// The engine's plan, in WIT form, for `execute`.
@@ -234,7 +310,8 @@ pub fn output(plugin: &str, text: &str, max_bytes: u64) -> Result<serde_json::Va
             limit: super::error::Limit::Output { bytes: max_bytes },
         });
     }
-    serde_json::from_str(text).map_err(|e| bad(plugin, Call::Execute, format!("output is not JSON: {e}")))
+    serde_json::from_str(text)
+        .map_err(|e| bad(plugin, Call::Execute, format!("output is not JSON: {e}")))
 }
 
 #[cfg(test)]
@@ -247,7 +324,12 @@ mod tests {
     }
 
     fn risk() -> impl Strategy<Value = w::Risk> {
-        prop_oneof![Just(w::Risk::None), Just(w::Risk::Low), Just(w::Risk::Medium), Just(w::Risk::High)]
+        prop_oneof![
+            Just(w::Risk::None),
+            Just(w::Risk::Low),
+            Just(w::Risk::Medium),
+            Just(w::Risk::High)
+        ]
     }
 
     fn kinds() -> impl Strategy<Value = w::PluginKinds> {
@@ -345,7 +427,16 @@ mod tests {
     #[test]
     fn oversize_batch_is_a_limit_error() {
         let raw = w::Batch {
-            series: vec![w::Series { labels: vec![], samples: vec![w::Sample { timestamp: 0, value: 0.0 }; 1000] }],
+            series: vec![w::Series {
+                labels: vec![],
+                samples: vec![
+                    w::Sample {
+                        timestamp: 0,
+                        value: 0.0
+                    };
+                    1000
+                ],
+            }],
             events: vec![],
         };
         let e = batch("p", raw, 1000).expect_err("over the cap");
@@ -354,8 +445,20 @@ mod tests {
 
     #[test]
     fn duplicate_labels_are_rejected() {
-        let l = w::Label { name: "a".into(), value: "1".into() };
-        let raw = w::Batch { series: vec![w::Series { labels: vec![l.clone(), l], samples: vec![] }], events: vec![] };
-        assert!(matches!(batch("p", raw, 1 << 20), Err(PluginError::BadOutput { .. })));
+        let l = w::Label {
+            name: "a".into(),
+            value: "1".into(),
+        };
+        let raw = w::Batch {
+            series: vec![w::Series {
+                labels: vec![l.clone(), l],
+                samples: vec![],
+            }],
+            events: vec![],
+        };
+        assert!(matches!(
+            batch("p", raw, 1 << 20),
+            Err(PluginError::BadOutput { .. })
+        ));
     }
 }

@@ -74,17 +74,42 @@ pub enum PluginError {
     #[error("plugin {plugin}: {detail}")]
     BadInfo { plugin: String, detail: String },
     #[error("plugin {plugin}: {call}: stopped by the {limit}")]
-    LimitExceeded { plugin: String, call: Call, limit: Limit },
+    LimitExceeded {
+        plugin: String,
+        call: Call,
+        limit: Limit,
+    },
     #[error("plugin {plugin}: {call}: trapped: {detail}")]
-    Trap { plugin: String, call: Call, detail: String },
+    Trap {
+        plugin: String,
+        call: Call,
+        detail: String,
+    },
     #[error("plugin {plugin}: {call}: capability denied: {detail}")]
-    Denied { plugin: String, call: Call, detail: String },
+    Denied {
+        plugin: String,
+        call: Call,
+        detail: String,
+    },
     #[error("plugin {plugin}: {call}: {message}")]
-    Reported { plugin: String, call: Call, kind: ReportedKind, message: String },
+    Reported {
+        plugin: String,
+        call: Call,
+        kind: ReportedKind,
+        message: String,
+    },
     #[error("plugin {plugin}: {call}: bad output: {detail}")]
-    BadOutput { plugin: String, call: Call, detail: String },
+    BadOutput {
+        plugin: String,
+        call: Call,
+        detail: String,
+    },
     #[error("plugin {plugin}: {call}: {detail}")]
-    Host { plugin: String, call: Call, detail: String },
+    Host {
+        plugin: String,
+        call: Call,
+        detail: String,
+    },
     #[error("plugin config: {0}")]
     Config(String),
     #[error("compile cache {path}: {detail}")]
@@ -106,13 +131,20 @@ impl PluginError {
     pub fn into_action_error(self) -> crate::exec::action::ActionError {
         use crate::exec::action::ActionError;
         match &self {
-            PluginError::Reported { kind: ReportedKind::InvalidInput, .. } => {
-                ActionError::InvalidInput(self.to_string())
+            PluginError::Reported {
+                kind: ReportedKind::InvalidInput,
+                ..
+            } => ActionError::InvalidInput(self.to_string()),
+            PluginError::Reported {
+                kind: ReportedKind::Failed,
+                ..
             }
-            PluginError::Reported { kind: ReportedKind::Failed, .. }
             | PluginError::Host { .. }
             | PluginError::Io { .. } => ActionError::Failed(self.to_string()),
-            PluginError::Reported { kind: ReportedKind::Unsupported, .. }
+            PluginError::Reported {
+                kind: ReportedKind::Unsupported,
+                ..
+            }
             | PluginError::Config(_) => ActionError::InvalidInput(self.to_string()),
             _ => ActionError::Sandbox(self.to_string()),
         }

@@ -99,11 +99,17 @@ pub struct ProcessGrant {
 /// denial can say exactly which grant line would allow it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Need<'a> {
-    Http { method: &'a str, url: &'a str },
+    Http {
+        method: &'a str,
+        url: &'a str,
+    },
     KvRead,
     KvWrite,
     Secret(&'a str),
-    Process { program: &'a str, args: &'a [String] },
+    Process {
+        program: &'a str,
+        args: &'a [String],
+    },
 }
 
 impl Need<'_> {
@@ -118,7 +124,10 @@ impl Need<'_> {
             Need::Secret(name) => format!("grants: {{ secrets: [{name}] }}"),
             Need::Process { program, args } => {
                 let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
-                format!("grants: {{ process: [{{ command: {program}, args: [{}] }}] }}", args.join(", "))
+                format!(
+                    "grants: {{ process: [{{ command: {program}, args: [{}] }}] }}",
+                    args.join(", ")
+                )
             }
         }
     }
@@ -170,7 +179,9 @@ pub fn check_url_shape(url: &str) -> Result<(), String> {
     } else if let Some(r) = url.strip_prefix("https://") {
         r
     } else {
-        return Err(format!("only http:// and https:// URLs are allowed, got {url:?}"));
+        return Err(format!(
+            "only http:// and https:// URLs are allowed, got {url:?}"
+        ));
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     if authority.is_empty() {
@@ -180,7 +191,9 @@ pub fn check_url_shape(url: &str) -> Result<(), String> {
         return Err(format!("URLs with user info are not allowed: {url:?}"));
     }
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("URL contains whitespace or control characters: {url:?}"));
+        return Err(format!(
+            "URL contains whitespace or control characters: {url:?}"
+        ));
     }
     Ok(())
 }
@@ -244,18 +257,25 @@ impl Grants {
         }
         for g in &self.process {
             if g.command.is_empty() || g.command.contains(char::is_whitespace) {
-                return Err(format!("process grant command {:?} must be a single program", g.command));
+                return Err(format!(
+                    "process grant command {:?} must be a single program",
+                    g.command
+                ));
             }
             for a in &g.args {
                 if let Some(re) = a.strip_prefix("re:") {
-                    regex::Regex::new(re)
-                        .map_err(|e| format!("process grant {:?}: bad regex {re:?}: {e}", g.command))?;
+                    regex::Regex::new(re).map_err(|e| {
+                        format!("process grant {:?}: bad regex {re:?}: {e}", g.command)
+                    })?;
                 }
             }
         }
         for f in &self.files {
             if !f.path.starts_with('/') || f.path.split('/').any(|c| c == "..") {
-                return Err(format!("files grant {:?} must be an absolute path without '..'", f.path));
+                return Err(format!(
+                    "files grant {:?} must be an absolute path without '..'",
+                    f.path
+                ));
             }
         }
         if let Some(kv) = &self.kv
@@ -273,8 +293,14 @@ mod tests {
 
     #[test]
     fn globs() {
-        assert!(glob_match("http://127.0.0.1:9090/*", "http://127.0.0.1:9090/api/v1/query?q=up"));
-        assert!(!glob_match("http://127.0.0.1:9090/*", "http://127.0.0.1:9091/api"));
+        assert!(glob_match(
+            "http://127.0.0.1:9090/*",
+            "http://127.0.0.1:9090/api/v1/query?q=up"
+        ));
+        assert!(!glob_match(
+            "http://127.0.0.1:9090/*",
+            "http://127.0.0.1:9091/api"
+        ));
         assert!(glob_match("*", ""));
         assert!(glob_match("a*b*c", "aXXbYYc"));
         assert!(!glob_match("a*b*c", "aXXbYY"));
@@ -292,17 +318,26 @@ mod tests {
 
     #[test]
     fn process_args() {
-        let g = ProcessGrant { command: "systemctl".into(), args: vec!["restart".into(), "re:[a-z-]+".into()] };
+        let g = ProcessGrant {
+            command: "systemctl".into(),
+            args: vec!["restart".into(), "re:[a-z-]+".into()],
+        };
         assert!(g.allows("systemctl", &["restart".into(), "nginx".into()]));
         assert!(!g.allows("systemctl", &["restart".into(), "nginx;rm".into()]));
         assert!(!g.allows("systemctl", &["stop".into(), "nginx".into()]));
         assert!(!g.allows("systemctl", &["restart".into()]));
         assert!(!g.allows("systemctl", &["restart".into(), "a".into(), "b".into()]));
         assert!(!g.allows("/bin/systemctl", &["restart".into(), "nginx".into()]));
-        let any = ProcessGrant { command: "echo".into(), args: vec!["**".into()] };
+        let any = ProcessGrant {
+            command: "echo".into(),
+            args: vec!["**".into()],
+        };
         assert!(any.allows("echo", &[]));
         assert!(any.allows("echo", &["a".into(), "b".into()]));
-        let none = ProcessGrant { command: "true".into(), args: vec![] };
+        let none = ProcessGrant {
+            command: "true".into(),
+            args: vec![],
+        };
         assert!(none.allows("true", &[]));
         assert!(!none.allows("true", &["x".into()]));
     }
@@ -315,15 +350,29 @@ mod tests {
         .expect("valid grants");
         assert_eq!(ok.http[0].methods, vec!["GET", "HEAD"]);
         assert!(serde_json::from_str::<Grants>(r#"{"htp":[]}"#).is_err());
-        assert!(serde_json::from_str::<Grants>(r#"{"http":[{"url":"x","method":["GET"]}]}"#).is_err());
+        assert!(
+            serde_json::from_str::<Grants>(r#"{"http":[{"url":"x","method":["GET"]}]}"#).is_err()
+        );
     }
 
     #[test]
     fn grant_lines_quote_the_call() {
-        let n = Need::Http { method: "POST", url: "http://127.0.0.1:9/hook" };
-        assert_eq!(n.grant_line(), r#"grants: { http: [{ url: "http://127.0.0.1:9/hook", methods: [POST] }] }"#);
+        let n = Need::Http {
+            method: "POST",
+            url: "http://127.0.0.1:9/hook",
+        };
+        assert_eq!(
+            n.grant_line(),
+            r#"grants: { http: [{ url: "http://127.0.0.1:9/hook", methods: [POST] }] }"#
+        );
         let args = vec!["restart".to_string(), "nginx".to_string()];
-        let p = Need::Process { program: "systemctl", args: &args };
-        assert_eq!(p.grant_line(), r#"grants: { process: [{ command: systemctl, args: ["restart", "nginx"] }] }"#);
+        let p = Need::Process {
+            program: "systemctl",
+            args: &args,
+        };
+        assert_eq!(
+            p.grant_line(),
+            r#"grants: { process: [{ command: systemctl, args: ["restart", "nginx"] }] }"#
+        );
     }
 }

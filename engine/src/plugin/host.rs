@@ -5,15 +5,15 @@ use super::cache::{self, CacheOutcome};
 use super::error::{Call, Limit, PluginError, ReportedKind};
 use super::grants::{Grants, Need, glob_match};
 use super::model::{self, CapabilityKind, PluginInfo};
-use super::services::{self, HttpClient, KvStore, MemoryKv, SecretSource, EnvSecrets};
+use super::services::{self, EnvSecrets, HttpClient, KvStore, MemoryKv, SecretSource};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::StoreContextMut;
-use wasmtime_wasi::p2::DynPollable;
+use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 use wasmtime::{Config, Engine, Store, Trap};
+use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 pub(crate) mod wit {
@@ -63,7 +63,13 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { memory_mib: 64, timeout_ms: 10_000, output_kib: 4096, log_lines: 1000, io_kib: 8192 }
+        Limits {
+            memory_mib: 64,
+            timeout_ms: 10_000,
+            output_kib: 4096,
+            log_lines: 1000,
+            io_kib: 8192,
+        }
     }
 }
 
@@ -101,7 +107,9 @@ pub(crate) struct HostInner {
 
 impl std::fmt::Debug for PluginHost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PluginHost").field("cache_dir", &self.inner.cache_dir).finish_non_exhaustive()
+        f.debug_struct("PluginHost")
+            .field("cache_dir", &self.inner.cache_dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -120,7 +128,8 @@ impl PluginHost {
         config.parallel_compilation(true);
         let engine = Engine::new(&config).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
         let mut linker: Linker<State> = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
         wit::connector::Connector::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
             .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
         cap_sleeps(&mut linker).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
@@ -148,24 +157,37 @@ impl PluginHost {
             http: HttpClient::new(max_io),
         });
         Ok(PluginHost {
-            inner: Arc::new(HostInner { engine, linker, cache_dir: opts.cache_dir, services, stop_ticker }),
+            inner: Arc::new(HostInner {
+                engine,
+                linker,
+                cache_dir: opts.cache_dir,
+                services,
+                stop_ticker,
+            }),
         })
     }
 
     /// Loads a component file: compile (or cache hit), link, `describe`.
     pub fn load_file(&self, path: &Path) -> Result<Arc<LoadedPlugin>, PluginError> {
-        let bytes = std::fs::read(path).map_err(|e| PluginError::Io { path: path.to_path_buf(), source: e })?;
+        let bytes = std::fs::read(path).map_err(|e| PluginError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
         self.load_bytes(&bytes, path)
     }
 
     /// Loads a component from bytes; `origin` names it in errors.
     pub fn load_bytes(&self, wasm: &[u8], origin: &Path) -> Result<Arc<LoadedPlugin>, PluginError> {
         let inner = &self.inner;
-        let (component, cache) = cache::load(&inner.engine, inner.cache_dir.as_deref(), wasm, origin)?;
+        let (component, cache) =
+            cache::load(&inner.engine, inner.cache_dir.as_deref(), wasm, origin)?;
         let pre = inner
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| PluginError::Load { path: origin.to_path_buf(), detail: format!("{e:#}") })?;
+            .map_err(|e| PluginError::Load {
+                path: origin.to_path_buf(),
+                detail: format!("{e:#}"),
+            })?;
         let connector = wit::connector::ConnectorPre::new(pre.clone()).ok();
         let action = wit::action::ActionPre::new(pre).ok();
         if connector.is_none() && action.is_none() {
@@ -187,7 +209,10 @@ impl PluginHost {
             plugin: &plugin,
             instance: &plugin.info.name.clone(),
             grants: &Grants::default(),
-            limits: Limits { timeout_ms: 5_000, ..Limits::default() },
+            limits: Limits {
+                timeout_ms: 5_000,
+                ..Limits::default()
+            },
         };
         let raw = probe.run(Call::Describe, Mode::Describe, |store, b| match b {
             Bound::Connector(c) => c.vigil_plugin_meta().call_describe(store),
@@ -195,10 +220,16 @@ impl PluginHost {
         })?;
         let info = super::convert::plugin_info(raw, &plugin.path)?;
         if info.kinds.connector && plugin.connector.is_none() {
-            return Err(PluginError::BadInfo { plugin: info.name, detail: "says it is a connector but does not export connector-api".into() });
+            return Err(PluginError::BadInfo {
+                plugin: info.name,
+                detail: "says it is a connector but does not export connector-api".into(),
+            });
         }
         if info.kinds.action && plugin.action.is_none() {
-            return Err(PluginError::BadInfo { plugin: info.name, detail: "says it has actions but does not export action-api".into() });
+            return Err(PluginError::BadInfo {
+                plugin: info.name,
+                detail: "says it has actions but does not export action-api".into(),
+            });
         }
         plugin.info = Arc::new(info);
         Ok(Arc::new(plugin))
@@ -212,7 +243,12 @@ impl PluginHost {
             let rd = match std::fs::read_dir(dir) {
                 Ok(rd) => rd,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(PluginError::Io { path: dir.clone(), source: e }),
+                Err(e) => {
+                    return Err(PluginError::Io {
+                        path: dir.clone(),
+                        source: e,
+                    });
+                }
             };
             let mut files: Vec<PathBuf> = rd
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -229,7 +265,10 @@ impl PluginHost {
 
 fn placeholder_info(origin: &Path) -> PluginInfo {
     PluginInfo {
-        name: origin.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+        name: origin
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         version: String::new(),
         kinds: model::Kinds::default(),
         sdk_version: String::new(),
@@ -325,13 +364,20 @@ impl WarmInstance {
     /// Calls `validate(config "{}", action, input)` on the live instance.
     pub fn call_validate(&mut self, action: &str, input: &str) -> Result<(), PluginError> {
         let r = match &self.bound {
-            Bound::Action(a) => a.vigil_plugin_action_api().call_validate(&mut self.store, "{}", action, input),
+            Bound::Action(a) => {
+                a.vigil_plugin_action_api()
+                    .call_validate(&mut self.store, "{}", action, input)
+            }
             Bound::Connector(_) => return Err(PluginError::Engine("not an action plugin".into())),
         };
         match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(reported("bench", Call::Validate, e)),
-            Err(e) => Err(PluginError::Trap { plugin: "bench".into(), call: Call::Validate, detail: trap_detail(&e) }),
+            Err(e) => Err(PluginError::Trap {
+                plugin: "bench".into(),
+                call: Call::Validate,
+                detail: trap_detail(&e),
+            }),
         }
     }
 }
@@ -343,14 +389,19 @@ impl LoadedPlugin {
             plugin: self,
             instance: &self.info.name,
             grants: &Grants::default(),
-            limits: Limits { timeout_ms: 24 * 3_600_000, ..Limits::default() },
+            limits: Limits {
+                timeout_ms: 24 * 3_600_000,
+                ..Limits::default()
+            },
         };
         let (mut store, _) = inv.store(Call::Validate, Mode::Describe)?;
-        let bound = inv.instantiate(&mut store, Call::Validate).map_err(|e| PluginError::Trap {
-            plugin: self.info.name.clone(),
-            call: Call::Validate,
-            detail: trap_detail(&e),
-        })?;
+        let bound = inv
+            .instantiate(&mut store, Call::Validate)
+            .map_err(|e| PluginError::Trap {
+                plugin: self.info.name.clone(),
+                call: Call::Validate,
+                detail: trap_detail(&e),
+            })?;
         Ok(WarmInstance { store, bound })
     }
 }
@@ -387,26 +438,37 @@ impl Invocation<'_> {
         let deadline = Instant::now() + Duration::from_millis(self.limits.timeout_ms);
         let stderr = StderrCapture::new(16 * 1024);
         let mut wasi = WasiCtx::builder();
-        wasi.stderr(stderr.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        wasi.stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
         if !self.grants.clock {
             wasi.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
         }
         if self.plugin.info.requests(CapabilityKind::Files) {
             for f in &self.grants.files {
-                if !self.plugin.info.requests_scope(CapabilityKind::Files, &f.path) {
+                if !self
+                    .plugin
+                    .info
+                    .requests_scope(CapabilityKind::Files, &f.path)
+                {
                     continue;
                 }
-                wasi.preopened_dir(&f.path, &f.path, FsPerms::ReadOnly).map_err(|e| PluginError::Host {
-                    plugin: self.plugin.info.name.clone(),
-                    call,
-                    detail: format!("files grant {:?}: {e:#}", f.path),
-                })?;
+                wasi.preopened_dir(&f.path, &f.path, FsPerms::ReadOnly)
+                    .map_err(|e| PluginError::Host {
+                        plugin: self.plugin.info.name.clone(),
+                        call,
+                        detail: format!("files grant {:?}: {e:#}", f.path),
+                    })?;
             }
         }
         let state = State {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            limiter: MemLimiter { cap: u64::from(self.limits.memory_mib) * 1024 * 1024, hit: false },
+            limiter: MemLimiter {
+                cap: u64::from(self.limits.memory_mib) * 1024 * 1024,
+                hit: false,
+            },
             cx: CallCx {
                 plugin: self.plugin.info.clone(),
                 instance: self.instance.to_string(),
@@ -438,15 +500,17 @@ impl Invocation<'_> {
 
     fn instantiate(&self, store: &mut Store<State>, call: Call) -> wasmtime::Result<Bound> {
         let action_call = matches!(call, Call::Validate | Call::Plan | Call::Execute);
-        Ok(if let (Some(c), false) = (&self.plugin.connector, action_call) {
-            Bound::Connector(c.instantiate(&mut *store)?)
-        } else if let Some(a) = &self.plugin.action {
-            Bound::Action(a.instantiate(&mut *store)?)
-        } else if let Some(c) = &self.plugin.connector {
-            Bound::Connector(c.instantiate(&mut *store)?)
-        } else {
-            return Err(wasmtime::Error::msg("plugin exports no usable world"));
-        })
+        Ok(
+            if let (Some(c), false) = (&self.plugin.connector, action_call) {
+                Bound::Connector(c.instantiate(&mut *store)?)
+            } else if let Some(a) = &self.plugin.action {
+                Bound::Action(a.instantiate(&mut *store)?)
+            } else if let Some(c) = &self.plugin.connector {
+                Bound::Connector(c.instantiate(&mut *store)?)
+            } else {
+                return Err(wasmtime::Error::msg("plugin exports no usable world"));
+            },
+        )
     }
 
     /// Runs `f` against a fresh instance; every failure becomes a typed error.
@@ -457,23 +521,41 @@ impl Invocation<'_> {
         f: impl FnOnce(&mut Store<State>, &Bound) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
         let (mut store, stderr) = self.store(call, mode)?;
-        let result = self.instantiate(&mut store, call).and_then(|bound| f(&mut store, &bound));
+        let result = self
+            .instantiate(&mut store, call)
+            .and_then(|bound| f(&mut store, &bound));
         let plugin = self.plugin.info.name.clone();
         let data = store.data();
         if data.limiter.hit {
             return Err(PluginError::LimitExceeded {
                 plugin,
                 call,
-                limit: Limit::Memory { bytes: data.limiter.cap },
+                limit: Limit::Memory {
+                    bytes: data.limiter.cap,
+                },
             });
         }
         if data.cx.log_limit_hit {
-            return Err(PluginError::LimitExceeded { plugin, call, limit: Limit::Log { lines: self.limits.log_lines } });
+            return Err(PluginError::LimitExceeded {
+                plugin,
+                call,
+                limit: Limit::Log {
+                    lines: self.limits.log_lines,
+                },
+            });
         }
         if let Some(first) = data.cx.denials.first() {
             let more = data.cx.denials.len() - 1;
-            let detail = if more > 0 { format!("{first} (and {more} more denied calls)") } else { first.clone() };
-            return Err(PluginError::Denied { plugin, call, detail });
+            let detail = if more > 0 {
+                format!("{first} (and {more} more denied calls)")
+            } else {
+                first.clone()
+            };
+            return Err(PluginError::Denied {
+                plugin,
+                call,
+                detail,
+            });
         }
         match result {
             Ok(r) => Ok(r),
@@ -484,22 +566,41 @@ impl Invocation<'_> {
                             return Err(PluginError::LimitExceeded {
                                 plugin,
                                 call,
-                                limit: Limit::Timeout { ms: self.limits.timeout_ms },
+                                limit: Limit::Timeout {
+                                    ms: self.limits.timeout_ms,
+                                },
                             });
                         }
                         Trap::StackOverflow => {
-                            return Err(PluginError::LimitExceeded { plugin, call, limit: Limit::Stack });
+                            return Err(PluginError::LimitExceeded {
+                                plugin,
+                                call,
+                                limit: Limit::Stack,
+                            });
                         }
                         _ => {}
                     }
                 }
                 let mut detail = trap_detail(&e);
-                let err_text = String::from_utf8_lossy(&stderr.contents()).trim().to_string();
+                let err_text = String::from_utf8_lossy(&stderr.contents())
+                    .trim()
+                    .to_string();
                 if !err_text.is_empty() {
-                    let tail: String = err_text.chars().rev().take(2000).collect::<Vec<_>>().into_iter().rev().collect();
+                    let tail: String = err_text
+                        .chars()
+                        .rev()
+                        .take(2000)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .collect();
                     detail = format!("{detail}; plugin stderr: {tail}");
                 }
-                Err(PluginError::Trap { plugin, call, detail })
+                Err(PluginError::Trap {
+                    plugin,
+                    call,
+                    detail,
+                })
             }
         }
     }
@@ -509,14 +610,31 @@ impl Invocation<'_> {
 fn trap_detail(e: &wasmtime::Error) -> String {
     let full = format!("{e:#}");
     let cause = e.root_cause().to_string();
-    let frames: Vec<&str> = full.lines().filter(|l| l.trim_start().chars().next().is_some_and(|c| c.is_ascii_digit())).take(4).collect();
+    let frames: Vec<&str> = full
+        .lines()
+        .filter(|l| {
+            l.trim_start()
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_digit())
+        })
+        .take(4)
+        .collect();
     let mut out = cause.clone();
     if cause.contains("out of bounds memory access") {
-        out.push_str(" (a guest's shadow stack overflowing from deep recursion also shows as this)");
+        out.push_str(
+            " (a guest's shadow stack overflowing from deep recursion also shows as this)",
+        );
     }
     if !frames.is_empty() {
         out.push_str("; top frames: ");
-        out.push_str(&frames.iter().map(|f| f.trim()).collect::<Vec<_>>().join(" | "));
+        out.push_str(
+            &frames
+                .iter()
+                .map(|f| f.trim())
+                .collect::<Vec<_>>()
+                .join(" | "),
+        );
     }
     out
 }
@@ -530,7 +648,12 @@ pub(crate) fn reported(plugin: &str, call: Call, e: wit::types::PluginError) -> 
     };
     let mut message = e.message;
     super::convert::truncate_chars(&mut message, 4096);
-    PluginError::Reported { plugin: plugin.to_string(), call, kind, message }
+    PluginError::Reported {
+        plugin: plugin.to_string(),
+        call,
+        kind,
+        message,
+    }
 }
 
 /// The version of `wasi:clocks` that `wasmtime-wasi` links (semver-compatible
@@ -551,7 +674,9 @@ fn capped_sleep(state: &mut State, nanos: u64) -> wasmtime::Result<Resource<DynP
     // A little past the deadline, so the epoch interrupt fires as soon as the guest resumes.
     let cap = state.cx.remaining() + TICK * 2;
     let d = Duration::from_nanos(nanos).min(cap);
-    let r = state.table.push(CappedSleep(tokio::time::Instant::now() + d))?;
+    let r = state
+        .table
+        .push(CappedSleep(tokio::time::Instant::now() + d))?;
     wasmtime_wasi::p2::subscribe(&mut state.table, r)
 }
 
@@ -561,15 +686,21 @@ fn capped_sleep(state: &mut State, nanos: u64) -> wasmtime::Result<Resource<DynP
 fn cap_sleeps(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let mut clocks = linker.instance(WASI_CLOCKS)?;
-    clocks.func_wrap("subscribe-duration", |mut store: StoreContextMut<'_, State>, (nanos,): (u64,)| {
-        Ok((capped_sleep(store.data_mut(), nanos)?,))
-    })?;
-    clocks.func_wrap("subscribe-instant", |mut store: StoreContextMut<'_, State>, (when,): (u64,)| {
-        use wasmtime_wasi::p2::bindings::sync::clocks::monotonic_clock::Host as _;
-        let state = store.data_mut();
-        let now = wasmtime_wasi::clocks::WasiClocksView::clocks(state).now()?;
-        Ok((capped_sleep(state, when.saturating_sub(now))?,))
-    })?;
+    clocks.func_wrap(
+        "subscribe-duration",
+        |mut store: StoreContextMut<'_, State>, (nanos,): (u64,)| {
+            Ok((capped_sleep(store.data_mut(), nanos)?,))
+        },
+    )?;
+    clocks.func_wrap(
+        "subscribe-instant",
+        |mut store: StoreContextMut<'_, State>, (when,): (u64,)| {
+            use wasmtime_wasi::p2::bindings::sync::clocks::monotonic_clock::Host as _;
+            let state = store.data_mut();
+            let now = wasmtime_wasi::clocks::WasiClocksView::clocks(state).now()?;
+            Ok((capped_sleep(state, when.saturating_sub(now))?,))
+        },
+    )?;
     linker.allow_shadowing(false);
     Ok(())
 }
@@ -584,7 +715,10 @@ pub(crate) struct StderrCapture {
 
 impl StderrCapture {
     fn new(cap: usize) -> Self {
-        StderrCapture { buf: Arc::new(std::sync::Mutex::new(Vec::new())), cap }
+        StderrCapture {
+            buf: Arc::new(std::sync::Mutex::new(Vec::new())),
+            cap,
+        }
     }
     fn contents(&self) -> Vec<u8> {
         self.buf.lock().map(|b| b.clone()).unwrap_or_default()
@@ -615,10 +749,16 @@ impl tokio::io::AsyncWrite for StderrCapture {
         }
         std::task::Poll::Ready(Ok(data.len()))
     }
-    fn poll_flush(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
-    fn poll_shutdown(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
 }
@@ -650,14 +790,27 @@ pub(crate) struct MemLimiter {
 }
 
 impl wasmtime::ResourceLimiter for MemLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired as u64 > self.cap {
             self.hit = true;
-            return Err(wasmtime::Error::msg(format!("memory limit of {} bytes reached", self.cap)));
+            return Err(wasmtime::Error::msg(format!(
+                "memory limit of {} bytes reached",
+                self.cap
+            )));
         }
         Ok(true)
     }
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -672,7 +825,10 @@ pub(crate) struct State {
 
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -706,7 +862,9 @@ fn declared(effects: &[String], need: &Need<'_>) -> bool {
             .strip_prefix("http:")
             .and_then(|rest| rest.split_once(' '))
             .is_some_and(|(m, pat)| m.eq_ignore_ascii_case(method) && glob_match(pat.trim(), url)),
-        Need::Process { program, .. } => e.strip_prefix("process:").is_some_and(|p| p.trim() == *program),
+        Need::Process { program, .. } => e
+            .strip_prefix("process:")
+            .is_some_and(|p| p.trim() == *program),
         Need::KvWrite => e == "kv:write",
         Need::KvRead | Need::Secret(_) => true,
     })
@@ -714,7 +872,9 @@ fn declared(effects: &[String], need: &Need<'_>) -> bool {
 
 fn is_read_only(need: &Need<'_>) -> bool {
     match need {
-        Need::Http { method, .. } => method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD"),
+        Need::Http { method, .. } => {
+            method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD")
+        }
         Need::KvRead | Need::Secret(_) => true,
         Need::KvWrite | Need::Process { .. } => false,
     }
@@ -749,7 +909,10 @@ impl CallCx {
             ))
         } else {
             match &self.mode {
-                Mode::Describe => Some(format!("{need}: {} may not use host capabilities", self.call)),
+                Mode::Describe => Some(format!(
+                    "{need}: {} may not use host capabilities",
+                    self.call
+                )),
                 Mode::Fetch => None,
                 Mode::Plan if is_read_only(&need) => None,
                 Mode::Plan => Some(format!(
@@ -784,7 +947,13 @@ fn describe_requests(info: &PluginInfo) -> String {
     }
     info.capabilities
         .iter()
-        .map(|c| if c.scope.is_empty() { format!("{:?}", c.kind).to_lowercase() } else { format!("{:?}:{}", c.kind, c.scope).to_lowercase() })
+        .map(|c| {
+            if c.scope.is_empty() {
+                format!("{:?}", c.kind).to_lowercase()
+            } else {
+                format!("{:?}:{}", c.kind, c.scope).to_lowercase()
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -831,12 +1000,18 @@ impl imports::clock::Host for State {
 impl imports::http::Host for State {
     fn send(&mut self, req: imports::http::Request) -> Result<imports::http::Response, String> {
         let method = req.method.to_ascii_uppercase();
-        self.cx.check(Need::Http { method: &method, url: &req.url })?;
+        self.cx.check(Need::Http {
+            method: &method,
+            url: &req.url,
+        })?;
         let remaining = self.cx.remaining();
         if remaining.is_zero() {
             return Err("call deadline reached".into());
         }
-        let timeout = req.timeout_ms.map(|ms| Duration::from_millis(u64::from(ms)).min(remaining)).unwrap_or(remaining);
+        let timeout = req
+            .timeout_ms
+            .map(|ms| Duration::from_millis(u64::from(ms)).min(remaining))
+            .unwrap_or(remaining);
         let _span = tracing::debug_span!("plugin_http", plugin = %self.cx.plugin.name, %method, url = %req.url).entered();
         let resp = self.cx.services.http.send(services::HttpRequest {
             method,
@@ -845,24 +1020,46 @@ impl imports::http::Host for State {
             body: req.body,
             timeout,
         })?;
-        Ok(imports::http::Response { status: resp.status, headers: resp.headers, body: resp.body })
+        Ok(imports::http::Response {
+            status: resp.status,
+            headers: resp.headers,
+            body: resp.body,
+        })
     }
 }
 
 impl imports::kv::Host for State {
     fn get(&mut self, key: String) -> Result<Option<String>, String> {
         self.cx.check(Need::KvRead)?;
-        let ns = self.cx.grants.kv.as_ref().map(|k| k.namespace.clone()).unwrap_or_default();
+        let ns = self
+            .cx
+            .grants
+            .kv
+            .as_ref()
+            .map(|k| k.namespace.clone())
+            .unwrap_or_default();
         self.cx.services.kv.get(&ns, &key)
     }
     fn set(&mut self, key: String, value: String) -> Result<(), String> {
         self.cx.check(Need::KvWrite)?;
-        let ns = self.cx.grants.kv.as_ref().map(|k| k.namespace.clone()).unwrap_or_default();
+        let ns = self
+            .cx
+            .grants
+            .kv
+            .as_ref()
+            .map(|k| k.namespace.clone())
+            .unwrap_or_default();
         self.cx.services.kv.set(&ns, &key, &value)
     }
     fn delete(&mut self, key: String) -> Result<(), String> {
         self.cx.check(Need::KvWrite)?;
-        let ns = self.cx.grants.kv.as_ref().map(|k| k.namespace.clone()).unwrap_or_default();
+        let ns = self
+            .cx
+            .grants
+            .kv
+            .as_ref()
+            .map(|k| k.namespace.clone())
+            .unwrap_or_default();
         self.cx.services.kv.delete(&ns, &key)
     }
 }
@@ -870,15 +1067,25 @@ impl imports::kv::Host for State {
 impl imports::secrets::Host for State {
     fn get(&mut self, name: String) -> Result<String, String> {
         self.cx.check(Need::Secret(&name))?;
-        self.cx.services.secrets.get(&name).ok_or_else(|| format!("secret {name:?} is granted but not set"))
+        self.cx
+            .services
+            .secrets
+            .get(&name)
+            .ok_or_else(|| format!("secret {name:?} is granted but not set"))
     }
 }
 
 impl imports::process::Host for State {
     fn run(&mut self, cmd: imports::process::Command) -> Result<imports::process::Output, String> {
-        self.cx.check(Need::Process { program: &cmd.program, args: &cmd.args })?;
+        self.cx.check(Need::Process {
+            program: &cmd.program,
+            args: &cmd.args,
+        })?;
         let remaining = self.cx.remaining();
-        let timeout = cmd.timeout_ms.map(|ms| Duration::from_millis(u64::from(ms)).min(remaining)).unwrap_or(remaining);
+        let timeout = cmd
+            .timeout_ms
+            .map(|ms| Duration::from_millis(u64::from(ms)).min(remaining))
+            .unwrap_or(remaining);
         let max = self.cx.limits.io_kib as usize * 1024;
         let _span = tracing::info_span!("plugin_process", plugin = %self.cx.plugin.name, program = %cmd.program).entered();
         let out = services::run_process(&cmd.program, &cmd.args, cmd.stdin, timeout, max)?;

@@ -27,8 +27,8 @@ pub use error::{Call, Limit, PluginError, ReportedKind};
 pub use grants::Grants;
 pub use host::{HostOptions, Limits, LoadedPlugin, PluginHost, WarmInstance};
 pub use model::{
-    Batch, CapabilityKind, CapabilityRequest, Event, Kinds, PluginActionInfo, PluginInfo, Sample, Series,
-    TimeRange,
+    Batch, CapabilityKind, CapabilityRequest, Event, Kinds, PluginActionInfo, PluginInfo, Sample,
+    Series, TimeRange,
 };
 pub use services::{EnvSecrets, KvStore, MemoryKv, SecretSource, StaticSecrets};
 

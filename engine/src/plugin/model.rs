@@ -57,9 +57,10 @@ impl PluginInfo {
     }
     /// Whether the plugin requested `kind` for `scope` (an empty requested scope covers all).
     pub fn requests_scope(&self, kind: CapabilityKind, scope: &str) -> bool {
-        self.capabilities
-            .iter()
-            .any(|c| c.kind == kind && (c.scope.is_empty() || crate::plugin::grants::glob_match(&c.scope, scope)))
+        self.capabilities.iter().any(|c| {
+            c.kind == kind
+                && (c.scope.is_empty() || crate::plugin::grants::glob_match(&c.scope, scope))
+        })
     }
 }
 
@@ -74,7 +75,11 @@ pub struct TimeRange {
 
 impl TimeRange {
     pub fn instant(at_ms: i64) -> Self {
-        TimeRange { start: at_ms, end: at_ms, step: 0 }
+        TimeRange {
+            start: at_ms,
+            end: at_ms,
+            step: 0,
+        }
     }
     pub fn range(start: i64, end: i64, step: u64) -> Self {
         TimeRange { start, end, step }

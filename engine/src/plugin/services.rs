@@ -28,23 +28,36 @@ const KV_MAX_ENTRIES: usize = 10_000;
 
 impl KvStore for MemoryKv {
     fn get(&self, ns: &str, key: &str) -> Result<Option<String>, String> {
-        let data = self.data.lock().map_err(|_| "kv store poisoned".to_string())?;
+        let data = self
+            .data
+            .lock()
+            .map_err(|_| "kv store poisoned".to_string())?;
         Ok(data.get(ns).and_then(|m| m.get(key)).cloned())
     }
     fn set(&self, ns: &str, key: &str, value: &str) -> Result<(), String> {
         if key.len() > KV_MAX_KEY || value.len() > KV_MAX_VALUE {
-            return Err(format!("kv: key ≤ {KV_MAX_KEY} bytes and value ≤ {KV_MAX_VALUE} bytes"));
+            return Err(format!(
+                "kv: key ≤ {KV_MAX_KEY} bytes and value ≤ {KV_MAX_VALUE} bytes"
+            ));
         }
-        let mut data = self.data.lock().map_err(|_| "kv store poisoned".to_string())?;
+        let mut data = self
+            .data
+            .lock()
+            .map_err(|_| "kv store poisoned".to_string())?;
         let m = data.entry(ns.to_string()).or_default();
         if m.len() >= KV_MAX_ENTRIES && !m.contains_key(key) {
-            return Err(format!("kv: namespace {ns:?} is full ({KV_MAX_ENTRIES} entries)"));
+            return Err(format!(
+                "kv: namespace {ns:?} is full ({KV_MAX_ENTRIES} entries)"
+            ));
         }
         m.insert(key.to_string(), value.to_string());
         Ok(())
     }
     fn delete(&self, ns: &str, key: &str) -> Result<(), String> {
-        let mut data = self.data.lock().map_err(|_| "kv store poisoned".to_string())?;
+        let mut data = self
+            .data
+            .lock()
+            .map_err(|_| "kv store poisoned".to_string())?;
         if let Some(m) = data.get_mut(ns) {
             m.remove(key);
         }
@@ -65,7 +78,13 @@ impl EnvSecrets {
     pub fn var_name(name: &str) -> String {
         let up: String = name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
             .collect();
         format!("VIGIL_SECRET_{up}")
     }
@@ -128,13 +147,24 @@ impl HttpClient {
         check_url_shape(&req.url)?;
         let method = ureq::http::Method::from_bytes(req.method.as_bytes())
             .map_err(|_| format!("bad HTTP method {:?}", req.method))?;
-        let mut builder = ureq::http::Request::builder().method(method).uri(req.url.as_str());
+        let mut builder = ureq::http::Request::builder()
+            .method(method)
+            .uri(req.url.as_str());
         for (k, v) in &req.headers {
             builder = builder.header(k.as_str(), v.as_str());
         }
-        let request = builder.body(req.body.unwrap_or_default()).map_err(|e| format!("bad request: {e}"))?;
-        let request = self.agent.configure_request(request).timeout_global(Some(req.timeout)).build();
-        let mut resp = self.agent.run(request).map_err(|e| format!("{} {}: {e}", req.method, req.url))?;
+        let request = builder
+            .body(req.body.unwrap_or_default())
+            .map_err(|e| format!("bad request: {e}"))?;
+        let request = self
+            .agent
+            .configure_request(request)
+            .timeout_global(Some(req.timeout))
+            .build();
+        let mut resp = self
+            .agent
+            .run(request)
+            .map_err(|e| format!("{} {}: {e}", req.method, req.url))?;
         let status = resp.status().as_u16();
         let headers = resp
             .headers()
@@ -146,8 +176,17 @@ impl HttpClient {
             .with_config()
             .limit(self.max_body)
             .read_to_vec()
-            .map_err(|e| format!("{} {}: reading body (limit {} bytes): {e}", req.method, req.url, self.max_body))?;
-        Ok(HttpResponse { status, headers, body })
+            .map_err(|e| {
+                format!(
+                    "{} {}: reading body (limit {} bytes): {e}",
+                    req.method, req.url, self.max_body
+                )
+            })?;
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
     }
 }
 
@@ -194,7 +233,11 @@ pub(crate) fn run_process(
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .current_dir("/")
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -206,8 +249,16 @@ pub(crate) fn run_process(
     }
     let out_pipe = child.stdout.take();
     let err_pipe = child.stderr.take();
-    let out_t = std::thread::spawn(move || out_pipe.map(|p| read_capped(p, max_output)).unwrap_or_default());
-    let err_t = std::thread::spawn(move || err_pipe.map(|p| read_capped(p, max_output)).unwrap_or_default());
+    let out_t = std::thread::spawn(move || {
+        out_pipe
+            .map(|p| read_capped(p, max_output))
+            .unwrap_or_default()
+    });
+    let err_t = std::thread::spawn(move || {
+        err_pipe
+            .map(|p| read_capped(p, max_output))
+            .unwrap_or_default()
+    });
     let start = Instant::now();
     let mut timed_out = false;
     let status = loop {
@@ -225,7 +276,13 @@ pub(crate) fn run_process(
     };
     let (stdout, t1) = out_t.join().unwrap_or_default();
     let (stderr, t2) = err_t.join().unwrap_or_default();
-    Ok(ProcessOutput { status, stdout, stderr, truncated: t1 || t2, timed_out })
+    Ok(ProcessOutput {
+        status,
+        stdout,
+        stderr,
+        truncated: t1 || t2,
+        timed_out,
+    })
 }
 
 #[cfg(test)]
@@ -234,12 +291,24 @@ mod tests {
 
     #[test]
     fn process_runs_without_shell_and_caps_output() {
-        let out = run_process("echo", &["a;b".into(), "$HOME".into()], None, Duration::from_secs(5), 1024)
-            .expect("echo runs");
+        let out = run_process(
+            "echo",
+            &["a;b".into(), "$HOME".into()],
+            None,
+            Duration::from_secs(5),
+            1024,
+        )
+        .expect("echo runs");
         assert_eq!(out.status, 0);
         assert_eq!(String::from_utf8_lossy(&out.stdout), "a;b $HOME\n");
-        let big = run_process("head", &["-c".into(), "100000".into(), "/dev/zero".into()], None, Duration::from_secs(5), 1000)
-            .expect("head runs");
+        let big = run_process(
+            "head",
+            &["-c".into(), "100000".into(), "/dev/zero".into()],
+            None,
+            Duration::from_secs(5),
+            1000,
+        )
+        .expect("head runs");
         assert_eq!(big.stdout.len(), 1000);
         assert!(big.truncated);
     }
@@ -247,7 +316,14 @@ mod tests {
     #[test]
     fn process_times_out() {
         let t = Instant::now();
-        let out = run_process("sleep", &["5".into()], None, Duration::from_millis(100), 1024).expect("sleep runs");
+        let out = run_process(
+            "sleep",
+            &["5".into()],
+            None,
+            Duration::from_millis(100),
+            1024,
+        )
+        .expect("sleep runs");
         assert!(out.timed_out);
         assert_eq!(out.status, -1);
         assert!(t.elapsed() < Duration::from_secs(3));
@@ -256,7 +332,10 @@ mod tests {
     #[test]
     fn process_env_is_cleared() {
         let out = run_process("env", &[], None, Duration::from_secs(5), 4096).expect("env runs");
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "PATH=/usr/local/bin:/usr/bin:/bin");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "PATH=/usr/local/bin:/usr/bin:/bin"
+        );
     }
 
     #[test]
@@ -271,6 +350,9 @@ mod tests {
 
     #[test]
     fn env_secret_names() {
-        assert_eq!(EnvSecrets::var_name("slack-token"), "VIGIL_SECRET_SLACK_TOKEN");
+        assert_eq!(
+            EnvSecrets::var_name("slack-token"),
+            "VIGIL_SECRET_SLACK_TOKEN"
+        );
     }
 }

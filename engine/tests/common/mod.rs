@@ -18,11 +18,18 @@ pub const PLUGINS: &[(&str, &str, bool)] = &[
 ];
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("engine/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("engine/ has a parent")
+        .to_path_buf()
 }
 
 fn file_for(dir: &Path, stem: &str, test_only: bool) -> PathBuf {
-    if test_only { dir.join("test").join(format!("{stem}.wasm")) } else { dir.join(format!("{stem}.wasm")) }
+    if test_only {
+        dir.join("test").join(format!("{stem}.wasm"))
+    } else {
+        dir.join(format!("{stem}.wasm"))
+    }
 }
 
 /// The plugin directory: `<stem>.wasm` for the real plugins, `test/<stem>.wasm`
@@ -58,11 +65,18 @@ pub fn plugin_dir() -> &'static Path {
 }
 
 pub fn plugin_path(stem: &str) -> PathBuf {
-    let test_only = PLUGINS.iter().find(|(_, s, _)| *s == stem).is_some_and(|(_, _, t)| *t);
+    let test_only = PLUGINS
+        .iter()
+        .find(|(_, s, _)| *s == stem)
+        .is_some_and(|(_, _, t)| *t);
     file_for(plugin_dir(), stem, test_only)
 }
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }

@@ -9,7 +9,8 @@
 use serde::Deserialize;
 use vigil_plugin_sdk::serde_json::{self, Value};
 use vigil_plugin_sdk::{
-    Action, ActionDef, Capability, Error, Info, Plan, PlannedEffect, Plugin, Result, Risk, export_plugin, json, process,
+    Action, ActionDef, Capability, Error, Info, Plan, PlannedEffect, Plugin, Result, Risk,
+    export_plugin, json, process,
 };
 
 #[derive(Debug, Default, Deserialize)]
@@ -42,8 +43,8 @@ pub struct CommandInput {
 }
 
 pub fn parse(input: &Value) -> Result<CommandInput> {
-    let c: CommandInput =
-        serde_json::from_value(input.clone()).map_err(|e| Error::invalid_input(format!("exec/command input: {e}")))?;
+    let c: CommandInput = serde_json::from_value(input.clone())
+        .map_err(|e| Error::invalid_input(format!("exec/command input: {e}")))?;
     if c.command.trim().is_empty() || c.command.contains(char::is_whitespace) {
         return Err(Error::invalid_input(format!(
             "`command` must be one program name, with arguments in `args` (got {:?}); there is no shell",
@@ -57,7 +58,10 @@ pub fn parse(input: &Value) -> Result<CommandInput> {
 pub fn render(c: &CommandInput) -> String {
     let mut parts = vec![c.command.clone()];
     for a in &c.args {
-        if a.is_empty() || a.chars().any(|ch| ch.is_whitespace() || "'\"$`\\;&|<>(){}*?!#~".contains(ch)) {
+        if a.is_empty()
+            || a.chars()
+                .any(|ch| ch.is_whitespace() || "'\"$`\\;&|<>(){}*?!#~".contains(ch))
+        {
             parts.push(format!("'{}'", a.replace('\'', "'\\''")));
         } else {
             parts.push(a.clone());
@@ -73,8 +77,17 @@ impl Plugin for Exec {
     fn info() -> Info {
         Info::new("exec", env!("CARGO_PKG_VERSION"))
             .description("Runs a granted command on the host, without a shell.")
-            .capability(Capability::process("", "runs the commands given to exec/command"))
-            .action(ActionDef::new("command", "Runs a command; fails on a non-zero exit unless allow_failure.").idempotent(false))
+            .capability(Capability::process(
+                "",
+                "runs the commands given to exec/command",
+            ))
+            .action(
+                ActionDef::new(
+                    "command",
+                    "Runs a command; fails on a non-zero exit unless allow_failure.",
+                )
+                .idempotent(false),
+            )
             .config_schema(json!({
                 "type": "object",
                 "additionalProperties": false,
@@ -90,7 +103,9 @@ impl Plugin for Exec {
 impl Action for Exec {
     fn validate(_: &Config, action: &str, input: &Value) -> Result<()> {
         if action != "command" {
-            return Err(Error::invalid_input(format!("unknown action exec/{action}")));
+            return Err(Error::invalid_input(format!(
+                "unknown action exec/{action}"
+            )));
         }
         parse(input).map(|_| ())
     }
@@ -124,8 +139,21 @@ impl Action for Exec {
             return Err(Error::failed(format!("`{}` timed out", render(&c))));
         }
         if out.status != 0 && !c.allow_failure {
-            let tail: String = out.stderr_text().chars().rev().take(500).collect::<Vec<_>>().into_iter().rev().collect();
-            return Err(Error::failed(format!("`{}` exited with status {}: {}", render(&c), out.status, tail.trim())));
+            let tail: String = out
+                .stderr_text()
+                .chars()
+                .rev()
+                .take(500)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            return Err(Error::failed(format!(
+                "`{}` exited with status {}: {}",
+                render(&c),
+                out.status,
+                tail.trim()
+            )));
         }
         Ok(v)
     }
@@ -152,6 +180,9 @@ mod tests {
         assert!(parse(&json!({ "command": "rm -rf /" })).is_err());
         assert!(parse(&json!({ "command": "" })).is_err());
         assert!(parse(&json!({ "cmd": "ls" })).is_err());
-        assert_eq!(render(&parse(&json!({ "command": "echo", "args": ["a;b", "it's"] })).expect("ok")), "echo 'a;b' 'it'\\''s'");
+        assert_eq!(
+            render(&parse(&json!({ "command": "echo", "args": ["a;b", "it's"] })).expect("ok")),
+            "echo 'a;b' 'it'\\''s'"
+        );
     }
 }

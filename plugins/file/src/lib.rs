@@ -15,7 +15,8 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use vigil_plugin_sdk::serde_json::{self, Value};
 use vigil_plugin_sdk::{
-    Batch, Capability, Connector, Context, Error, Event, Info, Plugin, Result, Series, TimeRange, export_plugin, json,
+    Batch, Capability, Connector, Context, Error, Event, Info, Plugin, Result, Series, TimeRange,
+    export_plugin, json,
 };
 
 #[derive(Debug, Default, Deserialize)]
@@ -44,7 +45,8 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 fn num(s: &str, what: &str) -> Result<i64> {
-    s.parse::<i64>().map_err(|_| Error::invalid_input(format!("bad {what} in timestamp: {s:?}")))
+    s.parse::<i64>()
+        .map_err(|_| Error::invalid_input(format!("bad {what} in timestamp: {s:?}")))
 }
 
 /// Parses a timestamp into ms since the epoch.
@@ -55,16 +57,38 @@ pub fn parse_time(s: &str) -> Result<i64> {
             return Err(Error::invalid_input(format!("bad timestamp {s:?}")));
         }
         // Heuristic: values beyond year ~5138 in seconds are milliseconds.
-        return Ok(if n.abs() >= 1e11 { n as i64 } else { (n * 1000.0).round() as i64 });
+        return Ok(if n.abs() >= 1e11 {
+            n as i64
+        } else {
+            (n * 1000.0).round() as i64
+        });
     }
     let b = s.as_bytes();
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b' ') || b[13] != b':' || b[16] != b':' {
-        return Err(Error::invalid_input(format!("unrecognised timestamp {s:?}")));
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b'T' || b[10] == b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return Err(Error::invalid_input(format!(
+            "unrecognised timestamp {s:?}"
+        )));
     }
-    let (y, mo, d) = (num(&s[0..4], "year")?, num(&s[5..7], "month")?, num(&s[8..10], "day")?);
-    let (h, mi, sec) = (num(&s[11..13], "hour")?, num(&s[14..16], "minute")?, num(&s[17..19], "second")?);
+    let (y, mo, d) = (
+        num(&s[0..4], "year")?,
+        num(&s[5..7], "month")?,
+        num(&s[8..10], "day")?,
+    );
+    let (h, mi, sec) = (
+        num(&s[11..13], "hour")?,
+        num(&s[14..16], "minute")?,
+        num(&s[17..19], "second")?,
+    );
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return Err(Error::invalid_input(format!("timestamp out of range: {s:?}")));
+        return Err(Error::invalid_input(format!(
+            "timestamp out of range: {s:?}"
+        )));
     }
     let mut rest = &s[19..];
     let mut ms = 0i64;
@@ -96,7 +120,12 @@ fn instant(mut b: Batch, range: &TimeRange, cfg: &Config) -> Batch {
         return b;
     }
     for s in &mut b.series {
-        let last = s.samples.iter().filter(|p| p.timestamp <= range.end).max_by_key(|p| p.timestamp).copied();
+        let last = s
+            .samples
+            .iter()
+            .filter(|p| p.timestamp <= range.end)
+            .max_by_key(|p| p.timestamp)
+            .copied();
         s.samples = last.into_iter().collect();
     }
     b.events.retain(|e| e.timestamp <= range.end);
@@ -124,16 +153,35 @@ fn split_csv_line(line: &str) -> Vec<String> {
 }
 
 /// Parses CSV text.
-pub fn parse_csv(text: &str, column: Option<&str>, cfg: &Config, range: TimeRange) -> Result<Batch> {
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+pub fn parse_csv(
+    text: &str,
+    column: Option<&str>,
+    cfg: &Config,
+    range: TimeRange,
+) -> Result<Batch> {
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
     let (_, header) = lines.next().context("CSV file is empty")?;
     let header = split_csv_line(header.trim_start_matches('\u{feff}'));
     let ts_col = match &cfg.timestamp_column {
-        Some(c) => header.iter().position(|h| h == c).with_context(|| format!("no column {c:?} in the CSV header"))?,
-        None => header.iter().position(|h| matches!(h.to_ascii_lowercase().as_str(), "timestamp" | "time" | "ts")).unwrap_or(0),
+        Some(c) => header
+            .iter()
+            .position(|h| h == c)
+            .with_context(|| format!("no column {c:?} in the CSV header"))?,
+        None => header
+            .iter()
+            .position(|h| matches!(h.to_ascii_lowercase().as_str(), "timestamp" | "time" | "ts"))
+            .unwrap_or(0),
     };
     let wanted: Vec<usize> = match column {
-        Some(c) => vec![header.iter().position(|h| h == c).with_context(|| format!("no column {c:?} in the CSV header"))?],
+        Some(c) => vec![
+            header
+                .iter()
+                .position(|h| h == c)
+                .with_context(|| format!("no column {c:?} in the CSV header"))?,
+        ],
         None => (0..header.len()).filter(|&i| i != ts_col).collect(),
     };
     let mut series: Vec<Series> = wanted
@@ -149,7 +197,9 @@ pub fn parse_csv(text: &str, column: Option<&str>, cfg: &Config, range: TimeRang
     let mut numeric = vec![true; wanted.len()];
     for (n, line) in lines {
         let fields = split_csv_line(line);
-        let ts = fields.get(ts_col).with_context(|| format!("line {}: no timestamp field", n + 1))?;
+        let ts = fields
+            .get(ts_col)
+            .with_context(|| format!("line {}: no timestamp field", n + 1))?;
         let t = parse_time(ts).context(format!("line {}", n + 1))?;
         if !in_range(t, &range, cfg) && range.start != range.end {
             continue;
@@ -163,12 +213,26 @@ pub fn parse_csv(text: &str, column: Option<&str>, cfg: &Config, range: TimeRang
             }
         }
     }
-    let series = series.into_iter().zip(numeric).filter(|(_, ok)| *ok).map(|(s, _)| s).collect();
-    Ok(instant(Batch { series, events: vec![] }, &range, cfg))
+    let series = series
+        .into_iter()
+        .zip(numeric)
+        .filter(|(_, ok)| *ok)
+        .map(|(s, _)| s)
+        .collect();
+    Ok(instant(
+        Batch {
+            series,
+            events: vec![],
+        },
+        &range,
+        cfg,
+    ))
 }
 
 fn ts_of(obj: &serde_json::Map<String, Value>) -> Option<&Value> {
-    obj.get("timestamp").or_else(|| obj.get("time")).or_else(|| obj.get("ts"))
+    obj.get("timestamp")
+        .or_else(|| obj.get("time"))
+        .or_else(|| obj.get("ts"))
 }
 
 /// Parses JSON-lines text.
@@ -179,24 +243,44 @@ pub fn parse_jsonl(text: &str, cfg: &Config, range: TimeRange) -> Result<Batch> 
         if line.trim().is_empty() {
             continue;
         }
-        let v: Value = serde_json::from_str(line).map_err(|e| Error::invalid_input(format!("line {}: {e}", n + 1)))?;
-        let obj = v.as_object().with_context(|| format!("line {}: not a JSON object", n + 1))?;
+        let v: Value = serde_json::from_str(line)
+            .map_err(|e| Error::invalid_input(format!("line {}: {e}", n + 1)))?;
+        let obj = v
+            .as_object()
+            .with_context(|| format!("line {}: not a JSON object", n + 1))?;
         let t = match ts_of(obj).with_context(|| format!("line {}: no timestamp/time/ts", n + 1))? {
             Value::Number(x) => parse_time(&x.to_string())?,
             Value::String(s) => parse_time(s).context(format!("line {}", n + 1))?,
-            _ => return Err(Error::invalid_input(format!("line {}: timestamp must be a number or string", n + 1))),
+            _ => {
+                return Err(Error::invalid_input(format!(
+                    "line {}: timestamp must be a number or string",
+                    n + 1
+                )));
+            }
         };
         if !in_range(t, &range, cfg) && range.start != range.end {
             continue;
         }
-        let mut labels: Vec<(String, String)> = cfg.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut labels: Vec<(String, String)> = cfg
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         if let Some(Value::Object(l)) = obj.get("labels") {
             for (k, v) in l {
-                labels.push((k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())));
+                labels.push((
+                    k.clone(),
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string()),
+                ));
             }
         } else {
             for (k, v) in obj {
-                if let (false, Some(s)) = (matches!(k.as_str(), "timestamp" | "time" | "ts" | "message"), v.as_str()) {
+                if let (false, Some(s)) = (
+                    matches!(k.as_str(), "timestamp" | "time" | "ts" | "message"),
+                    v.as_str(),
+                ) {
                     labels.push((k.clone(), s.to_string()));
                 }
             }
@@ -211,12 +295,23 @@ pub fn parse_jsonl(text: &str, cfg: &Config, range: TimeRange) -> Result<Batch> 
                     .with_context(|| format!("line {}: value is not a number", n + 1))?;
                 by_labels
                     .entry(labels.clone())
-                    .or_insert_with(|| Series { labels, samples: vec![] })
+                    .or_insert_with(|| Series {
+                        labels,
+                        samples: vec![],
+                    })
                     .push(t, x);
             }
             None => {
-                let message = obj.get("message").and_then(Value::as_str).unwrap_or_default().to_string();
-                events.push(Event { timestamp: t, labels, message });
+                let message = obj
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                events.push(Event {
+                    timestamp: t,
+                    labels,
+                    message,
+                });
             }
         }
     }
@@ -271,14 +366,27 @@ export_plugin!(FilePlugin: connector);
 mod tests {
     use super::*;
 
-    const ALL: TimeRange = TimeRange { start: i64::MIN, end: i64::MAX, step: 0 };
+    const ALL: TimeRange = TimeRange {
+        start: i64::MIN,
+        end: i64::MAX,
+        step: 0,
+    };
 
     #[test]
     fn timestamps() {
         assert_eq!(parse_time("1970-01-01 00:00:00").expect("t"), 0);
-        assert_eq!(parse_time("2014-04-01 00:00:00").expect("t"), 1_396_310_400_000);
-        assert_eq!(parse_time("2014-04-01T00:00:00.250Z").expect("t"), 1_396_310_400_250);
-        assert_eq!(parse_time("2014-04-01T02:00:00+02:00").expect("t"), 1_396_310_400_000);
+        assert_eq!(
+            parse_time("2014-04-01 00:00:00").expect("t"),
+            1_396_310_400_000
+        );
+        assert_eq!(
+            parse_time("2014-04-01T00:00:00.250Z").expect("t"),
+            1_396_310_400_250
+        );
+        assert_eq!(
+            parse_time("2014-04-01T02:00:00+02:00").expect("t"),
+            1_396_310_400_000
+        );
         assert_eq!(parse_time("1396310400").expect("t"), 1_396_310_400_000);
         assert_eq!(parse_time("1396310400123").expect("t"), 1_396_310_400_123);
         assert!(parse_time("yesterday").is_err());
@@ -290,12 +398,30 @@ mod tests {
         let text = "timestamp,value\n2014-04-01 00:00:00,10.5\n2014-04-01 00:05:00,11\n\n2014-04-01 00:10:00,12\n";
         let b = parse_csv(text, None, &Config::default(), ALL).expect("csv");
         assert_eq!(b.series.len(), 1);
-        assert_eq!(b.series[0].labels, vec![("__name__".to_string(), "value".to_string())]);
+        assert_eq!(
+            b.series[0].labels,
+            vec![("__name__".to_string(), "value".to_string())]
+        );
         assert_eq!(b.series[0].samples.len(), 3);
         assert_eq!(b.series[0].samples[1].value, 11.0);
-        let r = TimeRange { start: 1_396_310_700_000, end: 1_396_311_000_000, step: 0 };
-        assert_eq!(parse_csv(text, None, &Config::default(), r).expect("csv").series[0].samples.len(), 2);
-        let at = TimeRange { start: 1_396_310_800_000, end: 1_396_310_800_000, step: 0 };
+        let r = TimeRange {
+            start: 1_396_310_700_000,
+            end: 1_396_311_000_000,
+            step: 0,
+        };
+        assert_eq!(
+            parse_csv(text, None, &Config::default(), r)
+                .expect("csv")
+                .series[0]
+                .samples
+                .len(),
+            2
+        );
+        let at = TimeRange {
+            start: 1_396_310_800_000,
+            end: 1_396_310_800_000,
+            step: 0,
+        };
         let one = parse_csv(text, None, &Config::default(), at).expect("csv");
         assert_eq!(one.series[0].samples.len(), 1);
         assert_eq!(one.series[0].samples[0].value, 11.0);
@@ -306,7 +432,11 @@ mod tests {
         let text = "ts,cpu,host,\"mem, bytes\"\n1,0.5,a,100\n2,0.7,b,200\n";
         let b = parse_csv(text, None, &Config::default(), ALL).expect("csv");
         let names: Vec<_> = b.series.iter().map(|s| s.labels[0].1.clone()).collect();
-        assert_eq!(names, vec!["cpu", "mem, bytes"], "non-numeric `host` is skipped");
+        assert_eq!(
+            names,
+            vec!["cpu", "mem, bytes"],
+            "non-numeric `host` is skipped"
+        );
         let only = parse_csv(text, Some("cpu"), &Config::default(), ALL).expect("csv");
         assert_eq!(only.series.len(), 1);
         assert!(parse_csv(text, Some("nope"), &Config::default(), ALL).is_err());
@@ -322,7 +452,11 @@ mod tests {
 "#;
         let b = parse_jsonl(text, &Config::default(), ALL).expect("jsonl");
         assert_eq!(b.series.len(), 2);
-        let a = b.series.iter().find(|s| s.labels.contains(&("host".into(), "a".into()))).expect("host a");
+        let a = b
+            .series
+            .iter()
+            .find(|s| s.labels.contains(&("host".into(), "a".into())))
+            .expect("host a");
         assert_eq!(a.samples.len(), 2);
         assert_eq!(a.samples[1].timestamp, 2000);
         assert_eq!(b.events.len(), 1);

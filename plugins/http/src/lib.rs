@@ -15,8 +15,8 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use vigil_plugin_sdk::serde_json::{self, Value};
 use vigil_plugin_sdk::{
-    Action, ActionDef, Capability, Error, Info, Plan, PlannedEffect, Plugin, Result, Risk, export_plugin, http, json,
-    secrets,
+    Action, ActionDef, Capability, Error, Info, Plan, PlannedEffect, Plugin, Result, Risk,
+    export_plugin, http, json, secrets,
 };
 
 #[derive(Debug, Default, Deserialize)]
@@ -137,14 +137,20 @@ fn error_sev() -> String {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(action: &str, input: &Value) -> Result<T> {
-    serde_json::from_value(input.clone()).map_err(|e| Error::invalid_input(format!("http/{action} input: {e}")))
+    serde_json::from_value(input.clone())
+        .map_err(|e| Error::invalid_input(format!("http/{action} input: {e}")))
 }
 
 fn json_body(v: &Value) -> Result<Vec<u8>> {
     Ok(serde_json::to_vec(v)?)
 }
 
-fn secret_or(value: Option<String>, secret: Option<&String>, what: &str, resolve: bool) -> Result<String> {
+fn secret_or(
+    value: Option<String>,
+    secret: Option<&String>,
+    what: &str,
+    resolve: bool,
+) -> Result<String> {
     match (value, secret) {
         (Some(v), _) => Ok(v),
         (None, Some(name)) if resolve => secrets::get(name),
@@ -155,19 +161,33 @@ fn secret_or(value: Option<String>, secret: Option<&String>, what: &str, resolve
 
 /// Resolves an action's input into the one request it makes. With
 /// `resolve_secrets = false` (validate) secrets are left as placeholders.
-pub fn prepare(cfg: &Config, action: &str, input: &Value, resolve_secrets: bool) -> Result<Prepared> {
-    let mut headers: Vec<(String, String)> = cfg.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+pub fn prepare(
+    cfg: &Config,
+    action: &str,
+    input: &Value,
+    resolve_secrets: bool,
+) -> Result<Prepared> {
+    let mut headers: Vec<(String, String)> = cfg
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let json_ct = ("content-type".to_string(), "application/json".to_string());
     let p = match action {
         "request" => {
             let r: RequestInput = parse(action, input)?;
             let method = r.method.to_ascii_uppercase();
-            if !matches!(method.as_str(), "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE") {
+            if !matches!(
+                method.as_str(),
+                "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE"
+            ) {
                 return Err(Error::invalid_input(format!("unsupported method {method}")));
             }
             headers.extend(r.headers);
             let body = match (r.body, r.json) {
-                (Some(_), Some(_)) => return Err(Error::invalid_input("give `body` or `json`, not both")),
+                (Some(_), Some(_)) => {
+                    return Err(Error::invalid_input("give `body` or `json`, not both"));
+                }
                 (Some(b), None) => Some(b.into_bytes()),
                 (None, Some(j)) => {
                     headers.push(json_ct);
@@ -180,7 +200,15 @@ pub fn prepare(cfg: &Config, action: &str, input: &Value, resolve_secrets: bool)
                 "DELETE" => Risk::High,
                 _ => Risk::Medium,
             };
-            Prepared { what: format!("{method} {}", r.url), method, url: r.url, headers, body, expect: r.expect_status, risk }
+            Prepared {
+                what: format!("{method} {}", r.url),
+                method,
+                url: r.url,
+                headers,
+                body,
+                expect: r.expect_status,
+                risk,
+            }
         }
         "webhook" => {
             let w: WebhookInput = parse(action, input)?;
@@ -205,7 +233,11 @@ pub fn prepare(cfg: &Config, action: &str, input: &Value, resolve_secrets: bool)
                 resolve_secrets,
             )?;
             let mut msg = json!({ "text": s.text });
-            for (k, v) in [("channel", s.channel), ("username", s.username), ("icon_emoji", s.icon_emoji)] {
+            for (k, v) in [
+                ("channel", s.channel),
+                ("username", s.username),
+                ("icon_emoji", s.icon_emoji),
+            ] {
                 if let Some(v) = v {
                     msg[k] = json!(v);
                 }
@@ -216,7 +248,10 @@ pub fn prepare(cfg: &Config, action: &str, input: &Value, resolve_secrets: bool)
             headers.push(json_ct);
             Prepared {
                 method: "POST".into(),
-                what: format!("Slack message: {}", s.text.chars().take(80).collect::<String>()),
+                what: format!(
+                    "Slack message: {}",
+                    s.text.chars().take(80).collect::<String>()
+                ),
                 url,
                 headers,
                 body: Some(json_body(&msg)?),
@@ -226,18 +261,35 @@ pub fn prepare(cfg: &Config, action: &str, input: &Value, resolve_secrets: bool)
         }
         "pagerduty" => {
             let p: PagerDutyInput = parse(action, input)?;
-            if !matches!(p.event_action.as_str(), "trigger" | "acknowledge" | "resolve") {
-                return Err(Error::invalid_input(format!("event_action must be trigger, acknowledge or resolve, not {:?}", p.event_action)));
+            if !matches!(
+                p.event_action.as_str(),
+                "trigger" | "acknowledge" | "resolve"
+            ) {
+                return Err(Error::invalid_input(format!(
+                    "event_action must be trigger, acknowledge or resolve, not {:?}",
+                    p.event_action
+                )));
             }
-            if !matches!(p.severity.as_str(), "critical" | "error" | "warning" | "info") {
-                return Err(Error::invalid_input(format!("severity must be critical, error, warning or info, not {:?}", p.severity)));
+            if !matches!(
+                p.severity.as_str(),
+                "critical" | "error" | "warning" | "info"
+            ) {
+                return Err(Error::invalid_input(format!(
+                    "severity must be critical, error, warning or info, not {:?}",
+                    p.severity
+                )));
             }
             if p.event_action != "trigger" && p.dedup_key.is_none() {
-                return Err(Error::invalid_input(format!("{} needs the dedup_key of the triggered event", p.event_action)));
+                return Err(Error::invalid_input(format!(
+                    "{} needs the dedup_key of the triggered event",
+                    p.event_action
+                )));
             }
             let routing_key = secret_or(
                 p.routing_key,
-                p.routing_key_secret.as_ref().or(cfg.pagerduty_routing_key_secret.as_ref()),
+                p.routing_key_secret
+                    .as_ref()
+                    .or(cfg.pagerduty_routing_key_secret.as_ref()),
                 "`routing_key` (or `routing_key_secret`)",
                 resolve_secrets,
             )?;
@@ -246,10 +298,19 @@ pub fn prepare(cfg: &Config, action: &str, input: &Value, resolve_secrets: bool)
                 ev["dedup_key"] = json!(k);
             }
             if p.event_action == "trigger" {
-                let summary = p.summary.ok_or_else(|| Error::invalid_input("trigger needs `summary`"))?;
-                let source = p.source.ok_or_else(|| Error::invalid_input("trigger needs `source`"))?;
-                let mut payload = json!({ "summary": summary, "source": source, "severity": p.severity });
-                for (k, v) in [("component", p.component), ("group", p.group), ("class", p.class)] {
+                let summary = p
+                    .summary
+                    .ok_or_else(|| Error::invalid_input("trigger needs `summary`"))?;
+                let source = p
+                    .source
+                    .ok_or_else(|| Error::invalid_input("trigger needs `source`"))?;
+                let mut payload =
+                    json!({ "summary": summary, "source": source, "severity": p.severity });
+                for (k, v) in [
+                    ("component", p.component),
+                    ("group", p.group),
+                    ("class", p.class),
+                ] {
                     if let Some(v) = v {
                         payload[k] = json!(v);
                     }
@@ -260,10 +321,16 @@ pub fn prepare(cfg: &Config, action: &str, input: &Value, resolve_secrets: bool)
                 ev["payload"] = payload;
             }
             headers.push(json_ct);
-            let url = p.url.or_else(|| cfg.pagerduty_url.clone()).unwrap_or_else(|| PAGERDUTY_URL.into());
+            let url = p
+                .url
+                .or_else(|| cfg.pagerduty_url.clone())
+                .unwrap_or_else(|| PAGERDUTY_URL.into());
             Prepared {
                 method: "POST".into(),
-                what: format!("PagerDuty {} event", ev["event_action"].as_str().unwrap_or("?")),
+                what: format!(
+                    "PagerDuty {} event",
+                    ev["event_action"].as_str().unwrap_or("?")
+                ),
                 url,
                 headers,
                 body: Some(json_body(&ev)?),
@@ -274,7 +341,10 @@ pub fn prepare(cfg: &Config, action: &str, input: &Value, resolve_secrets: bool)
         other => return Err(Error::invalid_input(format!("unknown action http/{other}"))),
     };
     if !(p.url.starts_with("http://") || p.url.starts_with("https://")) {
-        return Err(Error::invalid_input(format!("url must be http(s): {:?}", p.url)));
+        return Err(Error::invalid_input(format!(
+            "url must be http(s): {:?}",
+            p.url
+        )));
     }
     Ok(p)
 }
@@ -288,7 +358,9 @@ pub fn plan_for(p: &Prepared) -> Plan {
     let mut plan = Plan::new(p.what.clone());
     if !is_read(&p.method) {
         plan = plan.step(
-            PlannedEffect::new(p.url.clone(), p.risk).reversible(false).effect(format!("http:{} {}", p.method, p.url)),
+            PlannedEffect::new(p.url.clone(), p.risk)
+                .reversible(false)
+                .effect(format!("http:{} {}", p.method, p.url)),
         );
     }
     plan
@@ -311,9 +383,16 @@ fn send(cfg: &Config, p: Prepared) -> Result<Value> {
         None => resp.is_success(),
     };
     let text = resp.text();
-    let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.chars().take(64 * 1024).collect()));
+    let body: Value = serde_json::from_str(&text)
+        .unwrap_or(Value::String(text.chars().take(64 * 1024).collect()));
     if !ok {
-        return Err(Error::failed(format!("{} {} answered HTTP {}: {}", p.method, p.url, resp.status, body.to_string().chars().take(500).collect::<String>())));
+        return Err(Error::failed(format!(
+            "{} {} answered HTTP {}: {}",
+            p.method,
+            p.url,
+            resp.status,
+            body.to_string().chars().take(500).collect::<String>()
+        )));
     }
     Ok(json!({ "status": resp.status, "body": body }))
 }
@@ -324,13 +403,30 @@ impl Plugin for HttpPlugin {
     type Config = Config;
     fn info() -> Info {
         Info::new("http", env!("CARGO_PKG_VERSION"))
-            .description("HTTP requests and webhooks; Slack and PagerDuty (Events v2) notifications.")
+            .description(
+                "HTTP requests and webhooks; Slack and PagerDuty (Events v2) notifications.",
+            )
             .capability(Capability::http("sends the configured requests"))
-            .capability(Capability::secret("", "webhook URLs and routing keys kept as secrets"))
-            .action(ActionDef::new("request", "Any HTTP request; GET/HEAD only read."))
+            .capability(Capability::secret(
+                "",
+                "webhook URLs and routing keys kept as secrets",
+            ))
+            .action(ActionDef::new(
+                "request",
+                "Any HTTP request; GET/HEAD only read.",
+            ))
             .action(ActionDef::new("webhook", "POSTs a JSON payload."))
-            .action(ActionDef::new("slack", "Posts a message to a Slack incoming webhook."))
-            .action(ActionDef::new("pagerduty", "Sends a PagerDuty Events v2 event (deduplicated by dedup_key).").idempotent(true))
+            .action(ActionDef::new(
+                "slack",
+                "Posts a message to a Slack incoming webhook.",
+            ))
+            .action(
+                ActionDef::new(
+                    "pagerduty",
+                    "Sends a PagerDuty Events v2 event (deduplicated by dedup_key).",
+                )
+                .idempotent(true),
+            )
             .config_schema(json!({
                 "type": "object",
                 "additionalProperties": false,
@@ -367,14 +463,29 @@ mod tests {
 
     #[test]
     fn slack_shape() {
-        let cfg = Config { slack_url: Some("http://127.0.0.1:1/slack".into()), ..Config::default() };
-        let p = prepare(&cfg, "slack", &json!({ "text": "disk full", "channel": "#ops" }), true).expect("slack");
+        let cfg = Config {
+            slack_url: Some("http://127.0.0.1:1/slack".into()),
+            ..Config::default()
+        };
+        let p = prepare(
+            &cfg,
+            "slack",
+            &json!({ "text": "disk full", "channel": "#ops" }),
+            true,
+        )
+        .expect("slack");
         assert_eq!(p.method, "POST");
         let body: Value = serde_json::from_slice(p.body.as_deref().expect("body")).expect("json");
         assert_eq!(body, json!({ "text": "disk full", "channel": "#ops" }));
         let plan = plan_for(&p);
-        assert_eq!(plan.steps[0].effects, vec!["http:POST http://127.0.0.1:1/slack"]);
-        assert!(prepare(&Config::default(), "slack", &json!({ "text": "x" }), true).is_err(), "no URL");
+        assert_eq!(
+            plan.steps[0].effects,
+            vec!["http:POST http://127.0.0.1:1/slack"]
+        );
+        assert!(
+            prepare(&Config::default(), "slack", &json!({ "text": "x" }), true).is_err(),
+            "no URL"
+        );
     }
 
     #[test]
@@ -388,21 +499,72 @@ mod tests {
             json!({ "routing_key": "R", "event_action": "trigger", "dedup_key": "k1",
                     "payload": { "summary": "db down", "source": "db1", "severity": "critical", "custom_details": { "a": 1 } } })
         );
-        assert!(prepare(&Config::default(), "pagerduty", &json!({ "routing_key": "R", "event_action": "resolve" }), true).is_err());
-        assert!(prepare(&Config::default(), "pagerduty", &json!({ "routing_key": "R", "summary": "s", "source": "x", "severity": "meh" }), true).is_err());
-        let resolve = prepare(&Config::default(), "pagerduty", &json!({ "routing_key": "R", "event_action": "resolve", "dedup_key": "k1" }), true).expect("resolve");
-        let body: Value = serde_json::from_slice(resolve.body.as_deref().expect("body")).expect("json");
+        assert!(
+            prepare(
+                &Config::default(),
+                "pagerduty",
+                &json!({ "routing_key": "R", "event_action": "resolve" }),
+                true
+            )
+            .is_err()
+        );
+        assert!(
+            prepare(
+                &Config::default(),
+                "pagerduty",
+                &json!({ "routing_key": "R", "summary": "s", "source": "x", "severity": "meh" }),
+                true
+            )
+            .is_err()
+        );
+        let resolve = prepare(
+            &Config::default(),
+            "pagerduty",
+            &json!({ "routing_key": "R", "event_action": "resolve", "dedup_key": "k1" }),
+            true,
+        )
+        .expect("resolve");
+        let body: Value =
+            serde_json::from_slice(resolve.body.as_deref().expect("body")).expect("json");
         assert!(body.get("payload").is_none());
     }
 
     #[test]
     fn reads_declare_no_effects() {
-        let p = prepare(&Config::default(), "request", &json!({ "url": "http://127.0.0.1:1/x" }), true).expect("get");
+        let p = prepare(
+            &Config::default(),
+            "request",
+            &json!({ "url": "http://127.0.0.1:1/x" }),
+            true,
+        )
+        .expect("get");
         assert!(plan_for(&p).steps.is_empty());
-        let d = prepare(&Config::default(), "request", &json!({ "method": "delete", "url": "http://127.0.0.1:1/x" }), true).expect("delete");
+        let d = prepare(
+            &Config::default(),
+            "request",
+            &json!({ "method": "delete", "url": "http://127.0.0.1:1/x" }),
+            true,
+        )
+        .expect("delete");
         assert_eq!(plan_for(&d).steps[0].risk, Risk::High);
-        assert!(prepare(&Config::default(), "request", &json!({ "url": "ftp://x" }), true).is_err());
-        assert!(prepare(&Config::default(), "request", &json!({ "url": "http://x", "body": "a", "json": {} }), true).is_err());
+        assert!(
+            prepare(
+                &Config::default(),
+                "request",
+                &json!({ "url": "ftp://x" }),
+                true
+            )
+            .is_err()
+        );
+        assert!(
+            prepare(
+                &Config::default(),
+                "request",
+                &json!({ "url": "http://x", "body": "a", "json": {} }),
+                true
+            )
+            .is_err()
+        );
         assert!(prepare(&Config::default(), "nope", &json!({}), true).is_err());
     }
 }

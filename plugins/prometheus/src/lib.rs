@@ -12,8 +12,8 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use vigil_plugin_sdk::serde_json::{self, Value};
 use vigil_plugin_sdk::{
-    Action, ActionDef, Batch, Capability, Connector, Context, Error, Info, Plan, Plugin, Result, Series, TimeRange,
-    export_plugin, http, json, secrets,
+    Action, ActionDef, Batch, Capability, Connector, Context, Error, Info, Plan, Plugin, Result,
+    Series, TimeRange, export_plugin, http, json, secrets,
 };
 
 #[derive(Debug, Deserialize)]
@@ -78,7 +78,8 @@ fn secs(ms: i64) -> String {
 
 /// Turns a Prometheus API response body into a batch.
 pub fn parse_response(body: &[u8]) -> Result<Batch> {
-    let r: ApiResponse = serde_json::from_slice(body).map_err(|e| Error::failed(format!("not a Prometheus API response: {e}")))?;
+    let r: ApiResponse = serde_json::from_slice(body)
+        .map_err(|e| Error::failed(format!("not a Prometheus API response: {e}")))?;
     if r.status != "success" {
         return Err(Error::failed(format!(
             "Prometheus error ({}): {}",
@@ -90,9 +91,13 @@ pub fn parse_response(body: &[u8]) -> Result<Batch> {
     let mut batch = Batch::default();
     match data.result_type.as_str() {
         "vector" | "matrix" => {
-            let items: Vec<VectorItem> = serde_json::from_value(data.result).map_err(|e| Error::failed(format!("result: {e}")))?;
+            let items: Vec<VectorItem> = serde_json::from_value(data.result)
+                .map_err(|e| Error::failed(format!("result: {e}")))?;
             for it in items {
-                let mut s = Series { labels: it.metric.into_iter().collect(), samples: vec![] };
+                let mut s = Series {
+                    labels: it.metric.into_iter().collect(),
+                    samples: vec![],
+                };
                 if let Some((t, v)) = it.value {
                     s.push(ts_ms(t), parse_value(&v)?);
                 }
@@ -103,14 +108,20 @@ pub fn parse_response(body: &[u8]) -> Result<Batch> {
             }
         }
         "scalar" => {
-            let (t, v): (f64, String) = serde_json::from_value(data.result).map_err(|e| Error::failed(format!("scalar: {e}")))?;
+            let (t, v): (f64, String) = serde_json::from_value(data.result)
+                .map_err(|e| Error::failed(format!("scalar: {e}")))?;
             let mut s = Series::new();
             s.push(ts_ms(t), parse_value(&v)?);
             batch.series.push(s);
         }
         "string" => {
-            let (t, v): (f64, String) = serde_json::from_value(data.result).map_err(|e| Error::failed(format!("string: {e}")))?;
-            batch.events.push(vigil_plugin_sdk::Event { timestamp: ts_ms(t), labels: vec![], message: v });
+            let (t, v): (f64, String) = serde_json::from_value(data.result)
+                .map_err(|e| Error::failed(format!("string: {e}")))?;
+            batch.events.push(vigil_plugin_sdk::Event {
+                timestamp: ts_ms(t),
+                labels: vec![],
+                message: v,
+            });
         }
         other => return Err(Error::failed(format!("unknown resultType {other:?}"))),
     }
@@ -122,14 +133,27 @@ pub fn query_url(cfg: &Config, query: &str, range: TimeRange) -> String {
     let base = cfg.url.trim_end_matches('/');
     if range.start == range.end {
         let t = secs(range.end);
-        format!("{base}/api/v1/query?{}", http::query_string(&[("query", query), ("time", &t)]))
+        format!(
+            "{base}/api/v1/query?{}",
+            http::query_string(&[("query", query), ("time", &t)])
+        )
     } else {
-        let step_ms = if range.step > 0 { range.step } else { cfg.default_step_ms.unwrap_or(60_000) }.max(1);
+        let step_ms = if range.step > 0 {
+            range.step
+        } else {
+            cfg.default_step_ms.unwrap_or(60_000)
+        }
+        .max(1);
         let step = format!("{}", step_ms as f64 / 1000.0);
         let (start, end) = (secs(range.start), secs(range.end));
         format!(
             "{base}/api/v1/query_range?{}",
-            http::query_string(&[("query", query), ("start", &start), ("end", &end), ("step", &step)])
+            http::query_string(&[
+                ("query", query),
+                ("start", &start),
+                ("end", &end),
+                ("step", &step)
+            ])
         )
     }
 }
@@ -149,7 +173,11 @@ fn run_query(cfg: &Config, query: &str, range: TimeRange) -> Result<Batch> {
     }
     let resp = req.send()?;
     if !resp.is_success() && resp.status != 400 && resp.status != 422 {
-        return Err(Error::failed(format!("Prometheus answered HTTP {}: {}", resp.status, resp.text().chars().take(300).collect::<String>())));
+        return Err(Error::failed(format!(
+            "Prometheus answered HTTP {}: {}",
+            resp.status,
+            resp.text().chars().take(300).collect::<String>()
+        )));
     }
     parse_response(&resp.body).context(format!("query {query:?}"))
 }
@@ -165,7 +193,11 @@ pub fn query_output(b: &Batch) -> Value {
             json!({ "labels": labels, "value": last.map(|p| p.value), "timestamp": last.map(|p| p.timestamp) })
         })
         .collect();
-    let value = b.series.first().and_then(|s| s.samples.last()).map(|p| p.value);
+    let value = b
+        .series
+        .first()
+        .and_then(|s| s.samples.last())
+        .map(|p| p.value);
     json!({ "value": value, "result": result })
 }
 
@@ -179,12 +211,17 @@ struct QueryInput {
 }
 
 fn query_input(input: &Value) -> Result<QueryInput> {
-    serde_json::from_value(input.clone()).map_err(|e| Error::invalid_input(format!("prometheus/query input: {e}")))
+    serde_json::from_value(input.clone())
+        .map_err(|e| Error::invalid_input(format!("prometheus/query input: {e}")))
 }
 
 fn instant_at(input: &QueryInput) -> TimeRange {
     let t = input.time.unwrap_or_else(vigil_plugin_sdk::clock::now_ms);
-    TimeRange { start: t, end: t, step: 0 }
+    TimeRange {
+        start: t,
+        end: t,
+        step: 0,
+    }
 }
 
 pub struct Prometheus;
@@ -197,7 +234,14 @@ impl Plugin for Prometheus {
             .capability(Capability::http("queries the Prometheus HTTP API"))
             .capability(Capability::clock("instant queries at the current time"))
             .capability(Capability::secret("", "optional bearer token"))
-            .action(ActionDef::new("query", "Runs an instant PromQL query; output.value is the first result.").idempotent(true).pure(true))
+            .action(
+                ActionDef::new(
+                    "query",
+                    "Runs an instant PromQL query; output.value is the first result.",
+                )
+                .idempotent(true)
+                .pure(true),
+            )
             .config_schema(json!({
                 "type": "object",
                 "required": ["url"],
@@ -234,7 +278,11 @@ impl Action for Prometheus {
         let q = query_input(input)?;
         // Reading is not an effect: run it now so a dry-run can show and use the value.
         let out = query_output(&run_query(config, &q.query, instant_at(&q))?);
-        Ok(Plan::new(format!("read-only PromQL query `{}` against {}", q.query, config.url)).preview(out))
+        Ok(Plan::new(format!(
+            "read-only PromQL query `{}` against {}",
+            q.query, config.url
+        ))
+        .preview(out))
     }
     fn execute(config: &Config, _: &str, input: &Value, _: &Plan) -> Result<Value> {
         let q = query_input(input)?;
@@ -260,20 +308,58 @@ mod tests {
         assert_eq!(b.series[0].samples.len(), 3);
         assert!(b.series[0].samples[1].value.is_nan());
         let s = br#"{"status":"success","data":{"resultType":"scalar","result":[5,"2.5"]}}"#;
-        assert_eq!(parse_response(s).expect("scalar").series[0].samples[0].value, 2.5);
+        assert_eq!(
+            parse_response(s).expect("scalar").series[0].samples[0].value,
+            2.5
+        );
         let e = br#"{"status":"error","errorType":"bad_data","error":"parse error"}"#;
-        assert!(parse_response(e).expect_err("error").message.contains("parse error"));
+        assert!(
+            parse_response(e)
+                .expect_err("error")
+                .message
+                .contains("parse error")
+        );
         assert!(parse_response(b"<html>").is_err());
         let empty = br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
-        assert_eq!(query_output(&parse_response(empty).expect("empty"))["value"], Value::Null);
+        assert_eq!(
+            query_output(&parse_response(empty).expect("empty"))["value"],
+            Value::Null
+        );
     }
 
     #[test]
     fn urls_are_encoded() {
-        let cfg = Config { url: "http://127.0.0.1:9090/".into(), timeout_ms: None, bearer_token_secret: None, default_step_ms: None };
-        let u = query_url(&cfg, "up{job=\"a b\"}", TimeRange { start: 1500, end: 1500, step: 0 });
-        assert_eq!(u, "http://127.0.0.1:9090/api/v1/query?query=up%7Bjob%3D%22a%20b%22%7D&time=1.500");
-        let r = query_url(&cfg, "up", TimeRange { start: 0, end: 60_000, step: 15_000 });
-        assert_eq!(r, "http://127.0.0.1:9090/api/v1/query_range?query=up&start=0.000&end=60.000&step=15");
+        let cfg = Config {
+            url: "http://127.0.0.1:9090/".into(),
+            timeout_ms: None,
+            bearer_token_secret: None,
+            default_step_ms: None,
+        };
+        let u = query_url(
+            &cfg,
+            "up{job=\"a b\"}",
+            TimeRange {
+                start: 1500,
+                end: 1500,
+                step: 0,
+            },
+        );
+        assert_eq!(
+            u,
+            "http://127.0.0.1:9090/api/v1/query?query=up%7Bjob%3D%22a%20b%22%7D&time=1.500"
+        );
+        let r = query_url(
+            &cfg,
+            "up",
+            TimeRange {
+                start: 0,
+                end: 60_000,
+                step: 15_000,
+            },
+        );
+        assert_eq!(
+            r,
+            "http://127.0.0.1:9090/api/v1/query_range?query=up&start=0.000&end=60.000&step=15"
+        );
     }
 }

@@ -8,7 +8,9 @@
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use vigil_plugin_sdk::{Batch, Connector, Error, Event, Info, Plugin, Result, Series, TimeRange, export_plugin, json};
+use vigil_plugin_sdk::{
+    Batch, Connector, Error, Event, Info, Plugin, Result, Series, TimeRange, export_plugin, json,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -101,15 +103,24 @@ pub struct Spec {
 /// The built-in scenarios, anomalies placed relative to `anchor`.
 pub fn preset(name: &str, anchor: i64) -> Option<Spec> {
     let day = 86_400_000;
-    let mut s = Spec { name: name.replace('-', "_"), ..Spec::default() };
+    let mut s = Spec {
+        name: name.replace('-', "_"),
+        ..Spec::default()
+    };
     s.labels.insert("scenario".into(), name.into());
     match name {
         "cpu" => {
             s.name = "cpu_usage_percent".into();
             s.base = 40.0;
             s.noise = 2.0;
-            s.seasonality = vec![Seasonality { period_ms: day, amplitude: 15.0 }];
-            s.spikes = Some(Spikes { rate: 0.002, amplitude: 45.0 });
+            s.seasonality = vec![Seasonality {
+                period_ms: day,
+                amplitude: 15.0,
+            }];
+            s.spikes = Some(Spikes {
+                rate: 0.002,
+                amplitude: 45.0,
+            });
             s.min = Some(0.0);
             s.max = Some(100.0);
         }
@@ -117,15 +128,24 @@ pub fn preset(name: &str, anchor: i64) -> Option<Spec> {
             s.name = "process_resident_memory_bytes".into();
             s.base = 5.0e8;
             s.noise = 5.0e6;
-            s.seasonality = vec![Seasonality { period_ms: day, amplitude: 2.0e7 }];
-            s.leak = Some(Leak { start: anchor + 6 * 3_600_000, per_hour: 1.0e8 });
+            s.seasonality = vec![Seasonality {
+                period_ms: day,
+                amplitude: 2.0e7,
+            }];
+            s.leak = Some(Leak {
+                start: anchor + 6 * 3_600_000,
+                per_hour: 1.0e8,
+            });
             s.min = Some(0.0);
         }
         "latency-spikes" => {
             s.name = "http_request_duration_seconds".into();
             s.base = 0.12;
             s.noise = 0.01;
-            s.spikes = Some(Spikes { rate: 0.01, amplitude: 1.5 });
+            s.spikes = Some(Spikes {
+                rate: 0.01,
+                amplitude: 1.5,
+            });
             s.min = Some(0.0);
         }
         "traffic-shift" => {
@@ -133,12 +153,21 @@ pub fn preset(name: &str, anchor: i64) -> Option<Spec> {
             s.base = 800.0;
             s.noise = 20.0;
             s.seasonality = vec![
-                Seasonality { period_ms: day, amplitude: 300.0 },
-                Seasonality { period_ms: 7 * day, amplitude: 100.0 },
+                Seasonality {
+                    period_ms: day,
+                    amplitude: 300.0,
+                },
+                Seasonality {
+                    period_ms: 7 * day,
+                    amplitude: 100.0,
+                },
             ];
             s.trend_per_hour = 0.5;
             s.trend_from = anchor;
-            s.level_shifts = vec![Shift { at: anchor + 12 * 3_600_000, delta: -500.0 }];
+            s.level_shifts = vec![Shift {
+                at: anchor + 12 * 3_600_000,
+                delta: -500.0,
+            }];
             s.min = Some(0.0);
         }
         "flat" => {
@@ -229,7 +258,11 @@ pub fn generate(spec: &Spec, cfg: &Config, range: TimeRange) -> Result<Batch> {
     if spec.name.is_empty() {
         return Err(Error::invalid_input("spec needs a name"));
     }
-    let step = if range.step > 0 { range.step } else { cfg.interval_ms.max(1) } as i64;
+    let step = if range.step > 0 {
+        range.step
+    } else {
+        cfg.interval_ms.max(1)
+    } as i64;
     let (first, last) = if range.start == range.end {
         let t = range.end.div_euclid(step) * step;
         (t, t)
@@ -237,18 +270,39 @@ pub fn generate(spec: &Spec, cfg: &Config, range: TimeRange) -> Result<Batch> {
         if range.end < range.start {
             return Err(Error::invalid_input("range end is before start"));
         }
-        (range.start.div_euclid(step) * step + if range.start.rem_euclid(step) == 0 { 0 } else { step }, range.end)
+        (
+            range.start.div_euclid(step) * step
+                + if range.start.rem_euclid(step) == 0 {
+                    0
+                } else {
+                    step
+                },
+            range.end,
+        )
     };
-    let count = if last < first { 0 } else { ((last - first) / step) as u64 + 1 };
+    let count = if last < first {
+        0
+    } else {
+        ((last - first) / step) as u64 + 1
+    };
     if count > MAX_POINTS {
-        return Err(Error::invalid_input(format!("{count} points requested; at most {MAX_POINTS} (use a larger step)")));
+        return Err(Error::invalid_input(format!(
+            "{count} points requested; at most {MAX_POINTS} (use a larger step)"
+        )));
     }
-    let mut series = Series { labels: labels_of(spec), samples: Vec::with_capacity(count as usize) };
+    let mut series = Series {
+        labels: labels_of(spec),
+        samples: Vec::with_capacity(count as usize),
+    };
     let mut events = Vec::new();
     let ev = |t: i64, kind: &str, message: String| {
         let mut labels = labels_of(spec);
         labels.push(("anomaly".into(), kind.into()));
-        Event { timestamp: t, labels, message }
+        Event {
+            timestamp: t,
+            labels,
+            message,
+        }
     };
     for i in 0..count {
         let t = first + i as i64 * step;
@@ -261,35 +315,59 @@ pub fn generate(spec: &Spec, cfg: &Config, range: TimeRange) -> Result<Batch> {
     if let Some(l) = &spec.leak
         && within(l.start)
     {
-        events.push(ev(l.start, "leak", format!("leak starts: +{} per hour", l.per_hour)));
+        events.push(ev(
+            l.start,
+            "leak",
+            format!("leak starts: +{} per hour", l.per_hour),
+        ));
     }
     for sh in &spec.level_shifts {
         if within(sh.at) {
-            events.push(ev(sh.at, "level_shift", format!("level shift of {}", sh.delta)));
+            events.push(ev(
+                sh.at,
+                "level_shift",
+                format!("level shift of {}", sh.delta),
+            ));
         }
     }
     events.sort_by_key(|e| e.timestamp);
-    Ok(Batch { series: vec![series], events })
+    Ok(Batch {
+        series: vec![series],
+        events,
+    })
 }
 
 /// Parses a query: a preset name, or a JSON spec (or a JSON list of specs).
 pub fn parse_query(query: &str, anchor: i64) -> Result<Vec<Spec>> {
     let q = query.trim();
     if q.starts_with('{') {
-        return Ok(vec![vigil_plugin_sdk::serde_json::from_str(q).map_err(|e| Error::invalid_input(format!("spec: {e}")))?]);
+        return Ok(vec![
+            vigil_plugin_sdk::serde_json::from_str(q)
+                .map_err(|e| Error::invalid_input(format!("spec: {e}")))?,
+        ]);
     }
     if q.starts_with('[') {
-        return vigil_plugin_sdk::serde_json::from_str(q).map_err(|e| Error::invalid_input(format!("specs: {e}")));
+        return vigil_plugin_sdk::serde_json::from_str(q)
+            .map_err(|e| Error::invalid_input(format!("specs: {e}")));
     }
     if q == "all" {
         return Ok(PRESETS.iter().filter_map(|p| preset(p, anchor)).collect());
     }
     preset(q, anchor).map(|s| vec![s]).ok_or_else(|| {
-        Error::invalid_input(format!("unknown scenario {q:?}; presets: {}, all, or a JSON spec", PRESETS.join(", ")))
+        Error::invalid_input(format!(
+            "unknown scenario {q:?}; presets: {}, all, or a JSON spec",
+            PRESETS.join(", ")
+        ))
     })
 }
 
-pub const PRESETS: &[&str] = &["cpu", "memory-leak", "latency-spikes", "traffic-shift", "flat"];
+pub const PRESETS: &[&str] = &[
+    "cpu",
+    "memory-leak",
+    "latency-spikes",
+    "traffic-shift",
+    "flat",
+];
 
 pub struct Sim;
 
@@ -329,34 +407,86 @@ mod tests {
     use super::*;
 
     fn cfg() -> Config {
-        Config { seed: 7, interval_ms: 60_000, anchor_ms: 0 }
+        Config {
+            seed: 7,
+            interval_ms: 60_000,
+            anchor_ms: 0,
+        }
     }
 
     #[test]
     fn deterministic_and_consistent_across_windows() {
         let spec = preset("cpu", 0).expect("preset");
-        let a = generate(&spec, &cfg(), TimeRange { start: 0, end: 3_600_000, step: 60_000 }).expect("a");
-        let b = generate(&spec, &cfg(), TimeRange { start: 1_800_000, end: 7_200_000, step: 60_000 }).expect("b");
+        let a = generate(
+            &spec,
+            &cfg(),
+            TimeRange {
+                start: 0,
+                end: 3_600_000,
+                step: 60_000,
+            },
+        )
+        .expect("a");
+        let b = generate(
+            &spec,
+            &cfg(),
+            TimeRange {
+                start: 1_800_000,
+                end: 7_200_000,
+                step: 60_000,
+            },
+        )
+        .expect("b");
         assert_eq!(a.series[0].samples.len(), 61);
-        let overlap: Vec<_> = a.series[0].samples.iter().filter(|s| s.timestamp >= 1_800_000).collect();
+        let overlap: Vec<_> = a.series[0]
+            .samples
+            .iter()
+            .filter(|s| s.timestamp >= 1_800_000)
+            .collect();
         for s in overlap {
-            let o = b.series[0].samples.iter().find(|x| x.timestamp == s.timestamp).expect("same grid");
+            let o = b.series[0]
+                .samples
+                .iter()
+                .find(|x| x.timestamp == s.timestamp)
+                .expect("same grid");
             assert_eq!(o.value.to_bits(), s.value.to_bits());
         }
-        let other = generate(&spec, &Config { seed: 8, ..cfg() }, TimeRange { start: 0, end: 3_600_000, step: 60_000 })
-            .expect("other seed");
+        let other = generate(
+            &spec,
+            &Config { seed: 8, ..cfg() },
+            TimeRange {
+                start: 0,
+                end: 3_600_000,
+                step: 60_000,
+            },
+        )
+        .expect("other seed");
         assert_ne!(other.series[0].samples, a.series[0].samples);
     }
 
     #[test]
     fn leak_grows_and_is_labelled() {
         let spec = preset("memory-leak", 0).expect("preset");
-        let b = generate(&spec, &cfg(), TimeRange { start: 0, end: 12 * 3_600_000, step: 300_000 }).expect("gen");
+        let b = generate(
+            &spec,
+            &cfg(),
+            TimeRange {
+                start: 0,
+                end: 12 * 3_600_000,
+                step: 300_000,
+            },
+        )
+        .expect("gen");
         let s = &b.series[0].samples;
-        let before = s.iter().filter(|x| x.timestamp < 6 * 3_600_000).map(|x| x.value).fold(f64::MIN, f64::max);
+        let before = s
+            .iter()
+            .filter(|x| x.timestamp < 6 * 3_600_000)
+            .map(|x| x.value)
+            .fold(f64::MIN, f64::max);
         let last = s.last().expect("samples").value;
         assert!(last > before + 5.0e8, "leak visible: {last} vs {before}");
-        assert!(b.events.iter().any(|e| e.timestamp == 6 * 3_600_000 && e.labels.contains(&("anomaly".into(), "leak".into()))));
+        assert!(b.events.iter().any(|e| e.timestamp == 6 * 3_600_000
+            && e.labels.contains(&("anomaly".into(), "leak".into()))));
     }
 
     #[test]
@@ -364,30 +494,71 @@ mod tests {
         let spec = Spec {
             name: "x".into(),
             base: 10.0,
-            spikes: Some(Spikes { rate: 0.05, amplitude: 100.0 }),
-            level_shifts: vec![Shift { at: 600_000 * 50, delta: 5.0 }],
+            spikes: Some(Spikes {
+                rate: 0.05,
+                amplitude: 100.0,
+            }),
+            level_shifts: vec![Shift {
+                at: 600_000 * 50,
+                delta: 5.0,
+            }],
             ..Spec::default()
         };
-        let b = generate(&spec, &cfg(), TimeRange { start: 0, end: 600_000 * 100, step: 600_000 }).expect("gen");
-        let spikes: Vec<_> = b.events.iter().filter(|e| e.message.starts_with("spike")).collect();
+        let b = generate(
+            &spec,
+            &cfg(),
+            TimeRange {
+                start: 0,
+                end: 600_000 * 100,
+                step: 600_000,
+            },
+        )
+        .expect("gen");
+        let spikes: Vec<_> = b
+            .events
+            .iter()
+            .filter(|e| e.message.starts_with("spike"))
+            .collect();
         assert!(!spikes.is_empty());
         for e in &spikes {
-            let v = b.series[0].samples.iter().find(|s| s.timestamp == e.timestamp).expect("sample").value;
+            let v = b.series[0]
+                .samples
+                .iter()
+                .find(|s| s.timestamp == e.timestamp)
+                .expect("sample")
+                .value;
             assert!(v >= 100.0, "spike sample is high: {v}");
         }
         for s in &b.series[0].samples {
             if spikes.iter().all(|e| e.timestamp != s.timestamp) {
-                let want = if s.timestamp >= 600_000 * 50 { 15.0 } else { 10.0 };
+                let want = if s.timestamp >= 600_000 * 50 {
+                    15.0
+                } else {
+                    10.0
+                };
                 assert_eq!(s.value, want);
             }
         }
-        assert!(b.events.iter().any(|e| e.message.starts_with("level shift")));
+        assert!(
+            b.events
+                .iter()
+                .any(|e| e.message.starts_with("level shift"))
+        );
     }
 
     #[test]
     fn instant_queries_align_to_the_grid() {
         let spec = preset("flat", 0).expect("preset");
-        let b = generate(&spec, &cfg(), TimeRange { start: 90_001, end: 90_001, step: 0 }).expect("gen");
+        let b = generate(
+            &spec,
+            &cfg(),
+            TimeRange {
+                start: 90_001,
+                end: 90_001,
+                step: 0,
+            },
+        )
+        .expect("gen");
         assert_eq!(b.series[0].samples.len(), 1);
         assert_eq!(b.series[0].samples[0].timestamp, 60_000);
     }
@@ -398,6 +569,17 @@ mod tests {
         assert!(parse_query("{\"nam\": 1}", 0).is_err());
         assert_eq!(parse_query("all", 0).expect("all").len(), PRESETS.len());
         let spec = preset("flat", 0).expect("preset");
-        assert!(generate(&spec, &cfg(), TimeRange { start: 0, end: i64::MAX / 2, step: 1 }).is_err());
+        assert!(
+            generate(
+                &spec,
+                &cfg(),
+                TimeRange {
+                    start: 0,
+                    end: i64::MAX / 2,
+                    step: 1
+                }
+            )
+            .is_err()
+        );
     }
 }

@@ -3,8 +3,8 @@
 //! The connector's `fetch` misbehaves according to its query, with the same names.
 
 use vigil_plugin_sdk::{
-    Action, ActionDef, Batch, Capability, Connector, Error, Info, Plan, PlannedEffect, Plugin, Result, Risk,
-    Series, TimeRange, export_plugin, http, json, kv, process, serde_json::Value,
+    Action, ActionDef, Batch, Capability, Connector, Error, Info, Plan, PlannedEffect, Plugin,
+    Result, Risk, Series, TimeRange, export_plugin, http, json, kv, process, serde_json::Value,
 };
 
 struct Hostile;
@@ -63,7 +63,9 @@ fn recurse_plain(n: u64) -> u64 {
         return 0;
     }
     let r = recurse_plain(n.wrapping_add(1) | (n & 1));
-    r.wrapping_mul(31).rotate_left((n % 7) as u32).wrapping_add(n)
+    r.wrapping_mul(31)
+        .rotate_left((n % 7) as u32)
+        .wrapping_add(n)
 }
 
 fn misbehave(mode: &str, target: &str) -> Result<Value> {
@@ -89,11 +91,13 @@ fn misbehave(mode: &str, target: &str) -> Result<Value> {
             Ok(json!(recurse(0, &mut pad)))
         }
         "read-file" => {
-            let text = std::fs::read_to_string("/etc/passwd").map_err(|e| Error::failed(format!("read /etc/passwd: {e}")))?;
+            let text = std::fs::read_to_string("/etc/passwd")
+                .map_err(|e| Error::failed(format!("read /etc/passwd: {e}")))?;
             Ok(json!({ "stolen": text }))
         }
         "socket" => {
-            let s = std::net::TcpStream::connect(target).map_err(|e| Error::failed(format!("connect {target}: {e}")))?;
+            let s = std::net::TcpStream::connect(target)
+                .map_err(|e| Error::failed(format!("connect {target}: {e}")))?;
             Ok(json!({ "connected": format!("{s:?}") }))
         }
         "env" => {
@@ -104,8 +108,14 @@ fn misbehave(mode: &str, target: &str) -> Result<Value> {
             Ok(json!({ "stolen": vars }))
         }
         "ungranted-http" | "post-in-plan" | "undeclared-effect" => {
-            let method = if mode == "ungranted-http" { "GET" } else { "POST" };
-            let r = http::Request::new(method, target).body("side effect").send()?;
+            let method = if mode == "ungranted-http" {
+                "GET"
+            } else {
+                "POST"
+            };
+            let r = http::Request::new(method, target)
+                .body("side effect")
+                .send()?;
             Ok(json!({ "status": r.status }))
         }
         "process-in-plan" => {
@@ -137,15 +147,24 @@ fn misbehave(mode: &str, target: &str) -> Result<Value> {
 }
 
 fn target(input: &Value) -> String {
-    input.get("target").and_then(Value::as_str).unwrap_or("http://127.0.0.1:9/").to_string()
+    input
+        .get("target")
+        .and_then(Value::as_str)
+        .unwrap_or("http://127.0.0.1:9/")
+        .to_string()
 }
 
 impl Connector for Hostile {
     fn fetch(_: Value, query: &str, _: TimeRange) -> Result<Batch> {
         let v = misbehave(query, "http://127.0.0.1:9/")?;
-        let mut s = Series::new().label("mode", query).label("out", &v.to_string());
+        let mut s = Series::new()
+            .label("mode", query)
+            .label("out", &v.to_string());
         s.push(0, 1.0);
-        Ok(Batch { series: vec![s], events: vec![] })
+        Ok(Batch {
+            series: vec![s],
+            events: vec![],
+        })
     }
 }
 
@@ -159,8 +178,10 @@ impl Action for Hostile {
             }
             // Declares nothing, then does a POST in execute.
             "undeclared-effect" => Ok(Plan::new("promises nothing")),
-            _ => Ok(Plan::new(format!("misbehave: {action}"))
-                .step(PlannedEffect::new(target(input), Risk::Low).effect(format!("http:GET {}", target(input))))),
+            _ => Ok(Plan::new(format!("misbehave: {action}")).step(
+                PlannedEffect::new(target(input), Risk::Low)
+                    .effect(format!("http:GET {}", target(input))),
+            )),
         }
     }
     fn execute(_: &Value, action: &str, input: &Value, _: &Plan) -> Result<Value> {

@@ -1,7 +1,8 @@
 //! The smallest plugin: a connector returning nothing and an action doing nothing.
 
 use vigil_plugin_sdk::{
-    Action, ActionDef, Batch, Connector, Info, Plan, Plugin, Result, TimeRange, export_plugin, serde_json::Value,
+    Action, ActionDef, Batch, Connector, Info, Plan, Plugin, Result, TimeRange, export_plugin,
+    serde_json::Value,
 };
 
 struct Noop;
@@ -11,7 +12,11 @@ impl Plugin for Noop {
     fn info() -> Info {
         Info::new("noop", env!("CARGO_PKG_VERSION"))
             .description("Does nothing.")
-            .action(ActionDef::new("noop", "Does nothing.").idempotent(true).pure(true))
+            .action(
+                ActionDef::new("noop", "Does nothing.")
+                    .idempotent(true)
+                    .pure(true),
+            )
     }
 }
 
