@@ -87,6 +87,38 @@ fn infinite_loop_hits_the_time_limit() {
 }
 
 #[test]
+fn validate_has_a_short_leash() {
+    let h = host();
+    // A minute for real calls, but validate runs on the executor's thread: 1 s at most.
+    let inst = hostile(
+        &h,
+        Grants::default(),
+        Limits {
+            timeout_ms: 60_000,
+            ..small_limits()
+        },
+    );
+    let t = Instant::now();
+    let err = inst
+        .validate("loop", &json!({ "in_validate": true }))
+        .expect_err("stopped");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        err.limit(),
+        Some(&Limit::Timeout {
+            ms: vigil::plugin::VALIDATE_TIMEOUT_MS
+        }),
+        "{err}"
+    );
+    inst.validate("loop", &json!({}))
+        .expect("a normal validate passes");
+}
+
+#[test]
 fn memory_bomb_hits_the_memory_limit() {
     let h = host();
     let inst = hostile(&h, Grants::default(), small_limits());

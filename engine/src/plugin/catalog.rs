@@ -16,6 +16,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// `validate` is synchronous and capability-free, so it gets at most this long.
+pub const VALIDATE_TIMEOUT_MS: u64 = 1_000;
+
 /// One configured plugin instance, as written under `sources:` in `vigil.yaml`:
 ///
 /// ```yaml
@@ -178,7 +181,12 @@ impl PluginInstance {
         ) -> wasmtime::Result<Result<R, wit::types::PluginError>>,
     ) -> Result<R, PluginError> {
         let name = &self.plugin.info().name;
-        let raw = self.invocation().run(call, mode, |store, b| match b {
+        let mut inv = self.invocation();
+        if call == Call::Validate {
+            // `validate` runs on the executor's thread and needs no I/O: keep it short.
+            inv.limits.timeout_ms = inv.limits.timeout_ms.min(VALIDATE_TIMEOUT_MS);
+        }
+        let raw = inv.run(call, mode, |store, b| match b {
             Bound::Action(a) => f(store, a),
             Bound::Connector(_) => Err(wasmtime::Error::msg("not an action plugin")),
         })?;

@@ -22,7 +22,9 @@ mod model;
 mod services;
 
 pub use cache::{CacheOutcome, content_hash};
-pub use catalog::{Connector, InstanceConfig, PluginAction, PluginCatalog, PluginInstance};
+pub use catalog::{
+    Connector, InstanceConfig, PluginAction, PluginCatalog, PluginInstance, VALIDATE_TIMEOUT_MS,
+};
 pub use error::{Call, Limit, PluginError, ReportedKind};
 pub use grants::Grants;
 pub use host::{HostOptions, Limits, LoadedPlugin, PluginHost, WarmInstance};

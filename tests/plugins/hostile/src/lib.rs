@@ -169,6 +169,14 @@ impl Connector for Hostile {
 }
 
 impl Action for Hostile {
+    /// With `{"in_validate": true}` the mode misbehaves in `validate` too.
+    fn validate(_: &Value, action: &str, input: &Value) -> Result<()> {
+        if input.get("in_validate").and_then(Value::as_bool) == Some(true) {
+            misbehave(action, &target(input))?;
+        }
+        Ok(())
+    }
+
     /// In `plan` the side-effecting modes try their effect (which a dry-run must deny).
     fn plan(_: &Value, action: &str, input: &Value) -> Result<Plan> {
         match action {
