@@ -36,6 +36,10 @@ pub enum ExecError {
         expected: String,
         current: String,
     },
+    #[error(
+        "execution `{id}` waited too long for approval and was handed to a human (the policy's fallback)"
+    )]
+    ApprovalExpired { id: String },
     #[error("the journal of execution `{id}` holds a runbook that no longer parses: {detail}")]
     BadSource { id: String, detail: String },
 }
@@ -98,6 +102,9 @@ pub struct Request {
     pub origin: String,
     /// A policy asked for approval: the execution waits before acting.
     pub gate: bool,
+    /// How long an approval may take; past it, the wait ends in the policy's
+    /// fallback (page) instead of running.
+    pub approval_timeout: Option<Duration>,
 }
 
 impl Request {
@@ -115,6 +122,7 @@ impl Request {
             incident,
             origin: "manual".into(),
             gate: false,
+            approval_timeout: None,
         }
     }
 
@@ -350,6 +358,7 @@ impl Executor {
             reason: None,
             origin: req.origin.clone(),
             gate: req.gate,
+            approval_timeout_ms: req.approval_timeout.map(|d| d.as_millis() as i64),
         };
         self.store.put_execution(&record)?;
         let ctx = self.ctx(record, req.runbook.clone());
@@ -399,6 +408,9 @@ impl Executor {
                 id: id.into(),
                 status: rec.status.as_str(),
             });
+        }
+        if self.expire_approval(&rec, now_ms()).await? {
+            return Err(ExecError::ApprovalExpired { id: id.into() });
         }
         let events = self.store.events(id)?;
         let waiting = events
@@ -460,6 +472,69 @@ impl Executor {
         }
         self.store.sync().await?;
         self.resume(id).await.map(Some)
+    }
+
+    /// Ends every wait for approval whose deadline passed: the step is rejected and
+    /// the execution fails with the policy's fallback — page a human. Returns the
+    /// executions expired.
+    pub async fn expire_approvals(&self, now: i64) -> Result<Vec<String>, ExecError> {
+        let mut expired = Vec::new();
+        for rec in self.store.executions()? {
+            if rec.status == ExecStatus::AwaitingApproval && self.expire_approval(&rec, now).await?
+            {
+                expired.push(rec.id);
+            }
+        }
+        Ok(expired)
+    }
+
+    async fn expire_approval(&self, rec: &ExecutionRecord, now: i64) -> Result<bool, ExecError> {
+        if rec.status != ExecStatus::AwaitingApproval {
+            return Ok(false);
+        }
+        let events = self.store.events(&rec.id)?;
+        let Some(waiting) = events
+            .iter()
+            .rev()
+            .find(|e| e.kind == EventKind::AwaitingApproval)
+        else {
+            return Ok(false);
+        };
+        let deadline = waiting
+            .output
+            .as_ref()
+            .and_then(|o| o["deadline_ms"].as_i64());
+        if !deadline.is_some_and(|d| now > d) {
+            return Ok(false);
+        }
+        let waited =
+            crate::runbook::duration::Duration::from_millis((now - waiting.ts_ms).max(0) as u64);
+        let reason = format!(
+            "no approval within the policy's timeout (waited {waited}); falling back to paging a human"
+        );
+        let ev = Event {
+            seq: 0,
+            ts_ms: now,
+            step: waiting.step.clone(),
+            kind: EventKind::Rejected,
+            attempt: 0,
+            detail: Some(reason.clone()),
+            output: None,
+        };
+        self.store.append(&rec.id, ev)?;
+        let mut rec = rec.clone();
+        rec.status = ExecStatus::Failed;
+        rec.reason = Some(reason.clone());
+        rec.updated_ms = now;
+        self.store.put_execution(&rec)?;
+        self.store.audit(crate::store::AuditEntry::new(
+            "guardrail:approval-timeout",
+            "page",
+            &rec.id,
+            reason,
+        ))?;
+        self.store.sync().await?;
+        Ok(true)
     }
 
     /// Resumes an unfinished execution from its journal. Completed steps are never
@@ -740,12 +815,14 @@ impl Walk {
                 }
             }
             if let Some(reason) = self.approval_needed(idx).await? {
+                let timeout = ctx.record.lock().ok().and_then(|r| r.approval_timeout_ms);
+                let deadline = timeout.map(|t| now_ms() + t);
                 ctx.journal(
                     Some(&step.id),
                     EventKind::AwaitingApproval,
                     next_attempt,
                     Some(reason.0.clone()),
-                    Some(json!({ "plan_hash": reason.1 })),
+                    Some(json!({ "plan_hash": reason.1, "deadline_ms": deadline })),
                 )?;
                 self.states[idx] =
                     State::Done(StepStatus::AwaitingApproval, None, Some(reason.0.clone()));

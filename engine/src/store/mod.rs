@@ -95,6 +95,9 @@ pub struct ExecutionRecord {
     /// A policy asked for approval before the execution acts.
     #[serde(default)]
     pub gate: bool,
+    /// How long a wait for approval may last.
+    #[serde(default)]
+    pub approval_timeout_ms: Option<i64>,
 }
 
 fn manual() -> String {
@@ -351,6 +354,7 @@ mod tests {
             reason: None,
             origin: "manual".into(),
             gate: false,
+            approval_timeout_ms: None,
         }
     }
 
