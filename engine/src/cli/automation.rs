@@ -146,7 +146,9 @@ pub fn trigger(g: &Global, args: &TriggerArgs) -> Result<ExitCode> {
     let exprs = ExprEngine::new();
     let mut code = ExitCode::SUCCESS;
     runtime()?.block_on(async {
-        let automation = build(&bundle, with_ctrl_c(executor(g, catalog.clone(), store, 8)))?;
+        let executor =
+            executor(g, catalog.clone(), store, 8).with_env_allowlist(&bundle.config.executor.env);
+        let automation = build(&bundle, with_ctrl_c(executor))?;
         for id in automation.executor.expire_approvals(now_ms()).await? {
             if !g.json() {
                 println!(

@@ -142,7 +142,8 @@ pub fn run(g: &Global, args: &RunArgs, dry: bool) -> Result<ExitCode> {
     }
 
     let store = open_store(g, Some(&bundle))?;
-    let executor = executor(g, catalog.clone(), store, args.max_concurrency);
+    let executor = executor(g, catalog.clone(), store, args.max_concurrency)
+        .with_env_allowlist(&bundle.config.executor.env);
     rt.block_on(async {
         let executor = with_ctrl_c(executor);
         if !args.new {

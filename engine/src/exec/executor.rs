@@ -155,6 +155,8 @@ pub struct Executor {
     observer: Option<Observer>,
     max_concurrency: usize,
     cancel: watch::Receiver<bool>,
+    /// The allowlisted environment, visible to expressions as `env`.
+    env: Value,
 }
 
 impl std::fmt::Debug for Executor {
@@ -307,6 +309,7 @@ impl Executor {
             observer: None,
             max_concurrency: 8,
             cancel: rx,
+            env: json!({}),
         }
     }
 
@@ -317,6 +320,16 @@ impl Executor {
 
     pub fn with_max_concurrency(mut self, n: usize) -> Self {
         self.max_concurrency = n.max(1);
+        self
+    }
+
+    /// Makes the named environment variables visible to expressions as `env.NAME`.
+    pub fn with_env_allowlist(mut self, names: &[String]) -> Self {
+        let vars: Map<String, Value> = names
+            .iter()
+            .filter_map(|n| std::env::var(n).ok().map(|v| (n.clone(), Value::String(v))))
+            .collect();
+        self.env = Value::Object(vars);
         self
     }
 
@@ -377,7 +390,7 @@ impl Executor {
         let mut base = Bindings::new();
         base.set("params", &record.params);
         base.set("incident", &record.incident);
-        base.set("env", &json!({}));
+        base.set("env", &self.env);
         RunCtx {
             id: Arc::from(record.id.as_str()),
             base,
