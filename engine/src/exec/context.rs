@@ -38,7 +38,16 @@ pub(super) struct RunCtx {
     pub(super) catalog: Arc<dyn ActionCatalog>,
     pub(super) exprs: Arc<ExprEngine>,
     pub(super) observer: Option<Observer>,
+    /// Whether each step's action is pure (by step index).
+    pub(super) pure: Vec<bool>,
+    /// Outcomes of pure steps not yet written: nothing needs them durable (a pure
+    /// step can always run again), so they are written in batches, and always
+    /// before any other journal entry.
+    pub(super) pending: Mutex<Vec<Event>>,
 }
+
+/// Deferred outcomes written at once when this many accumulate.
+const PENDING_BATCH: usize = 256;
 
 impl RunCtx {
     pub(super) fn id(&self) -> String {
@@ -62,9 +71,48 @@ impl RunCtx {
             detail,
             output,
         };
+        self.flush_pending()?;
         let ev = self.store.append(&self.id, ev)?;
         self.notify(&ev);
         Ok(())
+    }
+
+    /// Journals the outcome of a pure step, possibly later (see `pending`).
+    pub(super) fn journal_deferred(
+        &self,
+        step: &str,
+        kind: EventKind,
+        detail: Option<String>,
+        output: Option<Value>,
+    ) -> Result<(), StoreError> {
+        let ev = Event {
+            seq: 0,
+            ts_ms: now_ms(),
+            step: Some(step.to_string()),
+            kind,
+            attempt: 0,
+            detail,
+            output,
+        };
+        self.notify(&ev);
+        let full = match self.pending.lock() {
+            Ok(mut pending) => {
+                pending.push(ev);
+                pending.len() >= PENDING_BATCH
+            }
+            Err(_) => return Err(StoreError::Io("journal buffer poisoned".into())),
+        };
+        if full { self.flush_pending() } else { Ok(()) }
+    }
+
+    /// Writes the deferred outcomes, in order.
+    pub(super) fn flush_pending(&self) -> Result<(), StoreError> {
+        let events = match self.pending.lock() {
+            Ok(mut pending) if !pending.is_empty() => std::mem::take(&mut *pending),
+            Ok(_) => return Ok(()),
+            Err(_) => return Err(StoreError::Io("journal buffer poisoned".into())),
+        };
+        self.store.append_batch(&self.id, events)
     }
 
     /// Shows a transition (trace and observer) without journaling it.

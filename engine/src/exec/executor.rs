@@ -249,6 +249,7 @@ impl Executor {
     }
 
     fn ctx(&self, record: ExecutionRecord, runbook: Arc<Runbook>) -> RunCtx {
+        let pure = runbook_purity(&self.catalog, &runbook);
         let mut base = Bindings::new();
         base.set("params", &record.params);
         base.set("incident", &record.incident);
@@ -263,6 +264,8 @@ impl Executor {
             catalog: self.catalog.clone(),
             exprs: self.exprs.clone(),
             observer: self.observer.clone(),
+            pure,
+            pending: Mutex::new(Vec::new()),
         }
     }
 
@@ -605,4 +608,13 @@ impl Executor {
         }
         walk.finish(started).await
     }
+}
+
+/// Whether each step's action is pure (an unknown action counts as not pure).
+fn runbook_purity(catalog: &Arc<dyn ActionCatalog>, runbook: &Runbook) -> Vec<bool> {
+    runbook
+        .steps
+        .iter()
+        .map(|s| catalog.resolve(&s.uses).is_some_and(|a| a.info().pure))
+        .collect()
 }

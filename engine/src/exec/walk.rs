@@ -238,11 +238,7 @@ impl Walk {
                 self.settle(idx, status, Some(output), None)?;
                 // An effect happened: make its completion durable now, so a crash later
                 // does not leave a finished step "in doubt".
-                if !ctx
-                    .catalog
-                    .resolve(&step.uses)
-                    .is_some_and(|a| a.info().pure)
-                {
+                if !ctx.pure[idx] {
                     ctx.store.sync().await?;
                 }
             }
@@ -357,6 +353,7 @@ impl Walk {
                 None,
             )?;
         }
+        ctx.flush_pending()?;
         ctx.store.sync().await?;
         Ok(report(
             &ctx,
@@ -455,7 +452,15 @@ fn settle(
         StepStatus::InDoubt => EventKind::InDoubt,
         StepStatus::Pending | StepStatus::WouldRun => EventKind::Queued,
     };
-    ctx.journal(Some(&step.id), kind, 0, reason.clone(), output.clone())?;
+    let deferrable = matches!(
+        kind,
+        EventKind::Succeeded | EventKind::Failed | EventKind::Skipped
+    );
+    if ctx.pure[idx] && deferrable {
+        ctx.journal_deferred(&step.id, kind, reason.clone(), output.clone())?;
+    } else {
+        ctx.journal(Some(&step.id), kind, 0, reason.clone(), output.clone())?;
+    }
     outputs.insert(
         step.id.clone(),
         json!({ "output": output.clone().unwrap_or(Value::Null), "status": status }),
