@@ -21,6 +21,7 @@ test:
 ## Every benchmark, each figure next to its target.
 bench:
 	$(CARGO) bench --bench executor --bench journal --bench validate --bench policy --bench detect
+	@python3 scripts/bench_report.py
 
 ## Anomaly detection quality on the shared NAB data (../shared), beside the published detectors.
 nab:
