@@ -48,6 +48,8 @@ enum Command {
     },
     /// Re-enable automatic runs after `vigil pause`.
     Resume,
+    /// Let a runbook under `dry_run_first` act automatically.
+    Promote { runbook: String },
     /// The audit log: who or what decided or did what.
     Audit(cli::automation::AuditArgs),
     /// Escalation policies.
@@ -87,6 +89,7 @@ fn main() -> ExitCode {
         Command::Trigger(args) => cli::automation::trigger(&cli.global, args),
         Command::Pause { reason } => cli::automation::pause(&cli.global, reason, true),
         Command::Resume => cli::automation::pause(&cli.global, "", false),
+        Command::Promote { runbook } => cli::automation::promote(&cli.global, runbook),
         Command::Audit(args) => cli::automation::audit(&cli.global, args),
         Command::Policy {
             command: PolicyCommand::Test(args),

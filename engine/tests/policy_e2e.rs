@@ -19,12 +19,12 @@ impl Bundle {
         std::fs::create_dir_all(root.join("policies")).unwrap();
         std::fs::write(
             root.join("vigil.yaml"),
-            "apiVersion: vigil/v1\nkind: Config\nstore: store\nguardrails:\n  runbooks:\n    flaky: { circuit_breaker: { failures: 2, window: 1h } }\n",
+            "apiVersion: vigil/v1\nkind: Config\nstore: store\nguardrails:\n  runbooks:\n    flaky: { circuit_breaker: { failures: 2, window: 1h } }\n    careful: { dry_run_first: 1 }\n",
         )
         .unwrap();
         std::fs::write(
             root.join("policies/gate.rhai"),
-            "fn decide(incident, plan) {\n  if incident.labels.mode == \"approve\" {\n    return #{ action: \"approve\", reason: \"a human must look\", notify: [\"oncall\"] };\n  }\n  #{ action: \"auto\", reason: \"safe\" }\n}\n",
+            "fn decide(incident, plan) {\n  if incident.labels.mode == \"slow\" {\n    return #{ action: \"approve\", reason: \"quick, please\", timeout: \"1s\" };\n  }\n  if incident.labels.mode == \"approve\" {\n    return #{ action: \"approve\", reason: \"a human must look\", notify: [\"oncall\"] };\n  }\n  #{ action: \"auto\", reason: \"safe\" }\n}\n",
         )
         .unwrap();
         let out = root.join("out.txt");
@@ -39,6 +39,11 @@ impl Bundle {
         std::fs::write(
             root.join("runbooks/flaky.yaml"),
             "apiVersion: vigil/v1\nkind: Runbook\nname: flaky\ntrigger:\n  match: { alertname: Flaky }\nsteps:\n  - id: try\n    uses: core/fail\n    with: { message: still broken }\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("runbooks/careful.yaml"),
+            format!("apiVersion: vigil/v1\nkind: Runbook\nname: careful\ntrigger:\n  match: {{ alertname: New }}\nsteps:\n  - id: act\n    uses: core/write\n    with: {{ path: \"{}\", content: acted }}\n", root.join("careful.txt").display()),
         )
         .unwrap();
         Bundle { dir }
@@ -267,5 +272,49 @@ fn bundled_policy_suite_passes_and_hostile_policy_pages() {
     assert!(
         reason.contains("loop.rhai") && reason.contains("operations"),
         "{v}"
+    );
+}
+
+#[test]
+fn approvals_time_out_into_paging_and_new_runbooks_dry_run_first() {
+    let b = Bundle::new();
+    // A policy that wants approval within 1s: past it, the wait ends in a page.
+    let slow = b.incident(
+        "slow",
+        r#"{"alertname": "Broken", "mode": "slow", "content": "late"}"#,
+    );
+    assert!(
+        b.vigil(&["trigger", "--incident", slow.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let id = b.json(&["executions", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::thread::sleep(std::time::Duration::from_millis(1300));
+    let o = b.vigil(&["executions", "approve", &id]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("waited too long for approval"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(b.json(&["executions", "list"])[0]["status"], "failed");
+    assert!(!b.root().join("out.txt").exists());
+    let pages = b.json(&["audit", "--actor", "guardrail:approval-timeout"]);
+    assert_eq!(pages.as_array().unwrap().len(), 1);
+
+    // dry_run_first: 1 — the first match only dry-runs, later ones act once promoted.
+    let new = b.incident("new", r#"{"alertname": "New"}"#);
+    let o = b.vigil(&["trigger", "--incident", new.to_str().unwrap()]);
+    assert!(text(&o).contains("dry-run only"), "{}", text(&o));
+    assert!(!b.root().join("careful.txt").exists());
+    assert!(b.vigil(&["promote", "careful"]).status.success());
+    let o = b.vigil(&["trigger", "--incident", new.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read_to_string(b.root().join("careful.txt")).unwrap(),
+        "acted"
     );
 }

@@ -146,7 +146,17 @@ pub fn trigger(g: &Global, args: &TriggerArgs) -> Result<ExitCode> {
     let exprs = ExprEngine::new();
     let mut code = ExitCode::SUCCESS;
     runtime()?.block_on(async {
-        let automation = build(&bundle, with_ctrl_c(executor(g, catalog.clone(), store, 8)))?;
+        let executor =
+            executor(g, catalog.clone(), store, 8).with_env_allowlist(&bundle.config.executor.env);
+        let automation = build(&bundle, with_ctrl_c(executor))?;
+        for id in automation.executor.expire_approvals(now_ms()).await? {
+            if !g.json() {
+                println!(
+                    "{} {id}: no approval in time; handed to a human",
+                    p.red("☎")
+                );
+            }
+        }
         for rb in matching {
             if !g.json() {
                 println!("{} incident matches {}", p.bold("▶"), p.bold(&rb.name));
@@ -167,6 +177,39 @@ pub fn trigger(g: &Global, args: &TriggerArgs) -> Result<ExitCode> {
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(code)
+}
+
+/// Lets a runbook under `dry_run_first` act for real from now on.
+pub fn promote(g: &Global, runbook: &str) -> Result<ExitCode> {
+    let dir = g
+        .bundle_dir()
+        .ok_or_else(|| invalid("no vigil.yaml found; pass --config"))?;
+    let bundle = Bundle::load(&dir).with_context(|| format!("reading {}", dir.display()))?;
+    if bundle.runbook(runbook).is_none() {
+        let names: Vec<&str> = bundle.runbooks.iter().map(|r| r.name.as_str()).collect();
+        return Err(invalid(format!(
+            "no runbook `{runbook}`; {}",
+            vigil::runbook::suggest::hint(runbook, names.iter().copied())
+        )));
+    }
+    let store = open_store(g, Some(&bundle))?;
+    let who = whoami();
+    store.audit(AuditEntry::new(
+        format!("user:{who}"),
+        "promote",
+        runbook,
+        "may act automatically",
+    ))?;
+    store.sync_blocking()?;
+    if g.json() {
+        println!("{}", json!({ "promoted": runbook, "by": who }));
+    } else {
+        println!(
+            "{} {runbook} promoted: automatic matches now run for real",
+            Paint::new(g.color()).green("✓")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn pause(g: &Global, reason: &str, pause: bool) -> Result<ExitCode> {

@@ -58,6 +58,8 @@ pub enum ExecutionsCommand {
     },
     /// Resume an interrupted execution.
     Resume { id: String },
+    /// End waits for approval whose policy timeout passed (they fall back to paging).
+    Expire,
 }
 
 pub fn read_incident(path: &PathBuf) -> Result<Value> {
@@ -140,7 +142,8 @@ pub fn run(g: &Global, args: &RunArgs, dry: bool) -> Result<ExitCode> {
     }
 
     let store = open_store(g, Some(&bundle))?;
-    let executor = executor(g, catalog.clone(), store, args.max_concurrency);
+    let executor = executor(g, catalog.clone(), store, args.max_concurrency)
+        .with_env_allowlist(&bundle.config.executor.env);
     rt.block_on(async {
         let executor = with_ctrl_c(executor);
         if !args.new {
@@ -453,6 +456,23 @@ pub fn executions(g: &Global, cmd: &ExecutionsCommand) -> Result<ExitCode> {
         ExecutionsCommand::Reject { id, comment } => {
             decide(g, &p, store, id, false, comment.clone(), None)
         }
+        ExecutionsCommand::Expire => {
+            let executor = executor(g, Arc::new(Catalog::with_core()), store, 8);
+            let expired = runtime()?.block_on(executor.expire_approvals(now_ms()))?;
+            if g.json() {
+                println!("{}", serde_json::json!({ "expired": expired }));
+            } else if expired.is_empty() {
+                println!("no approval is overdue");
+            } else {
+                for id in &expired {
+                    println!(
+                        "{} {id}: no approval in time; handed to a human",
+                        p.red("☎")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         ExecutionsCommand::Resume { id } => {
             let executor = executor(g, Arc::new(Catalog::with_core()), store, 8);
             let report = runtime()?.block_on(async { with_ctrl_c(executor).resume(id).await })?;
@@ -489,7 +509,8 @@ fn decide(
         Ok(r) => r,
         Err(
             e @ (vigil::exec::ExecError::NotAwaiting { .. }
-            | vigil::exec::ExecError::StalePlan { .. }),
+            | vigil::exec::ExecError::StalePlan { .. }
+            | vigil::exec::ExecError::ApprovalExpired { .. }),
         ) => return Err(invalid(e.to_string())),
         Err(e) => return Err(e.into()),
     };

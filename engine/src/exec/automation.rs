@@ -209,20 +209,33 @@ impl Automation {
                 }
             }
             if let Some(k) = g.dry_run_first {
-                let seen = self
-                    .store()
-                    .audit_entries()?
+                let entries = self.store().audit_entries()?;
+                let promoted = entries
                     .iter()
-                    .filter(|e| e.subject == name && e.action == "match")
-                    .count();
-                self.audit(
-                    AuditEntry::new("automation", "match", &name, format!("match #{}", seen + 1))
+                    .any(|e| e.subject == name && e.action == "promote");
+                let seen = if promoted {
+                    usize::MAX
+                } else {
+                    entries
+                        .iter()
+                        .filter(|e| e.subject == name && e.action == "match")
+                        .count()
+                };
+                if !promoted {
+                    self.audit(
+                        AuditEntry::new(
+                            "automation",
+                            "match",
+                            &name,
+                            format!("match #{}", seen + 1),
+                        )
                         .with_inputs(req.incident.clone()),
-                )?;
+                    )?;
+                }
                 if seen < k as usize {
                     let report = dry_run(catalog, &self.exprs, &req).await;
                     let reason = format!(
-                        "dry-run-first: match {} of the first {k} only dry-runs; promote the runbook to let it act",
+                        "dry-run-first: match {} of the first {k} only dry-runs; `vigil promote {name}` lets it act",
                         seen + 1
                     );
                     self.audit(AuditEntry::new(
@@ -308,7 +321,10 @@ impl Automation {
                         reason: d.reason.clone(),
                     });
                 }
-                Verdict::Approve => req.gate = true,
+                Verdict::Approve => {
+                    req.gate = true;
+                    req.approval_timeout = d.timeout.map(|t| t.as_std());
+                }
                 Verdict::Auto => {}
             }
         }

@@ -171,6 +171,9 @@ pub struct ExecutorDoc {
     /// Steps of one execution running at once, unless the runbook says otherwise.
     #[serde(default)]
     pub max_concurrency: Option<u32>,
+    /// Environment variables expressions may read as `env.NAME`; no others are visible.
+    #[serde(default)]
+    pub env: Vec<String>,
 }
 
 /// Limits on what automation may do on its own.

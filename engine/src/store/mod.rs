@@ -95,6 +95,9 @@ pub struct ExecutionRecord {
     /// A policy asked for approval before the execution acts.
     #[serde(default)]
     pub gate: bool,
+    /// How long a wait for approval may last.
+    #[serde(default)]
+    pub approval_timeout_ms: Option<i64>,
 }
 
 fn manual() -> String {
@@ -287,6 +290,20 @@ impl Store {
         Ok(event)
     }
 
+    /// Appends several events at once (one batch write), in order.
+    pub fn append_batch(&self, exec_id: &str, events: Vec<Event>) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for mut event in events {
+            event.seq = self.db.generate_id()?;
+            let bytes =
+                serde_json::to_vec(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            batch.insert(Self::journal_key(exec_id, event.seq), bytes);
+        }
+        self.journal.apply_batch(batch)?;
+        self.mark_written();
+        Ok(())
+    }
+
     /// An execution's journal, in order.
     pub fn events(&self, exec_id: &str) -> Result<Vec<Event>, StoreError> {
         let mut prefix = exec_id.as_bytes().to_vec();
@@ -351,6 +368,7 @@ mod tests {
             reason: None,
             origin: "manual".into(),
             gate: false,
+            approval_timeout_ms: None,
         }
     }
 
