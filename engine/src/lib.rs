@@ -7,4 +7,5 @@ pub mod exec;
 pub mod graph;
 pub mod policy;
 pub mod runbook;
+pub mod schedule;
 pub mod store;
