@@ -219,3 +219,16 @@ pub fn clock(ts_ms: i64) -> String {
         })
         .unwrap_or_default()
 }
+
+/// Parses YAML documents from a file's text; a syntax error is invalid input at file:line:col.
+pub fn parse_yaml(path: &Path, text: &str) -> Result<Vec<vigil::runbook::yaml::Node>> {
+    vigil::runbook::yaml::parse_documents(text).map_err(|e| {
+        invalid(format!(
+            "{}:{}:{}: {}",
+            path.display(),
+            e.span.start.line,
+            e.span.start.col,
+            e.message
+        ))
+    })
+}

@@ -331,9 +331,12 @@ mod tests {
 
     #[test]
     fn bad_models_are_refused_with_a_reason() {
-                for (model, why) in [
+        for (model, why) in [
             ("{ threshold: 0.5 }", "anomaly"),
-            ("{ anomaly: { method: robust }, forecast: { limit: 1, within: 1d } }", "not both"),
+            (
+                "{ anomaly: { method: robust }, forecast: { limit: 1, within: 1d } }",
+                "not both",
+            ),
             ("{ anomaly: { method: robust }, threshold: 2 }", "threshold"),
         ] {
             // Loading reports it, and a run refuses to start from it.
@@ -341,7 +344,13 @@ mod tests {
                 "apiVersion: vigil/v1\nkind: Detector\nname: d\nschedule: \"* * * * * *\"\nsource: s\nquery: q\nmodel: {model}\nalert: {{ name: X }}\n"
             );
             let b = Bundle::from_source(Path::new("d.yaml"), &text);
-            assert!(b.diagnostics.iter().any(|d| d.message.contains(why) && d.line == 7), "{model}: {:?}", b.diagnostics);
+            assert!(
+                b.diagnostics
+                    .iter()
+                    .any(|d| d.message.contains(why) && d.line == 7),
+                "{model}: {:?}",
+                b.diagnostics
+            );
             let err = DetectorRun::new(&b.detectors[0]).unwrap_err();
             assert!(err.contains(why), "{model}: {err}");
         }
