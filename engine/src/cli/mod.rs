@@ -35,6 +35,10 @@ pub struct Global {
 pub enum OutputFormat {
     Human,
     Json,
+    /// `vigil detect`: one line per anomalous point (like human).
+    Table,
+    /// `vigil detect`: NAB's `timestamp,value,anomaly_score` CSV.
+    Nab,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +51,15 @@ pub enum ColorChoice {
 impl Global {
     pub fn json(&self) -> bool {
         self.output == OutputFormat::Json
+    }
+
+    /// The output of `vigil detect`: human output is its table.
+    pub fn detect_output(&self) -> detect::DetectOutput {
+        match self.output {
+            OutputFormat::Json => detect::DetectOutput::Json,
+            OutputFormat::Nab => detect::DetectOutput::Nab,
+            OutputFormat::Human | OutputFormat::Table => detect::DetectOutput::Table,
+        }
     }
 
     pub fn color(&self) -> bool {
