@@ -8,4 +8,5 @@ pub mod graph;
 pub mod plugin;
 pub mod policy;
 pub mod runbook;
+pub mod schedule;
 pub mod store;

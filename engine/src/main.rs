@@ -57,6 +57,10 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Score a `timestamp,value` CSV for anomalies, online (`--output table|json|nab`).
+    Detect(cli::detect::DetectArgs),
+    /// Forecast a `timestamp,value` CSV and the time until a limit is reached.
+    Forecast(cli::detect::ForecastArgs),
     /// Inspect and act on executions in the journal.
     Executions {
         #[command(subcommand)]
@@ -74,10 +78,6 @@ enum PolicyCommand {
 }
 
 fn main() -> ExitCode {
-    // `detect` and `forecast` have their own `--output` (table|json|nab), so they parse alone.
-    if let Some(code) = cli::detect::dispatch() {
-        return code;
-    }
     let cli = Cli::parse();
     cli::init_tracing(&cli.global);
     let result = match &cli.command {
@@ -87,6 +87,8 @@ fn main() -> ExitCode {
         Command::Run(args) => cli::run::run(&cli.global, args, false),
         Command::Executions { command } => cli::run::executions(&cli.global, command),
         Command::Trigger(args) => cli::automation::trigger(&cli.global, args),
+        Command::Detect(args) => cli::detect::run_detect(args, cli.global.detect_output()),
+        Command::Forecast(args) => cli::detect::run_forecast(args, cli.global.json()),
         Command::Pause { reason } => cli::automation::pause(&cli.global, reason, true),
         Command::Resume => cli::automation::pause(&cli.global, "", false),
         Command::Promote { runbook } => cli::automation::promote(&cli.global, runbook),

@@ -473,15 +473,7 @@ fn run_suite(
     let mut results = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file)?;
-        let docs = vigil::runbook::yaml::parse_documents(&text).map_err(|e| {
-            invalid(format!(
-                "{}:{}:{}: {}",
-                file.display(),
-                e.span.start.line,
-                e.span.start.col,
-                e.message
-            ))
-        })?;
+        let docs = super::parse_yaml(&file, &text)?;
         for doc in docs {
             let case: Case = vigil::runbook::de::from_node(&doc).map_err(|e| {
                 let at = e

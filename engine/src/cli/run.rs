@@ -68,15 +68,7 @@ pub fn read_incident(path: &PathBuf) -> Result<Value> {
     if let Ok(v) = serde_json::from_str(&text) {
         return Ok(v);
     }
-    let docs = vigil::runbook::yaml::parse_documents(&text).map_err(|e| {
-        invalid(format!(
-            "{}:{}:{}: incident is neither JSON nor YAML: {}",
-            path.display(),
-            e.span.start.line,
-            e.span.start.col,
-            e.message
-        ))
-    })?;
+    let docs = super::parse_yaml(path, &text).context("the incident is neither JSON nor YAML")?;
     Ok(docs.first().map_or(Value::Null, |d| d.to_json()))
 }
 

@@ -62,15 +62,7 @@ impl RunCtx {
         detail: Option<String>,
         output: Option<Value>,
     ) -> Result<(), StoreError> {
-        let ev = Event {
-            seq: 0,
-            ts_ms: now_ms(),
-            step: step.map(str::to_string),
-            kind,
-            attempt,
-            detail,
-            output,
-        };
+        let ev = Event::at(now_ms(), step, kind, attempt, detail, output);
         self.flush_pending()?;
         let ev = self.store.append(&self.id, ev)?;
         self.notify(&ev);
@@ -85,15 +77,7 @@ impl RunCtx {
         detail: Option<String>,
         output: Option<Value>,
     ) -> Result<(), StoreError> {
-        let ev = Event {
-            seq: 0,
-            ts_ms: now_ms(),
-            step: Some(step.to_string()),
-            kind,
-            attempt: 0,
-            detail,
-            output,
-        };
+        let ev = Event::at(now_ms(), Some(step), kind, 0, detail, output);
         self.notify(&ev);
         let full = match self.pending.lock() {
             Ok(mut pending) => {
@@ -124,15 +108,7 @@ impl RunCtx {
         detail: Option<String>,
         output: Option<Value>,
     ) {
-        let ev = Event {
-            seq: 0,
-            ts_ms: now_ms(),
-            step: step.map(str::to_string),
-            kind,
-            attempt,
-            detail,
-            output,
-        };
+        let ev = Event::at(now_ms(), step, kind, attempt, detail, output);
         self.notify(&ev);
     }
 

@@ -318,15 +318,14 @@ impl Executor {
         } else {
             EventKind::Rejected
         };
-        let ev = Event {
-            seq: 0,
-            ts_ms: now_ms(),
-            step: step.clone(),
+        let ev = Event::at(
+            now_ms(),
+            step.as_deref(),
             kind,
-            attempt: 0,
-            detail: Some(detail.clone()),
-            output: Some(json!({ "plan_hash": hash })),
-        };
+            0,
+            Some(detail.clone()),
+            Some(json!({ "plan_hash": hash })),
+        );
         self.store.append(id, ev)?;
         let entry = crate::store::AuditEntry::new(
             actor,
@@ -390,15 +389,14 @@ impl Executor {
         let reason = format!(
             "no approval within the policy's timeout (waited {waited}); falling back to paging a human"
         );
-        let ev = Event {
-            seq: 0,
-            ts_ms: now,
-            step: waiting.step.clone(),
-            kind: EventKind::Rejected,
-            attempt: 0,
-            detail: Some(reason.clone()),
-            output: None,
-        };
+        let ev = Event::at(
+            now,
+            waiting.step.as_deref(),
+            EventKind::Rejected,
+            0,
+            Some(reason.clone()),
+            None,
+        );
         self.store.append(&rec.id, ev)?;
         let mut rec = rec.clone();
         rec.status = ExecStatus::Failed;

@@ -519,6 +519,18 @@ impl<'a> Checker<'a> {
                 "use `sec min hour day month weekday`, e.g. `*/30 * * * * *` for every 30 seconds",
             );
         }
+        match from_node::<crate::schedule::detectors::DetectorModel>(&d.model) {
+            Err(e) => self.de_error(d.model.span, e),
+            Ok(model) => {
+                if let Err(why) = model.check() {
+                    self.error(
+                        d.model.span,
+                        format!("invalid detector model: {why}"),
+                        "e.g. `model: { anomaly: { method: ensemble }, threshold: 0.8 }`",
+                    );
+                }
+            }
+        }
         Some(Detector {
             name: d.name.value,
             description: d.description,

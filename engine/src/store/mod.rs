@@ -164,6 +164,28 @@ pub struct Event {
     pub output: Option<Value>,
 }
 
+impl Event {
+    /// An event at `ts_ms`; its `seq` is assigned when it is appended.
+    pub fn at(
+        ts_ms: i64,
+        step: Option<&str>,
+        kind: EventKind,
+        attempt: u32,
+        detail: Option<String>,
+        output: Option<Value>,
+    ) -> Event {
+        Event {
+            seq: 0,
+            ts_ms,
+            step: step.map(str::to_string),
+            kind,
+            attempt,
+            detail,
+            output,
+        }
+    }
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
