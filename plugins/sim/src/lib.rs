@@ -357,7 +357,11 @@ pub fn parse_query(query: &str, anchor: i64) -> Result<Vec<Spec>> {
     }
     // A preset's metric name works too (`process_resident_memory_bytes`), so a
     // detector can query sim as it would query Prometheus.
-    if let Some(s) = PRESETS.iter().filter_map(|p| preset(p, anchor)).find(|s| s.name == q) {
+    if let Some(s) = PRESETS
+        .iter()
+        .filter_map(|p| preset(p, anchor))
+        .find(|s| s.name == q)
+    {
         return Ok(vec![s]);
     }
     preset(q, anchor).map(|s| vec![s]).ok_or_else(|| {
