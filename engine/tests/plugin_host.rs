@@ -333,6 +333,12 @@ fn not_a_component_is_a_load_error() {
         err.to_string().contains("no plugin named \"nope\""),
         "{err}"
     );
+    // Instance names become `<name>/<action>`: no slashes.
+    let cfg: InstanceConfig =
+        serde_json::from_value(json!({ "name": "a/b", "plugin": "sim" })).expect("cfg");
+    let err = PluginCatalog::load(&h, &[common::plugin_dir().to_path_buf()], &[cfg])
+        .expect_err("bad name");
+    assert!(err.to_string().contains("source name \"a/b\""), "{err}");
     // Unknown keys in an instance config are rejected.
     assert!(serde_json::from_value::<InstanceConfig>(json!({ "name": "x", "grant": {} })).is_err());
     assert!(
