@@ -20,6 +20,11 @@ TARGETS = {
     "validate/1000_step_runbook": ("validate a 1,000-step runbook", "ms", lambda ns, n: ns / 1e6, None, None),
     "policy/decide_escalation": ("Rhai policy decisions (bundled escalation policy)", "/s", lambda ns, n: 1e9 / ns, 100_000, "min"),
     "policy/expression_eval": ("one `${{ }}` expression", "µs", lambda ns, n: ns / 1e3, None, None),
+    "plugin/call_noop_export": ("plugin call overhead (no-op export, live instance)", "µs", lambda ns, n: ns / 1e3, 2.0, "max"),
+    "plugin/instantiate_from_instance_pre": ("plugin instantiation from InstancePre (fresh store)", "µs", lambda ns, n: ns / 1e3, 30.0, "max"),
+    "plugin/full_call_fresh_store": ("plugin call as the engine makes it (store + instantiate + call)", "µs", lambda ns, n: ns / 1e3, None, None),
+    "plugin/cold_start_to_first_call/warm_cwasm_cache": ("cold process start to first plugin call, warm .cwasm cache", "ms", lambda ns, n: ns / 1e6, 300.0, "max"),
+    "plugin/cold_start_to_first_call/no_cache": ("cold process start to first plugin call, no cache", "ms", lambda ns, n: ns / 1e6, None, None),
 }
 
 

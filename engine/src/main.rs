@@ -71,6 +71,9 @@ enum Command {
         #[command(subcommand)]
         command: cli::run::ExecutionsCommand,
     },
+    /// WASM plugins: scaffold, build, inspect, list.
+    #[command(subcommand)]
+    Plugin(cli::plugin::PluginCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -99,6 +102,10 @@ fn main() -> ExitCode {
         Command::Policy {
             command: PolicyCommand::Test(args),
         } => cli::automation::policy_test(&cli.global, args),
+        Command::Plugin(cmd) => cli::plugin::run(
+            cmd,
+            &cli::plugin::PluginCliContext::from_global(&cli.global),
+        ),
     };
     match result {
         Ok(code) => code,

@@ -115,7 +115,7 @@ pub fn run(g: &Global, args: &RunArgs, dry: bool) -> Result<ExitCode> {
     )
     .map_err(|e| invalid(e.message))?;
     let req = Request::manual(Arc::new(runbook), source, params, incident);
-    let catalog = Arc::new(Catalog::with_core());
+    let catalog = Arc::new(super::plugin::with_plugins(g, &bundle)?);
     let rt = runtime()?;
     let p = Paint::new(g.color());
 

@@ -4,7 +4,6 @@ use super::{Global, invalid};
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::process::ExitCode;
-use vigil::exec::core::Catalog;
 use vigil::runbook::Bundle;
 use vigil::runbook::diag::{self, Diagnostic};
 
@@ -20,7 +19,7 @@ pub fn run(g: &Global, path: Option<&Path>) -> Result<ExitCode> {
     }
     let mut bundle =
         Bundle::load(&target).with_context(|| format!("reading {}", target.display()))?;
-    let catalog = Catalog::with_core();
+    let catalog = super::plugin::with_plugins(g, &bundle)?;
     let mut extra = vigil::exec::check_actions(&bundle, &catalog);
     bundle.diagnostics.append(&mut extra);
     if let Err(errors) = vigil::policy::decide::PolicyEngine::load(&bundle.policies) {
