@@ -61,6 +61,11 @@ enum Command {
     Detect(cli::detect::DetectArgs),
     /// Forecast a `timestamp,value` CSV and the time until a limit is reached.
     Forecast(cli::detect::ForecastArgs),
+    /// Failure-prediction models: train, evaluate, list, promote.
+    Model {
+        #[command(subcommand)]
+        command: cli::model::ModelCommand,
+    },
     /// Inspect and act on executions in the journal.
     Executions {
         #[command(subcommand)]
@@ -87,6 +92,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cli::run::run(&cli.global, args, false),
         Command::Executions { command } => cli::run::executions(&cli.global, command),
         Command::Trigger(args) => cli::automation::trigger(&cli.global, args),
+        Command::Model { command } => cli::model::run(&cli.global, command),
         Command::Detect(args) => cli::detect::run_detect(args, cli.global.detect_output()),
         Command::Forecast(args) => cli::detect::run_forecast(args, cli.global.json()),
         Command::Pause { reason } => cli::automation::pause(&cli.global, reason, true),
@@ -108,5 +114,37 @@ fn main() -> ExitCode {
             e.downcast_ref::<cli::Invalid>()
                 .map_or(ExitCode::from(1), |_| ExitCode::from(2))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Catches clashing argument names; clap only notices a subcommand reusing a
+    /// global flag's name when that subcommand runs (and then panics).
+    #[test]
+    fn the_command_line_is_consistent() {
+        let cmd = super::Cli::command();
+        cmd.clone().debug_assert();
+        let globals: Vec<String> = cmd
+            .get_arguments()
+            .filter(|a| a.is_global_set())
+            .map(|a| a.get_id().to_string())
+            .collect();
+        fn walk(cmd: &clap::Command, globals: &[String], path: &str, clashes: &mut Vec<String>) {
+            for sub in cmd.get_subcommands() {
+                let here = format!("{path} {}", sub.get_name());
+                for arg in sub.get_arguments() {
+                    if globals.contains(&arg.get_id().to_string()) {
+                        clashes.push(format!("`{here}` redefines global `--{}`", arg.get_id()));
+                    }
+                }
+                walk(sub, globals, &here, clashes);
+            }
+        }
+        let mut clashes = Vec::new();
+        walk(&cmd, &globals, "vigil", &mut clashes);
+        assert!(clashes.is_empty(), "{clashes:?}");
     }
 }

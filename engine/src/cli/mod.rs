@@ -3,6 +3,7 @@
 pub mod automation;
 pub mod detect;
 pub mod graph;
+pub mod model;
 pub mod plugin;
 pub mod run;
 pub mod validate;

@@ -6,7 +6,9 @@
 //! which is what makes tens of thousands of durable transitions per second possible.
 
 mod audit;
+mod models;
 pub use audit::{AuditEntry, PauseState};
+pub use models::ModelMeta;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
