@@ -26,7 +26,7 @@ pub const VALIDATE_TIMEOUT_MS: u64 = 1_000;
 ///   plugin: prometheus       # the plugin's describe() name; default: `name`
 ///   config: { url: "http://127.0.0.1:9090" }
 ///   grants: { http: [{ url: "http://127.0.0.1:9090/*", methods: [GET, POST] }] }
-///   limits: { timeout_ms: 5000 }
+///   limits: { timeout: 5s }
 /// ```
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
