@@ -18,7 +18,10 @@ fn series(n: usize) -> Vec<(i64, f64)> {
             s ^= s << 17;
             let noise = (s >> 11) as f64 / (1u64 << 53) as f64;
             let phase = i as f64 * std::f64::consts::TAU / 288.0;
-            (1_400_000_000 + 300 * i as i64, 50.0 + 20.0 * phase.sin() + 5.0 * noise)
+            (
+                1_400_000_000 + 300 * i as i64,
+                50.0 + 20.0 * phase.sin() + 5.0 * noise,
+            )
         })
         .collect()
 }
@@ -78,7 +81,9 @@ fn classifier(c: &mut Criterion) {
         b.iter(|| black_box(model.predict_samples(&history[..100]).expect("valid")))
     });
     group.throughput(Throughput::Elements(1000));
-    group.bench_function("predict_batch_1000", |b| b.iter(|| black_box(model.predict_batch(&xs[..1000]))));
+    group.bench_function("predict_batch_1000", |b| {
+        b.iter(|| black_box(model.predict_batch(&xs[..1000])))
+    });
     group.finish();
 }
 
@@ -97,9 +102,17 @@ fn thread_cpu_secs() -> Option<f64> {
 fn per_core(_: &mut Criterion) {
     let pts = series(200_000);
     for name in METHOD_NAMES {
-        let target = if *name == "ensemble" { 1_000_000.0 } else { 5_000_000.0 };
-        let mut m = ModelConfig::by_name(name).and_then(|c| c.build()).expect("default config");
-        let (Some(start), mut scored) = (thread_cpu_secs(), 0usize) else { return };
+        let target = if *name == "ensemble" {
+            1_000_000.0
+        } else {
+            5_000_000.0
+        };
+        let mut m = ModelConfig::by_name(name)
+            .and_then(|c| c.build())
+            .expect("default config");
+        let (Some(start), mut scored) = (thread_cpu_secs(), 0usize) else {
+            return;
+        };
         let mut acc = 0.0;
         let mut used = 0.0;
         while used < 2.0 {

@@ -5,7 +5,9 @@ use proptest::prelude::*;
 use vigil::detect::anomaly::{AnomalyMethod, METHOD_NAMES, ModelConfig, ModelConfigError};
 
 fn build(name: &str) -> Box<dyn AnomalyMethod> {
-    ModelConfig::by_name(name).and_then(|c| c.build()).expect("default configs are valid")
+    ModelConfig::by_name(name)
+        .and_then(|c| c.build())
+        .expect("default configs are valid")
 }
 
 /// A seasonal series (daily cycle at 5-minute steps) with noise, deterministic.
@@ -18,7 +20,10 @@ fn series(n: usize, seed: u64) -> Vec<(i64, f64)> {
             s ^= s << 17;
             let noise = (s >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
             let phase = i as f64 * std::f64::consts::TAU / 288.0;
-            (1_400_000_000 + 300 * i as i64, 50.0 + 20.0 * phase.sin() + 3.0 * noise)
+            (
+                1_400_000_000 + 300 * i as i64,
+                50.0 + 20.0 * phase.sin() + 3.0 * noise,
+            )
         })
         .collect()
 }
@@ -50,10 +55,20 @@ fn every_method_flags_an_obvious_spike_and_explains_it() {
         let mut m = build(name);
         let scores: Vec<_> = pts.iter().map(|&(t, x)| m.update(t, x)).collect();
         let spike = scores[1500];
-        let typical = scores[1000..1490].iter().map(|s| s.value).fold(0.0, f64::max);
-        assert!(spike.value > 0.5 && spike.value > typical, "{name}: {spike} (typical max {typical})");
+        let typical = scores[1000..1490]
+            .iter()
+            .map(|s| s.value)
+            .fold(0.0, f64::max);
+        assert!(
+            spike.value > 0.5 && spike.value > typical,
+            "{name}: {spike} (typical max {typical})"
+        );
         let text = spike.explanation();
-        let says_why = if *name == "novelty" { "never seen before" } else { "above expected" };
+        let says_why = if *name == "novelty" {
+            "never seen before"
+        } else {
+            "above expected"
+        };
         assert!(text.contains(says_why), "{name}: {text}");
     }
 }
@@ -61,10 +76,16 @@ fn every_method_flags_an_obvious_spike_and_explains_it() {
 #[test]
 fn cusum_catches_a_level_shift_and_a_slow_drift() {
     // CUSUM judges the level, so a flat noisy series (seasonal ones go through the ensemble).
-    let flat = |seed| -> Vec<(i64, f64)> { series(3000, seed).into_iter().enumerate().map(|(i, (t, x))| {
-        let phase = i as f64 * std::f64::consts::TAU / 288.0;
-        (t, x - 20.0 * phase.sin())
-    }).collect() };
+    let flat = |seed| -> Vec<(i64, f64)> {
+        series(3000, seed)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (t, x))| {
+                let phase = i as f64 * std::f64::consts::TAU / 288.0;
+                (t, x - 20.0 * phase.sin())
+            })
+            .collect()
+    };
     let mut shift = flat(5);
     for p in shift.iter_mut().skip(1500) {
         p.1 += 8.0;
@@ -78,7 +99,10 @@ fn cusum_catches_a_level_shift_and_a_slow_drift() {
         let scores: Vec<f64> = pts.iter().map(|&(t, x)| m.update(t, x).value).collect();
         let before = scores[600..1500].iter().cloned().fold(0.0, f64::max);
         let after = scores[1500..].iter().cloned().fold(0.0, f64::max);
-        assert!(after >= 0.5 && after > before, "cusum {label}: before {before} after {after}");
+        assert!(
+            after >= 0.5 && after > before,
+            "cusum {label}: before {before} after {after}"
+        );
     }
 }
 
@@ -110,17 +134,33 @@ fn state_is_bounded_whatever_the_history_length() {
 
 #[test]
 fn configs_deserialise_strictly_and_validate() {
-    let c: ModelConfig = serde_json::from_str(r#"{"method":"robust","window":100}"#).expect("valid");
+    let c: ModelConfig =
+        serde_json::from_str(r#"{"method":"robust","window":100}"#).expect("valid");
     assert!(c.build().is_ok());
     assert!(serde_json::from_str::<ModelConfig>(r#"{"method":"robust","windw":100}"#).is_err());
     assert!(serde_json::from_str::<ModelConfig>(r#"{"method":"nope"}"#).is_err());
-    let nested: ModelConfig =
-        serde_json::from_str(r#"{"method":"ensemble","robust":{"window":500},"weights":{"spike":0.5}}"#).expect("valid");
+    let nested: ModelConfig = serde_json::from_str(
+        r#"{"method":"ensemble","robust":{"window":500},"weights":{"spike":0.5}}"#,
+    )
+    .expect("valid");
     assert!(nested.build().is_ok());
-    assert!(serde_json::from_str::<ModelConfig>(r#"{"method":"ensemble","robust":{"windw":5}}"#).is_err());
-    let bad: ModelConfig = serde_json::from_str(r#"{"method":"robust","window":1}"#).expect("parses");
-    assert!(matches!(bad.build(), Err(ModelConfigError::Invalid { field: "window", .. })));
-    assert!(matches!(ModelConfig::by_name("magic"), Err(ModelConfigError::UnknownMethod { .. })));
+    assert!(
+        serde_json::from_str::<ModelConfig>(r#"{"method":"ensemble","robust":{"windw":5}}"#)
+            .is_err()
+    );
+    let bad: ModelConfig =
+        serde_json::from_str(r#"{"method":"robust","window":1}"#).expect("parses");
+    assert!(matches!(
+        bad.build(),
+        Err(ModelConfigError::Invalid {
+            field: "window",
+            ..
+        })
+    ));
+    assert!(matches!(
+        ModelConfig::by_name("magic"),
+        Err(ModelConfigError::UnknownMethod { .. })
+    ));
 }
 
 #[test]

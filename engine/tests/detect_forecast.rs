@@ -8,7 +8,14 @@ const HOUR: i64 = 3600;
 const DAY: i64 = 86_400;
 
 /// Hourly series: level + slope per hour + daily cycle + uniform noise, deterministic.
-fn generated(hours: usize, level: f64, slope: f64, amplitude: f64, noise: f64, seed: u64) -> Vec<(i64, f64)> {
+fn generated(
+    hours: usize,
+    level: f64,
+    slope: f64,
+    amplitude: f64,
+    noise: f64,
+    seed: u64,
+) -> Vec<(i64, f64)> {
     let mut s = seed | 1;
     (0..hours)
         .map(|i| {
@@ -17,7 +24,10 @@ fn generated(hours: usize, level: f64, slope: f64, amplitude: f64, noise: f64, s
             s ^= s << 17;
             let u = (s >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
             let daily = amplitude * (i as f64 * std::f64::consts::TAU / 24.0).sin();
-            (1_700_000_000 + i as i64 * HOUR, level + slope * i as f64 + daily + noise * u)
+            (
+                1_700_000_000 + i as i64 * HOUR,
+                level + slope * i as f64 + daily + noise * u,
+            )
         })
         .collect()
 }
@@ -27,16 +37,26 @@ fn backtest_accuracy_per_horizon_meets_bounds() {
     // Six months of hourly disk usage: 40% + 0.01%/h, daily swing ±5, noise ±1.
     let pts = generated(24 * 180, 40.0, 0.01, 5.0, 2.0, 1);
     let horizons = [HOUR, 6 * HOUR, 24 * HOUR, 7 * DAY, 30 * DAY, 60 * DAY];
-    let report = backtest(&pts, &ForecastConfig::default(), &horizons, 24 * 21, 12).expect("long enough");
+    let report =
+        backtest(&pts, &ForecastConfig::default(), &horizons, 24 * 21, 12).expect("long enough");
     println!("{report}");
     for h in &report.horizons {
         assert!(h.forecasts >= 10, "{h:?}");
         assert!(h.within_10 >= 0.9, "horizon {}: {h:?}", h.horizon_secs);
         assert!(h.within_20 >= 0.99, "horizon {}: {h:?}", h.horizon_secs);
-        assert!(h.coverage >= 0.6 && h.coverage <= 1.0, "80% interval covered {h:?}");
+        assert!(
+            h.coverage >= 0.6 && h.coverage <= 1.0,
+            "80% interval covered {h:?}"
+        );
     }
-    let three_months = backtest(&generated(24 * 200, 40.0, 0.01, 5.0, 2.0, 2), &ForecastConfig::default(), &[90 * DAY], 24 * 60, 8)
-        .expect("long enough");
+    let three_months = backtest(
+        &generated(24 * 200, 40.0, 0.01, 5.0, 2.0, 2),
+        &ForecastConfig::default(),
+        &[90 * DAY],
+        24 * 60,
+        8,
+    )
+    .expect("long enough");
     assert!(three_months.horizons[0].within_15 >= 0.9, "{three_months}");
 }
 
@@ -46,7 +66,11 @@ fn finds_the_daily_period_and_the_trend() {
     let m = Forecaster::fit(&pts, &ForecastConfig::default()).expect("fits");
     assert_eq!(m.period(), Some(24));
     assert!((m.slope - 0.05).abs() < 0.005, "slope {}", m.slope);
-    assert!(m.summary().contains("seasonal period 1 d"), "{}", m.summary());
+    assert!(
+        m.summary().contains("seasonal period 1 d"),
+        "{}",
+        m.summary()
+    );
 }
 
 #[test]
@@ -62,12 +86,24 @@ fn time_to_exhaustion_lands_in_its_interval() {
             .find(|p| p.1 >= 90.0)
             .map(|p| p.0 - pts[pts.len() - 1].0)
             .expect("crosses");
-        let (lo, hi) = (e.earliest_secs.expect("earliest"), e.latest_secs.expect("latest"));
-        assert!(lo <= truth && truth <= hi, "seed {seed}: truth {truth}s not in {e}");
+        let (lo, hi) = (
+            e.earliest_secs.expect("earliest"),
+            e.latest_secs.expect("latest"),
+        );
+        assert!(
+            lo <= truth && truth <= hi,
+            "seed {seed}: truth {truth}s not in {e}"
+        );
         let eta = e.eta_secs.expect("eta");
-        assert!((eta - truth).abs() <= DAY, "seed {seed}: eta {eta} vs {truth}");
+        assert!(
+            (eta - truth).abs() <= DAY,
+            "seed {seed}: eta {eta} vs {truth}"
+        );
         let text = e.to_string();
-        assert!(text.contains("reached in") && text.contains("80% interval"), "{text}");
+        assert!(
+            text.contains("reached in") && text.contains("80% interval"),
+            "{text}"
+        );
     }
 }
 

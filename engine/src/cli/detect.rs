@@ -77,7 +77,8 @@ const INVALID_INPUT: u8 = 2;
 /// Reads the CSV. Rows whose timestamp does not increase are refused in `Strict` order;
 /// in `FileOrder` they are kept and scored in file order, with one warning on stderr.
 fn read_rows(path: &PathBuf, order: TimeOrder) -> Result<Vec<Row>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     let parsed = parse_csv_with(&text, order).map_err(|e| match e.line() {
         Some(line) => format!("{}:{line}: {e}", path.display()),
         None => format!("{}: {e}", path.display()),
@@ -125,7 +126,9 @@ pub fn run_detect(args: &DetectArgs) -> anyhow::Result<ExitCode> {
     for row in &rows {
         let score = method.update(row.t, row.value);
         match args.output {
-            DetectOutput::Nab => writeln!(out, "{},{},{}", row.raw_timestamp, row.value, score.value)?,
+            DetectOutput::Nab => {
+                writeln!(out, "{},{},{}", row.raw_timestamp, row.value, score.value)?
+            }
             DetectOutput::Json => {
                 let line = serde_json::json!({
                     "timestamp": row.raw_timestamp,
@@ -163,7 +166,13 @@ pub fn run_detect(args: &DetectArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn print_row(out: &mut impl Write, row: &Row, score: &Score) -> std::io::Result<()> {
-    writeln!(out, "{:<20} {:>6.3}  {}", row.raw_timestamp, score.value, score.explanation())
+    writeln!(
+        out,
+        "{:<20} {:>6.3}  {}",
+        row.raw_timestamp,
+        score.value,
+        score.explanation()
+    )
 }
 
 /// Forecasts a `timestamp,value` CSV and, with `--limit`, the time until it is reached.
@@ -185,7 +194,12 @@ pub struct ForecastArgs {
 pub fn run_forecast(args: &ForecastArgs) -> anyhow::Result<ExitCode> {
     let horizon = match forecast::parse_duration(&args.horizon) {
         Some(h) if h > 0 => h,
-        _ => return Ok(invalid(format!("--horizon {:?}: expected a duration like 24h, 7d or 90d", args.horizon))),
+        _ => {
+            return Ok(invalid(format!(
+                "--horizon {:?}: expected a duration like 24h, 7d or 90d",
+                args.horizon
+            )));
+        }
     };
     if let Some(l) = args.limit
         && !l.is_finite()

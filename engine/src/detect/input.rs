@@ -23,13 +23,13 @@ pub enum InputError {
     BadHeader { found: String },
     #[error("line {line}: expected 2 columns `timestamp,value`, found {found}")]
     WrongColumns { line: usize, found: usize },
-    #[error(
-        "line {line}: timestamp {text:?} is neither `YYYY-MM-DD HH:MM:SS` nor unix seconds"
-    )]
+    #[error("line {line}: timestamp {text:?} is neither `YYYY-MM-DD HH:MM:SS` nor unix seconds")]
     BadTimestamp { line: usize, text: String },
     #[error("line {line}: value {text:?} is not a finite number")]
     BadValue { line: usize, text: String },
-    #[error("line {line}: timestamp {text:?} is not after the previous row's; sort the file by time and drop duplicates")]
+    #[error(
+        "line {line}: timestamp {text:?} is not after the previous row's; sort the file by time and drop duplicates"
+    )]
     NotIncreasing { line: usize, text: String },
     #[error("no data rows after the header; need at least one `timestamp,value` row")]
     NoRows,
@@ -59,7 +59,12 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
     if let Ok(secs) = s.parse::<f64>() {
         return (secs.is_finite() && secs.abs() < 1e15).then_some(secs.floor() as i64);
     }
-    for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S%.fZ"] {
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M:%S%.fZ",
+    ] {
         if let Ok(dt) = NaiveDateTime::parse_from_str(s, fmt) {
             return Some(dt.and_utc().timestamp());
         }
@@ -100,9 +105,14 @@ pub fn parse_csv_with(text: &str, order: TimeOrder) -> Result<Parsed, InputError
             Some((_, l)) => break l,
         }
     };
-    let cols: Vec<String> = header.split(',').map(|c| c.trim().trim_start_matches('\u{feff}').to_ascii_lowercase()).collect();
+    let cols: Vec<String> = header
+        .split(',')
+        .map(|c| c.trim().trim_start_matches('\u{feff}').to_ascii_lowercase())
+        .collect();
     if cols.len() != 2 || cols[1] != "value" || !(cols[0] == "timestamp" || cols[0] == "time") {
-        return Err(InputError::BadHeader { found: header.to_string() });
+        return Err(InputError::BadHeader {
+            found: header.to_string(),
+        });
     }
     let mut rows: Vec<Row> = Vec::new();
     let mut out_of_order = Vec::new();
@@ -113,22 +123,39 @@ pub fn parse_csv_with(text: &str, order: TimeOrder) -> Result<Parsed, InputError
         }
         let fields: Vec<&str> = l.split(',').collect();
         let [ts, val] = fields.as_slice() else {
-            return Err(InputError::WrongColumns { line, found: fields.len() });
+            return Err(InputError::WrongColumns {
+                line,
+                found: fields.len(),
+            });
         };
-        let t = parse_timestamp(ts).ok_or_else(|| InputError::BadTimestamp { line, text: ts.to_string() })?;
+        let t = parse_timestamp(ts).ok_or_else(|| InputError::BadTimestamp {
+            line,
+            text: ts.to_string(),
+        })?;
         let value = val
             .trim()
             .parse::<f64>()
             .ok()
             .filter(|v| v.is_finite())
-            .ok_or_else(|| InputError::BadValue { line, text: val.to_string() })?;
+            .ok_or_else(|| InputError::BadValue {
+                line,
+                text: val.to_string(),
+            })?;
         if rows.last().is_some_and(|r| r.t >= t) {
             if order == TimeOrder::Strict {
-                return Err(InputError::NotIncreasing { line, text: ts.to_string() });
+                return Err(InputError::NotIncreasing {
+                    line,
+                    text: ts.to_string(),
+                });
             }
             out_of_order.push(line);
         }
-        rows.push(Row { line, raw_timestamp: ts.to_string(), t, value });
+        rows.push(Row {
+            line,
+            raw_timestamp: ts.to_string(),
+            t,
+            value,
+        });
     }
     if rows.is_empty() {
         return Err(InputError::NoRows);
@@ -142,7 +169,8 @@ mod tests {
 
     #[test]
     fn reads_nab_and_unix_timestamps() {
-        let rows = parse_csv("timestamp,value\n2014-02-14 14:30:00,0.132\n1392388500,2\n").expect("valid");
+        let rows =
+            parse_csv("timestamp,value\n2014-02-14 14:30:00,0.132\n1392388500,2\n").expect("valid");
         assert_eq!(rows[0].t, 1_392_388_200);
         assert_eq!(rows[0].raw_timestamp, "2014-02-14 14:30:00");
         assert_eq!(rows[1].t, 1_392_388_500);
@@ -151,15 +179,25 @@ mod tests {
 
     #[test]
     fn errors_name_the_line() {
-        let e = parse_csv("timestamp,value\n1,2\n2,abc\n").unwrap_err();
+        let e = parse_csv("timestamp,value\n1,2\n2,abc\n").expect_err("bad value");
         assert_eq!(e.line(), Some(3));
         assert!(e.to_string().contains("line 3"));
-        assert!(matches!(parse_csv("a,b\n"), Err(InputError::BadHeader { .. })));
-        assert!(matches!(parse_csv("timestamp,value\n2,1\n1,1\n"), Err(InputError::NotIncreasing { line: 3, .. })));
-        assert!(matches!(parse_csv("timestamp,value\n1,NaN\n"), Err(InputError::BadValue { .. })));
+        assert!(matches!(
+            parse_csv("a,b\n"),
+            Err(InputError::BadHeader { .. })
+        ));
+        assert!(matches!(
+            parse_csv("timestamp,value\n2,1\n1,1\n"),
+            Err(InputError::NotIncreasing { line: 3, .. })
+        ));
+        assert!(matches!(
+            parse_csv("timestamp,value\n1,NaN\n"),
+            Err(InputError::BadValue { .. })
+        ));
         assert_eq!(parse_csv(""), Err(InputError::Empty));
         assert_eq!(parse_csv("timestamp,value\n"), Err(InputError::NoRows));
-        let lenient = parse_csv_with("timestamp,value\n2,1\n2,1\n1,1\n", TimeOrder::FileOrder).expect("kept");
+        let lenient =
+            parse_csv_with("timestamp,value\n2,1\n2,1\n1,1\n", TimeOrder::FileOrder).expect("kept");
         assert_eq!(lenient.rows.len(), 3);
         assert_eq!(lenient.out_of_order, vec![3, 4]);
     }

@@ -13,7 +13,9 @@ pub enum SeriesError {
     NonFinite { index: usize, value: f64 },
     #[error("point {index}: timestamp {t} repeats the previous timestamp")]
     DuplicateTimestamp { index: usize, t: i64 },
-    #[error("point {index}: timestamp {t} is earlier than the previous timestamp {previous}; sort the input by time")]
+    #[error(
+        "point {index}: timestamp {t} is earlier than the previous timestamp {previous}; sort the input by time"
+    )]
     OutOfOrder { index: usize, t: i64, previous: i64 },
     #[error("series too short: {got} points, need at least {needed}")]
     TooShort { got: usize, needed: usize },
@@ -41,7 +43,13 @@ impl SeriesGuard {
         }
         match self.previous {
             Some(p) if t == p => return Err(SeriesError::DuplicateTimestamp { index, t }),
-            Some(p) if t < p => return Err(SeriesError::OutOfOrder { index, t, previous: p }),
+            Some(p) if t < p => {
+                return Err(SeriesError::OutOfOrder {
+                    index,
+                    t,
+                    previous: p,
+                });
+            }
             _ => {}
         }
         self.previous = Some(t);
@@ -49,7 +57,12 @@ impl SeriesGuard {
     }
 
     /// Checks the point, then scores it with `method`.
-    pub fn score(&mut self, method: &mut dyn AnomalyMethod, t: i64, x: f64) -> Result<Score, SeriesError> {
+    pub fn score(
+        &mut self,
+        method: &mut dyn AnomalyMethod,
+        t: i64,
+        x: f64,
+    ) -> Result<Score, SeriesError> {
         self.check(t, x)?;
         Ok(method.update(t, x))
     }
@@ -58,7 +71,10 @@ impl SeriesGuard {
 /// Checks a whole series: every point valid and at least `min_len` of them.
 pub fn validate(points: &[(i64, f64)], min_len: usize) -> Result<(), SeriesError> {
     if points.len() < min_len {
-        return Err(SeriesError::TooShort { got: points.len(), needed: min_len });
+        return Err(SeriesError::TooShort {
+            got: points.len(),
+            needed: min_len,
+        });
     }
     let mut guard = SeriesGuard::new();
     points.iter().try_for_each(|&(t, x)| guard.check(t, x))
@@ -72,10 +88,26 @@ mod tests {
     fn refuses_bad_points_with_their_index() {
         let mut g = SeriesGuard::new();
         assert!(g.check(10, 1.0).is_ok());
-        assert_eq!(g.check(10, 1.0), Err(SeriesError::DuplicateTimestamp { index: 1, t: 10 }));
-        assert_eq!(g.check(5, 1.0), Err(SeriesError::OutOfOrder { index: 2, t: 5, previous: 10 }));
-        assert!(matches!(g.check(20, f64::NAN), Err(SeriesError::NonFinite { index: 3, .. })));
+        assert_eq!(
+            g.check(10, 1.0),
+            Err(SeriesError::DuplicateTimestamp { index: 1, t: 10 })
+        );
+        assert_eq!(
+            g.check(5, 1.0),
+            Err(SeriesError::OutOfOrder {
+                index: 2,
+                t: 5,
+                previous: 10
+            })
+        );
+        assert!(matches!(
+            g.check(20, f64::NAN),
+            Err(SeriesError::NonFinite { index: 3, .. })
+        ));
         assert!(g.check(20, 2.0).is_ok());
-        assert_eq!(validate(&[(1, 1.0)], 2), Err(SeriesError::TooShort { got: 1, needed: 2 }));
+        assert_eq!(
+            validate(&[(1, 1.0)], 2),
+            Err(SeriesError::TooShort { got: 1, needed: 2 })
+        );
     }
 }

@@ -29,7 +29,14 @@ pub struct CusumConfig {
 
 impl Default for CusumConfig {
     fn default() -> Self {
-        Self { window: 288, min_points: 30, spread_share: 0.0, drift: 0.5, threshold: 8.0, clip: 4.0 }
+        Self {
+            window: 288,
+            min_points: 30,
+            spread_share: 0.0,
+            drift: 0.5,
+            threshold: 8.0,
+            clip: 4.0,
+        }
     }
 }
 
@@ -44,13 +51,38 @@ pub struct Cusum {
 
 impl Cusum {
     pub fn new(cfg: CusumConfig) -> Result<Self, ModelConfigError> {
-        require(cfg.spread_share.is_finite() && (0.0..=1.0).contains(&cfg.spread_share), "spread_share", "must be in 0..=1")?;
+        require(
+            cfg.spread_share.is_finite() && (0.0..=1.0).contains(&cfg.spread_share),
+            "spread_share",
+            "must be in 0..=1",
+        )?;
         require(cfg.window >= 3, "window", "must be at least 3 points")?;
-        require(cfg.min_points >= 3 && cfg.min_points <= cfg.window, "min_points", "must be in 3..=window")?;
-        require(cfg.drift.is_finite() && cfg.drift >= 0.0, "drift", "must be a non-negative number")?;
-        require(cfg.threshold.is_finite() && cfg.threshold > 0.0, "threshold", "must be a positive number")?;
-        require(cfg.clip.is_finite() && cfg.clip > 0.0, "clip", "must be a positive number")?;
-        Ok(Self { baseline: SortedWindow::new(cfg.window), upper: 0.0, lower: 0.0, cfg })
+        require(
+            cfg.min_points >= 3 && cfg.min_points <= cfg.window,
+            "min_points",
+            "must be in 3..=window",
+        )?;
+        require(
+            cfg.drift.is_finite() && cfg.drift >= 0.0,
+            "drift",
+            "must be a non-negative number",
+        )?;
+        require(
+            cfg.threshold.is_finite() && cfg.threshold > 0.0,
+            "threshold",
+            "must be a positive number",
+        )?;
+        require(
+            cfg.clip.is_finite() && cfg.clip > 0.0,
+            "clip",
+            "must be a positive number",
+        )?;
+        Ok(Self {
+            baseline: SortedWindow::new(cfg.window),
+            upper: 0.0,
+            lower: 0.0,
+            cfg,
+        })
     }
 }
 
@@ -68,11 +100,17 @@ impl AnomalyMethod for Cusum {
             self.baseline.push(x);
             return Score::quiet(t, x, self.name(), Reason::Warmup);
         };
-        let scale = self.baseline.robust_scale(median, median, self.cfg.spread_share);
+        let scale = self
+            .baseline
+            .robust_scale(median, median, self.cfg.spread_share);
         let z = ((x - median) / scale).clamp(-self.cfg.clip, self.cfg.clip);
         self.upper = (self.upper + z - self.cfg.drift).max(0.0);
         self.lower = (self.lower - z - self.cfg.drift).max(0.0);
-        let (sum, sign) = if self.upper >= self.lower { (self.upper, 1.0) } else { (self.lower, -1.0) };
+        let (sum, sign) = if self.upper >= self.lower {
+            (self.upper, 1.0)
+        } else {
+            (self.lower, -1.0)
+        };
         let ratio = sum / self.cfg.threshold;
         let score = Score {
             t,
@@ -95,6 +133,7 @@ impl AnomalyMethod for Cusum {
     }
 
     fn state_bytes(&self) -> usize {
-        std::mem::size_of::<Self>() - std::mem::size_of::<SortedWindow>() + self.baseline.state_bytes()
+        std::mem::size_of::<Self>() - std::mem::size_of::<SortedWindow>()
+            + self.baseline.state_bytes()
     }
 }

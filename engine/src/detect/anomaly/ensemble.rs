@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use super::window::Ring;
 use super::{
-    AnomalyMethod, Cusum, CusumConfig, ModelConfigError, Novelty, NoveltyConfig, Reason, RobustConfig, RobustDeviation, Score, Seasonal,
-    SeasonalConfig, Spike, SpikeConfig, require,
+    AnomalyMethod, Cusum, CusumConfig, ModelConfigError, Novelty, NoveltyConfig, Reason,
+    RobustConfig, RobustDeviation, Score, Seasonal, SeasonalConfig, Spike, SpikeConfig, require,
 };
 
 /// How much each method counts in the ensemble (0 switches it off).
@@ -37,7 +37,14 @@ pub struct MethodWeights {
 
 impl Default for MethodWeights {
     fn default() -> Self {
-        Self { robust: 1.0, seasonal: 1.0, cusum: 1.0, spike: 1.0, novelty: 0.0, smooth: 0.0 }
+        Self {
+            robust: 1.0,
+            seasonal: 1.0,
+            cusum: 1.0,
+            spike: 1.0,
+            novelty: 0.0,
+            smooth: 0.0,
+        }
     }
 }
 
@@ -98,14 +105,45 @@ pub struct EnsembleConfig {
 impl Default for EnsembleConfig {
     fn default() -> Self {
         Self {
-            robust: RobustConfig { window: 1000, min_points: 200, spread_share: 0.1, z_half: 9.6, ..RobustConfig::default() },
-            seasonal: SeasonalConfig { min_acf: 0.4, spread_share: 0.1, ..SeasonalConfig::default() },
-            cusum: CusumConfig { window: 500, threshold: 9.7, drift: 0.72, ..CusumConfig::default() },
-            spike: SpikeConfig { window: 750, spread_share: 0.1, z_half: 12.91, ..SpikeConfig::default() },
+            robust: RobustConfig {
+                window: 1000,
+                min_points: 200,
+                spread_share: 0.1,
+                z_half: 9.6,
+                ..RobustConfig::default()
+            },
+            seasonal: SeasonalConfig {
+                min_acf: 0.4,
+                spread_share: 0.1,
+                ..SeasonalConfig::default()
+            },
+            cusum: CusumConfig {
+                window: 500,
+                threshold: 9.7,
+                drift: 0.72,
+                ..CusumConfig::default()
+            },
+            spike: SpikeConfig {
+                window: 750,
+                spread_share: 0.1,
+                z_half: 12.91,
+                ..SpikeConfig::default()
+            },
             novelty: NoveltyConfig::default(),
-            smooth: RobustConfig { window: 1000, z_half: 2.83, ..RobustConfig::default() },
+            smooth: RobustConfig {
+                window: 1000,
+                z_half: 2.83,
+                ..RobustConfig::default()
+            },
             smooth_points: 48,
-            weights: MethodWeights { robust: 0.75, seasonal: 1.0, cusum: 0.0, spike: 1.0, novelty: 0.0, smooth: 1.0 },
+            weights: MethodWeights {
+                robust: 0.75,
+                seasonal: 1.0,
+                cusum: 0.0,
+                spike: 1.0,
+                novelty: 0.0,
+                smooth: 1.0,
+            },
             novelty_gain: 2.0,
             log_deviation: true,
             season_gate: 0.37,
@@ -150,12 +188,23 @@ pub struct Ensemble {
     alarm_peak: f64,
 }
 
-fn member<M>(weight: f64, build: impl FnOnce() -> Result<M, ModelConfigError>) -> Result<Option<M>, ModelConfigError> {
-    if weight > 0.0 { build().map(Some) } else { Ok(None) }
+fn member<M>(
+    weight: f64,
+    build: impl FnOnce() -> Result<M, ModelConfigError>,
+) -> Result<Option<M>, ModelConfigError> {
+    if weight > 0.0 {
+        build().map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 fn unit_weight(field: &'static str, v: f64) -> Result<(), ModelConfigError> {
-    require(v.is_finite() && (0.0..=1.0).contains(&v), field, "must be in 0..=1")
+    require(
+        v.is_finite() && (0.0..=1.0).contains(&v),
+        field,
+        "must be in 0..=1",
+    )
 }
 
 impl Ensemble {
@@ -167,26 +216,60 @@ impl Ensemble {
         unit_weight("weights.spike", w.spike)?;
         unit_weight("weights.novelty", w.novelty)?;
         unit_weight("weights.smooth", w.smooth)?;
-        require((1..=100_000).contains(&cfg.smooth_points), "smooth_points", "must be in 1..=100000")?;
-        require(cfg.novelty_gain.is_finite() && cfg.novelty_gain >= 0.0, "novelty_gain", "must be a non-negative number")?;
+        require(
+            (1..=100_000).contains(&cfg.smooth_points),
+            "smooth_points",
+            "must be in 1..=100000",
+        )?;
+        require(
+            cfg.novelty_gain.is_finite() && cfg.novelty_gain >= 0.0,
+            "novelty_gain",
+            "must be a non-negative number",
+        )?;
         unit_weight("season_gate", cfg.season_gate)?;
         unit_weight("gated_weight", cfg.gated_weight)?;
         unit_weight("surprise", cfg.surprise)?;
         unit_weight("alarm_level", cfg.alarm_level)?;
         unit_weight("suppressed_factor", cfg.suppressed_factor)?;
-        require(cfg.max_deviation.is_finite() && cfg.max_deviation >= 1.0, "max_deviation", "must be at least 1")?;
-        require((1..=10_000).contains(&cfg.short_window), "short_window", "must be in 1..=10000")?;
-        require(cfg.memory.is_finite() && cfg.memory >= 1.0, "memory", "must be at least 1 point")?;
-        require(cfg.refractory <= 1_000_000, "refractory", "must be at most 1000000 points")?;
+        require(
+            cfg.max_deviation.is_finite() && cfg.max_deviation >= 1.0,
+            "max_deviation",
+            "must be at least 1",
+        )?;
+        require(
+            (1..=10_000).contains(&cfg.short_window),
+            "short_window",
+            "must be in 1..=10000",
+        )?;
+        require(
+            cfg.memory.is_finite() && cfg.memory >= 1.0,
+            "memory",
+            "must be at least 1 point",
+        )?;
+        require(
+            cfg.refractory <= 1_000_000,
+            "refractory",
+            "must be at most 1000000 points",
+        )?;
         Ok(Self {
-            robust: member(cfg.weights.robust, || RobustDeviation::new(cfg.robust.clone()))?,
+            robust: member(cfg.weights.robust, || {
+                RobustDeviation::new(cfg.robust.clone())
+            })?,
             seasonal: member(cfg.weights.seasonal, || Seasonal::new(cfg.seasonal.clone()))?,
             cusum: member(cfg.weights.cusum, || Cusum::new(cfg.cusum.clone()))?,
             spike: member(cfg.weights.spike, || Spike::new(cfg.spike.clone()))?,
             // Only kept (and paid for) when it counts.
-            novelty: if cfg.weights.novelty > 0.0 { Some(Novelty::new(cfg.novelty.clone())?) } else { None },
+            novelty: if cfg.weights.novelty > 0.0 {
+                Some(Novelty::new(cfg.novelty.clone())?)
+            } else {
+                None
+            },
             smooth: if cfg.weights.smooth > 0.0 {
-                Some((RobustDeviation::new(cfg.smooth.clone())?, Ring::new(cfg.smooth_points), 0.0))
+                Some((
+                    RobustDeviation::new(cfg.smooth.clone())?,
+                    Ring::new(cfg.smooth_points),
+                    0.0,
+                ))
             } else {
                 None
             },
@@ -210,7 +293,10 @@ impl Ensemble {
     fn likelihood(&mut self, deviation: f64) -> f64 {
         let raw = deviation * deviation / (deviation * deviation + 1.0);
         if self.short.len() == self.short.capacity() {
-            self.short_sum -= self.short.get_back(self.short.capacity() - 1).unwrap_or(0.0);
+            self.short_sum -= self
+                .short
+                .get_back(self.short.capacity() - 1)
+                .unwrap_or(0.0);
         }
         self.short.push(raw);
         self.short_sum += raw;
@@ -224,7 +310,7 @@ impl Ensemble {
         self.long_mean += a * d;
         self.long_var = (1.0 - a) * (self.long_var + a * d * d);
         self.seen += 1;
-        if !warm || !(z > 0.0) {
+        if !warm || z.is_nan() || z <= 0.0 {
             return 0.0;
         }
         let tail = 0.5 * erfc(z / std::f64::consts::SQRT_2);
@@ -241,14 +327,17 @@ const LIKELIHOOD_SD_FLOOR: f64 = 0.01;
 fn erfc(x: f64) -> f64 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.5 * z);
-    let r = t * (-z * z - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
-        .exp();
+    let r = t
+        * (-z * z - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
     if x >= 0.0 { r } else { 2.0 - r }
 }
 
@@ -263,21 +352,36 @@ impl AnomalyMethod for Ensemble {
         }
         let cfg = &self.cfg;
         let strength = self.seasonal.as_ref().map_or(0.0, Seasonal::strength);
-        let gate = if strength >= cfg.season_gate { cfg.gated_weight } else { 1.0 };
+        let gate = if strength >= cfg.season_gate {
+            cfg.gated_weight
+        } else {
+            1.0
+        };
         let quiet = |name| Score::quiet(t, x, name, Reason::Warmup);
         let scores = [
             (
                 cfg.weights.robust * gate / cfg.robust.z_half,
-                self.robust.as_mut().map_or_else(|| quiet("robust"), |m| m.update(t, x)),
+                self.robust
+                    .as_mut()
+                    .map_or_else(|| quiet("robust"), |m| m.update(t, x)),
             ),
             (
                 cfg.weights.seasonal / cfg.seasonal.z_half,
-                self.seasonal.as_mut().map_or_else(|| quiet("seasonal"), |m| m.update(t, x)),
+                self.seasonal
+                    .as_mut()
+                    .map_or_else(|| quiet("seasonal"), |m| m.update(t, x)),
             ),
-            (cfg.weights.cusum, self.cusum.as_mut().map_or_else(|| quiet("cusum"), |m| m.update(t, x))),
+            (
+                cfg.weights.cusum,
+                self.cusum
+                    .as_mut()
+                    .map_or_else(|| quiet("cusum"), |m| m.update(t, x)),
+            ),
             (
                 cfg.weights.spike * gate / cfg.spike.z_half,
-                self.spike.as_mut().map_or_else(|| quiet("spike"), |m| m.update(t, x)),
+                self.spike
+                    .as_mut()
+                    .map_or_else(|| quiet("spike"), |m| m.update(t, x)),
             ),
         ];
         let mut best = scores[0].1;
@@ -317,8 +421,13 @@ impl AnomalyMethod for Ensemble {
         // Capped only against overflow: a huge deviation *should* make the next ones less
         // surprising for a while (measured on NAB: capping at 20-1000 half levels costs 5+ points).
         let deviation = deviation.min(cfg.max_deviation);
-        let (calibration, surprise, suppressed_factor, alarm_level, refractory) =
-            (cfg.calibration, cfg.surprise, cfg.suppressed_factor, cfg.alarm_level, cfg.refractory);
+        let (calibration, surprise, suppressed_factor, alarm_level, refractory) = (
+            cfg.calibration,
+            cfg.surprise,
+            cfg.suppressed_factor,
+            cfg.alarm_level,
+            cfg.refractory,
+        );
         let mut value = match calibration {
             Calibration::Record => {
                 // Surprise: relative to what this series usually does (never below the half level).
@@ -337,7 +446,15 @@ impl AnomalyMethod for Ensemble {
             self.refractory_left = refractory;
             self.alarm_peak = value;
         }
-        Score { value, method: if deviation > 0.0 { best.method } else { self.name() }, ..best }
+        Score {
+            value,
+            method: if deviation > 0.0 {
+                best.method
+            } else {
+                self.name()
+            },
+            ..best
+        }
     }
 
     fn state_bytes(&self) -> usize {
@@ -348,7 +465,10 @@ impl AnomalyMethod for Ensemble {
             + self.spike.as_ref().map_or(0, |m| m.state_bytes())
             + self.short.state_bytes()
             + self.novelty.as_ref().map_or(0, |n| n.state_bytes())
-            + self.smooth.as_ref().map_or(0, |(r, ring, _)| r.state_bytes() + ring.state_bytes())
+            + self
+                .smooth
+                .as_ref()
+                .map_or(0, |(r, ring, _)| r.state_bytes() + ring.state_bytes())
             - std::mem::size_of::<Ring>()
     }
 }

@@ -82,7 +82,16 @@ pub struct Score {
 
 impl Score {
     pub(crate) fn quiet(t: i64, observed: f64, method: &'static str, reason: Reason) -> Self {
-        Self { t, value: 0.0, observed, expected: None, band: None, deviation: 0.0, method, reason }
+        Self {
+            t,
+            value: 0.0,
+            observed,
+            expected: None,
+            band: None,
+            deviation: 0.0,
+            method,
+            reason,
+        }
     }
 
     /// A sentence a human can read, e.g.
@@ -96,9 +105,15 @@ impl fmt::Display for Score {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let obs = num(self.observed);
         match self.reason {
-            Reason::Warmup => write!(f, "value {obs}: learning, not enough history yet ({})", self.method),
+            Reason::Warmup => write!(
+                f,
+                "value {obs}: learning, not enough history yet ({})",
+                self.method
+            ),
             Reason::Skipped => write!(f, "value {obs} is not finite: ignored ({})", self.method),
-            Reason::NoSeason => write!(f, "value {obs}: no seasonal period found ({})", self.method),
+            Reason::NoSeason => {
+                write!(f, "value {obs}: no seasonal period found ({})", self.method)
+            }
             Reason::Novel => match self.band {
                 Some((lo, hi)) => write!(
                     f,
@@ -107,10 +122,18 @@ impl fmt::Display for Score {
                     num(hi),
                     self.value
                 ),
-                None => write!(f, "value {obs}: a pattern never seen before (novelty score {:.2})", self.value),
+                None => write!(
+                    f,
+                    "value {obs}: a pattern never seen before (novelty score {:.2})",
+                    self.value
+                ),
             },
             _ => {
-                let side = if self.deviation >= 0.0 { "above" } else { "below" };
+                let side = if self.deviation >= 0.0 {
+                    "above"
+                } else {
+                    "below"
+                };
                 let what = match self.reason {
                     Reason::LevelShift => "level shift",
                     Reason::Spike => "spike",
@@ -129,7 +152,11 @@ impl fmt::Display for Score {
                     Reason::Spike => "step z",
                     _ => "robust z",
                 };
-                write!(f, " ({stat} {:.1}; {} score {:.2})", self.deviation, self.method, self.value)
+                write!(
+                    f,
+                    " ({stat} {:.1}; {} score {:.2})",
+                    self.deviation, self.method, self.value
+                )
             }
         }
     }
@@ -188,7 +215,7 @@ pub enum ModelConfig {
     Cusum(CusumConfig),
     Spike(SpikeConfig),
     Novelty(NoveltyConfig),
-    Ensemble(EnsembleConfig),
+    Ensemble(Box<EnsembleConfig>),
 }
 
 /// A configuration or name that does not describe a valid method.
@@ -201,7 +228,9 @@ pub enum ModelConfigError {
 }
 
 /// The names [`ModelConfig::by_name`] accepts.
-pub const METHOD_NAMES: &[&str] = &["robust", "seasonal", "cusum", "spike", "novelty", "ensemble"];
+pub const METHOD_NAMES: &[&str] = &[
+    "robust", "seasonal", "cusum", "spike", "novelty", "ensemble",
+];
 
 impl ModelConfig {
     /// The default configuration of the method called `name`.
@@ -212,8 +241,12 @@ impl ModelConfig {
             "cusum" => Self::Cusum(CusumConfig::default()),
             "spike" => Self::Spike(SpikeConfig::default()),
             "novelty" => Self::Novelty(NoveltyConfig::default()),
-            "ensemble" => Self::Ensemble(EnsembleConfig::default()),
-            other => return Err(ModelConfigError::UnknownMethod { name: other.to_string() }),
+            "ensemble" => Self::Ensemble(Box::default()),
+            other => {
+                return Err(ModelConfigError::UnknownMethod {
+                    name: other.to_string(),
+                });
+            }
         })
     }
 
@@ -225,13 +258,20 @@ impl ModelConfig {
             Self::Cusum(c) => Box::new(Cusum::new(c.clone())?),
             Self::Spike(c) => Box::new(Spike::new(c.clone())?),
             Self::Novelty(c) => Box::new(Novelty::new(c.clone())?),
-            Self::Ensemble(c) => Box::new(Ensemble::new(c.clone())?),
+            Self::Ensemble(c) => Box::new(Ensemble::new(EnsembleConfig::clone(c))?),
         })
     }
 }
 
 pub(crate) fn require(ok: bool, field: &'static str, reason: &str) -> Result<(), ModelConfigError> {
-    if ok { Ok(()) } else { Err(ModelConfigError::Invalid { field, reason: reason.to_string() }) }
+    if ok {
+        Ok(())
+    } else {
+        Err(ModelConfigError::Invalid {
+            field,
+            reason: reason.to_string(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -250,7 +290,10 @@ mod tests {
             method: "robust",
             reason: Reason::Deviation,
         };
-        assert_eq!(s.explanation(), "value 93.1 above expected 41 ± 6.2 (robust z 8.4; robust score 0.80)");
+        assert_eq!(
+            s.explanation(),
+            "value 93.1 above expected 41 ± 6.2 (robust z 8.4; robust score 0.80)"
+        );
     }
 
     #[test]

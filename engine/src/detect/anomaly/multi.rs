@@ -28,7 +28,13 @@ pub struct MultiMetricConfig {
 
 impl Default for MultiMetricConfig {
     fn default() -> Self {
-        Self { window: 288, min_points: 30, half_life: 288.0, ridge: 0.05, z_half: 4.0 }
+        Self {
+            window: 288,
+            min_points: 30,
+            half_life: 288.0,
+            ridge: 0.05,
+            z_half: 4.0,
+        }
     }
 }
 
@@ -82,12 +88,32 @@ pub struct MultiMetric {
 
 impl MultiMetric {
     pub fn new(names: Vec<String>, cfg: MultiMetricConfig) -> Result<Self, ModelConfigError> {
-        require(!names.is_empty() && names.len() <= 64, "series", "need 1 to 64 series")?;
+        require(
+            !names.is_empty() && names.len() <= 64,
+            "series",
+            "need 1 to 64 series",
+        )?;
         require(cfg.window >= 3, "window", "must be at least 3 points")?;
-        require(cfg.min_points >= 3 && cfg.min_points <= cfg.window, "min_points", "must be in 3..=window")?;
-        require(cfg.half_life.is_finite() && cfg.half_life >= 1.0, "half_life", "must be at least 1")?;
-        require(cfg.ridge.is_finite() && cfg.ridge > 0.0, "ridge", "must be a positive number")?;
-        require(cfg.z_half.is_finite() && cfg.z_half > 0.0, "z_half", "must be a positive number")?;
+        require(
+            cfg.min_points >= 3 && cfg.min_points <= cfg.window,
+            "min_points",
+            "must be in 3..=window",
+        )?;
+        require(
+            cfg.half_life.is_finite() && cfg.half_life >= 1.0,
+            "half_life",
+            "must be at least 1",
+        )?;
+        require(
+            cfg.ridge.is_finite() && cfg.ridge > 0.0,
+            "ridge",
+            "must be a positive number",
+        )?;
+        require(
+            cfg.z_half.is_finite() && cfg.z_half > 0.0,
+            "z_half",
+            "must be a positive number",
+        )?;
         let n = names.len();
         let mut cov = vec![0.0; n * n];
         for i in 0..n {
@@ -116,7 +142,10 @@ impl MultiMetric {
     pub fn update(&mut self, t: i64, xs: &[f64]) -> Result<MultiScore, MultiMetricError> {
         let n = self.names.len();
         if xs.len() != n {
-            return Err(MultiMetricError::WrongArity { expected: n, got: xs.len() });
+            return Err(MultiMetricError::WrongArity {
+                expected: n,
+                got: xs.len(),
+            });
         }
         let warm = self.seen >= self.cfg.min_points;
         for (i, &x) in xs.iter().enumerate() {
@@ -140,7 +169,13 @@ impl MultiMetric {
                 main_contributor: contributor.and_then(|i| self.names.get(i).cloned()),
             }
         } else {
-            MultiScore { t, value: 0.0, distance: 0.0, z: self.z.clone(), main_contributor: None }
+            MultiScore {
+                t,
+                value: 0.0,
+                distance: 0.0,
+                z: self.z.clone(),
+                main_contributor: None,
+            }
         };
         // Learn: covariance of z-vectors (clipped, so one outage does not wreck it).
         let a = self.alpha;
@@ -173,7 +208,11 @@ impl MultiMetric {
                 for k in 0..j {
                     s -= self.chol[i * n + k] * self.chol[j * n + k];
                 }
-                self.chol[i * n + j] = if i == j { s.max(1e-12).sqrt() } else { s / self.chol[j * n + j] };
+                self.chol[i * n + j] = if i == j {
+                    s.max(1e-12).sqrt()
+                } else {
+                    s / self.chol[j * n + j]
+                };
             }
         }
         // Forward substitution: L y = z - mean.
@@ -200,9 +239,17 @@ impl MultiMetric {
     pub fn state_bytes(&self) -> usize {
         let n = self.names.len();
         std::mem::size_of::<Self>()
-            + self.windows.iter().map(SortedWindow::state_bytes).sum::<usize>()
+            + self
+                .windows
+                .iter()
+                .map(SortedWindow::state_bytes)
+                .sum::<usize>()
             + (2 * n * n + 3 * n) * std::mem::size_of::<f64>()
-            + self.names.iter().map(|s| s.capacity() + std::mem::size_of::<String>()).sum::<usize>()
+            + self
+                .names
+                .iter()
+                .map(|s| s.capacity() + std::mem::size_of::<String>())
+                .sum::<usize>()
     }
 }
 
@@ -221,12 +268,21 @@ mod tests {
         };
         for i in 0..600 {
             let load = 100.0 + 30.0 * ((i % 50) as f64 / 50.0) + noise();
-            m.update(i, &[load, load * 0.5 + noise() * 0.2]).expect("arity");
+            m.update(i, &[load, load * 0.5 + noise() * 0.2])
+                .expect("arity");
         }
         let joint = m.update(600, &[160.0, 80.0]).expect("arity");
         let broken = m.update(601, &[100.0, 80.0]).expect("arity");
-        assert!(broken.value > joint.value, "{} vs {}", broken.explanation(), joint.explanation());
+        assert!(
+            broken.value > joint.value,
+            "{} vs {}",
+            broken.explanation(),
+            joint.explanation()
+        );
         assert_eq!(broken.main_contributor.as_deref(), Some("cpu"));
-        assert!(matches!(m.update(602, &[1.0]), Err(MultiMetricError::WrongArity { .. })));
+        assert!(matches!(
+            m.update(602, &[1.0]),
+            Err(MultiMetricError::WrongArity { .. })
+        ));
     }
 }

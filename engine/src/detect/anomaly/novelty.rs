@@ -30,7 +30,13 @@ pub struct NoveltyConfig {
 
 impl Default for NoveltyConfig {
     fn default() -> Self {
-        Self { bins: 12, order: 3, learn: 400, capacity: 1 << 14, rate_half_life: 500.0 }
+        Self {
+            bins: 12,
+            order: 3,
+            learn: 400,
+            capacity: 1 << 14,
+            rate_half_life: 500.0,
+        }
     }
 }
 
@@ -53,11 +59,27 @@ pub struct Novelty {
 
 impl Novelty {
     pub fn new(cfg: NoveltyConfig) -> Result<Self, ModelConfigError> {
-        require((2..=1000).contains(&cfg.bins), "bins", "must be in 2..=1000")?;
-        require((1..=MAX_ORDER).contains(&cfg.order), "order", "must be in 1..=16")?;
+        require(
+            (2..=1000).contains(&cfg.bins),
+            "bins",
+            "must be in 2..=1000",
+        )?;
+        require(
+            (1..=MAX_ORDER).contains(&cfg.order),
+            "order",
+            "must be in 1..=16",
+        )?;
         require(cfg.learn >= 2, "learn", "must be at least 2 points")?;
-        require((16..=1 << 24).contains(&cfg.capacity), "capacity", "must be in 16..=16777216")?;
-        require(cfg.rate_half_life.is_finite() && cfg.rate_half_life >= 1.0, "rate_half_life", "must be at least 1")?;
+        require(
+            (16..=1 << 24).contains(&cfg.capacity),
+            "capacity",
+            "must be in 16..=16777216",
+        )?;
+        require(
+            cfg.rate_half_life.is_finite() && cfg.rate_half_life >= 1.0,
+            "rate_half_life",
+            "must be at least 1",
+        )?;
         Ok(Self {
             lo: f64::INFINITY,
             hi: f64::NEG_INFINITY,

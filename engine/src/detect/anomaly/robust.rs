@@ -23,7 +23,13 @@ pub struct RobustConfig {
 
 impl Default for RobustConfig {
     fn default() -> Self {
-        Self { window: 288, min_points: 30, spread_share: 0.0, z_half: 4.0, band_z: 3.0 }
+        Self {
+            window: 288,
+            min_points: 30,
+            spread_share: 0.0,
+            z_half: 4.0,
+            band_z: 3.0,
+        }
     }
 }
 
@@ -36,12 +42,31 @@ pub struct RobustDeviation {
 
 impl RobustDeviation {
     pub fn new(cfg: RobustConfig) -> Result<Self, ModelConfigError> {
-        require(cfg.spread_share.is_finite() && (0.0..=1.0).contains(&cfg.spread_share), "spread_share", "must be in 0..=1")?;
+        require(
+            cfg.spread_share.is_finite() && (0.0..=1.0).contains(&cfg.spread_share),
+            "spread_share",
+            "must be in 0..=1",
+        )?;
         require(cfg.window >= 3, "window", "must be at least 3 points")?;
-        require(cfg.min_points >= 3 && cfg.min_points <= cfg.window, "min_points", "must be in 3..=window")?;
-        require(cfg.z_half.is_finite() && cfg.z_half > 0.0, "z_half", "must be a positive number")?;
-        require(cfg.band_z.is_finite() && cfg.band_z > 0.0, "band_z", "must be a positive number")?;
-        Ok(Self { window: SortedWindow::new(cfg.window), cfg })
+        require(
+            cfg.min_points >= 3 && cfg.min_points <= cfg.window,
+            "min_points",
+            "must be in 3..=window",
+        )?;
+        require(
+            cfg.z_half.is_finite() && cfg.z_half > 0.0,
+            "z_half",
+            "must be a positive number",
+        )?;
+        require(
+            cfg.band_z.is_finite() && cfg.band_z > 0.0,
+            "band_z",
+            "must be a positive number",
+        )?;
+        Ok(Self {
+            window: SortedWindow::new(cfg.window),
+            cfg,
+        })
     }
 
     /// The robust z of `x` against the current window, with the median and scale used.
@@ -51,7 +76,9 @@ impl RobustDeviation {
             return None;
         }
         let median = self.window.median()?;
-        let scale = self.window.robust_scale(median, median, self.cfg.spread_share);
+        let scale = self
+            .window
+            .robust_scale(median, median, self.cfg.spread_share);
         Some(((x - median) / scale, median, scale))
     }
 }
@@ -72,7 +99,10 @@ impl AnomalyMethod for RobustDeviation {
                 value: z_to_unit(z, self.cfg.z_half),
                 observed: x,
                 expected: Some(median),
-                band: Some((median - self.cfg.band_z * scale, median + self.cfg.band_z * scale)),
+                band: Some((
+                    median - self.cfg.band_z * scale,
+                    median + self.cfg.band_z * scale,
+                )),
                 deviation: z,
                 method: self.name(),
                 reason: Reason::Deviation,
@@ -83,6 +113,7 @@ impl AnomalyMethod for RobustDeviation {
     }
 
     fn state_bytes(&self) -> usize {
-        std::mem::size_of::<Self>() - std::mem::size_of::<SortedWindow>() + self.window.state_bytes()
+        std::mem::size_of::<Self>() - std::mem::size_of::<SortedWindow>()
+            + self.window.state_bytes()
     }
 }

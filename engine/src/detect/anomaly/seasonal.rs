@@ -42,7 +42,8 @@ impl Default for SeasonalConfig {
             reestimate_every: 288,
             min_acf: 0.3,
             residual_window: 288,
-            min_points: 30, spread_share: 0.0,
+            min_points: 30,
+            spread_share: 0.0,
             z_half: 4.0,
         }
     }
@@ -75,20 +76,48 @@ pub struct Seasonal {
 
 impl Seasonal {
     pub fn new(cfg: SeasonalConfig) -> Result<Self, ModelConfigError> {
-        require(cfg.spread_share.is_finite() && (0.0..=1.0).contains(&cfg.spread_share), "spread_share", "must be in 0..=1")?;
-        require(cfg.max_history >= 16, "max_history", "must be at least 16 points")?;
+        require(
+            cfg.spread_share.is_finite() && (0.0..=1.0).contains(&cfg.spread_share),
+            "spread_share",
+            "must be in 0..=1",
+        )?;
+        require(
+            cfg.max_history >= 16,
+            "max_history",
+            "must be at least 16 points",
+        )?;
         require(cfg.cycles >= 1, "cycles", "must be at least 1")?;
-        require(cfg.reestimate_every >= 1, "reestimate_every", "must be at least 1")?;
-        require(cfg.min_acf.is_finite() && cfg.min_acf < 1.0, "min_acf", "must be a number below 1")?;
-        require(cfg.residual_window >= 3, "residual_window", "must be at least 3")?;
+        require(
+            cfg.reestimate_every >= 1,
+            "reestimate_every",
+            "must be at least 1",
+        )?;
+        require(
+            cfg.min_acf.is_finite() && cfg.min_acf < 1.0,
+            "min_acf",
+            "must be a number below 1",
+        )?;
+        require(
+            cfg.residual_window >= 3,
+            "residual_window",
+            "must be at least 3",
+        )?;
         require(
             cfg.min_points >= 3 && cfg.min_points <= cfg.residual_window,
             "min_points",
             "must be in 3..=residual_window",
         )?;
-        require(cfg.z_half.is_finite() && cfg.z_half > 0.0, "z_half", "must be a positive number")?;
+        require(
+            cfg.z_half.is_finite() && cfg.z_half > 0.0,
+            "z_half",
+            "must be a positive number",
+        )?;
         if let Some(p) = cfg.period {
-            require(p >= 2 && p < cfg.max_history, "period", "must be in 2..max_history")?;
+            require(
+                p >= 2 && p < cfg.max_history,
+                "period",
+                "must be in 2..max_history",
+            )?;
         }
         Ok(Self {
             history: Ring::new(cfg.max_history),
@@ -110,7 +139,11 @@ impl Seasonal {
 
     /// How strongly seasonal the series is: the autocorrelation at the period (0 if none).
     pub fn strength(&self) -> f64 {
-        if self.period.is_some() { self.strength } else { 0.0 }
+        if self.period.is_some() {
+            self.strength
+        } else {
+            0.0
+        }
     }
 
     fn reestimate(&mut self) {
@@ -121,12 +154,18 @@ impl Seasonal {
         }
         let dts = &mut dts[..kept];
         dts.sort_by(f64::total_cmp);
-        let Some(dt) = dts.get(kept / 2).copied().filter(|d| *d > 0.0) else { return };
+        let Some(dt) = dts.get(kept / 2).copied().filter(|d| *d > 0.0) else {
+            return;
+        };
         self.history.copy_in_order(&mut self.scratch);
         let n = self.scratch.len();
         let mean = self.scratch.iter().sum::<f64>() / n as f64;
-        let var = self.scratch.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>();
-        if !(var > 0.0) || !var.is_finite() {
+        let var = self
+            .scratch
+            .iter()
+            .map(|x| (x - mean) * (x - mean))
+            .sum::<f64>();
+        if var.is_nan() || var <= 0.0 || !var.is_finite() {
             return;
         }
         // Candidates shortest first; a longer cycle must be clearly better to win, because a
@@ -142,7 +181,10 @@ impl Seasonal {
             // Coarse to fine: autocorrelation is smooth in the lag, so a strided pass and a
             // refinement around its best find the peak at a fraction of the cost (a weekly
             // search at 5-minute steps is ±40 lags over 4000 points).
-            let (first, last) = (center.saturating_sub(spread).max(2), (center + spread).min(n / 2));
+            let (first, last) = (
+                center.saturating_sub(spread).max(2),
+                (center + spread).min(n / 2),
+            );
             if first > last {
                 continue;
             }
@@ -160,7 +202,9 @@ impl Seasonal {
             if let Some((coarse, _)) = local
                 && stride > 1
             {
-                for lag in coarse.saturating_sub(stride - 1).max(first)..=(coarse + stride - 1).min(last) {
+                for lag in
+                    coarse.saturating_sub(stride - 1).max(first)..=(coarse + stride - 1).min(last)
+                {
                     if lag != coarse {
                         consider(lag, &mut local);
                     }
@@ -168,7 +212,9 @@ impl Seasonal {
             }
             // A true period repeats at its lag but not at half of it; a smooth series is
             // merely similar to itself an hour later, and also at half an hour.
-            let contrast = local.map_or(0.0, |(lag, acf)| acf - autocorrelation(&self.scratch, mean, var, lag / 2));
+            let contrast = local.map_or(0.0, |(lag, acf)| {
+                acf - autocorrelation(&self.scratch, mean, var, lag / 2)
+            });
             if let Some((lag, acf)) = local
                 && acf >= self.cfg.min_acf
                 && contrast >= MIN_HALF_PERIOD_CONTRAST
@@ -199,7 +245,11 @@ impl Seasonal {
         }
         let seen = &mut same_phase[..k];
         seen.sort_by(f64::total_cmp);
-        Some(if k % 2 == 1 { seen[k / 2] } else { 0.5 * (seen[k / 2 - 1] + seen[k / 2]) })
+        Some(if k % 2 == 1 {
+            seen[k / 2]
+        } else {
+            0.5 * (seen[k / 2 - 1] + seen[k / 2])
+        })
     }
 }
 
@@ -238,7 +288,9 @@ impl AnomalyMethod for Seasonal {
                 let residual = x - expected;
                 let score = match self.residuals.median() {
                     Some(mid) if self.residuals.len() >= self.cfg.min_points => {
-                        let scale = self.residuals.robust_scale(mid, expected, self.cfg.spread_share);
+                        let scale =
+                            self.residuals
+                                .robust_scale(mid, expected, self.cfg.spread_share);
                         let z = (residual - mid) / scale;
                         let centre = expected + mid;
                         Score {
@@ -290,7 +342,11 @@ mod tests {
 
     #[test]
     fn finds_a_daily_period_in_hourly_data() {
-        let mut s = Seasonal::new(SeasonalConfig { reestimate_every: 24, ..Default::default() }).expect("valid");
+        let mut s = Seasonal::new(SeasonalConfig {
+            reestimate_every: 24,
+            ..Default::default()
+        })
+        .expect("valid");
         for i in 0..24 * 20 {
             let x = 50.0 + 10.0 * (i as f64 * std::f64::consts::TAU / 24.0).sin();
             s.update(i * 3600, x);

@@ -23,7 +23,12 @@ pub struct SpikeConfig {
 
 impl Default for SpikeConfig {
     fn default() -> Self {
-        Self { window: 288, min_points: 30, spread_share: 0.0, z_half: 6.0 }
+        Self {
+            window: 288,
+            min_points: 30,
+            spread_share: 0.0,
+            z_half: 6.0,
+        }
     }
 }
 
@@ -37,11 +42,27 @@ pub struct Spike {
 
 impl Spike {
     pub fn new(cfg: SpikeConfig) -> Result<Self, ModelConfigError> {
-        require(cfg.spread_share.is_finite() && (0.0..=1.0).contains(&cfg.spread_share), "spread_share", "must be in 0..=1")?;
+        require(
+            cfg.spread_share.is_finite() && (0.0..=1.0).contains(&cfg.spread_share),
+            "spread_share",
+            "must be in 0..=1",
+        )?;
         require(cfg.window >= 3, "window", "must be at least 3 points")?;
-        require(cfg.min_points >= 3 && cfg.min_points <= cfg.window, "min_points", "must be in 3..=window")?;
-        require(cfg.z_half.is_finite() && cfg.z_half > 0.0, "z_half", "must be a positive number")?;
-        Ok(Self { steps: SortedWindow::new(cfg.window), previous: None, cfg })
+        require(
+            cfg.min_points >= 3 && cfg.min_points <= cfg.window,
+            "min_points",
+            "must be in 3..=window",
+        )?;
+        require(
+            cfg.z_half.is_finite() && cfg.z_half > 0.0,
+            "z_half",
+            "must be a positive number",
+        )?;
+        Ok(Self {
+            steps: SortedWindow::new(cfg.window),
+            previous: None,
+            cfg,
+        })
     }
 }
 
@@ -60,7 +81,9 @@ impl AnomalyMethod for Spike {
         let step = x - prev;
         let score = match (self.steps.len() >= self.cfg.min_points, self.steps.median()) {
             (true, Some(typical)) => {
-                let scale = self.steps.robust_scale(typical, prev, self.cfg.spread_share);
+                let scale = self
+                    .steps
+                    .robust_scale(typical, prev, self.cfg.spread_share);
                 let z = (step - typical) / scale;
                 let expected = prev + typical;
                 Score {

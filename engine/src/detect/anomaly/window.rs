@@ -106,7 +106,9 @@ impl SortedWindow {
         } else {
             0.0
         };
-        (1.4826 * mad).max(spread_share * spread).max(super::scale_floor(level))
+        (1.4826 * mad)
+            .max(spread_share * spread)
+            .max(super::scale_floor(level))
     }
 
     /// Fraction of stored values strictly below `x` (an empirical CDF).
@@ -137,7 +139,13 @@ impl SortedWindow {
 
 /// The k-th smallest (0-based) element of the union of two ascending sequences given as
 /// index functions, in O(log(min)) steps.
-fn kth_of_two(na: usize, nb: usize, k: usize, a: impl Fn(usize) -> f64, b: impl Fn(usize) -> f64) -> f64 {
+fn kth_of_two(
+    na: usize,
+    nb: usize,
+    k: usize,
+    a: impl Fn(usize) -> f64,
+    b: impl Fn(usize) -> f64,
+) -> f64 {
     // Take i elements from a and k+1-i from b; find i with a[i-1] <= b[k+1-i] and b[k-i] <= a[i].
     let want = k + 1;
     let mut lo = want.saturating_sub(nb);
@@ -169,7 +177,11 @@ pub struct Ring {
 
 impl Ring {
     pub fn new(capacity: usize) -> Self {
-        Self { buf: vec![0.0; capacity.max(1)], head: 0, len: 0 }
+        Self {
+            buf: vec![0.0; capacity.max(1)],
+            head: 0,
+            len: 0,
+        }
     }
 
     pub fn push(&mut self, x: f64) {
@@ -238,7 +250,9 @@ mod tests {
         let mut hist = Vec::new();
         let mut seed = 12345u64;
         for _ in 0..200 {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let x = ((seed >> 33) % 100) as f64;
             w.push(x);
             hist.push(x);

@@ -57,20 +57,29 @@ impl FeatureExtractor {
 
     /// Feature names, in the order of [`FeatureExtractor::extract`].
     pub fn names() -> Vec<String> {
-        METRIC_NAMES.iter().flat_map(|m| STATS.iter().map(move |s| format!("{m}_{s}"))).collect()
+        METRIC_NAMES
+            .iter()
+            .flat_map(|m| STATS.iter().map(move |s| format!("{m}_{s}")))
+            .collect()
     }
 
     /// Features of the last `window` samples of `history`.
     pub fn extract(&self, history: &[Sample]) -> Result<[f64; FEATURE_COUNT], FeatureError> {
         if history.len() < self.window {
-            return Err(FeatureError::ShortWindow { needed: self.window, got: history.len() });
+            return Err(FeatureError::ShortWindow {
+                needed: self.window,
+                got: history.len(),
+            });
         }
         let start = history.len() - self.window;
         let win = &history[start..];
         for (i, s) in win.iter().enumerate() {
             for (m, v) in s.metrics().iter().enumerate() {
                 if !v.is_finite() {
-                    return Err(FeatureError::NonFinite { index: start + i, metric: METRIC_NAMES[m] });
+                    return Err(FeatureError::NonFinite {
+                        index: start + i,
+                        metric: METRIC_NAMES[m],
+                    });
                 }
             }
         }
@@ -83,10 +92,20 @@ impl FeatureExtractor {
             let mean = vals.clone().sum::<f64>() / n;
             let max = vals.clone().fold(f64::NEG_INFINITY, f64::max);
             let var = vals.clone().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-            let sxy: f64 = vals.clone().enumerate().map(|(i, v)| (i as f64 - x_mean) * (v - mean)).sum();
+            let sxy: f64 = vals
+                .clone()
+                .enumerate()
+                .map(|(i, v)| (i as f64 - x_mean) * (v - mean))
+                .sum();
             let last = win[win.len() - 1].metrics()[m];
             let base = m * STATS.len();
-            out[base..base + STATS.len()].copy_from_slice(&[last, mean, max, var.sqrt(), sxy / sxx]);
+            out[base..base + STATS.len()].copy_from_slice(&[
+                last,
+                mean,
+                max,
+                var.sqrt(),
+                sxy / sxx,
+            ]);
         }
         Ok(out)
     }

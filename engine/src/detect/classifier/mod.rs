@@ -61,11 +61,18 @@ pub enum ClassifierError {
     #[error("need {needed} examples, got {got}")]
     TooFewExamples { needed: usize, got: usize },
     #[error("the {split} set has only one class ({positives} failures of {total}); need both")]
-    OneClass { split: &'static str, positives: usize, total: usize },
+    OneClass {
+        split: &'static str,
+        positives: usize,
+        total: usize,
+    },
     #[error("example {index}: feature {feature} is not finite")]
     NonFinite { index: usize, feature: usize },
     #[error("invalid training parameter {field}: {reason}")]
-    Invalid { field: &'static str, reason: &'static str },
+    Invalid {
+        field: &'static str,
+        reason: &'static str,
+    },
     #[error("training failed: {0}")]
     Training(String),
     #[error(
@@ -101,11 +108,27 @@ impl Quality {
                 (false, false) => tn += 1,
             }
         }
-        let ratio = |a: usize, b: usize| if a + b == 0 { 0.0 } else { a as f64 / (a + b) as f64 };
+        let ratio = |a: usize, b: usize| {
+            if a + b == 0 {
+                0.0
+            } else {
+                a as f64 / (a + b) as f64
+            }
+        };
         let precision = ratio(tp, fp);
         let recall = ratio(tp, fn_);
-        let f1 = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
-        Self { precision, recall, f1, accuracy: ratio(tp + tn, fp + fn_), support: predicted.len() }
+        let f1 = if precision + recall > 0.0 {
+            2.0 * precision * recall / (precision + recall)
+        } else {
+            0.0
+        };
+        Self {
+            precision,
+            recall,
+            f1,
+            accuracy: ratio(tp + tn, fp + fn_),
+            support: predicted.len(),
+        }
     }
 }
 
@@ -121,11 +144,24 @@ pub struct ThresholdRule {
 
 impl ThresholdRule {
     pub fn predict(&self, x: &[f64]) -> bool {
-        x.get(self.feature).is_some_and(|v| if self.above { *v > self.threshold } else { *v <= self.threshold })
+        x.get(self.feature).is_some_and(|v| {
+            if self.above {
+                *v > self.threshold
+            } else {
+                *v <= self.threshold
+            }
+        })
     }
 
     fn learn(xs: &[[f64; FEATURE_COUNT]], ys: &[bool]) -> Self {
-        let mut best = (Self { feature: 0, threshold: f64::INFINITY, above: true }, -1.0);
+        let mut best = (
+            Self {
+                feature: 0,
+                threshold: f64::INFINITY,
+                above: true,
+            },
+            -1.0,
+        );
         for f in 0..FEATURE_COUNT {
             let mut vals: Vec<f64> = xs.iter().map(|x| x[f]).collect();
             vals.sort_by(f64::total_cmp);
@@ -133,7 +169,11 @@ impl ThresholdRule {
             let step = (vals.len() / 64).max(1);
             for &thr in vals.iter().step_by(step) {
                 for above in [true, false] {
-                    let rule = Self { feature: f, threshold: thr, above };
+                    let rule = Self {
+                        feature: f,
+                        threshold: thr,
+                        above,
+                    };
                     let pred: Vec<bool> = xs.iter().map(|x| rule.predict(x)).collect();
                     let f1 = Quality::of(&pred, ys).f1;
                     if f1 > best.1 {
@@ -214,11 +254,18 @@ impl FailureModel {
         if cfg.max_depth == 0 {
             return invalid("max_depth", "must be at least 1");
         }
-        if !(cfg.bootstrap > 0.0 && cfg.bootstrap <= 1.0) || !(cfg.feature_share > 0.0 && cfg.feature_share <= 1.0) {
+        let share = |v: f64| v > 0.0 && v <= 1.0;
+        if !share(cfg.bootstrap) || !share(cfg.feature_share) {
             return invalid("bootstrap/feature_share", "must be in (0, 1]");
         }
-        if !(cfg.train_share > 0.0 && cfg.validation_share > 0.0 && cfg.train_share + cfg.validation_share < 1.0) {
-            return invalid("train_share/validation_share", "must be positive and sum below 1");
+        if !(cfg.train_share > 0.0
+            && cfg.validation_share > 0.0
+            && cfg.train_share + cfg.validation_share < 1.0)
+        {
+            return invalid(
+                "train_share/validation_share",
+                "must be positive and sum below 1",
+            );
         }
         if !(cfg.min_confidence >= 0.5 && cfg.min_confidence <= 1.0) {
             return invalid("min_confidence", "must be in 0.5..=1");
@@ -229,7 +276,10 @@ impl FailureModel {
         }
         for (i, x) in xs.iter().enumerate() {
             if let Some(f) = x.iter().position(|v| !v.is_finite()) {
-                return Err(ClassifierError::NonFinite { index: i, feature: f });
+                return Err(ClassifierError::NonFinite {
+                    index: i,
+                    feature: f,
+                });
             }
         }
         let a = (n as f64 * cfg.train_share) as usize;
@@ -238,7 +288,11 @@ impl FailureModel {
         for (split, lo, hi) in splits {
             let positives = ys[lo..hi].iter().filter(|y| **y).count();
             if positives == 0 || positives == hi - lo {
-                return Err(ClassifierError::OneClass { split, positives, total: hi - lo });
+                return Err(ClassifierError::OneClass {
+                    split,
+                    positives,
+                    total: hi - lo,
+                });
             }
         }
         let targets: Array1<usize> = ys[..a].iter().map(|y| usize::from(*y)).collect();
@@ -250,7 +304,9 @@ impl FailureModel {
         .ensemble_size(cfg.trees)
         .bootstrap_proportion(cfg.bootstrap)
         .feature_proportion(cfg.feature_share);
-        let learnt = params.fit(&train).map_err(|e| ClassifierError::Training(e.to_string()))?;
+        let learnt = params
+            .fit(&train)
+            .map_err(|e| ClassifierError::Training(e.to_string()))?;
         let baseline = ThresholdRule::learn(&xs[..a], &ys[..a]);
         let mut model = Self {
             format: MODEL_FORMAT,
@@ -271,13 +327,23 @@ impl FailureModel {
             },
         };
         let quality = |m: &Self, lo: usize, hi: usize| {
-            let pred: Vec<bool> = m.predict_batch(&xs[lo..hi]).iter().map(|p| p.raise).collect();
+            let pred: Vec<bool> = m
+                .predict_batch(&xs[lo..hi])
+                .iter()
+                .map(|p| p.raise)
+                .collect();
             let base: Vec<bool> = xs[lo..hi].iter().map(|x| m.baseline.predict(x)).collect();
-            (Quality::of(&pred, &ys[lo..hi]), Quality::of(&base, &ys[lo..hi]))
+            (
+                Quality::of(&pred, &ys[lo..hi]),
+                Quality::of(&base, &ys[lo..hi]),
+            )
         };
         let (vm, vb) = quality(&model, a, b);
         if vm.f1 <= vb.f1 {
-            return Err(ClassifierError::WorseThanBaseline { model: vm.f1, baseline: vb.f1 });
+            return Err(ClassifierError::WorseThanBaseline {
+                model: vm.f1,
+                baseline: vb.f1,
+            });
         }
         let (hm, hb) = quality(&model, b, n);
         let majority_failure = ys[..a].iter().filter(|y| **y).count() * 2 > a;
@@ -304,16 +370,25 @@ impl FailureModel {
             }
         }
         let total = self.trees.len().max(1) as f64;
-        votes.into_iter().map(|v| self.verdict(v as f64 / total)).collect()
+        votes
+            .into_iter()
+            .map(|v| self.verdict(v as f64 / total))
+            .collect()
     }
 
     /// Prediction for one window's features.
     pub fn predict(&self, x: &[f64]) -> Result<Prediction, ClassifierError> {
-        let row: [f64; FEATURE_COUNT] = x
-            .try_into()
-            .map_err(|_| ClassifierError::WrongFeatureCount { expected: FEATURE_COUNT, got: x.len() })?;
+        let row: [f64; FEATURE_COUNT] =
+            x.try_into()
+                .map_err(|_| ClassifierError::WrongFeatureCount {
+                    expected: FEATURE_COUNT,
+                    got: x.len(),
+                })?;
         if let Some(f) = row.iter().position(|v| !v.is_finite()) {
-            return Err(ClassifierError::NonFinite { index: 0, feature: f });
+            return Err(ClassifierError::NonFinite {
+                index: 0,
+                feature: f,
+            });
         }
         Ok(self.predict_batch(&[row])[0])
     }
@@ -326,8 +401,17 @@ impl FailureModel {
 
     fn verdict(&self, probability: f64) -> Prediction {
         let failure = probability >= 0.5;
-        let confidence = if failure { probability } else { 1.0 - probability };
-        Prediction { failure, probability, confidence, raise: failure && confidence >= self.min_confidence }
+        let confidence = if failure {
+            probability
+        } else {
+            1.0 - probability
+        };
+        Prediction {
+            failure,
+            probability,
+            confidence,
+            raise: failure && confidence >= self.min_confidence,
+        }
     }
 
     /// Serialised bytes (JSON) for the store.
@@ -341,15 +425,25 @@ impl FailureModel {
         struct Header {
             format: u32,
         }
-        let header: Header = serde_json::from_slice(bytes).map_err(|e| ClassifierError::Decode(e.to_string()))?;
+        let header: Header =
+            serde_json::from_slice(bytes).map_err(|e| ClassifierError::Decode(e.to_string()))?;
         if header.format != MODEL_FORMAT {
-            return Err(ClassifierError::UnsupportedFormat { found: header.format });
+            return Err(ClassifierError::UnsupportedFormat {
+                found: header.format,
+            });
         }
-        let model: Self = serde_json::from_slice(bytes).map_err(|e| ClassifierError::Decode(e.to_string()))?;
+        let model: Self =
+            serde_json::from_slice(bytes).map_err(|e| ClassifierError::Decode(e.to_string()))?;
         if model.trees.len() != model.tree_features.len()
-            || model.tree_features.iter().flatten().any(|f| *f >= FEATURE_COUNT)
+            || model
+                .tree_features
+                .iter()
+                .flatten()
+                .any(|f| *f >= FEATURE_COUNT)
         {
-            return Err(ClassifierError::Decode("trees and their feature lists do not match".to_string()));
+            return Err(ClassifierError::Decode(
+                "trees and their feature lists do not match".to_string(),
+            ));
         }
         Ok(model)
     }
@@ -421,13 +515,27 @@ mod tests {
     fn features_have_names_and_refuse_bad_windows() {
         assert_eq!(FeatureExtractor::names().len(), FEATURE_COUNT);
         let fx = FeatureExtractor::new(3).expect("valid");
-        let s = Sample { cpu: 1.0, memory: 2.0, disk_io: 3.0, error_rate: 0.0 };
-        assert!(matches!(fx.extract(&[s]), Err(FeatureError::ShortWindow { .. })));
+        let s = Sample {
+            cpu: 1.0,
+            memory: 2.0,
+            disk_io: 3.0,
+            error_rate: 0.0,
+        };
+        assert!(matches!(
+            fx.extract(&[s]),
+            Err(FeatureError::ShortWindow { .. })
+        ));
         let bad = Sample { cpu: f64::NAN, ..s };
-        assert!(matches!(fx.extract(&[s, s, bad]), Err(FeatureError::NonFinite { index: 2, .. })));
+        assert!(matches!(
+            fx.extract(&[s, s, bad]),
+            Err(FeatureError::NonFinite { index: 2, .. })
+        ));
         let rising = [s, Sample { memory: 4.0, ..s }, Sample { memory: 6.0, ..s }];
         let f = fx.extract(&rising).expect("valid");
-        assert!((f[5 + 4] - 2.0).abs() < 1e-12, "memory slope is 2 per sample");
+        assert!(
+            (f[5 + 4] - 2.0).abs() < 1e-12,
+            "memory slope is 2 per sample"
+        );
         assert!(FeatureExtractor::new(1).is_err());
     }
 }

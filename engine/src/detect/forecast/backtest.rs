@@ -29,7 +29,11 @@ pub struct BacktestReport {
 
 impl std::fmt::Display for BacktestReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "{:>10} {:>6} {:>7} {:>7} {:>7} {:>9} {:>7}", "horizon", "n", "≤10%", "≤15%", "≤20%", "coverage", "MAPE")?;
+        writeln!(
+            f,
+            "{:>10} {:>6} {:>7} {:>7} {:>7} {:>9} {:>7}",
+            "horizon", "n", "≤10%", "≤15%", "≤20%", "coverage", "MAPE"
+        )?;
         for h in &self.horizons {
             writeln!(
                 f,
@@ -63,10 +67,18 @@ pub fn backtest(
     let last_t = points.last().map_or(0, |p| p.0);
     // The last origin whose longest horizon is still inside the data.
     let last_origin = points.partition_point(|p| p.0 + longest <= last_t);
-    if n < min_train.max(3) || last_origin <= min_train || origins == 0 || last_t - first_t <= longest {
-        return Err(ForecastError::TooShort { got: n, needed: min_train.max(3) + 1 });
+    if n < min_train.max(3)
+        || last_origin <= min_train
+        || origins == 0
+        || last_t - first_t <= longest
+    {
+        return Err(ForecastError::TooShort {
+            got: n,
+            needed: min_train.max(3) + 1,
+        });
     }
-    let mut acc: Vec<(usize, usize, usize, usize, usize, f64)> = vec![(0, 0, 0, 0, 0, 0.0); horizons_secs.len()];
+    let mut acc: Vec<(usize, usize, usize, usize, usize, f64)> =
+        vec![(0, 0, 0, 0, 0, 0.0); horizons_secs.len()];
     let span = last_origin - min_train;
     for o in 0..origins {
         let origin = min_train + span * o / origins.max(1);
@@ -75,7 +87,9 @@ pub fn backtest(
         for (k, &h) in horizons_secs.iter().enumerate() {
             let target = model.last_t + h;
             let i = points.partition_point(|p| p.0 < target - half_step);
-            let Some(&(t, actual)) = points.get(i) else { continue };
+            let Some(&(t, actual)) = points.get(i) else {
+                continue;
+            };
             if (t - target).abs() > half_step.max(0) {
                 continue;
             }
@@ -106,5 +120,8 @@ pub fn backtest(
             }
         })
         .collect();
-    Ok(BacktestReport { level: cfg.level, horizons })
+    Ok(BacktestReport {
+        level: cfg.level,
+        horizons,
+    })
 }

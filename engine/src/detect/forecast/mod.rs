@@ -36,7 +36,13 @@ pub struct ForecastConfig {
 
 impl Default for ForecastConfig {
     fn default() -> Self {
-        Self { level: 0.8, period: None, fit_window: None, seasonal: true, min_points: 10 }
+        Self {
+            level: 0.8,
+            period: None,
+            fit_window: None,
+            seasonal: true,
+            min_points: 10,
+        }
     }
 }
 
@@ -50,7 +56,10 @@ pub enum ForecastError {
     #[error("point {index}: timestamps must strictly increase")]
     NotIncreasing { index: usize },
     #[error("invalid forecast parameter {field}: {reason}")]
-    Invalid { field: &'static str, reason: &'static str },
+    Invalid {
+        field: &'static str,
+        reason: &'static str,
+    },
 }
 
 /// One forecast step.
@@ -111,9 +120,19 @@ impl fmt::Display for Exhaustion {
         match self.eta_secs {
             Some(0) => write!(f, "limit {} already reached", self.limit),
             Some(eta) => {
-                write!(f, "limit {} reached in {}, {pct}% interval ", self.limit, format_duration(eta))?;
-                let lo = self.earliest_secs.map_or("now".to_string(), format_duration);
-                let hi = self.latest_secs.map_or(format!("beyond {}", format_duration(self.searched_secs)), format_duration);
+                write!(
+                    f,
+                    "limit {} reached in {}, {pct}% interval ",
+                    self.limit,
+                    format_duration(eta)
+                )?;
+                let lo = self
+                    .earliest_secs
+                    .map_or("now".to_string(), format_duration);
+                let hi = self.latest_secs.map_or(
+                    format!("beyond {}", format_duration(self.searched_secs)),
+                    format_duration,
+                );
                 write!(f, "{lo} – {hi}")
             }
             None => match self.earliest_secs {
@@ -124,7 +143,12 @@ impl fmt::Display for Exhaustion {
                     format_duration(self.searched_secs),
                     format_duration(e)
                 ),
-                None => write!(f, "limit {} not reached within {}", self.limit, format_duration(self.searched_secs)),
+                None => write!(
+                    f,
+                    "limit {} not reached within {}",
+                    self.limit,
+                    format_duration(self.searched_secs)
+                ),
             },
         }
     }
@@ -166,14 +190,40 @@ pub fn parse_duration(text: &str) -> Option<i64> {
 /// approximation of the inverse CDF; error < 1.2e-9, plenty for intervals).
 pub fn normal_quantile(p: f64) -> f64 {
     let p = p.clamp(1e-12, 1.0 - 1e-12);
-    const A: [f64; 6] = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.383577518672690e2, -3.066479806614716e1, 2.506628277459239];
-    const B: [f64; 5] = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
-    const C: [f64; 6] = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
-    const D: [f64; 4] = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
+    const A: [f64; 6] = [
+        -3.969683028665376e1,
+        2.209460984245205e2,
+        -2.759285104469687e2,
+        1.383_577_518_672_69e2,
+        -3.066479806614716e1,
+        2.506628277459239,
+    ];
+    const B: [f64; 5] = [
+        -5.447609879822406e1,
+        1.615858368580409e2,
+        -1.556989798598866e2,
+        6.680131188771972e1,
+        -1.328068155288572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784894002430293e-3,
+        -3.223964580411365e-1,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    ];
+    const D: [f64; 4] = [
+        7.784695709041462e-3,
+        3.224671290700398e-1,
+        2.445134137142996,
+        3.754408661907416,
+    ];
     let pl = 0.02425;
     if p < pl {
         let q = (-2.0 * p.ln()).sqrt();
-        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5]) / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
     } else if p <= 1.0 - pl {
         let q = p - 0.5;
         let r = q * q;
@@ -190,7 +240,11 @@ fn median_of(v: &mut [f64]) -> f64 {
     }
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
 }
 
 fn acf(x: &[f64], lag: usize) -> f64 {
@@ -200,21 +254,30 @@ fn acf(x: &[f64], lag: usize) -> f64 {
     }
     let mean = x.iter().sum::<f64>() / n as f64;
     let var: f64 = x.iter().map(|v| (v - mean).powi(2)).sum();
-    if !(var > 0.0) {
+    if var.is_nan() || var <= 0.0 {
         return 0.0;
     }
-    (0..n - lag).map(|i| (x[i] - mean) * (x[i + lag] - mean)).sum::<f64>() / var
+    (0..n - lag)
+        .map(|i| (x[i] - mean) * (x[i + lag] - mean))
+        .sum::<f64>()
+        / var
 }
 
 impl Forecaster {
     /// Fits the model to points with strictly increasing timestamps and finite values.
     pub fn fit(points: &[(i64, f64)], cfg: &ForecastConfig) -> Result<Self, ForecastError> {
         if !(cfg.level > 0.0 && cfg.level < 1.0) {
-            return Err(ForecastError::Invalid { field: "level", reason: "must be between 0 and 1" });
+            return Err(ForecastError::Invalid {
+                field: "level",
+                reason: "must be between 0 and 1",
+            });
         }
         let needed = cfg.min_points.max(3);
         if points.len() < needed {
-            return Err(ForecastError::TooShort { got: points.len(), needed });
+            return Err(ForecastError::TooShort {
+                got: points.len(),
+                needed,
+            });
         }
         for (i, w) in points.windows(2).enumerate() {
             if w[1].0 <= w[0].0 {
@@ -224,14 +287,19 @@ impl Forecaster {
         if let Some(i) = points.iter().position(|p| !p.1.is_finite()) {
             return Err(ForecastError::NonFinite { index: i });
         }
-        let start = cfg.fit_window.map_or(0, |w| points.len().saturating_sub(w.max(needed)));
+        let start = cfg
+            .fit_window
+            .map_or(0, |w| points.len().saturating_sub(w.max(needed)));
         let pts = &points[start..];
         let n = pts.len();
         let mut dts: Vec<f64> = pts.windows(2).map(|w| (w[1].0 - w[0].0) as f64).collect();
         let step = median_of(&mut dts).max(1.0);
         // Sample index from time, so gaps keep the phase right.
         let t0 = pts[0].0;
-        let idx: Vec<f64> = pts.iter().map(|p| ((p.0 - t0) as f64 / step).round()).collect();
+        let idx: Vec<f64> = pts
+            .iter()
+            .map(|p| ((p.0 - t0) as f64 / step).round())
+            .collect();
         let y: Vec<f64> = pts.iter().map(|p| p.1).collect();
         // Work on the regular grid implied by idx: positions may skip (gaps).
         let span = idx.last().copied().unwrap_or(0.0) as usize + 1;
@@ -242,7 +310,13 @@ impl Forecaster {
             // Fit y - seasonal on the true indices (not positions) by mapping through idx.
             let sw: f64 = w.iter().sum::<f64>().max(1e-12);
             let mx = idx.iter().zip(w).map(|(i, wi)| wi * i).sum::<f64>() / sw;
-            let my = y.iter().zip(seasonal).zip(w).map(|((yi, si), wi)| wi * (yi - si)).sum::<f64>() / sw;
+            let my = y
+                .iter()
+                .zip(seasonal)
+                .zip(w)
+                .map(|((yi, si), wi)| wi * (yi - si))
+                .sum::<f64>()
+                / sw;
             let (mut sxx, mut sxy) = (0.0, 0.0);
             for k in 0..n {
                 let dx = idx[k] - mx;
@@ -294,7 +368,11 @@ impl Forecaster {
                     cnt[ph] += w[k];
                 }
                 for ph in 0..p {
-                    profile[ph] = if cnt[ph] > 0.0 { sum[ph] / cnt[ph] } else { 0.0 };
+                    profile[ph] = if cnt[ph] > 0.0 {
+                        sum[ph] / cnt[ph]
+                    } else {
+                        0.0
+                    };
                 }
                 let mean = profile.iter().sum::<f64>() / p as f64;
                 profile.iter_mut().for_each(|v| *v -= mean);
@@ -304,7 +382,9 @@ impl Forecaster {
             }
             (my, slope, mx, sxx) = line(&seasonal, &w);
             // Huber weights from the residuals.
-            let resid: Vec<f64> = (0..n).map(|k| y[k] - seasonal[k] - (my + slope * (idx[k] - mx))).collect();
+            let resid: Vec<f64> = (0..n)
+                .map(|k| y[k] - seasonal[k] - (my + slope * (idx[k] - mx)))
+                .collect();
             let mut abs: Vec<f64> = resid.iter().map(|r| r.abs()).collect();
             let s = (1.4826 * median_of(&mut abs)).max(1e-12);
             for k in 0..n {
@@ -312,7 +392,9 @@ impl Forecaster {
                 w[k] = if u <= 1.0 { 1.0 } else { 1.0 / u };
             }
         }
-        let resid: Vec<f64> = (0..n).map(|k| y[k] - seasonal[k] - (my + slope * (idx[k] - mx))).collect();
+        let resid: Vec<f64> = (0..n)
+            .map(|k| y[k] - seasonal[k] - (my + slope * (idx[k] - mx)))
+            .collect();
         let mut abs: Vec<f64> = resid.iter().map(|r| r.abs()).collect();
         let robust_sigma = 1.4826 * median_of(&mut abs);
         let rms = (resid.iter().map(|r| r * r).sum::<f64>() / n as f64).sqrt();
@@ -321,7 +403,11 @@ impl Forecaster {
         let rho = if n > 2 {
             let num: f64 = resid.windows(2).map(|w| w[0] * w[1]).sum();
             let den: f64 = resid.iter().map(|r| r * r).sum();
-            if den > 0.0 { (num / den).clamp(0.0, 0.99) } else { 0.0 }
+            if den > 0.0 {
+                (num / den).clamp(0.0, 0.99)
+            } else {
+                0.0
+            }
         } else {
             0.0
         };
@@ -361,15 +447,26 @@ impl Forecaster {
         let trend_var = self.sigma.powi(2) * (1.0 / self.n as f64 + dx * dx / self.sxx.max(1e-12));
         let sd = ((self.sigma.powi(2) + trend_var) * self.inflation).sqrt();
         let half = self.z * sd;
-        ForecastPoint { t: self.last_t + h * self.step_secs, value, low: value - half, high: value + half }
+        ForecastPoint {
+            t: self.last_t + h * self.step_secs,
+            value,
+            low: value - half,
+            high: value + half,
+        }
     }
 
     /// The forecast from the next sample up to `horizon_secs`, thinned to at most ~500 points.
     pub fn forecast(&self, horizon_secs: i64) -> Vec<ForecastPoint> {
         let steps = (horizon_secs / self.step_secs.max(1)).max(1);
         let stride = (steps / 500).max(1);
-        let mut out: Vec<ForecastPoint> = (1..=steps).step_by(stride as usize).map(|h| self.at_step(h)).collect();
-        if out.last().is_none_or(|p| p.t != self.last_t + steps * self.step_secs) {
+        let mut out: Vec<ForecastPoint> = (1..=steps)
+            .step_by(stride as usize)
+            .map(|h| self.at_step(h))
+            .collect();
+        if out
+            .last()
+            .is_none_or(|p| p.t != self.last_t + steps * self.step_secs)
+        {
             out.push(self.at_step(steps));
         }
         out
@@ -377,7 +474,11 @@ impl Forecaster {
 
     /// The forecast `secs` after the last point.
     pub fn at(&self, secs: i64) -> ForecastPoint {
-        self.at_step((secs as f64 / self.step_secs.max(1) as f64).round().max(1.0) as i64)
+        self.at_step(
+            (secs as f64 / self.step_secs.max(1) as f64)
+                .round()
+                .max(1.0) as i64,
+        )
     }
 
     /// When the series reaches `limit` (upwards if it is above the current level, downwards
@@ -400,7 +501,11 @@ impl Forecaster {
             }
             let p = self.at_step(h);
             let half = (p.high - p.value) / self.z.max(1e-12) * z;
-            let (optimistic, pessimistic) = if rising { (p.value + half, p.value - half) } else { (p.value - half, p.value + half) };
+            let (optimistic, pessimistic) = if rising {
+                (p.value + half, p.value - half)
+            } else {
+                (p.value - half, p.value + half)
+            };
             if eta.is_none() && reached(p.value) {
                 eta = Some(h * step);
             }
@@ -425,7 +530,10 @@ impl Forecaster {
     pub fn summary(&self) -> String {
         let per_day = self.slope * 86_400.0 / self.step_secs.max(1) as f64;
         let season = match self.period() {
-            Some(p) => format!("seasonal period {}", format_duration(p as i64 * self.step_secs)),
+            Some(p) => format!(
+                "seasonal period {}",
+                format_duration(p as i64 * self.step_secs)
+            ),
             None => "no seasonality".to_string(),
         };
         format!(
@@ -454,12 +562,21 @@ mod tests {
     #[test]
     fn bad_series_are_refused() {
         let cfg = ForecastConfig::default();
-        assert!(matches!(Forecaster::fit(&[(1, 1.0)], &cfg), Err(ForecastError::TooShort { .. })));
+        assert!(matches!(
+            Forecaster::fit(&[(1, 1.0)], &cfg),
+            Err(ForecastError::TooShort { .. })
+        ));
         let mut pts: Vec<(i64, f64)> = (0..20).map(|i| (i, 1.0)).collect();
         pts[5].1 = f64::NAN;
-        assert_eq!(Forecaster::fit(&pts, &cfg).err(), Some(ForecastError::NonFinite { index: 5 }));
+        assert_eq!(
+            Forecaster::fit(&pts, &cfg).err(),
+            Some(ForecastError::NonFinite { index: 5 })
+        );
         pts[5] = (4, 1.0);
-        assert_eq!(Forecaster::fit(&pts, &cfg).err(), Some(ForecastError::NotIncreasing { index: 5 }));
+        assert_eq!(
+            Forecaster::fit(&pts, &cfg).err(),
+            Some(ForecastError::NotIncreasing { index: 5 })
+        );
         // Constant series: forecasts the constant with a tiny band, never reaches a higher limit.
         let flat: Vec<(i64, f64)> = (0..50).map(|i| (i * 60, 5.0)).collect();
         let m = Forecaster::fit(&flat, &cfg).expect("fits");
