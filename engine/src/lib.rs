@@ -5,6 +5,8 @@
 pub mod detect;
 pub mod exec;
 pub mod graph;
+pub mod plugin;
 pub mod policy;
 pub mod runbook;
+pub mod schedule;
 pub mod store;

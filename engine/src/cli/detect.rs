@@ -33,42 +33,6 @@ pub struct DetectArgs {
     /// overrides --model.
     #[arg(long)]
     pub model_config: Option<String>,
-    #[arg(long, value_enum, default_value = "table")]
-    pub output: DetectOutput,
-}
-
-/// `vigil detect …` and `vigil forecast …`, parsed on their own because their `--output`
-/// (table|json|nab) differs from the global one.
-#[derive(Debug, clap::Parser)]
-#[command(name = "vigil")]
-struct DetectCli {
-    #[command(subcommand)]
-    command: DetectCommand,
-}
-
-#[derive(Debug, clap::Subcommand)]
-enum DetectCommand {
-    /// Score a timestamp,value CSV for anomalies.
-    Detect(DetectArgs),
-    /// Forecast a timestamp,value CSV and the time until a limit is reached.
-    Forecast(ForecastArgs),
-}
-
-/// Runs `detect`/`forecast` when they are the subcommand; `None` otherwise.
-pub fn dispatch() -> Option<ExitCode> {
-    let sub = std::env::args_os().nth(1)?;
-    if sub != "detect" && sub != "forecast" {
-        return None;
-    }
-    let parsed = <DetectCli as clap::Parser>::parse();
-    let result = match &parsed.command {
-        DetectCommand::Detect(args) => run_detect(args),
-        DetectCommand::Forecast(args) => run_forecast(args),
-    };
-    Some(result.unwrap_or_else(|e| {
-        eprintln!("error: {e:#}");
-        ExitCode::from(1)
-    }))
 }
 
 /// Exit code for input the user must fix.
@@ -98,7 +62,8 @@ fn invalid(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(INVALID_INPUT)
 }
 
-pub fn run_detect(args: &DetectArgs) -> anyhow::Result<ExitCode> {
+/// Scores the CSV; `output` comes from the global `--output` (human = table).
+pub fn run_detect(args: &DetectArgs, output: DetectOutput) -> anyhow::Result<ExitCode> {
     let config = match &args.model_config {
         Some(json) => match serde_json::from_str::<ModelConfig>(json) {
             Ok(c) => c,
@@ -119,13 +84,13 @@ pub fn run_detect(args: &DetectArgs) -> anyhow::Result<ExitCode> {
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    if args.output == DetectOutput::Nab {
+    if output == DetectOutput::Nab {
         writeln!(out, "timestamp,value,anomaly_score")?;
     }
     let mut flagged = 0usize;
     for row in &rows {
         let score = method.update(row.t, row.value);
-        match args.output {
+        match output {
             DetectOutput::Nab => {
                 writeln!(out, "{},{},{}", row.raw_timestamp, row.value, score.value)?
             }
@@ -152,7 +117,7 @@ pub fn run_detect(args: &DetectArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    if args.output == DetectOutput::Table {
+    if output == DetectOutput::Table {
         writeln!(
             out,
             "{} points scored with {}, {flagged} at or above 0.5; state {} bytes",
@@ -186,12 +151,10 @@ pub struct ForecastArgs {
     /// Capacity limit to compute the time to exhaustion against.
     #[arg(long)]
     pub limit: Option<f64>,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
 }
 
-pub fn run_forecast(args: &ForecastArgs) -> anyhow::Result<ExitCode> {
+/// Forecasts the CSV; `json` comes from the global `--output json`.
+pub fn run_forecast(args: &ForecastArgs, json: bool) -> anyhow::Result<ExitCode> {
     let horizon = match forecast::parse_duration(&args.horizon) {
         Some(h) if h > 0 => h,
         _ => {
@@ -219,7 +182,7 @@ pub fn run_forecast(args: &ForecastArgs) -> anyhow::Result<ExitCode> {
     let exhaustion = args.limit.map(|l| model.time_to_exhaustion(l, 0.8));
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    if args.json {
+    if json {
         let v = serde_json::json!({ "model": model.summary(), "forecast": fc, "exhaustion": exhaustion });
         writeln!(out, "{v}")?;
     } else {
