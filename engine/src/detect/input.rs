@@ -179,7 +179,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_line() {
-        let e = parse_csv("timestamp,value\n1,2\n2,abc\n").unwrap_err();
+        let e = parse_csv("timestamp,value\n1,2\n2,abc\n").expect_err("bad value");
         assert_eq!(e.line(), Some(3));
         assert!(e.to_string().contains("line 3"));
         assert!(matches!(

@@ -31,6 +31,8 @@ pub struct MethodWeights {
     pub cusum: f64,
     pub spike: f64,
     pub novelty: f64,
+    /// Robust deviation of the moving average (regime changes in bursty series).
+    pub smooth: f64,
 }
 
 impl Default for MethodWeights {
@@ -41,6 +43,7 @@ impl Default for MethodWeights {
             cusum: 1.0,
             spike: 1.0,
             novelty: 0.0,
+            smooth: 0.0,
         }
     }
 }
@@ -65,6 +68,9 @@ pub struct EnsembleConfig {
     pub cusum: CusumConfig,
     pub spike: SpikeConfig,
     pub novelty: NoveltyConfig,
+    /// Robust deviation applied to the moving average of `smooth_points` points.
+    pub smooth: RobustConfig,
+    pub smooth_points: usize,
     pub weights: MethodWeights,
     /// Normalised deviation a fully novel context counts as.
     pub novelty_gain: f64,
@@ -92,26 +98,63 @@ pub struct EnsembleConfig {
     pub suppressed_factor: f64,
 }
 
+/// The defaults are one configuration for every series, tuned on the shared NAB files by
+/// a local search over these parameters (see NAB.md); no per-file tuning. Note that a user
+/// config that sets e.g. `robust: {window: 500}` gets the *stand-alone* defaults for the
+/// other robust fields, not these.
 impl Default for EnsembleConfig {
     fn default() -> Self {
         Self {
-            robust: RobustConfig::default(),
-            seasonal: SeasonalConfig::default(),
-            cusum: CusumConfig::default(),
-            spike: SpikeConfig::default(),
+            robust: RobustConfig {
+                window: 1000,
+                min_points: 200,
+                spread_share: 0.1,
+                z_half: 9.6,
+                ..RobustConfig::default()
+            },
+            seasonal: SeasonalConfig {
+                min_acf: 0.4,
+                spread_share: 0.1,
+                ..SeasonalConfig::default()
+            },
+            cusum: CusumConfig {
+                window: 500,
+                threshold: 9.7,
+                drift: 0.72,
+                ..CusumConfig::default()
+            },
+            spike: SpikeConfig {
+                window: 750,
+                spread_share: 0.1,
+                z_half: 12.91,
+                ..SpikeConfig::default()
+            },
             novelty: NoveltyConfig::default(),
-            weights: MethodWeights::default(),
+            smooth: RobustConfig {
+                window: 1000,
+                z_half: 2.83,
+                ..RobustConfig::default()
+            },
+            smooth_points: 48,
+            weights: MethodWeights {
+                robust: 0.75,
+                seasonal: 1.0,
+                cusum: 0.0,
+                spike: 1.0,
+                novelty: 0.0,
+                smooth: 1.0,
+            },
             novelty_gain: 2.0,
-            log_deviation: false,
-            season_gate: 0.6,
+            log_deviation: true,
+            season_gate: 0.37,
             gated_weight: 0.0,
             calibration: Calibration::Record,
             short_window: 10,
-            surprise: 0.5,
-            memory: 1000.0,
-            max_deviation: 1e9,
-            alarm_level: 0.5,
-            refractory: 100,
+            surprise: 1.0,
+            memory: 2000.0,
+            max_deviation: 1e300,
+            alarm_level: 0.3,
+            refractory: 350,
             suppressed_factor: 0.1,
         }
     }
@@ -121,11 +164,14 @@ impl Default for EnsembleConfig {
 #[derive(Debug)]
 pub struct Ensemble {
     cfg: EnsembleConfig,
-    robust: RobustDeviation,
-    seasonal: Seasonal,
-    cusum: Cusum,
-    spike: Spike,
+    // Members with weight 0 are not built: no state, no time.
+    robust: Option<RobustDeviation>,
+    seasonal: Option<Seasonal>,
+    cusum: Option<Cusum>,
+    spike: Option<Spike>,
     novelty: Option<Novelty>,
+    /// Moving-average scorer, its ring and running sum (present when weighted).
+    smooth: Option<(RobustDeviation, Ring, f64)>,
     /// Decaying maximum of past normalised deviations.
     past_max: f64,
     decay: f64,
@@ -140,6 +186,17 @@ pub struct Ensemble {
     refractory_left: usize,
     /// Score of the alarm that started the refractory period.
     alarm_peak: f64,
+}
+
+fn member<M>(
+    weight: f64,
+    build: impl FnOnce() -> Result<M, ModelConfigError>,
+) -> Result<Option<M>, ModelConfigError> {
+    if weight > 0.0 {
+        build().map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 fn unit_weight(field: &'static str, v: f64) -> Result<(), ModelConfigError> {
@@ -158,6 +215,12 @@ impl Ensemble {
         unit_weight("weights.cusum", w.cusum)?;
         unit_weight("weights.spike", w.spike)?;
         unit_weight("weights.novelty", w.novelty)?;
+        unit_weight("weights.smooth", w.smooth)?;
+        require(
+            (1..=100_000).contains(&cfg.smooth_points),
+            "smooth_points",
+            "must be in 1..=100000",
+        )?;
         require(
             cfg.novelty_gain.is_finite() && cfg.novelty_gain >= 0.0,
             "novelty_gain",
@@ -189,13 +252,24 @@ impl Ensemble {
             "must be at most 1000000 points",
         )?;
         Ok(Self {
-            robust: RobustDeviation::new(cfg.robust.clone())?,
-            seasonal: Seasonal::new(cfg.seasonal.clone())?,
-            cusum: Cusum::new(cfg.cusum.clone())?,
-            spike: Spike::new(cfg.spike.clone())?,
+            robust: member(cfg.weights.robust, || {
+                RobustDeviation::new(cfg.robust.clone())
+            })?,
+            seasonal: member(cfg.weights.seasonal, || Seasonal::new(cfg.seasonal.clone()))?,
+            cusum: member(cfg.weights.cusum, || Cusum::new(cfg.cusum.clone()))?,
+            spike: member(cfg.weights.spike, || Spike::new(cfg.spike.clone()))?,
             // Only kept (and paid for) when it counts.
             novelty: if cfg.weights.novelty > 0.0 {
                 Some(Novelty::new(cfg.novelty.clone())?)
+            } else {
+                None
+            },
+            smooth: if cfg.weights.smooth > 0.0 {
+                Some((
+                    RobustDeviation::new(cfg.smooth.clone())?,
+                    Ring::new(cfg.smooth_points),
+                    0.0,
+                ))
             } else {
                 None
             },
@@ -236,7 +310,7 @@ impl Ensemble {
         self.long_mean += a * d;
         self.long_var = (1.0 - a) * (self.long_var + a * d * d);
         self.seen += 1;
-        if !warm || !(z > 0.0) {
+        if !warm || z.is_nan() || z <= 0.0 {
             return 0.0;
         }
         let tail = 0.5 * erfc(z / std::f64::consts::SQRT_2);
@@ -277,24 +351,37 @@ impl AnomalyMethod for Ensemble {
             return Score::quiet(t, x, self.name(), Reason::Skipped);
         }
         let cfg = &self.cfg;
-        let gate = if self.seasonal.strength() >= cfg.season_gate {
+        let strength = self.seasonal.as_ref().map_or(0.0, Seasonal::strength);
+        let gate = if strength >= cfg.season_gate {
             cfg.gated_weight
         } else {
             1.0
         };
+        let quiet = |name| Score::quiet(t, x, name, Reason::Warmup);
         let scores = [
             (
                 cfg.weights.robust * gate / cfg.robust.z_half,
-                self.robust.update(t, x),
+                self.robust
+                    .as_mut()
+                    .map_or_else(|| quiet("robust"), |m| m.update(t, x)),
             ),
             (
                 cfg.weights.seasonal / cfg.seasonal.z_half,
-                self.seasonal.update(t, x),
+                self.seasonal
+                    .as_mut()
+                    .map_or_else(|| quiet("seasonal"), |m| m.update(t, x)),
             ),
-            (cfg.weights.cusum, self.cusum.update(t, x)),
+            (
+                cfg.weights.cusum,
+                self.cusum
+                    .as_mut()
+                    .map_or_else(|| quiet("cusum"), |m| m.update(t, x)),
+            ),
             (
                 cfg.weights.spike * gate / cfg.spike.z_half,
-                self.spike.update(t, x),
+                self.spike
+                    .as_mut()
+                    .map_or_else(|| quiet("spike"), |m| m.update(t, x)),
             ),
         ];
         let mut best = scores[0].1;
@@ -304,6 +391,20 @@ impl AnomalyMethod for Ensemble {
             if d > deviation {
                 deviation = d;
                 best = s;
+            }
+        }
+        if let Some((scorer, ring, sum)) = self.smooth.as_mut() {
+            if ring.len() == ring.capacity() {
+                *sum -= ring.get_back(ring.capacity() - 1).unwrap_or(0.0);
+            }
+            ring.push(x);
+            *sum += x;
+            let mean = *sum / ring.len().max(1) as f64;
+            let s = scorer.update(t, mean);
+            let d = cfg.weights.smooth / cfg.smooth.z_half * s.deviation.abs();
+            if d.is_finite() && d > deviation {
+                deviation = d;
+                best = Score { observed: x, ..s };
             }
         }
         if let Some(n) = self.novelty.as_mut() {
@@ -358,16 +459,16 @@ impl AnomalyMethod for Ensemble {
 
     fn state_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
-            - std::mem::size_of::<RobustDeviation>()
-            - std::mem::size_of::<Seasonal>()
-            - std::mem::size_of::<Cusum>()
-            - std::mem::size_of::<Spike>()
-            + self.robust.state_bytes()
-            + self.seasonal.state_bytes()
-            + self.cusum.state_bytes()
-            + self.spike.state_bytes()
+            + self.robust.as_ref().map_or(0, |m| m.state_bytes())
+            + self.seasonal.as_ref().map_or(0, |m| m.state_bytes())
+            + self.cusum.as_ref().map_or(0, |m| m.state_bytes())
+            + self.spike.as_ref().map_or(0, |m| m.state_bytes())
             + self.short.state_bytes()
             + self.novelty.as_ref().map_or(0, |n| n.state_bytes())
+            + self
+                .smooth
+                .as_ref()
+                .map_or(0, |(r, ring, _)| r.state_bytes() + ring.state_bytes())
             - std::mem::size_of::<Ring>()
     }
 }

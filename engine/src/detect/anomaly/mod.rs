@@ -215,7 +215,7 @@ pub enum ModelConfig {
     Cusum(CusumConfig),
     Spike(SpikeConfig),
     Novelty(NoveltyConfig),
-    Ensemble(EnsembleConfig),
+    Ensemble(Box<EnsembleConfig>),
 }
 
 /// A configuration or name that does not describe a valid method.
@@ -241,7 +241,7 @@ impl ModelConfig {
             "cusum" => Self::Cusum(CusumConfig::default()),
             "spike" => Self::Spike(SpikeConfig::default()),
             "novelty" => Self::Novelty(NoveltyConfig::default()),
-            "ensemble" => Self::Ensemble(EnsembleConfig::default()),
+            "ensemble" => Self::Ensemble(Box::default()),
             other => {
                 return Err(ModelConfigError::UnknownMethod {
                     name: other.to_string(),
@@ -258,7 +258,7 @@ impl ModelConfig {
             Self::Cusum(c) => Box::new(Cusum::new(c.clone())?),
             Self::Spike(c) => Box::new(Spike::new(c.clone())?),
             Self::Novelty(c) => Box::new(Novelty::new(c.clone())?),
-            Self::Ensemble(c) => Box::new(Ensemble::new(c.clone())?),
+            Self::Ensemble(c) => Box::new(Ensemble::new(EnsembleConfig::clone(c))?),
         })
     }
 }

@@ -254,9 +254,8 @@ impl FailureModel {
         if cfg.max_depth == 0 {
             return invalid("max_depth", "must be at least 1");
         }
-        if !(cfg.bootstrap > 0.0 && cfg.bootstrap <= 1.0)
-            || !(cfg.feature_share > 0.0 && cfg.feature_share <= 1.0)
-        {
+        let share = |v: f64| v > 0.0 && v <= 1.0;
+        if !share(cfg.bootstrap) || !share(cfg.feature_share) {
             return invalid("bootstrap/feature_share", "must be in (0, 1]");
         }
         if !(cfg.train_share > 0.0

@@ -194,7 +194,7 @@ pub fn normal_quantile(p: f64) -> f64 {
         -3.969683028665376e1,
         2.209460984245205e2,
         -2.759285104469687e2,
-        1.383577518672690e2,
+        1.383_577_518_672_69e2,
         -3.066479806614716e1,
         2.506628277459239,
     ];
@@ -254,7 +254,7 @@ fn acf(x: &[f64], lag: usize) -> f64 {
     }
     let mean = x.iter().sum::<f64>() / n as f64;
     let var: f64 = x.iter().map(|v| (v - mean).powi(2)).sum();
-    if !(var > 0.0) {
+    if var.is_nan() || var <= 0.0 {
         return 0.0;
     }
     (0..n - lag)
