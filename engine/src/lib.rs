@@ -2,8 +2,11 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the code map and invariants.
 
+pub mod alert;
+pub mod api;
 pub mod exec;
 pub mod graph;
 pub mod policy;
 pub mod runbook;
 pub mod store;
+pub mod telemetry;

@@ -1,5 +1,6 @@
 //! Command implementations: load, call the library, print.
 
+pub mod alerts;
 pub mod graph;
 pub mod run;
 pub mod validate;
