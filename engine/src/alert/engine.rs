@@ -923,3 +923,101 @@ fn is_inhibited(
             && srcs.contains(&equal_values(&rule.equal, labels))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runbook::duration::Duration;
+    use crate::runbook::model::InhibitRule;
+
+    fn a(name: &str, service: &str, severity: &str) -> IncomingAlert {
+        let mut labels = Labels::new();
+        labels.insert("alertname".into(), name.into());
+        labels.insert("service".into(), service.into());
+        labels.insert("severity".into(), severity.into());
+        IncomingAlert {
+            labels,
+            annotations: Labels::new(),
+            status: AlertStatus::Firing,
+            starts_at_ms: None,
+            ends_at_ms: None,
+            generator_url: String::new(),
+        }
+    }
+
+    fn engine() -> Engine {
+        let cfg = Alerting {
+            group_wait: Duration::from_secs(10),
+            group_interval: Duration::from_secs(60),
+            repeat_interval: Duration::from_secs(600),
+            resolve_timeout: Duration::from_secs(3600),
+            inhibit_rules: vec![InhibitRule {
+                source: vec![Matcher::parse("severity", "critical").unwrap()],
+                target: vec![Matcher::parse("severity", "warning").unwrap()],
+                equal: vec!["service".into()],
+            }],
+            ..Alerting::default()
+        };
+        Engine::new(cfg, &BTreeMap::new())
+    }
+
+    #[test]
+    fn duplicates_fold_and_groups_wait_then_flush_on_change_or_repeat() {
+        let mut e = engine();
+        let fp = e.ingest(a("X", "api", "info"), 0);
+        assert_eq!(e.ingest(a("X", "api", "info"), 1_000), fp);
+        assert_eq!(e.alert(fp).unwrap().count, 2);
+        assert_eq!(e.stats.deduplicated, 1);
+        assert_eq!(e.tick(9_999).flushed_groups, 0, "group_wait not over");
+        let r = e.tick(10_000);
+        assert_eq!(r.flushed_groups, 1);
+        assert_eq!(r.changed_incidents.len(), 1);
+        // Nothing changed: no flush at the next group_interval…
+        e.ingest(a("X", "api", "info"), 20_000);
+        assert_eq!(e.tick(70_000).flushed_groups, 0);
+        // …a change flushes at the next interval…
+        e.ingest(a("Y", "api", "info"), 75_000);
+        assert_eq!(e.tick(80_000).flushed_groups, 0, "Y is in a new group (alertname) that waits");
+        assert_eq!(e.tick(85_000).flushed_groups, 1, "Y's own group_wait is over");
+        // …and repeat_interval re-sends an unchanged, firing group.
+        e.ingest(a("X", "api", "info"), 600_000);
+        assert_eq!(e.tick(610_000).flushed_groups, 1);
+        assert_eq!(e.incidents().count(), 1, "same service: one incident");
+    }
+
+    #[test]
+    fn inhibition_and_silences_mute() {
+        let mut e = engine();
+        let warn = e.ingest(a("Latency", "db", "warning"), 0);
+        let other = e.ingest(a("Latency", "api", "warning"), 0);
+        e.ingest(a("DBDown", "db", "critical"), 0);
+        e.add_silence(Silence {
+            id: "s".into(),
+            matchers: vec![Matcher::parse("service", "api").unwrap()],
+            starts_at_ms: 0,
+            ends_at_ms: 1_000_000,
+            created_by: "t".into(),
+            comment: String::new(),
+            created_ms: 0,
+        });
+        e.tick(10_000);
+        assert!(e.alert(warn).unwrap().inhibited);
+        assert_eq!(e.alert(other).unwrap().silenced_by, vec!["s".to_string()]);
+        let members: usize = e.incidents().map(|i| i.alerts.len()).sum();
+        assert_eq!(members, 1, "only DBDown reaches an incident");
+        // When the source resolves, the inhibition lifts: the warning joins the incident,
+        // which resolves only when that resolves too.
+        let mut r = a("DBDown", "db", "critical");
+        r.status = AlertStatus::Resolved;
+        e.ingest(r, 20_000);
+        e.tick(80_000);
+        assert!(!e.alert(warn).unwrap().inhibited);
+        let holder = e.alert(warn).unwrap().incident.clone().unwrap();
+        assert!(e.incident(&holder).unwrap().is_open());
+        let mut r = a("Latency", "db", "warning");
+        r.status = AlertStatus::Resolved;
+        e.ingest(r, 90_000);
+        e.tick(140_000);
+        assert!(e.incidents().all(|i| i.status == IncidentStatus::Resolved));
+    }
+}
