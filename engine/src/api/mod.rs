@@ -182,7 +182,7 @@ fn check(api: &Api, peer: SocketAddr, path: &str, headers: &HeaderMap) -> Option
         return Some(error(
             StatusCode::FORBIDDEN,
             "forbidden",
-            "the bearer token is not one of the configured tokens",
+            "the bearer token in the Authorization header is not one of the configured tokens",
             Some("Authorization"),
         ));
     }
@@ -260,10 +260,20 @@ async fn body(api: &Api, headers: &HeaderMap, body: Body) -> Result<Bytes, Respo
         .and_then(|v| v.parse::<usize>().ok())
     {
         if n > max {
+            // Read (and drop) a moderately larger body first, so the client gets to
+            // read the answer instead of a broken pipe.
+            if n <= 16 * max {
+                drain(body).await;
+            }
             return Err(too_large(n.to_string()));
         }
     }
     axum::body::to_bytes(body, max).await.map_err(|_| too_large("more than that".into()))
+}
+
+async fn drain(mut body: Body) {
+    use axum::body::HttpBody;
+    while let Some(Ok(_)) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {}
 }
 
 async fn post_alerts(State(api): State<Arc<Api>>, headers: HeaderMap, b: Body) -> Response {
