@@ -20,7 +20,7 @@ test:
 
 ## Every benchmark, each figure next to its target.
 bench:
-	$(CARGO) bench --bench executor --bench journal --bench validate
+	$(CARGO) bench --bench executor --bench journal --bench validate --bench alerts
 
 fmt:
 	$(CARGO) fmt --all
