@@ -1,8 +1,13 @@
 # vigil — the two commands a newcomer needs are `make demo` and `make test`.
 CARGO ?= cargo
 VIGIL := target/debug/vigil
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+PLUGIN_DIR := $(TARGET_DIR)/plugins
+# Real plugins go to $(PLUGIN_DIR), test-only ones (sandbox tests, benchmarks) to $(PLUGIN_DIR)/test.
+PLUGINS := prometheus http exec file sim
+TEST_PLUGINS := noop hostile
 
-.PHONY: all build demo test bench fmt lint clean
+.PHONY: plugins all build demo test bench nab fmt lint clean
 
 all: build
 
@@ -13,14 +18,26 @@ build:
 demo: build
 	@bash scripts/demo.sh $(VIGIL)
 
+## Build every plugin once (release, wasm32-wasip2) into $(PLUGIN_DIR).
+plugins:
+	$(CARGO) build --release --target wasm32-wasip2 $(addprefix -p plugin-,$(PLUGINS) $(TEST_PLUGINS))
+	mkdir -p $(PLUGIN_DIR)/test
+	for p in $(PLUGINS); do cp $(TARGET_DIR)/wasm32-wasip2/release/plugin_$$p.wasm $(PLUGIN_DIR)/$$p.wasm; done
+	for p in $(TEST_PLUGINS); do cp $(TARGET_DIR)/wasm32-wasip2/release/plugin_$$p.wasm $(PLUGIN_DIR)/test/$$p.wasm; done
+
 ## The whole test suite: unit, property, data-driven and end-to-end tests.
-test:
+test: plugins
 	$(CARGO) build --bin vigil
-	$(CARGO) test --workspace
+	VIGIL_PLUGIN_DIR=$(abspath $(PLUGIN_DIR)) $(CARGO) test --workspace
 
 ## Every benchmark, each figure next to its target.
-bench:
-	$(CARGO) bench --bench executor --bench journal --bench validate --bench alerts
+bench: plugins
+	VIGIL_PLUGIN_DIR=$(abspath $(PLUGIN_DIR)) $(CARGO) bench --bench executor --bench journal --bench validate --bench policy --bench detect --bench plugin --bench alerts
+	@python3 scripts/bench_report.py
+
+## Anomaly detection quality on the shared NAB data (../shared), beside the published detectors.
+nab:
+	@bash scripts/nab.sh
 
 fmt:
 	$(CARGO) fmt --all

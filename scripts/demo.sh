@@ -13,18 +13,24 @@ say "1. validate the default bundle (runbooks/)"
 say "2. dry-run: what would restart-leaking-service do for this incident? (no side effect)"
 "$VIGIL" dry-run restart-leaking-service --incident runbooks/examples/incident-memory-leak.json
 
-say "3. run it: every step is journaled before it acts"
+say "3. run it: the escalation policy decides, then every step is journaled before it acts"
 "$VIGIL" run restart-leaking-service --incident runbooks/examples/incident-memory-leak.json --new
 
 say "4. a runbook with an approval gate pauses, durably, until someone approves"
 "$VIGIL" run error-rate-rollback --set service=checkout-api --set error_rate=0.21 --new
-id=$("$VIGIL" executions list --output json | python3 -c 'import json,sys; print(next(e["id"] for e in json.load(sys.stdin) if e["status"]=="awaiting_approval"))')
-"$VIGIL" executions approve "$id" --comment "rollback approved in the demo"
+for id in $("$VIGIL" executions list --output json | python3 -c 'import json,sys; print(" ".join(e["id"] for e in json.load(sys.stdin) if e["status"]=="awaiting_approval"))'); do
+  "$VIGIL" executions approve "$id" --comment "approved in the demo"
+  last=$id
+done
 
 say "5. the journal of the approved execution"
-"$VIGIL" executions show "$id"
+"$VIGIL" executions show "$last"
+
+say "6. the audit log: who or what decided what"
+"$VIGIL" audit --limit 8
 
 say "where to look next"
 echo "  $VIGIL executions list          # every execution in $VIGIL_STORE"
+echo "  $VIGIL policy test escalation --incident runbooks/examples/incident-memory-leak.json"
 echo "  $VIGIL graph restart-leaking-service --format dot"
 echo "  ls .vigil/spool                  # the effects the runbooks had"

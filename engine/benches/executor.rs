@@ -47,11 +47,13 @@ fn bench(c: &mut Criterion) {
         group.throughput(Throughput::Elements((width * depth) as u64));
         group.bench_function(name, |b| {
             b.iter_batched(
-                || Request {
-                    runbook: runbook.clone(),
-                    source: text.clone(),
-                    params: Default::default(),
-                    incident: serde_json::Value::Null,
+                || {
+                    Request::manual(
+                        runbook.clone(),
+                        text.clone(),
+                        Default::default(),
+                        serde_json::Value::Null,
+                    )
                 },
                 |req| {
                     let report = rt.block_on(executor.start(req)).unwrap();

@@ -4,9 +4,12 @@
 
 pub mod alert;
 pub mod api;
+pub mod detect;
 pub mod exec;
 pub mod graph;
+pub mod plugin;
 pub mod policy;
 pub mod runbook;
+pub mod schedule;
 pub mod store;
 pub mod telemetry;

@@ -37,6 +37,35 @@ enum Command {
     DryRun(cli::run::RunArgs),
     /// Run a runbook, journaling every step; resumes an interrupted identical run.
     Run(cli::run::RunArgs),
+    /// Run every runbook whose trigger matches an incident, as automation would
+    /// (kill switch, guardrails, policy).
+    Trigger(cli::automation::TriggerArgs),
+    /// Stop all automatic runs (the kill switch), persisted until `vigil resume`.
+    Pause {
+        /// Why, for the audit log and everyone who wonders.
+        #[arg(long, default_value = "paused by an operator")]
+        reason: String,
+    },
+    /// Re-enable automatic runs after `vigil pause`.
+    Resume,
+    /// Let a runbook under `dry_run_first` act automatically.
+    Promote { runbook: String },
+    /// The audit log: who or what decided or did what.
+    Audit(cli::automation::AuditArgs),
+    /// Escalation policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Score a `timestamp,value` CSV for anomalies, online (`--output table|json|nab`).
+    Detect(cli::detect::DetectArgs),
+    /// Forecast a `timestamp,value` CSV and the time until a limit is reached.
+    Forecast(cli::detect::ForecastArgs),
+    /// Failure-prediction models: train, evaluate, list, promote.
+    Model {
+        #[command(subcommand)]
+        command: cli::model::ModelCommand,
+    },
     /// Inspect and act on executions in the journal.
     Executions {
         #[command(subcommand)]
@@ -59,6 +88,15 @@ enum Command {
         #[command(subcommand)]
         command: cli::alerts::AlertsCommand,
     },
+    /// WASM plugins: scaffold, build, inspect, list.
+    #[command(subcommand)]
+    Plugin(cli::plugin::PluginCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyCommand {
+    /// Print a policy's decision for an incident, with the trace of host calls; or run a suite.
+    Test(cli::automation::PolicyTestArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +112,21 @@ fn main() -> ExitCode {
         Command::Incidents { command } => cli::alerts::incidents(&cli.global, command),
         Command::Silence { command } => cli::alerts::silence(&cli.global, command),
         Command::Alerts { command } => cli::alerts::alerts(&cli.global, command),
+        Command::Trigger(args) => cli::automation::trigger(&cli.global, args),
+        Command::Model { command } => cli::model::run(&cli.global, command),
+        Command::Detect(args) => cli::detect::run_detect(args, cli.global.detect_output()),
+        Command::Forecast(args) => cli::detect::run_forecast(args, cli.global.json()),
+        Command::Pause { reason } => cli::automation::pause(&cli.global, reason, true),
+        Command::Resume => cli::automation::pause(&cli.global, "", false),
+        Command::Promote { runbook } => cli::automation::promote(&cli.global, runbook),
+        Command::Audit(args) => cli::automation::audit(&cli.global, args),
+        Command::Policy {
+            command: PolicyCommand::Test(args),
+        } => cli::automation::policy_test(&cli.global, args),
+        Command::Plugin(cmd) => cli::plugin::run(
+            cmd,
+            &cli::plugin::PluginCliContext::from_global(&cli.global),
+        ),
     };
     match result {
         Ok(code) => code,
@@ -82,5 +135,37 @@ fn main() -> ExitCode {
             e.downcast_ref::<cli::Invalid>()
                 .map_or(ExitCode::from(1), |_| ExitCode::from(2))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Catches clashing argument names; clap only notices a subcommand reusing a
+    /// global flag's name when that subcommand runs (and then panics).
+    #[test]
+    fn the_command_line_is_consistent() {
+        let cmd = super::Cli::command();
+        cmd.clone().debug_assert();
+        let globals: Vec<String> = cmd
+            .get_arguments()
+            .filter(|a| a.is_global_set())
+            .map(|a| a.get_id().to_string())
+            .collect();
+        fn walk(cmd: &clap::Command, globals: &[String], path: &str, clashes: &mut Vec<String>) {
+            for sub in cmd.get_subcommands() {
+                let here = format!("{path} {}", sub.get_name());
+                for arg in sub.get_arguments() {
+                    if globals.contains(&arg.get_id().to_string()) {
+                        clashes.push(format!("`{here}` redefines global `--{}`", arg.get_id()));
+                    }
+                }
+                walk(sub, globals, &here, clashes);
+            }
+        }
+        let mut clashes = Vec::new();
+        walk(&cmd, &globals, "vigil", &mut clashes);
+        assert!(clashes.is_empty(), "{clashes:?}");
     }
 }

@@ -290,7 +290,8 @@ impl AlertService {
 
 /// Assembles the alert service for a loaded bundle: the engine from `alerting:` and
 /// `services:`, the bundle's runbooks as trigger candidates (dry-run unless
-/// `alerting.runbooks: live`), and `catalog` for their actions.
+/// `alerting.runbooks: live`, which goes through [`crate::exec::automation::Automation`]:
+/// guardrails and the bundle's Rhai policies), and `catalog` for their actions.
 pub fn build(
     bundle: &crate::runbook::Bundle,
     store: Store,
@@ -306,8 +307,21 @@ pub fn build(
             source: bundle.sources.get(&rb.file).cloned().unwrap_or_default(),
         })
         .collect();
-    let executor = crate::exec::Executor::new(catalog.clone(), store.clone());
-    let trigger = Trigger::new(candidates, catalog, Some(executor), cfg.alerting.runbooks);
+    let policies = if bundle.policies.is_empty() {
+        None
+    } else {
+        let engine = crate::policy::decide::PolicyEngine::load(&bundle.policies).map_err(|errors| {
+            ServiceError::Invalid(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
+        })?;
+        Some(Arc::new(engine))
+    };
+    let automation = crate::exec::automation::Automation {
+        executor: crate::exec::Executor::new(catalog.clone(), store.clone()),
+        policies,
+        config: cfg.clone(),
+        exprs: Arc::new(crate::policy::expr::ExprEngine::new()),
+    };
+    let trigger = Trigger::new(candidates, catalog, Some(Arc::new(automation)), cfg.alerting.runbooks);
     let engine = Engine::new(cfg.alerting.clone(), &cfg.services);
     AlertService::open(store, engine, trigger, metrics)
 }

@@ -1,14 +1,16 @@
 //! Starting the runbooks an incident matches.
 //!
-//! [`Trigger::start`] is the one place an incident turns into an execution: the
-//! policy layer (Rhai `decide(incident, plan)`) goes in front of it. By default it
-//! dry-runs (plan only, nothing executed, nothing journaled); `alerting.runbooks: live`
-//! starts a real, journaled execution.
+//! [`Trigger::start`] is the one place an incident turns into an execution. By
+//! default it dry-runs (plan only, nothing executed, nothing journaled);
+//! `alerting.runbooks: live` hands the request to [`Automation::handle`] as an
+//! automatic one: kill switch, guardrails, the plan's blast radius and the Rhai
+//! escalation policy decide whether it runs, waits for approval, pages or is ignored.
 
 use super::{Incident, Triggered};
 use crate::exec::action::ActionCatalog;
 use crate::exec::render::resolve_params;
-use crate::exec::{Executor, Request, dry_run::dry_run};
+use crate::exec::automation::{Automation, Origin, Outcome};
+use crate::exec::{Request, dry_run::dry_run};
 use crate::policy::expr::ExprEngine;
 use crate::runbook::model::{Runbook, TriggerMode};
 use crate::store::now_ms;
@@ -25,7 +27,7 @@ pub struct Trigger {
     runbooks: Vec<Candidate>,
     catalog: Arc<dyn ActionCatalog>,
     exprs: Arc<ExprEngine>,
-    executor: Option<Executor>,
+    automation: Option<Arc<Automation>>,
     mode: TriggerMode,
 }
 
@@ -39,18 +41,18 @@ impl std::fmt::Debug for Trigger {
 }
 
 impl Trigger {
-    /// `executor` is needed for `live`; without one, live requests fall back to dry-run.
+    /// `automation` is needed for `live`; without it, live requests fall back to dry-run.
     pub fn new(
         runbooks: Vec<Candidate>,
         catalog: Arc<dyn ActionCatalog>,
-        executor: Option<Executor>,
+        automation: Option<Arc<Automation>>,
         mode: TriggerMode,
     ) -> Trigger {
         Trigger {
             runbooks,
             catalog,
             exprs: Arc::new(ExprEngine::new()),
-            executor,
+            automation,
             mode,
         }
     }
@@ -101,20 +103,37 @@ impl Trigger {
                 return t;
             }
         };
-        let req = Request {
-            runbook: c.runbook.clone(),
-            source: c.source.clone(),
-            params,
-            incident,
-        };
-        match (&self.executor, self.mode) {
-            (Some(ex), TriggerMode::Live) => {
+        let mut req = Request::manual(c.runbook.clone(), c.source.clone(), params, incident);
+        req.origin = "automatic".into();
+        match (&self.automation, self.mode) {
+            (Some(auto), TriggerMode::Live) => {
                 t.mode = "live".into();
-                match ex.start(req).await {
-                    Ok(report) => {
+                match auto.handle(self.catalog.as_ref(), req, Origin::Automatic).await {
+                    Ok(Outcome::Executed { report, decision }) => {
                         t.status = report.status.as_str().into();
                         t.execution = Some(report.id.clone());
-                        t.reason = report.reason.clone();
+                        t.reason = report
+                            .reason
+                            .clone()
+                            .or_else(|| decision.map(|d| format!("policy {}: {}", d.policy, d.reason)));
+                    }
+                    Ok(Outcome::DryRunOnly { report, reason }) => {
+                        t.mode = "dry_run".into();
+                        t.status = report.status.as_str().into();
+                        t.reason = Some(reason);
+                        t.report = serde_json::to_value(&report).ok();
+                    }
+                    Ok(Outcome::Paged { reason, .. }) => {
+                        t.status = "paged".into();
+                        t.reason = Some(reason);
+                    }
+                    Ok(Outcome::Ignored { reason }) => {
+                        t.status = "ignored".into();
+                        t.reason = Some(reason);
+                    }
+                    Ok(Outcome::Blocked { reason }) => {
+                        t.status = "blocked".into();
+                        t.reason = Some(reason);
                     }
                     Err(e) => t.reason = Some(e.to_string()),
                 }

@@ -1,7 +1,11 @@
 //! Command implementations: load, call the library, print.
 
 pub mod alerts;
+pub mod automation;
+pub mod detect;
 pub mod graph;
+pub mod model;
+pub mod plugin;
 pub mod run;
 pub mod validate;
 
@@ -34,6 +38,10 @@ pub struct Global {
 pub enum OutputFormat {
     Human,
     Json,
+    /// `vigil detect`: one line per anomalous point (like human).
+    Table,
+    /// `vigil detect`: NAB's `timestamp,value,anomaly_score` CSV.
+    Nab,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +54,15 @@ pub enum ColorChoice {
 impl Global {
     pub fn json(&self) -> bool {
         self.output == OutputFormat::Json
+    }
+
+    /// The output of `vigil detect`: human output is its table.
+    pub fn detect_output(&self) -> detect::DetectOutput {
+        match self.output {
+            OutputFormat::Json => detect::DetectOutput::Json,
+            OutputFormat::Nab => detect::DetectOutput::Nab,
+            OutputFormat::Human | OutputFormat::Table => detect::DetectOutput::Table,
+        }
     }
 
     pub fn color(&self) -> bool {
@@ -217,4 +234,17 @@ pub fn clock(ts_ms: i64) -> String {
                 .to_string()
         })
         .unwrap_or_default()
+}
+
+/// Parses YAML documents from a file's text; a syntax error is invalid input at file:line:col.
+pub fn parse_yaml(path: &Path, text: &str) -> Result<Vec<vigil::runbook::yaml::Node>> {
+    vigil::runbook::yaml::parse_documents(text).map_err(|e| {
+        invalid(format!(
+            "{}:{}:{}: {}",
+            path.display(),
+            e.span.start.line,
+            e.span.start.col,
+            e.message
+        ))
+    })
 }

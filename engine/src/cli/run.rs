@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use vigil::exec::automation::Origin;
 use vigil::exec::core::Catalog;
 use vigil::exec::executor::Observer;
 use vigil::exec::render::{parse_set_value, resolve_params};
@@ -45,6 +46,9 @@ pub enum ExecutionsCommand {
         id: String,
         #[arg(long)]
         comment: Option<String>,
+        /// Refuse unless the plan waiting for approval has this hash (from `executions show`).
+        #[arg(long)]
+        plan_hash: Option<String>,
     },
     /// Reject the step an execution is waiting on; the execution fails.
     Reject {
@@ -54,23 +58,17 @@ pub enum ExecutionsCommand {
     },
     /// Resume an interrupted execution.
     Resume { id: String },
+    /// End waits for approval whose policy timeout passed (they fall back to paging).
+    Expire,
 }
 
-fn read_incident(path: &PathBuf) -> Result<Value> {
+pub fn read_incident(path: &PathBuf) -> Result<Value> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading incident {}", path.display()))?;
     if let Ok(v) = serde_json::from_str(&text) {
         return Ok(v);
     }
-    let docs = vigil::runbook::yaml::parse_documents(&text).map_err(|e| {
-        invalid(format!(
-            "{}:{}:{}: incident is neither JSON nor YAML: {}",
-            path.display(),
-            e.span.start.line,
-            e.span.start.col,
-            e.message
-        ))
-    })?;
+    let docs = super::parse_yaml(path, &text).context("the incident is neither JSON nor YAML")?;
     Ok(docs.first().map_or(Value::Null, |d| d.to_json()))
 }
 
@@ -87,14 +85,14 @@ fn parse_sets(sets: &[String]) -> Result<Map<String, Value>> {
     Ok(out)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")
 }
 
-fn open_store(g: &Global, bundle: Option<&vigil::runbook::Bundle>) -> Result<Store> {
+pub fn open_store(g: &Global, bundle: Option<&vigil::runbook::Bundle>) -> Result<Store> {
     let dir = super::store_dir(g, bundle);
     Store::open(&dir).with_context(|| format!("opening the store at {}", dir.display()))
 }
@@ -116,13 +114,8 @@ pub fn run(g: &Global, args: &RunArgs, dry: bool) -> Result<ExitCode> {
         now_ms() / 1000,
     )
     .map_err(|e| invalid(e.message))?;
-    let req = Request {
-        runbook: Arc::new(runbook),
-        source,
-        params,
-        incident,
-    };
-    let catalog = Arc::new(Catalog::with_core());
+    let req = Request::manual(Arc::new(runbook), source, params, incident);
+    let catalog = Arc::new(super::plugin::with_plugins(g, &bundle)?);
     let rt = runtime()?;
     let p = Paint::new(g.color());
 
@@ -141,11 +134,12 @@ pub fn run(g: &Global, args: &RunArgs, dry: bool) -> Result<ExitCode> {
     }
 
     let store = open_store(g, Some(&bundle))?;
-    let executor = executor(g, catalog, store, args.max_concurrency);
-    let report = rt.block_on(async {
+    let executor = executor(g, catalog.clone(), store, args.max_concurrency)
+        .with_env_allowlist(&bundle.config.executor.env);
+    rt.block_on(async {
         let executor = with_ctrl_c(executor);
-        match (args.new, executor.find_resumable(&req)?) {
-            (false, Some(prev)) => {
+        if !args.new {
+            if let Some(prev) = executor.find_resumable(&req)? {
                 if !g.json() {
                     println!(
                         "{} interrupted execution {} of {} — resuming it (use --new to start over)",
@@ -154,33 +148,35 @@ pub fn run(g: &Global, args: &RunArgs, dry: bool) -> Result<ExitCode> {
                         req.runbook.name
                     );
                 }
-                executor.resume(&prev.id).await.map_err(anyhow::Error::from)
-            }
-            _ => {
-                if !g.json() {
-                    println!(
-                        "{} {} {}",
-                        p.bold("▶ run"),
-                        p.bold(&req.runbook.name),
-                        p.dim(&format!("({})", req.runbook.file.display()))
-                    );
-                }
-                executor.start(req).await.map_err(anyhow::Error::from)
+                let report = executor.resume(&prev.id).await?;
+                print_report(g, &p, &report);
+                return Ok(exit_for(report.status));
             }
         }
-    })?;
-    print_report(g, &p, &report);
-    Ok(exit_for(report.status))
+        if !g.json() {
+            println!(
+                "{} {} {}",
+                p.bold("▶ run"),
+                p.bold(&req.runbook.name),
+                p.dim(&format!("({})", req.runbook.file.display()))
+            );
+        }
+        let automation = super::automation::build(&bundle, executor)?;
+        let outcome = automation
+            .handle(catalog.as_ref(), req, Origin::Manual)
+            .await?;
+        Ok(super::automation::print_outcome(g, &p, &outcome))
+    })
 }
 
-fn exit_for(status: ExecStatus) -> ExitCode {
+pub fn exit_for(status: ExecStatus) -> ExitCode {
     match status {
         ExecStatus::Succeeded | ExecStatus::AwaitingApproval => ExitCode::SUCCESS,
         _ => ExitCode::from(1),
     }
 }
 
-fn executor(g: &Global, catalog: Arc<Catalog>, store: Store, max: usize) -> Executor {
+pub fn executor(g: &Global, catalog: Arc<Catalog>, store: Store, max: usize) -> Executor {
     let mut ex = Executor::new(catalog, store).with_max_concurrency(max);
     if !g.json() {
         let p = Paint::new(g.color());
@@ -195,7 +191,7 @@ fn executor(g: &Global, catalog: Arc<Catalog>, store: Store, max: usize) -> Exec
 }
 
 /// Cancels the executor's runs on Ctrl-C.
-fn with_ctrl_c(executor: Executor) -> Executor {
+pub fn with_ctrl_c(executor: Executor) -> Executor {
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -270,7 +266,7 @@ fn event_line(p: &Paint, ev: &Event, _rec: Option<&ExecutionRecord>) -> Option<S
     Some(line)
 }
 
-fn status_word(p: &Paint, s: ExecStatus) -> String {
+pub fn status_word(p: &Paint, s: ExecStatus) -> String {
     match s {
         ExecStatus::Succeeded => p.green("succeeded"),
         ExecStatus::AwaitingApproval | ExecStatus::Running => p.yellow(s.as_str()),
@@ -278,7 +274,7 @@ fn status_word(p: &Paint, s: ExecStatus) -> String {
     }
 }
 
-fn print_report(g: &Global, p: &Paint, r: &ExecutionReport) {
+pub fn print_report(g: &Global, p: &Paint, r: &ExecutionReport) {
     if g.json() {
         println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
         return;
@@ -444,9 +440,30 @@ pub fn executions(g: &Global, cmd: &ExecutionsCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        ExecutionsCommand::Approve { id, comment } | ExecutionsCommand::Reject { id, comment } => {
-            let approve = matches!(cmd, ExecutionsCommand::Approve { .. });
-            decide(g, &p, store, id, approve, comment.clone())
+        ExecutionsCommand::Approve {
+            id,
+            comment,
+            plan_hash,
+        } => decide(g, &p, store, id, true, comment.clone(), plan_hash.clone()),
+        ExecutionsCommand::Reject { id, comment } => {
+            decide(g, &p, store, id, false, comment.clone(), None)
+        }
+        ExecutionsCommand::Expire => {
+            let executor = executor(g, Arc::new(Catalog::with_core()), store, 8);
+            let expired = runtime()?.block_on(executor.expire_approvals(now_ms()))?;
+            if g.json() {
+                println!("{}", serde_json::json!({ "expired": expired }));
+            } else if expired.is_empty() {
+                println!("no approval is overdue");
+            } else {
+                for id in &expired {
+                    println!(
+                        "{} {id}: no approval in time; handed to a human",
+                        p.red("☎")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         ExecutionsCommand::Resume { id } => {
             let executor = executor(g, Arc::new(Catalog::with_core()), store, 8);
@@ -465,60 +482,45 @@ fn decide(
     id: &str,
     approve: bool,
     comment: Option<String>,
+    plan_hash: Option<String>,
 ) -> Result<ExitCode> {
-    let rec = store.execution(id).map_err(|e| invalid(e.to_string()))?;
-    if rec.status != ExecStatus::AwaitingApproval {
-        return Err(invalid(format!(
-            "execution {id} is {}, not awaiting approval",
-            rec.status.as_str()
-        )));
-    }
-    let events = store.events(id)?;
-    let waiting = events
-        .iter()
-        .rev()
-        .find(|e| e.kind == EventKind::AwaitingApproval)
-        .and_then(|e| e.step.clone());
-    let who = std::env::var("USER").unwrap_or_else(|_| "operator".into());
-    let detail = format!(
-        "by {who}{}",
-        comment.map(|c| format!(": {c}")).unwrap_or_default()
-    );
-    let kind = if approve {
-        EventKind::Approved
-    } else {
-        EventKind::Rejected
-    };
-    store.append(
-        id,
-        Event {
-            seq: 0,
-            ts_ms: now_ms(),
-            step: waiting.clone(),
-            kind,
-            attempt: 0,
-            detail: Some(detail.clone()),
-            output: None,
-        },
-    )?;
-    if !approve {
-        let mut rec = rec;
-        rec.status = ExecStatus::Failed;
-        rec.reason = Some(format!(
-            "step `{}` rejected {detail}",
-            waiting.unwrap_or_default()
-        ));
-        rec.updated_ms = now_ms();
-        store.put_execution(&rec)?;
-        store.sync_blocking()?;
-        if !g.json() {
-            println!("{} {id} rejected; the execution is failed", p.red("✘"));
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    store.sync_blocking()?;
     let executor = executor(g, Arc::new(Catalog::with_core()), store, 8);
-    let report = runtime()?.block_on(async { with_ctrl_c(executor).resume(id).await })?;
-    print_report(g, p, &report);
-    Ok(exit_for(report.status))
+    let actor = format!("user:{}", vigil::exec::automation::whoami());
+    let result = runtime()?.block_on(async {
+        with_ctrl_c(executor)
+            .decide_approval(
+                id,
+                approve,
+                &actor,
+                comment.as_deref(),
+                plan_hash.as_deref(),
+            )
+            .await
+    });
+    let report = match result {
+        Ok(r) => r,
+        Err(
+            e @ (vigil::exec::ExecError::NotAwaiting { .. }
+            | vigil::exec::ExecError::StalePlan { .. }
+            | vigil::exec::ExecError::ApprovalExpired { .. }),
+        ) => return Err(invalid(e.to_string())),
+        Err(e) => return Err(e.into()),
+    };
+    match report {
+        Some(report) => {
+            print_report(g, p, &report);
+            Ok(exit_for(report.status))
+        }
+        None => {
+            if g.json() {
+                println!(
+                    "{}",
+                    serde_json::json!({ "id": id, "status": "failed", "rejected": true })
+                );
+            } else {
+                println!("{} {id} rejected; the execution is failed", p.red("✘"));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

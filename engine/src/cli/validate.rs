@@ -4,7 +4,6 @@ use super::{Global, invalid};
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::process::ExitCode;
-use vigil::exec::core::Catalog;
 use vigil::runbook::Bundle;
 use vigil::runbook::diag::{self, Diagnostic};
 
@@ -20,9 +19,21 @@ pub fn run(g: &Global, path: Option<&Path>) -> Result<ExitCode> {
     }
     let mut bundle =
         Bundle::load(&target).with_context(|| format!("reading {}", target.display()))?;
-    let catalog = Catalog::with_core();
+    let catalog = super::plugin::with_plugins(g, &bundle)?;
     let mut extra = vigil::exec::check_actions(&bundle, &catalog);
     bundle.diagnostics.append(&mut extra);
+    if let Err(errors) = vigil::policy::decide::PolicyEngine::load(&bundle.policies) {
+        for e in errors {
+            let pos = vigil::runbook::span::Pos {
+                line: e.line as u32,
+                col: e.col.max(1) as u32,
+            };
+            bundle.diagnostics.push(
+                Diagnostic::error(&e.file, vigil::runbook::span::Span::at(pos), e.message)
+                    .with_hint("policies are Rhai scripts defining `fn decide(incident, plan)`"),
+            );
+        }
+    }
     diag::sort(&mut bundle.diagnostics);
     print_diagnostics(g, &bundle);
     let errors = bundle.diagnostics.iter().filter(|d| d.is_error()).count();

@@ -2,10 +2,13 @@
 //! journals every transition before the next side effect.
 
 pub mod action;
+pub mod automation;
+mod context;
 pub mod core;
 pub mod dry_run;
 pub mod executor;
 pub mod render;
+mod walk;
 
 pub use executor::{ExecError, ExecutionReport, Executor, Request, StepReport, StepStatus};
 

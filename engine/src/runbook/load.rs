@@ -439,6 +439,7 @@ impl<'a> Checker<'a> {
     fn config(&mut self, doc: &Node) -> Option<Config> {
         let c: ConfigDoc = self.decode(doc)?;
         self.api_version(&c.api_version);
+        self.config_times(doc, &c);
         let services = self.services(c.services);
         let alerting = self.alerting(c.alerting);
         let base = self
@@ -460,7 +461,8 @@ impl<'a> Checker<'a> {
             executor: c.executor.unwrap_or_default(),
             sources: c.sources,
             notifiers: c.notifiers,
-            guardrails: c.guardrails,
+            guardrails: c.guardrails.unwrap_or_default(),
+            oncall: c.oncall,
             services,
             alerting,
         })
@@ -515,6 +517,42 @@ impl<'a> Checker<'a> {
         a
     }
 
+    /// RFC 3339 timestamps in freeze windows and rotations, reported where written.
+    fn config_times(&mut self, doc: &Node, c: &ConfigDoc) {
+        let check = |this: &mut Self, text: &str, at: Option<&Node>| {
+            if chrono::DateTime::parse_from_rfc3339(text).is_err() {
+                let span = at.map_or(doc.span, |n| n.span);
+                this.error(
+                    span,
+                    format!("invalid time `{text}`"),
+                    "write an RFC 3339 time, e.g. `2026-12-20T18:00:00Z`",
+                );
+            }
+        };
+        let guard = doc.get("guardrails").and_then(|g| g.get("freeze"));
+        if let Some(g) = &c.guardrails {
+            for (i, w) in g.freeze.iter().enumerate() {
+                let node = guard.and_then(|f| match &f.value {
+                    Value::Seq(items) => items.get(i),
+                    _ => None,
+                });
+                check(self, &w.start, node.and_then(|n| n.get("start")));
+                check(self, &w.end, node.and_then(|n| n.get("end")));
+            }
+        }
+        for (team, r) in &c.oncall {
+            let node = doc.get("oncall").and_then(|o| o.get(team));
+            check(self, &r.start, node.and_then(|n| n.get("start")));
+            if r.members.is_empty() {
+                self.error(
+                    node.map_or(doc.span, |n| n.span),
+                    format!("rotation `{team}` has no members"),
+                    "list who is on call under `members:`",
+                );
+            }
+        }
+    }
+
     fn detector(&mut self, doc: &Node) -> Option<Detector> {
         let d: DetectorDoc = self.decode(doc)?;
         self.api_version(&d.api_version);
@@ -532,6 +570,18 @@ impl<'a> Checker<'a> {
                 format!("invalid cron schedule `{schedule}`: {e}"),
                 "use `sec min hour day month weekday`, e.g. `*/30 * * * * *` for every 30 seconds",
             );
+        }
+        match from_node::<crate::schedule::detectors::DetectorModel>(&d.model) {
+            Err(e) => self.de_error(d.model.span, e),
+            Ok(model) => {
+                if let Err(why) = model.check() {
+                    self.error(
+                        d.model.span,
+                        format!("invalid detector model: {why}"),
+                        "e.g. `model: { anomaly: { method: ensemble }, threshold: 0.8 }`",
+                    );
+                }
+            }
         }
         Some(Detector {
             name: d.name.value,

@@ -137,9 +137,12 @@ pub struct ConfigDoc {
     /// Notification targets (typed by the notifier layer).
     #[serde(default)]
     pub notifiers: Option<Node>,
-    /// Automation guardrails (typed by the policy layer).
+    /// Automation guardrails: rate limits, blast radius, circuit breaker, freezes.
     #[serde(default)]
-    pub guardrails: Option<Node>,
+    pub guardrails: Option<GuardrailsDoc>,
+    /// On-call rotations, for policies (`oncall("team")`).
+    #[serde(default)]
+    pub oncall: BTreeMap<String, RotationDoc>,
     /// The service dependency map used for root-cause correlation.
     #[serde(default)]
     pub services: Option<BTreeMap<String, ServiceDoc>>,
@@ -281,6 +284,90 @@ pub struct ExecutorDoc {
     /// Steps of one execution running at once, unless the runbook says otherwise.
     #[serde(default)]
     pub max_concurrency: Option<u32>,
+    /// Environment variables expressions may read as `env.NAME`; no others are visible.
+    #[serde(default)]
+    pub env: Vec<String>,
+}
+
+/// Limits on what automation may do on its own.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardrailsDoc {
+    /// Applies to every runbook unless overridden under `runbooks:`.
+    #[serde(default)]
+    pub defaults: RunbookGuardrails,
+    #[serde(default)]
+    pub runbooks: BTreeMap<String, RunbookGuardrails>,
+    /// Change freezes: no automatic remediation inside these windows.
+    #[serde(default)]
+    pub freeze: Vec<FreezeWindow>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunbookGuardrails {
+    /// Automatic runs started per rolling hour.
+    #[serde(default)]
+    pub max_per_hour: Option<u32>,
+    /// Executions of this runbook running at once.
+    #[serde(default)]
+    pub max_concurrent: Option<u32>,
+    /// Blast radius: targets one step may act on.
+    #[serde(default)]
+    pub max_targets_per_step: Option<u32>,
+    /// Blast radius: targets acted on per rolling hour.
+    #[serde(default)]
+    pub max_targets_per_hour: Option<u32>,
+    /// Stop automatic runs after repeated failures, and page instead.
+    #[serde(default)]
+    pub circuit_breaker: Option<CircuitBreakerDoc>,
+    /// The first N matches of a newly added runbook only dry-run, until promoted.
+    #[serde(default)]
+    pub dry_run_first: Option<u32>,
+}
+
+impl RunbookGuardrails {
+    /// `self` with unset limits taken from `defaults`.
+    pub fn or(&self, defaults: &RunbookGuardrails) -> RunbookGuardrails {
+        RunbookGuardrails {
+            max_per_hour: self.max_per_hour.or(defaults.max_per_hour),
+            max_concurrent: self.max_concurrent.or(defaults.max_concurrent),
+            max_targets_per_step: self.max_targets_per_step.or(defaults.max_targets_per_step),
+            max_targets_per_hour: self.max_targets_per_hour.or(defaults.max_targets_per_hour),
+            circuit_breaker: self
+                .circuit_breaker
+                .clone()
+                .or_else(|| defaults.circuit_breaker.clone()),
+            dry_run_first: self.dry_run_first.or(defaults.dry_run_first),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakerDoc {
+    pub failures: u32,
+    pub window: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreezeWindow {
+    /// RFC 3339, e.g. `2026-12-20T00:00:00Z`.
+    pub start: String,
+    pub end: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// An on-call rotation: members take shifts of `shift` length from `start`.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationDoc {
+    pub members: Vec<String>,
+    pub shift: Duration,
+    /// RFC 3339 start of the first shift.
+    pub start: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -531,8 +618,8 @@ pub struct Config {
     pub sources: Option<Node>,
     #[serde(skip)]
     pub notifiers: Option<Node>,
-    #[serde(skip)]
-    pub guardrails: Option<Node>,
+    pub guardrails: GuardrailsDoc,
+    pub oncall: BTreeMap<String, RotationDoc>,
     /// service → the services it depends on.
     pub services: BTreeMap<String, Vec<String>>,
     pub alerting: Alerting,

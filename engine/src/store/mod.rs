@@ -5,6 +5,11 @@
 //! appended so far durable. Concurrent `sync` calls share one flush (group commit),
 //! which is what makes tens of thousands of durable transitions per second possible.
 
+mod audit;
+mod models;
+pub use audit::{AuditEntry, PauseState};
+pub use models::ModelMeta;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::Path;
@@ -88,6 +93,19 @@ pub struct ExecutionRecord {
     pub updated_ms: i64,
     #[serde(default)]
     pub reason: Option<String>,
+    /// `manual` or `automatic`: guardrails count automatic runs.
+    #[serde(default = "manual")]
+    pub origin: String,
+    /// A policy asked for approval before the execution acts.
+    #[serde(default)]
+    pub gate: bool,
+    /// How long a wait for approval may last.
+    #[serde(default)]
+    pub approval_timeout_ms: Option<i64>,
+}
+
+fn manual() -> String {
+    "manual".into()
 }
 
 /// What happened to an execution or one of its steps.
@@ -150,6 +168,28 @@ pub struct Event {
     pub output: Option<Value>,
 }
 
+impl Event {
+    /// An event at `ts_ms`; its `seq` is assigned when it is appended.
+    pub fn at(
+        ts_ms: i64,
+        step: Option<&str>,
+        kind: EventKind,
+        attempt: u32,
+        detail: Option<String>,
+        output: Option<Value>,
+    ) -> Event {
+        Event {
+            seq: 0,
+            ts_ms,
+            step: step.map(str::to_string),
+            kind,
+            attempt,
+            detail,
+            output,
+        }
+    }
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -180,21 +220,31 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
-        let db = sled::Config::new()
-            .path(dir)
-            .flush_every_ms(Some(1000))
-            .open()
-            .map_err(|e| match &e {
-                sled::Error::Io(io)
+        // A store released a moment ago (a process exiting, sled's flusher thread
+        // winding down) can still hold the lock briefly: wait a little before
+        // reporting it as in use.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let db = loop {
+            match sled::Config::new()
+                .path(dir)
+                .flush_every_ms(Some(1000))
+                .open()
+            {
+                Ok(db) => break db,
+                Err(sled::Error::Io(io))
                     if io.kind() == std::io::ErrorKind::WouldBlock
                         || io.to_string().contains("lock") =>
                 {
-                    StoreError::Locked {
-                        path: dir.display().to_string(),
+                    if std::time::Instant::now() >= deadline {
+                        return Err(StoreError::Locked {
+                            path: dir.display().to_string(),
+                        });
                     }
+                    std::thread::sleep(std::time::Duration::from_millis(25));
                 }
-                _ => StoreError::Io(format!("{}: {e}", dir.display())),
-            })?;
+                Err(e) => return Err(StoreError::Io(format!("{}: {e}", dir.display()))),
+            }
+        };
         Ok(Store {
             executions: db.open_tree("executions")?,
             journal: db.open_tree("journal")?,
@@ -266,6 +316,20 @@ impl Store {
         Ok(event)
     }
 
+    /// Appends several events at once (one batch write), in order.
+    pub fn append_batch(&self, exec_id: &str, events: Vec<Event>) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for mut event in events {
+            event.seq = self.db.generate_id()?;
+            let bytes =
+                serde_json::to_vec(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            batch.insert(Self::journal_key(exec_id, event.seq), bytes);
+        }
+        self.journal.apply_batch(batch)?;
+        self.mark_written();
+        Ok(())
+    }
+
     /// An execution's journal, in order.
     pub fn events(&self, exec_id: &str) -> Result<Vec<Event>, StoreError> {
         let mut prefix = exec_id.as_bytes().to_vec();
@@ -279,6 +343,11 @@ impl Store {
             );
         }
         Ok(out)
+    }
+
+    /// Notes a write, so the next `sync` flushes it.
+    fn mark_written(&self) {
+        self.commit.written.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Makes every write made before this call durable. Concurrent callers share flushes.
@@ -323,6 +392,9 @@ mod tests {
             created_ms: 1,
             updated_ms: 1,
             reason: None,
+            origin: "manual".into(),
+            gate: false,
+            approval_timeout_ms: None,
         }
     }
 

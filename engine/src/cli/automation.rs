@@ -1,0 +1,558 @@
+//! `vigil trigger`, `vigil pause`/`resume`, `vigil audit`, `vigil policy test`.
+
+use super::run::{executor, open_store, print_report, read_incident, runtime, with_ctrl_c};
+use super::{Global, Paint, clock, invalid};
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use vigil::exec::automation::{Automation, Origin, Outcome, whoami};
+use vigil::exec::core::Catalog;
+use vigil::exec::render::resolve_params;
+use vigil::exec::{Executor, Request};
+use vigil::policy::decide::{Facts, PolicyEngine};
+use vigil::policy::expr::ExprEngine;
+use vigil::runbook::Bundle;
+use vigil::store::{AuditEntry, PauseState, now_ms};
+
+/// Compiles the bundle's policies; errors point at file:line:col.
+pub fn policies(bundle: &Bundle) -> Result<Option<Arc<PolicyEngine>>> {
+    if bundle.policies.is_empty() {
+        return Ok(None);
+    }
+    PolicyEngine::load(&bundle.policies)
+        .map(|e| Some(Arc::new(e)))
+        .map_err(|errors| {
+            invalid(
+                errors
+                    .iter()
+                    .map(|e| format!("{e}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        })
+}
+
+pub fn build(bundle: &Bundle, executor: Executor) -> Result<Automation> {
+    Ok(Automation {
+        executor,
+        policies: policies(bundle)?,
+        config: bundle.config.clone(),
+        exprs: Arc::new(ExprEngine::new()),
+    })
+}
+
+/// Prints what automation did; returns the exit code.
+pub fn print_outcome(g: &Global, p: &Paint, outcome: &Outcome) -> ExitCode {
+    if g.json() {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(outcome).unwrap_or_default()
+        );
+    }
+    match outcome {
+        Outcome::Executed { report, decision } => {
+            if !g.json() {
+                if let Some(d) = decision {
+                    println!(
+                        "  policy {}: {} — {}",
+                        d.policy,
+                        p.bold(d.action.as_str()),
+                        d.reason
+                    );
+                }
+                print_report(g, p, report);
+            }
+            super::run::exit_for(report.status)
+        }
+        Outcome::DryRunOnly { reason, .. } => {
+            if !g.json() {
+                println!("{} {reason}", p.yellow("◌ dry-run only:"));
+            }
+            ExitCode::SUCCESS
+        }
+        Outcome::Paged { reason, notify } => {
+            if !g.json() {
+                let who = if notify.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (notify: {})", notify.join(", "))
+                };
+                println!("{} {reason}{who}", p.red("☎ page:"));
+            }
+            ExitCode::from(1)
+        }
+        Outcome::Ignored { reason } => {
+            if !g.json() {
+                println!("{} {reason}", p.dim("∅ ignored:"));
+            }
+            ExitCode::SUCCESS
+        }
+        Outcome::Blocked { reason } => {
+            if !g.json() {
+                println!("{} {reason}", p.red("⛔ blocked:"));
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct TriggerArgs {
+    /// The incident (JSON or YAML) with `labels` to match runbook triggers.
+    #[arg(long)]
+    pub incident: PathBuf,
+}
+
+/// Runs every runbook whose trigger matches the incident, as automation would:
+/// kill switch, guardrails, policy, then the execution.
+pub fn trigger(g: &Global, args: &TriggerArgs) -> Result<ExitCode> {
+    let dir = g
+        .bundle_dir()
+        .ok_or_else(|| invalid("no vigil.yaml found; pass --config"))?;
+    let bundle = Bundle::load(&dir).with_context(|| format!("reading {}", dir.display()))?;
+    if bundle.has_errors() {
+        super::validate::print_diagnostics(g, &bundle);
+        return Err(invalid("the bundle has errors; run `vigil validate`"));
+    }
+    let incident = read_incident(&args.incident)?;
+    let labels: BTreeMap<String, String> = incident["labels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let matching: Vec<_> = bundle
+        .runbooks
+        .iter()
+        .filter(|r| !r.trigger.is_empty() && r.trigger.iter().all(|m| m.matches(&labels)))
+        .cloned()
+        .collect();
+    let p = Paint::new(g.color());
+    if matching.is_empty() {
+        if !g.json() {
+            println!("no runbook matches labels {labels:?}");
+        } else {
+            println!("[]");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let store = open_store(g, Some(&bundle))?;
+    let catalog = Arc::new(Catalog::with_core());
+    let exprs = ExprEngine::new();
+    let mut code = ExitCode::SUCCESS;
+    runtime()?.block_on(async {
+        let executor =
+            executor(g, catalog.clone(), store, 8).with_env_allowlist(&bundle.config.executor.env);
+        let automation = build(&bundle, with_ctrl_c(executor))?;
+        for id in automation.executor.expire_approvals(now_ms()).await? {
+            if !g.json() {
+                println!(
+                    "{} {id}: no approval in time; handed to a human",
+                    p.red("☎")
+                );
+            }
+        }
+        for rb in matching {
+            if !g.json() {
+                println!("{} incident matches {}", p.bold("▶"), p.bold(&rb.name));
+            }
+            let params =
+                resolve_params(&rb, &Default::default(), &incident, &exprs, now_ms() / 1000)
+                    .map_err(|e| invalid(format!("{}: {}", rb.name, e.message)))?;
+            let source = bundle.sources.get(&rb.file).cloned().unwrap_or_default();
+            let req = Request::manual(Arc::new(rb), source, params, incident.clone());
+            let outcome = automation
+                .handle(catalog.as_ref(), req, Origin::Automatic)
+                .await?;
+            let c = print_outcome(g, &p, &outcome);
+            if c != ExitCode::SUCCESS {
+                code = c;
+            }
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(code)
+}
+
+/// Lets a runbook under `dry_run_first` act for real from now on.
+pub fn promote(g: &Global, runbook: &str) -> Result<ExitCode> {
+    let dir = g
+        .bundle_dir()
+        .ok_or_else(|| invalid("no vigil.yaml found; pass --config"))?;
+    let bundle = Bundle::load(&dir).with_context(|| format!("reading {}", dir.display()))?;
+    if bundle.runbook(runbook).is_none() {
+        let names: Vec<&str> = bundle.runbooks.iter().map(|r| r.name.as_str()).collect();
+        return Err(invalid(format!(
+            "no runbook `{runbook}`; {}",
+            vigil::runbook::suggest::hint(runbook, names.iter().copied())
+        )));
+    }
+    let store = open_store(g, Some(&bundle))?;
+    let who = whoami();
+    store.audit(AuditEntry::new(
+        format!("user:{who}"),
+        "promote",
+        runbook,
+        "may act automatically",
+    ))?;
+    store.sync_blocking()?;
+    if g.json() {
+        println!("{}", json!({ "promoted": runbook, "by": who }));
+    } else {
+        println!(
+            "{} {runbook} promoted: automatic matches now run for real",
+            Paint::new(g.color()).green("✓")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn pause(g: &Global, reason: &str, pause: bool) -> Result<ExitCode> {
+    let bundle = g.bundle_dir().and_then(|d| Bundle::load(&d).ok());
+    let store = open_store(g, bundle.as_ref())?;
+    let who = whoami();
+    if pause {
+        store.set_paused(Some(&PauseState {
+            by: who.clone(),
+            reason: reason.to_string(),
+            since_ms: now_ms(),
+        }))?;
+        store.audit(AuditEntry::new(
+            format!("user:{who}"),
+            "pause",
+            "automation",
+            reason,
+        ))?;
+    } else {
+        store.set_paused(None)?;
+        store.audit(AuditEntry::new(
+            format!("user:{who}"),
+            "resume",
+            "automation",
+            "resumed",
+        ))?;
+    }
+    store.sync_blocking()?;
+    let p = Paint::new(g.color());
+    if g.json() {
+        println!(
+            "{}",
+            json!({ "paused": pause, "by": who, "reason": reason })
+        );
+    } else if pause {
+        println!(
+            "{} automation paused by {who}: {reason} — no automatic run will start until `vigil resume`",
+            p.yellow("⏸")
+        );
+    } else {
+        println!("{} automation resumed", p.green("▶"));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct AuditArgs {
+    /// Only entries whose actor contains this (e.g. `policy:`, `user:alice`).
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only this action (decide, approve, reject, run, pause, resume, block, page, …).
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Only entries about this execution or runbook.
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// Only entries newer than this (e.g. `1h`, `7d`).
+    #[arg(long)]
+    pub since: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+}
+
+pub fn audit(g: &Global, args: &AuditArgs) -> Result<ExitCode> {
+    let bundle = g.bundle_dir().and_then(|d| Bundle::load(&d).ok());
+    let store = open_store(g, bundle.as_ref())?;
+    let since = match &args.since {
+        Some(s) => {
+            now_ms()
+                - vigil::runbook::duration::Duration::parse(s)
+                    .map_err(|e| invalid(format!("--since: {}; e.g. `1h`", e.message)))?
+                    .as_std()
+                    .as_millis() as i64
+        }
+        None => i64::MIN,
+    };
+    let mut entries: Vec<AuditEntry> = store
+        .audit_entries()?
+        .into_iter()
+        .filter(|e| e.ts_ms >= since)
+        .filter(|e| {
+            args.actor
+                .as_ref()
+                .is_none_or(|a| e.actor.contains(a.as_str()))
+        })
+        .filter(|e| args.action.as_ref().is_none_or(|a| &e.action == a))
+        .filter(|e| args.subject.as_ref().is_none_or(|s| &e.subject == s))
+        .collect();
+    let skip = entries.len().saturating_sub(args.limit);
+    entries.drain(..skip);
+    if g.json() {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let p = Paint::new(g.color());
+    if entries.is_empty() {
+        println!("no audit entries match");
+    }
+    for e in entries {
+        let hash = e
+            .plan_hash
+            .map(|h| format!(" plan {h}"))
+            .unwrap_or_default();
+        println!(
+            "{}  {:<28} {:<9} {:<26} {}{}",
+            p.dim(&clock(e.ts_ms)),
+            e.actor,
+            p.bold(&e.action),
+            e.subject,
+            e.outcome,
+            p.dim(&hash)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct PolicyTestArgs {
+    /// The policy name (under policies/) — or use --suite.
+    pub policy: Option<String>,
+    /// The incident (JSON or YAML).
+    #[arg(long)]
+    pub incident: Option<PathBuf>,
+    /// The plan the policy sees (JSON or YAML); default: a low-risk plan.
+    #[arg(long)]
+    pub plan: Option<PathBuf>,
+    /// Decide as if it were this time (RFC 3339), e.g. to test business hours.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Run every test case (*.yaml) in this directory.
+    #[arg(long, conflicts_with_all = ["policy", "incident", "plan", "at"])]
+    pub suite: Option<PathBuf>,
+}
+
+fn parse_at(at: Option<&str>) -> Result<i64> {
+    match at {
+        None => Ok(now_ms()),
+        Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+            .map(|d| d.timestamp_millis())
+            .map_err(|e| {
+                invalid(format!(
+                    "--at `{t}`: {e}; write RFC 3339, e.g. 2026-11-24T03:00:00Z"
+                ))
+            }),
+    }
+}
+
+fn default_plan() -> Value {
+    json!({ "runbook": "test", "origin": "automatic", "risk": "low", "reversible": true, "targets": 1, "steps": [] })
+}
+
+pub fn policy_test(g: &Global, args: &PolicyTestArgs) -> Result<ExitCode> {
+    let dir = g
+        .bundle_dir()
+        .ok_or_else(|| invalid("no vigil.yaml found; pass --config"))?;
+    let bundle = Bundle::load(&dir).with_context(|| format!("reading {}", dir.display()))?;
+    let engine = policies(&bundle)?
+        .ok_or_else(|| invalid(format!("no policies in {}/policies", dir.display())))?;
+    let config = bundle.config.clone();
+    let facts = |now_ms: i64| Facts {
+        now_ms,
+        oncall: config.oncall.clone(),
+        freeze: config.guardrails.freeze.clone(),
+        history: None,
+    };
+    let p = Paint::new(g.color());
+    if let Some(suite) = &args.suite {
+        return run_suite(g, &p, &engine, &facts, suite);
+    }
+    let policy = args
+        .policy
+        .as_deref()
+        .ok_or_else(|| invalid("name a policy, or pass --suite DIR"))?;
+    if !engine.names().contains(&policy) {
+        return Err(invalid(format!(
+            "no policy `{policy}`; {}",
+            vigil::runbook::suggest::hint(policy, engine.names())
+        )));
+    }
+    let incident = args
+        .incident
+        .as_ref()
+        .map(read_incident)
+        .transpose()?
+        .unwrap_or(json!({}));
+    let plan = args
+        .plan
+        .as_ref()
+        .map(read_incident)
+        .transpose()?
+        .unwrap_or_else(default_plan);
+    let (decision, trace) = engine.decide(
+        policy,
+        &incident,
+        &plan,
+        &facts(parse_at(args.at.as_deref())?),
+    );
+    if g.json() {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "decision": decision, "host_calls": trace }))?
+        );
+    } else {
+        println!("{} {}", p.bold(decision.action.as_str()), decision.reason);
+        if !decision.notify.is_empty() {
+            println!("  notify: {}", decision.notify.join(", "));
+        }
+        if !trace.is_empty() {
+            println!("  host calls:");
+            for c in &trace {
+                println!("    {} → {}", c.call, c.result);
+            }
+        }
+    }
+    Ok(if decision.fallback {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// A policy test case, in YAML.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    policy: String,
+    #[serde(default)]
+    at: Option<String>,
+    #[serde(default)]
+    incident: Option<vigil::runbook::yaml::Node>,
+    #[serde(default)]
+    plan: Option<vigil::runbook::yaml::Node>,
+    expect: Expect,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    action: vigil::policy::decide::Verdict,
+    #[serde(default)]
+    reason_contains: Option<String>,
+    #[serde(default)]
+    notify: Option<Vec<String>>,
+}
+
+fn run_suite(
+    g: &Global,
+    p: &Paint,
+    engine: &PolicyEngine,
+    facts: &dyn Fn(i64) -> Facts,
+    dir: &Path,
+) -> Result<ExitCode> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    let (mut passed, mut failed) = (0, 0);
+    let mut results = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file)?;
+        let docs = super::parse_yaml(&file, &text)?;
+        for doc in docs {
+            let case: Case = vigil::runbook::de::from_node(&doc).map_err(|e| {
+                let at = e
+                    .span
+                    .map(|s| format!("{}:{}", s.start.line, s.start.col))
+                    .unwrap_or_default();
+                invalid(format!(
+                    "{}:{at}: {}{}",
+                    file.display(),
+                    e.message,
+                    e.hint.map(|h| format!(" ({h})")).unwrap_or_default()
+                ))
+            })?;
+            let incident = case.incident.as_ref().map_or(json!({}), |n| n.to_json());
+            let plan = case
+                .plan
+                .as_ref()
+                .map_or_else(default_plan, |n| n.to_json());
+            let (d, _) = engine.decide(
+                &case.policy,
+                &incident,
+                &plan,
+                &facts(parse_at(case.at.as_deref())?),
+            );
+            let mut problems = Vec::new();
+            if d.action != case.expect.action {
+                problems.push(format!(
+                    "action {} (expected {}): {}",
+                    d.action.as_str(),
+                    case.expect.action.as_str(),
+                    d.reason
+                ));
+            }
+            if let Some(r) = &case.expect.reason_contains {
+                if !d.reason.contains(r.as_str()) {
+                    problems.push(format!("reason `{}` lacks `{r}`", d.reason));
+                }
+            }
+            if let Some(n) = &case.expect.notify {
+                if &d.notify != n {
+                    problems.push(format!("notify {:?} (expected {n:?})", d.notify));
+                }
+            }
+            if problems.is_empty() {
+                passed += 1;
+            } else {
+                failed += 1;
+            }
+            if !g.json() {
+                let mark = if problems.is_empty() {
+                    p.green("✓")
+                } else {
+                    p.red("✗")
+                };
+                println!(
+                    "{mark} {} {}",
+                    case.name,
+                    p.dim(&format!("({})", file.display()))
+                );
+                for pr in &problems {
+                    println!("    {pr}");
+                }
+            }
+            results.push(json!({ "name": case.name, "file": file, "passed": problems.is_empty(), "problems": problems }));
+        }
+    }
+    if g.json() {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({ "passed": passed, "failed": failed, "cases": results })
+            )?
+        );
+    } else {
+        println!("{passed} passed, {failed} failed");
+    }
+    Ok(if failed == 0 && passed > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

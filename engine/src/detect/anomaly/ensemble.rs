@@ -1,0 +1,373 @@
+//! The ensemble: runs the single-series methods side by side and combines their verdicts.
+//!
+//! Combination, in order, each step for a reason:
+//! 1. **normalise**: each method's deviation is divided by its own "half" level (the
+//!    deviation scoring 0.5), so a robust z of 8 and a CUSUM at 2× threshold compare;
+//! 2. **season gate**: when the seasonal method has found a strong period, deviations from
+//!    the recent level (robust, spike) are expected every cycle, so they count only
+//!    `gated_weight` as much; the seasonal residual judges level and spikes instead;
+//! 3. **weighted maximum**: the method that deviates most speaks (and explains);
+//! 4. **surprise**: the deviation is divided by a slowly decaying maximum of past
+//!    deviations raised to `surprise`: on a series that is always spiky, a spike of the
+//!    usual size is no news, while on a quiet series a modest one is;
+//! 5. **alarm and refractory**: once the score reaches `alarm_level`, the next `refractory`
+//!    points are damped by `suppressed_factor` unless they beat the alarm — one incident
+//!    gives one alarm, not a burst, and a worse one still gets through.
+
+use serde::{Deserialize, Serialize};
+
+use super::window::Ring;
+use super::{
+    AnomalyMethod, Cusum, CusumConfig, ModelConfigError, Novelty, NoveltyConfig, Reason,
+    RobustConfig, RobustDeviation, Score, Seasonal, SeasonalConfig, Spike, SpikeConfig, require,
+};
+
+/// How much each method counts in the ensemble (0 switches it off).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MethodWeights {
+    pub robust: f64,
+    pub seasonal: f64,
+    pub cusum: f64,
+    pub spike: f64,
+    pub novelty: f64,
+}
+
+impl Default for MethodWeights {
+    fn default() -> Self {
+        Self {
+            robust: 1.0,
+            seasonal: 1.0,
+            cusum: 1.0,
+            spike: 1.0,
+            novelty: 0.0,
+        }
+    }
+}
+
+/// How the combined deviation becomes a score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Calibration {
+    /// Relative to a decaying record of past deviations (`surprise`, `memory`).
+    Record,
+    /// The tail probability of the recent mean raw score under its long-run
+    /// distribution (an "anomaly likelihood"), on a log scale.
+    Likelihood,
+}
+
+/// Parameters of [`Ensemble`].
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnsembleConfig {
+    pub robust: RobustConfig,
+    pub seasonal: SeasonalConfig,
+    pub cusum: CusumConfig,
+    pub spike: SpikeConfig,
+    pub novelty: NoveltyConfig,
+    pub weights: MethodWeights,
+    /// Normalised deviation a fully novel context counts as.
+    pub novelty_gain: f64,
+    /// Compare deviations on a log scale (ln(1 + d)): tames series whose scale estimate is
+    /// tiny and whose deviations are therefore astronomically large.
+    pub log_deviation: bool,
+    /// Seasonal strength (autocorrelation at the period) from which the season gate closes.
+    pub season_gate: f64,
+    /// Weight of robust and spike while the season gate is closed.
+    pub gated_weight: f64,
+    pub calibration: Calibration,
+    /// Points averaged into the recent raw score (likelihood calibration).
+    pub short_window: usize,
+    /// Exponent of the surprise normalisation (0: off, 1: fully relative to the past).
+    pub surprise: f64,
+    /// Half-life, in points, of the memory of past deviations.
+    pub memory: f64,
+    /// Cap on a normalised deviation (in "half levels").
+    pub max_deviation: f64,
+    /// Score from which an alarm starts a refractory period.
+    pub alarm_level: f64,
+    /// Points after an alarm during which scores are damped.
+    pub refractory: usize,
+    /// Factor applied to scores during the refractory period.
+    pub suppressed_factor: f64,
+}
+
+impl Default for EnsembleConfig {
+    fn default() -> Self {
+        Self {
+            robust: RobustConfig::default(),
+            seasonal: SeasonalConfig::default(),
+            cusum: CusumConfig::default(),
+            spike: SpikeConfig::default(),
+            novelty: NoveltyConfig::default(),
+            weights: MethodWeights::default(),
+            novelty_gain: 2.0,
+            log_deviation: false,
+            season_gate: 0.6,
+            gated_weight: 0.0,
+            calibration: Calibration::Record,
+            short_window: 10,
+            surprise: 0.5,
+            memory: 1000.0,
+            max_deviation: 1e9,
+            alarm_level: 0.5,
+            refractory: 100,
+            suppressed_factor: 0.1,
+        }
+    }
+}
+
+/// Several methods on one series, combined.
+#[derive(Debug)]
+pub struct Ensemble {
+    cfg: EnsembleConfig,
+    robust: RobustDeviation,
+    seasonal: Seasonal,
+    cusum: Cusum,
+    spike: Spike,
+    novelty: Option<Novelty>,
+    /// Decaying maximum of past normalised deviations.
+    past_max: f64,
+    decay: f64,
+    /// Recent raw scores (likelihood calibration).
+    short: Ring,
+    short_sum: f64,
+    /// Exponentially weighted mean and variance of the recent mean raw score.
+    long_mean: f64,
+    long_var: f64,
+    seen: u64,
+    /// Points left in the current refractory period.
+    refractory_left: usize,
+    /// Score of the alarm that started the refractory period.
+    alarm_peak: f64,
+}
+
+fn unit_weight(field: &'static str, v: f64) -> Result<(), ModelConfigError> {
+    require(
+        v.is_finite() && (0.0..=1.0).contains(&v),
+        field,
+        "must be in 0..=1",
+    )
+}
+
+impl Ensemble {
+    pub fn new(cfg: EnsembleConfig) -> Result<Self, ModelConfigError> {
+        let w = &cfg.weights;
+        unit_weight("weights.robust", w.robust)?;
+        unit_weight("weights.seasonal", w.seasonal)?;
+        unit_weight("weights.cusum", w.cusum)?;
+        unit_weight("weights.spike", w.spike)?;
+        unit_weight("weights.novelty", w.novelty)?;
+        require(
+            cfg.novelty_gain.is_finite() && cfg.novelty_gain >= 0.0,
+            "novelty_gain",
+            "must be a non-negative number",
+        )?;
+        unit_weight("season_gate", cfg.season_gate)?;
+        unit_weight("gated_weight", cfg.gated_weight)?;
+        unit_weight("surprise", cfg.surprise)?;
+        unit_weight("alarm_level", cfg.alarm_level)?;
+        unit_weight("suppressed_factor", cfg.suppressed_factor)?;
+        require(
+            cfg.max_deviation.is_finite() && cfg.max_deviation >= 1.0,
+            "max_deviation",
+            "must be at least 1",
+        )?;
+        require(
+            (1..=10_000).contains(&cfg.short_window),
+            "short_window",
+            "must be in 1..=10000",
+        )?;
+        require(
+            cfg.memory.is_finite() && cfg.memory >= 1.0,
+            "memory",
+            "must be at least 1 point",
+        )?;
+        require(
+            cfg.refractory <= 1_000_000,
+            "refractory",
+            "must be at most 1000000 points",
+        )?;
+        Ok(Self {
+            robust: RobustDeviation::new(cfg.robust.clone())?,
+            seasonal: Seasonal::new(cfg.seasonal.clone())?,
+            cusum: Cusum::new(cfg.cusum.clone())?,
+            spike: Spike::new(cfg.spike.clone())?,
+            // Only kept (and paid for) when it counts.
+            novelty: if cfg.weights.novelty > 0.0 {
+                Some(Novelty::new(cfg.novelty.clone())?)
+            } else {
+                None
+            },
+            past_max: 0.0,
+            short: Ring::new(cfg.short_window.max(1)),
+            short_sum: 0.0,
+            long_mean: 0.0,
+            long_var: 0.0,
+            seen: 0,
+            decay: 0.5f64.powf(1.0 / cfg.memory),
+            refractory_left: 0,
+            alarm_peak: 0.0,
+            cfg,
+        })
+    }
+}
+
+impl Ensemble {
+    /// Anomaly likelihood of the recent mean raw score, as 0..1 on a log scale:
+    /// 0.5 ≈ 1-in-3000 tail, 1 ≈ 1-in-10¹⁰.
+    fn likelihood(&mut self, deviation: f64) -> f64 {
+        let raw = deviation * deviation / (deviation * deviation + 1.0);
+        if self.short.len() == self.short.capacity() {
+            self.short_sum -= self
+                .short
+                .get_back(self.short.capacity() - 1)
+                .unwrap_or(0.0);
+        }
+        self.short.push(raw);
+        self.short_sum += raw;
+        let recent = self.short_sum / self.short.len().max(1) as f64;
+        let sd = self.long_var.sqrt().max(LIKELIHOOD_SD_FLOOR);
+        let z = (recent - self.long_mean) / sd;
+        let warm = self.seen >= self.short.capacity() as u64 * 2;
+        // Learn after judging: the point must not explain itself.
+        let a = 1.0 - self.decay;
+        let d = recent - self.long_mean;
+        self.long_mean += a * d;
+        self.long_var = (1.0 - a) * (self.long_var + a * d * d);
+        self.seen += 1;
+        if !warm || !(z > 0.0) {
+            return 0.0;
+        }
+        let tail = 0.5 * erfc(z / std::f64::consts::SQRT_2);
+        ((tail + 1e-10).ln() / (1e-10f64).ln()).clamp(0.0, 1.0)
+    }
+}
+
+/// Smallest spread of the recent mean raw score (a perfectly quiet series would make any
+/// blip infinitely unlikely).
+const LIKELIHOOD_SD_FLOOR: f64 = 0.01;
+
+/// Complementary error function (Numerical Recipes' Chebyshev fit, relative error < 1.2e-7,
+/// good in the far tail, which is what matters here).
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let r = t
+        * (-z * z - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
+    if x >= 0.0 { r } else { 2.0 - r }
+}
+
+impl AnomalyMethod for Ensemble {
+    fn name(&self) -> &'static str {
+        "ensemble"
+    }
+
+    fn update(&mut self, t: i64, x: f64) -> Score {
+        if !x.is_finite() {
+            return Score::quiet(t, x, self.name(), Reason::Skipped);
+        }
+        let cfg = &self.cfg;
+        let gate = if self.seasonal.strength() >= cfg.season_gate {
+            cfg.gated_weight
+        } else {
+            1.0
+        };
+        let scores = [
+            (
+                cfg.weights.robust * gate / cfg.robust.z_half,
+                self.robust.update(t, x),
+            ),
+            (
+                cfg.weights.seasonal / cfg.seasonal.z_half,
+                self.seasonal.update(t, x),
+            ),
+            (cfg.weights.cusum, self.cusum.update(t, x)),
+            (
+                cfg.weights.spike * gate / cfg.spike.z_half,
+                self.spike.update(t, x),
+            ),
+        ];
+        let mut best = scores[0].1;
+        let mut deviation = 0.0f64;
+        for (weight, s) in scores {
+            let d = weight * s.deviation.abs();
+            if d > deviation {
+                deviation = d;
+                best = s;
+            }
+        }
+        if let Some(n) = self.novelty.as_mut() {
+            let s = n.update(t, x);
+            let d = cfg.weights.novelty * cfg.novelty_gain * s.value;
+            if d > deviation {
+                deviation = d;
+                best = s;
+            }
+        }
+        if cfg.log_deviation {
+            deviation = deviation.ln_1p();
+        }
+        // Capped only against overflow: a huge deviation *should* make the next ones less
+        // surprising for a while (measured on NAB: capping at 20-1000 half levels costs 5+ points).
+        let deviation = deviation.min(cfg.max_deviation);
+        let (calibration, surprise, suppressed_factor, alarm_level, refractory) = (
+            cfg.calibration,
+            cfg.surprise,
+            cfg.suppressed_factor,
+            cfg.alarm_level,
+            cfg.refractory,
+        );
+        let mut value = match calibration {
+            Calibration::Record => {
+                // Surprise: relative to what this series usually does (never below the half level).
+                let usual = self.past_max.max(1.0);
+                let u = deviation / usual.powf(surprise);
+                self.past_max = deviation.max(self.past_max * self.decay);
+                (u * u / (u * u + 1.0)).clamp(0.0, 1.0)
+            }
+            Calibration::Likelihood => self.likelihood(deviation),
+        };
+        if self.refractory_left > 0 && value <= self.alarm_peak {
+            self.refractory_left -= 1;
+            value *= suppressed_factor;
+        } else if value >= alarm_level {
+            // A new alarm, or one larger than the alarm in progress: let it through.
+            self.refractory_left = refractory;
+            self.alarm_peak = value;
+        }
+        Score {
+            value,
+            method: if deviation > 0.0 {
+                best.method
+            } else {
+                self.name()
+            },
+            ..best
+        }
+    }
+
+    fn state_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            - std::mem::size_of::<RobustDeviation>()
+            - std::mem::size_of::<Seasonal>()
+            - std::mem::size_of::<Cusum>()
+            - std::mem::size_of::<Spike>()
+            + self.robust.state_bytes()
+            + self.seasonal.state_bytes()
+            + self.cusum.state_bytes()
+            + self.spike.state_bytes()
+            + self.short.state_bytes()
+            + self.novelty.as_ref().map_or(0, |n| n.state_bytes())
+            - std::mem::size_of::<Ring>()
+    }
+}

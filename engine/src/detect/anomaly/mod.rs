@@ -1,0 +1,307 @@
+//! Online anomaly detection: several methods behind [`AnomalyMethod`], picked by name.
+//!
+//! Every method is a streaming state machine over one series: [`AnomalyMethod::update`]
+//! scores a point using only the points before it (and the point itself), then learns from
+//! it. There is no look-ahead by construction: nothing about the future is ever passed in.
+//! State per series is bounded by the configured windows, whatever the history length.
+//!
+//! Input handling, documented once for all methods:
+//! - non-finite values (NaN, ±inf) are not learnt from and score 0 with
+//!   [`Reason::Skipped`]; [`SeriesGuard`](crate::detect::series::SeriesGuard) turns them,
+//!   and unsorted or duplicate timestamps, into typed errors when the caller wants that;
+//! - gaps are not filled: methods work on the sequence of samples (the seasonal method
+//!   converts calendar periods to sample counts with the median sampling interval);
+//! - a constant series has zero spread: methods fall back to a tiny scale floor relative to
+//!   the level, so any departure from a flat line scores high and the flat line scores 0;
+//! - until a method has seen its `min_points`, it scores 0 with [`Reason::Warmup`];
+//! - huge values stay finite in the arithmetic (scores are clamped to [0, 1]).
+
+pub mod cusum;
+pub mod ensemble;
+pub mod multi;
+pub mod novelty;
+pub mod robust;
+pub mod seasonal;
+pub mod spike;
+pub mod window;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub use cusum::{Cusum, CusumConfig};
+pub use ensemble::{Ensemble, EnsembleConfig};
+pub use multi::{MultiMetric, MultiMetricConfig, MultiScore};
+pub use novelty::{Novelty, NoveltyConfig};
+pub use robust::{RobustConfig, RobustDeviation};
+pub use seasonal::{Seasonal, SeasonalConfig};
+pub use spike::{Spike, SpikeConfig};
+
+/// Why a score has the value it has; with the numbers in [`Score`] it renders as a sentence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Not enough history yet to judge.
+    Warmup,
+    /// The point was not finite and was ignored.
+    Skipped,
+    /// Deviation from a robust (median/MAD) baseline.
+    Deviation,
+    /// Deviation from the same phase of the previous seasonal cycles.
+    SeasonalDeviation,
+    /// No seasonal period found (yet); the seasonal method abstains.
+    NoSeason,
+    /// A sustained shift of the level (CUSUM).
+    LevelShift,
+    /// A jump from the previous point larger than the usual step.
+    Spike,
+    /// A situation (recent values, quantised) never seen before.
+    Novel,
+}
+
+/// One point's verdict. `Copy` and allocation-free so scoring stays on the hot path;
+/// [`Score::explanation`] renders the human sentence only when someone asks.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Score {
+    /// Timestamp of the point (unix seconds).
+    pub t: i64,
+    /// Anomaly score in [0, 1]; 0 is normal.
+    pub value: f64,
+    /// The observed value.
+    pub observed: f64,
+    /// What the method expected to see, when it has an expectation.
+    pub expected: Option<f64>,
+    /// The normal band (low, high) around `expected`.
+    pub band: Option<(f64, f64)>,
+    /// Signed standardised deviation (a robust z, or the CUSUM statistic over its threshold).
+    pub deviation: f64,
+    /// The method that produced the score (for the ensemble: the one that fired most).
+    pub method: &'static str,
+    pub reason: Reason,
+}
+
+impl Score {
+    pub(crate) fn quiet(t: i64, observed: f64, method: &'static str, reason: Reason) -> Self {
+        Self {
+            t,
+            value: 0.0,
+            observed,
+            expected: None,
+            band: None,
+            deviation: 0.0,
+            method,
+            reason,
+        }
+    }
+
+    /// A sentence a human can read, e.g.
+    /// "value 93.1 above expected 41 ± 6.2 (robust z 8.4)".
+    pub fn explanation(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for Score {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let obs = num(self.observed);
+        match self.reason {
+            Reason::Warmup => write!(
+                f,
+                "value {obs}: learning, not enough history yet ({})",
+                self.method
+            ),
+            Reason::Skipped => write!(f, "value {obs} is not finite: ignored ({})", self.method),
+            Reason::NoSeason => {
+                write!(f, "value {obs}: no seasonal period found ({})", self.method)
+            }
+            Reason::Novel => match self.band {
+                Some((lo, hi)) => write!(
+                    f,
+                    "value {obs}: a pattern never seen before (usual range {} to {}; novelty score {:.2})",
+                    num(lo),
+                    num(hi),
+                    self.value
+                ),
+                None => write!(
+                    f,
+                    "value {obs}: a pattern never seen before (novelty score {:.2})",
+                    self.value
+                ),
+            },
+            _ => {
+                let side = if self.deviation >= 0.0 {
+                    "above"
+                } else {
+                    "below"
+                };
+                let what = match self.reason {
+                    Reason::LevelShift => "level shift",
+                    Reason::Spike => "spike",
+                    Reason::SeasonalDeviation => "seasonal",
+                    _ => "value",
+                };
+                write!(f, "{what} {obs} {side} expected")?;
+                if let Some(e) = self.expected {
+                    write!(f, " {}", num(e))?;
+                    if let Some((lo, hi)) = self.band {
+                        write!(f, " ± {}", num((hi - lo) / 2.0))?;
+                    }
+                }
+                let stat = match self.reason {
+                    Reason::LevelShift => "CUSUM/threshold",
+                    Reason::Spike => "step z",
+                    _ => "robust z",
+                };
+                write!(
+                    f,
+                    " ({stat} {:.1}; {} score {:.2})",
+                    self.deviation, self.method, self.value
+                )
+            }
+        }
+    }
+}
+
+/// Three significant digits, without noise like 41.000000001.
+fn num(x: f64) -> String {
+    if !x.is_finite() {
+        return format!("{x}");
+    }
+    let a = x.abs();
+    if a != 0.0 && !(1e-3..1e6).contains(&a) {
+        format!("{x:.3e}")
+    } else if a >= 100.0 {
+        format!("{x:.1}")
+    } else {
+        let s = format!("{x:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+/// A streaming anomaly scorer for one series.
+pub trait AnomalyMethod: Send + fmt::Debug {
+    /// The name a detector selects it by.
+    fn name(&self) -> &'static str;
+    /// Scores the point `(t, x)` from the history before it, then learns from it.
+    fn update(&mut self, t: i64, x: f64) -> Score;
+    /// Bytes of state held for this series (bounded by the configuration).
+    fn state_bytes(&self) -> usize;
+}
+
+/// Maps a standardised deviation to [0, 1]: z²/(z² + z_half²), so |z| = `z_half` scores 0.5.
+/// Unlike a normal tail probability it does not saturate at 1 for moderately large z, so
+/// scores still rank large anomalies against each other.
+pub(crate) fn z_to_unit(z: f64, z_half: f64) -> f64 {
+    if z.is_nan() {
+        return 0.0;
+    }
+    let a = z.abs().min(1e150);
+    let h = z_half.max(1e-9);
+    (a * a / (a * a + h * h)).clamp(0.0, 1.0)
+}
+
+/// The smallest spread we divide by: a flat series would otherwise give 0/0 or x/0.
+pub(crate) fn scale_floor(level: f64) -> f64 {
+    (level.abs() * 1e-6).max(1e-9)
+}
+
+/// Which method a detector uses, with its parameters. Deserialises from a detector's
+/// `model:` section, e.g. `{ method: robust, window: 288 }`; unknown keys are errors.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum ModelConfig {
+    Robust(RobustConfig),
+    Seasonal(SeasonalConfig),
+    Cusum(CusumConfig),
+    Spike(SpikeConfig),
+    Novelty(NoveltyConfig),
+    Ensemble(EnsembleConfig),
+}
+
+/// A configuration or name that does not describe a valid method.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ModelConfigError {
+    #[error("unknown anomaly method {name:?}; expected one of {}", METHOD_NAMES.join(", "))]
+    UnknownMethod { name: String },
+    #[error("invalid parameter {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+/// The names [`ModelConfig::by_name`] accepts.
+pub const METHOD_NAMES: &[&str] = &[
+    "robust", "seasonal", "cusum", "spike", "novelty", "ensemble",
+];
+
+impl ModelConfig {
+    /// The default configuration of the method called `name`.
+    pub fn by_name(name: &str) -> Result<Self, ModelConfigError> {
+        Ok(match name {
+            "robust" => Self::Robust(RobustConfig::default()),
+            "seasonal" => Self::Seasonal(SeasonalConfig::default()),
+            "cusum" => Self::Cusum(CusumConfig::default()),
+            "spike" => Self::Spike(SpikeConfig::default()),
+            "novelty" => Self::Novelty(NoveltyConfig::default()),
+            "ensemble" => Self::Ensemble(EnsembleConfig::default()),
+            other => {
+                return Err(ModelConfigError::UnknownMethod {
+                    name: other.to_string(),
+                });
+            }
+        })
+    }
+
+    /// Builds a fresh method for one series.
+    pub fn build(&self) -> Result<Box<dyn AnomalyMethod>, ModelConfigError> {
+        Ok(match self {
+            Self::Robust(c) => Box::new(RobustDeviation::new(c.clone())?),
+            Self::Seasonal(c) => Box::new(Seasonal::new(c.clone())?),
+            Self::Cusum(c) => Box::new(Cusum::new(c.clone())?),
+            Self::Spike(c) => Box::new(Spike::new(c.clone())?),
+            Self::Novelty(c) => Box::new(Novelty::new(c.clone())?),
+            Self::Ensemble(c) => Box::new(Ensemble::new(c.clone())?),
+        })
+    }
+}
+
+pub(crate) fn require(ok: bool, field: &'static str, reason: &str) -> Result<(), ModelConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ModelConfigError::Invalid {
+            field,
+            reason: reason.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explanation_reads_like_a_sentence() {
+        let s = Score {
+            t: 0,
+            value: 0.8,
+            observed: 93.1,
+            expected: Some(41.0),
+            band: Some((34.8, 47.2)),
+            deviation: 8.4,
+            method: "robust",
+            reason: Reason::Deviation,
+        };
+        assert_eq!(
+            s.explanation(),
+            "value 93.1 above expected 41 ± 6.2 (robust z 8.4; robust score 0.80)"
+        );
+    }
+
+    #[test]
+    fn z_map_is_monotone_and_bounded() {
+        assert_eq!(z_to_unit(0.0, 4.0), 0.0);
+        assert!((z_to_unit(4.0, 4.0) - 0.5).abs() < 1e-12);
+        assert!(z_to_unit(8.0, 4.0) > z_to_unit(5.0, 4.0));
+        assert!(z_to_unit(f64::INFINITY, 4.0) <= 1.0);
+        assert_eq!(z_to_unit(f64::NAN, 4.0), 0.0);
+    }
+}

@@ -1,0 +1,119 @@
+//! Robust deviation: how far a point is from the median of the recent window, in MADs.
+
+use serde::{Deserialize, Serialize};
+
+use super::window::SortedWindow;
+use super::{AnomalyMethod, ModelConfigError, Reason, Score, require, z_to_unit};
+
+/// Parameters of [`RobustDeviation`].
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RobustConfig {
+    /// Points in the baseline window (bounded state: 2 floats per point).
+    pub window: usize,
+    /// Points needed before scoring.
+    pub min_points: usize,
+    /// Share of the 5–95% spread the scale never goes below (0: MAD only).
+    pub spread_share: f64,
+    /// The robust z that scores 0.5.
+    pub z_half: f64,
+    /// Width of the reported normal band, in robust standard deviations.
+    pub band_z: f64,
+}
+
+impl Default for RobustConfig {
+    fn default() -> Self {
+        Self {
+            window: 288,
+            min_points: 30,
+            spread_share: 0.0,
+            z_half: 4.0,
+            band_z: 3.0,
+        }
+    }
+}
+
+/// Median/MAD deviation over a bounded sliding window.
+#[derive(Debug, Clone)]
+pub struct RobustDeviation {
+    cfg: RobustConfig,
+    window: SortedWindow,
+}
+
+impl RobustDeviation {
+    pub fn new(cfg: RobustConfig) -> Result<Self, ModelConfigError> {
+        require(
+            cfg.spread_share.is_finite() && (0.0..=1.0).contains(&cfg.spread_share),
+            "spread_share",
+            "must be in 0..=1",
+        )?;
+        require(cfg.window >= 3, "window", "must be at least 3 points")?;
+        require(
+            cfg.min_points >= 3 && cfg.min_points <= cfg.window,
+            "min_points",
+            "must be in 3..=window",
+        )?;
+        require(
+            cfg.z_half.is_finite() && cfg.z_half > 0.0,
+            "z_half",
+            "must be a positive number",
+        )?;
+        require(
+            cfg.band_z.is_finite() && cfg.band_z > 0.0,
+            "band_z",
+            "must be a positive number",
+        )?;
+        Ok(Self {
+            window: SortedWindow::new(cfg.window),
+            cfg,
+        })
+    }
+
+    /// The robust z of `x` against the current window, with the median and scale used.
+    /// `None` while warming up.
+    pub(crate) fn z_of(&self, x: f64) -> Option<(f64, f64, f64)> {
+        if self.window.len() < self.cfg.min_points {
+            return None;
+        }
+        let median = self.window.median()?;
+        let scale = self
+            .window
+            .robust_scale(median, median, self.cfg.spread_share);
+        Some(((x - median) / scale, median, scale))
+    }
+}
+
+impl AnomalyMethod for RobustDeviation {
+    fn name(&self) -> &'static str {
+        "robust"
+    }
+
+    fn update(&mut self, t: i64, x: f64) -> Score {
+        if !x.is_finite() {
+            return Score::quiet(t, x, self.name(), Reason::Skipped);
+        }
+        let score = match self.z_of(x) {
+            None => Score::quiet(t, x, self.name(), Reason::Warmup),
+            Some((z, median, scale)) => Score {
+                t,
+                value: z_to_unit(z, self.cfg.z_half),
+                observed: x,
+                expected: Some(median),
+                band: Some((
+                    median - self.cfg.band_z * scale,
+                    median + self.cfg.band_z * scale,
+                )),
+                deviation: z,
+                method: self.name(),
+                reason: Reason::Deviation,
+            },
+        };
+        self.window.push(x);
+        score
+    }
+
+    fn state_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() - std::mem::size_of::<SortedWindow>()
+            + self.window.state_bytes()
+    }
+}

@@ -1,0 +1,326 @@
+//! Seasonal baseline: compares a point with the same phase of the previous cycles.
+//!
+//! The period is found by autocorrelation among calendar candidates (hourly, daily,
+//! weekly, converted to samples with the median sampling interval, searched ±2% around
+//! each), re-estimated every `reestimate_every` points over a bounded history. The
+//! expectation is the median of the same phase in up to `cycles` previous cycles, and the
+//! residual is judged by median/MAD over a window of past residuals.
+
+use serde::{Deserialize, Serialize};
+
+use super::window::{Ring, SortedWindow};
+use super::{AnomalyMethod, ModelConfigError, Reason, Score, require, z_to_unit};
+
+/// Parameters of [`Seasonal`].
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SeasonalConfig {
+    /// A fixed period in samples; when absent it is found by autocorrelation.
+    pub period: Option<usize>,
+    /// Points of history kept for the autocorrelation and the previous cycles.
+    pub max_history: usize,
+    /// Previous cycles whose same-phase median is the expectation.
+    pub cycles: usize,
+    /// How often (in points) the period is re-estimated.
+    pub reestimate_every: usize,
+    /// Autocorrelation a candidate period needs to be believed.
+    pub min_acf: f64,
+    /// Residuals kept to learn the residual spread.
+    pub residual_window: usize,
+    pub min_points: usize,
+    /// Share of the 5–95% spread the scale never goes below (0: MAD only).
+    pub spread_share: f64,
+    pub z_half: f64,
+}
+
+impl Default for SeasonalConfig {
+    fn default() -> Self {
+        Self {
+            period: None,
+            max_history: 4096,
+            cycles: 3,
+            reestimate_every: 288,
+            min_acf: 0.3,
+            residual_window: 288,
+            min_points: 30,
+            spread_share: 0.0,
+            z_half: 4.0,
+        }
+    }
+}
+
+/// Calendar cycles we look for, in seconds.
+const CANDIDATE_PERIODS_SECS: [i64; 3] = [3600, 86_400, 7 * 86_400];
+
+/// How much more a period's autocorrelation must be than at half the period.
+const MIN_HALF_PERIOD_CONTRAST: f64 = 0.2;
+
+/// Same-phase baseline with an automatically found period.
+#[derive(Debug, Clone)]
+pub struct Seasonal {
+    cfg: SeasonalConfig,
+    history: Ring,
+    intervals: SortedWindow,
+    residuals: SortedWindow,
+    scratch: Vec<f64>,
+    period: Option<usize>,
+    /// Autocorrelation at `period` when it was found (1 for a fixed period).
+    strength: f64,
+    since_estimate: usize,
+    last_t: Option<i64>,
+}
+
+impl Seasonal {
+    pub fn new(cfg: SeasonalConfig) -> Result<Self, ModelConfigError> {
+        require(
+            cfg.spread_share.is_finite() && (0.0..=1.0).contains(&cfg.spread_share),
+            "spread_share",
+            "must be in 0..=1",
+        )?;
+        require(
+            cfg.max_history >= 16,
+            "max_history",
+            "must be at least 16 points",
+        )?;
+        require(cfg.cycles >= 1, "cycles", "must be at least 1")?;
+        require(
+            cfg.reestimate_every >= 1,
+            "reestimate_every",
+            "must be at least 1",
+        )?;
+        require(
+            cfg.min_acf.is_finite() && cfg.min_acf < 1.0,
+            "min_acf",
+            "must be a number below 1",
+        )?;
+        require(
+            cfg.residual_window >= 3,
+            "residual_window",
+            "must be at least 3",
+        )?;
+        require(
+            cfg.min_points >= 3 && cfg.min_points <= cfg.residual_window,
+            "min_points",
+            "must be in 3..=residual_window",
+        )?;
+        require(
+            cfg.z_half.is_finite() && cfg.z_half > 0.0,
+            "z_half",
+            "must be a positive number",
+        )?;
+        if let Some(p) = cfg.period {
+            require(
+                p >= 2 && p < cfg.max_history,
+                "period",
+                "must be in 2..max_history",
+            )?;
+        }
+        Ok(Self {
+            history: Ring::new(cfg.max_history),
+            intervals: SortedWindow::new(64),
+            residuals: SortedWindow::new(cfg.residual_window),
+            scratch: Vec::with_capacity(cfg.max_history),
+            period: cfg.period,
+            strength: if cfg.period.is_some() { 1.0 } else { 0.0 },
+            since_estimate: 0,
+            last_t: None,
+            cfg,
+        })
+    }
+
+    /// The period in samples currently believed, if any.
+    pub fn period(&self) -> Option<usize> {
+        self.period
+    }
+
+    /// How strongly seasonal the series is: the autocorrelation at the period (0 if none).
+    pub fn strength(&self) -> f64 {
+        if self.period.is_some() {
+            self.strength
+        } else {
+            0.0
+        }
+    }
+
+    fn reestimate(&mut self) {
+        let Some(dt) = self.intervals.median().filter(|d| *d > 0.0) else {
+            return;
+        };
+        self.history.copy_in_order(&mut self.scratch);
+        let n = self.scratch.len();
+        let mean = self.scratch.iter().sum::<f64>() / n as f64;
+        let var = self
+            .scratch
+            .iter()
+            .map(|x| (x - mean) * (x - mean))
+            .sum::<f64>();
+        if !(var > 0.0) || !var.is_finite() {
+            return;
+        }
+        // Candidates shortest first; a longer cycle must be clearly better to win, because a
+        // daily pattern also repeats weekly.
+        let mut best: Option<(usize, f64)> = None;
+        for secs in CANDIDATE_PERIODS_SECS {
+            let center = (secs as f64 / dt).round();
+            if center < 2.0 || center * 2.0 > n as f64 {
+                continue;
+            }
+            let spread = (center * 0.02).ceil() as usize;
+            let center = center as usize;
+            let mut local: Option<(usize, f64)> = None;
+            for lag in center.saturating_sub(spread).max(2)..=center + spread {
+                if lag * 2 > n {
+                    break;
+                }
+                let acf = autocorrelation(&self.scratch, mean, var, lag);
+                if local.is_none_or(|(_, b)| acf > b) {
+                    local = Some((lag, acf));
+                }
+            }
+            // A true period repeats at its lag but not at half of it; a smooth series is
+            // merely similar to itself an hour later, and also at half an hour.
+            let contrast = local.map_or(0.0, |(lag, acf)| {
+                acf - autocorrelation(&self.scratch, mean, var, lag / 2)
+            });
+            if let Some((lag, acf)) = local
+                && acf >= self.cfg.min_acf
+                && contrast >= MIN_HALF_PERIOD_CONTRAST
+                && best.is_none_or(|(_, b)| acf > b + 0.05)
+            {
+                best = Some((lag, acf));
+            }
+        }
+        self.period = best.map(|(lag, _)| lag);
+        self.strength = best.map_or(0.0, |(_, acf)| acf);
+    }
+
+    /// Median of the same phase in the previous cycles held in history.
+    fn expectation(&self, period: usize) -> Option<f64> {
+        let mut same_phase = [0.0f64; 8];
+        let mut k = 0;
+        for c in 1..=self.cfg.cycles.min(same_phase.len()) {
+            match self.history.get_back(c * period - 1) {
+                Some(v) => {
+                    same_phase[k] = v;
+                    k += 1;
+                }
+                None => break,
+            }
+        }
+        if k == 0 {
+            return None;
+        }
+        let seen = &mut same_phase[..k];
+        seen.sort_by(f64::total_cmp);
+        Some(if k % 2 == 1 {
+            seen[k / 2]
+        } else {
+            0.5 * (seen[k / 2 - 1] + seen[k / 2])
+        })
+    }
+}
+
+/// Autocorrelation at `lag`, normalised per overlapping pair (so longer lags are not
+/// penalised for having fewer pairs; `var` is the sum of squares over all `x`).
+fn autocorrelation(x: &[f64], mean: f64, var: f64, lag: usize) -> f64 {
+    let pairs = x.len().saturating_sub(lag);
+    if pairs == 0 {
+        return 0.0;
+    }
+    let mut acc = 0.0;
+    for i in 0..pairs {
+        acc += (x[i] - mean) * (x[i + lag] - mean);
+    }
+    (acc / pairs as f64) / (var / x.len() as f64)
+}
+
+impl AnomalyMethod for Seasonal {
+    fn name(&self) -> &'static str {
+        "seasonal"
+    }
+
+    fn update(&mut self, t: i64, x: f64) -> Score {
+        if !x.is_finite() {
+            return Score::quiet(t, x, self.name(), Reason::Skipped);
+        }
+        if let Some(prev) = self.last_t.replace(t) {
+            let dt = t.saturating_sub(prev);
+            if dt > 0 {
+                self.intervals.push(dt as f64);
+            }
+        }
+        let score = match self.period.and_then(|p| self.expectation(p)) {
+            None => Score::quiet(t, x, self.name(), Reason::NoSeason),
+            Some(expected) => {
+                let residual = x - expected;
+                let score = match self.residuals.median() {
+                    Some(mid) if self.residuals.len() >= self.cfg.min_points => {
+                        let scale =
+                            self.residuals
+                                .robust_scale(mid, expected, self.cfg.spread_share);
+                        let z = (residual - mid) / scale;
+                        let centre = expected + mid;
+                        Score {
+                            t,
+                            value: z_to_unit(z, self.cfg.z_half),
+                            observed: x,
+                            expected: Some(centre),
+                            band: Some((centre - 3.0 * scale, centre + 3.0 * scale)),
+                            deviation: z,
+                            method: self.name(),
+                            reason: Reason::SeasonalDeviation,
+                        }
+                    }
+                    _ => Score::quiet(t, x, self.name(), Reason::Warmup),
+                };
+                self.residuals.push(residual);
+                score
+            }
+        };
+        self.history.push(x);
+        self.since_estimate += 1;
+        if self.cfg.period.is_none() && self.since_estimate >= self.cfg.reestimate_every {
+            self.since_estimate = 0;
+            let before = self.period;
+            self.reestimate();
+            if before != self.period {
+                // Residuals against another period are not comparable.
+                self.residuals = SortedWindow::new(self.cfg.residual_window);
+            }
+        }
+        score
+    }
+
+    fn state_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            - std::mem::size_of::<Ring>()
+            - 2 * std::mem::size_of::<SortedWindow>()
+            + self.history.state_bytes()
+            + self.intervals.state_bytes()
+            + self.residuals.state_bytes()
+            + self.scratch.capacity() * std::mem::size_of::<f64>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_a_daily_period_in_hourly_data() {
+        let mut s = Seasonal::new(SeasonalConfig {
+            reestimate_every: 24,
+            ..Default::default()
+        })
+        .expect("valid");
+        for i in 0..24 * 20 {
+            let x = 50.0 + 10.0 * (i as f64 * std::f64::consts::TAU / 24.0).sin();
+            s.update(i * 3600, x);
+        }
+        assert_eq!(s.period(), Some(24));
+        let normal = s.update(24 * 20 * 3600, 50.0);
+        let odd = s.update(24 * 20 * 3600 + 3600, 10.0);
+        assert!(normal.value < 0.5, "{normal}");
+        assert!(odd.value > 0.9, "{odd}");
+    }
+}

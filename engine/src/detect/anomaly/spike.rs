@@ -1,0 +1,111 @@
+//! Spikes: a step from the previous point much larger than the usual step.
+//!
+//! Judging steps instead of levels makes it blind to slow drifts and level plateaus but
+//! quick on sudden jumps, which is what a spike is.
+
+use serde::{Deserialize, Serialize};
+
+use super::window::SortedWindow;
+use super::{AnomalyMethod, ModelConfigError, Reason, Score, require, z_to_unit};
+
+/// Parameters of [`Spike`].
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpikeConfig {
+    /// Steps kept to learn the usual step size.
+    pub window: usize,
+    pub min_points: usize,
+    /// Share of the 5–95% spread the scale never goes below (0: MAD only).
+    pub spread_share: f64,
+    /// The step z that scores 0.5.
+    pub z_half: f64,
+}
+
+impl Default for SpikeConfig {
+    fn default() -> Self {
+        Self {
+            window: 288,
+            min_points: 30,
+            spread_share: 0.0,
+            z_half: 6.0,
+        }
+    }
+}
+
+/// Step-size outliers against a median/MAD of recent steps.
+#[derive(Debug, Clone)]
+pub struct Spike {
+    cfg: SpikeConfig,
+    steps: SortedWindow,
+    previous: Option<f64>,
+}
+
+impl Spike {
+    pub fn new(cfg: SpikeConfig) -> Result<Self, ModelConfigError> {
+        require(
+            cfg.spread_share.is_finite() && (0.0..=1.0).contains(&cfg.spread_share),
+            "spread_share",
+            "must be in 0..=1",
+        )?;
+        require(cfg.window >= 3, "window", "must be at least 3 points")?;
+        require(
+            cfg.min_points >= 3 && cfg.min_points <= cfg.window,
+            "min_points",
+            "must be in 3..=window",
+        )?;
+        require(
+            cfg.z_half.is_finite() && cfg.z_half > 0.0,
+            "z_half",
+            "must be a positive number",
+        )?;
+        Ok(Self {
+            steps: SortedWindow::new(cfg.window),
+            previous: None,
+            cfg,
+        })
+    }
+}
+
+impl AnomalyMethod for Spike {
+    fn name(&self) -> &'static str {
+        "spike"
+    }
+
+    fn update(&mut self, t: i64, x: f64) -> Score {
+        if !x.is_finite() {
+            return Score::quiet(t, x, self.name(), Reason::Skipped);
+        }
+        let Some(prev) = self.previous.replace(x) else {
+            return Score::quiet(t, x, self.name(), Reason::Warmup);
+        };
+        let step = x - prev;
+        let score = match (self.steps.len() >= self.cfg.min_points, self.steps.median()) {
+            (true, Some(typical)) => {
+                let scale = self
+                    .steps
+                    .robust_scale(typical, prev, self.cfg.spread_share);
+                let z = (step - typical) / scale;
+                let expected = prev + typical;
+                Score {
+                    t,
+                    value: z_to_unit(z, self.cfg.z_half),
+                    observed: x,
+                    expected: Some(expected),
+                    band: Some((expected - 3.0 * scale, expected + 3.0 * scale)),
+                    deviation: z,
+                    method: self.name(),
+                    reason: Reason::Spike,
+                }
+            }
+            _ => Score::quiet(t, x, self.name(), Reason::Warmup),
+        };
+        if step.is_finite() {
+            self.steps.push(step);
+        }
+        score
+    }
+
+    fn state_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() - std::mem::size_of::<SortedWindow>() + self.steps.state_bytes()
+    }
+}

@@ -1,0 +1,279 @@
+//! Bounded windows the methods keep their history in.
+//!
+//! [`SortedWindow`] keeps the last `capacity` values both in arrival order (a ring, to know
+//! which value leaves) and sorted (to read the median, quantiles and the MAD without sorting).
+//! Each push is two binary searches plus two `memmove`s of at most `capacity` floats: no
+//! allocation and no sort per point.
+
+/// The last `capacity` finite values, in arrival order and sorted.
+#[derive(Debug, Clone)]
+pub struct SortedWindow {
+    ring: Vec<f64>,
+    head: usize,
+    sorted: Vec<f64>,
+    capacity: usize,
+}
+
+impl SortedWindow {
+    /// A window of at most `capacity` values (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        Self {
+            ring: Vec::with_capacity(capacity),
+            head: 0,
+            sorted: Vec::with_capacity(capacity),
+            capacity,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.sorted.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sorted.is_empty()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Adds `x`, evicting the oldest value when full. Non-finite values are ignored: they
+    /// would poison the ordering (callers reject them before this point anyway).
+    pub fn push(&mut self, x: f64) {
+        if !x.is_finite() {
+            return;
+        }
+        if self.ring.len() < self.capacity {
+            self.ring.push(x);
+        } else {
+            let old = std::mem::replace(&mut self.ring[self.head], x);
+            self.head = (self.head + 1) % self.capacity;
+            let at = self.sorted.partition_point(|v| *v < old);
+            // `old` is in `sorted` by construction; guard anyway instead of panicking.
+            if at < self.sorted.len() {
+                self.sorted.remove(at);
+            }
+        }
+        let at = self.sorted.partition_point(|v| *v < x);
+        self.sorted.insert(at, x);
+    }
+
+    /// The `q`-quantile (0 ≤ q ≤ 1) by linear interpolation; `None` when empty.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let n = self.sorted.len();
+        if n == 0 {
+            return None;
+        }
+        let pos = q.clamp(0.0, 1.0) * (n - 1) as f64;
+        let lo = pos.floor() as usize;
+        let hi = (lo + 1).min(n - 1);
+        let frac = pos - lo as f64;
+        Some(self.sorted[lo] * (1.0 - frac) + self.sorted[hi] * frac)
+    }
+
+    pub fn median(&self) -> Option<f64> {
+        self.quantile(0.5)
+    }
+
+    /// Median absolute deviation from `center`, in O(log n): the distances below and above
+    /// `center` form two sorted sequences, and we select the middle element of their union.
+    pub fn mad(&self, center: f64) -> Option<f64> {
+        let s = &self.sorted;
+        let n = s.len();
+        if n == 0 {
+            return None;
+        }
+        let split = s.partition_point(|v| *v < center);
+        // a[i] = center - s[split-1-i] (ascending), b[j] = s[split+j] - center (ascending).
+        let a = |i: usize| center - s[split - 1 - i];
+        let b = |j: usize| s[split + j] - center;
+        let (na, nb) = (split, n - split);
+        let k = (n - 1) / 2; // lower median of the deviations, 0-based
+        Some(kth_of_two(na, nb, k, a, b))
+    }
+
+    /// A robust standard deviation around `center`: 1.4826 × MAD, but never below
+    /// `spread_share` of the 5–95% spread (quantised series, e.g. CPU in steps, have MAD 0
+    /// while plainly varying) nor below a tiny floor relative to `level` (a constant series).
+    pub fn robust_scale(&self, center: f64, level: f64, spread_share: f64) -> f64 {
+        let mad = self.mad(center).unwrap_or(0.0);
+        let spread = if spread_share > 0.0 {
+            match (self.quantile(0.05), self.quantile(0.95)) {
+                (Some(lo), Some(hi)) => (hi - lo) / 3.29,
+                _ => 0.0,
+            }
+        } else {
+            0.0
+        };
+        (1.4826 * mad)
+            .max(spread_share * spread)
+            .max(super::scale_floor(level))
+    }
+
+    /// Fraction of stored values strictly below `x` (an empirical CDF).
+    pub fn rank_below(&self, x: f64) -> f64 {
+        if self.sorted.is_empty() {
+            return 0.0;
+        }
+        self.sorted.partition_point(|v| *v < x) as f64 / self.sorted.len() as f64
+    }
+
+    /// The newest value pushed, if any.
+    pub fn last(&self) -> Option<f64> {
+        if self.ring.is_empty() {
+            None
+        } else if self.ring.len() < self.capacity {
+            self.ring.last().copied()
+        } else {
+            let i = (self.head + self.capacity - 1) % self.capacity;
+            Some(self.ring[i])
+        }
+    }
+
+    /// Heap bytes plus the struct itself.
+    pub fn state_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + 2 * self.capacity * std::mem::size_of::<f64>()
+    }
+}
+
+/// The k-th smallest (0-based) element of the union of two ascending sequences given as
+/// index functions, in O(log(min)) steps.
+fn kth_of_two(
+    na: usize,
+    nb: usize,
+    k: usize,
+    a: impl Fn(usize) -> f64,
+    b: impl Fn(usize) -> f64,
+) -> f64 {
+    // Take i elements from a and k+1-i from b; find i with a[i-1] <= b[k+1-i] and b[k-i] <= a[i].
+    let want = k + 1;
+    let mut lo = want.saturating_sub(nb);
+    let mut hi = want.min(na);
+    while lo < hi {
+        let i = (lo + hi) / 2;
+        let j = want - i;
+        // too few from a if a[i] < b[j-1]
+        if i < na && j > 0 && a(i) < b(j - 1) {
+            lo = i + 1;
+        } else {
+            hi = i;
+        }
+    }
+    let i = lo;
+    let j = want - i;
+    let from_a = if i > 0 { a(i - 1) } else { f64::NEG_INFINITY };
+    let from_b = if j > 0 { b(j - 1) } else { f64::NEG_INFINITY };
+    from_a.max(from_b)
+}
+
+/// A fixed-size ring of the last `capacity` values, for lags and recent history.
+#[derive(Debug, Clone)]
+pub struct Ring {
+    buf: Vec<f64>,
+    head: usize,
+    len: usize,
+}
+
+impl Ring {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            buf: vec![0.0; capacity.max(1)],
+            head: 0,
+            len: 0,
+        }
+    }
+
+    pub fn push(&mut self, x: f64) {
+        let cap = self.buf.len();
+        self.buf[self.head] = x;
+        self.head = (self.head + 1) % cap;
+        self.len = (self.len + 1).min(cap);
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The value pushed `back` steps ago (0 = newest), if still held.
+    pub fn get_back(&self, back: usize) -> Option<f64> {
+        if back >= self.len {
+            return None;
+        }
+        let cap = self.buf.len();
+        Some(self.buf[(self.head + cap - 1 - back) % cap])
+    }
+
+    /// Values oldest first, into `out` (cleared first).
+    pub fn copy_in_order(&self, out: &mut Vec<f64>) {
+        out.clear();
+        for back in (0..self.len).rev() {
+            if let Some(v) = self.get_back(back) {
+                out.push(v);
+            }
+        }
+    }
+
+    pub fn state_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + self.buf.len() * std::mem::size_of::<f64>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive_mad(v: &[f64]) -> f64 {
+        let mut s = v.to_vec();
+        s.sort_by(f64::total_cmp);
+        let n = s.len();
+        let pos = 0.5 * (n - 1) as f64;
+        let lo = pos.floor() as usize;
+        let hi = (lo + 1).min(n - 1);
+        let m = s[lo] * (1.0 - (pos - lo as f64)) + s[hi] * (pos - lo as f64);
+        let mut d: Vec<f64> = s.iter().map(|x| (x - m).abs()).collect();
+        d.sort_by(f64::total_cmp);
+        d[(n - 1) / 2]
+    }
+
+    #[test]
+    fn median_and_mad_match_naive_over_a_sliding_window() {
+        let mut w = SortedWindow::new(7);
+        let mut hist = Vec::new();
+        let mut seed = 12345u64;
+        for _ in 0..200 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let x = ((seed >> 33) % 100) as f64;
+            w.push(x);
+            hist.push(x);
+            let tail = &hist[hist.len().saturating_sub(7)..];
+            let m = w.median().unwrap_or(f64::NAN);
+            assert!((naive_mad(tail) - w.mad(m).unwrap_or(f64::NAN)).abs() < 1e-9);
+            assert_eq!(w.last(), Some(x));
+        }
+    }
+
+    #[test]
+    fn ring_returns_values_back_in_time() {
+        let mut r = Ring::new(3);
+        for x in 1..=5 {
+            r.push(x as f64);
+        }
+        assert_eq!(r.get_back(0), Some(5.0));
+        assert_eq!(r.get_back(2), Some(3.0));
+        assert_eq!(r.get_back(3), None);
+        let mut v = Vec::new();
+        r.copy_in_order(&mut v);
+        assert_eq!(v, vec![3.0, 4.0, 5.0]);
+    }
+}

@@ -1,0 +1,378 @@
+//! Capability grants: what the operator allows a plugin instance to do, as
+//! written in `vigil.yaml`, and the checks the host applies on every import call.
+//!
+//! ```yaml
+//! sources:
+//!   - name: prom
+//!     plugin: prometheus
+//!     config: { url: "http://127.0.0.1:9090" }
+//!     grants:
+//!       log: true
+//!       clock: true
+//!       http:
+//!         - { url: "http://127.0.0.1:9090/*", methods: [GET, POST] }
+//!       kv: { namespace: prom, write: true }
+//!       secrets: [slack-token]
+//!       process:
+//!         - { command: systemctl, args: [restart, "re:^[a-z0-9@.-]+$"] }
+//!       files:
+//!         - { path: /var/lib/metrics }
+//! ```
+//!
+//! Effective capabilities = requested by the plugin (`describe`) ∩ granted here.
+
+use serde::Deserialize;
+use std::fmt;
+
+/// Everything granted to one plugin instance. The default grants nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grants {
+    /// Host logging (via `tracing`).
+    #[serde(default)]
+    pub log: bool,
+    /// The real wall clock (otherwise frozen at the Unix epoch).
+    #[serde(default)]
+    pub clock: bool,
+    /// HTTP requests the host makes on the plugin's behalf.
+    #[serde(default)]
+    pub http: Vec<HttpGrant>,
+    /// A key-value namespace.
+    #[serde(default)]
+    pub kv: Option<KvGrant>,
+    /// Named secrets the plugin may read.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Commands the host runs on the plugin's behalf, without a shell.
+    #[serde(default)]
+    pub process: Vec<ProcessGrant>,
+    /// Directories the plugin may read (read-only, at the same path inside the sandbox).
+    #[serde(default)]
+    pub files: Vec<FilesGrant>,
+}
+
+/// `{ path: /var/lib/metrics }`: read-only, visible to the plugin at the same path.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesGrant {
+    pub path: String,
+}
+
+/// `{ url: "https://hooks.slack.com/services/*", methods: [POST] }`
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpGrant {
+    /// A URL pattern; `*` matches any run of characters.
+    pub url: String,
+    /// Allowed methods, upper case; default `[GET, HEAD]`.
+    #[serde(default = "default_methods")]
+    pub methods: Vec<String>,
+}
+
+fn default_methods() -> Vec<String> {
+    vec!["GET".into(), "HEAD".into()]
+}
+
+/// `{ namespace: prom, write: true }`
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KvGrant {
+    pub namespace: String,
+    /// Allow `set`/`delete` (only ever in a live run).
+    #[serde(default)]
+    pub write: bool,
+}
+
+/// `{ command: systemctl, args: [restart, "re:^[a-z-]+$"] }`
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessGrant {
+    /// The program, exactly as the plugin names it (a bare name is looked up in `PATH`).
+    pub command: String,
+    /// One pattern per argument: a glob (`*`), or a regex with `re:` prefix (anchored).
+    /// A final `"**"` matches any remaining arguments. Empty = no arguments allowed.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// Which capability an import call needs, with what the call asked for, so a
+/// denial can say exactly which grant line would allow it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Need<'a> {
+    Http {
+        method: &'a str,
+        url: &'a str,
+    },
+    KvRead,
+    KvWrite,
+    Secret(&'a str),
+    Process {
+        program: &'a str,
+        args: &'a [String],
+    },
+}
+
+impl Need<'_> {
+    /// The YAML grant line that would allow this call.
+    pub fn grant_line(&self) -> String {
+        match self {
+            Need::Http { method, url } => {
+                format!("grants: {{ http: [{{ url: \"{url}\", methods: [{method}] }}] }}")
+            }
+            Need::KvRead => "grants: { kv: { namespace: <name> } }".to_string(),
+            Need::KvWrite => "grants: { kv: { namespace: <name>, write: true } }".to_string(),
+            Need::Secret(name) => format!("grants: {{ secrets: [{name}] }}"),
+            Need::Process { program, args } => {
+                let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+                format!(
+                    "grants: {{ process: [{{ command: {program}, args: [{}] }}] }}",
+                    args.join(", ")
+                )
+            }
+        }
+    }
+}
+
+impl fmt::Display for Need<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Need::Http { method, url } => write!(f, "http {method} {url}"),
+            Need::KvRead => f.write_str("kv read"),
+            Need::KvWrite => f.write_str("kv write"),
+            Need::Secret(n) => write!(f, "secret {n:?}"),
+            Need::Process { program, args } => write!(f, "process {program} {args:?}"),
+        }
+    }
+}
+
+/// `*` matches any run of characters (including none); everything else is literal.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p = pattern.as_bytes();
+    let t = text.as_bytes();
+    let (mut pi, mut ti) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == b'*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// Rejects URLs that could trick a pattern: no userinfo, only http(s), no whitespace.
+pub fn check_url_shape(url: &str) -> Result<(), String> {
+    let rest = if let Some(r) = url.strip_prefix("http://") {
+        r
+    } else if let Some(r) = url.strip_prefix("https://") {
+        r
+    } else {
+        return Err(format!(
+            "only http:// and https:// URLs are allowed, got {url:?}"
+        ));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.is_empty() {
+        return Err(format!("URL has no host: {url:?}"));
+    }
+    if authority.contains('@') {
+        return Err(format!("URLs with user info are not allowed: {url:?}"));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "URL contains whitespace or control characters: {url:?}"
+        ));
+    }
+    Ok(())
+}
+
+fn arg_matches(pattern: &str, arg: &str) -> bool {
+    if let Some(re) = pattern.strip_prefix("re:") {
+        let anchored = format!("^(?:{re})$");
+        match regex::Regex::new(&anchored) {
+            Ok(r) => r.is_match(arg),
+            Err(_) => false,
+        }
+    } else {
+        glob_match(pattern, arg)
+    }
+}
+
+impl ProcessGrant {
+    /// Whether this grant allows `program args…`.
+    pub fn allows(&self, program: &str, args: &[String]) -> bool {
+        if self.command != program {
+            return false;
+        }
+        let mut i = 0;
+        for (pi, pat) in self.args.iter().enumerate() {
+            if pat == "**" && pi + 1 == self.args.len() {
+                return true;
+            }
+            match args.get(i) {
+                Some(a) if arg_matches(pat, a) => i += 1,
+                _ => return false,
+            }
+        }
+        i == args.len()
+    }
+}
+
+impl HttpGrant {
+    pub fn allows(&self, method: &str, url: &str) -> bool {
+        self.methods.iter().any(|m| m.eq_ignore_ascii_case(method)) && glob_match(&self.url, url)
+    }
+}
+
+impl Grants {
+    /// Checks the grant (not the call mode) for a need.
+    pub fn allows(&self, need: &Need<'_>) -> bool {
+        match need {
+            Need::Http { method, url } => self.http.iter().any(|g| g.allows(method, url)),
+            Need::KvRead => self.kv.is_some(),
+            Need::KvWrite => self.kv.as_ref().is_some_and(|k| k.write),
+            Need::Secret(n) => self.secrets.iter().any(|s| s == n),
+            Need::Process { program, args } => self.process.iter().any(|g| g.allows(program, args)),
+        }
+    }
+
+    /// Checks that the patterns in the grants are well-formed.
+    pub fn validate(&self) -> Result<(), String> {
+        for g in &self.http {
+            if g.methods.is_empty() {
+                return Err(format!("http grant {:?} lists no methods", g.url));
+            }
+        }
+        for g in &self.process {
+            if g.command.is_empty() || g.command.contains(char::is_whitespace) {
+                return Err(format!(
+                    "process grant command {:?} must be a single program",
+                    g.command
+                ));
+            }
+            for a in &g.args {
+                if let Some(re) = a.strip_prefix("re:") {
+                    regex::Regex::new(re).map_err(|e| {
+                        format!("process grant {:?}: bad regex {re:?}: {e}", g.command)
+                    })?;
+                }
+            }
+        }
+        for f in &self.files {
+            if !f.path.starts_with('/') || f.path.split('/').any(|c| c == "..") {
+                return Err(format!(
+                    "files grant {:?} must be an absolute path without '..'",
+                    f.path
+                ));
+            }
+        }
+        if let Some(kv) = &self.kv
+            && (kv.namespace.is_empty() || kv.namespace.len() > 128)
+        {
+            return Err("kv grant namespace must be 1..=128 characters".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match(
+            "http://127.0.0.1:9090/*",
+            "http://127.0.0.1:9090/api/v1/query?q=up"
+        ));
+        assert!(!glob_match(
+            "http://127.0.0.1:9090/*",
+            "http://127.0.0.1:9091/api"
+        ));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("a*b*c", "aXXbYYc"));
+        assert!(!glob_match("a*b*c", "aXXbYY"));
+        assert!(glob_match("exact", "exact"));
+        assert!(!glob_match("exact", "exactly"));
+    }
+
+    #[test]
+    fn url_shapes() {
+        assert!(check_url_shape("http://127.0.0.1:1/x").is_ok());
+        assert!(check_url_shape("http://127.0.0.1:1@evil.example/x").is_err());
+        assert!(check_url_shape("file:///etc/passwd").is_err());
+        assert!(check_url_shape("http:///x").is_err());
+    }
+
+    #[test]
+    fn process_args() {
+        let g = ProcessGrant {
+            command: "systemctl".into(),
+            args: vec!["restart".into(), "re:[a-z-]+".into()],
+        };
+        assert!(g.allows("systemctl", &["restart".into(), "nginx".into()]));
+        assert!(!g.allows("systemctl", &["restart".into(), "nginx;rm".into()]));
+        assert!(!g.allows("systemctl", &["stop".into(), "nginx".into()]));
+        assert!(!g.allows("systemctl", &["restart".into()]));
+        assert!(!g.allows("systemctl", &["restart".into(), "a".into(), "b".into()]));
+        assert!(!g.allows("/bin/systemctl", &["restart".into(), "nginx".into()]));
+        let any = ProcessGrant {
+            command: "echo".into(),
+            args: vec!["**".into()],
+        };
+        assert!(any.allows("echo", &[]));
+        assert!(any.allows("echo", &["a".into(), "b".into()]));
+        let none = ProcessGrant {
+            command: "true".into(),
+            args: vec![],
+        };
+        assert!(none.allows("true", &[]));
+        assert!(!none.allows("true", &["x".into()]));
+    }
+
+    #[test]
+    fn grant_yaml_rejects_unknown_keys() {
+        let ok: Grants = serde_json::from_str(
+            r#"{"http":[{"url":"http://x/*"}],"kv":{"namespace":"n"},"secrets":["s"],"log":true}"#,
+        )
+        .expect("valid grants");
+        assert_eq!(ok.http[0].methods, vec!["GET", "HEAD"]);
+        assert!(serde_json::from_str::<Grants>(r#"{"htp":[]}"#).is_err());
+        assert!(
+            serde_json::from_str::<Grants>(r#"{"http":[{"url":"x","method":["GET"]}]}"#).is_err()
+        );
+    }
+
+    #[test]
+    fn grant_lines_quote_the_call() {
+        let n = Need::Http {
+            method: "POST",
+            url: "http://127.0.0.1:9/hook",
+        };
+        assert_eq!(
+            n.grant_line(),
+            r#"grants: { http: [{ url: "http://127.0.0.1:9/hook", methods: [POST] }] }"#
+        );
+        let args = vec!["restart".to_string(), "nginx".to_string()];
+        let p = Need::Process {
+            program: "systemctl",
+            args: &args,
+        };
+        assert_eq!(
+            p.grant_line(),
+            r#"grants: { process: [{ command: systemctl, args: ["restart", "nginx"] }] }"#
+        );
+    }
+}

@@ -1,0 +1,82 @@
+//! Test support: builds the plugin crates for wasm32-wasip2 once per test binary
+//! (or uses `VIGIL_PLUGIN_DIR`, which `make plugins` fills), and small helpers.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Every plugin crate: (package, file stem, test-only).
+pub const PLUGINS: &[(&str, &str, bool)] = &[
+    ("plugin-prometheus", "prometheus", false),
+    ("plugin-http", "http", false),
+    ("plugin-exec", "exec", false),
+    ("plugin-file", "file", false),
+    ("plugin-sim", "sim", false),
+    ("plugin-noop", "noop", true),
+    ("plugin-hostile", "hostile", true),
+];
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("engine/ has a parent")
+        .to_path_buf()
+}
+
+fn file_for(dir: &Path, stem: &str, test_only: bool) -> PathBuf {
+    if test_only {
+        dir.join("test").join(format!("{stem}.wasm"))
+    } else {
+        dir.join(format!("{stem}.wasm"))
+    }
+}
+
+/// The plugin directory: `<stem>.wasm` for the real plugins, `test/<stem>.wasm`
+/// for the test-only ones. `make plugins` fills `$CARGO_TARGET_DIR/plugins`
+/// (pass it as `VIGIL_PLUGIN_DIR`); otherwise the first test to ask builds them
+/// there (`cargo build --release --target wasm32-wasip2`, a no-op when fresh).
+pub fn plugin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Ok(d) = std::env::var("VIGIL_PLUGIN_DIR") {
+            let d = PathBuf::from(d);
+            if PLUGINS.iter().all(|(_, stem, t)| file_for(&d, stem, *t).exists()) {
+                return d;
+            }
+        }
+        let root = workspace_root();
+        let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.current_dir(&root).env("CARGO_TARGET_DIR", &target).args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"]);
+        for (pkg, _, _) in PLUGINS {
+            cmd.args(["-p", pkg]);
+        }
+        let status = cmd.status().expect("run cargo to build the plugins");
+        assert!(status.success(), "building the plugins for wasm32-wasip2 failed (is the target installed? `rustup target add wasm32-wasip2`)");
+        let out = target.join("plugins");
+        std::fs::create_dir_all(out.join("test")).expect("create plugin dir");
+        for (pkg, stem, test_only) in PLUGINS {
+            let built = target.join("wasm32-wasip2/release").join(format!("{}.wasm", pkg.replace('-', "_")));
+            std::fs::copy(&built, file_for(&out, stem, *test_only)).expect("copy built plugin");
+        }
+        out
+    })
+}
+
+pub fn plugin_path(stem: &str) -> PathBuf {
+    let test_only = PLUGINS
+        .iter()
+        .find(|(_, s, _)| *s == stem)
+        .is_some_and(|(_, _, t)| *t);
+    file_for(plugin_dir(), stem, test_only)
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}

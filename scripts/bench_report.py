@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Reads criterion's results (target/criterion/**/new/) and prints one table:
+each figure next to its DESIGN.md target, and whether it passes.
+
+Usage: bench_report.py [CRITERION_DIR] [--markdown]
+"""
+import json
+import os
+import platform
+import sys
+
+# criterion id -> (what, unit, how to turn the mean time (ns) and throughput elements into the unit, target, "min"/"max")
+# "max": the figure must be at most the target; "min": at least.
+TARGETS = {
+    "executor/1000_steps_wide_10x100": ("executor overhead per step, 1,000-step DAG (10 chains)", "µs/step", lambda ns, n: ns / n / 1e3, 10.0, "max"),
+    "executor/1000_steps_chain_1x1000": ("executor overhead per step, 1,000-step chain", "µs/step", lambda ns, n: ns / n / 1e3, 10.0, "max"),
+    "journal/durable_transitions_64_writers": ("durable journal transitions (group commit)", "/s", lambda ns, n: n / (ns / 1e9), 20_000, "min"),
+    "journal/single_durable_transition": ("one durable transition, alone (fsync)", "µs", lambda ns, n: ns / 1e3, None, None),
+    "journal/append_without_flush": ("journal append, not yet durable", "µs", lambda ns, n: ns / 1e3, None, None),
+    "validate/1000_step_runbook": ("validate a 1,000-step runbook", "ms", lambda ns, n: ns / 1e6, None, None),
+    "policy/decide_escalation": ("Rhai policy decisions (bundled escalation policy)", "/s", lambda ns, n: 1e9 / ns, 100_000, "min"),
+    "policy/expression_eval": ("one `${{ }}` expression", "µs", lambda ns, n: ns / 1e3, None, None),
+    "plugin/call_noop_export": ("plugin call overhead (no-op export, live instance)", "µs", lambda ns, n: ns / 1e3, 2.0, "max"),
+    "plugin/instantiate_from_instance_pre": ("plugin instantiation from InstancePre (fresh store)", "µs", lambda ns, n: ns / 1e3, 30.0, "max"),
+    "plugin/full_call_fresh_store": ("plugin call as the engine makes it (store + instantiate + call)", "µs", lambda ns, n: ns / 1e3, None, None),
+    "plugin/cold_start_to_first_call/warm_cwasm_cache": ("cold process start to first plugin call, warm .cwasm cache", "ms", lambda ns, n: ns / 1e6, 300.0, "max"),
+    "plugin/cold_start_to_first_call/no_cache": ("cold process start to first plugin call, no cache", "ms", lambda ns, n: ns / 1e6, None, None),
+}
+
+
+def load(root):
+    rows = []
+    for dirpath, _dirs, files in os.walk(root):
+        if os.path.basename(dirpath) != "new" or "estimates.json" not in files:
+            continue
+        with open(os.path.join(dirpath, "benchmark.json")) as f:
+            meta = json.load(f)
+        with open(os.path.join(dirpath, "estimates.json")) as f:
+            est = json.load(f)
+        elements = (meta.get("throughput") or {}).get("Elements") or 1
+        rows.append((meta["full_id"], est["mean"]["point_estimate"], elements))
+    return sorted(rows)
+
+
+def fmt(v):
+    if v >= 100_000:
+        return f"{v:,.0f}"
+    if v >= 100:
+        return f"{v:,.1f}"
+    return f"{v:.2f}"
+
+
+def main():
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    root = args[0] if args else os.path.join(os.path.dirname(__file__), "..", "target", "criterion")
+    rows = load(root)
+    if not rows:
+        print(f"no criterion results under {root}; run `make bench` first", file=sys.stderr)
+        return 1
+    out = ["| benchmark | figure | target | result |", "| --- | --- | --- | --- |"]
+    short = 0
+    for full_id, ns, n in rows:
+        what, unit, conv, target, direction = TARGETS.get(full_id, (full_id, "µs", lambda ns, n: ns / 1e3, None, None))
+        v = conv(ns, n)
+        if target is None:
+            tgt, verdict = "—", "measured"
+        else:
+            ok = v <= target if direction == "max" else v >= target
+            tgt = ("≤ " if direction == "max" else "≥ ") + fmt(target) + " " + unit
+            verdict = "pass" if ok else "SHORT"
+            short += 0 if ok else 1
+        out.append(f"| {what} (`{full_id}`) | {fmt(v)} {unit} | {tgt} | {verdict} |")
+    print("\n".join(out))
+    print()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Score `vigil detect` on the shared NAB data with NAB's scoring rule.
+#   scripts/nab.sh [--model-config JSON] [--keep DIR] [CATEGORY...]
+# Builds vigil (release), runs `vigil detect --output nab` over every data file into NAB's
+# results layout (RESULTS/vigil/<category>/vigil_<file>.csv) in a temp dir, and runs the
+# shared scorer, which prints vigil's standard / reward-low-FP / reward-low-FN scores next
+# to the published detectors. One configuration for all files: no per-file tuning.
+# The NAB data stays in ../shared (a sibling of the repository); nothing is copied in.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+shared=${VIGIL_SHARED:-$repo/../shared}
+data=${NAB_DATA:-$shared/data/nab}
+scorer=$shared/nab/score.sh
+[ -d "$data/data" ] || { echo "nab.sh: no NAB data at $data/data (set NAB_DATA or VIGIL_SHARED)" >&2; exit 2; }
+[ -x "$scorer" ] || [ -f "$scorer" ] || { echo "nab.sh: no scorer at $scorer" >&2; exit 2; }
+
+model_args=(--model "${VIGIL_MODEL:-ensemble}")
+keep=""
+cats=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --model-config) model_args=(--model-config "$2"); shift 2 ;;
+    --keep) keep=$2; shift 2 ;;
+    *) cats+=("$1"); shift ;;
+  esac
+done
+
+if [ -z "${VIGIL_BIN:-}" ]; then
+  (cd "$repo" && cargo build --release --quiet --bin vigil)
+  VIGIL_BIN=${CARGO_TARGET_DIR:-$repo/target}/release/vigil
+fi
+
+out=${keep:-$(mktemp -d)}
+[ -n "$keep" ] || trap 'rm -rf "$out"' EXIT
+categories=("${cats[@]}")
+[ ${#categories[@]} -gt 0 ] || categories=($(cd "$data/data" && ls -d */ | tr -d /))
+jobs=$(nproc 2>/dev/null || echo 2)
+for cat in "${categories[@]}"; do
+  mkdir -p "$out/vigil/$cat"
+  for f in "$data/data/$cat"/*.csv; do
+    name=$(basename "$f")
+    echo "$f $out/vigil/$cat/vigil_$name"
+  done
+done | xargs -P "$jobs" -n 2 sh -c '"$0" detect --input "$1" --output nab '"${model_args[*]@Q}"' > "$2"' "$VIGIL_BIN"
+
+bash "$scorer" "$out" "${cats[@]}" --data "$data"
