@@ -262,3 +262,20 @@ fn sigkill_during_ingestion_loses_no_acknowledged_alert() {
     println!("{} alerts acknowledged before SIGKILL, {} stored after restart, {} lost", acked.len(), stored.len(), lost.len());
     assert!(lost.is_empty(), "lost acknowledged alerts: {:?}", &lost[..lost.len().min(10)]);
 }
+
+#[test]
+fn per_client_rate_limit_answers_429() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = dir.path().join("bundle");
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::write(b.join("vigil.yaml"), "apiVersion: vigil/v1\nkind: Config\napi:\n  rate_limit: 5\n").unwrap();
+    let s = start(&b.join("vigil.yaml"), &dir.path().join("store"));
+    // Burst is twice the rate: the first 10 pass, then the bucket is empty.
+    let codes: Vec<u16> = (0..30).map(|_| get(&s.base, "/api/v1/incidents").0).collect();
+    assert!(codes[..10].iter().all(|c| *c == 200), "{codes:?}");
+    let limited = codes.iter().filter(|c| **c == 429).count();
+    assert!(limited >= 15, "{codes:?}");
+    let (code, v) = get(&s.base, "/api/v1/incidents");
+    assert_error((code, v), 429, None);
+    assert_eq!(get(&s.base, "/healthz").0, 200, "health is never limited");
+}
