@@ -22,7 +22,7 @@ fn alert(i: usize) -> IncomingAlert {
     let mut labels = Labels::new();
     labels.insert("alertname".into(), format!("Alert{}", i % 50));
     labels.insert("service".into(), format!("svc{}", i % 200));
-    labels.insert("instance".into(), format!("host{}:9100", i % 1000));
+    labels.insert("instance".into(), format!("host{i}:9100"));
     labels.insert("cluster".into(), "prod".into());
     labels.insert("severity".into(), if i % 7 == 0 { "critical" } else { "warning" }.into());
     IncomingAlert {
