@@ -24,7 +24,10 @@ fn alert(i: usize) -> IncomingAlert {
     labels.insert("service".into(), format!("svc{}", i % 200));
     labels.insert("instance".into(), format!("host{i}:9100"));
     labels.insert("cluster".into(), "prod".into());
-    labels.insert("severity".into(), if i % 7 == 0 { "critical" } else { "warning" }.into());
+    labels.insert(
+        "severity".into(),
+        if i % 7 == 0 { "critical" } else { "warning" }.into(),
+    );
     IncomingAlert {
         labels,
         annotations: Labels::new(),
@@ -45,7 +48,12 @@ fn in_process(c: &mut Criterion) {
     group.throughput(Throughput::Elements(N as u64));
     group.bench_function("ingest_dedup_group_in_process", |b| {
         b.iter_batched(
-            || (Engine::new(Alerting::default(), &Default::default()), alerts.clone()),
+            || {
+                (
+                    Engine::new(Alerting::default(), &Default::default()),
+                    alerts.clone(),
+                )
+            },
             |(mut engine, batch)| {
                 for (i, a) in batch.into_iter().enumerate() {
                     engine.ingest(a, i as i64);
@@ -84,13 +92,25 @@ fn server() -> Server {
         )
         .unwrap();
         svc.spawn_ticker(Duration::from_millis(200));
-        let cfg = ApiConfig { tokens: vec![TOKEN.into()], rate_limit: 1_000_000, ..Default::default() };
+        let cfg = ApiConfig {
+            tokens: vec![TOKEN.into()],
+            rate_limit: 1_000_000,
+            ..Default::default()
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(vigil::api::serve(listener, Api::new(svc, cfg), std::future::pending()));
+        tokio::spawn(vigil::api::serve(
+            listener,
+            Api::new(svc, cfg),
+            std::future::pending(),
+        ));
         format!("http://{addr}/api/v1/alerts")
     });
-    Server { base, _rt: rt, _dir: dir }
+    Server {
+        base,
+        _rt: rt,
+        _dir: dir,
+    }
 }
 
 fn body(start: usize, n: usize) -> Vec<u8> {
@@ -126,7 +146,11 @@ fn http(c: &mut Criterion) {
     const CLIENTS: usize = 8;
     const PER_REQUEST: usize = 100;
     let s = server();
-    let bodies: Arc<Vec<Vec<u8>>> = Arc::new((0..64).map(|i| body(i * PER_REQUEST, PER_REQUEST)).collect());
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
+        (0..64)
+            .map(|i| body(i * PER_REQUEST, PER_REQUEST))
+            .collect(),
+    );
 
     // p99 of an acknowledged POST (10 alerts), one client, after a warm-up.
     let a = agent();

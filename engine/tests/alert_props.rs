@@ -18,10 +18,17 @@ fn json_value() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
         ".{0,12}".prop_map(Value::String),
-        prop_oneof![Just("firing"), Just("resolved"), Just("2024-01-01T00:00:00Z"), Just("4")]
-            .prop_map(|s| Value::String(s.to_string())),
+        prop_oneof![
+            Just("firing"),
+            Just("resolved"),
+            Just("2024-01-01T00:00:00Z"),
+            Just("4")
+        ]
+        .prop_map(|s| Value::String(s.to_string())),
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {
         prop_oneof![
@@ -47,7 +54,11 @@ fn json_value() -> impl Strategy<Value = Value> {
 }
 
 fn check(body: &[u8]) {
-    let limits = Limits { max_alerts: 50, max_labels: 20, ..Limits::default() };
+    let limits = Limits {
+        max_alerts: 50,
+        max_labels: 20,
+        ..Limits::default()
+    };
     let mut engine = Engine::new(Alerting::default(), &Default::default());
     match parse_webhook(body, &limits) {
         Ok(w) => {

@@ -50,7 +50,13 @@ struct Event {
     truth: String,
 }
 
-fn alert(name: &str, service: &str, instance: &str, cluster: &str, severity: &str) -> IncomingAlert {
+fn alert(
+    name: &str,
+    service: &str,
+    instance: &str,
+    cluster: &str,
+    severity: &str,
+) -> IncomingAlert {
     let mut labels = Labels::new();
     labels.insert("alertname".into(), name.into());
     labels.insert("service".into(), service.into());
@@ -81,21 +87,41 @@ fn cascade(
         for name in *names {
             for i in 0..*instances {
                 let begin = start_ms + depth as i64 * 45_000 + rng.below(30_000) as i64;
-                let sev = if depth == 0 { "critical" } else if rng.below(2) == 0 { "warning" } else { "critical" };
-                let a = alert(name, service, &format!("{service}-{i}.{cluster}:9100"), cluster, sev);
+                let sev = if depth == 0 {
+                    "critical"
+                } else if rng.below(2) == 0 {
+                    "warning"
+                } else {
+                    "critical"
+                };
+                let a = alert(
+                    name,
+                    service,
+                    &format!("{service}-{i}.{cluster}:9100"),
+                    cluster,
+                    sev,
+                );
                 let mut at = begin;
                 let end = start_ms + 15 * 60_000 + rng.below(60_000) as i64;
                 while at < end {
                     let mut a = a.clone();
                     a.starts_at_ms = Some(begin);
-                    out.push(Event { at_ms: at, alert: a, truth: truth.into() });
+                    out.push(Event {
+                        at_ms: at,
+                        alert: a,
+                        truth: truth.into(),
+                    });
                     at += 30_000;
                 }
                 let mut r = a.clone();
                 r.status = AlertStatus::Resolved;
                 r.starts_at_ms = Some(begin);
                 r.ends_at_ms = Some(end);
-                out.push(Event { at_ms: end, alert: r, truth: truth.into() });
+                out.push(Event {
+                    at_ms: end,
+                    alert: r,
+                    truth: truth.into(),
+                });
             }
         }
     }
@@ -141,7 +167,13 @@ fn storm() -> Vec<Event> {
     for n in 0..40 {
         let (service, name) = noise[(rng.below(noise.len() as u64)) as usize];
         let at = rng.below(80 * 60_000) as i64;
-        let a = alert(name, service, &format!("{service}-{}.noise:9100", rng.below(50)), "prod-c", "warning");
+        let a = alert(
+            name,
+            service,
+            &format!("{service}-{}.noise:9100", rng.below(50)),
+            "prod-c",
+            "warning",
+        );
         let mut r = a.clone();
         out_push(&mut ev, at, a, &format!("noise-{n}"));
         r.status = AlertStatus::Resolved;
@@ -152,7 +184,11 @@ fn storm() -> Vec<Event> {
 }
 
 fn out_push(ev: &mut Vec<Event>, at: i64, a: IncomingAlert, truth: &str) {
-    ev.push(Event { at_ms: at, alert: a, truth: truth.into() });
+    ev.push(Event {
+        at_ms: at,
+        alert: a,
+        truth: truth.into(),
+    });
 }
 
 #[test]
@@ -176,7 +212,10 @@ fn storm_replay_reduces_noise_and_finds_root_causes() {
     while next_tick <= base + end {
         while i < events.len() && base + events[i].at_ms <= next_tick {
             let e = &events[i];
-            truth.insert(fingerprint_hex(fingerprint(&e.alert.labels)), e.truth.clone());
+            truth.insert(
+                fingerprint_hex(fingerprint(&e.alert.labels)),
+                e.truth.clone(),
+            );
             let mut a = e.alert.clone();
             a.starts_at_ms = a.starts_at_ms.map(|s| s + base);
             a.ends_at_ms = a.ends_at_ms.map(|s| s + base);
@@ -200,7 +239,10 @@ fn storm_replay_reduces_noise_and_finds_root_causes() {
         }
         id
     };
-    let incidents: Vec<_> = engine.incidents().filter(|i| i.merged_into.is_none()).collect();
+    let incidents: Vec<_> = engine
+        .incidents()
+        .filter(|i| i.merged_into.is_none())
+        .collect();
     let unique = truth.len();
     let reduction = 1.0 - incidents.len() as f64 / unique as f64;
 
@@ -210,21 +252,33 @@ fn storm_replay_reduces_noise_and_finds_root_causes() {
     let mut cascades = 0usize;
     for (scenario, root_service) in [("db-outage", "db"), ("cache-outage", "cache")] {
         cascades += 1;
-        let members: Vec<&String> = truth.iter().filter(|(_, t)| *t == scenario).map(|(fp, _)| fp).collect();
+        let members: Vec<&String> = truth
+            .iter()
+            .filter(|(_, t)| *t == scenario)
+            .map(|(fp, _)| fp)
+            .collect();
         let mut by_incident: HashMap<String, usize> = HashMap::new();
         for fp in &members {
             if let Some(id) = incident_of.get(*fp) {
                 *by_incident.entry(final_of(id)).or_default() += 1;
             }
         }
-        let (best, n) = by_incident.iter().max_by_key(|(_, n)| **n).map(|(i, n)| (i.clone(), *n)).unwrap_or_default();
+        let (best, n) = by_incident
+            .iter()
+            .max_by_key(|(_, n)| **n)
+            .map(|(i, n)| (i.clone(), *n))
+            .unwrap_or_default();
         related_total += members.len();
         related_right += n;
         let inc = engine.incident(&best).expect("the scenario's incident");
         let noise_in = inc
             .alerts
             .iter()
-            .filter(|m| truth.get(&m.fingerprint).is_some_and(|t| t.starts_with("noise")))
+            .filter(|m| {
+                truth
+                    .get(&m.fingerprint)
+                    .is_some_and(|t| t.starts_with("noise"))
+            })
             .count();
         println!(
             "  {scenario}: {} alerts, {n} in {best} ({} alerts, {noise_in} noise), root cause {} (truth {root_service})",
@@ -241,12 +295,22 @@ fn storm_replay_reduces_noise_and_finds_root_causes() {
     println!("alert storm replay:");
     println!("  alerts received        {received} ({unique} distinct, {noise_alerts} noise)");
     println!("  incidents              {}", incidents.len());
-    println!("  alert→incident reduction {:.1}% of distinct alerts ({:.1}% of received)  target ≥ 60%", reduction * 100.0, (1.0 - incidents.len() as f64 / received as f64) * 100.0);
-    println!("  related alerts folded into the right incident {:.1}%  target ≥ 80%", folded * 100.0);
+    println!(
+        "  alert→incident reduction {:.1}% of distinct alerts ({:.1}% of received)  target ≥ 60%",
+        reduction * 100.0,
+        (1.0 - incidents.len() as f64 / received as f64) * 100.0
+    );
+    println!(
+        "  related alerts folded into the right incident {:.1}%  target ≥ 80%",
+        folded * 100.0
+    );
     println!("  root-cause accuracy    {roots_right}/{cascades}");
     assert!(reduction >= 0.60, "reduction {reduction}");
     assert!(folded >= 0.80, "folded {folded}");
     assert_eq!(roots_right, cascades, "every cascade's root service found");
     // Everything resolved in the end.
-    assert!(incidents.iter().all(|i| !i.is_open()), "all incidents resolve when their alerts do");
+    assert!(
+        incidents.iter().all(|i| !i.is_open()),
+        "all incidents resolve when their alerts do"
+    );
 }

@@ -28,7 +28,11 @@ impl Drop for Procs {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn find(bin: &str) -> PathBuf {
@@ -38,7 +42,9 @@ fn find(bin: &str) -> PathBuf {
             return p;
         }
     }
-    panic!("`{bin}` is not installed: apt-get install prometheus prometheus-alertmanager (see .ci/run)");
+    panic!(
+        "`{bin}` is not installed: apt-get install prometheus prometheus-alertmanager (see .ci/run)"
+    );
 }
 
 fn agent() -> ureq::Agent {
@@ -50,14 +56,23 @@ fn agent() -> ureq::Agent {
 }
 
 fn get_json(url: &str) -> Option<Value> {
-    let mut r = agent().get(url).header("Authorization", &format!("Bearer {TOKEN}")).call().ok()?;
+    let mut r = agent()
+        .get(url)
+        .header("Authorization", &format!("Bearer {TOKEN}"))
+        .call()
+        .ok()?;
     if r.status().as_u16() != 200 {
         return None;
     }
     serde_json::from_str(&r.body_mut().read_to_string().ok()?).ok()
 }
 
-fn wait_for<T>(what: &str, timeout: Duration, procs: &mut Procs, mut f: impl FnMut() -> Option<T>) -> T {
+fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    procs: &mut Procs,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
     let start = Instant::now();
     loop {
         if let Some(v) = f() {
@@ -68,7 +83,10 @@ fn wait_for<T>(what: &str, timeout: Duration, procs: &mut Procs, mut f: impl FnM
                 panic!("{name} exited early ({status}) while waiting for {what}");
             }
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -95,7 +113,9 @@ fn prometheus_alertmanager_vigil_incident_runbook_resolve() {
     let mut procs = Procs::default();
 
     // vigil, with the bundled runbooks.
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("runbooks");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("runbooks");
     let bundle = d.join("bundle");
     copy_dir(&repo.join("runbooks"), &bundle.join("runbooks"));
     copy_dir(&repo.join("policies"), &bundle.join("policies"));
@@ -116,9 +136,15 @@ fn prometheus_alertmanager_vigil_incident_runbook_resolve() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(vigil.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(vigil.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     procs.0.push(("vigil".into(), vigil));
-    let vigil_url = line.split_whitespace().find(|w| w.starts_with("http://")).expect("vigil's address").to_string();
+    let vigil_url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("vigil's address")
+        .to_string();
 
     // Alertmanager, sending to vigil.
     let am_port = free_port();
@@ -130,7 +156,10 @@ fn prometheus_alertmanager_vigil_incident_runbook_resolve() {
     )
     .unwrap();
     let am = Command::new(&alertmanager)
-        .arg(format!("--config.file={}", d.join("alertmanager.yml").display()))
+        .arg(format!(
+            "--config.file={}",
+            d.join("alertmanager.yml").display()
+        ))
         .arg(format!("--storage.path={}", d.join("am-data").display()))
         .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
         .arg("--cluster.listen-address=")
@@ -152,8 +181,14 @@ fn prometheus_alertmanager_vigil_incident_runbook_resolve() {
     )
     .unwrap();
     let prom = Command::new(&prometheus)
-        .arg(format!("--config.file={}", d.join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", d.join("prom-data").display()))
+        .arg(format!(
+            "--config.file={}",
+            d.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            d.join("prom-data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
         .arg("--web.enable-lifecycle")
         .arg("--rules.alert.resend-delay=1s")
@@ -165,18 +200,25 @@ fn prometheus_alertmanager_vigil_incident_runbook_resolve() {
 
     // The firing alert arrives, becomes an incident, and the runbook is dry-run for it.
     let incidents = format!("{vigil_url}/api/v1/incidents");
-    let inc = wait_for("an incident with a dry-run of restart-leaking-service", Duration::from_secs(90), &mut procs, || {
-        let list = get_json(&incidents)?;
-        list.as_array()?
-            .iter()
-            .find(|i| {
-                i["labels"]["alertname"] == "MemoryLeak"
-                    && i["executions"].as_array().is_some_and(|e| {
-                        e.iter().any(|x| x["runbook"] == "restart-leaking-service" && x["mode"] == "dry_run")
-                    })
-            })
-            .cloned()
-    });
+    let inc = wait_for(
+        "an incident with a dry-run of restart-leaking-service",
+        Duration::from_secs(90),
+        &mut procs,
+        || {
+            let list = get_json(&incidents)?;
+            list.as_array()?
+                .iter()
+                .find(|i| {
+                    i["labels"]["alertname"] == "MemoryLeak"
+                        && i["executions"].as_array().is_some_and(|e| {
+                            e.iter().any(|x| {
+                                x["runbook"] == "restart-leaking-service" && x["mode"] == "dry_run"
+                            })
+                        })
+                })
+                .cloned()
+        },
+    );
     let id = inc["id"].as_str().unwrap().to_string();
     println!("incident {id}: {}", inc["title"]);
     assert_eq!(inc["status"], "open");
@@ -184,19 +226,45 @@ fn prometheus_alertmanager_vigil_incident_runbook_resolve() {
     assert_eq!(inc["labels"]["service"], "checkout");
     let ex = &inc["executions"][0];
     assert_eq!(ex["status"], "succeeded", "the dry-run plans cleanly: {ex}");
-    let steps = ex["report"]["steps"].as_array().expect("the dry-run report");
-    assert!(steps.iter().any(|s| s["id"] == "restart"), "the plan includes the restart step");
+    let steps = ex["report"]["steps"]
+        .as_array()
+        .expect("the dry-run report");
+    assert!(
+        steps.iter().any(|s| s["id"] == "restart"),
+        "the plan includes the restart step"
+    );
     assert_eq!(inc["value"], 3e9, "the rule's value reached the incident");
 
     // The rule clears; Prometheus resolves, Alertmanager tells vigil; the incident resolves.
     std::fs::write(d.join("rules.yml"), CLEARED_RULE).unwrap();
-    let mut r = agent().post(&format!("http://127.0.0.1:{prom_port}/-/reload")).send_empty().unwrap();
-    assert_eq!(r.status().as_u16(), 200, "reload: {}", r.body_mut().read_to_string().unwrap_or_default());
-    let resolved = wait_for("the incident to resolve", Duration::from_secs(90), &mut procs, || {
-        let v = get_json(&format!("{incidents}/{id}"))?;
-        (v["incident"]["status"] == "resolved").then_some(v)
-    });
-    let kinds: Vec<&str> = resolved["events"].as_array().unwrap().iter().filter_map(|e| e["kind"].as_str()).collect();
+    let mut r = agent()
+        .post(&format!("http://127.0.0.1:{prom_port}/-/reload"))
+        .send_empty()
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        200,
+        "reload: {}",
+        r.body_mut().read_to_string().unwrap_or_default()
+    );
+    let resolved = wait_for(
+        "the incident to resolve",
+        Duration::from_secs(90),
+        &mut procs,
+        || {
+            let v = get_json(&format!("{incidents}/{id}"))?;
+            (v["incident"]["status"] == "resolved").then_some(v)
+        },
+    );
+    let kinds: Vec<&str> = resolved["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
     println!("journal: {kinds:?}");
-    assert!(kinds.contains(&"opened") && kinds.contains(&"runbook") && kinds.contains(&"resolved"), "{kinds:?}");
+    assert!(
+        kinds.contains(&"opened") && kinds.contains(&"runbook") && kinds.contains(&"resolved"),
+        "{kinds:?}"
+    );
 }

@@ -68,14 +68,19 @@ fn agent() -> ureq::Agent {
 }
 
 fn post(base: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, Value) {
-    let mut req = agent().post(&format!("{base}{path}")).content_type("application/json");
+    let mut req = agent()
+        .post(&format!("{base}{path}"))
+        .content_type("application/json");
     if let Some(t) = token {
         req = req.header("Authorization", &format!("Bearer {t}"));
     }
     let mut resp = req.send(body).unwrap();
     let code = resp.status().as_u16();
     let text = resp.body_mut().read_to_string().unwrap_or_default();
-    (code, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        code,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 fn get(base: &str, path: &str) -> (u16, Value) {
@@ -86,7 +91,10 @@ fn get(base: &str, path: &str) -> (u16, Value) {
         .unwrap();
     let code = resp.status().as_u16();
     let text = resp.body_mut().read_to_string().unwrap_or_default();
-    (code, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        code,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 fn webhook(alerts: Vec<Value>) -> Vec<u8> {
@@ -100,7 +108,11 @@ fn webhook(alerts: Vec<Value>) -> Vec<u8> {
 
 fn assert_error(r: (u16, Value), code: u16, field: Option<&str>) {
     assert_eq!(r.0, code, "{}", r.1);
-    assert!(r.1["error"].is_string() && r.1["detail"].is_string(), "{}", r.1);
+    assert!(
+        r.1["error"].is_string() && r.1["detail"].is_string(),
+        "{}",
+        r.1
+    );
     if let Some(f) = field {
         assert_eq!(r.1["field"], f, "{}", r.1);
         let named = if f == "(body)" { "body" } else { f };
@@ -115,29 +127,74 @@ fn bad_input_gets_the_right_4xx() {
     let b = s.base.as_str();
     let good = webhook(vec![json!({"labels": {"alertname": "A"}})]);
     assert_eq!(get(b, "/healthz").0, 200);
-    assert_error(post(b, "/api/v1/alerts", None, &good), 401, Some("Authorization"));
-    assert_error(post(b, "/api/v1/alerts", Some("wrong"), &good), 403, Some("Authorization"));
-    assert_error(post(b, "/api/v1/alerts", Some(TOKEN), b"{\"alerts\": ["), 400, None);
-    assert_error(post(b, "/api/v1/alerts", Some(TOKEN), b"{\"alerts\": [{\"labels\": {\"a\": \"\xff\xfe\"}}]}"), 400, None);
     assert_error(
-        post(b, "/api/v1/alerts", Some(TOKEN), &webhook(vec![json!({"labels": {"alertname": 5}})])),
+        post(b, "/api/v1/alerts", None, &good),
+        401,
+        Some("Authorization"),
+    );
+    assert_error(
+        post(b, "/api/v1/alerts", Some("wrong"), &good),
+        403,
+        Some("Authorization"),
+    );
+    assert_error(
+        post(b, "/api/v1/alerts", Some(TOKEN), b"{\"alerts\": ["),
+        400,
+        None,
+    );
+    assert_error(
+        post(
+            b,
+            "/api/v1/alerts",
+            Some(TOKEN),
+            b"{\"alerts\": [{\"labels\": {\"a\": \"\xff\xfe\"}}]}",
+        ),
+        400,
+        None,
+    );
+    assert_error(
+        post(
+            b,
+            "/api/v1/alerts",
+            Some(TOKEN),
+            &webhook(vec![json!({"labels": {"alertname": 5}})]),
+        ),
         422,
         Some("alerts[0].labels.alertname"),
     );
     assert_error(
-        post(b, "/api/v1/alerts", Some(TOKEN), &webhook(vec![json!({"labels": {"a": "b"}, "startsAt": 17})])),
+        post(
+            b,
+            "/api/v1/alerts",
+            Some(TOKEN),
+            &webhook(vec![json!({"labels": {"a": "b"}, "startsAt": 17})]),
+        ),
         422,
         Some("alerts[0].startsAt"),
     );
     let huge = vec![b' '; 2_000_000];
-    assert_error(post(b, "/api/v1/alerts", Some(TOKEN), &huge), 413, Some("(body)"));
-    let many: serde_json::Map<String, Value> = (0..10_000).map(|i| (format!("l{i}"), json!("v"))).collect();
     assert_error(
-        post(b, "/api/v1/alerts", Some(TOKEN), &webhook(vec![json!({"labels": many})])),
+        post(b, "/api/v1/alerts", Some(TOKEN), &huge),
+        413,
+        Some("(body)"),
+    );
+    let many: serde_json::Map<String, Value> =
+        (0..10_000).map(|i| (format!("l{i}"), json!("v"))).collect();
+    assert_error(
+        post(
+            b,
+            "/api/v1/alerts",
+            Some(TOKEN),
+            &webhook(vec![json!({"labels": many})]),
+        ),
         413,
         Some("alerts[0].labels"),
     );
-    assert_error(post(b, "/api/v1/events", Some(TOKEN), b"{\"labels\": {}}"), 422, Some("name"));
+    assert_error(
+        post(b, "/api/v1/events", Some(TOKEN), b"{\"labels\": {}}"),
+        422,
+        Some("name"),
+    );
     let (code, v) = post(b, "/api/v1/alerts", Some(TOKEN), &good);
     assert_eq!((code, v["new"].clone()), (200, json!(1)), "{v}");
     assert_error(get(b, "/api/v1/incidents/inc-999999"), 404, None);
@@ -178,34 +235,85 @@ fn cli_sends_alerts_and_manages_silences() {
     )
     .unwrap();
     let server = ["--server", s.base.as_str()];
-    let (code, out) = vigil(&config, &[&["alerts", "send", file.to_str().unwrap(), "--events"][..], &server[..]].concat());
+    let (code, out) = vigil(
+        &config,
+        &[
+            &["alerts", "send", file.to_str().unwrap(), "--events"][..],
+            &server[..],
+        ]
+        .concat(),
+    );
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("2 new"), "{out}");
     // One incident, db the root cause (api depends on db).
     wait_for("the incident", Duration::from_secs(10), || {
         let (_, v) = get(&s.base, "/api/v1/incidents");
-        v.as_array().is_some_and(|a| a.len() == 1 && a[0]["root_service"] == "db" && a[0]["alerts"].as_array().is_some_and(|m| m.len() == 2))
+        v.as_array().is_some_and(|a| {
+            a.len() == 1
+                && a[0]["root_service"] == "db"
+                && a[0]["alerts"].as_array().is_some_and(|m| m.len() == 2)
+        })
     });
-    let (code, out) = vigil(&config, &[&["incidents", "list", "--output", "json"][..], &server[..]].concat());
+    let (code, out) = vigil(
+        &config,
+        &[&["incidents", "list", "--output", "json"][..], &server[..]].concat(),
+    );
     assert_eq!(code, 0, "{out}");
     let list: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(list[0]["severity"], "critical");
 
-    let (code, out) = vigil(&config, &[&["silence", "add", "service=api", "alertname=~High.*", "--duration", "2h", "--comment", "deploy", "--output", "json"][..], &server[..]].concat());
+    let (code, out) = vigil(
+        &config,
+        &[
+            &[
+                "silence",
+                "add",
+                "service=api",
+                "alertname=~High.*",
+                "--duration",
+                "2h",
+                "--comment",
+                "deploy",
+                "--output",
+                "json",
+            ][..],
+            &server[..],
+        ]
+        .concat(),
+    );
     assert_eq!(code, 0, "{out}");
     let sil: Value = serde_json::from_str(&out).unwrap();
     let id = sil["id"].as_str().unwrap().to_string();
-    let (_, out) = vigil(&config, &[&["silence", "list", "--output", "json"][..], &server[..]].concat());
+    let (_, out) = vigil(
+        &config,
+        &[&["silence", "list", "--output", "json"][..], &server[..]].concat(),
+    );
     let list: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(list[0]["state"], "active", "{list}");
-    let (code, out) = vigil(&config, &[&["silence", "add", "service=~(", "--output", "json"][..], &server[..]].concat());
+    let (code, out) = vigil(
+        &config,
+        &[
+            &["silence", "add", "service=~(", "--output", "json"][..],
+            &server[..],
+        ]
+        .concat(),
+    );
     assert_eq!(code, 2, "an invalid regex is invalid input: {out}");
-    let (code, _) = vigil(&config, &[&["silence", "expire", &id][..], &server[..]].concat());
+    let (code, _) = vigil(
+        &config,
+        &[&["silence", "expire", &id][..], &server[..]].concat(),
+    );
     assert_eq!(code, 0);
-    let (_, out) = vigil(&config, &[&["silence", "list", "--output", "json"][..], &server[..]].concat());
+    let (_, out) = vigil(
+        &config,
+        &[&["silence", "list", "--output", "json"][..], &server[..]].concat(),
+    );
     let list: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(list[0]["state"], "expired", "{list}");
-    let (code, _) = vigil(&config, &[&["silence", "expire", "sil-nope"][..], &server[..]].concat());
+    let (code, _) = vigil(
+        &config,
+        &[&["silence", "expire", "sil-nope"][..], &server[..]].concat(),
+    );
     assert_eq!(code, 2);
 }
 
@@ -247,8 +355,15 @@ fn sigkill_during_ingestion_loses_no_acknowledged_alert() {
     s.child.kill().unwrap(); // SIGKILL
     s.child.wait().unwrap();
     stop.store(true, Ordering::SeqCst);
-    let acked: Vec<String> = writers.into_iter().flat_map(|w| w.join().unwrap()).collect();
-    assert!(acked.len() > 100, "the load ran ({} acknowledged)", acked.len());
+    let acked: Vec<String> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    assert!(
+        acked.len() > 100,
+        "the load ran ({} acknowledged)",
+        acked.len()
+    );
     drop(s);
     let s = start(&config, &store);
     let (_, v) = get(&s.base, "/api/v1/alerts");
@@ -259,8 +374,17 @@ fn sigkill_during_ingestion_loses_no_acknowledged_alert() {
         .filter_map(|a| a["labels"]["id"].as_str().map(String::from))
         .collect();
     let lost: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
-    println!("{} alerts acknowledged before SIGKILL, {} stored after restart, {} lost", acked.len(), stored.len(), lost.len());
-    assert!(lost.is_empty(), "lost acknowledged alerts: {:?}", &lost[..lost.len().min(10)]);
+    println!(
+        "{} alerts acknowledged before SIGKILL, {} stored after restart, {} lost",
+        acked.len(),
+        stored.len(),
+        lost.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "lost acknowledged alerts: {:?}",
+        &lost[..lost.len().min(10)]
+    );
 }
 
 #[test]
@@ -268,10 +392,16 @@ fn per_client_rate_limit_answers_429() {
     let dir = tempfile::tempdir().unwrap();
     let b = dir.path().join("bundle");
     std::fs::create_dir_all(&b).unwrap();
-    std::fs::write(b.join("vigil.yaml"), "apiVersion: vigil/v1\nkind: Config\napi:\n  rate_limit: 5\n").unwrap();
+    std::fs::write(
+        b.join("vigil.yaml"),
+        "apiVersion: vigil/v1\nkind: Config\napi:\n  rate_limit: 5\n",
+    )
+    .unwrap();
     let s = start(&b.join("vigil.yaml"), &dir.path().join("store"));
     // Burst is twice the rate: the first 10 pass, then the bucket is empty.
-    let codes: Vec<u16> = (0..30).map(|_| get(&s.base, "/api/v1/incidents").0).collect();
+    let codes: Vec<u16> = (0..30)
+        .map(|_| get(&s.base, "/api/v1/incidents").0)
+        .collect();
     assert!(codes[..10].iter().all(|c| *c == 200), "{codes:?}");
     let limited = codes.iter().filter(|c| **c == 429).count();
     assert!(limited >= 15, "{codes:?}");

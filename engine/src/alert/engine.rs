@@ -23,7 +23,10 @@ impl Topology {
         let mut deps = HashMap::new();
         for start in direct.keys() {
             let mut seen = HashSet::new();
-            let mut stack: Vec<&String> = direct.get(start).map(|d| d.iter().collect()).unwrap_or_default();
+            let mut stack: Vec<&String> = direct
+                .get(start)
+                .map(|d| d.iter().collect())
+                .unwrap_or_default();
             while let Some(s) = stack.pop() {
                 if s != start && seen.insert(s.clone()) {
                     if let Some(next) = direct.get(s) {
@@ -154,7 +157,11 @@ impl Engine {
     ) {
         self.silences = silences;
         for inc in incidents {
-            if let Some(n) = inc.id.strip_prefix("inc-").and_then(|n| n.parse::<u64>().ok()) {
+            if let Some(n) = inc
+                .id
+                .strip_prefix("inc-")
+                .and_then(|n| n.parse::<u64>().ok())
+            {
                 self.next_incident = self.next_incident.max(n + 1);
             }
             if inc.is_open() {
@@ -168,7 +175,9 @@ impl Engine {
             self.incidents.insert(inc.id.clone(), inc);
         }
         for rec in alerts {
-            let Ok(fp) = u64::from_str_radix(&rec.fingerprint, 16) else { continue };
+            let Ok(fp) = u64::from_str_radix(&rec.fingerprint, 16) else {
+                continue;
+            };
             if rec.status == AlertStatus::Resolved {
                 continue;
             }
@@ -221,9 +230,12 @@ impl Engine {
     pub fn ingest(&mut self, a: IncomingAlert, now: i64) -> u64 {
         self.stats.received += 1;
         let fp = fingerprint(&a.labels);
-        let resolved =
-            a.status == AlertStatus::Resolved || a.ends_at_ms.is_some_and(|e| e <= now);
-        let status = if resolved { AlertStatus::Resolved } else { AlertStatus::Firing };
+        let resolved = a.status == AlertStatus::Resolved || a.ends_at_ms.is_some_and(|e| e <= now);
+        let status = if resolved {
+            AlertStatus::Resolved
+        } else {
+            AlertStatus::Firing
+        };
         let (gk, key) = self.group_key(&a.labels, fp);
         match self.alerts.entry(fp) {
             std::collections::hash_map::Entry::Occupied(mut e) => {
@@ -242,7 +254,11 @@ impl Engine {
                 if status == AlertStatus::Resolved && r.status == AlertStatus::Firing {
                     self.stats.resolved += 1;
                 }
-                r.ends_at_ms = if resolved { a.ends_at_ms.or(Some(now)) } else { a.ends_at_ms };
+                r.ends_at_ms = if resolved {
+                    a.ends_at_ms.or(Some(now))
+                } else {
+                    a.ends_at_ms
+                };
                 r.status = status;
                 if a.generator_url != r.generator_url {
                     r.generator_url = a.generator_url;
@@ -255,7 +271,11 @@ impl Engine {
                     annotations: a.annotations,
                     status,
                     starts_at_ms: a.starts_at_ms.unwrap_or(now),
-                    ends_at_ms: if resolved { a.ends_at_ms.or(Some(now)) } else { a.ends_at_ms },
+                    ends_at_ms: if resolved {
+                        a.ends_at_ms.or(Some(now))
+                    } else {
+                        a.ends_at_ms
+                    },
                     generator_url: a.generator_url,
                     count: 1,
                     first_seen_ms: now,
@@ -343,7 +363,12 @@ impl Engine {
         if inc.status == status {
             return Some((
                 inc.clone(),
-                IncidentEvent { seq: 0, ts_ms: now, kind: "unchanged".into(), detail: why.into() },
+                IncidentEvent {
+                    seq: 0,
+                    ts_ms: now,
+                    kind: "unchanged".into(),
+                    detail: why.into(),
+                },
             ));
         }
         let before = inc.status;
@@ -407,12 +432,16 @@ impl Engine {
         let repeat = self.cfg.repeat_interval.as_std().as_millis() as i64;
         let mut flushes = Vec::new();
         for gk in due {
-            let Some(g) = self.groups.get_mut(&gk) else { continue };
+            let Some(g) = self.groups.get_mut(&gk) else {
+                continue;
+            };
             let mut state: u64 = 0xcbf29ce484222325;
             let mut firing = false;
             let mut visible = 0usize;
             for fp in &g.members {
-                let Some(r) = self.alerts.get_mut(fp) else { continue };
+                let Some(r) = self.alerts.get_mut(fp) else {
+                    continue;
+                };
                 let silenced_by: Vec<String> = active
                     .iter()
                     .filter(|s| s.matches(&r.labels))
@@ -506,7 +535,9 @@ impl Engine {
     }
 
     fn correlate(&mut self, gk: u64, now: i64, out: &mut TickResult) {
-        let Some(g) = self.groups.get(&gk) else { return };
+        let Some(g) = self.groups.get(&gk) else {
+            return;
+        };
         let key = g.key.clone();
         let members: Vec<u64> = g
             .members
@@ -521,7 +552,11 @@ impl Engine {
         let firing: Vec<u64> = members
             .iter()
             .copied()
-            .filter(|fp| self.alerts.get(fp).is_some_and(|r| r.status == AlertStatus::Firing))
+            .filter(|fp| {
+                self.alerts
+                    .get(fp)
+                    .is_some_and(|r| r.status == AlertStatus::Firing)
+            })
             .collect();
         let existing = self
             .group_incident
@@ -536,7 +571,10 @@ impl Engine {
                     .iter()
                     .filter_map(|fp| self.alerts.get(fp).and_then(|r| r.incident.clone()))
                     .collect();
-                match known.into_iter().find(|id| self.incidents.get(id).is_some_and(Incident::is_open)) {
+                match known
+                    .into_iter()
+                    .find(|id| self.incidents.get(id).is_some_and(Incident::is_open))
+                {
                     Some(id) => id,
                     None => return,
                 }
@@ -556,14 +594,18 @@ impl Engine {
             }
         };
         self.group_incident.insert(key.clone(), id.clone());
-        let Some(inc) = self.incidents.get_mut(&id) else { return };
+        let Some(inc) = self.incidents.get_mut(&id) else {
+            return;
+        };
         if !inc.groups.contains(&key) {
             inc.groups.push(key);
         }
         let ix = self.index.entry(id.clone()).or_default();
         let mut added = Vec::new();
         for fp in &members {
-            let Some(r) = self.alerts.get_mut(fp) else { continue };
+            let Some(r) = self.alerts.get_mut(fp) else {
+                continue;
+            };
             if r.incident.as_deref() != Some(id.as_str()) {
                 r.incident = Some(id.clone());
                 out.changed_alerts.push(r.clone());
@@ -614,10 +656,13 @@ impl Engine {
     /// Open incidents the firing alerts are related to, oldest first.
     fn related_incidents(&self, firing: &[u64], now: i64) -> Vec<String> {
         let window = self.cfg.correlation_window.as_std().as_millis() as i64;
-        let alerts: Vec<&AlertRecord> = firing.iter().filter_map(|fp| self.alerts.get(fp)).collect();
+        let alerts: Vec<&AlertRecord> =
+            firing.iter().filter_map(|fp| self.alerts.get(fp)).collect();
         let mut out = Vec::new();
         for (id, ix) in &self.index {
-            let Some(inc) = self.incidents.get(id) else { continue };
+            let Some(inc) = self.incidents.get(id) else {
+                continue;
+            };
             if !inc.is_open() || now - inc.updated_ms > window {
                 continue;
             }
@@ -681,7 +726,9 @@ impl Engine {
 
     /// Folds incident `from` into `into`.
     fn merge(&mut self, into: &str, from: &str, now: i64, out: &mut TickResult) {
-        let Some(mut src) = self.incidents.remove(from) else { return };
+        let Some(mut src) = self.incidents.remove(from) else {
+            return;
+        };
         src.status = IncidentStatus::Resolved;
         src.resolved_ms = Some(now);
         src.merged_into = Some(into.to_string());
@@ -725,24 +772,37 @@ impl Engine {
     /// Root cause, severity, labels, title, status and similar incidents.
     fn recompute(&mut self, id: &str, now: i64, out: &mut TickResult) {
         let similar = self.similar_to(id);
-        let Some(inc) = self.incidents.get_mut(id) else { return };
+        let Some(inc) = self.incidents.get_mut(id) else {
+            return;
+        };
         let live: Vec<&Member> = inc
             .alerts
             .iter()
             .filter(|m| m.status == AlertStatus::Firing)
             .collect();
-        let pool: Vec<&Member> = if live.is_empty() { inc.alerts.iter().collect() } else { live };
+        let pool: Vec<&Member> = if live.is_empty() {
+            inc.alerts.iter().collect()
+        } else {
+            live
+        };
         let services: BTreeSet<String> = pool.iter().filter_map(|m| m.service.clone()).collect();
         let roots: Vec<&str> = services
             .iter()
             .map(String::as_str)
-            .filter(|s| !services.iter().any(|t| t != s && self.topo.depends_on(s, t)))
+            .filter(|s| {
+                !services
+                    .iter()
+                    .any(|t| t != s && self.topo.depends_on(s, t))
+            })
             .collect();
         let root_service = roots
             .iter()
             .copied()
             .max_by_key(|s| {
-                let dependents = services.iter().filter(|t| self.topo.depends_on(t, s)).count();
+                let dependents = services
+                    .iter()
+                    .filter(|t| self.topo.depends_on(t, s))
+                    .count();
                 let earliest = pool
                     .iter()
                     .filter(|m| m.service.as_deref() == Some(s))
@@ -756,7 +816,12 @@ impl Engine {
             .iter()
             .copied()
             .filter(|m| root_service.is_none() || m.service == root_service)
-            .min_by_key(|m| (m.starts_at_ms, std::cmp::Reverse(severity_rank(&m.severity))))
+            .min_by_key(|m| {
+                (
+                    m.starts_at_ms,
+                    std::cmp::Reverse(severity_rank(&m.severity)),
+                )
+            })
             .map(|m| m.fingerprint.clone());
         let severity = inc
             .alerts
@@ -782,11 +847,19 @@ impl Engine {
                         format!(
                             "{}{}",
                             m.alertname,
-                            m.service.as_ref().map(|s| format!(" on {s}")).unwrap_or_default()
+                            m.service
+                                .as_ref()
+                                .map(|s| format!(" on {s}"))
+                                .unwrap_or_default()
                         )
                     })
                     .unwrap_or_default();
-                out.event(id, now, "root_cause", format!("probable root cause: {name} ({fp})"));
+                out.event(
+                    id,
+                    now,
+                    "root_cause",
+                    format!("probable root cause: {name} ({fp})"),
+                );
             }
             inc.root_cause = root.clone();
         }
@@ -801,7 +874,10 @@ impl Engine {
         if let Some(r) = root_fp.and_then(|fp| self.alerts.get(&fp)) {
             inc.labels = r.labels.clone();
             inc.annotations = r.annotations.clone();
-            inc.value = r.annotations.get("value").and_then(|v| v.trim().parse().ok());
+            inc.value = r
+                .annotations
+                .get("value")
+                .and_then(|v| v.trim().parse().ok());
         }
         let mut common: Option<Labels> = None;
         for m in &inc.alerts {
@@ -822,12 +898,23 @@ impl Engine {
         if let Some(c) = common {
             inc.common_labels = c;
         }
-        let firing = inc.alerts.iter().filter(|m| m.status == AlertStatus::Firing).count();
-        inc.title = match inc.alerts.iter().find(|m| Some(&m.fingerprint) == inc.root_cause.as_ref()) {
+        let firing = inc
+            .alerts
+            .iter()
+            .filter(|m| m.status == AlertStatus::Firing)
+            .count();
+        inc.title = match inc
+            .alerts
+            .iter()
+            .find(|m| Some(&m.fingerprint) == inc.root_cause.as_ref())
+        {
             Some(m) => format!(
                 "{}{} ({} alert{}{})",
                 m.alertname,
-                m.service.as_ref().map(|s| format!(" on {s}")).unwrap_or_default(),
+                m.service
+                    .as_ref()
+                    .map(|s| format!(" on {s}"))
+                    .unwrap_or_default(),
                 inc.alerts.len(),
                 if inc.alerts.len() == 1 { "" } else { "s" },
                 if inc.services.len() > 1 {
@@ -861,7 +948,9 @@ impl Engine {
     /// Past (resolved) incidents most like this one: Jaccard similarity of their
     /// `alertname` and `service` values.
     fn similar_to(&self, id: &str) -> Vec<Similar> {
-        let Some(inc) = self.incidents.get(id) else { return Vec::new() };
+        let Some(inc) = self.incidents.get(id) else {
+            return Vec::new();
+        };
         let tokens = incident_tokens(inc);
         if tokens.is_empty() {
             return Vec::new();
@@ -876,7 +965,11 @@ impl Engine {
                 let other = incident_tokens(p);
                 let inter = tokens.intersection(&other).count();
                 let union = tokens.union(&other).count();
-                let score = if union == 0 { 0.0 } else { inter as f64 / union as f64 };
+                let score = if union == 0 {
+                    0.0
+                } else {
+                    inter as f64 / union as f64
+                };
                 (score >= 0.3).then(|| Similar {
                     id: p.id.clone(),
                     score: (score * 100.0).round() / 100.0,
@@ -977,8 +1070,16 @@ mod tests {
         assert_eq!(e.tick(70_000).flushed_groups, 0);
         // …a change flushes at the next interval…
         e.ingest(a("Y", "api", "info"), 75_000);
-        assert_eq!(e.tick(80_000).flushed_groups, 0, "Y is in a new group (alertname) that waits");
-        assert_eq!(e.tick(85_000).flushed_groups, 1, "Y's own group_wait is over");
+        assert_eq!(
+            e.tick(80_000).flushed_groups,
+            0,
+            "Y is in a new group (alertname) that waits"
+        );
+        assert_eq!(
+            e.tick(85_000).flushed_groups,
+            1,
+            "Y's own group_wait is over"
+        );
         // …and repeat_interval re-sends an unchanged, firing group.
         e.ingest(a("X", "api", "info"), 600_000);
         assert_eq!(e.tick(610_000).flushed_groups, 1);

@@ -91,7 +91,11 @@ fn object<'a>(v: &'a Value, field: &str) -> Result<&'a Map<String, Value>, Paylo
         .ok_or_else(|| field_err(field, format!("expected an object, found {}", type_name(v))))
 }
 
-fn opt_str<'a>(m: &'a Map<String, Value>, key: &str, field: &str) -> Result<Option<&'a str>, PayloadError> {
+fn opt_str<'a>(
+    m: &'a Map<String, Value>,
+    key: &str,
+    field: &str,
+) -> Result<Option<&'a str>, PayloadError> {
     match m.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -110,7 +114,12 @@ fn is_label_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-fn label_map(v: Option<&Value>, field: &str, limits: &Limits, names_strict: bool) -> Result<Labels, PayloadError> {
+fn label_map(
+    v: Option<&Value>,
+    field: &str,
+    limits: &Limits,
+    names_strict: bool,
+) -> Result<Labels, PayloadError> {
     let mut out = Labels::new();
     let Some(v) = v else { return Ok(out) };
     if v.is_null() {
@@ -120,14 +129,22 @@ fn label_map(v: Option<&Value>, field: &str, limits: &Limits, names_strict: bool
     if m.len() > limits.max_labels {
         return Err(PayloadError::TooLarge {
             field: field.to_string(),
-            detail: format!("{} labels, at most {} are allowed", m.len(), limits.max_labels),
+            detail: format!(
+                "{} labels, at most {} are allowed",
+                m.len(),
+                limits.max_labels
+            ),
         });
     }
     for (k, v) in m {
         if k.len() > limits.max_name_len {
             return Err(PayloadError::TooLarge {
                 field: field.to_string(),
-                detail: format!("a label name is {} bytes long, at most {} are allowed", k.len(), limits.max_name_len),
+                detail: format!(
+                    "a label name is {} bytes long, at most {} are allowed",
+                    k.len(),
+                    limits.max_name_len
+                ),
             });
         }
         if names_strict && !is_label_name(k) {
@@ -137,12 +154,19 @@ fn label_map(v: Option<&Value>, field: &str, limits: &Limits, names_strict: bool
             ));
         }
         let s = v.as_str().ok_or_else(|| {
-            field_err(format!("{field}.{k}"), format!("expected a string, found {}", type_name(v)))
+            field_err(
+                format!("{field}.{k}"),
+                format!("expected a string, found {}", type_name(v)),
+            )
         })?;
         if s.len() > limits.max_value_len {
             return Err(PayloadError::TooLarge {
                 field: format!("{field}.{k}"),
-                detail: format!("value is {} bytes long, at most {} are allowed", s.len(), limits.max_value_len),
+                detail: format!(
+                    "value is {} bytes long, at most {} are allowed",
+                    s.len(),
+                    limits.max_value_len
+                ),
             });
         }
         out.insert(k.clone(), s.to_string());
@@ -158,7 +182,12 @@ fn time(s: Option<&str>, field: &str) -> Result<Option<i64>, PayloadError> {
     }
     chrono::DateTime::parse_from_rfc3339(s)
         .map(|t| Some(t.timestamp_millis()))
-        .map_err(|e| field_err(field, format!("expected an RFC 3339 time, got `{}`: {e}", truncate(s))))
+        .map_err(|e| {
+            field_err(
+                field,
+                format!("expected an RFC 3339 time, got `{}`: {e}", truncate(s)),
+            )
+        })
 }
 
 fn truncate(s: &str) -> String {
@@ -202,9 +231,20 @@ pub fn parse_webhook(body: &[u8], limits: &Limits) -> Result<Webhook, PayloadErr
         match ver.as_str() {
             Some("4") => {}
             Some(other) => {
-                return Err(field_err("version", format!("unsupported webhook version `{}`; vigil reads version 4", truncate(other))));
+                return Err(field_err(
+                    "version",
+                    format!(
+                        "unsupported webhook version `{}`; vigil reads version 4",
+                        truncate(other)
+                    ),
+                ));
             }
-            None => return Err(field_err("version", format!("expected a string, found {}", type_name(ver)))),
+            None => {
+                return Err(field_err(
+                    "version",
+                    format!("expected a string, found {}", type_name(ver)),
+                ));
+            }
         }
     }
     let receiver = opt_str(m, "receiver", "")?.unwrap_or_default().to_string();
@@ -217,18 +257,35 @@ pub fn parse_webhook(body: &[u8], limits: &Limits) -> Result<Webhook, PayloadErr
     let truncated_alerts = match m.get("truncatedAlerts") {
         None | Some(Value::Null) => 0,
         Some(v) => v.as_u64().ok_or_else(|| {
-            field_err("truncatedAlerts", format!("expected a non-negative integer, found {}", type_name(v)))
+            field_err(
+                "truncatedAlerts",
+                format!("expected a non-negative integer, found {}", type_name(v)),
+            )
         })?,
     };
     let list = match m.get("alerts") {
-        None => return Err(field_err("alerts", "missing: a webhook carries an `alerts` array")),
+        None => {
+            return Err(field_err(
+                "alerts",
+                "missing: a webhook carries an `alerts` array",
+            ));
+        }
         Some(Value::Array(a)) => a,
-        Some(v) => return Err(field_err("alerts", format!("expected an array, found {}", type_name(v)))),
+        Some(v) => {
+            return Err(field_err(
+                "alerts",
+                format!("expected an array, found {}", type_name(v)),
+            ));
+        }
     };
     if list.len() > limits.max_alerts {
         return Err(PayloadError::TooLarge {
             field: "alerts".into(),
-            detail: format!("{} alerts, at most {} per request", list.len(), limits.max_alerts),
+            detail: format!(
+                "{} alerts, at most {} per request",
+                list.len(),
+                limits.max_alerts
+            ),
         });
     }
     let mut alerts = Vec::with_capacity(list.len());
@@ -238,9 +295,17 @@ pub fn parse_webhook(body: &[u8], limits: &Limits) -> Result<Webhook, PayloadErr
         let p = format!("{f}.");
         let labels = label_map(am.get("labels"), &format!("{f}.labels"), limits, true)?;
         if labels.is_empty() {
-            return Err(field_err(format!("{f}.labels"), "an alert needs at least one label"));
+            return Err(field_err(
+                format!("{f}.labels"),
+                "an alert needs at least one label",
+            ));
         }
-        let annotations = label_map(am.get("annotations"), &format!("{f}.annotations"), limits, false)?;
+        let annotations = label_map(
+            am.get("annotations"),
+            &format!("{f}.annotations"),
+            limits,
+            false,
+        )?;
         let st = status(opt_str(am, "status", &p)?, &format!("{f}.status"))?;
         let starts = time(opt_str(am, "startsAt", &p)?, &format!("{f}.startsAt"))?;
         let ends = time(opt_str(am, "endsAt", &p)?, &format!("{f}.endsAt"))?;
@@ -284,17 +349,28 @@ pub fn parse_events(body: &[u8], limits: &Limits) -> Result<Vec<IncomingAlert>, 
             if a.len() > limits.max_alerts {
                 return Err(PayloadError::TooLarge {
                     field: "(body)".into(),
-                    detail: format!("{} events, at most {} per request", a.len(), limits.max_alerts),
+                    detail: format!(
+                        "{} events, at most {} per request",
+                        a.len(),
+                        limits.max_alerts
+                    ),
                 });
             }
-            a.iter().enumerate().map(|(i, e)| (format!("[{i}]"), e)).collect()
+            a.iter()
+                .enumerate()
+                .map(|(i, e)| (format!("[{i}]"), e))
+                .collect()
         }
         other => vec![(String::new(), other)],
     };
     let mut out = Vec::with_capacity(items.len());
     for (prefix, e) in items {
         let m = object(e, if prefix.is_empty() { "(body)" } else { &prefix })?;
-        let p = if prefix.is_empty() { String::new() } else { format!("{prefix}.") };
+        let p = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}.")
+        };
         let name = opt_str(m, "name", &p)?
             .ok_or_else(|| field_err(format!("{p}name"), "missing: an event needs a `name`"))?;
         if name.is_empty() || name.len() > limits.max_name_len {
@@ -307,7 +383,12 @@ pub fn parse_events(body: &[u8], limits: &Limits) -> Result<Vec<IncomingAlert>, 
                 labels.insert(key.into(), s.to_string());
             }
         }
-        let mut annotations = label_map(m.get("annotations"), &format!("{p}annotations"), limits, false)?;
+        let mut annotations = label_map(
+            m.get("annotations"),
+            &format!("{p}annotations"),
+            limits,
+            false,
+        )?;
         if let Some(msg) = opt_str(m, "message", &p)? {
             annotations.insert("summary".into(), truncate_owned(msg, limits.max_value_len));
         }
@@ -318,7 +399,10 @@ pub fn parse_events(body: &[u8], limits: &Limits) -> Result<Vec<IncomingAlert>, 
                 }
                 Value::Null => {}
                 other => {
-                    return Err(field_err(format!("{p}value"), format!("expected a number, found {}", type_name(other))));
+                    return Err(field_err(
+                        format!("{p}value"),
+                        format!("expected a number, found {}", type_name(other)),
+                    ));
                 }
             }
         }
@@ -367,14 +451,25 @@ mod tests {
         let l = Limits::default();
         let e = parse_webhook(br#"{"alerts":[{"labels":{"a":1}}]}"#, &l).unwrap_err();
         assert_eq!(e.field(), Some("alerts[0].labels.a"));
-        let e = parse_webhook(br#"{"alerts":[{"labels":{"a":"b"},"startsAt":"yesterday"}]}"#, &l).unwrap_err();
+        let e = parse_webhook(
+            br#"{"alerts":[{"labels":{"a":"b"},"startsAt":"yesterday"}]}"#,
+            &l,
+        )
+        .unwrap_err();
         assert_eq!(e.field(), Some("alerts[0].startsAt"));
         let e = parse_webhook(br#"{"alerts":{}}"#, &l).unwrap_err();
         assert_eq!(e.field(), Some("alerts"));
-        let e = parse_webhook(br#"{"alerts":[{"labels":{"a":"b"},"status":"meh"}]}"#, &l).unwrap_err();
+        let e =
+            parse_webhook(br#"{"alerts":[{"labels":{"a":"b"},"status":"meh"}]}"#, &l).unwrap_err();
         assert_eq!(e.field(), Some("alerts[0].status"));
-        assert!(matches!(parse_webhook(b"{\"alerts\": [", &l), Err(PayloadError::Json { .. })));
-        assert!(matches!(parse_webhook(b"{\"a\xff\": 1}", &l), Err(PayloadError::Utf8 { offset: 3 })));
+        assert!(matches!(
+            parse_webhook(b"{\"alerts\": [", &l),
+            Err(PayloadError::Json { .. })
+        ));
+        assert!(matches!(
+            parse_webhook(b"{\"a\xff\": 1}", &l),
+            Err(PayloadError::Utf8 { offset: 3 })
+        ));
         let e = parse_events(br#"{"labels":{}}"#, &l).unwrap_err();
         assert_eq!(e.field(), Some("name"));
     }

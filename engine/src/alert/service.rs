@@ -48,7 +48,11 @@ impl AlertService {
         let incidents = store.incidents()?;
         let started = incidents
             .iter()
-            .flat_map(|i| i.executions.iter().map(|e| (i.id.clone(), e.runbook.clone())))
+            .flat_map(|i| {
+                i.executions
+                    .iter()
+                    .map(|e| (i.id.clone(), e.runbook.clone()))
+            })
             .collect();
         engine.restore(store.alerts()?, incidents, store.silences()?, now_ms());
         let svc = AlertService {
@@ -78,7 +82,10 @@ impl AlertService {
     /// Takes alerts in and returns once their state is durable.
     pub async fn ingest(&self, alerts: Vec<IncomingAlert>) -> Result<Ingested, ServiceError> {
         let now = now_ms();
-        let mut out = Ingested { received: alerts.len(), ..Default::default() };
+        let mut out = Ingested {
+            received: alerts.len(),
+            ..Default::default()
+        };
         let records: Vec<AlertRecord> = {
             let mut e = self.engine();
             let mut fps = Vec::with_capacity(alerts.len());
@@ -112,16 +119,23 @@ impl AlertService {
         };
         let mut last = self.last_stats.lock().unwrap_or_else(|p| p.into_inner());
         let m = &self.metrics;
-        m.alerts_received.inc_by(stats.received.saturating_sub(last.received));
-        m.alerts_deduplicated.inc_by(stats.deduplicated.saturating_sub(last.deduplicated));
-        m.alerts_silenced.inc_by(stats.silenced.saturating_sub(last.silenced));
-        m.alerts_inhibited.inc_by(stats.inhibited.saturating_sub(last.inhibited));
-        m.groups_flushed.inc_by(stats.groups_flushed.saturating_sub(last.groups_flushed));
-        m.incidents_opened.inc_by(stats.incidents_opened.saturating_sub(last.incidents_opened));
+        m.alerts_received
+            .inc_by(stats.received.saturating_sub(last.received));
+        m.alerts_deduplicated
+            .inc_by(stats.deduplicated.saturating_sub(last.deduplicated));
+        m.alerts_silenced
+            .inc_by(stats.silenced.saturating_sub(last.silenced));
+        m.alerts_inhibited
+            .inc_by(stats.inhibited.saturating_sub(last.inhibited));
+        m.groups_flushed
+            .inc_by(stats.groups_flushed.saturating_sub(last.groups_flushed));
+        m.incidents_opened
+            .inc_by(stats.incidents_opened.saturating_sub(last.incidents_opened));
         m.alerts_active.set(active as i64);
         m.incidents_open.set(open as i64);
         if stats.received > 0 {
-            m.dedup_ratio.set(stats.deduplicated as f64 / stats.received as f64);
+            m.dedup_ratio
+                .set(stats.deduplicated as f64 / stats.received as f64);
         }
         *last = stats;
     }
@@ -156,7 +170,12 @@ impl AlertService {
         for inc in changed.iter().filter(|i| i.is_open()) {
             for c in self.trigger.matching(inc) {
                 let key = (inc.id.clone(), c.runbook.name.clone());
-                if !self.started.lock().unwrap_or_else(|p| p.into_inner()).insert(key) {
+                if !self
+                    .started
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key)
+                {
                     continue;
                 }
                 let svc = self.clone();
@@ -188,7 +207,10 @@ impl AlertService {
                 t.runbook,
                 t.status,
                 t.mode,
-                t.reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
+                t.reason
+                    .as_ref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
             ),
         };
         let inc = self.engine().record_trigger(id, t);
@@ -201,7 +223,10 @@ impl AlertService {
     }
 
     /// Runs [`AlertService::tick`] every `period` until the task is dropped.
-    pub fn spawn_ticker(self: &Arc<Self>, period: std::time::Duration) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_ticker(
+        self: &Arc<Self>,
+        period: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
         let svc = self.clone();
         tokio::spawn(async move {
             let mut iv = tokio::time::interval(period);
@@ -227,19 +252,31 @@ impl AlertService {
     }
 
     pub fn incident(&self, id: &str) -> Result<(Incident, Vec<IncidentEvent>), ServiceError> {
-        let inc = self.engine().incident(id).cloned().ok_or_else(|| ServiceError::NotFound {
-            what: "incident",
-            id: id.to_string(),
-        })?;
+        let inc = self
+            .engine()
+            .incident(id)
+            .cloned()
+            .ok_or_else(|| ServiceError::NotFound {
+                what: "incident",
+                id: id.to_string(),
+            })?;
         Ok((inc, self.store.incident_events(id)?))
     }
 
     /// Acknowledges (or otherwise moves) an incident, journaled.
-    pub async fn set_status(&self, id: &str, status: IncidentStatus, why: &str) -> Result<Incident, ServiceError> {
+    pub async fn set_status(
+        &self,
+        id: &str,
+        status: IncidentStatus,
+        why: &str,
+    ) -> Result<Incident, ServiceError> {
         let (inc, ev) = self
             .engine()
             .set_status(id, status, why, now_ms())
-            .ok_or_else(|| ServiceError::NotFound { what: "incident", id: id.to_string() })?;
+            .ok_or_else(|| ServiceError::NotFound {
+                what: "incident",
+                id: id.to_string(),
+            })?;
         self.store.put_incident(&inc)?;
         self.store.append_incident_event(id, ev)?;
         self.store.sync().await?;
@@ -250,7 +287,11 @@ impl AlertService {
     /// Current alerts, newest first.
     pub fn alerts(&self, limit: usize) -> Vec<AlertRecord> {
         let mut v: Vec<AlertRecord> = self.engine().alerts().cloned().collect();
-        v.sort_by(|a, b| b.last_seen_ms.cmp(&a.last_seen_ms).then(a.fingerprint.cmp(&b.fingerprint)));
+        v.sort_by(|a, b| {
+            b.last_seen_ms
+                .cmp(&a.last_seen_ms)
+                .then(a.fingerprint.cmp(&b.fingerprint))
+        });
         v.truncate(limit);
         v
     }
@@ -262,10 +303,14 @@ impl AlertService {
     /// Adds a silence (durably). `id` is assigned when empty.
     pub async fn add_silence(&self, mut s: Silence) -> Result<Silence, ServiceError> {
         if s.matchers.is_empty() {
-            return Err(ServiceError::Invalid("a silence needs at least one matcher".into()));
+            return Err(ServiceError::Invalid(
+                "a silence needs at least one matcher".into(),
+            ));
         }
         if s.ends_at_ms <= s.starts_at_ms {
-            return Err(ServiceError::Invalid("a silence must end after it starts".into()));
+            return Err(ServiceError::Invalid(
+                "a silence must end after it starts".into(),
+            ));
         }
         if s.id.is_empty() {
             s.id = self.store.next_silence_id()?;
@@ -278,10 +323,13 @@ impl AlertService {
     }
 
     pub async fn expire_silence(&self, id: &str) -> Result<Silence, ServiceError> {
-        let s = self
-            .engine()
-            .expire_silence(id, now_ms())
-            .ok_or_else(|| ServiceError::NotFound { what: "silence", id: id.to_string() })?;
+        let s =
+            self.engine()
+                .expire_silence(id, now_ms())
+                .ok_or_else(|| ServiceError::NotFound {
+                    what: "silence",
+                    id: id.to_string(),
+                })?;
         self.store.put_silence(&s)?;
         self.store.sync().await?;
         Ok(s)
@@ -310,9 +358,16 @@ pub fn build(
     let policies = if bundle.policies.is_empty() {
         None
     } else {
-        let engine = crate::policy::decide::PolicyEngine::load(&bundle.policies).map_err(|errors| {
-            ServiceError::Invalid(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
-        })?;
+        let engine =
+            crate::policy::decide::PolicyEngine::load(&bundle.policies).map_err(|errors| {
+                ServiceError::Invalid(
+                    errors
+                        .iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            })?;
         Some(Arc::new(engine))
     };
     let automation = crate::exec::automation::Automation {
@@ -321,7 +376,12 @@ pub fn build(
         config: cfg.clone(),
         exprs: Arc::new(crate::policy::expr::ExprEngine::new()),
     };
-    let trigger = Trigger::new(candidates, catalog, Some(Arc::new(automation)), cfg.alerting.runbooks);
+    let trigger = Trigger::new(
+        candidates,
+        catalog,
+        Some(Arc::new(automation)),
+        cfg.alerting.runbooks,
+    );
     let engine = Engine::new(cfg.alerting.clone(), &cfg.services);
     AlertService::open(store, engine, trigger, metrics)
 }

@@ -8,8 +8,8 @@
 
 use super::{Incident, Triggered};
 use crate::exec::action::ActionCatalog;
-use crate::exec::render::resolve_params;
 use crate::exec::automation::{Automation, Origin, Outcome};
+use crate::exec::render::resolve_params;
 use crate::exec::{Request, dry_run::dry_run};
 use crate::policy::expr::ExprEngine;
 use crate::runbook::model::{Runbook, TriggerMode};
@@ -108,14 +108,16 @@ impl Trigger {
         match (&self.automation, self.mode) {
             (Some(auto), TriggerMode::Live) => {
                 t.mode = "live".into();
-                match auto.handle(self.catalog.as_ref(), req, Origin::Automatic).await {
+                match auto
+                    .handle(self.catalog.as_ref(), req, Origin::Automatic)
+                    .await
+                {
                     Ok(Outcome::Executed { report, decision }) => {
                         t.status = report.status.as_str().into();
                         t.execution = Some(report.id.clone());
-                        t.reason = report
-                            .reason
-                            .clone()
-                            .or_else(|| decision.map(|d| format!("policy {}: {}", d.policy, d.reason)));
+                        t.reason = report.reason.clone().or_else(|| {
+                            decision.map(|d| format!("policy {}: {}", d.policy, d.reason))
+                        });
                     }
                     Ok(Outcome::DryRunOnly { report, reason }) => {
                         t.mode = "dry_run".into();

@@ -62,7 +62,11 @@ pub struct Api {
 
 impl Api {
     pub fn new(svc: Arc<AlertService>, cfg: ApiConfig) -> Arc<Api> {
-        Arc::new(Api { svc, cfg, buckets: Mutex::new(HashMap::new()) })
+        Arc::new(Api {
+            svc,
+            cfg,
+            buckets: Mutex::new(HashMap::new()),
+        })
     }
 
     fn allow(&self, ip: IpAddr) -> bool {
@@ -73,7 +77,10 @@ impl Api {
             b.clear();
         }
         let now = Instant::now();
-        let e = b.entry(ip).or_insert(Bucket { tokens: burst, at: now });
+        let e = b.entry(ip).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
         e.tokens = (e.tokens + now.duration_since(e.at).as_secs_f64() * rate).min(burst);
         e.at = now;
         if e.tokens >= 1.0 {
@@ -87,12 +94,19 @@ impl Api {
 
 fn json_response(code: StatusCode, v: &Value) -> Response {
     let mut r = (code, serde_json::to_vec(v).unwrap_or_default()).into_response();
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
-fn error(code: StatusCode, error: &str, detail: impl Into<String>, field: Option<&str>) -> Response {
+fn error(
+    code: StatusCode,
+    error: &str,
+    detail: impl Into<String>,
+    field: Option<&str>,
+) -> Response {
     let mut v = json!({ "error": error, "detail": detail.into() });
     if let (Some(f), Some(o)) = (field, v.as_object_mut()) {
         o.insert("field".into(), json!(f));
@@ -111,8 +125,12 @@ fn payload_error(e: &PayloadError) -> Response {
 
 fn service_error(e: &ServiceError) -> Response {
     match e {
-        ServiceError::NotFound { .. } => error(StatusCode::NOT_FOUND, "not_found", e.to_string(), None),
-        ServiceError::Invalid(d) => error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", d.clone(), None),
+        ServiceError::NotFound { .. } => {
+            error(StatusCode::NOT_FOUND, "not_found", e.to_string(), None)
+        }
+        ServiceError::Invalid(d) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", d.clone(), None)
+        }
         ServiceError::Store(_) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
@@ -141,7 +159,9 @@ async fn guard(
         Some(refused) => refused,
         None => next.run(req).await,
     };
-    api.svc.metrics().http(route_name(&path), resp.status().as_u16());
+    api.svc
+        .metrics()
+        .http(route_name(&path), resp.status().as_u16());
     resp
 }
 
@@ -151,10 +171,15 @@ fn check(api: &Api, peer: SocketAddr, path: &str, headers: &HeaderMap) -> Option
         let mut r = error(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
-            format!("more than {} requests per second from {}", api.cfg.rate_limit, peer.ip()),
+            format!(
+                "more than {} requests per second from {}",
+                api.cfg.rate_limit,
+                peer.ip()
+            ),
             None,
         );
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return Some(r);
     }
     let Some(auth) = headers.get(header::AUTHORIZATION) else {
@@ -168,7 +193,10 @@ fn check(api: &Api, peer: SocketAddr, path: &str, headers: &HeaderMap) -> Option
     let token = auth
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     let Some(token) = token else {
         return Some(error(
@@ -178,7 +206,12 @@ fn check(api: &Api, peer: SocketAddr, path: &str, headers: &HeaderMap) -> Option
             Some("Authorization"),
         ));
     };
-    if !api.cfg.tokens.iter().any(|t| same(t.as_bytes(), token.as_bytes())) {
+    if !api
+        .cfg
+        .tokens
+        .iter()
+        .any(|t| same(t.as_bytes(), token.as_bytes()))
+    {
         return Some(error(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -203,7 +236,10 @@ fn route_name(path: &str) -> &'static str {
 /// The router, with auth, limits and JSON errors.
 pub fn router(api: Arc<Api>) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { json_response(StatusCode::OK, &json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { json_response(StatusCode::OK, &json!({"status": "ok"})) }),
+        )
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .route("/api/v1/alerts", post(post_alerts).get(list_alerts))
@@ -215,7 +251,12 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/api/v1/silences", get(list_silences).post(add_silence))
         .route("/api/v1/silences/{id}", delete(expire_silence))
         .fallback(|req: Request| async move {
-            error(StatusCode::NOT_FOUND, "not_found", format!("no route {} {}", req.method(), req.uri().path()), None)
+            error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no route {} {}", req.method(), req.uri().path()),
+                None,
+            )
         })
         .layer(middleware::from_fn_with_state(api.clone(), guard))
         .with_state(api)
@@ -227,15 +268,23 @@ pub async fn serve(
     api: Arc<Api>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(api).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(api).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 async fn ready(State(api): State<Arc<Api>>) -> Response {
     match api.svc.store().incidents() {
         Ok(_) => json_response(StatusCode::OK, &json!({"status": "ready"})),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string(), None),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            e.to_string(),
+            None,
+        ),
     }
 }
 
@@ -252,7 +301,12 @@ async fn metrics(State(api): State<Arc<Api>>) -> Response {
 async fn body(api: &Api, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
     let max = api.cfg.max_body_bytes;
     let too_large = |n: String| {
-        error(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("request body is {n} bytes, at most {max} are accepted"), Some("(body)"))
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("request body is {n} bytes, at most {max} are accepted"),
+            Some("(body)"),
+        )
     };
     if let Some(n) = headers
         .get(header::CONTENT_LENGTH)
@@ -268,12 +322,16 @@ async fn body(api: &Api, headers: &HeaderMap, body: Body) -> Result<Bytes, Respo
             return Err(too_large(n.to_string()));
         }
     }
-    axum::body::to_bytes(body, max).await.map_err(|_| too_large("more than that".into()))
+    axum::body::to_bytes(body, max)
+        .await
+        .map_err(|_| too_large("more than that".into()))
 }
 
 async fn drain(mut body: Body) {
     use axum::body::HttpBody;
-    while let Some(Ok(_)) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {}
+    while let Some(Ok(_)) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {}
 }
 
 async fn post_alerts(State(api): State<Arc<Api>>, headers: HeaderMap, b: Body) -> Response {
@@ -289,7 +347,10 @@ async fn post_alerts(State(api): State<Arc<Api>>, headers: HeaderMap, b: Body) -
     let truncated = hook.truncated_alerts;
     match api.svc.ingest(hook.alerts).await {
         Ok(done) => {
-            api.svc.metrics().ingest_seconds.observe(t0.elapsed().as_secs_f64());
+            api.svc
+                .metrics()
+                .ingest_seconds
+                .observe(t0.elapsed().as_secs_f64());
             json_response(
                 StatusCode::OK,
                 &json!({"status": "stored", "received": done.received, "new": done.new, "deduplicated": done.deduplicated, "truncated_alerts": truncated}),
@@ -311,8 +372,14 @@ async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, b: Body) -
     };
     match api.svc.ingest(events).await {
         Ok(done) => {
-            api.svc.metrics().ingest_seconds.observe(t0.elapsed().as_secs_f64());
-            json_response(StatusCode::OK, &json!({"status": "stored", "received": done.received, "new": done.new, "deduplicated": done.deduplicated}))
+            api.svc
+                .metrics()
+                .ingest_seconds
+                .observe(t0.elapsed().as_secs_f64());
+            json_response(
+                StatusCode::OK,
+                &json!({"status": "stored", "received": done.received, "new": done.new, "deduplicated": done.deduplicated}),
+            )
         }
         Err(e) => service_error(&e),
     }
@@ -328,7 +395,10 @@ struct ListQuery {
 
 async fn list_alerts(State(api): State<Arc<Api>>, Query(q): Query<ListQuery>) -> Response {
     let alerts = api.svc.alerts(q.limit.unwrap_or(usize::MAX));
-    json_response(StatusCode::OK, &serde_json::to_value(alerts).unwrap_or_default())
+    json_response(
+        StatusCode::OK,
+        &serde_json::to_value(alerts).unwrap_or_default(),
+    )
 }
 
 async fn list_incidents(State(api): State<Arc<Api>>, Query(q): Query<ListQuery>) -> Response {
@@ -336,30 +406,58 @@ async fn list_incidents(State(api): State<Arc<Api>>, Query(q): Query<ListQuery>)
         None | Some("all") => false,
         Some("open") => true,
         Some(other) => {
-            return error(StatusCode::BAD_REQUEST, "invalid_query", format!("status must be `open` or `all`, got `{other}`"), Some("status"));
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!("status must be `open` or `all`, got `{other}`"),
+                Some("status"),
+            );
         }
     };
     let list = api.svc.incidents(open_only, q.limit.unwrap_or(100));
-    json_response(StatusCode::OK, &serde_json::to_value(list).unwrap_or_default())
+    json_response(
+        StatusCode::OK,
+        &serde_json::to_value(list).unwrap_or_default(),
+    )
 }
 
 async fn show_incident(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Response {
     match api.svc.incident(&id) {
-        Ok((inc, events)) => json_response(StatusCode::OK, &json!({"incident": inc, "events": events})),
+        Ok((inc, events)) => {
+            json_response(StatusCode::OK, &json!({"incident": inc, "events": events}))
+        }
         Err(e) => service_error(&e),
     }
 }
 
 async fn ack_incident(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Response {
-    match api.svc.set_status(&id, IncidentStatus::Acknowledged, "acknowledged over the API").await {
-        Ok(inc) => json_response(StatusCode::OK, &serde_json::to_value(inc).unwrap_or_default()),
+    match api
+        .svc
+        .set_status(
+            &id,
+            IncidentStatus::Acknowledged,
+            "acknowledged over the API",
+        )
+        .await
+    {
+        Ok(inc) => json_response(
+            StatusCode::OK,
+            &serde_json::to_value(inc).unwrap_or_default(),
+        ),
         Err(e) => service_error(&e),
     }
 }
 
 async fn resolve_incident(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Response {
-    match api.svc.set_status(&id, IncidentStatus::Resolved, "resolved over the API").await {
-        Ok(inc) => json_response(StatusCode::OK, &serde_json::to_value(inc).unwrap_or_default()),
+    match api
+        .svc
+        .set_status(&id, IncidentStatus::Resolved, "resolved over the API")
+        .await
+    {
+        Ok(inc) => json_response(
+            StatusCode::OK,
+            &serde_json::to_value(inc).unwrap_or_default(),
+        ),
         Err(e) => service_error(&e),
     }
 }
@@ -385,15 +483,25 @@ async fn list_silences(State(api): State<Arc<Api>>) -> Response {
 /// `{matchers: {label: "value" | "=~re" | "!=v" | "!~re"}, startsAt?, endsAt? | duration?, createdBy, comment}`
 pub fn parse_silence(bytes: &[u8], now: i64) -> Result<Silence, (String, String)> {
     let f = |field: &str, d: String| (field.to_string(), d);
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| f("(body)", format!("not valid JSON: {e}")))?;
-    let o = v.as_object().ok_or_else(|| f("(body)", "expected an object".into()))?;
+    let v: Value =
+        serde_json::from_slice(bytes).map_err(|e| f("(body)", format!("not valid JSON: {e}")))?;
+    let o = v
+        .as_object()
+        .ok_or_else(|| f("(body)", "expected an object".into()))?;
     let m = o
         .get("matchers")
         .and_then(Value::as_object)
-        .ok_or_else(|| f("matchers", "expected an object of label matchers, e.g. {\"service\": \"=~db.*\"}".into()))?;
+        .ok_or_else(|| {
+            f(
+                "matchers",
+                "expected an object of label matchers, e.g. {\"service\": \"=~db.*\"}".into(),
+            )
+        })?;
     let mut matchers = Vec::new();
     for (k, val) in m {
-        let s = val.as_str().ok_or_else(|| f(&format!("matchers.{k}"), "expected a string".into()))?;
+        let s = val
+            .as_str()
+            .ok_or_else(|| f(&format!("matchers.{k}"), "expected a string".into()))?;
         matchers.push(Matcher::parse(k, s).map_err(|e| f(&format!("matchers.{k}"), e))?);
     }
     let time = |key: &str| -> Result<Option<i64>, (String, String)> {
@@ -409,13 +517,19 @@ pub fn parse_silence(bytes: &[u8], now: i64) -> Result<Silence, (String, String)
     let ends = match (time("endsAt")?, o.get("duration")) {
         (Some(e), _) => e,
         (None, Some(Value::String(d))) => {
-            let d = crate::runbook::duration::Duration::parse(d).map_err(|e| f("duration", e.message))?;
+            let d = crate::runbook::duration::Duration::parse(d)
+                .map_err(|e| f("duration", e.message))?;
             starts + d.as_std().as_millis() as i64
         }
         (None, Some(_)) => return Err(f("duration", "expected a duration like `2h`".into())),
         (None, None) => return Err(f("endsAt", "give `endsAt` or `duration`".into())),
     };
-    let text = |key: &str| o.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+    let text = |key: &str| {
+        o.get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     Ok(Silence {
         id: String::new(),
         matchers,
@@ -435,7 +549,12 @@ async fn add_silence(State(api): State<Arc<Api>>, headers: HeaderMap, b: Body) -
     let s = match parse_silence(&bytes, now_ms()) {
         Ok(s) => s,
         Err((field, detail)) => {
-            return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", format!("`{field}`: {detail}"), Some(&field));
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                format!("`{field}`: {detail}"),
+                Some(&field),
+            );
         }
     };
     match api.svc.add_silence(s).await {

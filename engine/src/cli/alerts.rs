@@ -120,18 +120,42 @@ fn load_bundle(g: &Global) -> Result<Bundle> {
 fn tokens(bundle: &Bundle) -> Result<Vec<String>> {
     let api = &bundle.config.api;
     let mut out = Vec::new();
-    let env = api.token_env.clone().unwrap_or_else(|| "VIGIL_TOKEN".into());
+    let env = api
+        .token_env
+        .clone()
+        .unwrap_or_else(|| "VIGIL_TOKEN".into());
     if let Ok(v) = std::env::var(&env) {
-        out.extend(v.split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from));
+        out.extend(
+            v.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(String::from),
+        );
     }
     if let Some(f) = &api.token_file {
-        let path = bundle.config.file.as_ref().and_then(|c| c.parent()).map_or_else(|| PathBuf::from(f), |d| d.join(f));
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading api.token_file {}", path.display()))?;
-        out.extend(text.lines().map(str::trim).filter(|t| !t.is_empty() && !t.starts_with('#')).map(String::from));
+        let path = bundle
+            .config
+            .file
+            .as_ref()
+            .and_then(|c| c.parent())
+            .map_or_else(|| PathBuf::from(f), |d| d.join(f));
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading api.token_file {}", path.display()))?;
+        out.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|t| !t.is_empty() && !t.starts_with('#'))
+                .map(String::from),
+        );
     }
     if out.is_empty() {
         if let Ok(v) = std::env::var("VIGIL_TOKEN") {
-            out.extend(v.split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from));
+            out.extend(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(String::from),
+            );
         }
     }
     Ok(out)
@@ -151,8 +175,11 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
         .or_else(|| bundle.config.api.listen.clone())
         .unwrap_or_else(|| "127.0.0.1:9797".into());
     let dir = super::store_dir(g, Some(&bundle));
-    let store = Store::open(&dir).with_context(|| format!("opening the store at {}", dir.display()))?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let store =
+        Store::open(&dir).with_context(|| format!("opening the store at {}", dir.display()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let metrics = Arc::new(Metrics::new());
         let svc = vigil::alert::service::build(&bundle, store.clone(), Arc::new(Catalog::with_core()), metrics)?;
@@ -202,28 +229,47 @@ struct Client {
 
 impl Client {
     fn new(g: &Global, remote: &Remote) -> Result<Client> {
-        let bundle = g.bundle_dir().and_then(|d| Bundle::load(&d).ok()).unwrap_or_default();
+        let bundle = g
+            .bundle_dir()
+            .and_then(|d| Bundle::load(&d).ok())
+            .unwrap_or_default();
         let base = remote
             .server
             .clone()
             .or_else(|| bundle.config.api.listen.clone())
             .unwrap_or_else(|| "127.0.0.1:9797".into());
-        let base = if base.starts_with("http://") || base.starts_with("https://") { base } else { format!("http://{base}") };
+        let base = if base.starts_with("http://") || base.starts_with("https://") {
+            base
+        } else {
+            format!("http://{base}")
+        };
         let token = tokens(&bundle).ok().and_then(|t| t.into_iter().next());
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(30)))
             .build()
             .into();
-        Ok(Client { base: base.trim_end_matches('/').to_string(), token, agent })
+        Ok(Client {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            agent,
+        })
     }
 
     fn call(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Result<Value> {
         let url = format!("{}{path}", self.base);
-        let auth = self.token.as_ref().map(|t| format!("Bearer {t}")).unwrap_or_default();
+        let auth = self
+            .token
+            .as_ref()
+            .map(|t| format!("Bearer {t}"))
+            .unwrap_or_default();
         let resp = match (method, body) {
             ("GET", _) => self.agent.get(&url).header("Authorization", &auth).call(),
-            ("DELETE", _) => self.agent.delete(&url).header("Authorization", &auth).call(),
+            ("DELETE", _) => self
+                .agent
+                .delete(&url)
+                .header("Authorization", &auth)
+                .call(),
             (_, b) => self
                 .agent
                 .post(&url)
@@ -239,9 +285,15 @@ impl Client {
             let msg = format!(
                 "{} {path}: HTTP {status}: {}",
                 method,
-                v.get("detail").and_then(Value::as_str).map_or_else(|| v.to_string(), String::from)
+                v.get("detail")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| v.to_string(), String::from)
             );
-            return Err(if (400..500).contains(&status) { invalid(msg) } else { anyhow!(msg) });
+            return Err(if (400..500).contains(&status) {
+                invalid(msg)
+            } else {
+                anyhow!(msg)
+            });
         }
         Ok(v)
     }
@@ -272,16 +324,26 @@ fn local_store(g: &Global, remote: &Remote) -> Option<Store> {
 pub fn incidents(g: &Global, cmd: &IncidentsCommand) -> Result<ExitCode> {
     let p = Paint::new(g.color());
     match cmd {
-        IncidentsCommand::List { open, limit, remote } => {
+        IncidentsCommand::List {
+            open,
+            limit,
+            remote,
+        } => {
             let list: Vec<Incident> = match local_store(g, remote) {
                 Some(store) => {
                     let mut v = store.incidents()?;
                     v.reverse();
-                    v.into_iter().filter(|i| !*open || i.is_open()).take(*limit).collect()
+                    v.into_iter()
+                        .filter(|i| !*open || i.is_open())
+                        .take(*limit)
+                        .collect()
                 }
                 None => {
                     let c = Client::new(g, remote)?;
-                    let q = format!("/api/v1/incidents?limit={limit}{}", if *open { "&status=open" } else { "" });
+                    let q = format!(
+                        "/api/v1/incidents?limit={limit}{}",
+                        if *open { "&status=open" } else { "" }
+                    );
                     serde_json::from_value(c.call("GET", &q, None)?)?
                 }
             };
@@ -309,13 +371,18 @@ pub fn incidents(g: &Global, cmd: &IncidentsCommand) -> Result<ExitCode> {
         IncidentsCommand::Show { id, remote } => {
             let (inc, events): (Incident, Vec<IncidentEvent>) = match local_store(g, remote) {
                 Some(store) => (
-                    store.incident(id).map_err(|_| invalid(format!("no incident `{id}`")))?,
+                    store
+                        .incident(id)
+                        .map_err(|_| invalid(format!("no incident `{id}`")))?,
                     store.incident_events(id)?,
                 ),
                 None => {
                     let c = Client::new(g, remote)?;
                     let v = c.call("GET", &format!("/api/v1/incidents/{id}"), None)?;
-                    (serde_json::from_value(v["incident"].clone())?, serde_json::from_value(v["events"].clone())?)
+                    (
+                        serde_json::from_value(v["incident"].clone())?,
+                        serde_json::from_value(v["events"].clone())?,
+                    )
                 }
             };
             if g.json() {
@@ -326,7 +393,11 @@ pub fn incidents(g: &Global, cmd: &IncidentsCommand) -> Result<ExitCode> {
         }
         IncidentsCommand::Ack { id, remote } => {
             let c = Client::new(g, remote)?;
-            let v = c.call("POST", &format!("/api/v1/incidents/{id}/acknowledge"), Some(b"{}".to_vec()))?;
+            let v = c.call(
+                "POST",
+                &format!("/api/v1/incidents/{id}/acknowledge"),
+                Some(b"{}".to_vec()),
+            )?;
             if g.json() {
                 print_json(&v);
             } else {
@@ -364,27 +435,59 @@ fn print_incident(p: &Paint, i: &Incident, events: &[IncidentEvent]) {
         );
     }
     for e in &i.executions {
-        println!("  runbook   {} ({}) → {}{}", e.runbook, e.mode, e.status, e.reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default());
+        println!(
+            "  runbook   {} ({}) → {}{}",
+            e.runbook,
+            e.mode,
+            e.status,
+            e.reason
+                .as_ref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        );
     }
     for s in &i.similar {
-        println!("  similar   {} ({:.2}) {} {}", s.id, s.score, s.title, s.runbooks.join(", "));
+        println!(
+            "  similar   {} ({:.2}) {} {}",
+            s.id,
+            s.score,
+            s.title,
+            s.runbooks.join(", ")
+        );
     }
     if !i.recommended_runbooks.is_empty() {
-        println!("  recommended runbooks: {}", i.recommended_runbooks.join(", "));
+        println!(
+            "  recommended runbooks: {}",
+            i.recommended_runbooks.join(", ")
+        );
     }
     println!("  journal:");
     for e in events {
-        println!("    {}  {:<12} {}", p.dim(&clock(e.ts_ms)), e.kind, e.detail);
+        println!(
+            "    {}  {:<12} {}",
+            p.dim(&clock(e.ts_ms)),
+            e.kind,
+            e.detail
+        );
     }
 }
 
 pub fn silence(g: &Global, cmd: &SilenceCommand) -> Result<ExitCode> {
     match cmd {
-        SilenceCommand::Add { matchers, duration, comment, author, remote } => {
+        SilenceCommand::Add {
+            matchers,
+            duration,
+            comment,
+            author,
+            remote,
+        } => {
             let mut m = serde_json::Map::new();
             for s in matchers {
-                let (label, value) = split_matcher(s)
-                    .ok_or_else(|| invalid(format!("`{s}`: write label=value, label!=value, label=~regex or label!~regex")))?;
+                let (label, value) = split_matcher(s).ok_or_else(|| {
+                    invalid(format!(
+                        "`{s}`: write label=value, label!=value, label=~regex or label!~regex"
+                    ))
+                })?;
                 m.insert(label, json!(value));
             }
             let body = json!({"matchers": m, "duration": duration, "comment": comment, "createdBy": author});
@@ -407,7 +510,14 @@ pub fn silence(g: &Global, cmd: &SilenceCommand) -> Result<ExitCode> {
                         .as_array()
                         .into_iter()
                         .flatten()
-                        .map(|m| format!("{}{}{}", m["label"].as_str().unwrap_or(""), m["op"].as_str().unwrap_or(""), m["value"].as_str().unwrap_or("")))
+                        .map(|m| {
+                            format!(
+                                "{}{}{}",
+                                m["label"].as_str().unwrap_or(""),
+                                m["op"].as_str().unwrap_or(""),
+                                m["value"].as_str().unwrap_or("")
+                            )
+                        })
                         .collect();
                     println!(
                         "{}  {:<8} until {}  {}  {}",
@@ -442,7 +552,11 @@ fn split_matcher(s: &str) -> Option<(String, String)> {
                 return None;
             }
             let value = &s[i + op.len()..];
-            let written = if op == "=" { format!("={value}") } else { format!("{op}{value}") };
+            let written = if op == "=" {
+                format!("={value}")
+            } else {
+                format!("{op}{value}")
+            };
             return Some((label.to_string(), written));
         }
     }
@@ -451,10 +565,18 @@ fn split_matcher(s: &str) -> Option<(String, String)> {
 
 pub fn alerts(g: &Global, cmd: &AlertsCommand) -> Result<ExitCode> {
     match cmd {
-        AlertsCommand::Send { file, events, remote } => {
+        AlertsCommand::Send {
+            file,
+            events,
+            remote,
+        } => {
             let body = read(file)?;
             let c = Client::new(g, remote)?;
-            let path = if *events { "/api/v1/events" } else { "/api/v1/alerts" };
+            let path = if *events {
+                "/api/v1/events"
+            } else {
+                "/api/v1/alerts"
+            };
             let v = c.call("POST", path, Some(body))?;
             if g.json() {
                 print_json(&v);

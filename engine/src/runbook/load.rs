@@ -468,7 +468,10 @@ impl<'a> Checker<'a> {
         })
     }
 
-    fn services(&mut self, doc: Option<BTreeMap<String, ServiceDoc>>) -> BTreeMap<String, Vec<String>> {
+    fn services(
+        &mut self,
+        doc: Option<BTreeMap<String, ServiceDoc>>,
+    ) -> BTreeMap<String, Vec<String>> {
         let doc = doc.unwrap_or_default();
         let names: Vec<&str> = doc.keys().map(String::as_str).collect();
         let mut out = BTreeMap::new();
@@ -482,7 +485,11 @@ impl<'a> Checker<'a> {
                         suggest::hint(&d.value, names.iter().copied()),
                     );
                 } else if d.value == *name {
-                    self.error(d.span, format!("service `{name}` depends on itself"), "remove it from its own `depends_on`");
+                    self.error(
+                        d.span,
+                        format!("service `{name}` depends on itself"),
+                        "remove it from its own `depends_on`",
+                    );
                 } else {
                     deps.push(d.value.clone());
                 }
@@ -496,7 +503,11 @@ impl<'a> Checker<'a> {
         let mut a = Alerting::default();
         let Some(doc) = doc else { return a };
         if let Some(g) = doc.group_by {
-            a.group_by = if g.iter().any(|l| l == "...") { None } else { Some(g) };
+            a.group_by = if g.iter().any(|l| l == "...") {
+                None
+            } else {
+                Some(g)
+            };
         }
         a.group_wait = doc.group_wait.unwrap_or(a.group_wait);
         a.group_interval = doc.group_interval.unwrap_or(a.group_interval);
@@ -512,7 +523,11 @@ impl<'a> Checker<'a> {
         for r in &doc.inhibit_rules {
             let source = self.trigger(&r.source_match);
             let target = self.trigger(&r.target_match);
-            a.inhibit_rules.push(InhibitRule { source, target, equal: r.equal.clone() });
+            a.inhibit_rules.push(InhibitRule {
+                source,
+                target,
+                equal: r.equal.clone(),
+            });
         }
         a
     }

@@ -16,7 +16,11 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn decode<T: serde::de::DeserializeOwned>(what: &str, key: &[u8], v: &[u8]) -> Result<T, StoreError> {
+fn decode<T: serde::de::DeserializeOwned>(
+    what: &str,
+    key: &[u8],
+    v: &[u8],
+) -> Result<T, StoreError> {
     serde_json::from_slice(v)
         .map_err(|e| StoreError::Corrupt(format!("{what} {}: {e}", String::from_utf8_lossy(key))))
 }
@@ -54,7 +58,8 @@ impl Store {
     }
 
     pub fn put_incident(&self, inc: &Incident) -> Result<(), StoreError> {
-        self.tree(INCIDENTS)?.insert(inc.id.as_bytes(), encode(inc)?)?;
+        self.tree(INCIDENTS)?
+            .insert(inc.id.as_bytes(), encode(inc)?)?;
         self.commit.written.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
@@ -73,7 +78,11 @@ impl Store {
     }
 
     /// Appends to an incident's journal (its `seq` is assigned here).
-    pub fn append_incident_event(&self, id: &str, mut ev: IncidentEvent) -> Result<IncidentEvent, StoreError> {
+    pub fn append_incident_event(
+        &self,
+        id: &str,
+        mut ev: IncidentEvent,
+    ) -> Result<IncidentEvent, StoreError> {
         ev.seq = self.db.generate_id()?;
         let mut key = id.as_bytes().to_vec();
         key.push(b'/');
@@ -139,7 +148,15 @@ mod tests {
             let store = Store::open(dir.path()).unwrap();
             store.put_alerts(std::slice::from_ref(&rec)).unwrap();
             store
-                .append_incident_event("inc-000001", IncidentEvent { seq: 0, ts_ms: 1, kind: "opened".into(), detail: "x".into() })
+                .append_incident_event(
+                    "inc-000001",
+                    IncidentEvent {
+                        seq: 0,
+                        ts_ms: 1,
+                        kind: "opened".into(),
+                        detail: "x".into(),
+                    },
+                )
                 .unwrap();
             store.sync().await.unwrap();
         }
@@ -148,6 +165,9 @@ mod tests {
         let evs = store.incident_events("inc-000001").unwrap();
         assert_eq!(evs.len(), 1);
         assert_eq!(evs[0].kind, "opened");
-        assert!(matches!(store.incident("inc-9"), Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            store.incident("inc-9"),
+            Err(StoreError::NotFound(_))
+        ));
     }
 }

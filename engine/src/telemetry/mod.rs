@@ -52,30 +52,84 @@ impl Metrics {
             ingest_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             registry: Registry::default(),
         };
-        registry.register("alerts_received", "Alerts received (webhook and events)", m.alerts_received.clone());
-        registry.register("alerts_deduplicated", "Alerts folded into an alert already known", m.alerts_deduplicated.clone());
-        registry.register("alerts_silenced", "Alerts muted by a silence", m.alerts_silenced.clone());
-        registry.register("alerts_inhibited", "Alerts muted by an inhibition rule", m.alerts_inhibited.clone());
-        registry.register("alerts_active", "Alerts tracked in memory", m.alerts_active.clone());
-        registry.register("alerts_dedup_ratio", "Share of received alerts that were duplicates", m.dedup_ratio.clone());
-        registry.register("alert_groups_flushed", "Alert group flushes (notifications to correlation)", m.groups_flushed.clone());
-        registry.register("incidents_opened", "Incidents opened", m.incidents_opened.clone());
-        registry.register("incidents_open", "Incidents not resolved", m.incidents_open.clone());
-        registry.register("executions", "Runbook executions started for incidents, by mode and outcome", m.executions.clone());
-        registry.register("http_requests", "HTTP requests by route and status code", m.http_requests.clone());
-        registry.register("ingest_request_seconds", "Time to acknowledge an ingest request (durable)", m.ingest_seconds.clone());
+        registry.register(
+            "alerts_received",
+            "Alerts received (webhook and events)",
+            m.alerts_received.clone(),
+        );
+        registry.register(
+            "alerts_deduplicated",
+            "Alerts folded into an alert already known",
+            m.alerts_deduplicated.clone(),
+        );
+        registry.register(
+            "alerts_silenced",
+            "Alerts muted by a silence",
+            m.alerts_silenced.clone(),
+        );
+        registry.register(
+            "alerts_inhibited",
+            "Alerts muted by an inhibition rule",
+            m.alerts_inhibited.clone(),
+        );
+        registry.register(
+            "alerts_active",
+            "Alerts tracked in memory",
+            m.alerts_active.clone(),
+        );
+        registry.register(
+            "alerts_dedup_ratio",
+            "Share of received alerts that were duplicates",
+            m.dedup_ratio.clone(),
+        );
+        registry.register(
+            "alert_groups_flushed",
+            "Alert group flushes (notifications to correlation)",
+            m.groups_flushed.clone(),
+        );
+        registry.register(
+            "incidents_opened",
+            "Incidents opened",
+            m.incidents_opened.clone(),
+        );
+        registry.register(
+            "incidents_open",
+            "Incidents not resolved",
+            m.incidents_open.clone(),
+        );
+        registry.register(
+            "executions",
+            "Runbook executions started for incidents, by mode and outcome",
+            m.executions.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status code",
+            m.http_requests.clone(),
+        );
+        registry.register(
+            "ingest_request_seconds",
+            "Time to acknowledge an ingest request (durable)",
+            m.ingest_seconds.clone(),
+        );
         Metrics { registry, ..m }
     }
 
     pub fn execution(&self, mode: &str, status: &str) {
         self.executions
-            .get_or_create(&vec![("mode".into(), mode.into()), ("status".into(), status.into())])
+            .get_or_create(&vec![
+                ("mode".into(), mode.into()),
+                ("status".into(), status.into()),
+            ])
             .inc();
     }
 
     pub fn http(&self, route: &str, code: u16) {
         self.http_requests
-            .get_or_create(&vec![("route".into(), route.into()), ("code".into(), code.to_string())])
+            .get_or_create(&vec![
+                ("route".into(), route.into()),
+                ("code".into(), code.to_string()),
+            ])
             .inc();
     }
 
