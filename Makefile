@@ -15,7 +15,7 @@ build:
 	$(CARGO) build --bin vigil
 
 ## Run the main job on the embedded default bundle (runbooks/).
-demo: build
+demo: build plugins
 	@bash scripts/demo.sh $(VIGIL)
 
 ## Build every plugin once (release, wasm32-wasip2) into $(PLUGIN_DIR).

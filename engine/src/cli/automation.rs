@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use vigil::exec::automation::{Automation, Origin, Outcome, whoami};
-use vigil::exec::core::Catalog;
 use vigil::exec::render::resolve_params;
 use vigil::exec::{Executor, Request};
 use vigil::policy::decide::{Facts, PolicyEngine};
@@ -142,7 +141,7 @@ pub fn trigger(g: &Global, args: &TriggerArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let store = open_store(g, Some(&bundle))?;
-    let catalog = Arc::new(Catalog::with_core());
+    let catalog = Arc::new(super::plugin::with_plugins(g, &bundle)?);
     let exprs = ExprEngine::new();
     let mut code = ExitCode::SUCCESS;
     runtime()?.block_on(async {

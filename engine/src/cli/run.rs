@@ -444,10 +444,24 @@ pub fn executions(g: &Global, cmd: &ExecutionsCommand) -> Result<ExitCode> {
             id,
             comment,
             plan_hash,
-        } => decide(g, &p, store, id, true, comment.clone(), plan_hash.clone()),
-        ExecutionsCommand::Reject { id, comment } => {
-            decide(g, &p, store, id, false, comment.clone(), None)
-        }
+        } => decide(
+            g,
+            &p,
+            executor(g, catalog(g, bundle.as_ref())?, store, 8),
+            id,
+            true,
+            comment.clone(),
+            plan_hash.clone(),
+        ),
+        ExecutionsCommand::Reject { id, comment } => decide(
+            g,
+            &p,
+            executor(g, catalog(g, bundle.as_ref())?, store, 8),
+            id,
+            false,
+            comment.clone(),
+            None,
+        ),
         ExecutionsCommand::Expire => {
             let executor = executor(g, Arc::new(Catalog::with_core()), store, 8);
             let expired = runtime()?.block_on(executor.expire_approvals(now_ms()))?;
@@ -466,7 +480,7 @@ pub fn executions(g: &Global, cmd: &ExecutionsCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ExecutionsCommand::Resume { id } => {
-            let executor = executor(g, Arc::new(Catalog::with_core()), store, 8);
+            let executor = executor(g, catalog(g, bundle.as_ref())?, store, 8);
             let report = runtime()?.block_on(async { with_ctrl_c(executor).resume(id).await })?;
             print_report(g, &p, &report);
             Ok(exit_for(report.status))
@@ -474,17 +488,24 @@ pub fn executions(g: &Global, cmd: &ExecutionsCommand) -> Result<ExitCode> {
     }
 }
 
+/// The actions a resumed execution may need: `core/*` and, with a bundle, its plugins.
+pub fn catalog(g: &Global, bundle: Option<&vigil::runbook::Bundle>) -> Result<Arc<Catalog>> {
+    Ok(Arc::new(match bundle {
+        Some(b) => super::plugin::with_plugins(g, b)?,
+        None => Catalog::with_core(),
+    }))
+}
+
 /// Records an approval or rejection of the step an execution waits on, then continues it.
 fn decide(
     g: &Global,
     p: &Paint,
-    store: Store,
+    executor: Executor,
     id: &str,
     approve: bool,
     comment: Option<String>,
     plan_hash: Option<String>,
 ) -> Result<ExitCode> {
-    let executor = executor(g, Arc::new(Catalog::with_core()), store, 8);
     let actor = format!("user:{}", vigil::exec::automation::whoami());
     let result = runtime()?.block_on(async {
         with_ctrl_c(executor)

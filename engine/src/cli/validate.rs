@@ -4,6 +4,7 @@ use super::{Global, invalid};
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::process::ExitCode;
+use vigil::exec::core::Catalog;
 use vigil::runbook::Bundle;
 use vigil::runbook::diag::{self, Diagnostic};
 
@@ -19,9 +20,33 @@ pub fn run(g: &Global, path: Option<&Path>) -> Result<ExitCode> {
     }
     let mut bundle =
         Bundle::load(&target).with_context(|| format!("reading {}", target.display()))?;
-    let catalog = super::plugin::with_plugins(g, &bundle)?;
+    let plugins = super::plugin::plugin_catalog(g, &bundle)?.map(std::sync::Arc::new);
+    let mut catalog = Catalog::with_core();
+    if let Some(p) = &plugins {
+        catalog.add_catalog(p.clone());
+    }
     let mut extra = vigil::exec::check_actions(&bundle, &catalog);
     bundle.diagnostics.append(&mut extra);
+    // Every detector's source must be a configured connector (when there is a config
+    // to configure it in).
+    let detectors = if bundle.config.file.is_some() {
+        bundle.detectors.clone()
+    } else {
+        Vec::new()
+    };
+    for d in &detectors {
+        if plugins
+            .as_ref()
+            .and_then(|p| p.connector(&d.source))
+            .is_none()
+        {
+            let span = d.source_span;
+            bundle.diagnostics.push(
+                Diagnostic::error(&d.file, span, format!("detector `{}` reads from `{}`, which is not a configured connector", d.name, d.source))
+                    .with_hint("add it under `sources:` in vigil.yaml (e.g. `- name: sim`) and list its plugin dir under `plugins.dirs`"),
+            );
+        }
+    }
     if let Err(errors) = vigil::policy::decide::PolicyEngine::load(&bundle.policies) {
         for e in errors {
             let pos = vigil::runbook::span::Pos {

@@ -26,7 +26,7 @@ pub const VALIDATE_TIMEOUT_MS: u64 = 1_000;
 ///   plugin: prometheus       # the plugin's describe() name; default: `name`
 ///   config: { url: "http://127.0.0.1:9090" }
 ///   grants: { http: [{ url: "http://127.0.0.1:9090/*", methods: [GET, POST] }] }
-///   limits: { timeout_ms: 5000 }
+///   limits: { timeout: 5s }
 /// ```
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,6 +70,18 @@ pub struct PluginInstance {
 
 impl PluginInstance {
     pub fn new(plugin: Arc<LoadedPlugin>, cfg: InstanceConfig) -> Result<Self, PluginError> {
+        let valid_name = !cfg.name.is_empty()
+            && cfg.name.len() <= 64
+            && cfg
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid_name {
+            return Err(PluginError::Config(format!(
+                "source name {:?} must be 1-64 of [A-Za-z0-9._-] (steps use it as `<name>/<action>`)",
+                cfg.name
+            )));
+        }
         cfg.grants
             .validate()
             .map_err(|e| PluginError::Config(format!("source {:?}: {e}", cfg.name)))?;

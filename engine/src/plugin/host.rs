@@ -45,13 +45,15 @@ use wit::connector::vigil::plugin as imports;
 /// Epoch tick: the granularity of call deadlines.
 const TICK: Duration = Duration::from_millis(2);
 
-/// Per-instance sandbox limits. In `vigil.yaml`: `limits: { memory_mib: 64, timeout_ms: 10000, output_kib: 4096 }`.
+/// Per-instance sandbox limits. In `vigil.yaml`:
+/// `limits: { timeout: 10s, memory_mib: 64, output_kib: 4096, log_lines: 1000, io_kib: 8192 }`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Linear memory per instance, MiB.
     pub memory_mib: u32,
-    /// Wall-clock time per call (instantiation included), ms.
+    /// Wall-clock time per call (instantiation included), ms; `timeout: 5s` in YAML.
+    #[serde(rename = "timeout", deserialize_with = "duration_ms")]
     pub timeout_ms: u64,
     /// Size of what a call may return, KiB.
     pub output_kib: u32,
@@ -59,6 +61,11 @@ pub struct Limits {
     pub log_lines: u32,
     /// HTTP response bodies and process stdout/stderr, KiB each.
     pub io_kib: u32,
+}
+
+fn duration_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let dur = <crate::runbook::duration::Duration as serde::Deserialize>::deserialize(d)?;
+    Ok(u64::try_from(dur.as_std().as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Default for Limits {

@@ -603,6 +603,7 @@ impl<'a> Checker<'a> {
             description: d.description,
             file: self.file.to_path_buf(),
             schedule: six,
+            source_span: d.source.span,
             source: d.source.value,
             query: d.query.value,
             model: d.model,

@@ -632,6 +632,9 @@ pub struct Detector {
     pub file: PathBuf,
     pub schedule: String,
     pub source: String,
+    /// Where `source:` is written.
+    #[serde(skip)]
+    pub source_span: Span,
     pub query: String,
     #[serde(skip)]
     pub model: Node,

@@ -5,6 +5,8 @@
 //! anomaly it expects. The query is a preset name (`cpu`, `memory-leak`,
 //! `latency-spikes`, `traffic-shift`, `flat`) or a JSON [`Spec`]. Injected
 //! anomalies are returned as events labelled `anomaly=<kind>` (ground truth).
+//! A preset's metric name (`cpu_usage_percent`, `process_resident_memory_bytes`,
+//! `http_request_duration_seconds`, `http_requests_per_second`) selects it too.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -353,6 +355,15 @@ pub fn parse_query(query: &str, anchor: i64) -> Result<Vec<Spec>> {
     if q == "all" {
         return Ok(PRESETS.iter().filter_map(|p| preset(p, anchor)).collect());
     }
+    // A preset's metric name works too (`process_resident_memory_bytes`), so a
+    // detector can query sim as it would query Prometheus.
+    if let Some(s) = PRESETS
+        .iter()
+        .filter_map(|p| preset(p, anchor))
+        .find(|s| s.name == q)
+    {
+        return Ok(vec![s]);
+    }
     preset(q, anchor).map(|s| vec![s]).ok_or_else(|| {
         Error::invalid_input(format!(
             "unknown scenario {q:?}; presets: {}, all, or a JSON spec",
@@ -568,6 +579,8 @@ mod tests {
         assert!(parse_query("nope", 0).is_err());
         assert!(parse_query("{\"nam\": 1}", 0).is_err());
         assert_eq!(parse_query("all", 0).expect("all").len(), PRESETS.len());
+        let by_metric = parse_query("process_resident_memory_bytes", 0).expect("metric name");
+        assert_eq!(by_metric[0].labels["scenario"], "memory-leak");
         let spec = preset("flat", 0).expect("preset");
         assert!(
             generate(
