@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use vigil::alert::{Incident, IncidentEvent};
 use vigil::api::{Api, ApiConfig};
-use vigil::exec::core::Catalog;
 use vigil::runbook::Bundle;
 use vigil::store::{Store, StoreError};
 use vigil::telemetry::Metrics;
@@ -177,12 +176,14 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
     let dir = super::store_dir(g, Some(&bundle));
     let store =
         Store::open(&dir).with_context(|| format!("opening the store at {}", dir.display()))?;
+    // Core actions plus the WASM plugins of the bundle (loaded outside the runtime).
+    let catalog = Arc::new(super::plugin::with_plugins(g, &bundle)?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
         let metrics = Arc::new(Metrics::new());
-        let svc = vigil::alert::service::build(&bundle, store.clone(), Arc::new(Catalog::with_core()), metrics)?;
+        let svc = vigil::alert::service::build(&bundle, store.clone(), catalog, metrics)?;
         let a = &bundle.config.alerting;
         let period = (a.group_wait.as_std().min(a.group_interval.as_std()) / 4)
             .clamp(Duration::from_millis(50), Duration::from_secs(1));
