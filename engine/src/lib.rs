@@ -2,6 +2,8 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the code map and invariants.
 
+pub mod alert;
+pub mod api;
 pub mod detect;
 pub mod exec;
 pub mod graph;
@@ -10,3 +12,4 @@ pub mod policy;
 pub mod runbook;
 pub mod schedule;
 pub mod store;
+pub mod telemetry;

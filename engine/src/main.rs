@@ -71,6 +71,23 @@ enum Command {
         #[command(subcommand)]
         command: cli::run::ExecutionsCommand,
     },
+    /// Run the API server: alert ingestion, incidents, silences, metrics.
+    Serve(cli::alerts::ServeArgs),
+    /// Inspect incidents.
+    Incidents {
+        #[command(subcommand)]
+        command: cli::alerts::IncidentsCommand,
+    },
+    /// Add, list and expire silences on a running server.
+    Silence {
+        #[command(subcommand)]
+        command: cli::alerts::SilenceCommand,
+    },
+    /// Send alerts to a running server, or list the ones it tracks.
+    Alerts {
+        #[command(subcommand)]
+        command: cli::alerts::AlertsCommand,
+    },
     /// WASM plugins: scaffold, build, inspect, list.
     #[command(subcommand)]
     Plugin(cli::plugin::PluginCommand),
@@ -91,6 +108,10 @@ fn main() -> ExitCode {
         Command::DryRun(args) => cli::run::run(&cli.global, args, true),
         Command::Run(args) => cli::run::run(&cli.global, args, false),
         Command::Executions { command } => cli::run::executions(&cli.global, command),
+        Command::Serve(args) => cli::alerts::serve(&cli.global, args),
+        Command::Incidents { command } => cli::alerts::incidents(&cli.global, command),
+        Command::Silence { command } => cli::alerts::silence(&cli.global, command),
+        Command::Alerts { command } => cli::alerts::alerts(&cli.global, command),
         Command::Trigger(args) => cli::automation::trigger(&cli.global, args),
         Command::Model { command } => cli::model::run(&cli.global, command),
         Command::Detect(args) => cli::detect::run_detect(args, cli.global.detect_output()),

@@ -1,5 +1,6 @@
 //! Command implementations: load, call the library, print.
 
+pub mod alerts;
 pub mod automation;
 pub mod detect;
 pub mod graph;

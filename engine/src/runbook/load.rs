@@ -440,6 +440,8 @@ impl<'a> Checker<'a> {
         let c: ConfigDoc = self.decode(doc)?;
         self.api_version(&c.api_version);
         self.config_times(doc, &c);
+        let services = self.services(c.services);
+        let alerting = self.alerting(c.alerting);
         let base = self
             .file
             .parent()
@@ -461,8 +463,73 @@ impl<'a> Checker<'a> {
             notifiers: c.notifiers,
             guardrails: c.guardrails.unwrap_or_default(),
             oncall: c.oncall,
-            services: c.services,
+            services,
+            alerting,
         })
+    }
+
+    fn services(
+        &mut self,
+        doc: Option<BTreeMap<String, ServiceDoc>>,
+    ) -> BTreeMap<String, Vec<String>> {
+        let doc = doc.unwrap_or_default();
+        let names: Vec<&str> = doc.keys().map(String::as_str).collect();
+        let mut out = BTreeMap::new();
+        for (name, svc) in &doc {
+            let mut deps = Vec::new();
+            for d in &svc.depends_on {
+                if !doc.contains_key(&d.value) {
+                    self.error(
+                        d.span,
+                        format!("service `{name}` depends on unknown service `{}`", d.value),
+                        suggest::hint(&d.value, names.iter().copied()),
+                    );
+                } else if d.value == *name {
+                    self.error(
+                        d.span,
+                        format!("service `{name}` depends on itself"),
+                        "remove it from its own `depends_on`",
+                    );
+                } else {
+                    deps.push(d.value.clone());
+                }
+            }
+            out.insert(name.clone(), deps);
+        }
+        out
+    }
+
+    fn alerting(&mut self, doc: Option<AlertingDoc>) -> Alerting {
+        let mut a = Alerting::default();
+        let Some(doc) = doc else { return a };
+        if let Some(g) = doc.group_by {
+            a.group_by = if g.iter().any(|l| l == "...") {
+                None
+            } else {
+                Some(g)
+            };
+        }
+        a.group_wait = doc.group_wait.unwrap_or(a.group_wait);
+        a.group_interval = doc.group_interval.unwrap_or(a.group_interval);
+        a.repeat_interval = doc.repeat_interval.unwrap_or(a.repeat_interval);
+        a.resolve_timeout = doc.resolve_timeout.unwrap_or(a.resolve_timeout);
+        if let Some(c) = doc.correlation {
+            a.correlation_window = c.window.unwrap_or(a.correlation_window);
+            if let Some(l) = c.labels {
+                a.correlation_labels = l;
+            }
+        }
+        a.runbooks = doc.runbooks.unwrap_or_default();
+        for r in &doc.inhibit_rules {
+            let source = self.trigger(&r.source_match);
+            let target = self.trigger(&r.target_match);
+            a.inhibit_rules.push(InhibitRule {
+                source,
+                target,
+                equal: r.equal.clone(),
+            });
+        }
+        a
     }
 
     /// RFC 3339 timestamps in freeze windows and rotations, reported where written.

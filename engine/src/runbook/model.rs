@@ -145,7 +145,111 @@ pub struct ConfigDoc {
     pub oncall: BTreeMap<String, RotationDoc>,
     /// The service dependency map used for root-cause correlation.
     #[serde(default)]
-    pub services: Option<Node>,
+    pub services: Option<BTreeMap<String, ServiceDoc>>,
+    /// Alert grouping, inhibition, correlation and runbook triggering.
+    #[serde(default)]
+    pub alerting: Option<AlertingDoc>,
+}
+
+/// One service of the dependency map: `services: { checkout: { depends_on: [payments] } }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceDoc {
+    #[serde(default)]
+    pub depends_on: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertingDoc {
+    /// Labels that form a group (Alertmanager's `group_by`); `[...]` groups by all labels.
+    #[serde(default)]
+    pub group_by: Option<Vec<String>>,
+    #[serde(default)]
+    pub group_wait: Option<Duration>,
+    #[serde(default)]
+    pub group_interval: Option<Duration>,
+    #[serde(default)]
+    pub repeat_interval: Option<Duration>,
+    /// A firing alert without `endsAt` that is not refreshed for this long resolves.
+    #[serde(default)]
+    pub resolve_timeout: Option<Duration>,
+    #[serde(default)]
+    pub inhibit_rules: Vec<InhibitRuleDoc>,
+    #[serde(default)]
+    pub correlation: Option<CorrelationDoc>,
+    /// How a matching runbook is started for an incident: `dry_run` (default) or `live`.
+    #[serde(default)]
+    pub runbooks: Option<TriggerMode>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InhibitRuleDoc {
+    pub source_match: Node,
+    pub target_match: Node,
+    #[serde(default)]
+    pub equal: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorrelationDoc {
+    /// Groups whose alerts start within this window of an open incident may join it.
+    #[serde(default)]
+    pub window: Option<Duration>,
+    /// Labels whose equal values tie groups together (default: cluster, service, instance).
+    #[serde(default)]
+    pub labels: Option<Vec<String>>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerMode {
+    #[default]
+    DryRun,
+    Live,
+    Off,
+}
+
+/// Alert pipeline settings, checked.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Alerting {
+    /// `None`: group by all labels (`[...]`).
+    pub group_by: Option<Vec<String>>,
+    pub group_wait: Duration,
+    pub group_interval: Duration,
+    pub repeat_interval: Duration,
+    pub resolve_timeout: Duration,
+    pub inhibit_rules: Vec<InhibitRule>,
+    pub correlation_window: Duration,
+    pub correlation_labels: Vec<String>,
+    pub runbooks: TriggerMode,
+}
+
+impl Default for Alerting {
+    fn default() -> Self {
+        Alerting {
+            group_by: Some(vec!["alertname".into(), "cluster".into(), "service".into()]),
+            group_wait: Duration::from_secs(30),
+            group_interval: Duration::from_secs(300),
+            repeat_interval: Duration::from_secs(4 * 3600),
+            resolve_timeout: Duration::from_secs(300),
+            inhibit_rules: Vec::new(),
+            correlation_window: Duration::from_secs(600),
+            correlation_labels: vec!["cluster".into(), "service".into(), "instance".into()],
+            runbooks: TriggerMode::DryRun,
+        }
+    }
+}
+
+/// Alertmanager's inhibition: a firing alert matching `source` mutes alerts matching
+/// `target` that carry the same values for every `equal` label.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct InhibitRule {
+    pub source: Vec<Matcher>,
+    pub target: Vec<Matcher>,
+    pub equal: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -160,9 +264,18 @@ pub struct PluginsDoc {
 pub struct ApiDoc {
     #[serde(default)]
     pub listen: Option<String>,
-    /// Environment variable holding the bearer token(s).
+    /// Environment variable holding the bearer token(s) (comma-separated).
     #[serde(default)]
     pub token_env: Option<String>,
+    /// File holding the bearer token(s), one a line.
+    #[serde(default)]
+    pub token_file: Option<String>,
+    /// Largest accepted request body (default 4 MiB).
+    #[serde(default)]
+    pub max_body_bytes: Option<usize>,
+    /// Requests per second allowed per client address (default 1000, burst twice that).
+    #[serde(default)]
+    pub rate_limit: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -507,8 +620,9 @@ pub struct Config {
     pub notifiers: Option<Node>,
     pub guardrails: GuardrailsDoc,
     pub oncall: BTreeMap<String, RotationDoc>,
-    #[serde(skip)]
-    pub services: Option<Node>,
+    /// service → the services it depends on.
+    pub services: BTreeMap<String, Vec<String>>,
+    pub alerting: Alerting,
 }
 
 #[derive(Clone, Debug, Serialize)]

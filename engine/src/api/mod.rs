@@ -1,0 +1,571 @@
+//! The HTTP API (axum): ingestion, incidents, silences, metrics, health.
+//! The only home of `axum`.
+//!
+//! Bearer-token auth on everything but `/healthz` and `/readyz`; a body-size limit
+//! and a per-client rate limit; every error is JSON `{error, detail, field?}`.
+//! An ingest request is answered 2xx only after its alerts are durable; a store
+//! failure answers 503 so Alertmanager retries.
+
+use crate::alert::payload::{Limits, PayloadError, parse_events, parse_webhook};
+use crate::alert::{AlertService, IncidentStatus, ServiceError, Silence};
+use crate::runbook::model::Matcher;
+use crate::store::now_ms;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// HTTP settings.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// Accepted bearer tokens. Must not be empty.
+    pub tokens: Vec<String>,
+    pub max_body_bytes: usize,
+    /// Requests per second per client address (burst: twice that).
+    pub rate_limit: u32,
+    pub limits: Limits,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            tokens: Vec::new(),
+            max_body_bytes: 4 * 1024 * 1024,
+            rate_limit: 1000,
+            limits: Limits::default(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub struct Api {
+    svc: Arc<AlertService>,
+    cfg: ApiConfig,
+    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+}
+
+impl Api {
+    pub fn new(svc: Arc<AlertService>, cfg: ApiConfig) -> Arc<Api> {
+        Arc::new(Api {
+            svc,
+            cfg,
+            buckets: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn allow(&self, ip: IpAddr) -> bool {
+        let rate = f64::from(self.cfg.rate_limit.max(1));
+        let burst = rate * 2.0;
+        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if b.len() > 100_000 {
+            b.clear();
+        }
+        let now = Instant::now();
+        let e = b.entry(ip).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        e.tokens = (e.tokens + now.duration_since(e.at).as_secs_f64() * rate).min(burst);
+        e.at = now;
+        if e.tokens >= 1.0 {
+            e.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn json_response(code: StatusCode, v: &Value) -> Response {
+    let mut r = (code, serde_json::to_vec(v).unwrap_or_default()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(
+    code: StatusCode,
+    error: &str,
+    detail: impl Into<String>,
+    field: Option<&str>,
+) -> Response {
+    let mut v = json!({ "error": error, "detail": detail.into() });
+    if let (Some(f), Some(o)) = (field, v.as_object_mut()) {
+        o.insert("field".into(), json!(f));
+    }
+    json_response(code, &v)
+}
+
+fn payload_error(e: &PayloadError) -> Response {
+    let code = match e {
+        PayloadError::Utf8 { .. } | PayloadError::Json { .. } => StatusCode::BAD_REQUEST,
+        PayloadError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        PayloadError::Field { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    error(code, e.code(), e.to_string(), e.field())
+}
+
+fn service_error(e: &ServiceError) -> Response {
+    match e {
+        ServiceError::NotFound { .. } => {
+            error(StatusCode::NOT_FOUND, "not_found", e.to_string(), None)
+        }
+        ServiceError::Invalid(d) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", d.clone(), None)
+        }
+        ServiceError::Store(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            format!("{e}; nothing was acknowledged, retry"),
+            None,
+        ),
+    }
+}
+
+/// Constant-time comparison, so a token cannot be guessed byte by byte from timings.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn guard(
+    State(api): State<Arc<Api>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let path = req.uri().path().to_string();
+    if path == "/healthz" || path == "/readyz" {
+        return next.run(req).await;
+    }
+    let resp = match check(&api, peer, &path, req.headers()) {
+        Some(refused) => refused,
+        None => next.run(req).await,
+    };
+    api.svc
+        .metrics()
+        .http(route_name(&path), resp.status().as_u16());
+    resp
+}
+
+/// `Some(error response)` when the request may not go on.
+fn check(api: &Api, peer: SocketAddr, path: &str, headers: &HeaderMap) -> Option<Response> {
+    if !api.allow(peer.ip()) {
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "more than {} requests per second from {}",
+                api.cfg.rate_limit,
+                peer.ip()
+            ),
+            None,
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return Some(r);
+    }
+    let Some(auth) = headers.get(header::AUTHORIZATION) else {
+        return Some(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            format!("{path} needs an `Authorization: Bearer <token>` header"),
+            Some("Authorization"),
+        ));
+    };
+    let token = auth
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let Some(token) = token else {
+        return Some(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the Authorization header must be `Bearer <token>`",
+            Some("Authorization"),
+        ));
+    };
+    if !api
+        .cfg
+        .tokens
+        .iter()
+        .any(|t| same(t.as_bytes(), token.as_bytes()))
+    {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the bearer token in the Authorization header is not one of the configured tokens",
+            Some("Authorization"),
+        ));
+    }
+    None
+}
+
+fn route_name(path: &str) -> &'static str {
+    match path {
+        "/api/v1/alerts" => "alerts",
+        "/api/v1/events" => "events",
+        "/metrics" => "metrics",
+        p if p.starts_with("/api/v1/incidents") => "incidents",
+        p if p.starts_with("/api/v1/silences") => "silences",
+        _ => "other",
+    }
+}
+
+/// The router, with auth, limits and JSON errors.
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { json_response(StatusCode::OK, &json!({"status": "ok"})) }),
+        )
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/alerts", post(post_alerts).get(list_alerts))
+        .route("/api/v1/events", post(post_events))
+        .route("/api/v1/incidents", get(list_incidents))
+        .route("/api/v1/incidents/{id}", get(show_incident))
+        .route("/api/v1/incidents/{id}/acknowledge", post(ack_incident))
+        .route("/api/v1/incidents/{id}/resolve", post(resolve_incident))
+        .route("/api/v1/silences", get(list_silences).post(add_silence))
+        .route("/api/v1/silences/{id}", delete(expire_silence))
+        .fallback(|req: Request| async move {
+            error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no route {} {}", req.method(), req.uri().path()),
+                None,
+            )
+        })
+        .layer(middleware::from_fn_with_state(api.clone(), guard))
+        .with_state(api)
+}
+
+/// Serves until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    api: Arc<Api>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(api).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+async fn ready(State(api): State<Arc<Api>>) -> Response {
+    match api.svc.store().incidents() {
+        Ok(_) => json_response(StatusCode::OK, &json!({"status": "ready"})),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            e.to_string(),
+            None,
+        ),
+    }
+}
+
+async fn metrics(State(api): State<Arc<Api>>) -> Response {
+    let mut r = api.svc.metrics().render().into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    r
+}
+
+/// Reads the body up to the limit.
+async fn body(api: &Api, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+    let max = api.cfg.max_body_bytes;
+    let too_large = |n: String| {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("request body is {n} bytes, at most {max} are accepted"),
+            Some("(body)"),
+        )
+    };
+    if let Some(n) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if n > max {
+            // Read (and drop) a moderately larger body first, so the client gets to
+            // read the answer instead of a broken pipe.
+            if n <= 16 * max {
+                drain(body).await;
+            }
+            return Err(too_large(n.to_string()));
+        }
+    }
+    axum::body::to_bytes(body, max)
+        .await
+        .map_err(|_| too_large("more than that".into()))
+}
+
+async fn drain(mut body: Body) {
+    use axum::body::HttpBody;
+    while let Some(Ok(_)) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {}
+}
+
+async fn post_alerts(State(api): State<Arc<Api>>, headers: HeaderMap, b: Body) -> Response {
+    let t0 = Instant::now();
+    let bytes = match body(&api, &headers, b).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let hook = match parse_webhook(&bytes, &api.cfg.limits) {
+        Ok(h) => h,
+        Err(e) => return payload_error(&e),
+    };
+    let truncated = hook.truncated_alerts;
+    match api.svc.ingest(hook.alerts).await {
+        Ok(done) => {
+            api.svc
+                .metrics()
+                .ingest_seconds
+                .observe(t0.elapsed().as_secs_f64());
+            json_response(
+                StatusCode::OK,
+                &json!({"status": "stored", "received": done.received, "new": done.new, "deduplicated": done.deduplicated, "truncated_alerts": truncated}),
+            )
+        }
+        Err(e) => service_error(&e),
+    }
+}
+
+async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, b: Body) -> Response {
+    let t0 = Instant::now();
+    let bytes = match body(&api, &headers, b).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let events = match parse_events(&bytes, &api.cfg.limits) {
+        Ok(e) => e,
+        Err(e) => return payload_error(&e),
+    };
+    match api.svc.ingest(events).await {
+        Ok(done) => {
+            api.svc
+                .metrics()
+                .ingest_seconds
+                .observe(t0.elapsed().as_secs_f64());
+            json_response(
+                StatusCode::OK,
+                &json!({"status": "stored", "received": done.received, "new": done.new, "deduplicated": done.deduplicated}),
+            )
+        }
+        Err(e) => service_error(&e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+async fn list_alerts(State(api): State<Arc<Api>>, Query(q): Query<ListQuery>) -> Response {
+    let alerts = api.svc.alerts(q.limit.unwrap_or(usize::MAX));
+    json_response(
+        StatusCode::OK,
+        &serde_json::to_value(alerts).unwrap_or_default(),
+    )
+}
+
+async fn list_incidents(State(api): State<Arc<Api>>, Query(q): Query<ListQuery>) -> Response {
+    let open_only = match q.status.as_deref() {
+        None | Some("all") => false,
+        Some("open") => true,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!("status must be `open` or `all`, got `{other}`"),
+                Some("status"),
+            );
+        }
+    };
+    let list = api.svc.incidents(open_only, q.limit.unwrap_or(100));
+    json_response(
+        StatusCode::OK,
+        &serde_json::to_value(list).unwrap_or_default(),
+    )
+}
+
+async fn show_incident(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Response {
+    match api.svc.incident(&id) {
+        Ok((inc, events)) => {
+            json_response(StatusCode::OK, &json!({"incident": inc, "events": events}))
+        }
+        Err(e) => service_error(&e),
+    }
+}
+
+async fn ack_incident(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Response {
+    match api
+        .svc
+        .set_status(
+            &id,
+            IncidentStatus::Acknowledged,
+            "acknowledged over the API",
+        )
+        .await
+    {
+        Ok(inc) => json_response(
+            StatusCode::OK,
+            &serde_json::to_value(inc).unwrap_or_default(),
+        ),
+        Err(e) => service_error(&e),
+    }
+}
+
+async fn resolve_incident(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Response {
+    match api
+        .svc
+        .set_status(&id, IncidentStatus::Resolved, "resolved over the API")
+        .await
+    {
+        Ok(inc) => json_response(
+            StatusCode::OK,
+            &serde_json::to_value(inc).unwrap_or_default(),
+        ),
+        Err(e) => service_error(&e),
+    }
+}
+
+async fn list_silences(State(api): State<Arc<Api>>) -> Response {
+    let now = now_ms();
+    let list: Vec<Value> = api
+        .svc
+        .silences()
+        .into_iter()
+        .map(|s| {
+            let state = s.state(now);
+            let mut v = serde_json::to_value(s).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("state".into(), json!(state));
+            }
+            v
+        })
+        .collect();
+    json_response(StatusCode::OK, &Value::Array(list))
+}
+
+/// `{matchers: {label: "value" | "=~re" | "!=v" | "!~re"}, startsAt?, endsAt? | duration?, createdBy, comment}`
+pub fn parse_silence(bytes: &[u8], now: i64) -> Result<Silence, (String, String)> {
+    let f = |field: &str, d: String| (field.to_string(), d);
+    let v: Value =
+        serde_json::from_slice(bytes).map_err(|e| f("(body)", format!("not valid JSON: {e}")))?;
+    let o = v
+        .as_object()
+        .ok_or_else(|| f("(body)", "expected an object".into()))?;
+    let m = o
+        .get("matchers")
+        .and_then(Value::as_object)
+        .ok_or_else(|| {
+            f(
+                "matchers",
+                "expected an object of label matchers, e.g. {\"service\": \"=~db.*\"}".into(),
+            )
+        })?;
+    let mut matchers = Vec::new();
+    for (k, val) in m {
+        let s = val
+            .as_str()
+            .ok_or_else(|| f(&format!("matchers.{k}"), "expected a string".into()))?;
+        matchers.push(Matcher::parse(k, s).map_err(|e| f(&format!("matchers.{k}"), e))?);
+    }
+    let time = |key: &str| -> Result<Option<i64>, (String, String)> {
+        match o.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => chrono::DateTime::parse_from_rfc3339(s)
+                .map(|t| Some(t.timestamp_millis()))
+                .map_err(|e| f(key, format!("expected an RFC 3339 time: {e}"))),
+            Some(_) => Err(f(key, "expected an RFC 3339 time string".into())),
+        }
+    };
+    let starts = time("startsAt")?.unwrap_or(now);
+    let ends = match (time("endsAt")?, o.get("duration")) {
+        (Some(e), _) => e,
+        (None, Some(Value::String(d))) => {
+            let d = crate::runbook::duration::Duration::parse(d)
+                .map_err(|e| f("duration", e.message))?;
+            starts + d.as_std().as_millis() as i64
+        }
+        (None, Some(_)) => return Err(f("duration", "expected a duration like `2h`".into())),
+        (None, None) => return Err(f("endsAt", "give `endsAt` or `duration`".into())),
+    };
+    let text = |key: &str| {
+        o.get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    Ok(Silence {
+        id: String::new(),
+        matchers,
+        starts_at_ms: starts,
+        ends_at_ms: ends,
+        created_by: text("createdBy"),
+        comment: text("comment"),
+        created_ms: now,
+    })
+}
+
+async fn add_silence(State(api): State<Arc<Api>>, headers: HeaderMap, b: Body) -> Response {
+    let bytes = match body(&api, &headers, b).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let s = match parse_silence(&bytes, now_ms()) {
+        Ok(s) => s,
+        Err((field, detail)) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                format!("`{field}`: {detail}"),
+                Some(&field),
+            );
+        }
+    };
+    match api.svc.add_silence(s).await {
+        Ok(s) => json_response(StatusCode::OK, &serde_json::to_value(s).unwrap_or_default()),
+        Err(e) => service_error(&e),
+    }
+}
+
+async fn expire_silence(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Response {
+    match api.svc.expire_silence(&id).await {
+        Ok(s) => json_response(StatusCode::OK, &serde_json::to_value(s).unwrap_or_default()),
+        Err(e) => service_error(&e),
+    }
+}

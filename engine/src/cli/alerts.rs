@@ -1,0 +1,614 @@
+//! `vigil serve`, `vigil incidents`, `vigil silence`, `vigil alerts send`.
+
+use super::{Global, Paint, clock, invalid};
+use anyhow::{Context, Result, anyhow};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use vigil::alert::{Incident, IncidentEvent};
+use vigil::api::{Api, ApiConfig};
+use vigil::runbook::Bundle;
+use vigil::store::{Store, StoreError};
+use vigil::telemetry::Metrics;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on (default: the config's `api.listen`, else 127.0.0.1:9797).
+    #[arg(long)]
+    pub listen: Option<String>,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Remote {
+    /// The vigil server (default: VIGIL_SERVER, else the config's `api.listen`).
+    #[arg(long, env = "VIGIL_SERVER")]
+    pub server: Option<String>,
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum IncidentsCommand {
+    /// List incidents, newest first.
+    List {
+        /// Only incidents not resolved.
+        #[arg(long)]
+        open: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Show an incident: root cause, alerts, runbooks, its journal.
+    Show {
+        id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Acknowledge an incident.
+    Ack {
+        id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum SilenceCommand {
+    /// Silence alerts matching every matcher: `service=db`, `alertname=~Disk.*`, `env!=dev`.
+    Add {
+        #[arg(required = true, value_name = "MATCHER")]
+        matchers: Vec<String>,
+        /// How long (e.g. 2h).
+        #[arg(long, default_value = "1h")]
+        duration: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+        #[arg(long, env = "USER", default_value = "vigil")]
+        author: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List silences.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// End a silence now.
+    Expire {
+        id: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum AlertsCommand {
+    /// Post a payload (Alertmanager webhook JSON, or events with --events) to a running server.
+    Send {
+        file: PathBuf,
+        /// The file holds generic events (POST /api/v1/events).
+        #[arg(long)]
+        events: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List the alerts the server tracks.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+fn load_bundle(g: &Global) -> Result<Bundle> {
+    let Some(dir) = g.bundle_dir() else {
+        return Ok(Bundle::default());
+    };
+    let bundle = Bundle::load(&dir).with_context(|| format!("reading bundle {}", dir.display()))?;
+    if bundle.has_errors() {
+        super::validate::print_diagnostics(g, &bundle);
+        return Err(invalid(format!(
+            "{} problem(s) in the bundle; fix them first (`vigil validate`)",
+            bundle.diagnostics.iter().filter(|d| d.is_error()).count()
+        )));
+    }
+    Ok(bundle)
+}
+
+/// Tokens from the config's `token_env` (comma-separated) and `token_file`, else `VIGIL_TOKEN`.
+fn tokens(bundle: &Bundle) -> Result<Vec<String>> {
+    let api = &bundle.config.api;
+    let mut out = Vec::new();
+    let env = api
+        .token_env
+        .clone()
+        .unwrap_or_else(|| "VIGIL_TOKEN".into());
+    if let Ok(v) = std::env::var(&env) {
+        out.extend(
+            v.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(String::from),
+        );
+    }
+    if let Some(f) = &api.token_file {
+        let path = bundle
+            .config
+            .file
+            .as_ref()
+            .and_then(|c| c.parent())
+            .map_or_else(|| PathBuf::from(f), |d| d.join(f));
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading api.token_file {}", path.display()))?;
+        out.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|t| !t.is_empty() && !t.starts_with('#'))
+                .map(String::from),
+        );
+    }
+    if out.is_empty() {
+        if let Ok(v) = std::env::var("VIGIL_TOKEN") {
+            out.extend(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(String::from),
+            );
+        }
+    }
+    Ok(out)
+}
+
+pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
+    let bundle = load_bundle(g)?;
+    let tokens = tokens(&bundle)?;
+    if tokens.is_empty() {
+        return Err(invalid(
+            "no API token: set VIGIL_TOKEN (or the variable named by `api.token_env`, or `api.token_file`)",
+        ));
+    }
+    let listen = args
+        .listen
+        .clone()
+        .or_else(|| bundle.config.api.listen.clone())
+        .unwrap_or_else(|| "127.0.0.1:9797".into());
+    let dir = super::store_dir(g, Some(&bundle));
+    let store =
+        Store::open(&dir).with_context(|| format!("opening the store at {}", dir.display()))?;
+    // Core actions plus the WASM plugins of the bundle (loaded outside the runtime).
+    let catalog = Arc::new(super::plugin::with_plugins(g, &bundle)?);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let metrics = Arc::new(Metrics::new());
+        let svc = vigil::alert::service::build(&bundle, store.clone(), catalog, metrics)?;
+        let a = &bundle.config.alerting;
+        let period = (a.group_wait.as_std().min(a.group_interval.as_std()) / 4)
+            .clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let ticker = svc.spawn_ticker(period);
+        let cfg = ApiConfig {
+            tokens,
+            max_body_bytes: bundle.config.api.max_body_bytes.unwrap_or(4 * 1024 * 1024),
+            rate_limit: bundle.config.api.rate_limit.unwrap_or(1000),
+            ..Default::default()
+        };
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .map_err(|e| invalid(format!("cannot listen on {listen}: {e}")))?;
+        let addr = listener.local_addr()?;
+        if g.json() {
+            println!("{}", json!({"listening": format!("http://{addr}"), "store": dir.display().to_string()}));
+        } else {
+            println!("vigil listening on http://{addr} (store {})", dir.display());
+        }
+        use std::io::Write;
+        std::io::stdout().flush().ok();
+        let shutdown = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+            }
+        };
+        vigil::api::serve(listener, Api::new(svc.clone(), cfg), shutdown).await?;
+        ticker.abort();
+        svc.store().sync().await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------- client
+
+struct Client {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    fn new(g: &Global, remote: &Remote) -> Result<Client> {
+        let bundle = g
+            .bundle_dir()
+            .and_then(|d| Bundle::load(&d).ok())
+            .unwrap_or_default();
+        let base = remote
+            .server
+            .clone()
+            .or_else(|| bundle.config.api.listen.clone())
+            .unwrap_or_else(|| "127.0.0.1:9797".into());
+        let base = if base.starts_with("http://") || base.starts_with("https://") {
+            base
+        } else {
+            format!("http://{base}")
+        };
+        let token = tokens(&bundle).ok().and_then(|t| t.into_iter().next());
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        Ok(Client {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            agent,
+        })
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let auth = self
+            .token
+            .as_ref()
+            .map(|t| format!("Bearer {t}"))
+            .unwrap_or_default();
+        let resp = match (method, body) {
+            ("GET", _) => self.agent.get(&url).header("Authorization", &auth).call(),
+            ("DELETE", _) => self
+                .agent
+                .delete(&url)
+                .header("Authorization", &auth)
+                .call(),
+            (_, b) => self
+                .agent
+                .post(&url)
+                .header("Authorization", &auth)
+                .content_type("application/json")
+                .send(b.unwrap_or_default()),
+        };
+        let mut resp = resp.map_err(|e| anyhow!("cannot reach vigil at {}: {e}", self.base))?;
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status >= 400 {
+            let msg = format!(
+                "{} {path}: HTTP {status}: {}",
+                method,
+                v.get("detail")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| v.to_string(), String::from)
+            );
+            return Err(if (400..500).contains(&status) {
+                invalid(msg)
+            } else {
+                anyhow!(msg)
+            });
+        }
+        Ok(v)
+    }
+}
+
+fn print_json(v: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// Reads incidents from the store when no server is named and the store is free;
+/// otherwise asks the server.
+fn local_store(g: &Global, remote: &Remote) -> Option<Store> {
+    if remote.server.is_some() {
+        return None;
+    }
+    let bundle = g.bundle_dir().and_then(|d| Bundle::load(&d).ok());
+    let dir = super::store_dir(g, bundle.as_ref());
+    if !dir.exists() {
+        return None;
+    }
+    match Store::open(&dir) {
+        Ok(s) => Some(s),
+        Err(StoreError::Locked { .. }) => None,
+        Err(_) => None,
+    }
+}
+
+pub fn incidents(g: &Global, cmd: &IncidentsCommand) -> Result<ExitCode> {
+    let p = Paint::new(g.color());
+    match cmd {
+        IncidentsCommand::List {
+            open,
+            limit,
+            remote,
+        } => {
+            let list: Vec<Incident> = match local_store(g, remote) {
+                Some(store) => {
+                    let mut v = store.incidents()?;
+                    v.reverse();
+                    v.into_iter()
+                        .filter(|i| !*open || i.is_open())
+                        .take(*limit)
+                        .collect()
+                }
+                None => {
+                    let c = Client::new(g, remote)?;
+                    let q = format!(
+                        "/api/v1/incidents?limit={limit}{}",
+                        if *open { "&status=open" } else { "" }
+                    );
+                    serde_json::from_value(c.call("GET", &q, None)?)?
+                }
+            };
+            if g.json() {
+                print_json(&list);
+            } else if list.is_empty() {
+                println!("no incidents");
+            } else {
+                for i in &list {
+                    let status = match i.status.as_str() {
+                        "resolved" => p.green("resolved"),
+                        s => p.red(s),
+                    };
+                    println!(
+                        "{}  {:<12} {:<9} {}  {}",
+                        p.bold(&i.id),
+                        status,
+                        i.severity,
+                        clock(i.opened_ms),
+                        i.title
+                    );
+                }
+            }
+        }
+        IncidentsCommand::Show { id, remote } => {
+            let (inc, events): (Incident, Vec<IncidentEvent>) = match local_store(g, remote) {
+                Some(store) => (
+                    store
+                        .incident(id)
+                        .map_err(|_| invalid(format!("no incident `{id}`")))?,
+                    store.incident_events(id)?,
+                ),
+                None => {
+                    let c = Client::new(g, remote)?;
+                    let v = c.call("GET", &format!("/api/v1/incidents/{id}"), None)?;
+                    (
+                        serde_json::from_value(v["incident"].clone())?,
+                        serde_json::from_value(v["events"].clone())?,
+                    )
+                }
+            };
+            if g.json() {
+                print_json(&json!({"incident": inc, "events": events}));
+            } else {
+                print_incident(&p, &inc, &events);
+            }
+        }
+        IncidentsCommand::Ack { id, remote } => {
+            let c = Client::new(g, remote)?;
+            let v = c.call(
+                "POST",
+                &format!("/api/v1/incidents/{id}/acknowledge"),
+                Some(b"{}".to_vec()),
+            )?;
+            if g.json() {
+                print_json(&v);
+            } else {
+                println!("{id} acknowledged");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_incident(p: &Paint, i: &Incident, events: &[IncidentEvent]) {
+    println!("{}  {}", p.bold(&i.id), i.title);
+    println!("  status    {}", i.status.as_str());
+    println!("  severity  {}", i.severity);
+    println!("  opened    {}", clock(i.opened_ms));
+    if let Some(r) = &i.root_service {
+        println!("  root      {}", p.yellow(r));
+    }
+    if !i.services.is_empty() {
+        println!("  services  {}", i.services.join(", "));
+    }
+    println!("  alerts ({}):", i.alerts.len());
+    for m in &i.alerts {
+        let role = match m.role {
+            vigil::alert::Role::RootCause => p.yellow("root cause"),
+            vigil::alert::Role::Symptom => p.dim("symptom"),
+        };
+        println!(
+            "    {} {:<28} {:<12} {:<8} {}",
+            m.fingerprint,
+            m.alertname,
+            m.service.clone().unwrap_or_default(),
+            format!("{:?}", m.status).to_lowercase(),
+            role
+        );
+    }
+    for e in &i.executions {
+        println!(
+            "  runbook   {} ({}) → {}{}",
+            e.runbook,
+            e.mode,
+            e.status,
+            e.reason
+                .as_ref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        );
+    }
+    for s in &i.similar {
+        println!(
+            "  similar   {} ({:.2}) {} {}",
+            s.id,
+            s.score,
+            s.title,
+            s.runbooks.join(", ")
+        );
+    }
+    if !i.recommended_runbooks.is_empty() {
+        println!(
+            "  recommended runbooks: {}",
+            i.recommended_runbooks.join(", ")
+        );
+    }
+    println!("  journal:");
+    for e in events {
+        println!(
+            "    {}  {:<12} {}",
+            p.dim(&clock(e.ts_ms)),
+            e.kind,
+            e.detail
+        );
+    }
+}
+
+pub fn silence(g: &Global, cmd: &SilenceCommand) -> Result<ExitCode> {
+    match cmd {
+        SilenceCommand::Add {
+            matchers,
+            duration,
+            comment,
+            author,
+            remote,
+        } => {
+            let mut m = serde_json::Map::new();
+            for s in matchers {
+                let (label, value) = split_matcher(s).ok_or_else(|| {
+                    invalid(format!(
+                        "`{s}`: write label=value, label!=value, label=~regex or label!~regex"
+                    ))
+                })?;
+                m.insert(label, json!(value));
+            }
+            let body = json!({"matchers": m, "duration": duration, "comment": comment, "createdBy": author});
+            let c = Client::new(g, remote)?;
+            let v = c.call("POST", "/api/v1/silences", Some(serde_json::to_vec(&body)?))?;
+            if g.json() {
+                print_json(&v);
+            } else {
+                println!("{}", v["id"].as_str().unwrap_or_default());
+            }
+        }
+        SilenceCommand::List { remote } => {
+            let c = Client::new(g, remote)?;
+            let v = c.call("GET", "/api/v1/silences", None)?;
+            if g.json() {
+                print_json(&v);
+            } else {
+                for s in v.as_array().into_iter().flatten() {
+                    let matchers: Vec<String> = s["matchers"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|m| {
+                            format!(
+                                "{}{}{}",
+                                m["label"].as_str().unwrap_or(""),
+                                m["op"].as_str().unwrap_or(""),
+                                m["value"].as_str().unwrap_or("")
+                            )
+                        })
+                        .collect();
+                    println!(
+                        "{}  {:<8} until {}  {}  {}",
+                        s["id"].as_str().unwrap_or(""),
+                        s["state"].as_str().unwrap_or(""),
+                        clock(s["ends_at_ms"].as_i64().unwrap_or(0)),
+                        matchers.join(","),
+                        s["comment"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+        SilenceCommand::Expire { id, remote } => {
+            let c = Client::new(g, remote)?;
+            let v = c.call("DELETE", &format!("/api/v1/silences/{id}"), None)?;
+            if g.json() {
+                print_json(&v);
+            } else {
+                println!("{id} expired");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `a=b`, `a!=b`, `a=~re`, `a!~re` → (label, value with its operator as `Matcher::parse` reads it).
+fn split_matcher(s: &str) -> Option<(String, String)> {
+    for op in ["!=", "=~", "!~", "="] {
+        if let Some(i) = s.find(op) {
+            let label = s[..i].trim();
+            if label.is_empty() {
+                return None;
+            }
+            let value = &s[i + op.len()..];
+            let written = if op == "=" {
+                format!("={value}")
+            } else {
+                format!("{op}{value}")
+            };
+            return Some((label.to_string(), written));
+        }
+    }
+    None
+}
+
+pub fn alerts(g: &Global, cmd: &AlertsCommand) -> Result<ExitCode> {
+    match cmd {
+        AlertsCommand::Send {
+            file,
+            events,
+            remote,
+        } => {
+            let body = read(file)?;
+            let c = Client::new(g, remote)?;
+            let path = if *events {
+                "/api/v1/events"
+            } else {
+                "/api/v1/alerts"
+            };
+            let v = c.call("POST", path, Some(body))?;
+            if g.json() {
+                print_json(&v);
+            } else {
+                println!(
+                    "stored {} alert(s): {} new, {} deduplicated",
+                    v["received"], v["new"], v["deduplicated"]
+                );
+            }
+        }
+        AlertsCommand::List { remote } => {
+            let c = Client::new(g, remote)?;
+            let v = c.call("GET", "/api/v1/alerts", None)?;
+            if g.json() {
+                print_json(&v);
+            } else {
+                for a in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{}  {:<8} x{:<4} {}",
+                        a["fingerprint"].as_str().unwrap_or(""),
+                        a["status"].as_str().unwrap_or(""),
+                        a["count"],
+                        a["labels"]
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read(file: &Path) -> Result<Vec<u8>> {
+    std::fs::read(file).with_context(|| format!("reading {}", file.display()))
+}

@@ -1,0 +1,142 @@
+//! Prometheus metrics (`/metrics`). The only home of `prometheus-client`.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+type Labels = Vec<(String, String)>;
+
+/// Every metric vigil exports. Cheap to share (`Arc<Metrics>`).
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub alerts_received: Counter,
+    pub alerts_deduplicated: Counter,
+    pub alerts_silenced: Counter,
+    pub alerts_inhibited: Counter,
+    pub alerts_active: Gauge,
+    pub dedup_ratio: Gauge<f64, AtomicU64>,
+    pub groups_flushed: Counter,
+    pub incidents_opened: Counter,
+    pub incidents_open: Gauge,
+    pub executions: Family<Labels, Counter>,
+    pub http_requests: Family<Labels, Counter>,
+    pub ingest_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("vigil");
+        let m = Metrics {
+            alerts_received: Counter::default(),
+            alerts_deduplicated: Counter::default(),
+            alerts_silenced: Counter::default(),
+            alerts_inhibited: Counter::default(),
+            alerts_active: Gauge::default(),
+            dedup_ratio: Gauge::default(),
+            groups_flushed: Counter::default(),
+            incidents_opened: Counter::default(),
+            incidents_open: Gauge::default(),
+            executions: Family::default(),
+            http_requests: Family::default(),
+            ingest_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "alerts_received",
+            "Alerts received (webhook and events)",
+            m.alerts_received.clone(),
+        );
+        registry.register(
+            "alerts_deduplicated",
+            "Alerts folded into an alert already known",
+            m.alerts_deduplicated.clone(),
+        );
+        registry.register(
+            "alerts_silenced",
+            "Alerts muted by a silence",
+            m.alerts_silenced.clone(),
+        );
+        registry.register(
+            "alerts_inhibited",
+            "Alerts muted by an inhibition rule",
+            m.alerts_inhibited.clone(),
+        );
+        registry.register(
+            "alerts_active",
+            "Alerts tracked in memory",
+            m.alerts_active.clone(),
+        );
+        registry.register(
+            "alerts_dedup_ratio",
+            "Share of received alerts that were duplicates",
+            m.dedup_ratio.clone(),
+        );
+        registry.register(
+            "alert_groups_flushed",
+            "Alert group flushes (notifications to correlation)",
+            m.groups_flushed.clone(),
+        );
+        registry.register(
+            "incidents_opened",
+            "Incidents opened",
+            m.incidents_opened.clone(),
+        );
+        registry.register(
+            "incidents_open",
+            "Incidents not resolved",
+            m.incidents_open.clone(),
+        );
+        registry.register(
+            "executions",
+            "Runbook executions started for incidents, by mode and outcome",
+            m.executions.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status code",
+            m.http_requests.clone(),
+        );
+        registry.register(
+            "ingest_request_seconds",
+            "Time to acknowledge an ingest request (durable)",
+            m.ingest_seconds.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    pub fn execution(&self, mode: &str, status: &str) {
+        self.executions
+            .get_or_create(&vec![
+                ("mode".into(), mode.into()),
+                ("status".into(), status.into()),
+            ])
+            .inc();
+    }
+
+    pub fn http(&self, route: &str, code: u16) {
+        self.http_requests
+            .get_or_create(&vec![
+                ("route".into(), route.into()),
+                ("code".into(), code.to_string()),
+            ])
+            .inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,411 @@
+//! End-to-end tests of `vigil serve` (the built binary) over HTTP: bad input gets the
+//! right 4xx with `{error, detail}`; silences and `alerts send` through the CLI; and
+//! SIGKILL during ingestion loses no acknowledged alert.
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "test-token-123";
+
+/// A running `vigil serve`, killed on drop (also when a test fails).
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn bundle(dir: &Path) -> PathBuf {
+    let b = dir.join("bundle");
+    std::fs::create_dir_all(b.join("runbooks")).unwrap();
+    std::fs::write(
+        b.join("vigil.yaml"),
+        "apiVersion: vigil/v1\nkind: Config\nservices:\n  api: { depends_on: [db] }\n  db: {}\nalerting:\n  group_wait: 100ms\n  group_interval: 200ms\napi:\n  max_body_bytes: 1000000\n  rate_limit: 100000\n",
+    )
+    .unwrap();
+    b.join("vigil.yaml")
+}
+
+fn start(config: &Path, store: &Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .arg("--config")
+        .arg(config)
+        .arg("--store")
+        .arg(store)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("VIGIL_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    Server { child, base }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+fn post(base: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, Value) {
+    let mut req = agent()
+        .post(&format!("{base}{path}"))
+        .content_type("application/json");
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    let mut resp = req.send(body).unwrap();
+    let code = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    (
+        code,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn get(base: &str, path: &str) -> (u16, Value) {
+    let mut resp = agent()
+        .get(&format!("{base}{path}"))
+        .header("Authorization", &format!("Bearer {TOKEN}"))
+        .call()
+        .unwrap();
+    let code = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    (
+        code,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn webhook(alerts: Vec<Value>) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "version": "4", "status": "firing", "receiver": "vigil", "groupKey": "k",
+        "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "",
+        "alerts": alerts
+    }))
+    .unwrap()
+}
+
+fn assert_error(r: (u16, Value), code: u16, field: Option<&str>) {
+    assert_eq!(r.0, code, "{}", r.1);
+    assert!(
+        r.1["error"].is_string() && r.1["detail"].is_string(),
+        "{}",
+        r.1
+    );
+    if let Some(f) = field {
+        assert_eq!(r.1["field"], f, "{}", r.1);
+        let named = if f == "(body)" { "body" } else { f };
+        assert!(r.1["detail"].as_str().unwrap().contains(named), "{}", r.1);
+    }
+}
+
+#[test]
+fn bad_input_gets_the_right_4xx() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(&bundle(dir.path()), &dir.path().join("store"));
+    let b = s.base.as_str();
+    let good = webhook(vec![json!({"labels": {"alertname": "A"}})]);
+    assert_eq!(get(b, "/healthz").0, 200);
+    assert_error(
+        post(b, "/api/v1/alerts", None, &good),
+        401,
+        Some("Authorization"),
+    );
+    assert_error(
+        post(b, "/api/v1/alerts", Some("wrong"), &good),
+        403,
+        Some("Authorization"),
+    );
+    assert_error(
+        post(b, "/api/v1/alerts", Some(TOKEN), b"{\"alerts\": ["),
+        400,
+        None,
+    );
+    assert_error(
+        post(
+            b,
+            "/api/v1/alerts",
+            Some(TOKEN),
+            b"{\"alerts\": [{\"labels\": {\"a\": \"\xff\xfe\"}}]}",
+        ),
+        400,
+        None,
+    );
+    assert_error(
+        post(
+            b,
+            "/api/v1/alerts",
+            Some(TOKEN),
+            &webhook(vec![json!({"labels": {"alertname": 5}})]),
+        ),
+        422,
+        Some("alerts[0].labels.alertname"),
+    );
+    assert_error(
+        post(
+            b,
+            "/api/v1/alerts",
+            Some(TOKEN),
+            &webhook(vec![json!({"labels": {"a": "b"}, "startsAt": 17})]),
+        ),
+        422,
+        Some("alerts[0].startsAt"),
+    );
+    let huge = vec![b' '; 2_000_000];
+    assert_error(
+        post(b, "/api/v1/alerts", Some(TOKEN), &huge),
+        413,
+        Some("(body)"),
+    );
+    let many: serde_json::Map<String, Value> =
+        (0..10_000).map(|i| (format!("l{i}"), json!("v"))).collect();
+    assert_error(
+        post(
+            b,
+            "/api/v1/alerts",
+            Some(TOKEN),
+            &webhook(vec![json!({"labels": many})]),
+        ),
+        413,
+        Some("alerts[0].labels"),
+    );
+    assert_error(
+        post(b, "/api/v1/events", Some(TOKEN), b"{\"labels\": {}}"),
+        422,
+        Some("name"),
+    );
+    let (code, v) = post(b, "/api/v1/alerts", Some(TOKEN), &good);
+    assert_eq!((code, v["new"].clone()), (200, json!(1)), "{v}");
+    assert_error(get(b, "/api/v1/incidents/inc-999999"), 404, None);
+    assert_error(get(b, "/api/v1/nope"), 404, None);
+}
+
+fn vigil(config: &Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("VIGIL_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn cli_sends_alerts_and_manages_silences() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = bundle(dir.path());
+    let s = start(&config, &dir.path().join("store"));
+    let file = dir.path().join("events.json");
+    std::fs::write(
+        &file,
+        r#"[{"name":"DBDown","service":"db","severity":"critical"},{"name":"HighErrorRate","service":"api","severity":"warning"}]"#,
+    )
+    .unwrap();
+    let server = ["--server", s.base.as_str()];
+    let (code, out) = vigil(
+        &config,
+        &[
+            &["alerts", "send", file.to_str().unwrap(), "--events"][..],
+            &server[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("2 new"), "{out}");
+    // One incident, db the root cause (api depends on db).
+    wait_for("the incident", Duration::from_secs(10), || {
+        let (_, v) = get(&s.base, "/api/v1/incidents");
+        v.as_array().is_some_and(|a| {
+            a.len() == 1
+                && a[0]["root_service"] == "db"
+                && a[0]["alerts"].as_array().is_some_and(|m| m.len() == 2)
+        })
+    });
+    let (code, out) = vigil(
+        &config,
+        &[&["incidents", "list", "--output", "json"][..], &server[..]].concat(),
+    );
+    assert_eq!(code, 0, "{out}");
+    let list: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list[0]["severity"], "critical");
+
+    let (code, out) = vigil(
+        &config,
+        &[
+            &[
+                "silence",
+                "add",
+                "service=api",
+                "alertname=~High.*",
+                "--duration",
+                "2h",
+                "--comment",
+                "deploy",
+                "--output",
+                "json",
+            ][..],
+            &server[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0, "{out}");
+    let sil: Value = serde_json::from_str(&out).unwrap();
+    let id = sil["id"].as_str().unwrap().to_string();
+    let (_, out) = vigil(
+        &config,
+        &[&["silence", "list", "--output", "json"][..], &server[..]].concat(),
+    );
+    let list: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list[0]["state"], "active", "{list}");
+    let (code, out) = vigil(
+        &config,
+        &[
+            &["silence", "add", "service=~(", "--output", "json"][..],
+            &server[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 2, "an invalid regex is invalid input: {out}");
+    let (code, _) = vigil(
+        &config,
+        &[&["silence", "expire", &id][..], &server[..]].concat(),
+    );
+    assert_eq!(code, 0);
+    let (_, out) = vigil(
+        &config,
+        &[&["silence", "list", "--output", "json"][..], &server[..]].concat(),
+    );
+    let list: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list[0]["state"], "expired", "{list}");
+    let (code, _) = vigil(
+        &config,
+        &[&["silence", "expire", "sil-nope"][..], &server[..]].concat(),
+    );
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn sigkill_during_ingestion_loses_no_acknowledged_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = bundle(dir.path());
+    let store = dir.path().join("store");
+    let mut s = start(&config, &store);
+    let base = s.base.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let base = base.clone();
+        let stop = stop.clone();
+        writers.push(std::thread::spawn(move || {
+            let mut acked = Vec::new();
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let alerts: Vec<Value> = (0..20)
+                    .map(|i| json!({"labels": {"alertname": "Storm", "id": format!("w{w}-{n}-{i}")}}))
+                    .collect();
+                let req = agent()
+                    .post(&format!("{base}/api/v1/alerts"))
+                    .header("Authorization", &format!("Bearer {TOKEN}"))
+                    .send(&webhook(alerts));
+                match req {
+                    Ok(r) if r.status().as_u16() == 200 => {
+                        acked.extend((0..20).map(|i| format!("w{w}-{n}-{i}")));
+                    }
+                    _ => break, // the server died mid-request: not acknowledged
+                }
+                n += 1;
+            }
+            acked
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    s.child.kill().unwrap(); // SIGKILL
+    s.child.wait().unwrap();
+    stop.store(true, Ordering::SeqCst);
+    let acked: Vec<String> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    assert!(
+        acked.len() > 100,
+        "the load ran ({} acknowledged)",
+        acked.len()
+    );
+    drop(s);
+    let s = start(&config, &store);
+    let (_, v) = get(&s.base, "/api/v1/alerts");
+    let stored: std::collections::HashSet<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["labels"]["id"].as_str().map(String::from))
+        .collect();
+    let lost: Vec<&String> = acked.iter().filter(|id| !stored.contains(*id)).collect();
+    println!(
+        "{} alerts acknowledged before SIGKILL, {} stored after restart, {} lost",
+        acked.len(),
+        stored.len(),
+        lost.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "lost acknowledged alerts: {:?}",
+        &lost[..lost.len().min(10)]
+    );
+}
+
+#[test]
+fn per_client_rate_limit_answers_429() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = dir.path().join("bundle");
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::write(
+        b.join("vigil.yaml"),
+        "apiVersion: vigil/v1\nkind: Config\napi:\n  rate_limit: 5\n",
+    )
+    .unwrap();
+    let s = start(&b.join("vigil.yaml"), &dir.path().join("store"));
+    // Burst is twice the rate: the first 10 pass, then the bucket is empty.
+    let codes: Vec<u16> = (0..30)
+        .map(|_| get(&s.base, "/api/v1/incidents").0)
+        .collect();
+    assert!(codes[..10].iter().all(|c| *c == 200), "{codes:?}");
+    let limited = codes.iter().filter(|c| **c == 429).count();
+    assert!(limited >= 15, "{codes:?}");
+    let (code, v) = get(&s.base, "/api/v1/incidents");
+    assert_error((code, v), 429, None);
+    assert_eq!(get(&s.base, "/healthz").0, 200, "health is never limited");
+}
