@@ -420,7 +420,9 @@ impl AnomalyMethod for Ensemble {
         }
         // Capped only against overflow: a huge deviation *should* make the next ones less
         // surprising for a while (measured on NAB: capping at 20-1000 half levels costs 5+ points).
-        let deviation = deviation.min(cfg.max_deviation);
+        // Also kept finite: an infinite deviation (values near f64::MAX) would make the
+        // calibration below inf/inf = NaN and blind the series' history.
+        let deviation = deviation.min(cfg.max_deviation).min(1e150);
         let (calibration, surprise, suppressed_factor, alarm_level, refractory) = (
             cfg.calibration,
             cfg.surprise,
