@@ -409,3 +409,76 @@ fn per_client_rate_limit_answers_429() {
     assert_error((code, v), 429, None);
     assert_eq!(get(&s.base, "/healthz").0, 200, "health is never limited");
 }
+
+#[test]
+fn executions_are_listed_and_approved_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = bundle(dir.path());
+    let store = dir.path().join("store");
+    let out = dir.path().join("rolled-back");
+    let rb = config.parent().unwrap().join("runbooks/gated.yaml");
+    std::fs::write(
+        &rb,
+        format!(
+            "apiVersion: vigil/v1\nkind: Runbook\nname: gated\nsteps:\n  - id: rollback\n    uses: core/write\n    approval: required\n    with: {{ path: \"{}\", content: done }}\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    // A run that stops, durably, waiting for approval.
+    let o = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--store")
+        .arg(&store)
+        .args(["run", "gated"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let server = start(&config, &store);
+    let (code, list) = get(&server.base, "/api/v1/executions");
+    assert_eq!(code, 200, "{list}");
+    assert_eq!(list[0]["status"], "awaiting_approval");
+    let id = list[0]["id"].as_str().unwrap().to_string();
+    let (code, shown) = get(&server.base, &format!("/api/v1/executions/{id}"));
+    assert_eq!(code, 200);
+    let hash = shown["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|e| e["kind"] == "awaiting_approval")
+        .unwrap()["output"]["plan_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let path = format!("/api/v1/executions/{id}/approve");
+    let (code, _) = post(&server.base, &path, None, b"{}");
+    assert_eq!(code, 401, "approvals need a token");
+    let (code, body) = post(
+        &server.base,
+        &path,
+        Some(TOKEN),
+        br#"{"plan_hash": "0000000000000000"}"#,
+    );
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("plan changed"),
+        "{body}"
+    );
+    assert!(!out.exists());
+    let (code, body) = post(
+        &server.base,
+        &path,
+        Some(TOKEN),
+        format!(r#"{{"plan_hash": "{hash}", "comment": "ok"}}"#).as_bytes(),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["status"], "succeeded");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "done");
+    let (code, _) = post(&server.base, &path, Some(TOKEN), b"");
+    assert_eq!(code, 409, "a finished execution cannot be approved again");
+    let (code, _) = get(&server.base, "/api/v1/executions/ex-999999");
+    assert_eq!(code, 404);
+}

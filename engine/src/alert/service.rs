@@ -75,6 +75,11 @@ impl AlertService {
         &self.store
     }
 
+    /// The executor that runs (and resumes) triggered executions.
+    pub fn executor(&self) -> Option<crate::exec::Executor> {
+        self.trigger.executor()
+    }
+
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }

@@ -41,6 +41,11 @@ impl std::fmt::Debug for Trigger {
 }
 
 impl Trigger {
+    /// The executor live runs go through, for approvals over the API.
+    pub fn executor(&self) -> Option<crate::exec::Executor> {
+        self.automation.as_ref().map(|a| a.executor.clone())
+    }
+
     /// `automation` is needed for `live`; without it, live requests fall back to dry-run.
     pub fn new(
         runbooks: Vec<Candidate>,

@@ -229,6 +229,7 @@ fn route_name(path: &str) -> &'static str {
         "/metrics" => "metrics",
         p if p.starts_with("/api/v1/incidents") => "incidents",
         p if p.starts_with("/api/v1/silences") => "silences",
+        p if p.starts_with("/api/v1/executions") => "executions",
         _ => "other",
     }
 }
@@ -250,6 +251,10 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/api/v1/incidents/{id}/resolve", post(resolve_incident))
         .route("/api/v1/silences", get(list_silences).post(add_silence))
         .route("/api/v1/silences/{id}", delete(expire_silence))
+        .route("/api/v1/executions", get(list_executions))
+        .route("/api/v1/executions/{id}", get(show_execution))
+        .route("/api/v1/executions/{id}/approve", post(approve_execution))
+        .route("/api/v1/executions/{id}/reject", post(reject_execution))
         .fallback(|req: Request| async move {
             error(
                 StatusCode::NOT_FOUND,
@@ -567,5 +572,153 @@ async fn expire_silence(State(api): State<Arc<Api>>, Path(id): Path<String>) -> 
     match api.svc.expire_silence(&id).await {
         Ok(s) => json_response(StatusCode::OK, &serde_json::to_value(s).unwrap_or_default()),
         Err(e) => service_error(&e),
+    }
+}
+
+async fn list_executions(State(api): State<Arc<Api>>) -> Response {
+    match api.svc.store().executions() {
+        Ok(list) => {
+            let rows: Vec<Value> = list
+                .iter()
+                .map(|r| json!({ "id": r.id, "runbook": r.runbook, "status": r.status, "origin": r.origin, "created_ms": r.created_ms, "updated_ms": r.updated_ms, "reason": r.reason }))
+                .collect();
+            json_response(StatusCode::OK, &Value::Array(rows))
+        }
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store",
+            e.to_string(),
+            None,
+        ),
+    }
+}
+
+async fn show_execution(State(api): State<Arc<Api>>, Path(id): Path<String>) -> Response {
+    let store = api.svc.store();
+    match (store.execution(&id), store.events(&id)) {
+        (Ok(rec), Ok(events)) => json_response(
+            StatusCode::OK,
+            &json!({ "execution": rec, "events": events }),
+        ),
+        (Err(crate::store::StoreError::NotFound(_)), _) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no execution `{id}`"),
+            None,
+        ),
+        (Err(e), _) | (_, Err(e)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store",
+            e.to_string(),
+            None,
+        ),
+    }
+}
+
+/// `{ "comment": "…", "plan_hash": "…" }`, both optional.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Decision {
+    #[serde(default)]
+    comment: Option<String>,
+    #[serde(default)]
+    plan_hash: Option<String>,
+}
+
+async fn approve_execution(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    b: Body,
+) -> Response {
+    decide_execution(api, id, true, headers, b).await
+}
+
+async fn reject_execution(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    b: Body,
+) -> Response {
+    decide_execution(api, id, false, headers, b).await
+}
+
+/// Approves or rejects the step an execution waits on, bound to its plan hash.
+async fn decide_execution(
+    api: Arc<Api>,
+    id: String,
+    approve: bool,
+    headers: HeaderMap,
+    b: Body,
+) -> Response {
+    let bytes = match body(&api, &headers, b).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let d: Decision = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Decision::default()
+    } else {
+        match serde_json::from_slice(&bytes) {
+            Ok(d) => d,
+            Err(e) => {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_field",
+                    e.to_string(),
+                    Some("(body)"),
+                );
+            }
+        }
+    };
+    let Some(executor) = api.svc.executor() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_executor",
+            "this server runs no executions",
+            None,
+        );
+    };
+    // The executor's futures run on a blocking thread of this runtime (see alert::service).
+    let handle = tokio::runtime::Handle::current();
+    let result = tokio::task::spawn_blocking(move || {
+        handle.block_on(executor.decide_approval(
+            &id,
+            approve,
+            "api",
+            d.comment.as_deref(),
+            d.plan_hash.as_deref(),
+        ))
+    })
+    .await;
+    use crate::exec::ExecError;
+    match result {
+        Ok(Ok(Some(report))) => json_response(
+            StatusCode::OK,
+            &serde_json::to_value(report).unwrap_or_default(),
+        ),
+        Ok(Ok(None)) => json_response(StatusCode::OK, &json!({ "rejected": true })),
+        Ok(Err(
+            e @ (ExecError::NotAwaiting { .. }
+            | ExecError::StalePlan { .. }
+            | ExecError::ApprovalExpired { .. }),
+        )) => error(StatusCode::CONFLICT, "conflict", e.to_string(), None),
+        Ok(Err(ExecError::Store(crate::store::StoreError::NotFound(what)))) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no execution `{what}`"),
+            None,
+        ),
+        Ok(Err(e)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "execution",
+            e.to_string(),
+            None,
+        ),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "execution",
+            e.to_string(),
+            None,
+        ),
     }
 }
