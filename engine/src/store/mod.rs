@@ -317,15 +317,23 @@ impl Store {
     }
 
     /// Appends several events at once (one batch write), in order.
-    pub fn append_batch(&self, exec_id: &str, events: Vec<Event>) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for mut event in events {
-            event.seq = self.db.generate_id()?;
-            let bytes =
-                serde_json::to_vec(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            batch.insert(Self::journal_key(exec_id, event.seq), bytes);
+    ///
+    /// The batch is one journal record (a JSON array) under the first event's key:
+    /// one tree insert instead of one per event.
+    pub fn append_batch(&self, exec_id: &str, mut events: Vec<Event>) -> Result<(), StoreError> {
+        let Some(first) = events.first().map(|_| self.db.generate_id()).transpose()? else {
+            return Ok(());
+        };
+        for (i, event) in events.iter_mut().enumerate() {
+            event.seq = first + i as u64;
         }
-        self.journal.apply_batch(batch)?;
+        // Later ids must not collide with the ones given out here.
+        for _ in 1..events.len() {
+            self.db.generate_id()?;
+        }
+        let bytes = serde_json::to_vec(&events).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.journal
+            .insert(Self::journal_key(exec_id, first), bytes)?;
         self.mark_written();
         Ok(())
     }
@@ -337,10 +345,14 @@ impl Store {
         let mut out = Vec::new();
         for item in self.journal.scan_prefix(prefix) {
             let (_, v) = item?;
-            out.push(
-                serde_json::from_slice(&v)
-                    .map_err(|e| StoreError::Corrupt(format!("journal of {exec_id}: {e}")))?,
-            );
+            let corrupt =
+                |e: serde_json::Error| StoreError::Corrupt(format!("journal of {exec_id}: {e}"));
+            // A record is one event, or a batch of them (see `append_batch`).
+            if v.first() == Some(&b'[') {
+                out.extend(serde_json::from_slice::<Vec<Event>>(&v).map_err(corrupt)?);
+            } else {
+                out.push(serde_json::from_slice(&v).map_err(corrupt)?);
+            }
         }
         Ok(out)
     }
@@ -460,5 +472,28 @@ mod tests {
             store.execution("nope"),
             Err(StoreError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn batched_records_read_back_in_order_between_single_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let ev = |step: &str, kind| Event::at(1, Some(step), kind, 0, None, None);
+        store.append("ex-1", ev("a", EventKind::Started)).unwrap();
+        store
+            .append_batch(
+                "ex-1",
+                vec![ev("b", EventKind::Succeeded), ev("c", EventKind::Skipped)],
+            )
+            .unwrap();
+        store.append_batch("ex-1", Vec::new()).unwrap();
+        store.append("ex-1", ev("d", EventKind::Failed)).unwrap();
+        let events = store.events("ex-1").unwrap();
+        let steps: Vec<&str> = events.iter().map(|e| e.step.as_deref().unwrap()).collect();
+        assert_eq!(steps, vec!["a", "b", "c", "d"]);
+        assert!(
+            events.windows(2).all(|w| w[0].seq < w[1].seq),
+            "sequence numbers stay increasing"
+        );
     }
 }
