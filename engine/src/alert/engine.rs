@@ -191,19 +191,7 @@ impl Engine {
                 }
             }
             let (gk, key) = self.group_key(&rec.labels, fp);
-            let wait = self.cfg.group_wait.as_std().as_millis() as i64;
-            self.groups
-                .entry(gk)
-                .or_insert_with(|| Group {
-                    key,
-                    members: BTreeSet::new(),
-                    next_flush_ms: now + wait,
-                    flushed: false,
-                    last_state: 0,
-                    last_sent_ms: 0,
-                })
-                .members
-                .insert(fp);
+            self.join_group(gk, key, fp, now);
             self.alerts.insert(fp, rec);
         }
     }
@@ -286,6 +274,12 @@ impl Engine {
                 });
             }
         }
+        self.join_group(gk, key, fp, now);
+        fp
+    }
+
+    /// Adds an alert to its group; a new group first flushes after `group_wait`.
+    fn join_group(&mut self, gk: u64, key: String, fp: u64, now: i64) {
         let wait = self.cfg.group_wait.as_std().as_millis() as i64;
         self.groups
             .entry(gk)
@@ -299,7 +293,6 @@ impl Engine {
             })
             .members
             .insert(fp);
-        fp
     }
 
     pub fn alert(&self, fp: u64) -> Option<&AlertRecord> {

@@ -1035,38 +1035,32 @@ impl imports::http::Host for State {
     }
 }
 
-impl imports::kv::Host for State {
-    fn get(&mut self, key: String) -> Result<Option<String>, String> {
-        self.cx.check(Need::KvRead)?;
-        let ns = self
-            .cx
+impl State {
+    /// The kv namespace this plugin instance was granted (empty when none).
+    fn kv_namespace(&self) -> String {
+        self.cx
             .grants
             .kv
             .as_ref()
             .map(|k| k.namespace.clone())
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+}
+
+impl imports::kv::Host for State {
+    fn get(&mut self, key: String) -> Result<Option<String>, String> {
+        self.cx.check(Need::KvRead)?;
+        let ns = self.kv_namespace();
         self.cx.services.kv.get(&ns, &key)
     }
     fn set(&mut self, key: String, value: String) -> Result<(), String> {
         self.cx.check(Need::KvWrite)?;
-        let ns = self
-            .cx
-            .grants
-            .kv
-            .as_ref()
-            .map(|k| k.namespace.clone())
-            .unwrap_or_default();
+        let ns = self.kv_namespace();
         self.cx.services.kv.set(&ns, &key, &value)
     }
     fn delete(&mut self, key: String) -> Result<(), String> {
         self.cx.check(Need::KvWrite)?;
-        let ns = self
-            .cx
-            .grants
-            .kv
-            .as_ref()
-            .map(|k| k.namespace.clone())
-            .unwrap_or_default();
+        let ns = self.kv_namespace();
         self.cx.services.kv.delete(&ns, &key)
     }
 }

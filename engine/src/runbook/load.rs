@@ -196,16 +196,7 @@ impl Bundle {
             if self.root.is_none() || names.contains(policy) {
                 continue;
             }
-            let span = self
-                .sources
-                .get(&rb.file)
-                .and_then(|src| parse_documents(src).ok())
-                .and_then(|docs| {
-                    docs.iter()
-                        .find(|d| d.get("name").and_then(Node::as_str) == Some(rb.name.as_str()))
-                        .and_then(|d| d.get("policy").map(|n| n.span))
-                })
-                .unwrap_or_default();
+            let span = rb.policy_span;
             self.diagnostics.push(
                 Diagnostic::error(
                     &rb.file,
@@ -762,6 +753,7 @@ impl<'a> Checker<'a> {
             file: self.file.to_path_buf(),
             trigger,
             params,
+            policy_span: rb.policy.as_ref().map(|p| p.span).unwrap_or_default(),
             policy: rb.policy.map(|p| p.value),
             timeout: rb.timeout.map(|t| t.value),
             concurrency: rb.concurrency.map(|c| c.value),

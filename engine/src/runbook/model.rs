@@ -596,6 +596,9 @@ pub struct Runbook {
     pub trigger: Vec<Matcher>,
     pub params: Vec<Param>,
     pub policy: Option<String>,
+    /// Where `policy:` is written.
+    #[serde(skip)]
+    pub policy_span: Span,
     pub timeout: Option<Duration>,
     pub concurrency: Option<u32>,
     pub steps: Vec<Step>,

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::window::SortedWindow;
-use super::{AnomalyMethod, ModelConfigError, Reason, Score, require, z_to_unit};
+use super::{AnomalyMethod, ModelConfigError, Reason, Score, require, require_window, z_to_unit};
 
 /// Parameters of [`Cusum`].
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -51,17 +51,7 @@ pub struct Cusum {
 
 impl Cusum {
     pub fn new(cfg: CusumConfig) -> Result<Self, ModelConfigError> {
-        require(
-            cfg.spread_share.is_finite() && (0.0..=1.0).contains(&cfg.spread_share),
-            "spread_share",
-            "must be in 0..=1",
-        )?;
-        require(cfg.window >= 3, "window", "must be at least 3 points")?;
-        require(
-            cfg.min_points >= 3 && cfg.min_points <= cfg.window,
-            "min_points",
-            "must be in 3..=window",
-        )?;
+        require_window(cfg.window, cfg.min_points, cfg.spread_share)?;
         require(
             cfg.drift.is_finite() && cfg.drift >= 0.0,
             "drift",

@@ -263,6 +263,34 @@ impl ModelConfig {
     }
 }
 
+/// The window parameters the windowed methods share.
+pub(crate) fn require_window(
+    window: usize,
+    min_points: usize,
+    spread_share: f64,
+) -> Result<(), ModelConfigError> {
+    require(
+        spread_share.is_finite() && (0.0..=1.0).contains(&spread_share),
+        "spread_share",
+        "must be in 0..=1",
+    )?;
+    require(window >= 3, "window", "must be at least 3 points")?;
+    require(
+        min_points >= 3 && min_points <= window,
+        "min_points",
+        "must be in 3..=window",
+    )
+}
+
+/// A finite, strictly positive parameter.
+pub(crate) fn require_positive(value: f64, field: &'static str) -> Result<(), ModelConfigError> {
+    require(
+        value.is_finite() && value > 0.0,
+        field,
+        "must be a positive number",
+    )
+}
+
 pub(crate) fn require(ok: bool, field: &'static str, reason: &str) -> Result<(), ModelConfigError> {
     if ok {
         Ok(())

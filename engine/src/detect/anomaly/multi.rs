@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::window::SortedWindow;
-use super::{ModelConfigError, require, z_to_unit};
+use super::{ModelConfigError, require, require_positive, z_to_unit};
 
 /// Parameters of [`MultiMetric`].
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -109,11 +109,7 @@ impl MultiMetric {
             "ridge",
             "must be a positive number",
         )?;
-        require(
-            cfg.z_half.is_finite() && cfg.z_half > 0.0,
-            "z_half",
-            "must be a positive number",
-        )?;
+        require_positive(cfg.z_half, "z_half")?;
         let n = names.len();
         let mut cov = vec![0.0; n * n];
         for i in 0..n {

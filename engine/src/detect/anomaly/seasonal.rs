@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::window::{Ring, SortedWindow};
-use super::{AnomalyMethod, ModelConfigError, Reason, Score, require, z_to_unit};
+use super::{AnomalyMethod, ModelConfigError, Reason, Score, require, require_positive, z_to_unit};
 
 /// Parameters of [`Seasonal`].
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -107,11 +107,7 @@ impl Seasonal {
             "min_points",
             "must be in 3..=residual_window",
         )?;
-        require(
-            cfg.z_half.is_finite() && cfg.z_half > 0.0,
-            "z_half",
-            "must be a positive number",
-        )?;
+        require_positive(cfg.z_half, "z_half")?;
         if let Some(p) = cfg.period {
             require(
                 p >= 2 && p < cfg.max_history,

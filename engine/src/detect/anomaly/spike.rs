@@ -6,7 +6,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::window::SortedWindow;
-use super::{AnomalyMethod, ModelConfigError, Reason, Score, require, z_to_unit};
+use super::{
+    AnomalyMethod, ModelConfigError, Reason, Score, require_positive, require_window, z_to_unit,
+};
 
 /// Parameters of [`Spike`].
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -42,22 +44,8 @@ pub struct Spike {
 
 impl Spike {
     pub fn new(cfg: SpikeConfig) -> Result<Self, ModelConfigError> {
-        require(
-            cfg.spread_share.is_finite() && (0.0..=1.0).contains(&cfg.spread_share),
-            "spread_share",
-            "must be in 0..=1",
-        )?;
-        require(cfg.window >= 3, "window", "must be at least 3 points")?;
-        require(
-            cfg.min_points >= 3 && cfg.min_points <= cfg.window,
-            "min_points",
-            "must be in 3..=window",
-        )?;
-        require(
-            cfg.z_half.is_finite() && cfg.z_half > 0.0,
-            "z_half",
-            "must be a positive number",
-        )?;
+        require_window(cfg.window, cfg.min_points, cfg.spread_share)?;
+        require_positive(cfg.z_half, "z_half")?;
         Ok(Self {
             steps: SortedWindow::new(cfg.window),
             previous: None,
