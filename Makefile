@@ -14,9 +14,9 @@ all: build
 build:
 	$(CARGO) build --bin vigil
 
-## Run the main job on the embedded default bundle (runbooks/).
+## Run the main job on the embedded default bundle (runbooks/): the closed loop, narrated.
 demo: build plugins
-	@bash scripts/demo.sh $(VIGIL)
+	@$(VIGIL) demo
 
 ## Build every plugin once (release, wasm32-wasip2) into $(PLUGIN_DIR).
 plugins:

@@ -4,6 +4,7 @@
 
 pub mod alert;
 pub mod api;
+pub mod daemon;
 pub mod detect;
 pub mod exec;
 pub mod graph;

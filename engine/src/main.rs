@@ -88,6 +88,9 @@ enum Command {
         #[command(subcommand)]
         command: cli::alerts::AlertsCommand,
     },
+    /// The closed loop on the default bundle, narrated: detections, incidents, policy
+    /// decisions, remediation against a local target, resolution.
+    Demo(cli::demo::DemoArgs),
     /// WASM plugins: scaffold, build, inspect, list.
     #[command(subcommand)]
     Plugin(cli::plugin::PluginCommand),
@@ -109,6 +112,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cli::run::run(&cli.global, args, false),
         Command::Executions { command } => cli::run::executions(&cli.global, command),
         Command::Serve(args) => cli::alerts::serve(&cli.global, args),
+        Command::Demo(args) => cli::demo::run(&cli.global, args),
         Command::Incidents { command } => cli::alerts::incidents(&cli.global, command),
         Command::Silence { command } => cli::alerts::silence(&cli.global, command),
         Command::Alerts { command } => cli::alerts::alerts(&cli.global, command),

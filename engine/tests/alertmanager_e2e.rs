@@ -121,7 +121,12 @@ fn prometheus_alertmanager_vigil_incident_runbook_resolve() {
     copy_dir(&repo.join("policies"), &bundle.join("policies"));
     std::fs::write(
         bundle.join("vigil.yaml"),
-        "apiVersion: vigil/v1\nkind: Config\nservices:\n  checkout: {}\nalerting:\n  group_wait: 200ms\n  group_interval: 500ms\n  runbooks: dry_run\n",
+        format!(
+            "apiVersion: vigil/v1\nkind: Config\nplugins: {{ dirs: [{:?}] }}\nsources:\n  - {{ name: http, grants: {{ http: [{{ url: \"http://127.0.0.1:9798/*\", methods: [GET, POST] }}] }} }}\nservices:\n  checkout: {{}}\nalerting:\n  group_wait: 200ms\n  group_interval: 500ms\n  runbooks: dry_run\n",
+            std::env::var("VIGIL_PLUGIN_DIR").map(std::path::PathBuf::from).unwrap_or_else(
+                |_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins")
+            )
+        ),
     )
     .unwrap();
     let mut vigil = Command::new(env!("CARGO_BIN_EXE_vigil"))

@@ -375,7 +375,7 @@ fn sim_feeds_the_bundled_memory_leak_detector() {
     // The detector's metric, with a sudden +300 MB step at 8 h (the preset's slow
     // leak is a matter of detector tuning, not of this plumbing).
     let query = json!({
-        "name": det.query, "labels": { "service": "api" }, "base": 5e8, "noise": 5e6,
+        "name": "process_resident_memory_bytes", "labels": { "service": "api" }, "base": 5e8, "noise": 5e6,
         "level_shifts": [{ "at": 8 * 3_600_000, "delta": 3e8 }]
     })
     .to_string();

@@ -189,6 +189,9 @@ pub struct Triggered {
     /// The dry-run report (what would run), when dry-run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<serde_json::Value>,
+    /// A live run whose every `assert` held (see [`crate::exec::verified`]).
+    #[serde(default)]
+    pub verified: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

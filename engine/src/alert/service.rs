@@ -3,8 +3,11 @@
 
 use super::trigger::Trigger;
 use super::*;
-use crate::store::{Store, StoreError, now_ms};
+use crate::schedule::Clock;
+use crate::schedule::detectors::Detection;
+use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
+use crate::telemetry::story::{Narrator, Story};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -26,7 +29,6 @@ pub struct Ingested {
     pub deduplicated: usize,
 }
 
-#[derive(Debug)]
 pub struct AlertService {
     engine: Mutex<Engine>,
     store: Store,
@@ -34,6 +36,62 @@ pub struct AlertService {
     metrics: Arc<Metrics>,
     started: Mutex<HashSet<(String, String)>>,
     last_stats: Mutex<engine::Stats>,
+    /// The pipeline's time: the wall clock, or a compressed one (`--speed`).
+    clock: Clock,
+    narrator: Option<Narrator>,
+    /// Executions started for incidents and not finished yet (graceful shutdown waits).
+    in_flight: Arc<tokio::sync::Semaphore>,
+}
+
+impl std::fmt::Debug for AlertService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlertService")
+            .field("trigger", &self.trigger)
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many executions may run for incidents at once; more wait their turn.
+pub const MAX_IN_FLIGHT: usize = 64;
+
+/// How the service reads time and tells what it does.
+#[derive(Clone, Default)]
+pub struct Options {
+    pub clock: Clock,
+    pub narrator: Option<Narrator>,
+    /// Overrides `alerting.runbooks` (the demo runs live).
+    pub trigger_mode: Option<crate::runbook::model::TriggerMode>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("clock", &self.clock)
+            .field("narrator", &self.narrator.is_some())
+            .finish()
+    }
+}
+
+/// A detection as an alert: its labels, the finding as annotations (`value`, the
+/// score, the explanation), and the moment it applies on the detector's clock.
+pub fn detection_alert(d: &Detection) -> IncomingAlert {
+    let mut annotations = d.annotations.clone();
+    annotations.insert("value".into(), format!("{}", d.value));
+    annotations.insert("score".into(), format!("{:.3}", d.score));
+    let at_ms = d.at.saturating_mul(1000);
+    IncomingAlert {
+        labels: d.labels.clone(),
+        annotations,
+        status: if d.resolved {
+            AlertStatus::Resolved
+        } else {
+            AlertStatus::Firing
+        },
+        starts_at_ms: (!d.resolved).then_some(at_ms),
+        ends_at_ms: d.resolved.then_some(at_ms),
+        generator_url: format!("vigil://detectors/{}", d.detector),
+    }
 }
 
 impl AlertService {
@@ -43,6 +101,17 @@ impl AlertService {
         engine: Engine,
         trigger: Trigger,
         metrics: Arc<Metrics>,
+    ) -> Result<Arc<AlertService>, ServiceError> {
+        Self::open_with(store, engine, trigger, metrics, Options::default())
+    }
+
+    /// [`AlertService::open`] on a given clock, telling its story to a narrator.
+    pub fn open_with(
+        store: Store,
+        engine: Engine,
+        trigger: Trigger,
+        metrics: Arc<Metrics>,
+        options: Options,
     ) -> Result<Arc<AlertService>, ServiceError> {
         let mut engine = engine;
         let incidents = store.incidents()?;
@@ -54,7 +123,12 @@ impl AlertService {
                     .map(|e| (i.id.clone(), e.runbook.clone()))
             })
             .collect();
-        engine.restore(store.alerts()?, incidents, store.silences()?, now_ms());
+        engine.restore(
+            store.alerts()?,
+            incidents,
+            store.silences()?,
+            options.clock.now_ms(),
+        );
         let svc = AlertService {
             engine: Mutex::new(engine),
             store,
@@ -62,6 +136,9 @@ impl AlertService {
             metrics,
             started: Mutex::new(started),
             last_stats: Mutex::new(engine::Stats::default()),
+            clock: options.clock,
+            narrator: options.narrator,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
         };
         svc.update_metrics();
         Ok(Arc::new(svc))
@@ -75,6 +152,120 @@ impl AlertService {
         &self.store
     }
 
+    /// The pipeline's clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    fn tell(&self, story: Story) {
+        if let Some(n) = &self.narrator {
+            n(story);
+        }
+    }
+
+    /// Takes detector findings in as alerts (durably), telling each one.
+    pub async fn ingest_detections(
+        &self,
+        detections: &[Detection],
+    ) -> Result<Ingested, ServiceError> {
+        for d in detections {
+            let state = if d.resolved { "resolved" } else { "firing" };
+            Metrics::count(
+                &self.metrics.detections,
+                &[("detector", &d.detector), ("state", state)],
+            );
+            self.tell(Story::Detection {
+                at_ms: d.at.saturating_mul(1000),
+                detector: d.detector.clone(),
+                alertname: d.alertname.clone(),
+                labels: d.labels.clone(),
+                score: d.score,
+                value: d.value,
+                summary: d
+                    .annotations
+                    .get("description")
+                    .or_else(|| d.annotations.get("summary"))
+                    .cloned()
+                    .unwrap_or_default(),
+                resolved: d.resolved,
+            });
+        }
+        self.ingest(detections.iter().map(detection_alert).collect())
+            .await
+    }
+
+    /// Approves or rejects what an execution waits on (bound to `expected_hash` when
+    /// given) and, when the execution belongs to an incident, records how it ended
+    /// there — a verified remediation resolves the incident.
+    pub async fn decide_approval(
+        self: &Arc<Self>,
+        id: &str,
+        approve: bool,
+        actor: &str,
+        comment: Option<&str>,
+        expected_hash: Option<&str>,
+    ) -> Result<Option<crate::exec::ExecutionReport>, crate::exec::ExecError> {
+        let Some(executor) = self.executor() else {
+            return Err(crate::exec::ExecError::NotAwaiting {
+                id: id.to_string(),
+                status: "not run by this server",
+            });
+        };
+        let (id, actor) = (id.to_string(), actor.to_string());
+        let (comment, expected) = (comment.map(String::from), expected_hash.map(String::from));
+        let handle = tokio::runtime::Handle::current();
+        let exec_id = id.clone();
+        // The executor's futures are not `Send`: a blocking thread drives this one.
+        let report = tokio::task::spawn_blocking(move || {
+            handle.block_on(executor.decide_approval(
+                &exec_id,
+                approve,
+                &actor,
+                comment.as_deref(),
+                expected.as_deref(),
+            ))
+        })
+        .await
+        .map_err(|e| {
+            crate::exec::ExecError::Store(StoreError::Corrupt(format!("approval task: {e}")))
+        })??;
+        let rec = self.store.execution(&id)?;
+        if let Some(incident) = rec.incident["id"].as_str() {
+            let verified = match (&report, self.trigger.runbook(&rec.runbook)) {
+                (Some(r), Some(rb)) => crate::exec::verified(rb, r),
+                _ => false,
+            };
+            let t = Triggered {
+                verified,
+                runbook: rec.runbook.clone(),
+                mode: "live".into(),
+                status: rec.status.as_str().into(),
+                execution: Some(rec.id.clone()),
+                reason: Some(if approve { "approved" } else { "rejected" }.into()),
+                at_ms: self.now_ms(),
+                report: None,
+            };
+            if let Err(e) = self.record(incident, t).await {
+                tracing::error!(incident, "recording an approval's outcome: {e}");
+            }
+        }
+        Ok(report)
+    }
+
+    /// Waits (up to `grace`) for the executions started for incidents to finish or
+    /// pause; says whether they all did.
+    pub async fn drain(&self, grace: std::time::Duration) -> bool {
+        let all = MAX_IN_FLIGHT as u32;
+        matches!(
+            tokio::time::timeout(grace, self.in_flight.acquire_many(all)).await,
+            Ok(Ok(_))
+        )
+    }
+
     /// The executor that runs (and resumes) triggered executions.
     pub fn executor(&self) -> Option<crate::exec::Executor> {
         self.trigger.executor()
@@ -86,7 +277,7 @@ impl AlertService {
 
     /// Takes alerts in and returns once their state is durable.
     pub async fn ingest(&self, alerts: Vec<IncomingAlert>) -> Result<Ingested, ServiceError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let mut out = Ingested {
             received: alerts.len(),
             ..Default::default()
@@ -148,7 +339,7 @@ impl AlertService {
     /// One turn of the pipeline: flush due groups, correlate, persist what changed,
     /// and start the runbooks new or changed incidents match.
     pub async fn tick(self: &Arc<Self>) -> Result<(), ServiceError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let (result, changed) = {
             let mut e = self.engine();
             let result = e.tick(now);
@@ -168,6 +359,12 @@ impl AlertService {
         }
         for (id, ev) in result.events {
             tracing::info!(incident = %id, kind = %ev.kind, "{}", ev.detail);
+            self.tell(Story::Incident {
+                at_ms: ev.ts_ms,
+                id: id.clone(),
+                change: ev.kind.clone(),
+                detail: ev.detail.clone(),
+            });
             self.store.append_incident_event(&id, ev)?;
         }
         self.store.sync().await?;
@@ -185,10 +382,12 @@ impl AlertService {
                 }
                 let svc = self.clone();
                 let inc = inc.clone();
+                let permit = self.in_flight.clone().acquire_owned().await;
                 // The executor's futures are not `Send`: run each start on a blocking
                 // thread of the same runtime.
                 let handle = tokio::runtime::Handle::current();
                 tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
                     handle.block_on(async move {
                         let t = svc.trigger.start(&c, &inc).await;
                         if let Err(e) = svc.record(&inc.id, t).await {
@@ -203,9 +402,12 @@ impl AlertService {
 
     async fn record(&self, id: &str, t: Triggered) -> Result<(), ServiceError> {
         self.metrics.execution(&t.mode, &t.status);
+        let remediated = t.mode == "live" && t.status == "succeeded" && t.verified;
+        let runbook = t.runbook.clone();
+        let execution = t.execution.clone().unwrap_or_default();
         let ev = IncidentEvent {
             seq: 0,
-            ts_ms: now_ms(),
+            ts_ms: self.now_ms(),
             kind: "runbook".into(),
             detail: format!(
                 "{} {} ({}){}",
@@ -218,11 +420,46 @@ impl AlertService {
                     .unwrap_or_default()
             ),
         };
-        let inc = self.engine().record_trigger(id, t);
-        if let Some(inc) = inc {
+        let inc = self.engine().record_trigger(id, t.clone());
+        if let Some(inc) = &inc {
+            for n in self.trigger.notify(inc, &t).await {
+                let (ok, detail) = match &n.result {
+                    Ok(v) => (true, format!("{} for {}: {v}", t.status, t.runbook)),
+                    Err(e) => (false, e.clone()),
+                };
+                if !ok {
+                    tracing::warn!(incident = %id, notifier = %n.notifier, "notification failed: {detail}");
+                }
+                Metrics::count(
+                    &self.metrics.notifications,
+                    &[
+                        ("notifier", &n.notifier),
+                        ("outcome", if ok { "sent" } else { "failed" }),
+                    ],
+                );
+                self.tell(Story::Notification {
+                    at_ms: self.now_ms(),
+                    notifier: n.notifier.clone(),
+                    incident: id.to_string(),
+                    ok,
+                    detail,
+                });
+            }
+            self.tell(Story::Incident {
+                at_ms: ev.ts_ms,
+                id: id.to_string(),
+                change: ev.kind.clone(),
+                detail: ev.detail.clone(),
+            });
             self.store.put_incident(&inc)?;
             self.store.append_incident_event(id, ev)?;
             self.store.sync().await?;
+        }
+        // A remediation that ran to the end, its assertions holding, resolves the
+        // incident; alerts that keep firing afterwards open a new one.
+        if remediated {
+            let why = format!("remediated by {runbook} (execution {execution}), verified");
+            self.set_status(id, IncidentStatus::Resolved, &why).await?;
         }
         Ok(())
     }
@@ -277,11 +514,17 @@ impl AlertService {
     ) -> Result<Incident, ServiceError> {
         let (inc, ev) = self
             .engine()
-            .set_status(id, status, why, now_ms())
+            .set_status(id, status, why, self.now_ms())
             .ok_or_else(|| ServiceError::NotFound {
                 what: "incident",
                 id: id.to_string(),
             })?;
+        self.tell(Story::Incident {
+            at_ms: ev.ts_ms,
+            id: id.to_string(),
+            change: ev.kind.clone(),
+            detail: ev.detail.clone(),
+        });
         self.store.put_incident(&inc)?;
         self.store.append_incident_event(id, ev)?;
         self.store.sync().await?;
@@ -320,7 +563,7 @@ impl AlertService {
         if s.id.is_empty() {
             s.id = self.store.next_silence_id()?;
         }
-        s.created_ms = now_ms();
+        s.created_ms = self.now_ms();
         self.store.put_silence(&s)?;
         self.store.sync().await?;
         self.engine().add_silence(s.clone());
@@ -328,13 +571,13 @@ impl AlertService {
     }
 
     pub async fn expire_silence(&self, id: &str) -> Result<Silence, ServiceError> {
-        let s =
-            self.engine()
-                .expire_silence(id, now_ms())
-                .ok_or_else(|| ServiceError::NotFound {
-                    what: "silence",
-                    id: id.to_string(),
-                })?;
+        let s = self
+            .engine()
+            .expire_silence(id, self.now_ms())
+            .ok_or_else(|| ServiceError::NotFound {
+                what: "silence",
+                id: id.to_string(),
+            })?;
         self.store.put_silence(&s)?;
         self.store.sync().await?;
         Ok(s)
@@ -350,6 +593,18 @@ pub fn build(
     store: Store,
     catalog: Arc<dyn crate::exec::action::ActionCatalog>,
     metrics: Arc<Metrics>,
+) -> Result<Arc<AlertService>, ServiceError> {
+    build_with(bundle, store, catalog, metrics, Options::default())
+}
+
+/// [`build`] with a clock and a narrator: the narrator hears detections, incident
+/// changes, automation's decisions and every execution transition.
+pub fn build_with(
+    bundle: &crate::runbook::Bundle,
+    store: Store,
+    catalog: Arc<dyn crate::exec::action::ActionCatalog>,
+    metrics: Arc<Metrics>,
+    options: Options,
 ) -> Result<Arc<AlertService>, ServiceError> {
     let cfg = &bundle.config;
     let candidates = bundle
@@ -375,18 +630,53 @@ pub fn build(
             })?;
         Some(Arc::new(engine))
     };
+    let executor = executor_for(bundle, catalog.clone(), store.clone(), &metrics, &options);
     let automation = crate::exec::automation::Automation {
-        executor: crate::exec::Executor::new(catalog.clone(), store.clone()),
+        executor,
         policies,
         config: cfg.clone(),
         exprs: Arc::new(crate::policy::expr::ExprEngine::new()),
+        narrator: options.narrator.clone(),
     };
     let trigger = Trigger::new(
         candidates,
         catalog,
         Some(Arc::new(automation)),
-        cfg.alerting.runbooks,
-    );
+        options.trigger_mode.unwrap_or(cfg.alerting.runbooks),
+    )
+    .with_notifiers(cfg.notifiers.clone());
     let engine = Engine::new(cfg.alerting.clone(), &cfg.services);
-    AlertService::open(store, engine, trigger, metrics)
+    AlertService::open_with(store, engine, trigger, metrics, options)
+}
+
+/// The executor automation runs with: the config's concurrency and environment
+/// allowlist, every transition counted and told.
+pub fn executor_for(
+    bundle: &crate::runbook::Bundle,
+    catalog: Arc<dyn crate::exec::action::ActionCatalog>,
+    store: Store,
+    metrics: &Arc<Metrics>,
+    options: &Options,
+) -> crate::exec::Executor {
+    let cfg = &bundle.config;
+    let metrics = metrics.clone();
+    let narrator = options.narrator.clone();
+    let observer: crate::exec::executor::Observer = Arc::new(move |rec, ev| {
+        Metrics::count(&metrics.step_transitions, &[("kind", ev.kind.as_str())]);
+        if let Some(n) = &narrator {
+            n(Story::Step {
+                at_ms: ev.ts_ms,
+                execution: rec.id.clone(),
+                runbook: rec.runbook.clone(),
+                step: ev.step.clone(),
+                transition: ev.kind.as_str().to_string(),
+                detail: ev.detail.clone(),
+                output: ev.output.clone(),
+            });
+        }
+    });
+    crate::exec::Executor::new(catalog, store)
+        .with_max_concurrency(cfg.executor.max_concurrency.unwrap_or(8) as usize)
+        .with_env_allowlist(&cfg.executor.env)
+        .with_observer(observer)
 }

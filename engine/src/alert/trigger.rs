@@ -7,11 +7,14 @@
 //! escalation policy decide whether it runs, waits for approval, pages or is ignored.
 
 use super::{Incident, Triggered};
-use crate::exec::action::ActionCatalog;
+use crate::exec::action::{ActionCall, ActionCatalog};
 use crate::exec::automation::{Automation, Origin, Outcome};
 use crate::exec::render::resolve_params;
+use crate::exec::render::{Unknowns, render};
 use crate::exec::{Request, dry_run::dry_run};
+use crate::policy::expr::Bindings;
 use crate::policy::expr::ExprEngine;
+use crate::runbook::model::Notifier;
 use crate::runbook::model::{Runbook, TriggerMode};
 use crate::store::now_ms;
 use std::sync::Arc;
@@ -29,6 +32,14 @@ pub struct Trigger {
     exprs: Arc<ExprEngine>,
     automation: Option<Arc<Automation>>,
     mode: TriggerMode,
+    notifiers: Vec<Notifier>,
+}
+
+/// What a notifier said when told.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notified {
+    pub notifier: String,
+    pub result: Result<serde_json::Value, String>,
 }
 
 impl std::fmt::Debug for Trigger {
@@ -59,7 +70,72 @@ impl Trigger {
             exprs: Arc::new(ExprEngine::new()),
             automation,
             mode,
+            notifiers: Vec::new(),
         }
+    }
+
+    /// Tells these notifiers about outcomes they are `on`.
+    pub fn with_notifiers(mut self, notifiers: Vec<Notifier>) -> Trigger {
+        self.notifiers = notifiers;
+        self
+    }
+
+    /// Sends `t` (what happened for `inc`) to every notifier that listens for its
+    /// status: its `with:` rendered against `incident` and `outcome`, planned, then
+    /// executed with that plan (the host lets it do only what the plan declared).
+    pub async fn notify(&self, inc: &Incident, t: &Triggered) -> Vec<Notified> {
+        let mut out = Vec::new();
+        for n in self.notifiers.iter().filter(|n| n.on.contains(&t.status)) {
+            let result = self.notify_one(n, inc, t).await;
+            out.push(Notified {
+                notifier: n.name.clone(),
+                result,
+            });
+        }
+        out
+    }
+
+    async fn notify_one(
+        &self,
+        n: &Notifier,
+        inc: &Incident,
+        t: &Triggered,
+    ) -> Result<serde_json::Value, String> {
+        let mut b = Bindings::new();
+        b.set("incident", &inc.context());
+        b.set(
+            "outcome",
+            &serde_json::json!({
+                "runbook": t.runbook, "status": t.status, "mode": t.mode,
+                "reason": t.reason, "execution": t.execution,
+            }),
+        );
+        b.set_int("now", now_ms() / 1000);
+        let input = render(&n.with, &self.exprs, &b, Unknowns::Error).map_err(|e| e.message)?;
+        let action = self
+            .catalog
+            .resolve(&n.uses)
+            .ok_or_else(|| format!("no action `{}` (is its plugin loaded?)", n.uses))?;
+        action.validate(&input).map_err(|e| e.to_string())?;
+        let plan = action.plan(&input).await.map_err(|e| e.to_string())?;
+        action
+            .execute(ActionCall {
+                execution_id: format!("notify-{}", inc.id),
+                step_id: n.name.clone(),
+                attempt: 1,
+                input,
+                plan,
+            })
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// A candidate runbook by name.
+    pub fn runbook(&self, name: &str) -> Option<&Arc<Runbook>> {
+        self.runbooks
+            .iter()
+            .find(|c| c.runbook.name == name)
+            .map(|c| &c.runbook)
     }
 
     pub fn mode(&self) -> TriggerMode {
@@ -94,6 +170,7 @@ impl Trigger {
             reason: None,
             at_ms: now_ms(),
             report: None,
+            verified: false,
         };
         let params = match resolve_params(
             &c.runbook,
@@ -118,6 +195,7 @@ impl Trigger {
                     .await
                 {
                     Ok(Outcome::Executed { report, decision }) => {
+                        t.verified = crate::exec::verified(&c.runbook, &report);
                         t.status = report.status.as_str().into();
                         t.execution = Some(report.id.clone());
                         t.reason = report.reason.clone().or_else(|| {

@@ -670,48 +670,40 @@ async fn decide_execution(
             }
         }
     };
-    let Some(executor) = api.svc.executor() else {
+    if api.svc.executor().is_none() {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "no_executor",
             "this server runs no executions",
             None,
         );
-    };
-    // The executor's futures run on a blocking thread of this runtime (see alert::service).
-    let handle = tokio::runtime::Handle::current();
-    let result = tokio::task::spawn_blocking(move || {
-        handle.block_on(executor.decide_approval(
+    }
+    let result = api
+        .svc
+        .decide_approval(
             &id,
             approve,
             "api",
             d.comment.as_deref(),
             d.plan_hash.as_deref(),
-        ))
-    })
-    .await;
+        )
+        .await;
     use crate::exec::ExecError;
     match result {
-        Ok(Ok(Some(report))) => json_response(
+        Ok(Some(report)) => json_response(
             StatusCode::OK,
             &serde_json::to_value(report).unwrap_or_default(),
         ),
-        Ok(Ok(None)) => json_response(StatusCode::OK, &json!({ "rejected": true })),
-        Ok(Err(
+        Ok(None) => json_response(StatusCode::OK, &json!({ "rejected": true })),
+        Err(
             e @ (ExecError::NotAwaiting { .. }
             | ExecError::StalePlan { .. }
             | ExecError::ApprovalExpired { .. }),
-        )) => error(StatusCode::CONFLICT, "conflict", e.to_string(), None),
-        Ok(Err(ExecError::Store(crate::store::StoreError::NotFound(what)))) => error(
+        ) => error(StatusCode::CONFLICT, "conflict", e.to_string(), None),
+        Err(ExecError::Store(crate::store::StoreError::NotFound(what))) => error(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no execution `{what}`"),
-            None,
-        ),
-        Ok(Err(e)) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "execution",
-            e.to_string(),
             None,
         ),
         Err(e) => error(

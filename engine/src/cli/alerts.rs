@@ -18,6 +18,38 @@ pub struct ServeArgs {
     /// Address to listen on (default: the config's `api.listen`, else 127.0.0.1:9797).
     #[arg(long)]
     pub listen: Option<String>,
+    /// Compress observed time: detectors' schedules, the ranges they query and alert
+    /// grouping run this many times faster than the wall clock (remediation does not).
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// What incidents start: `dry-run` (plan only), `live` (guardrails, policy, run) or
+    /// `off` (default: the config's `alerting.runbooks`).
+    #[arg(long, value_enum)]
+    pub runbooks: Option<RunbooksMode>,
+    /// Do not run the bundle's detectors.
+    #[arg(long)]
+    pub no_detectors: bool,
+    /// How long a shutdown (SIGTERM, Ctrl-C) waits for running executions.
+    #[arg(long, default_value = "30s")]
+    pub grace: String,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunbooksMode {
+    DryRun,
+    Live,
+    Off,
+}
+
+impl RunbooksMode {
+    pub fn mode(self) -> vigil::runbook::model::TriggerMode {
+        use vigil::runbook::model::TriggerMode;
+        match self {
+            RunbooksMode::DryRun => TriggerMode::DryRun,
+            RunbooksMode::Live => TriggerMode::Live,
+            RunbooksMode::Off => TriggerMode::Off,
+        }
+    }
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -168,6 +200,14 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
             "no API token: set VIGIL_TOKEN (or the variable named by `api.token_env`, or `api.token_file`)",
         ));
     }
+    let grace = vigil::runbook::duration::Duration::parse(&args.grace).map_err(|e| {
+        invalid(format!(
+            "--grace {}: {}; {}",
+            args.grace,
+            e.message,
+            vigil::runbook::duration::DURATION_HINT
+        ))
+    })?;
     let listen = args
         .listen
         .clone()
@@ -177,17 +217,51 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
     let store =
         Store::open(&dir).with_context(|| format!("opening the store at {}", dir.display()))?;
     // Core actions plus the WASM plugins of the bundle (loaded outside the runtime).
-    let catalog = Arc::new(super::plugin::with_plugins(g, &bundle)?);
+    let (catalog, sources) = super::plugin::with_plugins_and_sources(g, &bundle, &|_| {})?;
+    let detectors = if args.no_detectors {
+        Vec::new()
+    } else {
+        bundle.detectors.clone()
+    };
+    let problems = vigil::schedule::runner::check(&detectors, &sources);
+    if !problems.is_empty() {
+        return Err(invalid(format!(
+            "the bundle's detectors cannot run:\n  {}\n(build the plugins with `make plugins`, or pass --no-detectors)",
+            problems.join("\n  ")
+        )));
+    }
+    let catalog = Arc::new(catalog);
+    let clock = if args.speed == 1.0 {
+        vigil::schedule::Clock::wall()
+    } else {
+        vigil::schedule::Clock::scaled(vigil::store::now_ms(), args.speed)
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
         let metrics = Arc::new(Metrics::new());
-        let svc = vigil::alert::service::build(&bundle, store.clone(), catalog, metrics)?;
-        let a = &bundle.config.alerting;
-        let period = (a.group_wait.as_std().min(a.group_interval.as_std()) / 4)
-            .clamp(Duration::from_millis(50), Duration::from_secs(1));
-        let ticker = svc.spawn_ticker(period);
+        let narrator: vigil::telemetry::story::Narrator = Arc::new(|s| log_story(&s));
+        let mut bundle_for_daemon = bundle;
+        if args.no_detectors {
+            bundle_for_daemon.detectors.clear();
+        }
+        let daemon = vigil::daemon::Daemon::start(
+            &bundle_for_daemon,
+            store.clone(),
+            catalog,
+            sources,
+            metrics,
+            vigil::daemon::DaemonOptions {
+                clock,
+                narrator: Some(narrator),
+                trigger_mode: args.runbooks.map(RunbooksMode::mode),
+                ..Default::default()
+            },
+        )
+        .await?;
+        let svc = daemon.service().clone();
+        let bundle = &bundle_for_daemon;
         let cfg = ApiConfig {
             tokens,
             max_body_bytes: bundle.config.api.max_body_bytes.unwrap_or(4 * 1024 * 1024),
@@ -198,10 +272,20 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
             .await
             .map_err(|e| invalid(format!("cannot listen on {listen}: {e}")))?;
         let addr = listener.local_addr()?;
+        let started = &daemon.started;
         if g.json() {
-            println!("{}", json!({"listening": format!("http://{addr}"), "store": dir.display().to_string()}));
+            println!("{}", json!({
+                "listening": format!("http://{addr}"), "store": dir.display().to_string(),
+                "detectors": started.detectors, "resumed": started.resumed, "speed": clock.speed(),
+            }));
         } else {
-            println!("vigil listening on http://{addr} (store {})", dir.display());
+            println!(
+                "vigil listening on http://{addr} (store {}; {} detector(s){}{})",
+                dir.display(),
+                started.detectors,
+                if started.resumed.is_empty() { String::new() } else { format!("; resuming {}", started.resumed.join(", ")) },
+                if clock.speed() == 1.0 { String::new() } else { format!("; clock ×{}", clock.speed()) },
+            );
         }
         use std::io::Write;
         std::io::stdout().flush().ok();
@@ -211,13 +295,69 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
             }
+            tracing::info!("shutting down: detectors, then the pipeline, then running executions");
         };
-        vigil::api::serve(listener, Api::new(svc.clone(), cfg), shutdown).await?;
-        ticker.abort();
-        svc.store().sync().await?;
+        vigil::api::serve(listener, Api::new(svc, cfg), shutdown).await?;
+        let stopped = daemon.shutdown(grace.as_std()).await?;
+        if !stopped.drained {
+            tracing::warn!("executions still running after the grace period stay journaled and resume at the next start");
+        }
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `vigil serve` logs the story through tracing (structured with `--log-format json`).
+fn log_story(s: &vigil::telemetry::story::Story) {
+    use vigil::telemetry::story::Story;
+    match s {
+        Story::Detection {
+            detector,
+            alertname,
+            labels,
+            score,
+            summary,
+            resolved,
+            ..
+        } => {
+            let service = labels.get("service").map_or("", String::as_str);
+            tracing::info!(target: "vigil::story", detector = %detector, alertname = %alertname, service, score, resolved, "{summary}");
+        }
+        Story::Incident {
+            id, change, detail, ..
+        } => {
+            tracing::info!(target: "vigil::story", incident = %id, change = %change, "{detail}");
+        }
+        Story::Decision {
+            actor,
+            action,
+            subject,
+            outcome,
+            reason,
+            ..
+        } => {
+            tracing::info!(target: "vigil::story", actor = %actor, action = %action, subject = %subject, outcome = %outcome, "{}", reason.as_deref().unwrap_or(""));
+        }
+        Story::Step {
+            execution,
+            runbook,
+            step,
+            transition,
+            detail,
+            ..
+        } => {
+            tracing::info!(target: "vigil::story", execution = %execution, runbook = %runbook, step = step.as_deref().unwrap_or(""), transition = %transition, "{}", detail.as_deref().unwrap_or(""));
+        }
+        Story::Notification {
+            notifier,
+            incident,
+            ok,
+            detail,
+            ..
+        } => {
+            tracing::info!(target: "vigil::story", notifier = %notifier, incident = %incident, ok, "{detail}");
+        }
+    }
 }
 
 // ---------------------------------------------------------------- client

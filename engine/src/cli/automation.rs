@@ -40,6 +40,7 @@ pub fn build(bundle: &Bundle, executor: Executor) -> Result<Automation> {
         policies: policies(bundle)?,
         config: bundle.config.clone(),
         exprs: Arc::new(ExprEngine::new()),
+        narrator: None,
     })
 }
 

@@ -2,6 +2,7 @@
 
 pub mod alerts;
 pub mod automation;
+pub mod demo;
 pub mod detect;
 pub mod graph;
 pub mod model;
@@ -32,6 +33,15 @@ pub struct Global {
     /// Log filter for diagnostics on stderr (e.g. `info`, `vigil=debug`).
     #[arg(long, global = true, env = "VIGIL_LOG", default_value = "warn")]
     pub log: String,
+    /// Log lines as text or as JSON objects (one per line, for log shippers).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,11 +125,13 @@ pub fn invalid(msg: impl Into<String>) -> anyhow::Error {
 pub fn init_tracing(g: &Global) {
     let filter = tracing_subscriber::EnvFilter::try_new(&g.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(g.color())
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match g.log_format {
+        LogFormat::Json => builder.json().with_current_span(true).try_init(),
+        LogFormat::Text => builder.with_ansi(g.color()).try_init(),
+    };
 }
 
 pub fn print_error(g: &Global, e: &anyhow::Error) {

@@ -68,13 +68,24 @@ pub struct PluginCliContext {
 /// instances under `sources:` (config, grants, limits). `None` when the bundle
 /// names neither. The compile cache lives in `<store>/plugin-cache`.
 pub fn plugin_catalog(g: &super::Global, bundle: &Bundle) -> anyhow::Result<Option<PluginCatalog>> {
-    let sources: Vec<InstanceConfig> = match &bundle.config.sources {
+    plugin_catalog_with(g, bundle, &|_| {})
+}
+
+/// [`plugin_catalog`], with `tweak` applied to the instance configs first (the demo
+/// anchors the sim's story at its start).
+pub fn plugin_catalog_with(
+    g: &super::Global,
+    bundle: &Bundle,
+    tweak: &dyn Fn(&mut Vec<InstanceConfig>),
+) -> anyhow::Result<Option<PluginCatalog>> {
+    let mut sources: Vec<InstanceConfig> = match &bundle.config.sources {
         Some(node) => vigil::runbook::de::from_node(node).map_err(|e| {
             let at = node.text_start();
             super::invalid(format!("sources (line {}): {e}", at.line))
         })?,
         None => Vec::new(),
     };
+    tweak(&mut sources);
     if bundle.config.plugin_dirs.is_empty() && sources.is_empty() {
         return Ok(None);
     }
@@ -92,11 +103,22 @@ pub fn plugin_catalog(g: &super::Global, bundle: &Bundle) -> anyhow::Result<Opti
 
 /// `Catalog::with_core()` plus the bundle's plugins.
 pub fn with_plugins(g: &super::Global, bundle: &Bundle) -> anyhow::Result<Catalog> {
+    Ok(with_plugins_and_sources(g, bundle, &|_| {})?.0)
+}
+
+/// [`with_plugins`], and the bundle's connector instances as detector sources.
+pub fn with_plugins_and_sources(
+    g: &super::Global,
+    bundle: &Bundle,
+    tweak: &dyn Fn(&mut Vec<InstanceConfig>),
+) -> anyhow::Result<(Catalog, vigil::schedule::runner::Sources)> {
     let mut catalog = Catalog::with_core();
-    if let Some(plugins) = plugin_catalog(g, bundle)? {
+    let mut sources = vigil::schedule::runner::Sources::new();
+    if let Some(plugins) = plugin_catalog_with(g, bundle, tweak)? {
+        sources = vigil::daemon::sources(&plugins);
         catalog.add_catalog(Arc::new(plugins));
     }
-    Ok(catalog)
+    Ok((catalog, sources))
 }
 
 impl PluginCliContext {

@@ -11,6 +11,7 @@ use crate::policy::decide::{Decision, Facts, History, PolicyEngine, Verdict};
 use crate::policy::expr::ExprEngine;
 use crate::runbook::model::{Config, RunbookGuardrails};
 use crate::store::{AuditEntry, ExecStatus, Store, StoreError, now_ms};
+use crate::telemetry::story::{Narrator, Story};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -89,12 +90,22 @@ impl History for StoreHistory {
 }
 
 /// Runs runbooks for incidents, under guardrails and policies.
-#[derive(Debug)]
 pub struct Automation {
     pub executor: Executor,
     pub policies: Option<Arc<PolicyEngine>>,
     pub config: Config,
     pub exprs: Arc<ExprEngine>,
+    /// Told every audit entry as it is written.
+    pub narrator: Option<Narrator>,
+}
+
+impl std::fmt::Debug for Automation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Automation")
+            .field("executor", &self.executor)
+            .field("policies", &self.policies)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Automation {
@@ -103,7 +114,18 @@ impl Automation {
     }
 
     fn audit(&self, entry: AuditEntry) -> Result<(), StoreError> {
-        self.store().audit(entry).map(|_| ())
+        let entry = self.store().audit(entry)?;
+        if let Some(n) = &self.narrator {
+            n(Story::Decision {
+                at_ms: entry.ts_ms,
+                actor: entry.actor.clone(),
+                action: entry.action.clone(),
+                subject: entry.subject.clone(),
+                outcome: entry.outcome.clone(),
+                reason: entry.inputs["reason"].as_str().map(String::from),
+            });
+        }
+        Ok(())
     }
 
     fn guardrails(&self, runbook: &str) -> RunbookGuardrails {

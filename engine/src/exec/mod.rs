@@ -12,6 +12,24 @@ mod walk;
 
 pub use executor::{ExecError, ExecutionReport, Executor, Request, StepReport, StepStatus};
 
+/// Whether a run proved it worked: the runbook checks something (a step with an
+/// `assert`) and every such check ran and held. A run that skipped its checks, or
+/// has none, succeeded without showing that the world is fixed.
+pub fn verified(runbook: &crate::runbook::model::Runbook, report: &ExecutionReport) -> bool {
+    let mut checks = runbook
+        .steps
+        .iter()
+        .filter(|s| s.assert.is_some())
+        .peekable();
+    checks.peek().is_some()
+        && checks.all(|s| {
+            report
+                .steps
+                .iter()
+                .any(|r| r.id == s.id && r.status == StepStatus::Succeeded)
+        })
+}
+
 use crate::runbook::Bundle;
 use crate::runbook::diag::Diagnostic;
 use crate::runbook::suggest;

@@ -12,7 +12,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 /// The names an expression may refer to.
-pub const VARIABLES: [&str; 6] = ["params", "incident", "steps", "now", "env", "output"];
+/// `outcome` is bound in notifiers only (what automation did for an incident).
+pub const VARIABLES: [&str; 7] = [
+    "params", "incident", "steps", "now", "env", "output", "outcome",
+];
 
 const MAX_OPERATIONS: u64 = 100_000;
 const MAX_STRING: usize = 1 << 20;

@@ -433,6 +433,7 @@ impl<'a> Checker<'a> {
         self.config_times(doc, &c);
         let services = self.services(c.services);
         let alerting = self.alerting(c.alerting);
+        let notifiers = self.notifiers(c.notifiers);
         let base = self
             .file
             .parent()
@@ -451,12 +452,64 @@ impl<'a> Checker<'a> {
             api: c.api.unwrap_or_default(),
             executor: c.executor.unwrap_or_default(),
             sources: c.sources,
-            notifiers: c.notifiers,
+            notifiers,
             guardrails: c.guardrails.unwrap_or_default(),
             oncall: c.oncall,
             services,
             alerting,
         })
+    }
+
+    fn notifiers(&mut self, docs: Vec<NotifierDoc>) -> Vec<Notifier> {
+        let mut out: Vec<Notifier> = Vec::new();
+        for d in docs {
+            if out.iter().any(|n| n.name == d.name.value) {
+                self.error(
+                    d.name.span,
+                    format!("notifier `{}` is defined twice", d.name.value),
+                    "give each notifier its own name",
+                );
+                continue;
+            }
+            if !d.uses.value.contains('/') {
+                self.error(
+                    d.uses.span,
+                    format!("`uses: {}` names no action", d.uses.value),
+                    "write `<plugin>/<action>`, e.g. `http/slack`",
+                );
+            }
+            let mut on = Vec::new();
+            for o in &d.on {
+                if NOTIFY_ON.contains(&o.value.as_str()) {
+                    on.push(o.value.clone());
+                } else {
+                    let hint = crate::runbook::suggest::hint(&o.value, NOTIFY_ON.iter().copied());
+                    self.error(o.span, format!("unknown outcome `{}`", o.value), hint);
+                }
+            }
+            if d.on.is_empty() {
+                on = [
+                    "paged",
+                    "awaiting_approval",
+                    "failed",
+                    "in_doubt",
+                    "blocked",
+                ]
+                .map(String::from)
+                .to_vec();
+            }
+            let with = d
+                .with
+                .as_ref()
+                .map_or(Input::Map(Vec::new()), |w| self.input(w));
+            out.push(Notifier {
+                name: d.name.value,
+                uses: d.uses.value,
+                with,
+                on,
+            });
+        }
+        out
     }
 
     fn services(

@@ -134,9 +134,9 @@ pub struct ConfigDoc {
     /// Connector instances with their config and capability grants (typed by the plugin host).
     #[serde(default)]
     pub sources: Option<Node>,
-    /// Notification targets (typed by the notifier layer).
+    /// Where incidents are told about: `[{ name, uses: http/slack, with: {…}, on: [paged] }]`.
     #[serde(default)]
-    pub notifiers: Option<Node>,
+    pub notifiers: Vec<NotifierDoc>,
     /// Automation guardrails: rate limits, blast radius, circuit breaker, freezes.
     #[serde(default)]
     pub guardrails: Option<GuardrailsDoc>,
@@ -149,6 +149,43 @@ pub struct ConfigDoc {
     /// Alert grouping, inhibition, correlation and runbook triggering.
     #[serde(default)]
     pub alerting: Option<AlertingDoc>,
+}
+
+/// A notifier as written: an action plugin call with a templated input.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifierDoc {
+    pub name: Spanned<String>,
+    /// `<plugin>/<action>`, e.g. `http/slack`.
+    pub uses: Spanned<String>,
+    /// The action's input; `${{ }}` sees `incident` and `outcome` (runbook, status, mode, reason).
+    #[serde(default)]
+    pub with: Option<Node>,
+    /// Which outcomes it is told about (default: paged, awaiting_approval, failed, in_doubt, blocked).
+    #[serde(default)]
+    pub on: Vec<Spanned<String>>,
+}
+
+/// The outcomes a notifier can be told about.
+pub const NOTIFY_ON: &[&str] = &[
+    "paged",
+    "awaiting_approval",
+    "failed",
+    "in_doubt",
+    "blocked",
+    "succeeded",
+    "ignored",
+    "resolved",
+];
+
+/// A notifier, checked.
+#[derive(Clone, Debug, Serialize)]
+pub struct Notifier {
+    pub name: String,
+    pub uses: String,
+    #[serde(skip)]
+    pub with: Input,
+    pub on: Vec<String>,
 }
 
 /// One service of the dependency map: `services: { checkout: { depends_on: [payments] } }`.
@@ -619,8 +656,7 @@ pub struct Config {
     pub executor: ExecutorDoc,
     #[serde(skip)]
     pub sources: Option<Node>,
-    #[serde(skip)]
-    pub notifiers: Option<Node>,
+    pub notifiers: Vec<Notifier>,
     pub guardrails: GuardrailsDoc,
     pub oncall: BTreeMap<String, RotationDoc>,
     /// service → the services it depends on.

@@ -27,6 +27,34 @@ pub struct DetectorModel {
     /// Anomaly score (0–1) at or above which an alert fires.
     #[serde(default = "default_threshold")]
     pub threshold: f64,
+    /// Which departures alert: `up` (above the expected value: a leak, latency),
+    /// `down` (traffic vanishing) or `both`.
+    #[serde(default)]
+    pub direction: Direction,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Up,
+    Down,
+    #[default]
+    Both,
+}
+
+impl Direction {
+    /// Whether a score's departure is one this detector alerts on.
+    fn admits(self, s: &crate::detect::anomaly::Score) -> bool {
+        let above = match s.expected {
+            Some(e) => s.observed > e,
+            None => s.deviation > 0.0,
+        };
+        match self {
+            Direction::Both => true,
+            Direction::Up => above,
+            Direction::Down => !above,
+        }
+    }
 }
 
 fn default_threshold() -> f64 {
@@ -90,7 +118,14 @@ pub struct Detection {
     pub value: f64,
     /// When the finding applies (unix seconds).
     pub at: i64,
+    /// The series that fired is back to normal: the alert resolves.
+    #[serde(default)]
+    pub resolved: bool,
 }
+
+/// A firing series returns to normal after this many consecutive normal points
+/// (anomaly models) or runs (forecasts): one quiet point is not a recovery.
+pub const RESOLVE_AFTER: u32 = 5;
 
 struct SeriesState {
     guard: SeriesGuard,
@@ -103,6 +138,11 @@ pub struct DetectorRun {
     detector: Detector,
     model: DetectorModel,
     series: HashMap<String, SeriesState>,
+    /// Series whose alert fires, with the count of normal points (or runs) since.
+    firing: HashMap<String, u32>,
+    /// Points before this (unix seconds) teach the model but never alert: the
+    /// history a first run loads is the past, not news.
+    alert_from: Option<i64>,
 }
 
 impl std::fmt::Debug for DetectorRun {
@@ -131,11 +171,32 @@ impl DetectorRun {
             detector: detector.clone(),
             model,
             series: HashMap::new(),
+            firing: HashMap::new(),
+            alert_from: None,
         })
     }
 
     pub fn name(&self) -> &str {
         &self.detector.name
+    }
+
+    pub fn detector(&self) -> &Detector {
+        &self.detector
+    }
+
+    /// Whether this is a forecast (it needs the whole window every run, not just new points).
+    pub fn is_forecast(&self) -> bool {
+        self.model.forecast.is_some()
+    }
+
+    /// Points before `t` (unix seconds) only train the model.
+    pub fn alert_from(&mut self, t: i64) {
+        self.alert_from = Some(t);
+    }
+
+    /// How many series currently fire.
+    pub fn firing(&self) -> usize {
+        self.firing.len()
     }
 
     /// Bytes of scoring state held, across series.
@@ -168,7 +229,27 @@ impl DetectorRun {
             score,
             value,
             at,
+            resolved: false,
         }
+    }
+
+    /// Counts a quiet observation of a firing series; at [`RESOLVE_AFTER`] it resolves.
+    fn quiet(&mut self, k: &str, n: u32, series: &Series, at: i64) -> Option<Detection> {
+        let count = self.firing.get_mut(k)?;
+        *count += n;
+        if *count < RESOLVE_AFTER {
+            return None;
+        }
+        self.firing.remove(k);
+        let value = series.points.last().map_or(0.0, |p| p.1);
+        let mut notes = BTreeMap::new();
+        notes.insert(
+            "summary".to_string(),
+            format!("{} on {}: back to normal", self.detector.alert.name, k),
+        );
+        let mut d = self.detection(series, 0.0, value, at, notes);
+        d.resolved = true;
+        Some(d)
     }
 
     /// Feeds a run's series; returns what should alert.
@@ -212,6 +293,9 @@ impl DetectorRun {
         }
         let state = self.series.get_mut(&k)?;
         let mut worst: Option<crate::detect::anomaly::Score> = None;
+        // Normal points since the last anomalous one, in this run.
+        let mut quiet_tail = 0u32;
+        let mut scored = false;
         for &(t, x) in &series.points {
             if state.last_t.is_some_and(|last| t <= last) {
                 continue; // seen in an earlier run
@@ -220,11 +304,29 @@ impl DetectorRun {
                 continue;
             };
             state.last_t = Some(t);
-            if score.value >= self.model.threshold && worst.is_none_or(|w| score.value > w.value) {
-                worst = Some(score);
+            if self.alert_from.is_some_and(|from| t < from) {
+                continue; // history: learn, do not alert
+            }
+            scored = true;
+            if score.value >= self.model.threshold && self.model.direction.admits(&score) {
+                quiet_tail = 0;
+                if worst.is_none_or(|w| score.value > w.value) {
+                    worst = Some(score);
+                }
+            } else {
+                quiet_tail += 1;
             }
         }
-        let w = worst?;
+        let last_t = state.last_t.unwrap_or_default();
+        let Some(w) = worst else {
+            return if scored {
+                self.quiet(&k, quiet_tail, series, last_t)
+            } else {
+                None
+            };
+        };
+        // Still anomalous at the end of this run: the count of quiet points restarts.
+        self.firing.insert(k.clone(), quiet_tail);
         let mut notes = BTreeMap::new();
         notes.insert(
             "summary".to_string(),
@@ -236,14 +338,22 @@ impl DetectorRun {
     }
 
     /// Fits a forecast and alerts when the limit is due within the horizon.
-    fn observe_forecast(&self, spec: &ForecastSpec, series: &Series) -> Option<Detection> {
-        let model = Forecaster::fit(&series.points, &spec.config).ok()?;
-        let ex = model.time_to_exhaustion(spec.limit, spec.config.level);
-        let eta = ex.eta_secs?;
-        if eta as u128 > spec.within.as_std().as_millis() / 1000 {
+    fn observe_forecast(&mut self, spec: &ForecastSpec, series: &Series) -> Option<Detection> {
+        let k = key(&series.labels);
+        let &(last_t, last_x) = series.points.last()?;
+        if self.alert_from.is_some_and(|from| last_t < from) {
             return None;
         }
-        let &(last_t, last_x) = series.points.last()?;
+        let model = Forecaster::fit(&series.points, &spec.config).ok()?;
+        let ex = model.time_to_exhaustion(spec.limit, spec.config.level);
+        let within = (spec.within.as_std().as_millis() / 1000) as i64;
+        let Some(eta) = ex.eta_secs.filter(|&e| e <= within) else {
+            return self.quiet(&k, 1, series, last_t);
+        };
+        if !self.firing.contains_key(&k) && self.firing.len() >= MAX_SERIES {
+            return None;
+        }
+        self.firing.insert(k.clone(), 0);
         let mut notes = BTreeMap::new();
         notes.insert(
             "summary".to_string(),

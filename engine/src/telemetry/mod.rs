@@ -1,4 +1,7 @@
-//! Prometheus metrics (`/metrics`). The only home of `prometheus-client`.
+//! Prometheus metrics (`/metrics`), the only home of `prometheus-client`; and
+//! [`story`], the stream of what vigil does, for narration and logs.
+
+pub mod story;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -26,6 +29,12 @@ pub struct Metrics {
     pub executions: Family<Labels, Counter>,
     pub http_requests: Family<Labels, Counter>,
     pub ingest_seconds: Histogram,
+    pub detector_runs: Family<Labels, Counter>,
+    pub detector_points: Counter,
+    pub detections: Family<Labels, Counter>,
+    pub step_transitions: Family<Labels, Counter>,
+    pub notifications: Family<Labels, Counter>,
+    pub executions_resumed: Counter,
 }
 
 impl Default for Metrics {
@@ -50,6 +59,12 @@ impl Metrics {
             executions: Family::default(),
             http_requests: Family::default(),
             ingest_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            detector_runs: Family::default(),
+            detector_points: Counter::default(),
+            detections: Family::default(),
+            step_transitions: Family::default(),
+            notifications: Family::default(),
+            executions_resumed: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -112,6 +127,36 @@ impl Metrics {
             "Time to acknowledge an ingest request (durable)",
             m.ingest_seconds.clone(),
         );
+        registry.register(
+            "detector_runs",
+            "Scheduled detector runs, by detector and outcome",
+            m.detector_runs.clone(),
+        );
+        registry.register(
+            "detector_points",
+            "Points scored by scheduled detectors",
+            m.detector_points.clone(),
+        );
+        registry.register(
+            "detections",
+            "Detections (firing or resolved), by detector",
+            m.detections.clone(),
+        );
+        registry.register(
+            "step_transitions",
+            "Execution journal transitions, by kind",
+            m.step_transitions.clone(),
+        );
+        registry.register(
+            "notifications",
+            "Notifications sent through notifiers, by notifier and outcome",
+            m.notifications.clone(),
+        );
+        registry.register(
+            "executions_resumed",
+            "Unfinished executions resumed at start",
+            m.executions_resumed.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -122,6 +167,15 @@ impl Metrics {
                 ("status".into(), status.into()),
             ])
             .inc();
+    }
+
+    /// Counts into a family with one pair of labels per `(name, value)`.
+    pub fn count(family: &Family<Labels, Counter>, labels: &[(&str, &str)]) {
+        let key: Labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        family.get_or_create(&key).inc();
     }
 
     pub fn http(&self, route: &str, code: u16) {

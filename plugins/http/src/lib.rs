@@ -51,6 +51,8 @@ pub struct Prepared {
     pub expect: Option<Vec<u16>>,
     pub risk: Risk,
     pub what: String,
+    /// Declared by the runbook for `request`; notifications cannot be taken back.
+    pub reversible: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,6 +69,13 @@ struct RequestInput {
     json: Option<Value>,
     #[serde(default)]
     expect_status: Option<Vec<u16>>,
+    /// What the endpoint does, as the runbook's author knows it: `low|medium|high`
+    /// (default: by method — GET/HEAD none, DELETE high, others medium).
+    #[serde(default)]
+    risk: Option<String>,
+    /// Whether the request's effect can be undone (default: false for writes).
+    #[serde(default)]
+    reversible: bool,
 }
 
 fn get() -> String {
@@ -195,10 +204,18 @@ pub fn prepare(
                 }
                 (None, None) => None,
             };
-            let risk = match method.as_str() {
-                "GET" | "HEAD" => Risk::None,
-                "DELETE" => Risk::High,
-                _ => Risk::Medium,
+            let risk = match (method.as_str(), r.risk.as_deref()) {
+                ("GET" | "HEAD", _) => Risk::None,
+                (_, Some("low")) => Risk::Low,
+                (_, Some("medium")) => Risk::Medium,
+                (_, Some("high")) => Risk::High,
+                (_, Some(other)) => {
+                    return Err(Error::invalid_input(format!(
+                        "risk {other:?}: write low, medium or high"
+                    )));
+                }
+                ("DELETE", None) => Risk::High,
+                (_, None) => Risk::Medium,
             };
             Prepared {
                 what: format!("{method} {}", r.url),
@@ -208,6 +225,7 @@ pub fn prepare(
                 body,
                 expect: r.expect_status,
                 risk,
+                reversible: r.reversible,
             }
         }
         "webhook" => {
@@ -222,6 +240,7 @@ pub fn prepare(
                 body: Some(json_body(&w.payload)?),
                 expect: None,
                 risk: Risk::Low,
+                reversible: false,
             }
         }
         "slack" => {
@@ -257,6 +276,7 @@ pub fn prepare(
                 body: Some(json_body(&msg)?),
                 expect: None,
                 risk: Risk::Low,
+                reversible: false,
             }
         }
         "pagerduty" => {
@@ -336,6 +356,7 @@ pub fn prepare(
                 body: Some(json_body(&ev)?),
                 expect: Some(vec![202]),
                 risk: Risk::Medium,
+                reversible: false,
             }
         }
         other => return Err(Error::invalid_input(format!("unknown action http/{other}"))),
@@ -359,7 +380,7 @@ pub fn plan_for(p: &Prepared) -> Plan {
     if !is_read(&p.method) {
         plan = plan.step(
             PlannedEffect::new(p.url.clone(), p.risk)
-                .reversible(false)
+                .reversible(p.reversible)
                 .effect(format!("http:{} {}", p.method, p.url)),
         );
     }

@@ -11,7 +11,8 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use vigil_plugin_sdk::{
-    Batch, Connector, Error, Event, Info, Plugin, Result, Series, TimeRange, export_plugin, json,
+    Batch, Capability, Connector, Error, Event, Info, Plugin, Result, Series, TimeRange,
+    export_plugin, json,
 };
 
 #[derive(Debug, Deserialize)]
@@ -26,6 +27,60 @@ pub struct Config {
     /// Where presets place their anomalies: `anchor_ms + offset`.
     #[serde(default = "default_anchor")]
     pub anchor_ms: i64,
+    /// The fleet's supervisor (`vigil demo` runs one): the fleet asks it what was done
+    /// to its services — a restart ends a leak, a database failover ends the latency
+    /// cascade — so remediation shows in the metrics. Needs an `http` GET grant.
+    #[serde(default)]
+    pub supervisor: Option<String>,
+}
+
+/// What the supervisor reports having done to a service (times on the sim's clock).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Interventions {
+    #[serde(default)]
+    pub restarted_at_ms: Option<i64>,
+    #[serde(default)]
+    pub failed_over_at_ms: Option<i64>,
+}
+
+/// Asks the supervisor about every fleet service; an unreachable one changes nothing.
+fn interventions(cfg: &Config) -> BTreeMap<String, Interventions> {
+    let Some(base) = &cfg.supervisor else {
+        return BTreeMap::new();
+    };
+    FLEET
+        .iter()
+        .filter_map(|name| {
+            let resp = vigil_plugin_sdk::http::get(&format!("{base}/services/{name}")).ok()?;
+            let i: Interventions = vigil_plugin_sdk::serde_json::from_str(&resp.text()).ok()?;
+            Some((name.to_string(), i))
+        })
+        .collect()
+}
+
+/// Applies what was done to the fleet: a restart ends `checkout`'s leak (memory is
+/// back to its base from then on); a failover of `postgres` ends the slowdown of it
+/// and of its dependents.
+pub fn apply(specs: &mut [Spec], done: &BTreeMap<String, Interventions>) {
+    let failover = done.get("postgres").and_then(|i| i.failed_over_at_ms);
+    for s in specs {
+        let service = s.labels.get("service").cloned().unwrap_or_default();
+        if let (Some(leak), Some(at)) = (
+            &mut s.leak,
+            done.get(&service).and_then(|i| i.restarted_at_ms),
+        ) && at > leak.start
+        {
+            leak.until = Some(at);
+        }
+        if let Some(at) = failover
+            && s.name == "http_request_duration_seconds"
+        {
+            // The cascade's shifts are (start, +d), (end, -d): end them at the failover.
+            if s.level_shifts.len() == 2 && s.level_shifts[1].at > at {
+                s.level_shifts[1].at = at.max(s.level_shifts[0].at);
+            }
+        }
+    }
 }
 
 fn default_seed() -> u64 {
@@ -54,6 +109,9 @@ pub struct Leak {
     pub start: i64,
     /// Growth per hour after `start`.
     pub per_hour: f64,
+    /// The leak ends here (a restart): the value is back to its base from then on.
+    #[serde(default)]
+    pub until: Option<i64>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -137,6 +195,7 @@ pub fn preset(name: &str, anchor: i64) -> Option<Spec> {
             s.leak = Some(Leak {
                 start: anchor + 6 * 3_600_000,
                 per_hour: 1.0e8,
+                until: None,
             });
             s.min = Some(0.0);
         }
@@ -179,6 +238,108 @@ pub fn preset(name: &str, anchor: i64) -> Option<Spec> {
         _ => return None,
     }
     Some(s)
+}
+
+/// The services of the simulated shop, most upstream last: `frontend` calls
+/// `checkout`, which calls `payments` and `inventory`, which share `postgres`.
+pub const FLEET: &[&str] = &["frontend", "checkout", "payments", "inventory", "postgres"];
+
+/// The fleet's series of one metric (`fleet:<metric>`): one per service, each with
+/// its own level, noise and daily cycle, and the demo's story placed after `anchor`:
+/// - `process_resident_memory_bytes`: `checkout` leaks from `anchor + 3 min`;
+/// - `http_request_duration_seconds`: `postgres` slows down at `anchor + 8 min`, and
+///   its dependents follow a minute apart (`payments`, `inventory`, then `checkout`,
+///   then `frontend`), until `anchor + 45 min`;
+/// - `http_requests_per_second`: daily and weekly traffic cycles, no anomaly;
+/// - `node_filesystem_used_ratio`: one volume per service filling slowly.
+pub fn fleet(metric: &str, anchor: i64) -> Option<Vec<Spec>> {
+    let day = 86_400_000u64;
+    let minute = 60_000i64;
+    let known = [
+        "process_resident_memory_bytes",
+        "http_request_duration_seconds",
+        "http_requests_per_second",
+        "node_filesystem_used_ratio",
+    ];
+    if !known.contains(&metric) {
+        return None;
+    }
+    let specs = FLEET
+        .iter()
+        .enumerate()
+        .map(|(i, service)| {
+            let k = i as f64;
+            let mut s = Spec {
+                name: metric.to_string(),
+                ..Spec::default()
+            };
+            s.labels.insert("service".into(), (*service).into());
+            s.labels.insert("instance".into(), format!("{service}-1"));
+            match metric {
+                "process_resident_memory_bytes" => {
+                    s.base = 4.0e8 + 1.5e8 * k;
+                    s.noise = 3.0e6;
+                    s.seasonality = vec![Seasonality {
+                        period_ms: day,
+                        amplitude: 1.0e7,
+                    }];
+                    if *service == "checkout" {
+                        s.leak = Some(Leak {
+                            start: anchor + 3 * minute,
+                            per_hour: 1.8e9,
+                            until: None,
+                        });
+                    }
+                    s.min = Some(0.0);
+                }
+                "http_request_duration_seconds" => {
+                    s.base = 0.04 + 0.02 * k;
+                    s.noise = 0.003;
+                    let (delay, delta) = match *service {
+                        "postgres" => (0, 0.40),
+                        "payments" | "inventory" => (1, 0.30),
+                        "checkout" => (2, 0.35),
+                        _ => (3, 0.40),
+                    };
+                    let start = anchor + (8 + delay) * minute;
+                    s.level_shifts = vec![
+                        Shift { at: start, delta },
+                        Shift {
+                            at: anchor + 45 * minute,
+                            delta: -delta,
+                        },
+                    ];
+                    s.min = Some(0.0);
+                }
+                "http_requests_per_second" => {
+                    s.base = 900.0 - 120.0 * k;
+                    s.noise = 15.0;
+                    s.seasonality = vec![
+                        Seasonality {
+                            period_ms: day,
+                            amplitude: 250.0 - 30.0 * k,
+                        },
+                        Seasonality {
+                            period_ms: 7 * day,
+                            amplitude: 60.0,
+                        },
+                    ];
+                    s.min = Some(0.0);
+                }
+                _ => {
+                    s.labels.insert("mountpoint".into(), "/var".into());
+                    s.base = 0.40 + 0.05 * k;
+                    s.noise = 0.002;
+                    s.trend_per_hour = 0.0005;
+                    s.trend_from = anchor;
+                    s.min = Some(0.0);
+                    s.max = Some(1.0);
+                }
+            }
+            s
+        })
+        .collect();
+    Some(specs)
 }
 
 /// SplitMix64: a tiny, well-mixed, stable hash.
@@ -226,6 +387,7 @@ pub fn value(spec: &Spec, seed: u64, t: i64) -> f64 {
     v += spec.trend_per_hour * (t - spec.trend_from) as f64 / HOUR;
     if let Some(l) = &spec.leak
         && t >= l.start
+        && l.until.is_none_or(|u| t < u)
     {
         v += l.per_hour * (t - l.start) as f64 / HOUR;
     }
@@ -352,6 +514,13 @@ pub fn parse_query(query: &str, anchor: i64) -> Result<Vec<Spec>> {
         return vigil_plugin_sdk::serde_json::from_str(q)
             .map_err(|e| Error::invalid_input(format!("specs: {e}")));
     }
+    if let Some(metric) = q.strip_prefix("fleet:") {
+        return fleet(metric.trim(), anchor).ok_or_else(|| {
+            Error::invalid_input(format!(
+                "unknown fleet metric {metric:?}; the fleet has process_resident_memory_bytes, http_request_duration_seconds, http_requests_per_second, node_filesystem_used_ratio"
+            ))
+        });
+    }
     if q == "all" {
         return Ok(PRESETS.iter().filter_map(|p| preset(p, anchor)).collect());
     }
@@ -387,13 +556,15 @@ impl Plugin for Sim {
     fn info() -> Info {
         Info::new("sim", env!("CARGO_PKG_VERSION"))
             .description("Deterministic synthetic metrics with seasonality, trends, leaks, spikes and level shifts; anomalies labelled as events.")
+            .capability(Capability::http("asks the fleet's supervisor what was done to its services"))
             .config_schema(json!({
                 "type": "object",
                 "additionalProperties": false,
                 "properties": {
                     "seed": { "type": "integer", "minimum": 0, "default": 42 },
                     "interval_ms": { "type": "integer", "minimum": 1, "default": 60000 },
-                    "anchor_ms": { "type": "integer", "default": 1700000000000u64 }
+                    "anchor_ms": { "type": "integer", "default": 1700000000000u64 },
+                    "supervisor": { "type": "string" }
                 }
             }))
     }
@@ -402,7 +573,11 @@ impl Plugin for Sim {
 impl Connector for Sim {
     fn fetch(config: Config, query: &str, range: TimeRange) -> Result<Batch> {
         let mut out = Batch::default();
-        for spec in parse_query(query, config.anchor_ms)? {
+        let mut specs = parse_query(query, config.anchor_ms)?;
+        if query.trim().starts_with("fleet:") {
+            apply(&mut specs, &interventions(&config));
+        }
+        for spec in specs {
             let b = generate(&spec, &config, range)?;
             out.series.extend(b.series);
             out.events.extend(b.events);
@@ -422,6 +597,7 @@ mod tests {
             seed: 7,
             interval_ms: 60_000,
             anchor_ms: 0,
+            supervisor: None,
         }
     }
 
@@ -572,6 +748,88 @@ mod tests {
         .expect("gen");
         assert_eq!(b.series[0].samples.len(), 1);
         assert_eq!(b.series[0].samples[0].timestamp, 60_000);
+    }
+
+    #[test]
+    fn the_fleet_tells_the_demo_story() {
+        let minute = 60_000;
+        let range = TimeRange {
+            start: 0,
+            end: 60 * minute,
+            step: minute as u64,
+        };
+        let mem = parse_query("fleet:process_resident_memory_bytes", 0).expect("fleet");
+        assert_eq!(mem.len(), FLEET.len());
+        for spec in &mem {
+            let b = generate(spec, &cfg(), range).expect("gen");
+            let s = &b.series[0].samples;
+            let growth = s[59].value - s[2].value;
+            if spec.labels["service"] == "checkout" {
+                assert!(growth > 1.0e9, "checkout leaks: {growth}");
+            } else {
+                assert!(
+                    growth.abs() < 1.0e8,
+                    "{} is steady: {growth}",
+                    spec.labels["service"]
+                );
+            }
+        }
+        let lat = parse_query("fleet:http_request_duration_seconds", 0).expect("fleet");
+        let onset = |spec: &Spec| {
+            let b = generate(spec, &cfg(), range).expect("gen");
+            b.events
+                .iter()
+                .find(|e| e.message.starts_with("level shift"))
+                .map(|e| e.timestamp)
+        };
+        let by = |name: &str| {
+            lat.iter()
+                .find(|s| s.labels["service"] == name)
+                .expect(name)
+        };
+        assert!(onset(by("postgres")) < onset(by("payments")));
+        assert!(onset(by("payments")) < onset(by("checkout")));
+        assert!(onset(by("checkout")) < onset(by("frontend")));
+        assert!(parse_query("fleet:nope", 0).is_err());
+
+        // What the supervisor did shows: a restart ends the leak, a failover the cascade.
+        let mut mem = mem;
+        let done = BTreeMap::from([
+            (
+                "checkout".to_string(),
+                Interventions {
+                    restarted_at_ms: Some(20 * minute),
+                    failed_over_at_ms: None,
+                },
+            ),
+            (
+                "postgres".to_string(),
+                Interventions {
+                    restarted_at_ms: None,
+                    failed_over_at_ms: Some(12 * minute),
+                },
+            ),
+        ]);
+        apply(&mut mem, &done);
+        let checkout = mem
+            .iter()
+            .find(|s| s.labels["service"] == "checkout")
+            .expect("checkout");
+        let at = |spec: &Spec, t: i64| value(spec, 7, t);
+        assert!(at(checkout, 19 * minute) > at(checkout, 2 * minute) + 4.0e8);
+        assert!(
+            (at(checkout, 30 * minute) - at(checkout, 2 * minute)).abs() < 3.0e7,
+            "back to base"
+        );
+        let mut lat = lat;
+        apply(&mut lat, &done);
+        for spec in &lat {
+            assert!(
+                at(spec, 13 * minute) < 0.2,
+                "{} recovered after the failover",
+                spec.labels["service"]
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,474 @@
+//! `vigil demo`: the closed loop on the embedded default bundle, narrated.
+//!
+//! It starts the demo's service supervisor on 127.0.0.1:9798 (the target the
+//! bundled remediations call), runs the daemon — detectors over the simulated shop,
+//! the alert pipeline, policies, the executor — on a compressed clock, approves what
+//! waits for a human as the on-call engineer would, and prints the story with
+//! timestamps until every incident is resolved (or the time is up). The store is
+//! `.vigil/demo`, made anew each time so the story is the same.
+
+mod supervisor;
+
+use super::{Global, Paint};
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use vigil::alert::IncidentStatus;
+use vigil::runbook::model::TriggerMode;
+use vigil::schedule::Clock;
+use vigil::store::Store;
+use vigil::telemetry::Metrics;
+use vigil::telemetry::story::{self, Story};
+
+pub const SUPERVISOR: &str = "127.0.0.1:9798";
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Simulated seconds per wall second.
+    #[arg(long, default_value_t = 60.0)]
+    pub speed: f64,
+    /// Stop after this long (wall clock) even if incidents are still open.
+    #[arg(long, default_value = "110s")]
+    pub timeout: String,
+    /// Seconds the simulated on-call engineer takes to approve.
+    #[arg(long, default_value_t = 2.0)]
+    pub approve_after: f64,
+}
+
+/// Facts the summary needs, gathered from the story.
+#[derive(Default)]
+struct Tally {
+    detections: usize,
+    first_detection: BTreeMap<String, i64>,
+    incidents_opened: BTreeMap<String, i64>,
+    resolved: BTreeMap<String, i64>,
+    approvals: usize,
+}
+
+pub fn run(g: &Global, args: &DemoArgs) -> Result<ExitCode> {
+    let p = Paint::new(g.color());
+    let timeout = vigil::runbook::duration::Duration::parse(&args.timeout)
+        .map_err(|e| {
+            super::invalid(format!(
+                "--timeout {}: {}; {}",
+                args.timeout,
+                e.message,
+                vigil::runbook::duration::DURATION_HINT
+            ))
+        })?
+        .as_std();
+    let dir = g.bundle_dir().ok_or_else(|| {
+        super::invalid("no vigil.yaml here or in runbooks/; run the demo from the repository")
+    })?;
+    let bundle = vigil::runbook::Bundle::load(&dir)
+        .with_context(|| format!("reading bundle {}", dir.display()))?;
+    if bundle.has_errors() {
+        super::validate::print_diagnostics(g, &bundle);
+        return Err(super::invalid(
+            "the bundle has problems; `vigil validate` lists them",
+        ));
+    }
+    println!(
+        "{} {} runbooks, {} detectors, {} policies in {} — valid",
+        p.bold("vigil demo:"),
+        bundle.runbooks.len(),
+        bundle.detectors.len(),
+        bundle.policies.len(),
+        dir.display()
+    );
+
+    // The compressed clock starts now; the simulated shop's story is anchored to it.
+    let start_wall = Instant::now();
+    let origin = vigil::store::now_ms();
+    let clock = Clock::scaled(origin, args.speed);
+    let supervisor_url = format!("http://{SUPERVISOR}");
+    let (catalog, sources) = super::plugin::with_plugins_and_sources(g, &bundle, &|cfgs| {
+        for c in cfgs.iter_mut().filter(|c| c.plugin_name() == "sim") {
+            if let Some(obj) = c.config.as_object_mut() {
+                obj.insert("anchor_ms".into(), origin.into());
+                obj.insert("supervisor".into(), supervisor_url.clone().into());
+            } else {
+                c.config = serde_json::json!({ "anchor_ms": origin, "supervisor": supervisor_url });
+            }
+            c.grants.http.push(
+                serde_json::from_value(serde_json::json!({
+                    "url": format!("{supervisor_url}/services/*"), "methods": ["GET"]
+                }))
+                .expect("a valid grant"),
+            );
+        }
+    })?;
+    let problems = vigil::schedule::runner::check(&bundle.detectors, &sources);
+    if !problems.is_empty() {
+        return Err(super::invalid(format!(
+            "the detectors cannot run:\n  {}\n(`make plugins` builds the plugins)",
+            problems.join("\n  ")
+        )));
+    }
+
+    let print = {
+        let p = Paint::new(g.color());
+        move |kind: &str, text: &str| {
+            let wall = start_wall.elapsed().as_secs_f64();
+            let sim = chrono::DateTime::from_timestamp_millis(clock.now_ms())
+                .map(|t| t.format("%H:%M").to_string())
+                .unwrap_or_default();
+            let tag = match kind {
+                "detect" => p.yellow(&format!("{kind:<9}")),
+                "incident" => p.red(&format!("{kind:<9}")),
+                "policy" | "approve" => p.cyan(&format!("{kind:<9}")),
+                "step" => p.green(&format!("{kind:<9}")),
+                _ => p.dim(&format!("{kind:<9}")),
+            };
+            println!(
+                "{} {tag} {text}",
+                p.dim(&format!("[{wall:5.1}s sim {sim}]"))
+            );
+        }
+    };
+    let print = Arc::new(print);
+    let target_print = print.clone();
+    let supervisor = supervisor::start(
+        SUPERVISOR,
+        Arc::new(move || clock.now_ms()),
+        Arc::new(move |line| target_print("target", &line)),
+    )
+    .map_err(|e| {
+        super::invalid(format!(
+            "cannot start the demo's supervisor on {SUPERVISOR}: {e} (is another demo running?)"
+        ))
+    })?;
+
+    let store_dir = super::store_dir(g, None).join("demo");
+    if store_dir.exists() {
+        std::fs::remove_dir_all(&store_dir)
+            .with_context(|| format!("clearing {}", store_dir.display()))?;
+    }
+    let store = Store::open(&store_dir)
+        .with_context(|| format!("opening the store at {}", store_dir.display()))?;
+    println!(
+        "  the shop: frontend → checkout → payments, inventory → postgres, simulated at {}× \
+         (one wall second is {} simulated); supervisor on http://{SUPERVISOR}; store {}",
+        args.speed,
+        human_secs(args.speed),
+        store_dir.display()
+    );
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let summary = rt.block_on(async {
+        let (narrator, mut rx) = story::channel(4096);
+        let metrics = Arc::new(Metrics::new());
+        let daemon = vigil::daemon::Daemon::start(
+            &bundle,
+            store.clone(),
+            Arc::new(catalog),
+            sources,
+            metrics.clone(),
+            vigil::daemon::DaemonOptions {
+                clock,
+                narrator: Some(narrator),
+                trigger_mode: Some(TriggerMode::Live),
+                ..Default::default()
+            },
+        )
+        .await?;
+        print(
+            "start",
+            &format!(
+                "{} detectors scheduled; learning from 6 h of history first",
+                daemon.started.detectors
+            ),
+        );
+        let svc = daemon.service().clone();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut settled_at: Option<tokio::time::Instant> = None;
+        loop {
+            let next = tokio::time::timeout(Duration::from_millis(200), rx.recv());
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {
+                    print("timeout", "time is up; stopping with incidents still open");
+                    break;
+                }
+                s = next => {
+                    if let Ok(Some(s)) = s {
+                        narrate(&s, print.as_ref(), &tally, &svc, args.approve_after);
+                    }
+                }
+            }
+            // Done when every incident is resolved (and at least one was), after a
+            // moment for the last lines of the story to arrive.
+            let incidents = svc.incidents(false, 100);
+            let all_resolved = !incidents.is_empty()
+                && incidents
+                    .iter()
+                    .all(|i| i.status == IncidentStatus::Resolved);
+            let two = incidents.len() >= 2;
+            match (all_resolved && two, settled_at) {
+                (true, None) => settled_at = Some(tokio::time::Instant::now()),
+                (true, Some(t)) if t.elapsed() > Duration::from_millis(800) => break,
+                (false, _) => settled_at = None,
+                _ => {}
+            }
+        }
+        while let Ok(s) = rx.try_recv() {
+            narrate(&s, print.as_ref(), &tally, &svc, args.approve_after);
+        }
+        let incidents = svc.incidents(false, 100);
+        let alerts = metrics_value(&metrics.render(), "vigil_alerts_received_total");
+        daemon.shutdown(Duration::from_secs(10)).await?;
+        Ok::<_, anyhow::Error>((incidents, alerts))
+    })?;
+    let (incidents, alerts) = summary;
+    let t = tally.lock().unwrap_or_else(|p| p.into_inner());
+    let log = supervisor.lock().unwrap_or_else(|p| p.into_inner());
+
+    println!("\n{}", p.bold("== summary"));
+    let minutes = |ms: i64| {
+        let s = (ms.max(0) + 500) / 1000;
+        format!("{}m{:02}s simulated", s / 60, s % 60)
+    };
+    let mut firsts: Vec<(&String, &i64)> = t.first_detection.iter().collect();
+    firsts.sort_by_key(|(_, at)| **at);
+    for (key, at) in firsts {
+        println!(
+            "  first detection of {key}: {} after the start",
+            minutes(at - origin)
+        );
+    }
+    println!(
+        "  {} detections → {} alerts received → {} incidents ({:.0}% less to look at)",
+        t.detections,
+        alerts,
+        incidents.len(),
+        if alerts > 0.0 {
+            100.0 * (1.0 - incidents.len() as f64 / alerts)
+        } else {
+            0.0
+        }
+    );
+    for inc in incidents.iter().rev() {
+        let ttr = t
+            .resolved
+            .get(&inc.id)
+            .zip(t.incidents_opened.get(&inc.id))
+            .map(|(r, o)| format!("resolved {} after it opened", minutes(r - o)))
+            .unwrap_or_else(|| inc.status.as_str().to_string());
+        println!(
+            "  {} {} — root cause {}, {} symptom alert(s); {ttr}",
+            inc.id,
+            inc.title,
+            inc.root_service.as_deref().unwrap_or("?"),
+            inc.alerts.len().saturating_sub(1)
+        );
+    }
+    println!(
+        "  effects on the target: {}; {} approval(s); {} chat message(s)",
+        if log.effects.is_empty() {
+            "none".to_string()
+        } else {
+            log.effects.join(", ")
+        },
+        t.approvals,
+        log.chat.len()
+    );
+    let all_resolved = !incidents.is_empty()
+        && incidents
+            .iter()
+            .all(|i| i.status == IncidentStatus::Resolved);
+    println!("\n{}", p.bold("== where to look next"));
+    let store_flag = format!("--store {}", store_dir.display());
+    println!("  vigil incidents list {store_flag}        # needs `vigil serve {store_flag}`");
+    println!("  vigil executions list {store_flag}       # every execution and its journal");
+    println!("  vigil audit {store_flag}                 # who or what decided what");
+    println!(
+        "  vigil serve --speed 60 --runbooks live    # the same loop as a server: /metrics, /api/v1/incidents"
+    );
+    Ok(if all_resolved {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn human_secs(speed: f64) -> String {
+    let s = speed;
+    if s >= 3600.0 {
+        format!("{:.1} h", s / 3600.0)
+    } else if s >= 60.0 {
+        format!("{:.0} min", s / 60.0)
+    } else {
+        format!("{s:.0} s")
+    }
+}
+
+fn metrics_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Prints one event of the story (leaving out the routine ones) and acts as the
+/// on-call engineer when an execution waits for approval.
+fn narrate(
+    s: &Story,
+    print: &(dyn Fn(&str, &str) + Send + Sync),
+    tally: &Arc<Mutex<Tally>>,
+    svc: &Arc<vigil::alert::AlertService>,
+    approve_after: f64,
+) {
+    let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+    match s {
+        Story::Detection {
+            detector,
+            alertname,
+            labels,
+            score,
+            summary,
+            resolved,
+            at_ms,
+            ..
+        } => {
+            t.detections += 1;
+            let service = labels.get("service").map_or("?", String::as_str);
+            let key = format!("{alertname} on {service}");
+            if *resolved {
+                print("detect", &format!("{key}: back to normal ({detector})"));
+            } else if !t.first_detection.contains_key(&key) {
+                t.first_detection.insert(key.clone(), *at_ms);
+                print(
+                    "detect",
+                    &format!("{key} — score {score:.2}: {summary} ({detector})"),
+                );
+            }
+        }
+        Story::Incident {
+            id,
+            change,
+            detail,
+            at_ms,
+        } => {
+            match change.as_str() {
+                "opened" => {
+                    t.incidents_opened.entry(id.clone()).or_insert(*at_ms);
+                }
+                "resolved" => {
+                    t.resolved.entry(id.clone()).or_insert(*at_ms);
+                }
+                _ => {}
+            }
+            print("incident", &format!("{id} {change}: {detail}"));
+        }
+        Story::Decision {
+            actor,
+            action,
+            subject,
+            outcome,
+            reason,
+            ..
+        } => match action.as_str() {
+            "decide" => print(
+                "policy",
+                &format!(
+                    "{actor} on {subject}: {outcome} — {}",
+                    reason.as_deref().unwrap_or("")
+                ),
+            ),
+            "approve" | "reject" => print(
+                "approve",
+                &format!("{actor} {action}s {subject}: {outcome}"),
+            ),
+            "run" => {}
+            _ => print("policy", &format!("{actor} {action} {subject}: {outcome}")),
+        },
+        Story::Step {
+            execution,
+            runbook,
+            step,
+            transition,
+            detail,
+            output,
+            ..
+        } => {
+            let what = match (step, transition.as_str()) {
+                (None, "execution_started") => Some(format!("{execution} {runbook} started")),
+                (None, "execution_finished") => Some(format!(
+                    "{execution} {runbook} finished: {}",
+                    detail.as_deref().unwrap_or("")
+                )),
+                (
+                    Some(step),
+                    "started" | "skipped" | "failed" | "retrying" | "approved" | "rejected"
+                    | "compensated" | "in_doubt",
+                ) => Some(format!(
+                    "{execution} {step}: {transition}{}",
+                    detail
+                        .as_deref()
+                        .map(|d| format!(" — {d}"))
+                        .unwrap_or_default()
+                )),
+                (Some(step), "succeeded") => Some(format!(
+                    "{execution} {step}: succeeded{}",
+                    output
+                        .as_ref()
+                        .map(|o| format!(" → {}", short(o)))
+                        .unwrap_or_default()
+                )),
+                (Some(step), "awaiting_approval") => {
+                    t.approvals += 1;
+                    let (svc, id) = (svc.clone(), execution.clone());
+                    let wait = Duration::from_secs_f64(approve_after.max(0.0));
+                    tokio::spawn(async move {
+                        tokio::time::sleep(wait).await;
+                        if let Err(e) = svc
+                            .decide_approval(
+                                &id,
+                                true,
+                                "user:alice (on call, demo)",
+                                Some("looked at the plan; go"),
+                                None,
+                            )
+                            .await
+                        {
+                            tracing::error!(execution = %id, "demo approval: {e}");
+                        }
+                    });
+                    Some(format!(
+                        "{execution} {step}: awaiting approval — the on-call engineer approves in {approve_after:.0} s (`vigil executions approve {execution}`)"
+                    ))
+                }
+                _ => None,
+            };
+            if let Some(w) = what {
+                print("step", &w);
+            }
+        }
+        Story::Notification {
+            notifier,
+            ok,
+            detail,
+            ..
+        } => print(
+            "notify",
+            &format!(
+                "{notifier} {}: {detail}",
+                if *ok { "sent" } else { "FAILED" }
+            ),
+        ),
+    }
+}
+
+fn short(v: &serde_json::Value) -> String {
+    let text = v.to_string();
+    if text.chars().count() > 120 {
+        format!("{}…", text.chars().take(120).collect::<String>())
+    } else {
+        text
+    }
+}

@@ -1,0 +1,265 @@
+//! The closed loop, as `vigil serve` and `vigil demo` run it: the detector
+//! scheduler, the connectors it queries, the alert pipeline, policies and the
+//! executor in one tokio runtime, joined by bounded channels.
+//!
+//! ```text
+//! schedule::runner ──(RunReport, bounded)──► forwarder ──► AlertService::ingest_detections
+//!                                                            │ tick: group, correlate
+//!                                                            ▼
+//!                                              Trigger → Automation (policy) → Executor
+//! ```
+//!
+//! At start every unfinished execution in the store is resumed (the executor decides
+//! what is safe to re-run); at shutdown the detectors stop first, then the pipeline,
+//! then in-flight executions get a grace period to finish or pause. Whatever is still
+//! running after it stays journaled as running and resumes at the next start.
+
+use crate::alert::service::{AlertService, Options, ServiceError, build_with};
+use crate::exec::action::ActionCatalog;
+use crate::plugin::{Connector, TimeRange};
+use crate::runbook::Bundle;
+use crate::runbook::model::TriggerMode;
+use crate::schedule::Clock;
+use crate::schedule::detectors::Series;
+use crate::schedule::runner::{
+    self, FetchFuture, RunReport, RunnerConfig, RunnerStats, Source, Sources,
+};
+use crate::store::{ExecStatus, Store};
+use crate::telemetry::Metrics;
+use crate::telemetry::story::Narrator;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// How the loop runs.
+#[derive(Clone, Default)]
+pub struct DaemonOptions {
+    pub clock: Clock,
+    pub narrator: Option<Narrator>,
+    pub runner: RunnerConfig,
+    /// Overrides `alerting.runbooks` (e.g. the demo runs live).
+    pub trigger_mode: Option<TriggerMode>,
+    /// How often the alert pipeline ticks (default: from `group_wait`/`group_interval`).
+    pub tick: Option<Duration>,
+}
+
+impl std::fmt::Debug for DaemonOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DaemonOptions")
+            .field("clock", &self.clock)
+            .field("runner", &self.runner)
+            .field("trigger_mode", &self.trigger_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A connector instance as a detector source: the plugin call runs on tokio's
+/// blocking pool; its samples become `(unix seconds, value)` points.
+#[derive(Debug, Clone)]
+pub struct ConnectorSource(pub Connector);
+
+impl Source for ConnectorSource {
+    fn fetch(&self, query: &str, start_ms: i64, end_ms: i64) -> FetchFuture {
+        let connector = self.0.clone();
+        let query = query.to_string();
+        Box::pin(async move {
+            let batch = connector
+                .fetch_async(query, TimeRange::range(start_ms, end_ms, 0))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(batch
+                .series
+                .into_iter()
+                .map(|s| Series {
+                    labels: s.labels,
+                    points: s
+                        .samples
+                        .iter()
+                        .map(|p| (p.timestamp.div_euclid(1000), p.value))
+                        .collect(),
+                })
+                .collect())
+        })
+    }
+}
+
+/// What a start found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Started {
+    pub detectors: usize,
+    /// Unfinished executions handed back to the executor.
+    pub resumed: Vec<String>,
+}
+
+/// The running loop.
+pub struct Daemon {
+    svc: Arc<AlertService>,
+    stop: watch::Sender<bool>,
+    runner: Option<JoinHandle<()>>,
+    forwarder: Option<JoinHandle<()>>,
+    ticker: JoinHandle<()>,
+    resumes: Vec<JoinHandle<()>>,
+    pub stats: Arc<RunnerStats>,
+    pub started: Started,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a shutdown managed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stopped {
+    /// Every execution started for an incident finished or paused within the grace period.
+    pub drained: bool,
+}
+
+impl Daemon {
+    /// Starts the loop for `bundle` inside the current tokio runtime. `sources` are the
+    /// connectors detectors may name.
+    pub async fn start(
+        bundle: &Bundle,
+        store: Store,
+        catalog: Arc<dyn ActionCatalog>,
+        sources: Sources,
+        metrics: Arc<Metrics>,
+        opts: DaemonOptions,
+    ) -> Result<Daemon, ServiceError> {
+        let options = Options {
+            clock: opts.clock,
+            narrator: opts.narrator.clone(),
+            trigger_mode: opts.trigger_mode,
+        };
+        let svc = build_with(bundle, store.clone(), catalog, metrics.clone(), options)?;
+        let mut started = Started::default();
+
+        // Resume what a previous process left unfinished, before anything new starts.
+        let mut resumes = Vec::new();
+        if let Some(executor) = svc.executor() {
+            for rec in store.executions()? {
+                if rec.status != ExecStatus::Running {
+                    continue;
+                }
+                started.resumed.push(rec.id.clone());
+                metrics.executions_resumed.inc();
+                let executor = executor.clone();
+                let handle = tokio::runtime::Handle::current();
+                // The executor's futures are not `Send`: a blocking thread drives each.
+                resumes.push(tokio::task::spawn_blocking(move || {
+                    match handle.block_on(executor.resume(&rec.id)) {
+                        Ok(r) => {
+                            tracing::info!(execution = %r.id, status = r.status.as_str(), "resumed")
+                        }
+                        Err(e) => tracing::error!(execution = %rec.id, "resume: {e}"),
+                    }
+                }));
+            }
+        }
+
+        let a = &bundle.config.alerting;
+        let period = opts.tick.unwrap_or_else(|| {
+            let sim = a.group_wait.as_std().min(a.group_interval.as_std()) / 4;
+            opts.clock
+                .wall_duration(sim)
+                .clamp(Duration::from_millis(20), Duration::from_secs(1))
+        });
+        let ticker = svc.spawn_ticker(period);
+
+        let (stop, stop_rx) = watch::channel(false);
+        let stats = Arc::new(RunnerStats::default());
+        let (runner, forwarder) = if bundle.detectors.is_empty() {
+            (None, None)
+        } else {
+            started.detectors = bundle.detectors.len();
+            // Reports wait here for the pipeline; a full queue holds the detectors back.
+            let (tx, rx) = mpsc::channel::<RunReport>(16);
+            let runner = tokio::spawn(runner::run(
+                bundle.detectors.clone(),
+                sources,
+                opts.clock,
+                opts.runner.clone(),
+                tx,
+                stop_rx,
+                stats.clone(),
+            ));
+            let forwarder = tokio::spawn(forward(rx, svc.clone(), metrics));
+            (Some(runner), Some(forwarder))
+        };
+        Ok(Daemon {
+            svc,
+            stop,
+            runner,
+            forwarder,
+            ticker,
+            resumes,
+            stats,
+            started,
+        })
+    }
+
+    pub fn service(&self) -> &Arc<AlertService> {
+        &self.svc
+    }
+
+    /// Stops detectors, then the pipeline, then waits up to `grace` for executions.
+    pub async fn shutdown(mut self, grace: Duration) -> Result<Stopped, ServiceError> {
+        let _ = self.stop.send(true);
+        if let Some(r) = self.runner.take() {
+            let _ = r.await;
+        }
+        // The runner dropped its sender: the forwarder delivers what is queued, then ends.
+        if let Some(f) = self.forwarder.take() {
+            let _ = f.await;
+        }
+        // One last turn so that what the detectors said is grouped and persisted.
+        self.svc.tick().await?;
+        self.ticker.abort();
+        let deadline = tokio::time::Instant::now() + grace;
+        let mut drained = self.svc.drain(grace).await;
+        for r in self.resumes.drain(..) {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            drained &= tokio::time::timeout(left, r).await.is_ok();
+        }
+        self.svc.store().sync().await?;
+        Ok(Stopped { drained })
+    }
+}
+
+/// Hands detector findings to the pipeline, one run's worth at a time.
+async fn forward(mut rx: mpsc::Receiver<RunReport>, svc: Arc<AlertService>, metrics: Arc<Metrics>) {
+    while let Some(report) = rx.recv().await {
+        let outcome = if report.error.is_some() {
+            "failed"
+        } else {
+            "ok"
+        };
+        Metrics::count(
+            &metrics.detector_runs,
+            &[("detector", &report.detector), ("outcome", outcome)],
+        );
+        metrics.detector_points.inc_by(report.points as u64);
+        if report.detections.is_empty() {
+            continue;
+        }
+        if let Err(e) = svc.ingest_detections(&report.detections).await {
+            tracing::error!(detector = %report.detector, "ingesting detections: {e}");
+        }
+    }
+}
+
+/// Every connector instance of `catalog`, by name, as a detector source.
+pub fn sources(catalog: &crate::plugin::PluginCatalog) -> Sources {
+    catalog
+        .instances()
+        .filter_map(|i| catalog.connector(i.name()))
+        .map(|c| {
+            let name = c.name().to_string();
+            (name, Arc::new(ConnectorSource(c)) as Arc<dyn Source>)
+        })
+        .collect()
+}
