@@ -161,6 +161,9 @@ impl Daemon {
             }
         }
 
+        // Open incidents a crash left before their runbooks were started.
+        svc.start_matching(&svc.open_incidents()).await?;
+
         let a = &bundle.config.alerting;
         let period = opts.tick.unwrap_or_else(|| {
             let sim = a.group_wait.as_std().min(a.group_interval.as_std()) / 4;

@@ -386,8 +386,54 @@ impl Engine {
         if t.mode == "live" && inc.status == IncidentStatus::Open {
             inc.status = IncidentStatus::Remediating;
         }
-        inc.executions.push(t);
+        // One entry per run: the outcome replaces what was recorded as it started
+        // (or as it paused for an approval).
+        let same_run = inc.executions.iter().position(|e| {
+            e.runbook == t.runbook
+                && (e.status == super::service::STARTING
+                    || (e.execution.is_some() && e.execution == t.execution))
+        });
+        match same_run {
+            Some(i) if t.status != super::service::STARTING => inc.executions[i] = t,
+            _ => inc.executions.push(t),
+        }
         Some(inc.clone())
+    }
+
+    /// Runs recorded as starting when the process stopped: `found` says which
+    /// execution (and status) each became, by (incident, runbook). Those with none
+    /// never started; they are marked so, with the reason.
+    pub fn reconcile_starting(
+        &mut self,
+        found: &HashMap<(String, String), (String, String)>,
+    ) -> Vec<Incident> {
+        let mut changed = Vec::new();
+        for inc in self.incidents.values_mut() {
+            let mut touched = false;
+            for e in inc
+                .executions
+                .iter_mut()
+                .filter(|e| e.status == super::service::STARTING)
+            {
+                touched = true;
+                match found.get(&(inc.id.clone(), e.runbook.clone())) {
+                    Some((exec, status)) => {
+                        e.execution = Some(exec.clone());
+                        e.status = status.clone();
+                    }
+                    None => {
+                        e.status = "interrupted".into();
+                        e.reason = Some(
+                            "vigil stopped before the execution was created; it never ran".into(),
+                        );
+                    }
+                }
+            }
+            if touched {
+                changed.push(inc.clone());
+            }
+        }
+        changed
     }
 
     /// Advances time: resolves timed-out alerts, evaluates silences and inhibition,

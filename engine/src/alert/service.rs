@@ -52,6 +52,9 @@ impl std::fmt::Debug for AlertService {
     }
 }
 
+/// The status of a runbook recorded as about to start for an incident.
+pub const STARTING: &str = "starting";
+
 /// How many executions may run for incidents at once; more wait their turn.
 pub const MAX_IN_FLIGHT: usize = 64;
 
@@ -140,8 +143,40 @@ impl AlertService {
             narrator: options.narrator,
             in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
         };
+        svc.reconcile_starting()?;
         svc.update_metrics();
         Ok(Arc::new(svc))
+    }
+
+    /// Open incidents, for [`AlertService::start_matching`] at start.
+    pub fn open_incidents(&self) -> Vec<Incident> {
+        self.engine()
+            .incidents()
+            .filter(|i| i.is_open())
+            .cloned()
+            .collect()
+    }
+
+    /// After a restart: ties runbooks recorded as starting to the executions they
+    /// became (the daemon resumes those), or marks them as never started.
+    fn reconcile_starting(&self) -> Result<(), StoreError> {
+        let mut found = std::collections::HashMap::new();
+        for rec in self.store.executions()? {
+            if let Some(inc) = rec.incident["id"].as_str() {
+                found.insert(
+                    (inc.to_string(), rec.runbook.clone()),
+                    (rec.id.clone(), rec.status.as_str().to_string()),
+                );
+            }
+        }
+        let changed = self.engine().reconcile_starting(&found);
+        for inc in &changed {
+            self.store.put_incident(inc)?;
+        }
+        if !changed.is_empty() {
+            self.store.sync_blocking()?;
+        }
+        Ok(())
     }
 
     fn engine(&self) -> MutexGuard<'_, Engine> {
@@ -233,27 +268,45 @@ impl AlertService {
         .map_err(|e| {
             crate::exec::ExecError::Store(StoreError::Corrupt(format!("approval task: {e}")))
         })??;
-        let rec = self.store.execution(&id)?;
-        if let Some(incident) = rec.incident["id"].as_str() {
-            let verified = match (&report, self.trigger.runbook(&rec.runbook)) {
-                (Some(r), Some(rb)) => crate::exec::verified(rb, r),
-                _ => false,
-            };
-            let t = Triggered {
-                verified,
-                runbook: rec.runbook.clone(),
-                mode: "live".into(),
-                status: rec.status.as_str().into(),
-                execution: Some(rec.id.clone()),
-                reason: Some(if approve { "approved" } else { "rejected" }.into()),
-                at_ms: self.now_ms(),
-                report: None,
-            };
-            if let Err(e) = self.record(incident, t).await {
-                tracing::error!(incident, "recording an approval's outcome: {e}");
-            }
-        }
+        let reason = if approve { "approved" } else { "rejected" };
+        self.record_execution(&id, report.as_ref(), reason).await?;
         Ok(report)
+    }
+
+    /// Records on its incident (if it has one) how execution `id` ended or paused —
+    /// after an approval, or a resume at start; a verified remediation resolves it.
+    pub async fn record_execution(
+        &self,
+        id: &str,
+        report: Option<&crate::exec::ExecutionReport>,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let rec = self.store.execution(id)?;
+        let Some(incident) = rec.incident["id"].as_str() else {
+            return Ok(());
+        };
+        let verified = match (report, self.trigger.runbook(&rec.runbook)) {
+            (Some(r), Some(rb)) => crate::exec::verified(rb, r),
+            _ => false,
+        };
+        let t = Triggered {
+            runbook: rec.runbook.clone(),
+            mode: "live".into(),
+            status: rec.status.as_str().into(),
+            execution: Some(rec.id.clone()),
+            reason: Some(
+                rec.reason
+                    .clone()
+                    .map_or(reason.to_string(), |r| format!("{reason}: {r}")),
+            ),
+            at_ms: self.now_ms(),
+            report: None,
+            verified,
+        };
+        if let Err(e) = self.record(incident, t).await {
+            tracing::error!(incident, "recording how {id} ended: {e}");
+        }
+        Ok(())
     }
 
     /// Waits (up to `grace`) for the executions started for incidents to finish or
@@ -369,6 +422,16 @@ impl AlertService {
         }
         self.store.sync().await?;
         self.update_metrics();
+        self.start_matching(&changed).await
+    }
+
+    /// Starts every runbook that open incidents match and that has not been started
+    /// for them yet — after a tick, and at start for incidents a crash left untriggered.
+    pub async fn start_matching(
+        self: &Arc<Self>,
+        changed: &[Incident],
+    ) -> Result<(), ServiceError> {
+        let mut starts = Vec::new();
         for inc in changed.iter().filter(|i| i.is_open()) {
             for c in self.trigger.matching(inc) {
                 let key = (inc.id.clone(), c.runbook.name.clone());
@@ -380,13 +443,42 @@ impl AlertService {
                 {
                     continue;
                 }
-                let svc = self.clone();
-                let inc = inc.clone();
-                let permit = self.in_flight.clone().acquire_owned().await;
+                // Durable before it starts: after a crash the incident shows the runbook
+                // as started (the executor resumes it) instead of starting it again.
+                let starting = Triggered {
+                    runbook: c.runbook.name.clone(),
+                    mode: self.trigger.mode_str().into(),
+                    status: STARTING.into(),
+                    execution: None,
+                    reason: None,
+                    at_ms: self.now_ms(),
+                    report: None,
+                    verified: false,
+                };
+                let updated = self.engine().record_trigger(&inc.id, starting);
+                if let Some(updated) = updated {
+                    self.store.put_incident(&updated)?;
+                }
+                starts.push((c, inc.clone()));
+            }
+        }
+        if starts.is_empty() {
+            return Ok(());
+        }
+        // One flush for the whole turn's starts.
+        self.store.sync().await?;
+        for (c, inc) in starts {
+            let svc = self.clone();
+            let permits = self.in_flight.clone();
+            let handle = tokio::runtime::Handle::current();
+            tokio::spawn(async move {
+                // At most MAX_IN_FLIGHT run at once; the rest wait here, in order.
+                let Ok(permit) = permits.acquire_owned().await else {
+                    return;
+                };
                 // The executor's futures are not `Send`: run each start on a blocking
                 // thread of the same runtime.
-                let handle = tokio::runtime::Handle::current();
-                tokio::task::spawn_blocking(move || {
+                let _ = tokio::task::spawn_blocking(move || {
                     let _permit = permit;
                     handle.block_on(async move {
                         let t = svc.trigger.start(&c, &inc).await;
@@ -394,8 +486,9 @@ impl AlertService {
                             tracing::error!(incident = %inc.id, "recording a triggered runbook: {e}");
                         }
                     })
-                });
-            }
+                })
+                .await;
+            });
         }
         Ok(())
     }

@@ -138,6 +138,15 @@ impl Trigger {
             .map(|c| &c.runbook)
     }
 
+    /// The mode as incidents record it: `dry_run`, `live` or `off`.
+    pub fn mode_str(&self) -> &'static str {
+        match (self.mode, &self.automation) {
+            (TriggerMode::Live, Some(_)) => "live",
+            (TriggerMode::Off, _) => "off",
+            _ => "dry_run",
+        }
+    }
+
     pub fn mode(&self) -> TriggerMode {
         self.mode
     }

@@ -549,6 +549,9 @@ impl Executor {
         let rb = ctx.runbook.clone();
         let deadline = rb.timeout.map(|t| tokio::time::Instant::now() + t.as_std());
         let mut cancel = self.cancel.clone();
+        // Without a sender (no `with_cancel`), `changed()` is ready at once, forever:
+        // stop listening instead of spinning.
+        let mut cancellable = cancel.has_changed().is_ok();
         let mut walk = Walk {
             approvals: approved_steps(&ctx)?,
             sched: Sched::new(&rb, &states),
@@ -593,11 +596,13 @@ impl Executor {
                         walk.stop.get_or_insert((ExecStatus::Failed, format!("a step task crashed: {join_err}")));
                     }
                 },
-                _ = cancel.changed() => {
-                    if *cancel.borrow() {
+                changed = cancel.changed(), if cancellable => match changed {
+                    Ok(()) if *cancel.borrow() => {
                         walk.stop = Some((ExecStatus::Cancelled, "cancelled by the operator".into()));
                         break;
                     }
+                    Ok(()) => {}
+                    Err(_) => cancellable = false,
                 }
             }
             if walk.stop.is_some() && walk.running == 0 {
