@@ -21,8 +21,9 @@ use crate::runbook::Bundle;
 use crate::runbook::model::TriggerMode;
 use crate::schedule::Clock;
 use crate::schedule::detectors::Series;
+use crate::schedule::evaluate::Truth;
 use crate::schedule::runner::{
-    self, FetchFuture, RunReport, RunnerConfig, RunnerStats, Source, Sources,
+    self, FetchFuture, RunReport, RunnerConfig, RunnerStats, Source, Sources, TruthFuture,
 };
 use crate::store::{ExecStatus, Store};
 use crate::telemetry::Metrics;
@@ -82,6 +83,57 @@ impl Source for ConnectorSource {
                 .collect())
         })
     }
+
+    fn anomalies(&self, query: &str, start_ms: i64, end_ms: i64) -> TruthFuture {
+        let connector = self.0.clone();
+        let query = query.to_string();
+        Box::pin(async move {
+            // A coarse step: only the events matter here, not the samples.
+            let batch = connector
+                .fetch_async(query, TimeRange::range(start_ms, end_ms, 60_000))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(batch
+                .events
+                .iter()
+                .filter_map(|e| Truth::from_event(e.timestamp, &e.labels))
+                .collect())
+        })
+    }
+}
+
+/// Scores the stored predictions of every detector against what its source says
+/// happened, from the first prediction's time minus `window` to `until_ms`.
+pub async fn evaluate(
+    detectors: &[crate::runbook::model::Detector],
+    sources: &Sources,
+    predictions: &[crate::schedule::detectors::Detection],
+    window_ms: i64,
+    from_ms: i64,
+    until_ms: i64,
+) -> Vec<Result<crate::schedule::evaluate::Evaluation, String>> {
+    let mut out = Vec::new();
+    for d in detectors {
+        let mine: Vec<_> = predictions
+            .iter()
+            .filter(|p| p.detector == d.name)
+            .cloned()
+            .collect();
+        let Some(source) = sources.get(&d.source) else {
+            out.push(Err(format!("{}: no source `{}`", d.name, d.source)));
+            continue;
+        };
+        match source.anomalies(&d.query, from_ms, until_ms).await {
+            Ok(truths) => out.push(Ok(crate::schedule::evaluate::evaluate(
+                &d.name, &mine, &truths, window_ms, until_ms,
+            ))),
+            Err(e) => out.push(Err(format!(
+                "{}: asking `{}` what happened: {e}",
+                d.name, d.source
+            ))),
+        }
+    }
+    out
 }
 
 /// What a start found and did.

@@ -61,6 +61,8 @@ enum Command {
     Detect(cli::detect::DetectArgs),
     /// Forecast a `timestamp,value` CSV and the time until a limit is reached.
     Forecast(cli::detect::ForecastArgs),
+    /// Score the detectors' stored predictions against what their sources say happened.
+    Evaluate(cli::evaluate::EvaluateArgs),
     /// Failure-prediction models: train, evaluate, list, promote.
     Model {
         #[command(subcommand)]
@@ -113,6 +115,7 @@ fn main() -> ExitCode {
         Command::Executions { command } => cli::run::executions(&cli.global, command),
         Command::Serve(args) => cli::alerts::serve(&cli.global, args),
         Command::Demo(args) => cli::demo::run(&cli.global, args),
+        Command::Evaluate(args) => cli::evaluate::run(&cli.global, args),
         Command::Incidents { command } => cli::alerts::incidents(&cli.global, command),
         Command::Silence { command } => cli::alerts::silence(&cli.global, command),
         Command::Alerts { command } => cli::alerts::alerts(&cli.global, command),

@@ -229,6 +229,8 @@ impl AlertService {
                 resolved: d.resolved,
             });
         }
+        // Stored with the alerts (made durable by the same flush), for `vigil evaluate`.
+        self.store.put_predictions(detections)?;
         self.ingest(detections.iter().map(detection_alert).collect())
             .await
     }

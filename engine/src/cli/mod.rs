@@ -4,6 +4,7 @@ pub mod alerts;
 pub mod automation;
 pub mod demo;
 pub mod detect;
+pub mod evaluate;
 pub mod graph;
 pub mod model;
 pub mod plugin;

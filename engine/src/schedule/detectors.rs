@@ -105,7 +105,7 @@ pub struct Series {
 }
 
 /// Something worth an alert.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Detection {
     pub detector: String,
     pub alertname: String,

@@ -5,6 +5,7 @@
 
 pub mod clock;
 pub mod detectors;
+pub mod evaluate;
 pub mod runner;
 
 pub use clock::Clock;

@@ -16,10 +16,20 @@ use tokio::sync::{Mutex, mpsc, watch};
 /// A fetch in flight.
 pub type FetchFuture = Pin<Box<dyn Future<Output = Result<Vec<Series>, String>> + Send>>;
 
+/// Labelled events in flight: what happened, for evaluations.
+pub type TruthFuture =
+    Pin<Box<dyn Future<Output = Result<Vec<super::evaluate::Truth>, String>> + Send>>;
+
 /// Where a detector's data comes from: a connector instance, by name.
 pub trait Source: Send + Sync {
     /// The series of `query` with points in `[start_ms, end_ms]`.
     fn fetch(&self, query: &str, start_ms: i64, end_ms: i64) -> FetchFuture;
+
+    /// The anomalies the source knows happened in `[start_ms, end_ms]` (labelled
+    /// events); none by default.
+    fn anomalies(&self, _query: &str, _start_ms: i64, _end_ms: i64) -> TruthFuture {
+        Box::pin(async { Ok(Vec::new()) })
+    }
 }
 
 /// Sources by the names detectors use in `source:`.

@@ -11,6 +11,7 @@ const ALERTS: &str = "alerts";
 const INCIDENTS: &str = "incidents";
 const INCIDENT_JOURNAL: &str = "incident_journal";
 const SILENCES: &str = "silences";
+const PREDICTIONS: &str = "predictions";
 
 fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(v).map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -37,6 +38,30 @@ impl Store {
             out.push(decode(tree, &k, &v)?);
         }
         Ok(out)
+    }
+
+    /// Appends what detectors found (firing and resolved), for `vigil evaluate` to
+    /// score against what happened. Not yet durable.
+    pub fn put_predictions(
+        &self,
+        found: &[crate::schedule::detectors::Detection],
+    ) -> Result<(), StoreError> {
+        if found.is_empty() {
+            return Ok(());
+        }
+        let tree = self.tree(PREDICTIONS)?;
+        let mut batch = sled::Batch::default();
+        for d in found {
+            batch.insert(&self.db.generate_id()?.to_be_bytes(), encode(d)?);
+        }
+        tree.apply_batch(batch)?;
+        self.commit.written.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Every stored prediction, oldest first.
+    pub fn predictions(&self) -> Result<Vec<crate::schedule::detectors::Detection>, StoreError> {
+        self.all(PREDICTIONS)
     }
 
     /// Stores alert states (keyed by fingerprint), in one batch. Not yet durable.

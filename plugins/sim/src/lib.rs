@@ -75,9 +75,14 @@ pub fn apply(specs: &mut [Spec], done: &BTreeMap<String, Interventions>) {
         if let Some(at) = failover
             && s.name == "http_request_duration_seconds"
         {
-            // The cascade's shifts are (start, +d), (end, -d): end them at the failover.
+            // The cascade's shifts are (start, +d), (end, -d): end them at the failover;
+            // a failover before a service slowed down spares it altogether.
             if s.level_shifts.len() == 2 && s.level_shifts[1].at > at {
-                s.level_shifts[1].at = at.max(s.level_shifts[0].at);
+                if at <= s.level_shifts[0].at {
+                    s.level_shifts.clear();
+                } else {
+                    s.level_shifts[1].at = at;
+                }
             }
         }
     }
@@ -485,13 +490,20 @@ pub fn generate(spec: &Spec, cfg: &Config, range: TimeRange) -> Result<Batch> {
             format!("leak starts: +{} per hour", l.per_hour),
         ));
     }
-    for sh in &spec.level_shifts {
+    // A shift that brings the level back to where it started is a recovery, not an
+    // anomaly (evaluations count anomalies only).
+    let mut shifts: Vec<&Shift> = spec.level_shifts.iter().collect();
+    shifts.sort_by_key(|sh| sh.at);
+    let mut level = 0.0;
+    for sh in shifts {
+        level += sh.delta;
         if within(sh.at) {
-            events.push(ev(
-                sh.at,
-                "level_shift",
-                format!("level shift of {}", sh.delta),
-            ));
+            let kind = if level.abs() < 1e-12 {
+                "recovery"
+            } else {
+                "level_shift"
+            };
+            events.push(ev(sh.at, kind, format!("level shift of {}", sh.delta)));
         }
     }
     events.sort_by_key(|e| e.timestamp);

@@ -100,6 +100,7 @@ pub fn run(g: &Global, args: &DemoArgs) -> Result<ExitCode> {
             );
         }
     })?;
+    let truth_sources = sources.clone();
     let problems = vigil::schedule::runner::check(&bundle.detectors, &sources);
     if !problems.is_empty() {
         return Err(super::invalid(format!(
@@ -221,9 +222,20 @@ pub fn run(g: &Global, args: &DemoArgs) -> Result<ExitCode> {
         let incidents = svc.incidents(false, 100);
         let alerts = metrics_value(&metrics.render(), "vigil_alerts_received_total");
         daemon.shutdown(Duration::from_secs(10)).await?;
-        Ok::<_, anyhow::Error>((incidents, alerts))
+        // The detectors' predictions against what the simulation says happened.
+        let predictions = store.predictions()?;
+        let quality = vigil::daemon::evaluate(
+            &bundle.detectors,
+            &truth_sources,
+            &predictions,
+            15 * 60_000,
+            origin,
+            clock.now_ms(),
+        )
+        .await;
+        Ok::<_, anyhow::Error>((incidents, alerts, quality))
     })?;
-    let (incidents, alerts) = summary;
+    let (incidents, alerts, quality) = summary;
     let t = tally.lock().unwrap_or_else(|p| p.into_inner());
     let log = supervisor.lock().unwrap_or_else(|p| p.into_inner());
 
@@ -239,6 +251,34 @@ pub fn run(g: &Global, args: &DemoArgs) -> Result<ExitCode> {
             "  first detection of {key}: {} after the start",
             minutes(at - origin)
         );
+    }
+    for q in quality
+        .iter()
+        .flatten()
+        .filter(|q| q.anomalies > 0 || q.episodes > 0)
+    {
+        println!(
+            "  detector {}: caught {} of {} injected anomalies{}, {} of {} alarms true{}",
+            q.detector,
+            q.detected,
+            q.anomalies,
+            if q.pending > 0 {
+                format!(" ({} still in its window)", q.pending)
+            } else {
+                String::new()
+            },
+            q.true_episodes,
+            q.episodes,
+            q.median_delay_ms
+                .map(|d| format!(", median delay {} after onset", minutes(d)))
+                .unwrap_or_default()
+        );
+        for (at, kind, series) in &q.missed {
+            println!(
+                "      missed: {kind} on {series} at {} after the start",
+                minutes(at - origin)
+            );
+        }
     }
     println!(
         "  {} detections → {} alerts received → {} incidents ({:.0}% less to look at)",

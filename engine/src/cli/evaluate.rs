@@ -1,0 +1,94 @@
+//! `vigil evaluate`: the detectors' stored predictions scored against what their
+//! sources say happened (labelled anomalies): precision, recall, detection delay.
+
+use super::{Global, Paint};
+use anyhow::{Context, Result};
+use std::process::ExitCode;
+use vigil::store::Store;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct EvaluateArgs {
+    /// How long after an anomaly's onset a detection still counts as catching it.
+    #[arg(long, default_value = "1h")]
+    pub window: String,
+}
+
+pub fn run(g: &Global, args: &EvaluateArgs) -> Result<ExitCode> {
+    let window = vigil::runbook::duration::Duration::parse(&args.window)
+        .map_err(|e| super::invalid(format!("--window {}: {}", args.window, e.message)))?;
+    let dir = g
+        .bundle_dir()
+        .ok_or_else(|| super::invalid("no vigil.yaml found; pass --config"))?;
+    let bundle = vigil::runbook::Bundle::load(&dir)
+        .with_context(|| format!("reading bundle {}", dir.display()))?;
+    if bundle.has_errors() {
+        super::validate::print_diagnostics(g, &bundle);
+        return Err(super::invalid(
+            "the bundle has problems; `vigil validate` lists them",
+        ));
+    }
+    let store_dir = super::store_dir(g, Some(&bundle));
+    let store = Store::open(&store_dir).with_context(|| {
+        format!(
+            "opening the store at {} (is `vigil serve` running on it?)",
+            store_dir.display()
+        )
+    })?;
+    let predictions = store.predictions()?;
+    let (_, sources) = super::plugin::with_plugins_and_sources(g, &bundle, &|_| {})?;
+    let window_ms = window.as_std().as_millis() as i64;
+    let from = predictions.iter().map(|p| p.at * 1000).min().unwrap_or(0) - window_ms;
+    let until = vigil::store::now_ms();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let results = rt.block_on(vigil::daemon::evaluate(
+        &bundle.detectors,
+        &sources,
+        &predictions,
+        window_ms,
+        from,
+        until,
+    ));
+    if g.json() {
+        let rows: Vec<serde_json::Value> = results
+            .iter()
+            .map(|r| match r {
+                Ok(e) => serde_json::to_value(e).unwrap_or_default(),
+                Err(e) => serde_json::json!({ "error": e }),
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(rows));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let p = Paint::new(g.color());
+    println!(
+        "{} predictions in {}; an anomaly counts as caught within {window} of its onset",
+        predictions.len(),
+        store_dir.display()
+    );
+    let pct = |x: Option<f64>| x.map_or("—".to_string(), |v| format!("{:.0}%", 100.0 * v));
+    for r in &results {
+        match r {
+            Ok(e) => {
+                println!(
+                    "  {:<20} precision {:>4} ({} of {} alarms)  recall {:>4} ({} of {} anomalies)  median delay {}",
+                    p.bold(&e.detector),
+                    pct(e.precision),
+                    e.true_episodes,
+                    e.episodes,
+                    pct(e.recall),
+                    e.detected,
+                    e.anomalies,
+                    e.median_delay_ms
+                        .map_or("—".into(), |d| format!("{} s", d / 1000))
+                );
+                for (at, kind, series) in e.missed.iter().take(5) {
+                    println!("      missed {kind} on {series} at {}", super::clock(*at));
+                }
+            }
+            Err(e) => println!("  {}", p.red(e)),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
