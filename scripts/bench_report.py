@@ -25,7 +25,23 @@ TARGETS = {
     "plugin/full_call_fresh_store": ("plugin call as the engine makes it (store + instantiate + call)", "µs", lambda ns, n: ns / 1e3, None, None),
     "plugin/cold_start_to_first_call/warm_cwasm_cache": ("cold process start to first plugin call, warm .cwasm cache", "ms", lambda ns, n: ns / 1e6, 300.0, "max"),
     "plugin/cold_start_to_first_call/no_cache": ("cold process start to first plugin call, no cache", "ms", lambda ns, n: ns / 1e6, None, None),
+    "alerts/ingest_dedup_group_in_process": ("alert ingest + dedup + grouping, in process", "alerts/s", lambda ns, n: n / (ns / 1e9), 200_000, "min"),
+    "alerts/http_ingest_8_clients_100_per_post": ("alert ingest over HTTP, acknowledged (durable), 8 local clients", "alerts/s", lambda ns, n: n / (ns / 1e9), 20_000, "min"),
+    "classifier/train_6000_examples_25_trees": ("failure classifier training (6,000 examples, 25 trees)", "ms", lambda ns, n: ns / 1e6, None, None),
+    "classifier/predict_one_window": ("failure prediction, one window", "µs", lambda ns, n: ns / 1e3, None, None),
+    "classifier/predict_batch_1000": ("failure prediction, 1,000 windows", "ms", lambda ns, n: ns / 1e6, None, None),
 }
+
+# Anomaly scoring: wall-clock throughput of one method over a 100k-point series
+# (the per-CPU-second figures are printed by the bench itself).
+for _name in ["robust", "seasonal", "cusum", "spike", "novelty", "ensemble"]:
+    TARGETS[f"score/{_name}"] = (
+        f"anomaly scoring, {_name}",
+        "points/s",
+        lambda ns, n: n / (ns / 1e9),
+        1_000_000 if _name == "ensemble" else 5_000_000,
+        "min",
+    )
 
 
 def load(root):

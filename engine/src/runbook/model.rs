@@ -570,6 +570,39 @@ pub struct Matcher {
     pub label: String,
     pub op: MatchOp,
     pub value: String,
+    /// The anchored regex of `=~`/`!~`, compiled on first use and kept: matchers run
+    /// on every alert, silence and inhibition check.
+    #[serde(skip)]
+    compiled: CompiledRegex,
+}
+
+/// A lazily compiled regex that compares equal to any other (it is derived from
+/// the matcher's value).
+#[derive(Default)]
+struct CompiledRegex(std::sync::OnceLock<Option<regex::Regex>>);
+
+impl Clone for CompiledRegex {
+    fn clone(&self) -> Self {
+        let cell = std::sync::OnceLock::new();
+        if let Some(re) = self.0.get() {
+            let _ = cell.set(re.clone());
+        }
+        CompiledRegex(cell)
+    }
+}
+
+impl PartialEq for CompiledRegex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for CompiledRegex {}
+
+impl std::fmt::Debug for CompiledRegex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() { "compiled" } else { "lazy" })
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -606,6 +639,7 @@ impl Matcher {
             label: label.to_string(),
             op,
             value: value.to_string(),
+            compiled: CompiledRegex::default(),
         })
     }
 
@@ -617,8 +651,11 @@ impl Matcher {
             MatchOp::Eq => v == self.value,
             MatchOp::Ne => v != self.value,
             MatchOp::Re | MatchOp::NotRe => {
-                let re = regex::Regex::new(&format!("^(?:{})$", self.value));
-                let hit = re.map(|r| r.is_match(v)).unwrap_or(false);
+                let re = self
+                    .compiled
+                    .0
+                    .get_or_init(|| regex::Regex::new(&format!("^(?:{})$", self.value)).ok());
+                let hit = re.as_ref().is_some_and(|r| r.is_match(v));
                 hit == (self.op == MatchOp::Re)
             }
         }
