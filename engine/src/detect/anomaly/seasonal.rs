@@ -299,7 +299,7 @@ fn autocorrelation(x: &[f64], var: f64, lag: usize) -> f64 {
 /// keep several multiply-adds in flight (and vectorise): the period search is most of
 /// the seasonal method's work.
 fn dot(a: &[f64], b: &[f64]) -> f64 {
-    const LANES: usize = 8;
+    const LANES: usize = 16;
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0.0f64; LANES];
