@@ -13,6 +13,11 @@
 //! 5. **alarm and refractory**: once the score reaches `alarm_level`, the next `refractory`
 //!    points are damped by `suppressed_factor` unless they beat the alarm — one incident
 //!    gives one alarm, not a burst, and a worse one still gets through.
+//!
+//! With `reference_interval` set (the default: 300 s), `memory`, `refractory` and
+//! `smooth_points` count points *of that interval* and are rescaled to the series' own
+//! median sampling interval: the record forgets in a week and an alarm silences a day
+//! whether the data comes every 5 minutes or every hour.
 
 use serde::{Deserialize, Serialize};
 
@@ -96,6 +101,10 @@ pub struct EnsembleConfig {
     pub refractory: usize,
     /// Factor applied to scores during the refractory period.
     pub suppressed_factor: f64,
+    /// Sampling interval (seconds) that `memory`, `refractory` and `smooth_points` are
+    /// counted in; they are rescaled to the series' median interval (at most
+    /// `MAX_RESCALE`-fold either way). `None`: plain point counts.
+    pub reference_interval: Option<f64>,
 }
 
 /// The defaults are one configuration for every series, tuned on the shared NAB files by
@@ -156,6 +165,8 @@ impl Default for EnsembleConfig {
             alarm_level: 0.3,
             refractory: 350,
             suppressed_factor: 0.1,
+            // The tuned point counts are for NAB's 5-minute data.
+            reference_interval: Some(300.0),
         }
     }
 }
@@ -186,7 +197,24 @@ pub struct Ensemble {
     refractory_left: usize,
     /// Score of the alarm that started the refractory period.
     alarm_peak: f64,
+    /// Recent sampling intervals and the time of the last point (`reference_interval`).
+    intervals: Ring,
+    last_t: Option<i64>,
+    /// `refractory`, in this series' points.
+    refractory_points: usize,
+    /// Intervals learnt since the last rescaling.
+    since_rescale: usize,
 }
+
+/// Sampling intervals kept to rescale `memory`, `refractory` and `smooth_points`.
+const INTERVALS_KEPT: usize = 16;
+
+/// Bound of the rescaling by `reference_interval`, either way (a 1-second series does
+/// not get 300-fold windows).
+const MAX_RESCALE: f64 = 100.0;
+
+/// Largest moving average after rescaling (as `smooth_points` itself: bounded state).
+const MAX_SMOOTH_POINTS: f64 = 100_000.0;
 
 fn member<M>(
     weight: f64,
@@ -251,6 +279,13 @@ impl Ensemble {
             "refractory",
             "must be at most 1000000 points",
         )?;
+        if let Some(r) = cfg.reference_interval {
+            require(
+                r.is_finite() && r >= 1e-3,
+                "reference_interval",
+                "must be a number of seconds (at least 0.001)",
+            )?;
+        }
         Ok(Self {
             robust: member(cfg.weights.robust, || {
                 RobustDeviation::new(cfg.robust.clone())
@@ -282,12 +317,65 @@ impl Ensemble {
             decay: 0.5f64.powf(1.0 / cfg.memory),
             refractory_left: 0,
             alarm_peak: 0.0,
+            intervals: Ring::new(INTERVALS_KEPT),
+            last_t: None,
+            refractory_points: cfg.refractory,
+            since_rescale: 0,
             cfg,
         })
     }
 }
 
 impl Ensemble {
+    /// Learns the sampling interval and rescales the point-counted memory, refractory
+    /// period and moving average to it: after 4, 8, 12 and 16 intervals, then every 64
+    /// points (the interval rarely changes, and then the median follows it).
+    fn rescale(&mut self, t: i64, reference: f64) {
+        let Some(prev) = self.last_t.replace(t) else {
+            return;
+        };
+        let dt = t.saturating_sub(prev);
+        if dt <= 0 {
+            return;
+        }
+        self.intervals.push(dt as f64);
+        self.since_rescale += 1;
+        let n = self.intervals.len();
+        let due = if n < INTERVALS_KEPT {
+            n.is_multiple_of(4)
+        } else {
+            self.since_rescale >= 64
+        };
+        if !due {
+            return;
+        }
+        self.since_rescale = 0;
+        let mut dts = [0.0f64; INTERVALS_KEPT];
+        for (i, slot) in dts.iter_mut().enumerate().take(n) {
+            *slot = self.intervals.get_back(i).unwrap_or(0.0);
+        }
+        let dts = &mut dts[..n];
+        dts.sort_by(f64::total_cmp);
+        let ratio = (reference / dts[n / 2]).clamp(1.0 / MAX_RESCALE, MAX_RESCALE);
+        let points = |p: f64| (p * ratio).round().max(1.0);
+        self.decay = 0.5f64.powf(1.0 / points(self.cfg.memory));
+        self.refractory_points = points(self.cfg.refractory as f64) as usize;
+        let smooth_points = points(self.cfg.smooth_points as f64).min(MAX_SMOOTH_POINTS) as usize;
+        if let Some((_, ring, sum)) = self.smooth.as_mut()
+            && ring.capacity() != smooth_points
+        {
+            // Keep the newest values that fit; the moving average goes on from them.
+            let mut resized = Ring::new(smooth_points);
+            for back in (0..ring.len().min(smooth_points)).rev() {
+                resized.push(ring.get_back(back).unwrap_or(0.0));
+            }
+            *sum = (0..resized.len())
+                .filter_map(|back| resized.get_back(back))
+                .sum();
+            *ring = resized;
+        }
+    }
+
     /// Anomaly likelihood of the recent mean raw score, as 0..1 on a log scale:
     /// 0.5 ≈ 1-in-3000 tail, 1 ≈ 1-in-10¹⁰.
     fn likelihood(&mut self, deviation: f64) -> f64 {
@@ -350,6 +438,9 @@ impl AnomalyMethod for Ensemble {
         if !x.is_finite() {
             return Score::quiet(t, x, self.name(), Reason::Skipped);
         }
+        if let Some(reference) = self.cfg.reference_interval {
+            self.rescale(t, reference);
+        }
         let cfg = &self.cfg;
         let strength = self.seasonal.as_ref().map_or(0.0, Seasonal::strength);
         let gate = if strength >= cfg.season_gate {
@@ -404,7 +495,11 @@ impl AnomalyMethod for Ensemble {
             let d = cfg.weights.smooth / cfg.smooth.z_half * s.deviation.abs();
             if d.is_finite() && d > deviation {
                 deviation = d;
-                best = Score { observed: x, ..s };
+                best = Score {
+                    observed: x,
+                    method: "smooth",
+                    ..s
+                };
             }
         }
         if let Some(n) = self.novelty.as_mut() {
@@ -428,7 +523,7 @@ impl AnomalyMethod for Ensemble {
             cfg.surprise,
             cfg.suppressed_factor,
             cfg.alarm_level,
-            cfg.refractory,
+            self.refractory_points,
         );
         let mut value = match calibration {
             Calibration::Record => {
@@ -466,11 +561,58 @@ impl AnomalyMethod for Ensemble {
             + self.cusum.as_ref().map_or(0, |m| m.state_bytes())
             + self.spike.as_ref().map_or(0, |m| m.state_bytes())
             + self.short.state_bytes()
+            + self.intervals.state_bytes()
             + self.novelty.as_ref().map_or(0, |n| n.state_bytes())
             + self
                 .smooth
                 .as_ref()
                 .map_or(0, |(r, ring, _)| r.state_bytes() + ring.state_bytes())
-            - std::mem::size_of::<Ring>()
+            - 2 * std::mem::size_of::<Ring>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fed(interval: i64, points: i64) -> Ensemble {
+        let mut e = Ensemble::new(EnsembleConfig::default()).expect("valid");
+        for i in 0..points {
+            e.update(1_400_000_000 + i * interval, (i % 7) as f64);
+        }
+        e
+    }
+
+    #[test]
+    fn point_counts_follow_the_sampling_interval() {
+        let cfg = EnsembleConfig::default();
+        // 5-minute data: the reference, nothing changes.
+        let five = fed(300, 200);
+        assert_eq!(five.refractory_points, cfg.refractory);
+        assert_eq!(five.smooth.as_ref().map(|s| s.1.capacity()), Some(48));
+        // Hourly data: a day is 24 points, not 288.
+        let hourly = fed(3600, 200);
+        assert_eq!(hourly.refractory_points, 29);
+        assert_eq!(hourly.smooth.as_ref().map(|s| s.1.capacity()), Some(4));
+        assert!((hourly.decay.powf(167.0) - 0.5).abs() < 1e-9);
+        // Plain point counts when asked.
+        let mut plain = Ensemble::new(EnsembleConfig {
+            reference_interval: None,
+            ..EnsembleConfig::default()
+        })
+        .expect("valid");
+        for i in 0..200 {
+            plain.update(i * 3600, (i % 7) as f64);
+        }
+        assert_eq!(plain.refractory_points, cfg.refractory);
+    }
+
+    #[test]
+    fn the_moving_average_survives_a_resize() {
+        // After the resize, the sum is that of the values kept.
+        let e = fed(3600, 103);
+        let (_, ring, sum) = e.smooth.as_ref().expect("smooth member");
+        let kept: f64 = (0..ring.len()).filter_map(|b| ring.get_back(b)).sum();
+        assert!((kept - sum).abs() < 1e-9, "{kept} vs {sum}");
     }
 }

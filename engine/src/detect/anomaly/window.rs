@@ -46,17 +46,32 @@ impl SortedWindow {
         }
         if self.ring.len() < self.capacity {
             self.ring.push(x);
-        } else {
-            let old = std::mem::replace(&mut self.ring[self.head], x);
-            self.head = (self.head + 1) % self.capacity;
-            let at = self.sorted.partition_point(|v| *v < old);
-            // `old` is in `sorted` by construction; guard anyway instead of panicking.
-            if at < self.sorted.len() {
-                self.sorted.remove(at);
-            }
+            let at = self.sorted.partition_point(|v| *v < x);
+            self.sorted.insert(at, x);
+            return;
         }
-        let at = self.sorted.partition_point(|v| *v < x);
-        self.sorted.insert(at, x);
+        let old = std::mem::replace(&mut self.ring[self.head], x);
+        self.head += 1;
+        if self.head == self.capacity {
+            self.head = 0;
+        }
+        // `old` leaves and `x` enters: only the values between their places move, by one
+        // (one short `memmove` instead of a removal and an insertion over the tail).
+        let from = self.sorted.partition_point(|v| *v < old);
+        let to = self.sorted.partition_point(|v| *v < x);
+        let s = &mut self.sorted;
+        if from >= s.len() {
+            // `old` is in `sorted` by construction; guard anyway instead of panicking.
+            s.insert(to, x);
+        } else if to > from {
+            // old < x: the values in (from, to) shift down, x lands just below `to`.
+            s.copy_within(from + 1..to, from);
+            s[to - 1] = x;
+        } else {
+            // x <= old: the values in [to, from) shift up, x lands at `to`.
+            s.copy_within(to..from, to + 1);
+            s[to] = x;
+        }
     }
 
     /// The `q`-quantile (0 ≤ q ≤ 1) by linear interpolation; `None` when empty.
@@ -73,7 +88,18 @@ impl SortedWindow {
     }
 
     pub fn median(&self) -> Option<f64> {
-        self.quantile(0.5)
+        // quantile(0.5) without the float position arithmetic (same value: the middle one,
+        // or both middles weighted ½ each).
+        let n = self.sorted.len();
+        if n == 0 {
+            return None;
+        }
+        let lo = (n - 1) / 2;
+        Some(if n % 2 == 1 {
+            self.sorted[lo]
+        } else {
+            self.sorted[lo] * 0.5 + self.sorted[lo + 1] * 0.5
+        })
     }
 
     /// Median absolute deviation from `center`, in O(log n): the distances below and above
@@ -153,12 +179,12 @@ fn kth_of_two(
     while lo < hi {
         let i = (lo + hi) / 2;
         let j = want - i;
-        // too few from a if a[i] < b[j-1]
-        if i < na && j > 0 && a(i) < b(j - 1) {
-            lo = i + 1;
-        } else {
-            hi = i;
-        }
+        // Too few from a if a[i] < b[j-1]. Within the loop i < hi <= na and
+        // j = want - i > want - hi >= 0, so both reads are in range. Written as selects,
+        // not branches: the comparison is a coin flip the predictor cannot learn.
+        let more = a(i) < b(j - 1);
+        lo = if more { i + 1 } else { lo };
+        hi = if more { hi } else { i };
     }
     let i = lo;
     let j = want - i;
@@ -187,8 +213,14 @@ impl Ring {
     pub fn push(&mut self, x: f64) {
         let cap = self.buf.len();
         self.buf[self.head] = x;
-        self.head = (self.head + 1) % cap;
-        self.len = (self.len + 1).min(cap);
+        // A compare instead of `%`: a division per push is most of a push.
+        self.head += 1;
+        if self.head == cap {
+            self.head = 0;
+        }
+        if self.len < cap {
+            self.len += 1;
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -208,18 +240,24 @@ impl Ring {
         if back >= self.len {
             return None;
         }
-        let cap = self.buf.len();
-        Some(self.buf[(self.head + cap - 1 - back) % cap])
+        // head - 1 - back, wrapped once (back < len <= cap).
+        let i = if back < self.head {
+            self.head - 1 - back
+        } else {
+            self.head + self.buf.len() - 1 - back
+        };
+        Some(self.buf[i])
     }
 
     /// Values oldest first, into `out` (cleared first).
     pub fn copy_in_order(&self, out: &mut Vec<f64>) {
         out.clear();
-        for back in (0..self.len).rev() {
-            if let Some(v) = self.get_back(back) {
-                out.push(v);
-            }
-        }
+        let cap = self.buf.len();
+        // The oldest value sits at `head - len` (mod cap): at most two contiguous runs.
+        let start = (self.head + cap - self.len) % cap;
+        let first = (cap - start).min(self.len);
+        out.extend_from_slice(&self.buf[start..start + first]);
+        out.extend_from_slice(&self.buf[..self.len - first]);
     }
 
     pub fn state_bytes(&self) -> usize {
@@ -257,6 +295,9 @@ mod tests {
             w.push(x);
             hist.push(x);
             let tail = &hist[hist.len().saturating_sub(7)..];
+            let mut sorted = tail.to_vec();
+            sorted.sort_by(f64::total_cmp);
+            assert_eq!(w.sorted, sorted);
             let m = w.median().unwrap_or(f64::NAN);
             assert!((naive_mad(tail) - w.mad(m).unwrap_or(f64::NAN)).abs() < 1e-9);
             assert_eq!(w.last(), Some(x));
