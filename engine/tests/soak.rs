@@ -273,6 +273,22 @@ fn soak_with_sigkills_loses_nothing_and_repeats_nothing() {
         stored.len(),
         store.executions().map(|e| e.len()).unwrap_or(0)
     );
+    let incidents = store.incidents().unwrap();
+    let mut triggers: BTreeMap<String, usize> = BTreeMap::new();
+    for i in &incidents {
+        for t in &i.executions {
+            *triggers.entry(t.status.clone()).or_default() += 1;
+        }
+        if i.executions.is_empty() {
+            *triggers
+                .entry(format!("none ({})", i.status.as_str()))
+                .or_default() += 1;
+        }
+    }
+    eprintln!(
+        "soak: {} incidents, runbooks per incident: {triggers:?}",
+        incidents.len()
+    );
     let lost = acked.iter().filter(|l| !stored.contains(*l)).count();
     assert_eq!(
         lost,

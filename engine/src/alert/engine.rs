@@ -70,6 +70,31 @@ struct Group {
     last_sent_ms: i64,
 }
 
+/// A group's notification timing, persisted so that a restart keeps Alertmanager's
+/// semantics: a group already told waits for `group_interval` (or
+/// `repeat_interval`) instead of flushing again after a fresh `group_wait`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupTiming {
+    /// The group's hash (hex), as alerts' group keys are computed.
+    pub group: String,
+    pub next_flush_ms: i64,
+    pub flushed: bool,
+    pub last_state: u64,
+    pub last_sent_ms: i64,
+}
+
+impl Group {
+    fn timing(&self, gk: u64) -> GroupTiming {
+        GroupTiming {
+            group: fingerprint_hex(gk),
+            next_flush_ms: self.next_flush_ms,
+            flushed: self.flushed,
+            last_state: self.last_state,
+            last_sent_ms: self.last_sent_ms,
+        }
+    }
+}
+
 /// What correlation keeps about an open incident to relate new groups to it.
 #[derive(Debug, Default)]
 struct IncIndex {
@@ -83,6 +108,9 @@ struct IncIndex {
 #[derive(Debug, Default)]
 pub struct TickResult {
     pub flushed_groups: usize,
+    /// Groups whose timing changed (to persist), and groups that are gone.
+    pub changed_groups: Vec<GroupTiming>,
+    pub removed_groups: Vec<String>,
     /// Incidents created or changed, in the order they changed.
     pub changed_incidents: Vec<String>,
     pub events: Vec<(String, IncidentEvent)>,
@@ -193,6 +221,21 @@ impl Engine {
             let (gk, key) = self.group_key(&rec.labels, fp);
             self.join_group(gk, key, fp, now);
             self.alerts.insert(fp, rec);
+        }
+    }
+
+    /// Puts back the timing of groups [`Engine::restore`] rebuilt from their alerts.
+    pub fn restore_groups(&mut self, timings: Vec<GroupTiming>) {
+        for t in timings {
+            let Ok(gk) = u64::from_str_radix(&t.group, 16) else {
+                continue;
+            };
+            if let Some(g) = self.groups.get_mut(&gk) {
+                g.next_flush_ms = t.next_flush_ms;
+                g.flushed = t.flushed;
+                g.last_state = t.last_state;
+                g.last_sent_ms = t.last_sent_ms;
+            }
         }
     }
 
@@ -400,36 +443,35 @@ impl Engine {
         Some(inc.clone())
     }
 
-    /// Runs recorded as starting when the process stopped: `found` says which
-    /// execution (and status) each became, by (incident, runbook). Those with none
-    /// never started; they are marked so, with the reason.
+    /// After a restart, brings the runbook entries of incidents up to date with the
+    /// executions in the store (`found`: (incident, runbook) → (execution, status)):
+    /// a run recorded as `starting` becomes the execution it created; one that never
+    /// created any is dropped, so that it starts now (nothing of it ran); a run seen
+    /// as running or waiting takes the status its execution reached.
     pub fn reconcile_starting(
         &mut self,
         found: &HashMap<(String, String), (String, String)>,
     ) -> Vec<Incident> {
         let mut changed = Vec::new();
         for inc in self.incidents.values_mut() {
-            let mut touched = false;
-            for e in inc
-                .executions
-                .iter_mut()
-                .filter(|e| e.status == super::service::STARTING)
-            {
-                touched = true;
-                match found.get(&(inc.id.clone(), e.runbook.clone())) {
+            let before = inc.executions.clone();
+            let id = inc.id.clone();
+            inc.executions.retain_mut(|e| {
+                let pending = e.status == super::service::STARTING
+                    || matches!(e.status.as_str(), "running" | "awaiting_approval");
+                if !pending {
+                    return true;
+                }
+                match found.get(&(id.clone(), e.runbook.clone())) {
                     Some((exec, status)) => {
                         e.execution = Some(exec.clone());
                         e.status = status.clone();
+                        true
                     }
-                    None => {
-                        e.status = "interrupted".into();
-                        e.reason = Some(
-                            "vigil stopped before the execution was created; it never ran".into(),
-                        );
-                    }
+                    None => e.status != super::service::STARTING,
                 }
-            }
-            if touched {
+            });
+            if inc.executions != before {
                 changed.push(inc.clone());
             }
         }
@@ -525,6 +567,7 @@ impl Engine {
                 g.last_sent_ms = now;
                 flushes.push(gk);
             }
+            out.changed_groups.push(g.timing(gk));
         }
         for gk in flushes {
             self.stats.groups_flushed += 1;
@@ -548,6 +591,9 @@ impl Engine {
                 }
                 if g.members.is_empty() {
                     self.groups.remove(&gk);
+                    let hex = fingerprint_hex(gk);
+                    out.changed_groups.retain(|t| t.group != hex);
+                    out.removed_groups.push(hex);
                 }
             }
         }
@@ -1091,6 +1137,48 @@ mod tests {
             ..Alerting::default()
         };
         Engine::new(cfg, &BTreeMap::new())
+    }
+
+    #[test]
+    fn group_timing_survives_a_restart() {
+        let cfg = Alerting {
+            group_wait: crate::runbook::duration::Duration::from_secs(30),
+            group_interval: crate::runbook::duration::Duration::from_secs(120),
+            ..Alerting::default()
+        };
+        let mut a = Engine::new(cfg.clone(), &Default::default());
+        let mut l = Labels::new();
+        l.insert("alertname".into(), "Up".into());
+        l.insert("service".into(), "db".into());
+        let incoming = IncomingAlert {
+            labels: l,
+            annotations: Labels::new(),
+            status: AlertStatus::Firing,
+            starts_at_ms: Some(0),
+            ends_at_ms: None,
+            generator_url: String::new(),
+        };
+        a.ingest(incoming, 0);
+        let told = a.tick(30_000);
+        assert_eq!(told.flushed_groups, 1);
+        let timings = told.changed_groups.clone();
+        assert_eq!(timings.len(), 1);
+        // A new process: the same alerts and the saved timing. Without the timing the
+        // group would flush again at 60 s (a fresh group_wait); with it, it waits.
+        let mut b = Engine::new(cfg, &Default::default());
+        b.restore(
+            a.alerts().cloned().collect(),
+            a.incidents().cloned().collect(),
+            Vec::new(),
+            31_000,
+        );
+        b.restore_groups(timings);
+        assert_eq!(
+            b.tick(61_000).flushed_groups,
+            0,
+            "no repeat flush after the restart"
+        );
+        assert_eq!(b.tick(150_000).changed_groups[0].next_flush_ms, 270_000);
     }
 
     #[test]

@@ -132,6 +132,7 @@ impl AlertService {
             store.silences()?,
             options.clock.now_ms(),
         );
+        engine.restore_groups(store.groups()?);
         let svc = AlertService {
             engine: Mutex::new(engine),
             store,
@@ -170,6 +171,18 @@ impl AlertService {
             }
         }
         let changed = self.engine().reconcile_starting(&found);
+        // What counts as started is what the incidents say now: a dropped `starting`
+        // entry is free to start again.
+        let started: HashSet<(String, String)> = self
+            .engine()
+            .incidents()
+            .flat_map(|i| {
+                i.executions
+                    .iter()
+                    .map(|e| (i.id.clone(), e.runbook.clone()))
+            })
+            .collect();
+        *self.started.lock().unwrap_or_else(|p| p.into_inner()) = started;
         for inc in &changed {
             self.store.put_incident(inc)?;
         }
@@ -405,10 +418,16 @@ impl AlertService {
                 .collect();
             (result, changed)
         };
-        if result.changed_alerts.is_empty() && changed.is_empty() {
+        if result.changed_alerts.is_empty()
+            && changed.is_empty()
+            && result.changed_groups.is_empty()
+            && result.removed_groups.is_empty()
+        {
             return Ok(());
         }
         self.store.put_alerts(&result.changed_alerts)?;
+        self.store
+            .put_groups(&result.changed_groups, &result.removed_groups)?;
         for inc in &changed {
             self.store.put_incident(inc)?;
         }

@@ -234,7 +234,10 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
     let clock = if args.speed == 1.0 {
         vigil::schedule::Clock::wall()
     } else {
-        vigil::schedule::Clock::scaled(vigil::store::now_ms(), args.speed)
+        // Time on a compressed clock must not go back when the server restarts.
+        let clock = vigil::schedule::Clock::continuing(store.clock()?, args.speed);
+        store.set_clock(&clock)?;
+        clock
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

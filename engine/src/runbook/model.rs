@@ -601,7 +601,11 @@ impl Eq for CompiledRegex {}
 
 impl std::fmt::Debug for CompiledRegex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.get().is_some() { "compiled" } else { "lazy" })
+        f.write_str(if self.0.get().is_some() {
+            "compiled"
+        } else {
+            "lazy"
+        })
     }
 }
 

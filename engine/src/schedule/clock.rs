@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Clock {
     /// Wall time (ms) at which the simulated clock read `origin_ms`.
     wall_origin_ms: i64,
@@ -44,6 +44,18 @@ impl Clock {
             wall_origin_ms: crate::store::now_ms(),
             origin_ms,
             speed,
+        }
+    }
+
+    /// A compressed clock for a store that may have run one before: it continues the
+    /// stored clock (time on it never goes back, the downtime counts compressed),
+    /// or starts a new one at the later of now and the old clock's reading.
+    pub fn continuing(stored: Option<Clock>, speed: f64) -> Clock {
+        let now = crate::store::now_ms();
+        match stored {
+            Some(c) if c.speed == Clock::scaled(0, speed).speed && !c.is_wall() => c,
+            Some(c) => Clock::scaled(c.now_ms().max(now), speed),
+            None => Clock::scaled(now, speed),
         }
     }
 
@@ -102,5 +114,21 @@ mod tests {
         assert!(!c.is_wall());
         assert_eq!(Clock::scaled(0, f64::NAN).speed(), 1.0);
         assert_eq!(Clock::scaled(0, 0.0).speed(), 1.0);
+    }
+
+    #[test]
+    fn a_continued_clock_never_goes_back() {
+        let first = Clock::scaled(crate::store::now_ms(), 600.0);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let reading = first.now_ms();
+        let again = Clock::continuing(Some(first), 600.0);
+        assert_eq!(again, first, "same speed: the same clock");
+        assert!(again.now_ms() >= reading);
+        let faster = Clock::continuing(Some(first), 1200.0);
+        assert!(
+            faster.now_ms() >= reading,
+            "a new speed starts where the old clock was"
+        );
+        assert_eq!(faster.speed(), 1200.0);
     }
 }

@@ -12,6 +12,7 @@ const INCIDENTS: &str = "incidents";
 const INCIDENT_JOURNAL: &str = "incident_journal";
 const SILENCES: &str = "silences";
 const PREDICTIONS: &str = "predictions";
+const GROUPS: &str = "alert_groups";
 
 fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(v).map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -57,6 +58,31 @@ impl Store {
         tree.apply_batch(batch)?;
         self.commit.written.fetch_add(1, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Saves the timing of alert groups and forgets groups that are gone. Not yet durable.
+    pub fn put_groups(
+        &self,
+        changed: &[crate::alert::engine::GroupTiming],
+        removed: &[String],
+    ) -> Result<(), StoreError> {
+        if changed.is_empty() && removed.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for g in changed {
+            batch.insert(g.group.as_bytes(), encode(g)?);
+        }
+        for g in removed {
+            batch.remove(g.as_bytes());
+        }
+        self.tree(GROUPS)?.apply_batch(batch)?;
+        self.commit.written.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    pub fn groups(&self) -> Result<Vec<crate::alert::engine::GroupTiming>, StoreError> {
+        self.all(GROUPS)
     }
 
     /// Every stored prediction, oldest first.

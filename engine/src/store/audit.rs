@@ -63,6 +63,7 @@ pub struct PauseState {
 }
 
 const PAUSE_KEY: &[u8] = b"automation_paused";
+const CLOCK_KEY: &[u8] = b"compressed_clock";
 
 impl Store {
     fn audit_tree(&self) -> Result<sled::Tree, StoreError> {
@@ -88,6 +89,24 @@ impl Store {
                     .map_err(|e| StoreError::Corrupt(format!("audit entry: {e}")))
             })
             .collect()
+    }
+
+    /// The compressed clock a server ran on (`vigil serve --speed`), so that a restart
+    /// continues it instead of jumping back.
+    pub fn clock(&self) -> Result<Option<crate::schedule::Clock>, StoreError> {
+        match self.meta.get(CLOCK_KEY)? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("stored clock: {e}"))),
+        }
+    }
+
+    /// Records the compressed clock in use (durably).
+    pub fn set_clock(&self, clock: &crate::schedule::Clock) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(clock).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.meta.insert(CLOCK_KEY, bytes)?;
+        self.sync_blocking()
     }
 
     /// The kill switch: when set, no automatic run starts.
