@@ -28,6 +28,7 @@ use crate::schedule::runner::{
 use crate::store::{ExecStatus, Store};
 use crate::telemetry::Metrics;
 use crate::telemetry::story::Narrator;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -103,11 +104,13 @@ impl Source for ConnectorSource {
 }
 
 /// Scores the stored predictions of every detector against what its source says
-/// happened, from the first prediction's time minus `window` to `until_ms`.
+/// happened, from the first prediction's time minus `window` to `until_ms`; and the
+/// stored forecasts against what the series then did.
 pub async fn evaluate(
     detectors: &[crate::runbook::model::Detector],
     sources: &Sources,
     predictions: &[crate::schedule::detectors::Detection],
+    forecasts: &[crate::schedule::detectors::ForecastRecord],
     window_ms: i64,
     from_ms: i64,
     until_ms: i64,
@@ -123,10 +126,46 @@ pub async fn evaluate(
             out.push(Err(format!("{}: no source `{}`", d.name, d.source)));
             continue;
         };
+        let made: Vec<_> = forecasts
+            .iter()
+            .filter(|f| f.detector == d.name)
+            .cloned()
+            .collect();
+        let accuracy = if made.is_empty() {
+            Vec::new()
+        } else {
+            // What the series did, from the first forecast's time to now.
+            let first = made.iter().map(|f| f.t).min().unwrap_or(0) * 1000;
+            match source.fetch(&d.query, first - 3_600_000, until_ms).await {
+                Ok(series) => {
+                    let index: Vec<(&BTreeMap<String, String>, &Vec<(i64, f64)>)> =
+                        series.iter().map(|s| (&s.labels, &s.points)).collect();
+                    crate::schedule::evaluate::forecast_accuracy(&made, |labels, t| {
+                        let (_, points) = index.iter().find(|(l, _)| *l == labels)?;
+                        // The observation nearest to `t`, if one is close (a sample apart).
+                        let i = points.partition_point(|p| p.0 < t);
+                        let near = [i.checked_sub(1), Some(i)]
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|i| points.get(i))
+                            .min_by_key(|p| (p.0 - t).abs())?;
+                        ((near.0 - t).abs() <= 600).then_some(near.1)
+                    })
+                }
+                Err(e) => {
+                    out.push(Err(format!("{}: reading `{}`: {e}", d.name, d.source)));
+                    continue;
+                }
+            }
+        };
         match source.anomalies(&d.query, from_ms, until_ms).await {
-            Ok(truths) => out.push(Ok(crate::schedule::evaluate::evaluate(
-                &d.name, &mine, &truths, window_ms, until_ms,
-            ))),
+            Ok(truths) => {
+                let mut e = crate::schedule::evaluate::evaluate(
+                    &d.name, &mine, &truths, window_ms, until_ms,
+                );
+                e.forecasts = accuracy;
+                out.push(Ok(e));
+            }
             Err(e) => out.push(Err(format!(
                 "{}: asking `{}` what happened: {e}",
                 d.name, d.source
@@ -298,6 +337,9 @@ async fn forward(mut rx: mpsc::Receiver<RunReport>, svc: Arc<AlertService>, metr
             &[("detector", &report.detector), ("outcome", outcome)],
         );
         metrics.detector_points.inc_by(report.points as u64);
+        if let Err(e) = svc.store().put_forecasts(&report.forecasts) {
+            tracing::error!(detector = %report.detector, "storing forecasts: {e}");
+        }
         if report.detections.is_empty() {
             continue;
         }

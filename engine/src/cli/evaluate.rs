@@ -38,7 +38,14 @@ pub fn run(g: &Global, args: &EvaluateArgs) -> Result<ExitCode> {
     let (_, sources) = super::plugin::with_plugins_and_sources(g, &bundle, &|_| {})?;
     let window_ms = window.as_std().as_millis() as i64;
     let from = predictions.iter().map(|p| p.at * 1000).min().unwrap_or(0) - window_ms;
-    let until = vigil::store::now_ms();
+    let forecasts = store.forecasts()?;
+    // Up to what the detectors last saw (their clock may have been compressed).
+    let until = predictions
+        .iter()
+        .map(|p| p.at)
+        .chain(forecasts.iter().map(|f| f.made_at))
+        .max()
+        .map_or_else(vigil::store::now_ms, |s| s * 1000);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -46,6 +53,7 @@ pub fn run(g: &Global, args: &EvaluateArgs) -> Result<ExitCode> {
         &bundle.detectors,
         &sources,
         &predictions,
+        &forecasts,
         window_ms,
         from,
         until,
@@ -83,6 +91,18 @@ pub fn run(g: &Global, args: &EvaluateArgs) -> Result<ExitCode> {
                     e.median_delay_ms
                         .map_or("—".into(), |d| format!("{} s", d / 1000))
                 );
+                for f in &e.forecasts {
+                    println!(
+                        "      forecast {:>5} ahead: {} scored, within 10/15/20%: {:.0}/{:.0}/{:.0}%, interval coverage {:.0}%, mean error {:.1}%",
+                        vigil::detect::forecast::format_duration(f.horizon_secs),
+                        f.scored,
+                        100.0 * f.within_10,
+                        100.0 * f.within_15,
+                        100.0 * f.within_20,
+                        100.0 * f.coverage,
+                        f.mean_abs_pct_error
+                    );
+                }
                 for (at, kind, series) in e.missed.iter().take(5) {
                     println!("      missed {kind} on {series} at {}", super::clock(*at));
                 }

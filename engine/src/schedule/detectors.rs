@@ -123,6 +123,24 @@ pub struct Detection {
     pub resolved: bool,
 }
 
+/// What a forecast said, kept so `vigil evaluate` can compare it with what came.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForecastRecord {
+    pub detector: String,
+    pub labels: BTreeMap<String, String>,
+    /// When it was made (unix seconds: the series' last point).
+    pub made_at: i64,
+    pub horizon_secs: i64,
+    /// The time forecast (unix seconds) and the value with its interval.
+    pub t: i64,
+    pub value: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+/// The horizons every forecast run records: 1 hour, 6 hours, 1 day.
+pub const FORECAST_HORIZONS: [i64; 3] = [3_600, 6 * 3_600, 86_400];
+
 /// A firing series returns to normal after this many consecutive normal points
 /// (anomaly models) or runs (forecasts): one quiet point is not a recovery.
 pub const RESOLVE_AFTER: u32 = 5;
@@ -143,6 +161,8 @@ pub struct DetectorRun {
     /// Points before this (unix seconds) teach the model but never alert: the
     /// history a first run loads is the past, not news.
     alert_from: Option<i64>,
+    /// Forecasts made since the last [`DetectorRun::take_forecasts`].
+    forecasts: Vec<ForecastRecord>,
 }
 
 impl std::fmt::Debug for DetectorRun {
@@ -173,6 +193,7 @@ impl DetectorRun {
             series: HashMap::new(),
             firing: HashMap::new(),
             alert_from: None,
+            forecasts: Vec::new(),
         })
     }
 
@@ -192,6 +213,11 @@ impl DetectorRun {
     /// Points before `t` (unix seconds) only train the model.
     pub fn alert_from(&mut self, t: i64) {
         self.alert_from = Some(t);
+    }
+
+    /// The forecasts made by the runs since the last call (for the store).
+    pub fn take_forecasts(&mut self) -> Vec<ForecastRecord> {
+        std::mem::take(&mut self.forecasts)
     }
 
     /// How many series currently fire.
@@ -345,6 +371,21 @@ impl DetectorRun {
             return None;
         }
         let model = Forecaster::fit(&series.points, &spec.config).ok()?;
+        if self.forecasts.len() < MAX_SERIES * FORECAST_HORIZONS.len() {
+            for h in FORECAST_HORIZONS {
+                let p = model.at(h);
+                self.forecasts.push(ForecastRecord {
+                    detector: self.detector.name.clone(),
+                    labels: series.labels.clone(),
+                    made_at: last_t,
+                    horizon_secs: h,
+                    t: p.t,
+                    value: p.value,
+                    low: p.low,
+                    high: p.high,
+                });
+            }
+        }
         let ex = model.time_to_exhaustion(spec.limit, spec.config.level);
         let within = (spec.within.as_std().as_millis() / 1000) as i64;
         let Some(eta) = ex.eta_secs.filter(|&e| e <= within) else {

@@ -12,7 +12,7 @@
 //! - **Precision** is the share of episodes that overlap some anomaly's window;
 //!   **recall** the share of anomalies detected.
 
-use super::detectors::Detection;
+use super::detectors::{Detection, ForecastRecord};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -66,6 +66,73 @@ pub struct Evaluation {
     pub median_delay_ms: Option<i64>,
     /// Labelled anomalies no episode caught: (onset ms, kind, series).
     pub missed: Vec<(i64, String, String)>,
+    /// Forecast detectors: how close their forecasts came, per horizon.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub forecasts: Vec<ForecastAccuracy>,
+}
+
+/// How forecasts made `horizon_secs` ahead compared with what was then observed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ForecastAccuracy {
+    pub horizon_secs: i64,
+    /// Forecasts whose time has come and for which a value was observed.
+    pub scored: usize,
+    /// Shares within 10 %, 15 % and 20 % of the observed value.
+    pub within_10: f64,
+    pub within_15: f64,
+    pub within_20: f64,
+    /// Share of observed values inside the forecast interval.
+    pub coverage: f64,
+    pub mean_abs_pct_error: f64,
+}
+
+/// Scores forecasts against observations: `observed(labels, t)` gives the value
+/// the series had at `t` (unix seconds), if known.
+pub fn forecast_accuracy(
+    forecasts: &[ForecastRecord],
+    observed: impl Fn(&BTreeMap<String, String>, i64) -> Option<f64>,
+) -> Vec<ForecastAccuracy> {
+    let mut by_horizon: BTreeMap<i64, Vec<(f64, &ForecastRecord)>> = BTreeMap::new();
+    for f in forecasts {
+        if let Some(actual) = observed(&f.labels, f.t) {
+            by_horizon
+                .entry(f.horizon_secs)
+                .or_default()
+                .push((actual, f));
+        }
+    }
+    by_horizon
+        .into_iter()
+        .map(|(horizon_secs, rows)| {
+            let n = rows.len() as f64;
+            let err = |(a, f): &(f64, &ForecastRecord)| {
+                if *a == 0.0 {
+                    if f.value == 0.0 { 0.0 } else { f64::INFINITY }
+                } else {
+                    ((f.value - a) / a).abs()
+                }
+            };
+            let share = |m: f64| rows.iter().filter(|r| err(r) <= m).count() as f64 / n;
+            let finite: Vec<f64> = rows.iter().map(err).filter(|e| e.is_finite()).collect();
+            ForecastAccuracy {
+                horizon_secs,
+                scored: rows.len(),
+                within_10: share(0.10),
+                within_15: share(0.15),
+                within_20: share(0.20),
+                coverage: rows
+                    .iter()
+                    .filter(|(a, f)| *a >= f.low && *a <= f.high)
+                    .count() as f64
+                    / n,
+                mean_abs_pct_error: if finite.is_empty() {
+                    0.0
+                } else {
+                    100.0 * finite.iter().sum::<f64>() / finite.len() as f64
+                },
+            }
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -175,6 +242,7 @@ pub fn evaluate(
         median_delay_ms: sorted.get(sorted.len() / 2).copied(),
         delays_ms: delays,
         missed,
+        forecasts: Vec::new(),
     }
 }
 
@@ -231,6 +299,32 @@ mod tests {
         assert_eq!(e.delays_ms, vec![120_000]);
         assert_eq!(e.missed.len(), 1);
         assert!(e.missed[0].2.contains("service=web"));
+    }
+
+    #[test]
+    fn forecasts_are_scored_per_horizon() {
+        let f = |h: i64, t: i64, value: f64| ForecastRecord {
+            detector: "disk".into(),
+            labels: BTreeMap::new(),
+            made_at: 0,
+            horizon_secs: h,
+            t,
+            value,
+            low: value * 0.9,
+            high: value * 1.1,
+        };
+        // The series is 100 everywhere; the 1 h forecasts are 5 % and 30 % off.
+        let records = vec![
+            f(3600, 3600, 105.0),
+            f(3600, 7200, 130.0),
+            f(86_400, 99_999_999, 1.0),
+        ];
+        let acc = forecast_accuracy(&records, |_, t| (t < 1_000_000).then_some(100.0));
+        assert_eq!(acc.len(), 1, "the 1-day forecast's time has not come");
+        let a = &acc[0];
+        assert_eq!((a.horizon_secs, a.scored), (3600, 2));
+        assert_eq!((a.within_10, a.within_20, a.coverage), (0.5, 0.5, 0.5));
+        assert!((a.mean_abs_pct_error - 17.5).abs() < 1e-9);
     }
 
     #[test]

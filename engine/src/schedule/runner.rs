@@ -44,6 +44,8 @@ pub struct RunReport {
     pub series: usize,
     pub points: usize,
     pub detections: Vec<Detection>,
+    /// What forecast detectors forecast this run (for `vigil evaluate`).
+    pub forecasts: Vec<super::detectors::ForecastRecord>,
     pub error: Option<String>,
 }
 
@@ -222,16 +224,22 @@ async fn run_once(
         series: 0,
         points: 0,
         detections: Vec::new(),
+        forecasts: Vec::new(),
         error: None,
     };
     if forecast && slot.covered_ms.is_none() {
         slot.run.alert_from(now.div_euclid(1000));
+    }
+    if start > now {
+        // Fired again within the same instant (a fast clock): nothing new to read.
+        return report;
     }
     match source.fetch(&query, start, now).await {
         Ok(series) => {
             report.series = series.len();
             report.points = series.iter().map(|s| s.points.len()).sum();
             report.detections = slot.run.observe(&series);
+            report.forecasts = slot.run.take_forecasts();
             slot.covered_ms = Some(now);
         }
         Err(e) => report.error = Some(e),

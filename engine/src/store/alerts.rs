@@ -13,6 +13,7 @@ const INCIDENT_JOURNAL: &str = "incident_journal";
 const SILENCES: &str = "silences";
 const PREDICTIONS: &str = "predictions";
 const GROUPS: &str = "alert_groups";
+const FORECASTS: &str = "forecasts";
 
 fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(v).map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -83,6 +84,27 @@ impl Store {
 
     pub fn groups(&self) -> Result<Vec<crate::alert::engine::GroupTiming>, StoreError> {
         self.all(GROUPS)
+    }
+
+    /// Appends forecasts (made durable by the next flush).
+    pub fn put_forecasts(
+        &self,
+        made: &[crate::schedule::detectors::ForecastRecord],
+    ) -> Result<(), StoreError> {
+        if made.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for f in made {
+            batch.insert(&self.db.generate_id()?.to_be_bytes(), encode(f)?);
+        }
+        self.tree(FORECASTS)?.apply_batch(batch)?;
+        self.commit.written.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    pub fn forecasts(&self) -> Result<Vec<crate::schedule::detectors::ForecastRecord>, StoreError> {
+        self.all(FORECASTS)
     }
 
     /// Every stored prediction, oldest first.

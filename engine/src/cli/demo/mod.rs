@@ -228,6 +228,7 @@ pub fn run(g: &Global, args: &DemoArgs) -> Result<ExitCode> {
             &bundle.detectors,
             &truth_sources,
             &predictions,
+            &store.forecasts()?,
             15 * 60_000,
             origin,
             clock.now_ms(),
