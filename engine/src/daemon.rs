@@ -28,7 +28,6 @@ use crate::schedule::runner::{
 use crate::store::{ExecStatus, Store};
 use crate::telemetry::Metrics;
 use crate::telemetry::story::Narrator;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -138,10 +137,8 @@ pub async fn evaluate(
             let first = made.iter().map(|f| f.t).min().unwrap_or(0) * 1000;
             match source.fetch(&d.query, first - 3_600_000, until_ms).await {
                 Ok(series) => {
-                    let index: Vec<(&BTreeMap<String, String>, &Vec<(i64, f64)>)> =
-                        series.iter().map(|s| (&s.labels, &s.points)).collect();
                     crate::schedule::evaluate::forecast_accuracy(&made, |labels, t| {
-                        let (_, points) = index.iter().find(|(l, _)| *l == labels)?;
+                        let points = &series.iter().find(|s| &s.labels == labels)?.points;
                         // The observation nearest to `t`, if one is close (a sample apart).
                         let i = points.partition_point(|p| p.0 < t);
                         let near = [i.checked_sub(1), Some(i)]

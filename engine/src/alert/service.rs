@@ -565,7 +565,7 @@ impl AlertService {
                 change: ev.kind.clone(),
                 detail: ev.detail.clone(),
             });
-            self.store.put_incident(&inc)?;
+            self.store.put_incident(inc)?;
             self.store.append_incident_event(id, ev)?;
             self.store.sync().await?;
         }
