@@ -132,7 +132,9 @@ pub enum AlertsCommand {
     },
 }
 
-fn load_bundle(g: &Global) -> Result<Bundle> {
+/// The bundle of `--config` (empty when there is none), refused with its diagnostics
+/// when it has errors.
+pub fn load_bundle(g: &Global) -> Result<Bundle> {
     let Some(dir) = g.bundle_dir() else {
         return Ok(Bundle::default());
     };

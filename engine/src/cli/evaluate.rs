@@ -16,17 +16,7 @@ pub struct EvaluateArgs {
 pub fn run(g: &Global, args: &EvaluateArgs) -> Result<ExitCode> {
     let window = vigil::runbook::duration::Duration::parse(&args.window)
         .map_err(|e| super::invalid(format!("--window {}: {}", args.window, e.message)))?;
-    let dir = g
-        .bundle_dir()
-        .ok_or_else(|| super::invalid("no vigil.yaml found; pass --config"))?;
-    let bundle = vigil::runbook::Bundle::load(&dir)
-        .with_context(|| format!("reading bundle {}", dir.display()))?;
-    if bundle.has_errors() {
-        super::validate::print_diagnostics(g, &bundle);
-        return Err(super::invalid(
-            "the bundle has problems; `vigil validate` lists them",
-        ));
-    }
+    let bundle = super::alerts::load_bundle(g)?;
     let store_dir = super::store_dir(g, Some(&bundle));
     let store = Store::open(&store_dir).with_context(|| {
         format!(
