@@ -482,3 +482,54 @@ fn executions_are_listed_and_approved_over_http() {
     let (code, _) = get(&server.base, "/api/v1/executions/ex-999999");
     assert_eq!(code, 404);
 }
+
+/// `--log-format json` gives one JSON object per log line, and SIGTERM ends the
+/// server cleanly (exit 0) after saying what it stops.
+#[test]
+fn structured_logs_and_a_graceful_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = bundle(dir.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--store")
+        .arg(dir.path().join("store"))
+        .args(["--log-format", "json", "--log", "info"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--grace", "5s"])
+        .env("VIGIL_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("listening on http://127.0.0.1:"), "{line}");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "SIGTERM stops the server");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let mut logs = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut logs).unwrap();
+    let lines: Vec<Value> = logs
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("shutting down"))),
+        "{logs}"
+    );
+}
