@@ -2,28 +2,18 @@
 //! right 4xx with `{error, detail}`; silences and `alerts send` through the CLI; and
 //! SIGKILL during ingestion loses no acknowledged alert.
 
+mod common;
+
+use common::{Server, agent};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "test-token-123";
-
-/// A running `vigil serve`, killed on drop (also when a test fails).
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn bundle(dir: &Path) -> PathBuf {
     let b = dir.join("bundle");
@@ -37,34 +27,7 @@ fn bundle(dir: &Path) -> PathBuf {
 }
 
 fn start(config: &Path, store: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .arg("--config")
-        .arg(config)
-        .arg("--store")
-        .arg(store)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("VIGIL_TOKEN", TOKEN)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    Server { child, base }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
+    common::serve(config, store, TOKEN, &[])
 }
 
 fn post(base: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, Value) {

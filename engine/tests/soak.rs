@@ -13,11 +13,11 @@
 
 mod common;
 
+use common::{Server, agent};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,31 +29,17 @@ const ROUNDS: usize = 7;
 const BATCH: usize = 500;
 const BATCHES_PER_ROUND: usize = 24; // 7 × 24 × 500 = 84,000 firing alerts at most
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    /// Peak resident memory so far (VmHWM), in KiB.
-    fn peak_rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmHWM:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|v| v.parse().ok())
-            })
-            .unwrap_or(0)
-    }
+/// Peak resident memory of a server so far (VmHWM), in KiB.
+fn peak_rss_kib(server: &Server) -> u64 {
+    std::fs::read_to_string(format!("/proc/{}/status", server.child.id()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn bundle(dir: &Path) -> (PathBuf, PathBuf) {
@@ -105,34 +91,7 @@ fn bundle(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 fn start(config: &Path, store: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .arg("--config")
-        .arg(config)
-        .arg("--store")
-        .arg(store)
-        .args(["serve", "--listen", "127.0.0.1:0", "--speed", "600"])
-        .env("VIGIL_TOKEN", TOKEN)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    Server { child, base }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
+    common::serve(config, store, TOKEN, &["--speed", "600"])
 }
 
 fn labels(round: usize, batch: usize, i: usize) -> BTreeMap<String, String> {
@@ -215,7 +174,7 @@ fn soak_with_sigkills_loses_nothing_and_repeats_nothing() {
         };
         let _ = kill_rx.recv_timeout(Duration::from_secs(60));
         std::thread::sleep(Duration::from_millis(rng.next(80)));
-        peak_kib = peak_kib.max(server.peak_rss_kib());
+        peak_kib = peak_kib.max(peak_rss_kib(&server));
         drop(server); // SIGKILL
         stop.store(true, Ordering::Relaxed);
         sender.join().unwrap();
@@ -245,7 +204,7 @@ fn soak_with_sigkills_loses_nothing_and_repeats_nothing() {
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_millis(500));
-    peak_kib = peak_kib.max(server.peak_rss_kib());
+    peak_kib = peak_kib.max(peak_rss_kib(&server));
     let pid = server.child.id();
     Command::new("kill")
         .args(["-TERM", &pid.to_string()])

@@ -209,6 +209,17 @@ impl AlertService {
         self.clock.now_ms()
     }
 
+    /// Appends a change to an incident's journal (not yet durable) and tells it.
+    fn journal_incident(&self, id: &str, ev: IncidentEvent) -> Result<(), StoreError> {
+        self.tell(Story::Incident {
+            at_ms: ev.ts_ms,
+            id: id.to_string(),
+            change: ev.kind.clone(),
+            detail: ev.detail.clone(),
+        });
+        self.store.append_incident_event(id, ev).map(|_| ())
+    }
+
     fn tell(&self, story: Story) {
         if let Some(n) = &self.narrator {
             n(story);
@@ -433,13 +444,7 @@ impl AlertService {
         }
         for (id, ev) in result.events {
             tracing::info!(incident = %id, kind = %ev.kind, "{}", ev.detail);
-            self.tell(Story::Incident {
-                at_ms: ev.ts_ms,
-                id: id.clone(),
-                change: ev.kind.clone(),
-                detail: ev.detail.clone(),
-            });
-            self.store.append_incident_event(&id, ev)?;
+            self.journal_incident(&id, ev)?;
         }
         self.store.sync().await?;
         self.update_metrics();
@@ -464,21 +469,24 @@ impl AlertService {
                 {
                     continue;
                 }
-                // Durable before it starts: after a crash the incident shows the runbook
-                // as started (the executor resumes it) instead of starting it again.
-                let starting = Triggered {
-                    runbook: c.runbook.name.clone(),
-                    mode: self.trigger.mode_str().into(),
-                    status: STARTING.into(),
-                    execution: None,
-                    reason: None,
-                    at_ms: self.now_ms(),
-                    report: None,
-                    verified: false,
-                };
-                let updated = self.engine().record_trigger(&inc.id, starting);
-                if let Some(updated) = updated {
-                    self.store.put_incident(&updated)?;
+                // A live run is durable before it starts: after a crash the incident
+                // shows it as started (the executor resumes it) instead of starting it
+                // again. A dry run changes nothing, so running it again is harmless.
+                if self.trigger.mode_str() == "live" {
+                    let starting = Triggered {
+                        runbook: c.runbook.name.clone(),
+                        mode: "live".into(),
+                        status: STARTING.into(),
+                        execution: None,
+                        reason: None,
+                        at_ms: self.now_ms(),
+                        report: None,
+                        verified: false,
+                    };
+                    let updated = self.engine().record_trigger(&inc.id, starting);
+                    if let Some(updated) = updated {
+                        self.store.put_incident(&updated)?;
+                    }
                 }
                 starts.push((c, inc.clone()));
             }
@@ -559,14 +567,8 @@ impl AlertService {
                     detail,
                 });
             }
-            self.tell(Story::Incident {
-                at_ms: ev.ts_ms,
-                id: id.to_string(),
-                change: ev.kind.clone(),
-                detail: ev.detail.clone(),
-            });
             self.store.put_incident(inc)?;
-            self.store.append_incident_event(id, ev)?;
+            self.journal_incident(id, ev)?;
             self.store.sync().await?;
         }
         // A remediation that ran to the end, its assertions holding, resolves the
@@ -633,14 +635,8 @@ impl AlertService {
                 what: "incident",
                 id: id.to_string(),
             })?;
-        self.tell(Story::Incident {
-            at_ms: ev.ts_ms,
-            id: id.to_string(),
-            change: ev.kind.clone(),
-            detail: ev.detail.clone(),
-        });
         self.store.put_incident(&inc)?;
-        self.store.append_incident_event(id, ev)?;
+        self.journal_incident(id, ev)?;
         self.store.sync().await?;
         self.update_metrics();
         Ok(inc)
