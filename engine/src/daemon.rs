@@ -269,11 +269,16 @@ impl Daemon {
             started.detectors = bundle.detectors.len();
             // Reports wait here for the pipeline; a full queue holds the detectors back.
             let (tx, rx) = mpsc::channel::<RunReport>(16);
+            let mut runner_cfg = opts.runner.clone();
+            // Classifier detectors serve the store's promoted models.
+            runner_cfg
+                .models
+                .get_or_insert_with(|| crate::schedule::models::ModelShelf::new(store.clone()));
             let runner = tokio::spawn(runner::run(
                 bundle.detectors.clone(),
                 sources,
                 opts.clock,
-                opts.runner.clone(),
+                runner_cfg,
                 tx,
                 stop_rx,
                 stats.clone(),

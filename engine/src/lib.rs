@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod detect;
 pub mod exec;
 pub mod graph;
+pub mod learn;
 pub mod plugin;
 pub mod policy;
 pub mod runbook;

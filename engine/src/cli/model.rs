@@ -40,6 +40,19 @@ pub enum ModelCommand {
     List,
     /// Make `NAME@N` the version that serves.
     Promote { model: String },
+    /// Train the next version from what happened: the classifier detector's source
+    /// history, the failures it labelled and the outcomes of the incidents the
+    /// predictions opened. Promoted when it does at least as well as the one serving.
+    Retrain {
+        /// The model name (a detector's `classifier.model`).
+        name: String,
+        /// The detector to learn from, when several serve this model.
+        #[arg(long)]
+        detector: Option<String>,
+        /// Store the new version but keep the current one serving.
+        #[arg(long)]
+        no_promote: bool,
+    },
 }
 
 /// Reads `timestamp,cpu,memory,disk_io,error_rate,failure` rows (a header first).
@@ -122,6 +135,108 @@ fn quality_row(label: &str, q: &Quality) -> String {
         "  {label:<22} precision {:.2}  recall {:.2}  F1 {:.2}  (n={})",
         q.precision, q.recall, q.f1, q.support
     )
+}
+
+/// The detector of the bundle that serves model `name` (or the one asked for).
+fn classifier_detector<'b>(
+    bundle: &'b vigil::runbook::Bundle,
+    name: &str,
+    asked: Option<&str>,
+) -> Result<&'b vigil::runbook::model::Detector> {
+    let serving: Vec<&vigil::runbook::model::Detector> = bundle
+        .detectors
+        .iter()
+        .filter(|d| {
+            vigil::runbook::de::from_node::<vigil::schedule::detectors::DetectorModel>(&d.model)
+                .ok()
+                .and_then(|m| m.classifier)
+                .is_some_and(|c| c.model == name)
+        })
+        .filter(|d| asked.is_none_or(|a| a == d.name))
+        .collect();
+    match serving.as_slice() {
+        [one] => Ok(one),
+        [] => Err(invalid(format!(
+            "no detector in the bundle serves model `{name}`{}; a classifier detector has `model: {{ classifier: {{ model: {name} }} }}`",
+            asked.map(|a| format!(" as `{a}`")).unwrap_or_default()
+        ))),
+        many => Err(invalid(format!(
+            "several detectors serve `{name}` ({}); pick one with --detector",
+            many.iter()
+                .map(|d| d.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// Trains, stores and (if it is no worse) promotes the next version of `name`.
+pub fn retrain(
+    bundle: &vigil::runbook::Bundle,
+    store: &vigil::store::Store,
+    sources: &vigil::schedule::runner::Sources,
+    name: &str,
+    detector: Option<&str>,
+    promote: bool,
+) -> Result<vigil::learn::Retrained> {
+    let d = classifier_detector(bundle, name, detector)?;
+    let source = sources.get(&d.source).ok_or_else(|| {
+        invalid(format!(
+            "detector `{}` reads source `{}`, which vigil.yaml does not define",
+            d.name, d.source
+        ))
+    })?;
+    // Up to now, or up to what the detectors last saw if their clock ran ahead.
+    let until = store
+        .predictions()?
+        .iter()
+        .map(|p| p.at * 1000)
+        .max()
+        .unwrap_or(0)
+        .max(vigil::store::now_ms());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let r = rt
+        .block_on(vigil::learn::retrain(
+            store,
+            d,
+            source.as_ref(),
+            until,
+            promote,
+        ))
+        .map_err(|e| {
+            invalid(format!(
+                "retraining `{name}` from detector `{}`: {e}",
+                d.name
+            ))
+        })?;
+    Ok(r)
+}
+
+/// Prints a retraining's result for people.
+pub fn print_retrained(p: &Paint, r: &vigil::learn::Retrained) {
+    println!(
+        "{} trained {} on {} examples from {} hosts ({} failures seen, {} averted by a verified remediation, {} false alarms)",
+        p.green("✓"),
+        p.bold(&r.model),
+        r.examples,
+        r.hosts,
+        r.failures,
+        r.averted,
+        r.false_alarms
+    );
+    println!("{}", quality_row("hold-out: candidate", &r.candidate));
+    println!("{}", quality_row("hold-out: baseline", &r.baseline));
+    if let Some((id, q)) = &r.serving {
+        println!("{}", quality_row(&format!("hold-out: {id}"), q));
+    }
+    let verdict = if r.promoted {
+        p.green(&r.verdict)
+    } else {
+        r.verdict.clone()
+    };
+    println!("  {verdict}");
 }
 
 pub fn run(g: &Global, cmd: &ModelCommand) -> Result<ExitCode> {
@@ -285,6 +400,28 @@ pub fn run(g: &Global, cmd: &ModelCommand) -> Result<ExitCode> {
                 println!("{}", json!({ "promoted": m.id() }));
             } else {
                 println!("{} {} now serves", p.green("✓"), m.id());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelCommand::Retrain {
+            name,
+            detector,
+            no_promote,
+        } => {
+            let bundle = super::alerts::load_bundle(g)?;
+            let (_, sources) = super::plugin::with_plugins_and_sources(g, &bundle, &|_| {})?;
+            let r = retrain(
+                &bundle,
+                &store,
+                &sources,
+                name,
+                detector.as_deref(),
+                !no_promote,
+            )?;
+            if g.json() {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print_retrained(&p, &r);
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -630,9 +630,11 @@ impl<'a> Checker<'a> {
                 "use `sec min hour day month weekday`, e.g. `*/30 * * * * *` for every 30 seconds",
             );
         }
+        let mut wants_features = false;
         match from_node::<crate::schedule::detectors::DetectorModel>(&d.model) {
             Err(e) => self.de_error(d.model.span, e),
             Ok(model) => {
+                wants_features = model.classifier.is_some();
                 if let Err(why) = model.check() {
                     self.error(
                         d.model.span,
@@ -642,6 +644,7 @@ impl<'a> Checker<'a> {
                 }
             }
         }
+        let features = self.detector_input(&d, wants_features, doc.span);
         Some(Detector {
             name: d.name.value,
             description: d.description,
@@ -649,10 +652,83 @@ impl<'a> Checker<'a> {
             schedule: six,
             source_span: d.source.span,
             source: d.source.value,
-            query: d.query.value,
+            query: d.query.map(|q| q.value).unwrap_or_default(),
+            features,
             model: d.model,
             alert: d.alert,
         })
+    }
+
+    /// Checks that a detector reads what its model needs: `query:` for a model of one
+    /// series, `features:` (each of the classifier's features, once) for a classifier.
+    fn detector_input(
+        &mut self,
+        d: &DetectorDoc,
+        wants_features: bool,
+        doc_span: Span,
+    ) -> BTreeMap<String, String> {
+        use crate::detect::classifier::FEATURE_METRICS;
+        match (&d.query, &d.features, wants_features) {
+            (Some(_), None, false) => BTreeMap::new(),
+            (None, Some(f), true) => {
+                for (name, query) in &f.value {
+                    if !FEATURE_METRICS.contains(&name.as_str()) {
+                        self.error(
+                            query.span,
+                            format!("unknown feature `{name}`"),
+                            crate::runbook::suggest::hint(name, FEATURE_METRICS.iter().copied()),
+                        );
+                    }
+                }
+                for want in FEATURE_METRICS {
+                    if !f.value.contains_key(want) {
+                        self.error(
+                            f.span,
+                            format!("feature `{want}` has no query"),
+                            format!(
+                                "the classifier reads {}: give each a query",
+                                FEATURE_METRICS.join(", ")
+                            ),
+                        );
+                    }
+                }
+                f.value
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.value.clone()))
+                    .collect()
+            }
+            (Some(q), _, true) => {
+                self.error(
+                    q.span,
+                    "a classifier reads several series: give `features:`, not `query:`",
+                    format!(
+                        "write `features: {{ {} }}`, a query for each",
+                        FEATURE_METRICS
+                            .iter()
+                            .map(|m| format!("{m}: …"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+                BTreeMap::new()
+            }
+            (_, Some(f), false) => {
+                self.error(
+                    f.span,
+                    "`features:` is for a classifier model; this model scores one series",
+                    "give `query:` instead, or use `model: { classifier: { model: NAME } }`",
+                );
+                BTreeMap::new()
+            }
+            (None, None, _) => {
+                self.error(
+                    doc_span,
+                    "a detector needs `query:` (or `features:` for a classifier)",
+                    "e.g. `query: \"rate(http_requests_total[5m])\"`",
+                );
+                BTreeMap::new()
+            }
+        }
     }
 
     fn runbook(&mut self, doc: &Node) -> Option<Runbook> {

@@ -419,7 +419,13 @@ pub struct DetectorDoc {
     /// A cron expression; six fields (with seconds) or five.
     pub schedule: Spanned<String>,
     pub source: Spanned<String>,
-    pub query: Spanned<String>,
+    /// The query of the one series a model scores (anomaly and forecast models).
+    #[serde(default)]
+    pub query: Option<Spanned<String>>,
+    /// A query per feature, for models that judge several series of one host together
+    /// (the failure classifier: `cpu`, `memory`, `disk_io`, `error_rate`).
+    #[serde(default)]
+    pub features: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     /// The detection model and its parameters (typed by `detect`).
     pub model: Node,
     pub alert: AlertDoc,
@@ -715,10 +721,25 @@ pub struct Detector {
     /// Where `source:` is written.
     #[serde(skip)]
     pub source_span: Span,
+    /// The one series' query; empty when the detector reads `features`.
     pub query: String,
+    /// The query of each feature (by feature name); empty when it reads `query`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub features: BTreeMap<String, String>,
     #[serde(skip)]
     pub model: Node,
     pub alert: AlertDoc,
+}
+
+impl Detector {
+    /// Every query the detector runs: its `query`, or one per feature.
+    pub fn queries(&self) -> Vec<&str> {
+        if self.features.is_empty() {
+            vec![self.query.as_str()]
+        } else {
+            self.features.values().map(String::as_str).collect()
+        }
+    }
 }
 
 /// A Rhai policy file in the bundle.

@@ -3,18 +3,19 @@
 //! is kept between runs and bounded) and turns findings into alerts.
 
 use crate::detect::anomaly::{AnomalyMethod, ModelConfig};
+use crate::detect::classifier::{FEATURE_METRICS, FailureModel, Sample};
 use crate::detect::forecast::{ForecastConfig, Forecaster};
 use crate::detect::series::SeriesGuard;
 use crate::runbook::duration::Duration;
 use crate::runbook::model::Detector;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// At most this many series per detector keep state; past it, new series are
 /// ignored (with a warning) rather than growing memory without bound.
 pub const MAX_SERIES: usize = 10_000;
 
-/// A detector's `model:` section: exactly one of `anomaly` or `forecast`.
+/// A detector's `model:` section: exactly one of `anomaly`, `forecast` or `classifier`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetectorModel {
@@ -24,6 +25,9 @@ pub struct DetectorModel {
     /// A capacity forecast against a limit.
     #[serde(default)]
     pub forecast: Option<ForecastSpec>,
+    /// A failure classifier from the store, judging a host's `features:` together.
+    #[serde(default)]
+    pub classifier: Option<ClassifierSpec>,
     /// Anomaly score (0–1) at or above which an alert fires.
     #[serde(default = "default_threshold")]
     pub threshold: f64,
@@ -72,19 +76,84 @@ pub struct ForecastSpec {
     pub config: ForecastConfig,
 }
 
+/// `classifier:` — which stored model serves, and how sure it must be to alert.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifierSpec {
+    /// The model's name in the store (`vigil model list`); its promoted version serves,
+    /// and a newly promoted one takes over at the next run.
+    pub model: String,
+    /// Least confidence (0.5–1) at which a predicted failure alerts; by default the
+    /// model's own (80 % unless trained otherwise).
+    #[serde(default)]
+    pub min_confidence: Option<f64>,
+    /// How `vigil model retrain` (and `vigil evaluate --retrain`) builds new versions.
+    #[serde(default)]
+    pub training: TrainingSpec,
+}
+
+/// How a classifier learns from what happened.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainingSpec {
+    /// How far back the training data goes.
+    pub history: Duration,
+    /// Samples per feature window.
+    pub window: usize,
+    /// A window is labelled "failure" when one comes within this many samples.
+    pub horizon: usize,
+    /// The `anomaly=<kind>` of the source's events that mean "it failed".
+    pub failure_kind: String,
+    /// The trees' parameters (trees, max_depth, min_confidence, seed, …).
+    pub params: crate::detect::classifier::TrainConfig,
+}
+
+impl Default for TrainingSpec {
+    fn default() -> Self {
+        TrainingSpec {
+            history: Duration(std::time::Duration::from_secs(7 * 86_400)),
+            window: 12,
+            horizon: 10,
+            failure_kind: "failure".into(),
+            params: crate::detect::classifier::TrainConfig::default(),
+        }
+    }
+}
+
 impl DetectorModel {
     /// Checks what serde cannot: one model kind, a threshold in (0, 1].
     pub fn check(&self) -> Result<(), String> {
-        match (&self.anomaly, &self.forecast) {
-            (Some(_), Some(_)) => {
-                return Err("give either `anomaly` or `forecast`, not both".into());
-            }
-            (None, None) => {
+        let kinds = [
+            self.anomaly.is_some(),
+            self.forecast.is_some(),
+            self.classifier.is_some(),
+        ];
+        match kinds.iter().filter(|k| **k).count() {
+            0 => {
                 return Err(
-                    "give `anomaly: { method: … }` or `forecast: { limit: …, within: … }`".into(),
+                    "give `anomaly: { method: … }`, `forecast: { limit: …, within: … }` or `classifier: { model: … }`".into(),
                 );
             }
-            _ => {}
+            1 => {}
+            _ => {
+                return Err(
+                    "give one of `anomaly`, `forecast` or `classifier`, not several".into(),
+                );
+            }
+        }
+        if let Some(c) = &self.classifier {
+            if c.model.trim().is_empty() {
+                return Err("`classifier.model` names the model in the store".into());
+            }
+            let t = &c.training;
+            if t.window < 2 || t.horizon == 0 {
+                return Err("training needs `window` ≥ 2 and `horizon` ≥ 1 (samples)".into());
+            }
+            if let Some(m) = c.min_confidence
+                && !(0.5..=1.0).contains(&m)
+            {
+                return Err(format!("min_confidence {m} must be in 0.5..=1"));
+            }
         }
         if let Some(a) = &self.anomaly {
             a.build().map_err(|e| e.to_string())?;
@@ -151,11 +220,27 @@ struct SeriesState {
     last_t: Option<i64>,
 }
 
+/// A host a classifier judges: its last samples (at most the model's window).
+#[derive(Default)]
+struct HostState {
+    window: VecDeque<(i64, Sample)>,
+    last_t: Option<i64>,
+}
+
+/// A served classifier version, as the runner hands it to a run.
+#[derive(Debug)]
+pub struct ServedModel {
+    /// `name@version`.
+    pub id: String,
+    pub model: FailureModel,
+}
+
 /// A detector and what it remembers between runs.
 pub struct DetectorRun {
     detector: Detector,
     model: DetectorModel,
     series: HashMap<String, SeriesState>,
+    hosts: HashMap<String, HostState>,
     /// Series whose alert fires, with the count of normal points (or runs) since.
     firing: HashMap<String, u32>,
     /// Points before this (unix seconds) teach the model but never alert: the
@@ -191,6 +276,7 @@ impl DetectorRun {
             detector: detector.clone(),
             model,
             series: HashMap::new(),
+            hosts: HashMap::new(),
             firing: HashMap::new(),
             alert_from: None,
             forecasts: Vec::new(),
@@ -210,6 +296,11 @@ impl DetectorRun {
         self.model.forecast.is_some()
     }
 
+    /// The stored model a classifier detector serves (`None` for other models).
+    pub fn classifier(&self) -> Option<&ClassifierSpec> {
+        self.model.classifier.as_ref()
+    }
+
     /// Points before `t` (unix seconds) only train the model.
     pub fn alert_from(&mut self, t: i64) {
         self.alert_from = Some(t);
@@ -227,7 +318,16 @@ impl DetectorRun {
 
     /// Bytes of scoring state held, across series.
     pub fn state_bytes(&self) -> usize {
-        self.series.values().map(|s| s.method.state_bytes()).sum()
+        let hosts: usize = self
+            .hosts
+            .values()
+            .map(|h| h.window.capacity() * std::mem::size_of::<(i64, Sample)>())
+            .sum();
+        self.series
+            .values()
+            .map(|s| s.method.state_bytes())
+            .sum::<usize>()
+            + hosts
     }
 
     fn detection(
@@ -363,6 +463,126 @@ impl DetectorRun {
         Some(self.detection(series, w.value, w.observed, w.t, notes))
     }
 
+    /// Feeds a classifier run: the series of each feature (by name, as in
+    /// `features:`). Series of one host are joined on their labels (without
+    /// `__name__`) and their samples on timestamps; each new timestamp where every
+    /// feature has a value extends the host's window, and once the window is full the
+    /// model predicts. A host alerts on its most confident predicted failure.
+    pub fn observe_features(
+        &mut self,
+        served: &ServedModel,
+        by_feature: &BTreeMap<String, Vec<Series>>,
+    ) -> Vec<Detection> {
+        let Some(spec) = self.model.classifier.clone() else {
+            return Vec::new();
+        };
+        let min_confidence = spec.min_confidence.unwrap_or(served.model.min_confidence);
+        join_hosts(by_feature)
+            .into_iter()
+            .filter_map(|h| self.observe_host(h, served, min_confidence))
+            .collect()
+    }
+
+    fn observe_host(
+        &mut self,
+        joined: Host,
+        served: &ServedModel,
+        min_confidence: f64,
+    ) -> Option<Detection> {
+        let k = joined.key.as_str();
+        if !self.hosts.contains_key(k) {
+            if self.hosts.len() >= MAX_SERIES {
+                tracing::warn!(detector = %self.detector.name, host = %k, "too many hosts; not tracking this one");
+                return None;
+            }
+            self.hosts.insert(k.to_string(), HostState::default());
+        }
+        let host = self.hosts.get_mut(k)?;
+        let window = served.model.extractor.window;
+        let (mut xs, mut ts) = (Vec::new(), Vec::new());
+        for (t, sample) in joined.samples {
+            if host.last_t.is_some_and(|last| t <= last) {
+                continue; // seen in an earlier run
+            }
+            host.window.push_back((t, sample));
+            while host.window.len() > window {
+                host.window.pop_front();
+            }
+            host.last_t = Some(t);
+            if host.window.len() < window || self.alert_from.is_some_and(|from| t < from) {
+                continue; // filling the window, or history: nothing to predict on
+            }
+            let samples: Vec<Sample> = host.window.iter().map(|(_, s)| *s).collect();
+            if let Ok(x) = served.model.extractor.extract(&samples) {
+                xs.push(x);
+                ts.push(t);
+            }
+        }
+        if xs.is_empty() {
+            return None;
+        }
+        let step = sample_step(&host.window);
+        let predictions = served.model.predict_batch(&xs);
+        let mut worst: Option<(usize, f64)> = None;
+        let mut quiet_tail = 0u32;
+        for (i, p) in predictions.iter().enumerate() {
+            if p.failure && p.probability >= min_confidence {
+                quiet_tail = 0;
+                if worst.is_none_or(|(_, w)| p.probability > w) {
+                    worst = Some((i, p.probability));
+                }
+            } else {
+                quiet_tail += 1;
+            }
+        }
+        let series = Series {
+            labels: joined.labels,
+            points: Vec::new(),
+        };
+        let last_t = *ts.last()?;
+        let Some((i, probability)) = worst else {
+            return self.quiet(k, quiet_tail, &series, last_t);
+        };
+        self.firing.insert(k.to_string(), quiet_tail);
+        let ahead = step * served.model.horizon as i64;
+        let x = &xs[i];
+        let mut notes = BTreeMap::new();
+        notes.insert(
+            "summary".to_string(),
+            format!(
+                "{} on {k}: failure predicted within {} ({:.0}% confidence)",
+                self.detector.alert.name,
+                human_secs(ahead),
+                100.0 * probability
+            ),
+        );
+        // Each feature's last value and its trend per sample over the window: what
+        // the operator checks first.
+        let names = crate::detect::classifier::FeatureExtractor::names();
+        let stats = names.len() / FEATURE_METRICS.len();
+        let signs: Vec<String> = FEATURE_METRICS
+            .iter()
+            .enumerate()
+            .map(|(m, name)| {
+                let (last, slope) = (x[m * stats], x[m * stats + stats - 1]);
+                format!("{name} {} ({:+.3}/sample)", short(last), slope)
+            })
+            .collect();
+        notes.insert(
+            "description".to_string(),
+            format!(
+                "{} predicts a failure within {} samples: {}",
+                served.id,
+                served.model.horizon,
+                signs.join(", ")
+            ),
+        );
+        notes.insert("confidence".to_string(), format!("{probability:.3}"));
+        notes.insert("model".to_string(), served.id.clone());
+        notes.insert("lead_seconds".to_string(), ahead.to_string());
+        Some(self.detection(&series, probability, probability, ts[i], notes))
+    }
+
     /// Fits a forecast and alerts when the limit is due within the horizon.
     fn observe_forecast(&mut self, spec: &ForecastSpec, series: &Series) -> Option<Detection> {
         let k = key(&series.labels);
@@ -407,6 +627,96 @@ impl DetectorRun {
         notes.insert("description".to_string(), ex.to_string());
         notes.insert("eta_seconds".to_string(), eta.to_string());
         Some(self.detection(series, spec.config.level, last_x, last_t, notes))
+    }
+}
+
+/// One host's samples, its features joined.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Host {
+    /// `k=v,…` of its labels.
+    pub key: String,
+    /// What identifies the host: its series' labels without `__name__`.
+    pub labels: BTreeMap<String, String>,
+    /// (unix seconds, sample), in time order: the timestamps where every feature
+    /// has a finite value.
+    pub samples: Vec<(i64, Sample)>,
+}
+
+/// Joins the series of each feature (by name, as in `features:`) into hosts: series
+/// of one host share their labels but `__name__`; samples join on timestamps. A
+/// host missing a feature is left out (it cannot be judged).
+pub fn join_hosts(by_feature: &BTreeMap<String, Vec<Series>>) -> Vec<Host> {
+    // Host key → its labels and the series of each feature.
+    type Parts<'a> = (BTreeMap<String, String>, [Option<&'a Series>; 4]);
+    let mut joined: BTreeMap<String, Parts> = BTreeMap::new();
+    for (f, name) in FEATURE_METRICS.iter().enumerate() {
+        for s in by_feature.get(*name).into_iter().flatten() {
+            let mut labels = s.labels.clone();
+            labels.remove("__name__");
+            let entry = joined
+                .entry(key(&labels))
+                .or_insert_with(|| (labels, [None; 4]));
+            entry.1[f].get_or_insert(s);
+        }
+    }
+    let mut hosts = Vec::new();
+    for (key, (labels, parts)) in joined {
+        if parts.iter().any(Option::is_none) {
+            continue;
+        }
+        let mut rows: BTreeMap<i64, [Option<f64>; 4]> = BTreeMap::new();
+        for (f, s) in parts.iter().flatten().enumerate() {
+            for &(t, x) in &s.points {
+                if x.is_finite() {
+                    rows.entry(t).or_insert([None; 4])[f] = Some(x);
+                }
+            }
+        }
+        let samples = rows
+            .into_iter()
+            .filter_map(|(t, row)| match row {
+                [Some(a), Some(b), Some(c), Some(d)] => {
+                    Some((t, Sample::from_metrics([a, b, c, d])))
+                }
+                _ => None,
+            })
+            .collect();
+        hosts.push(Host {
+            key,
+            labels,
+            samples,
+        });
+    }
+    hosts
+}
+
+/// The usual spacing of a window's samples (seconds), at least 1.
+fn sample_step(window: &VecDeque<(i64, Sample)>) -> i64 {
+    let mut gaps: Vec<i64> = window
+        .iter()
+        .zip(window.iter().skip(1))
+        .map(|(a, b)| b.0 - a.0)
+        .collect();
+    gaps.sort_unstable();
+    gaps.get(gaps.len() / 2).copied().unwrap_or(60).max(1)
+}
+
+/// `90` → "1m30s", `3600` → "1h0m": for summaries.
+fn human_secs(s: i64) -> String {
+    match s {
+        s if s >= 3_600 => format!("{}h{}m", s / 3_600, (s % 3_600) / 60),
+        s if s >= 60 && s % 60 != 0 => format!("{}m{}s", s / 60, s % 60),
+        s if s >= 60 => format!("{} min", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// A value with the digits that matter (ratios stay readable, percentages short).
+fn short(v: f64) -> String {
+    if v.abs() < 1.0 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.1}")
     }
 }
 
@@ -486,7 +796,7 @@ mod tests {
             ("{ threshold: 0.5 }", "anomaly"),
             (
                 "{ anomaly: { method: robust }, forecast: { limit: 1, within: 1d } }",
-                "not both",
+                "not several",
             ),
             ("{ anomaly: { method: robust }, threshold: 2 }", "threshold"),
         ] {
@@ -505,5 +815,175 @@ mod tests {
             let err = DetectorRun::new(&b.detectors[0]).unwrap_err();
             assert!(err.contains(why), "{model}: {err}");
         }
+    }
+
+    const CLASSIFIER: &str = "apiVersion: vigil/v1\nkind: Detector\nname: hf\nschedule: \"*/15 * * * * *\"\nsource: sim\nfeatures: { cpu: c, memory: m, disk_io: d, error_rate: e }\nmodel: { classifier: { model: hf } }\nalert: { name: HostFailurePredicted }\n";
+
+    fn served() -> ServedModel {
+        use crate::detect::classifier::{FeatureExtractor, TrainConfig, synthetic_fleet};
+        let (history, failures) = synthetic_fleet(6000, 7, 12);
+        let fx = FeatureExtractor::new(12).expect("valid");
+        let (xs, ys) = fx.examples(&history, &failures, 6).expect("finite");
+        let model =
+            FailureModel::train("hf@1", fx, 6, &xs, &ys, &TrainConfig::default()).expect("trains");
+        ServedModel {
+            id: "hf@1".into(),
+            model,
+        }
+    }
+
+    /// The series of each feature for `samples` of host `instance`, a minute apart.
+    fn features_of(instance: &str, samples: &[Sample]) -> BTreeMap<String, Vec<Series>> {
+        FEATURE_METRICS
+            .iter()
+            .enumerate()
+            .map(|(f, name)| {
+                let points = samples
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        let v = [s.cpu, s.memory, s.disk_io, s.error_rate][f];
+                        (i as i64 * 60, v)
+                    })
+                    .collect();
+                let labels = BTreeMap::from([
+                    ("__name__".to_string(), format!("host_{name}")),
+                    ("instance".to_string(), instance.to_string()),
+                ]);
+                (name.to_string(), vec![Series { labels, points }])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_classifier_joins_a_hosts_features_and_predicts_its_failures() {
+        let b = Bundle::from_source(Path::new("hf.yaml"), CLASSIFIER);
+        assert!(!b.has_errors(), "{:?}", b.diagnostics);
+        let mut run = DetectorRun::new(&b.detectors[0]).expect("runs");
+        let served = served();
+        let (samples, failures) = crate::detect::classifier::synthetic_fleet(1500, 99, 12);
+        let mut by_feature = features_of("db-1", &samples);
+        // A second host with no error-rate series cannot be judged, and is left out.
+        for (name, series) in features_of("db-2", &samples) {
+            if name != "error_rate" {
+                by_feature.get_mut(&name).expect("feature").extend(series);
+            }
+        }
+        // Feed the run a minute at a time, as the scheduler would.
+        let mut found = Vec::new();
+        for end in 1..=samples.len() {
+            let slice: BTreeMap<String, Vec<Series>> = by_feature
+                .iter()
+                .map(|(k, ss)| {
+                    let cut = ss
+                        .iter()
+                        .map(|s| Series {
+                            labels: s.labels.clone(),
+                            points: s.points[..end].to_vec(),
+                        })
+                        .collect();
+                    (k.clone(), cut)
+                })
+                .collect();
+            found.extend(run.observe_features(&served, &slice));
+        }
+        let fired: Vec<&Detection> = found.iter().filter(|d| !d.resolved).collect();
+        assert!(!fired.is_empty(), "failures are predicted");
+        let failure_minutes: Vec<i64> = failures
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| **f)
+            .map(|(i, _)| i as i64)
+            .collect();
+        for d in &fired {
+            assert_eq!(d.labels["instance"], "db-1", "only the judged host");
+            assert!(!d.labels.contains_key("__name__"));
+            let minute = d.at / 60;
+            // Each alert comes before a failure, within its precursor (12 samples).
+            assert!(
+                failure_minutes
+                    .iter()
+                    .any(|&f| minute <= f && f - minute <= 12),
+                "alert at minute {minute} predicts no failure: {failure_minutes:?}"
+            );
+            let confidence: f64 = d.annotations["confidence"].parse().expect("number");
+            assert!(confidence >= 0.8, "{confidence}");
+            assert!(d.annotations["summary"].contains("failure predicted within 6 min"));
+        }
+        // Most failures were seen coming.
+        let caught = failure_minutes
+            .iter()
+            .filter(|&&f| {
+                fired
+                    .iter()
+                    .any(|d| f - d.at / 60 >= 0 && f - d.at / 60 <= 12)
+            })
+            .count();
+        assert!(
+            caught * 10 >= failure_minutes.len() * 6,
+            "{caught} of {} failures predicted",
+            failure_minutes.len()
+        );
+        assert!(
+            found.iter().any(|d| d.resolved),
+            "alerts resolve after the failure"
+        );
+        // The window is all the state a host keeps.
+        assert!(run.state_bytes() <= 2 * 12 * std::mem::size_of::<(i64, Sample)>() + 64);
+    }
+
+    #[test]
+    fn a_detector_reads_what_its_model_needs() {
+        let cases = [
+            // A classifier with one query.
+            (
+                CLASSIFIER.replace(
+                    "features: { cpu: c, memory: m, disk_io: d, error_rate: e }",
+                    "query: q",
+                ),
+                "give `features:`",
+                6,
+            ),
+            // An anomaly model with features.
+            (
+                CLASSIFIER.replace(
+                    "{ classifier: { model: hf } }",
+                    "{ anomaly: { method: robust } }",
+                ),
+                "`features:` is for a classifier",
+                6,
+            ),
+            // A feature missing, and one misspelt.
+            (
+                CLASSIFIER.replace("error_rate: e", "error_rat: e"),
+                "unknown feature `error_rat`",
+                6,
+            ),
+            (
+                CLASSIFIER.replace("error_rate: e", "error_rat: e"),
+                "feature `error_rate` has no query",
+                6,
+            ),
+        ];
+        for (text, why, line) in cases {
+            let b = Bundle::from_source(Path::new("hf.yaml"), &text);
+            assert!(
+                b.diagnostics
+                    .iter()
+                    .any(|d| d.message.contains(why) && d.line == line),
+                "{why}: {:?}",
+                b.diagnostics
+            );
+        }
+        let b = Bundle::from_source(
+            Path::new("hf.yaml"),
+            &CLASSIFIER.replace("error_rate: e", "error_rat: e"),
+        );
+        let d = b
+            .diagnostics
+            .iter()
+            .find(|d| d.message.contains("unknown feature"))
+            .expect("diagnostic");
+        assert_eq!(d.hint.as_deref(), Some("did you mean `error_rate`?"));
     }
 }

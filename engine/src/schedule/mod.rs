@@ -6,6 +6,7 @@
 pub mod clock;
 pub mod detectors;
 pub mod evaluate;
+pub mod models;
 pub mod runner;
 
 pub use clock::Clock;

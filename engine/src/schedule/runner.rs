@@ -59,6 +59,8 @@ pub struct RunnerConfig {
     pub jitter: std::time::Duration,
     /// Detector runs in flight at once.
     pub workers: usize,
+    /// Where classifier detectors find the model versions they serve.
+    pub models: Option<super::models::ModelShelf>,
 }
 
 impl Default for RunnerConfig {
@@ -68,6 +70,7 @@ impl Default for RunnerConfig {
             forecast_window: std::time::Duration::from_secs(6 * 3600),
             jitter: std::time::Duration::ZERO,
             workers: 2,
+            models: None,
         }
     }
 }
@@ -86,6 +89,8 @@ struct Slot {
     run: DetectorRun,
     /// The clock time (ms) the last successful run covered up to.
     covered_ms: Option<i64>,
+    /// A classifier's model was missing and that was reported (once, not every run).
+    reported_no_model: bool,
 }
 
 /// Checks every detector can run here: its model builds, its schedule parses and its
@@ -139,6 +144,7 @@ pub async fn run(
             Arc::new(Mutex::new(Slot {
                 run,
                 covered_ms: None,
+                reported_no_model: false,
             })),
         ));
     }
@@ -232,6 +238,44 @@ async fn run_once(
     }
     if start > now {
         // Fired again within the same instant (a fast clock): nothing new to read.
+        return report;
+    }
+    if let Some(spec) = slot.run.classifier().cloned() {
+        let served = match cfg.models.as_ref().map(|m| m.serving(&spec.model)) {
+            Some(Ok(Some(served))) => served,
+            Some(Ok(None)) | None => {
+                // Nothing to serve yet: say so once, then wait quietly for a promotion.
+                if !slot.reported_no_model {
+                    slot.reported_no_model = true;
+                    report.error = Some(format!(
+                        "model `{}` has no promoted version yet; train one with `vigil model retrain {}` (it serves from the next run)",
+                        spec.model, spec.model
+                    ));
+                }
+                return report;
+            }
+            Some(Err(e)) => {
+                report.error = Some(format!("loading model `{}`: {e}", spec.model));
+                return report;
+            }
+        };
+        slot.reported_no_model = false;
+        let mut by_feature = std::collections::BTreeMap::new();
+        for (feature, q) in &slot.run.detector().features {
+            match source.fetch(q, start, now).await {
+                Ok(series) => {
+                    report.series += series.len();
+                    report.points += series.iter().map(|s| s.points.len()).sum::<usize>();
+                    by_feature.insert(feature.clone(), series);
+                }
+                Err(e) => {
+                    report.error = Some(format!("feature `{feature}` ({q}): {e}"));
+                    return report;
+                }
+            }
+        }
+        report.detections = slot.run.observe_features(&served, &by_feature);
+        slot.covered_ms = Some(now);
         return report;
     }
     match source.fetch(&query, start, now).await {

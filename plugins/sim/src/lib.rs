@@ -41,6 +41,10 @@ pub struct Interventions {
     pub restarted_at_ms: Option<i64>,
     #[serde(default)]
     pub failed_over_at_ms: Option<i64>,
+    /// The host was drained (its load moved away): a failure it was heading for
+    /// does not happen.
+    #[serde(default)]
+    pub drained_at_ms: Option<i64>,
 }
 
 /// Asks the supervisor about every fleet service; an unreachable one changes nothing.
@@ -65,6 +69,12 @@ pub fn apply(specs: &mut [Spec], done: &BTreeMap<String, Interventions>) {
     let failover = done.get("postgres").and_then(|i| i.failed_over_at_ms);
     for s in specs {
         let service = s.labels.get("service").cloned().unwrap_or_default();
+        if let (Some(f), Some(at)) = (
+            &mut s.failures,
+            done.get(&service).and_then(|i| i.drained_at_ms),
+        ) {
+            f.averted_from = Some(at);
+        }
         if let (Some(leak), Some(at)) = (
             &mut s.leak,
             done.get(&service).and_then(|i| i.restarted_at_ms),
@@ -134,6 +144,90 @@ pub struct Shift {
     pub delta: f64,
 }
 
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bursts {
+    /// One chance per slot of this length…
+    pub every_ms: i64,
+    /// …with this probability, at a pseudo-random offset within the slot.
+    pub chance: f64,
+    pub duration_ms: i64,
+    pub delta: f64,
+}
+
+/// When a host fails and what its metrics do before and during: each metric of one
+/// host names the same `host`, so they share the failure times. Random failures
+/// happen everywhere but in `quiet` (`[from, until)`: the stage of a scripted story,
+/// where only the failures at `at` happen).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Failures {
+    pub host: String,
+    pub every_ms: i64,
+    pub chance: f64,
+    #[serde(default)]
+    pub quiet: Option<(i64, i64)>,
+    #[serde(default)]
+    pub at: Vec<i64>,
+    /// The precursor ramps from 0 to `precursor` over `lead_ms` before a failure.
+    pub lead_ms: i64,
+    pub precursor: f64,
+    /// During the outage after a failure the value moves by `outage`.
+    pub outage_ms: i64,
+    pub outage: f64,
+    /// The host was drained here: failures from then on do not happen, and their
+    /// precursors stop.
+    #[serde(default)]
+    pub averted_from: Option<i64>,
+}
+
+impl Failures {
+    /// The failure times whose precursor or outage may touch `[from, to]`, in order.
+    pub fn times(&self, seed: u64, from: i64, to: i64) -> Vec<i64> {
+        let mut out = Vec::new();
+        if self.every_ms > 0 {
+            let first = (from - self.outage_ms).div_euclid(self.every_ms);
+            let last = (to + self.lead_ms).div_euclid(self.every_ms);
+            for slot in first..=last {
+                let h = key(seed, &self.host, 5, slot);
+                if unit(h) < self.chance {
+                    let offset = (unit(mix(h)) * self.every_ms as f64) as i64;
+                    let t = slot * self.every_ms + offset;
+                    if self.quiet.is_none_or(|(a, b)| t < a || t >= b) {
+                        out.push(t);
+                    }
+                }
+            }
+        }
+        out.extend(self.at.iter().copied());
+        out.retain(|&f| f + self.outage_ms >= from && f - self.lead_ms <= to);
+        out.sort_unstable();
+        out
+    }
+
+    /// Whether the failure due at `f` happens (no drain before it).
+    pub fn happens(&self, f: i64) -> bool {
+        self.averted_from.is_none_or(|d| d > f)
+    }
+
+    /// What failures add to the value at `t`.
+    fn effect(&self, seed: u64, t: i64) -> f64 {
+        let mut v = 0.0;
+        for f in self.times(seed, t, t) {
+            if t < f {
+                // The precursor, unless the host was drained before now.
+                if self.averted_from.is_none_or(|d| t < d) && self.lead_ms > 0 {
+                    let into = (t - (f - self.lead_ms)) as f64 / self.lead_ms as f64;
+                    v += self.precursor * into.clamp(0.0, 1.0);
+                }
+            } else if self.happens(f) && t < f + self.outage_ms {
+                v += self.outage;
+            }
+        }
+        v
+    }
+}
+
 /// One synthetic series.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -159,6 +253,13 @@ pub struct Spec {
     pub spikes: Option<Spikes>,
     #[serde(default)]
     pub level_shifts: Vec<Shift>,
+    /// Plateaus at pseudo-random times that are not anomalies (a nightly backup's
+    /// disk I/O): what a one-metric threshold mistakes for trouble.
+    #[serde(default)]
+    pub bursts: Option<Bursts>,
+    /// A host's failures, each announced by a precursor ramp.
+    #[serde(default)]
+    pub failures: Option<Failures>,
     #[serde(default)]
     pub min: Option<f64>,
     #[serde(default)]
@@ -265,6 +366,10 @@ pub fn fleet(metric: &str, anchor: i64) -> Option<Vec<Spec>> {
         "http_request_duration_seconds",
         "http_requests_per_second",
         "node_filesystem_used_ratio",
+        "cpu_utilisation_percent",
+        "memory_utilisation_percent",
+        "disk_io_utilisation_percent",
+        "http_error_ratio",
     ];
     if !known.contains(&metric) {
         return None;
@@ -331,6 +436,10 @@ pub fn fleet(metric: &str, anchor: i64) -> Option<Vec<Spec>> {
                     ];
                     s.min = Some(0.0);
                 }
+                "cpu_utilisation_percent"
+                | "memory_utilisation_percent"
+                | "disk_io_utilisation_percent"
+                | "http_error_ratio" => host_metric(&mut s, service, k, anchor),
                 _ => {
                     s.labels.insert("mountpoint".into(), "/var".into());
                     s.base = 0.40 + 0.05 * k;
@@ -345,6 +454,78 @@ pub fn fleet(metric: &str, anchor: i64) -> Option<Vec<Spec>> {
         })
         .collect();
     Some(specs)
+}
+
+/// Fills in one of a fleet host's health metrics. Each host fails now and then
+/// (every 6 h it has an even chance to), except from an hour before `anchor` to
+/// three hours after — the demo's stage — where only `inventory` fails, at
+/// `anchor + 30 min`. Twenty minutes before a failure its disk
+/// I/O, error ratio, CPU and memory start to climb together; the failure is an outage
+/// of ten minutes. Alone, each sign also comes without a failure: a nightly backup
+/// saturates the disk, error bursts come and go, CPU follows the day.
+fn host_metric(s: &mut Spec, service: &str, k: f64, anchor: i64) {
+    let day = 86_400_000i64;
+    let minute = 60_000i64;
+    let mut failures = Failures {
+        host: service.to_string(),
+        every_ms: 6 * 3_600_000,
+        chance: 0.5,
+        quiet: Some((anchor - 3_600_000, anchor + 3 * 3_600_000)),
+        at: if service == "inventory" {
+            vec![anchor + 30 * minute]
+        } else {
+            Vec::new()
+        },
+        lead_ms: 20 * minute,
+        outage_ms: 10 * minute,
+        ..Failures::default()
+    };
+    match s.name.as_str() {
+        "cpu_utilisation_percent" => {
+            s.base = 35.0 + 5.0 * k;
+            s.noise = 3.0;
+            s.seasonality = vec![Seasonality {
+                period_ms: day as u64,
+                amplitude: 15.0,
+            }];
+            s.spikes = Some(Spikes {
+                rate: 0.005,
+                amplitude: 30.0,
+            });
+            (failures.precursor, failures.outage) = (20.0, -30.0);
+            s.max = Some(100.0);
+        }
+        "memory_utilisation_percent" => {
+            s.base = 50.0 + 4.0 * k;
+            s.noise = 2.0;
+            (failures.precursor, failures.outage) = (15.0, -30.0);
+            s.max = Some(100.0);
+        }
+        "disk_io_utilisation_percent" => {
+            s.base = 20.0;
+            s.noise = 4.0;
+            s.bursts = Some(Bursts {
+                every_ms: day,
+                chance: 1.0,
+                duration_ms: 40 * minute,
+                delta: 45.0,
+            });
+            (failures.precursor, failures.outage) = (50.0, -15.0);
+            s.max = Some(100.0);
+        }
+        _ => {
+            s.base = 0.004;
+            s.noise = 0.001;
+            s.spikes = Some(Spikes {
+                rate: 0.004,
+                amplitude: 0.08,
+            });
+            (failures.precursor, failures.outage) = (0.12, 0.6);
+            s.max = Some(1.0);
+        }
+    }
+    s.min = Some(0.0);
+    s.failures = Some(failures);
 }
 
 /// SplitMix64: a tiny, well-mixed, stable hash.
@@ -380,6 +561,25 @@ fn spike(spec: &Spec, seed: u64, t: i64) -> Option<f64> {
     (unit(key(seed, &spec.name, 3, t)) < s.rate).then_some(s.amplitude)
 }
 
+/// A burst's contribution at `t`: the slot's plateau, if it has one and `t` is in it.
+fn burst(b: &Bursts, seed: u64, name: &str, t: i64) -> f64 {
+    if b.every_ms <= 0 {
+        return 0.0;
+    }
+    let slot = t.div_euclid(b.every_ms);
+    // A plateau may start late in the previous slot and run into this one.
+    for s in [slot - 1, slot] {
+        let h = key(seed, name, 6, s);
+        if unit(h) < b.chance {
+            let start = s * b.every_ms + (unit(mix(h)) * b.every_ms as f64) as i64;
+            if t >= start && t < start + b.duration_ms {
+                return b.delta;
+            }
+        }
+    }
+    0.0
+}
+
 /// The value of `spec` at `t` (a point on the interval grid).
 pub fn value(spec: &Spec, seed: u64, t: i64) -> f64 {
     let mut v = spec.base;
@@ -400,6 +600,12 @@ pub fn value(spec: &Spec, seed: u64, t: i64) -> f64 {
         if t >= sh.at {
             v += sh.delta;
         }
+    }
+    if let Some(b) = &spec.bursts {
+        v += burst(b, seed, &spec.name, t);
+    }
+    if let Some(f) = &spec.failures {
+        v += f.effect(seed, t);
     }
     if spec.noise > 0.0 {
         v += spec.noise * gaussian(seed, &spec.name, t);
@@ -506,6 +712,13 @@ pub fn generate(spec: &Spec, cfg: &Config, range: TimeRange) -> Result<Batch> {
             events.push(ev(sh.at, kind, format!("level shift of {}", sh.delta)));
         }
     }
+    if let Some(f) = &spec.failures {
+        for at in f.times(cfg.seed, first, last) {
+            if within(at) && f.happens(at) {
+                events.push(ev(at, "failure", format!("{} fails", f.host)));
+            }
+        }
+    }
     events.sort_by_key(|e| e.timestamp);
     Ok(Batch {
         series: vec![series],
@@ -529,7 +742,7 @@ pub fn parse_query(query: &str, anchor: i64) -> Result<Vec<Spec>> {
     if let Some(metric) = q.strip_prefix("fleet:") {
         return fleet(metric.trim(), anchor).ok_or_else(|| {
             Error::invalid_input(format!(
-                "unknown fleet metric {metric:?}; the fleet has process_resident_memory_bytes, http_request_duration_seconds, http_requests_per_second, node_filesystem_used_ratio"
+                "unknown fleet metric {metric:?}; the fleet has process_resident_memory_bytes, http_request_duration_seconds, http_requests_per_second, node_filesystem_used_ratio, cpu_utilisation_percent, memory_utilisation_percent, disk_io_utilisation_percent, http_error_ratio"
             ))
         });
     }
@@ -811,14 +1024,14 @@ mod tests {
                 "checkout".to_string(),
                 Interventions {
                     restarted_at_ms: Some(20 * minute),
-                    failed_over_at_ms: None,
+                    ..Interventions::default()
                 },
             ),
             (
                 "postgres".to_string(),
                 Interventions {
-                    restarted_at_ms: None,
                     failed_over_at_ms: Some(12 * minute),
+                    ..Interventions::default()
                 },
             ),
         ]);
@@ -842,6 +1055,79 @@ mod tests {
                 spec.labels["service"]
             );
         }
+    }
+
+    #[test]
+    fn hosts_fail_after_their_precursors_and_a_drain_averts_it() {
+        let minute = 60_000;
+        let anchor = 30 * 86_400_000;
+        let week = TimeRange {
+            start: anchor - 7 * 86_400_000,
+            end: anchor + 60 * minute,
+            step: minute as u64,
+        };
+        let metrics = [
+            "cpu_utilisation_percent",
+            "memory_utilisation_percent",
+            "disk_io_utilisation_percent",
+            "http_error_ratio",
+        ];
+        let failures = |metric: &str, service: &str| -> Vec<i64> {
+            let specs = parse_query(&format!("fleet:{metric}"), anchor).expect("fleet");
+            let spec = specs
+                .iter()
+                .find(|s| s.labels["service"] == service)
+                .expect("service");
+            let b = generate(spec, &cfg(), week).expect("gen");
+            b.events
+                .iter()
+                .filter(|e| e.labels.contains(&("anomaly".into(), "failure".into())))
+                .map(|e| e.timestamp)
+                .collect()
+        };
+        // Every metric of a host agrees on when it failed; the history has several.
+        let inventory = failures(metrics[0], "inventory");
+        for m in &metrics[1..] {
+            assert_eq!(failures(m, "inventory"), inventory, "{m}");
+        }
+        let history = inventory.iter().filter(|&&t| t < anchor).count();
+        assert!((7..=25).contains(&history), "{history} failures in a week");
+        assert!(
+            inventory.contains(&(anchor + 30 * minute)),
+            "the scripted one"
+        );
+        assert!(
+            failures(metrics[0], "payments")
+                .iter()
+                .all(|&t| t < anchor - 3_600_000),
+            "on the stage only inventory fails"
+        );
+        // The precursor: disk I/O and errors climb in the 20 minutes before.
+        let specs = parse_query("fleet:disk_io_utilisation_percent", anchor).expect("fleet");
+        let mut disk = specs
+            .into_iter()
+            .find(|s| s.labels["service"] == "inventory")
+            .expect("inventory");
+        let f = anchor + 30 * minute;
+        let at = |spec: &Spec, t: i64| value(spec, 7, t);
+        assert!(at(&disk, f - minute) > at(&disk, f - 25 * minute) + 30.0);
+        // Drained ten minutes before: no failure, and the precursor stops.
+        let done = BTreeMap::from([(
+            "inventory".to_string(),
+            Interventions {
+                drained_at_ms: Some(f - 10 * minute),
+                ..Interventions::default()
+            },
+        )]);
+        apply(std::slice::from_mut(&mut disk), &done);
+        assert!(at(&disk, f - minute) < 45.0, "no precursor after the drain");
+        let b = generate(&disk, &cfg(), week).expect("gen");
+        assert!(
+            !b.events
+                .iter()
+                .any(|e| e.timestamp == f && e.message.contains("fails")),
+            "averted"
+        );
     }
 
     #[test]

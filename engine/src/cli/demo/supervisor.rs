@@ -20,6 +20,8 @@ pub struct ServiceState {
     /// On the demo's (compressed) clock, which the simulated fleet reads.
     pub restarted_at_ms: Option<i64>,
     pub failed_over_at_ms: Option<i64>,
+    pub drains: u32,
+    pub drained_at_ms: Option<i64>,
 }
 
 /// What the supervisor was asked to do, in order, for the demo's summary.
@@ -116,7 +118,8 @@ fn route(
                 200,
                 json!({ "service": name, "healthy": true, "restarts": s.restarts,
                         "heap_snapshots": s.heap_snapshots, "failovers": s.failovers,
-                        "restarted_at_ms": s.restarted_at_ms, "failed_over_at_ms": s.failed_over_at_ms }),
+                        "restarted_at_ms": s.restarted_at_ms, "failed_over_at_ms": s.failed_over_at_ms,
+                        "drained": s.drained_at_ms.is_some(), "drained_at_ms": s.drained_at_ms }),
             )
         }
         ("GET", ["services", name, "slow-queries"]) => (
@@ -131,7 +134,7 @@ fn route(
             [
                 "services",
                 name,
-                what @ ("restart" | "heap-snapshot" | "failover"),
+                what @ ("restart" | "heap-snapshot" | "failover" | "drain"),
             ],
         ) => {
             let s = log.services.entry(name.to_string()).or_default();
@@ -144,6 +147,11 @@ fn route(
                 "heap-snapshot" => {
                     s.heap_snapshots += 1;
                     s.heap_snapshots
+                }
+                "drain" => {
+                    s.drains += 1;
+                    s.drained_at_ms = Some(now_ms);
+                    s.drains
                 }
                 _ => {
                     s.failovers += 1;

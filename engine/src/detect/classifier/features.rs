@@ -16,6 +16,16 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// A sample from values in the order of [`FEATURE_METRICS`].
+    pub fn from_metrics(v: [f64; METRICS]) -> Sample {
+        Sample {
+            cpu: v[0],
+            memory: v[1],
+            disk_io: v[2],
+            error_rate: v[3],
+        }
+    }
+
     fn metrics(&self) -> [f64; METRICS] {
         [self.cpu, self.memory, self.disk_io, self.error_rate]
     }
@@ -23,6 +33,9 @@ impl Sample {
 
 const METRICS: usize = 4;
 const METRIC_NAMES: [&str; METRICS] = ["cpu", "memory", "disk_io", "error_rate"];
+
+/// The metrics a [`Sample`] holds, by the names detectors give their queries.
+pub const FEATURE_METRICS: [&str; METRICS] = METRIC_NAMES;
 const STATS: [&str; 5] = ["last", "mean", "max", "std", "slope"];
 
 /// Number of features per window.

@@ -15,7 +15,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-pub use features::{FEATURE_COUNT, FeatureError, FeatureExtractor, Sample};
+pub use features::{FEATURE_COUNT, FEATURE_METRICS, FeatureError, FeatureExtractor, Sample};
 
 /// Version of the serialised model format; bumped on incompatible changes.
 pub const MODEL_FORMAT: u32 = 1;
@@ -153,7 +153,19 @@ impl ThresholdRule {
         })
     }
 
+    /// The best rule over every feature and every threshold between its values: one
+    /// sort per feature, then a sweep that keeps the confusion counts (O(n log n),
+    /// not a pass over the data per candidate threshold).
     fn learn(xs: &[[f64; FEATURE_COUNT]], ys: &[bool]) -> Self {
+        let positives = ys.iter().filter(|y| **y).count();
+        let f1 = |tp: usize, fp: usize| {
+            let fn_ = positives - tp;
+            if tp == 0 {
+                0.0
+            } else {
+                2.0 * tp as f64 / (2 * tp + fp + fn_) as f64
+            }
+        };
         let mut best = (
             Self {
                 feature: 0,
@@ -162,22 +174,37 @@ impl ThresholdRule {
             },
             -1.0,
         );
+        let mut pairs: Vec<(f64, bool)> = Vec::with_capacity(xs.len());
         for f in 0..FEATURE_COUNT {
-            let mut vals: Vec<f64> = xs.iter().map(|x| x[f]).collect();
-            vals.sort_by(f64::total_cmp);
-            vals.dedup();
-            let step = (vals.len() / 64).max(1);
-            for &thr in vals.iter().step_by(step) {
-                for above in [true, false] {
-                    let rule = Self {
-                        feature: f,
-                        threshold: thr,
-                        above,
-                    };
-                    let pred: Vec<bool> = xs.iter().map(|x| rule.predict(x)).collect();
-                    let f1 = Quality::of(&pred, ys).f1;
-                    if f1 > best.1 {
-                        best = (rule, f1);
+            pairs.clear();
+            pairs.extend(xs.iter().zip(ys).map(|(x, y)| (x[f], *y)));
+            pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let n = pairs.len();
+            // `at_or_below` counts (positives, all) among values ≤ the threshold.
+            let (mut pos_le, mut all_le) = (0usize, 0usize);
+            let mut i = 0;
+            while i < n {
+                let thr = pairs[i].0;
+                while i < n && pairs[i].0 == thr {
+                    pos_le += usize::from(pairs[i].1);
+                    all_le += 1;
+                    i += 1;
+                }
+                // above: failure when value > thr; below: when value ≤ thr.
+                let (tp_above, fp_above) =
+                    (positives - pos_le, (n - all_le) - (positives - pos_le));
+                let (tp_below, fp_below) = (pos_le, all_le - pos_le);
+                for (above, tp, fp) in [(true, tp_above, fp_above), (false, tp_below, fp_below)] {
+                    let score = f1(tp, fp);
+                    if score > best.1 {
+                        best = (
+                            Self {
+                                feature: f,
+                                threshold: thr,
+                                above,
+                            },
+                            score,
+                        );
                     }
                 }
             }
