@@ -102,18 +102,27 @@ impl Source for ConnectorSource {
     }
 }
 
+/// What one evaluation reads: the store's predictions, forecasts and incidents.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    pub predictions: &'a [crate::schedule::detectors::Detection],
+    pub forecasts: &'a [crate::schedule::detectors::ForecastRecord],
+    pub incidents: &'a [crate::alert::Incident],
+}
+
 /// Scores the stored predictions of every detector against what its source says
-/// happened, from the first prediction's time minus `window` to `until_ms`; and the
-/// stored forecasts against what the series then did.
+/// happened, from the first prediction's time minus `window` to `until_ms`; the
+/// stored forecasts against what the series then did; and failure predictions
+/// against the failures that came or that a verified remediation averted.
 pub async fn evaluate(
     detectors: &[crate::runbook::model::Detector],
     sources: &Sources,
-    predictions: &[crate::schedule::detectors::Detection],
-    forecasts: &[crate::schedule::detectors::ForecastRecord],
+    record: Record<'_>,
     window_ms: i64,
     from_ms: i64,
     until_ms: i64,
 ) -> Vec<Result<crate::schedule::evaluate::Evaluation, String>> {
+    let (predictions, forecasts) = (record.predictions, record.forecasts);
     let mut out = Vec::new();
     for d in detectors {
         let mine: Vec<_> = predictions
@@ -125,6 +134,20 @@ pub async fn evaluate(
             out.push(Err(format!("{}: no source `{}`", d.name, d.source)));
             continue;
         };
+        if !d.features.is_empty() {
+            out.push(
+                evaluate_failure_predictions(
+                    d,
+                    source.as_ref(),
+                    &mine,
+                    record.incidents,
+                    from_ms,
+                    until_ms,
+                )
+                .await,
+            );
+            continue;
+        }
         let made: Vec<_> = forecasts
             .iter()
             .filter(|f| f.detector == d.name)
@@ -170,6 +193,60 @@ pub async fn evaluate(
         }
     }
     out
+}
+
+/// A classifier detector's predictions against the failures of its hosts: those
+/// its source labelled, and those a verified remediation averted.
+async fn evaluate_failure_predictions(
+    d: &crate::runbook::model::Detector,
+    source: &dyn Source,
+    mine: &[crate::schedule::detectors::Detection],
+    incidents: &[crate::alert::Incident],
+    from_ms: i64,
+    until_ms: i64,
+) -> Result<crate::schedule::evaluate::Evaluation, String> {
+    let model: crate::schedule::detectors::DetectorModel =
+        crate::runbook::de::from_node(&d.model).map_err(|e| e.message)?;
+    let training = model.classifier.map(|c| c.training).unwrap_or_default();
+    let mut failures: Vec<Truth> = Vec::new();
+    for q in d.features.values() {
+        let found = source
+            .anomalies(q, from_ms, until_ms)
+            .await
+            .map_err(|e| format!("{}: asking `{}` what happened: {e}", d.name, d.source))?;
+        for mut t in found
+            .into_iter()
+            .filter(|t| t.kind == training.failure_kind)
+        {
+            // Each metric of a host reports its failure: keep one per host and time.
+            t.labels.remove("__name__");
+            if !failures.contains(&t) {
+                failures.push(t);
+            }
+        }
+    }
+    for o in crate::learn::outcomes(incidents, &d.name) {
+        if let Some(at_ms) = o.averted_ms {
+            // The incident's labels are its alert's: the prediction matches them.
+            failures.push(Truth {
+                at_ms,
+                labels: o.labels,
+                kind: crate::schedule::evaluate::AVERTED.into(),
+            });
+        }
+    }
+    // How far ahead a prediction may come: twice what the alerts say they look ahead
+    // (an early warning still counts), by default twice the training horizon in minutes.
+    let ahead_ms = 2
+        * mine
+            .iter()
+            .filter_map(|p| p.annotations.get("lead_seconds")?.parse::<i64>().ok())
+            .max()
+            .unwrap_or(training.horizon as i64 * 60)
+        * 1000;
+    Ok(crate::schedule::evaluate::evaluate_predictions(
+        &d.name, mine, &failures, ahead_ms, until_ms,
+    ))
 }
 
 /// What a start found and did.

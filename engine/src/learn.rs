@@ -74,6 +74,44 @@ struct Labelled {
     weight: Vec<usize>,
 }
 
+/// How an incident that a detector's prediction opened ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The incident's labels (its root alert's: the host's labels among them).
+    pub labels: BTreeMap<String, String>,
+    pub opened_ms: i64,
+    pub resolved_ms: Option<i64>,
+    /// When a live remediation of it was verified: the failure it predicted was
+    /// averted then.
+    pub averted_ms: Option<i64>,
+    /// A human rejected the remediation it asked for: a false alarm.
+    pub rejected: bool,
+}
+
+/// The outcomes of the incidents `detector`'s predictions opened.
+pub fn outcomes(incidents: &[Incident], detector: &str) -> Vec<Outcome> {
+    incidents
+        .iter()
+        .filter(|i| i.labels.get("detector").map(String::as_str) == Some(detector))
+        .map(|i| Outcome {
+            labels: i.labels.clone(),
+            opened_ms: i.opened_ms,
+            resolved_ms: i.resolved_ms,
+            averted_ms: i
+                .executions
+                .iter()
+                .filter(|e| e.mode == "live" && e.verified)
+                .map(|e| e.at_ms)
+                .min(),
+            rejected: i.executions.iter().any(|e| {
+                e.reason
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("rejected"))
+            }),
+        })
+        .collect()
+}
+
 /// Whether every label of `host` is on `labels` (an alert's, an event's).
 fn about(host: &Host, labels: &BTreeMap<String, String>) -> bool {
     host.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
@@ -120,11 +158,7 @@ async fn labelled_hosts(
     if hosts.iter().all(|h| h.samples.len() <= spec.window) {
         return Err(LearnError::NoHosts);
     }
-    // Incidents this detector's predictions opened.
-    let mine: Vec<&Incident> = incidents
-        .iter()
-        .filter(|i| i.labels.get("detector") == Some(&detector.name))
-        .collect();
+    let outcomes = outcomes(incidents, &detector.name);
     let mut counts = [0usize; 3];
     let mut out = Vec::new();
     for host in hosts {
@@ -141,34 +175,20 @@ async fn labelled_hosts(
                 counts[0] += 1;
             }
         }
-        for inc in mine.iter().filter(|i| about(&host, &i.labels)) {
-            let averted = inc
-                .executions
-                .iter()
-                .filter(|e| e.mode == "live" && e.verified)
-                .map(|e| e.at_ms)
-                .min();
-            let rejected = inc.executions.iter().any(|e| {
-                e.reason
-                    .as_deref()
-                    .is_some_and(|r| r.starts_with("rejected"))
-            });
-            if let Some(at) = averted {
+        for o in outcomes.iter().filter(|o| about(&host, &o.labels)) {
+            if let Some(at) = o.averted_ms {
                 if let Some(i) = index_at(&host, at).or(n.checked_sub(1))
                     && !failures[i]
                 {
                     failures[i] = true;
                     counts[1] += 1;
                 }
-            } else if rejected {
+            } else if o.rejected {
                 // The prediction's windows: from a horizon before it opened to its end.
-                let lo = index_at(&host, inc.opened_ms)
+                let lo = index_at(&host, o.opened_ms)
                     .unwrap_or(n)
                     .saturating_sub(spec.horizon);
-                let hi = inc
-                    .resolved_ms
-                    .and_then(|r| index_at(&host, r))
-                    .unwrap_or(n);
+                let hi = o.resolved_ms.and_then(|r| index_at(&host, r)).unwrap_or(n);
                 for w in &mut weight[lo..hi.max(lo)] {
                     *w = FALSE_ALARM_WEIGHT;
                 }

@@ -1,7 +1,9 @@
 //! `vigil demo` as a newcomer runs it: the built binary on the default bundle, the
 //! real plugins, the demo's supervisor on 127.0.0.1:9798. The transcript must tell
-//! both stories — a memory leak remediated automatically, a database slowdown
-//! cascading to its dependents and remediated after an approval — in order.
+//! its three stories — a memory leak remediated automatically, a database slowdown
+//! cascading to its dependents and remediated after an approval, and a host failure
+//! predicted by a model trained from the fleet's past and averted by a drain — in
+//! order.
 
 mod common;
 
@@ -62,6 +64,22 @@ fn the_demo_tells_the_whole_story_and_ends_by_itself() {
     assert!(
         text.contains("LatencyHigh on payments") || text.contains("LatencyHigh on inventory"),
         "{text}"
+    );
+    // The failure model: trained before the story starts and serving; inventory's
+    // precursors are seen coming, the host is drained before it fails, the drain is
+    // verified, and the evaluation counts the failure as averted.
+    in_order(
+        &text,
+        &[
+            "learn     host-failure@1 trained on the fleet's past",
+            "serving",
+            "detect    HostFailurePredicted on inventory",
+            "policy:escalation on drain-failing-host: auto",
+            "target    supervisor: drain of inventory (#1)",
+            "resolved: remediated by drain-failing-host",
+            "== summary",
+            "detector host-failure: predicted 1 of 1 failures (1 averted by remediation), 1 of 1 alarms true",
+        ],
     );
     in_order(
         &text,

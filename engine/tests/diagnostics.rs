@@ -114,7 +114,7 @@ fn the_default_bundle_is_valid_and_human_output_points_at_the_line() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("4 runbook(s)"));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("5 runbook(s)"));
 
     let bad = root.join("engine/tests/fixtures/invalid/unknown-key.yaml");
     let out = Command::new(env!("CARGO_BIN_EXE_vigil"))

@@ -510,7 +510,7 @@ impl AlertService {
                 let _ = tokio::task::spawn_blocking(move || {
                     let _permit = permit;
                     handle.block_on(async move {
-                        let t = svc.trigger.start(&c, &inc).await;
+                        let t = svc.trigger.start(&c, &inc, svc.now_ms()).await;
                         if let Err(e) = svc.record(&inc.id, t).await {
                             tracing::error!(incident = %inc.id, "recording a triggered runbook: {e}");
                         }

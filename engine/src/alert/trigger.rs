@@ -168,8 +168,9 @@ impl Trigger {
             .collect()
     }
 
-    /// Starts one runbook for an incident and says what happened.
-    pub async fn start(&self, c: &Candidate, inc: &Incident) -> Triggered {
+    /// Starts one runbook for an incident and says what happened; `at_ms` is the
+    /// time on the service's clock (which incidents keep, compressed or not).
+    pub async fn start(&self, c: &Candidate, inc: &Incident, at_ms: i64) -> Triggered {
         let incident = inc.context();
         let mut t = Triggered {
             runbook: c.runbook.name.clone(),
@@ -177,7 +178,7 @@ impl Trigger {
             status: "failed".into(),
             execution: None,
             reason: None,
-            at_ms: now_ms(),
+            at_ms,
             report: None,
             verified: false,
         };

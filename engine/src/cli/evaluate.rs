@@ -11,6 +11,11 @@ pub struct EvaluateArgs {
     /// How long after an anomaly's onset a detection still counts as catching it.
     #[arg(long, default_value = "1h")]
     pub window: String,
+    /// Then retrain every classifier detector's model from what happened (its
+    /// source's labelled failures and the incidents' outcomes), promoting each new
+    /// version that does at least as well as the one serving.
+    #[arg(long)]
+    pub retrain: bool,
 }
 
 pub fn run(g: &Global, args: &EvaluateArgs) -> Result<ExitCode> {
@@ -39,15 +44,31 @@ pub fn run(g: &Global, args: &EvaluateArgs) -> Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let incidents = store.incidents()?;
     let results = rt.block_on(vigil::daemon::evaluate(
         &bundle.detectors,
         &sources,
-        &predictions,
-        &forecasts,
+        vigil::daemon::Record {
+            predictions: &predictions,
+            forecasts: &forecasts,
+            incidents: &incidents,
+        },
         window_ms,
         from,
         until,
     ));
+    drop(rt);
+    // The models that learn, retrained from the same record.
+    let mut retrained = Vec::new();
+    if args.retrain {
+        for name in classifier_models(&bundle) {
+            retrained.push((
+                name.clone(),
+                super::model::retrain(&bundle, &store, &sources, &name, None, true)
+                    .map_err(|e| e.to_string()),
+            ));
+        }
+    }
     if g.json() {
         let rows: Vec<serde_json::Value> = results
             .iter()
@@ -56,7 +77,21 @@ pub fn run(g: &Global, args: &EvaluateArgs) -> Result<ExitCode> {
                 Err(e) => serde_json::json!({ "error": e }),
             })
             .collect();
-        println!("{}", serde_json::Value::Array(rows));
+        let retrained: Vec<serde_json::Value> = retrained
+            .iter()
+            .map(|(name, r)| match r {
+                Ok(r) => serde_json::to_value(r).unwrap_or_default(),
+                Err(e) => serde_json::json!({ "model": name, "error": e }),
+            })
+            .collect();
+        if args.retrain {
+            println!(
+                "{}",
+                serde_json::json!({ "evaluations": rows, "retrained": retrained })
+            );
+        } else {
+            println!("{}", serde_json::Value::Array(rows));
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let p = Paint::new(g.color());
@@ -81,6 +116,12 @@ pub fn run(g: &Global, args: &EvaluateArgs) -> Result<ExitCode> {
                     e.median_delay_ms
                         .map_or("—".into(), |d| format!("{} s", d / 1000))
                 );
+                if let Some(lead) = e.median_lead_ms {
+                    println!(
+                        "      failures predicted a median {} ahead",
+                        vigil::detect::forecast::format_duration(lead / 1000)
+                    );
+                }
                 for f in &e.forecasts {
                     println!(
                         "      forecast {:>5} ahead: {} scored, within 10/15/20%: {:.0}/{:.0}/{:.0}%, interval coverage {:.0}%, mean error {:.1}%",
@@ -100,5 +141,36 @@ pub fn run(g: &Global, args: &EvaluateArgs) -> Result<ExitCode> {
             Err(e) => println!("  {}", p.red(e)),
         }
     }
-    Ok(ExitCode::SUCCESS)
+    let mut failed = false;
+    for (name, r) in &retrained {
+        match r {
+            Ok(r) => super::model::print_retrained(&p, r),
+            Err(e) => {
+                failed = true;
+                println!("  {} retraining {name}: {e}", p.red("✗"));
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The models the bundle's classifier detectors serve, each once.
+fn classifier_models(bundle: &vigil::runbook::Bundle) -> Vec<String> {
+    let mut names: Vec<String> = bundle
+        .detectors
+        .iter()
+        .filter_map(|d| {
+            vigil::runbook::de::from_node::<vigil::schedule::detectors::DetectorModel>(&d.model)
+                .ok()?
+                .classifier
+                .map(|c| c.model)
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }

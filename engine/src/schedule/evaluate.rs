@@ -69,7 +69,24 @@ pub struct Evaluation {
     /// Forecast detectors: how close their forecasts came, per horizon.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub forecasts: Vec<ForecastAccuracy>,
+    /// Failure predictions: how long before each predicted failure the alert came
+    /// (ms), and the median.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub leads_ms: Vec<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub median_lead_ms: Option<i64>,
+    /// Failures that did not come because a verified remediation averted them
+    /// (counted among the anomalies; no lead time, as they never happened).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub averted: usize,
 }
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The kind of a failure a verified remediation averted.
+pub const AVERTED: &str = "failure (averted)";
 
 /// How forecasts made `horizon_secs` ahead compared with what was then observed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -243,12 +260,102 @@ pub fn evaluate(
         delays_ms: delays,
         missed,
         forecasts: Vec::new(),
+        leads_ms: Vec::new(),
+        median_lead_ms: None,
+        averted: 0,
     }
+}
+
+/// Scores failure predictions: a failure counts as predicted when an episode of its
+/// host was open at some moment of the `ahead_ms` before it; its lead time is how
+/// long before the failure the episode began (at most `ahead_ms`). `failures` are
+/// the ones that happened and the ones a verified remediation averted.
+pub fn evaluate_predictions(
+    detector: &str,
+    predictions: &[Detection],
+    failures: &[Truth],
+    ahead_ms: i64,
+    until_ms: i64,
+) -> Evaluation {
+    // The same matching as for anomalies, on a window that ends at the failure.
+    let shifted: Vec<Truth> = failures
+        .iter()
+        .map(|t| Truth {
+            at_ms: t.at_ms - ahead_ms,
+            ..t.clone()
+        })
+        .collect();
+    let mut e = evaluate(detector, predictions, &shifted, ahead_ms, until_ms);
+    for m in &mut e.missed {
+        m.0 += ahead_ms;
+    }
+    // Lead times only of failures that came: an averted one has no time of its own.
+    let happened: Vec<Truth> = shifted
+        .iter()
+        .filter(|t| t.kind != AVERTED)
+        .cloned()
+        .collect();
+    e.averted = shifted.len() - happened.len();
+    e.leads_ms = evaluate(detector, predictions, &happened, ahead_ms, until_ms)
+        .delays_ms
+        .iter()
+        .map(|d| ahead_ms - d)
+        .collect();
+    e.delays_ms.clear();
+    e.median_delay_ms = None;
+    let mut sorted = e.leads_ms.clone();
+    sorted.sort_unstable();
+    e.median_lead_ms = sorted.get(sorted.len() / 2).copied();
+    e
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failure_predictions_score_by_lead_time() {
+        let minute = 60_000;
+        let failure = |at_min: i64, service: &str| Truth {
+            at_ms: at_min * minute,
+            labels: BTreeMap::from([("service".to_string(), service.to_string())]),
+            kind: "failure".into(),
+        };
+        // db: predicted 8 min ahead; api: its alert came after the failure (missed);
+        // web: an alarm with no failure after it (false).
+        let predictions = vec![
+            det("db", 92 * 60, false),
+            det("db", 97 * 60, true),
+            det("api", 203 * 60, false),
+            det("api", 210 * 60, true),
+            det("web", 300 * 60, false),
+            det("web", 305 * 60, true),
+        ];
+        let averted = Truth {
+            kind: AVERTED.into(),
+            ..failure(501, "cache")
+        };
+        let mut predictions = predictions;
+        predictions.push(det("cache", 500 * 60, false));
+        predictions.push(det("cache", 502 * 60, true));
+        let e = evaluate_predictions(
+            "d",
+            &predictions,
+            &[failure(100, "db"), failure(200, "api"), averted],
+            10 * minute,
+            600 * minute,
+        );
+        assert_eq!((e.detected, e.anomalies, e.averted), (2, 3, 1));
+        assert_eq!((e.true_episodes, e.episodes), (2, 4));
+        assert_eq!(e.leads_ms, vec![8 * minute]);
+        assert_eq!(e.median_lead_ms, Some(8 * minute));
+        assert_eq!(e.missed.len(), 1);
+        assert_eq!(
+            e.missed[0].0,
+            200 * minute,
+            "reported at the failure's time"
+        );
+    }
 
     fn det(service: &str, at_s: i64, resolved: bool) -> Detection {
         Detection {

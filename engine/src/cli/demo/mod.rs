@@ -24,6 +24,10 @@ use vigil::telemetry::story::{self, Story};
 
 pub const SUPERVISOR: &str = "127.0.0.1:9798";
 
+/// The simulated shop's story has three incidents: checkout's leak, the latency
+/// cascade from postgres, and inventory's coming failure.
+const STORY_INCIDENTS: usize = 3;
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct DemoArgs {
     /// Simulated seconds per wall second.
@@ -79,10 +83,9 @@ pub fn run(g: &Global, args: &DemoArgs) -> Result<ExitCode> {
         dir.display()
     );
 
-    // The compressed clock starts now; the simulated shop's story is anchored to it.
-    let start_wall = Instant::now();
+    // The simulated shop's story is anchored here; the compressed clock starts from
+    // it once the failure model is trained.
     let origin = vigil::store::now_ms();
-    let clock = Clock::scaled(origin, args.speed);
     let supervisor_url = format!("http://{SUPERVISOR}");
     let (catalog, sources) = super::plugin::with_plugins_and_sources(g, &bundle, &|cfgs| {
         for c in cfgs.iter_mut().filter(|c| c.plugin_name() == "sim") {
@@ -109,6 +112,48 @@ pub fn run(g: &Global, args: &DemoArgs) -> Result<ExitCode> {
         )));
     }
 
+    let store_dir = super::store_dir(g, None).join("demo");
+    if store_dir.exists() {
+        std::fs::remove_dir_all(&store_dir)
+            .with_context(|| format!("clearing {}", store_dir.display()))?;
+    }
+    let store = Store::open(&store_dir)
+        .with_context(|| format!("opening the store at {}", store_dir.display()))?;
+    // The failure model learns from the fleet's past first: it must serve before the
+    // story starts (a classifier with no promoted model predicts nothing). The
+    // story's clock starts after, at the anchor of the simulated shop.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut learnt = Vec::new();
+    for d in bundle.detectors.iter().filter(|d| !d.features.is_empty()) {
+        let Some(source) = truth_sources.get(&d.source) else {
+            continue;
+        };
+        let r = rt
+            .block_on(vigil::learn::retrain(
+                &store,
+                d,
+                source.as_ref(),
+                origin,
+                true,
+            ))
+            .map_err(|e| anyhow::anyhow!("training the model of detector `{}`: {e}", d.name))?;
+        learnt.push(format!(
+            "{} trained on the fleet's past ({} examples from {} hosts, {} failures): hold-out precision {:.2}, recall {:.2} — a threshold on one metric manages F1 {:.2}, the model {:.2}; {}",
+            r.model,
+            r.examples,
+            r.hosts,
+            r.failures,
+            r.candidate.precision,
+            r.candidate.recall,
+            r.baseline.f1,
+            r.candidate.f1,
+            if r.promoted { "serving" } else { "not serving" }
+        ));
+    }
+    let start_wall = Instant::now();
+    let clock = Clock::scaled(origin, args.speed);
     let print = {
         let p = Paint::new(g.color());
         move |kind: &str, text: &str| {
@@ -117,7 +162,7 @@ pub fn run(g: &Global, args: &DemoArgs) -> Result<ExitCode> {
                 .map(|t| t.format("%H:%M").to_string())
                 .unwrap_or_default();
             let tag = match kind {
-                "detect" => p.yellow(&format!("{kind:<9}")),
+                "detect" | "learn" => p.yellow(&format!("{kind:<9}")),
                 "incident" => p.red(&format!("{kind:<9}")),
                 "policy" | "approve" => p.cyan(&format!("{kind:<9}")),
                 "step" => p.green(&format!("{kind:<9}")),
@@ -142,13 +187,6 @@ pub fn run(g: &Global, args: &DemoArgs) -> Result<ExitCode> {
         ))
     })?;
 
-    let store_dir = super::store_dir(g, None).join("demo");
-    if store_dir.exists() {
-        std::fs::remove_dir_all(&store_dir)
-            .with_context(|| format!("clearing {}", store_dir.display()))?;
-    }
-    let store = Store::open(&store_dir)
-        .with_context(|| format!("opening the store at {}", store_dir.display()))?;
     println!(
         "  the shop: frontend → checkout → payments, inventory → postgres, simulated at {}× \
          (one wall second is {} simulated); supervisor on http://{SUPERVISOR}; store {}",
@@ -157,9 +195,9 @@ pub fn run(g: &Global, args: &DemoArgs) -> Result<ExitCode> {
         store_dir.display()
     );
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    for line in &learnt {
+        print("learn", line);
+    }
     let tally = Arc::new(Mutex::new(Tally::default()));
     let summary = rt.block_on(async {
         let (narrator, mut rx) = story::channel(4096);
@@ -208,8 +246,8 @@ pub fn run(g: &Global, args: &DemoArgs) -> Result<ExitCode> {
                 && incidents
                     .iter()
                     .all(|i| i.status == IncidentStatus::Resolved);
-            let two = incidents.len() >= 2;
-            match (all_resolved && two, settled_at) {
+            let told = incidents.len() >= STORY_INCIDENTS;
+            match (all_resolved && told, settled_at) {
                 (true, None) => settled_at = Some(tokio::time::Instant::now()),
                 (true, Some(t)) if t.elapsed() > Duration::from_millis(800) => break,
                 (false, _) => settled_at = None,
@@ -227,8 +265,11 @@ pub fn run(g: &Global, args: &DemoArgs) -> Result<ExitCode> {
         let quality = vigil::daemon::evaluate(
             &bundle.detectors,
             &truth_sources,
-            &predictions,
-            &store.forecasts()?,
+            vigil::daemon::Record {
+                predictions: &predictions,
+                forecasts: &store.forecasts()?,
+                incidents: &store.incidents()?,
+            },
             15 * 60_000,
             origin,
             clock.now_ms(),
@@ -258,6 +299,25 @@ pub fn run(g: &Global, args: &DemoArgs) -> Result<ExitCode> {
         .flatten()
         .filter(|q| q.anomalies > 0 || q.episodes > 0)
     {
+        let predicts_failures = bundle
+            .detectors
+            .iter()
+            .any(|d| d.name == q.detector && !d.features.is_empty());
+        if predicts_failures {
+            println!(
+                "  detector {}: predicted {} of {} failures ({} averted by remediation), {} of {} alarms true{}",
+                q.detector,
+                q.detected,
+                q.anomalies,
+                q.averted,
+                q.true_episodes,
+                q.episodes,
+                q.median_lead_ms
+                    .map(|l| format!(", median lead {} before the failure", minutes(l)))
+                    .unwrap_or_default()
+            );
+            continue;
+        }
         println!(
             "  detector {}: caught {} of {} injected anomalies{}, {} of {} alarms true{}",
             q.detector,
