@@ -561,6 +561,19 @@ fn spike(spec: &Spec, seed: u64, t: i64) -> Option<f64> {
     (unit(key(seed, &spec.name, 3, t)) < s.rate).then_some(s.amplitude)
 }
 
+/// The seed of one series' own randomness: the seed mixed with its labels, so two
+/// services reporting the same metric do not share their noise (a common noise
+/// would make every service look odd at the same moment).
+fn series_seed(seed: u64, spec: &Spec) -> u64 {
+    let mut h = seed;
+    for (k, v) in &spec.labels {
+        for b in k.bytes().chain([0]).chain(v.bytes()).chain([0]) {
+            h = mix(h ^ u64::from(b));
+        }
+    }
+    h
+}
+
 /// A burst's contribution at `t`: the slot's plateau, if it has one and `t` is in it.
 fn burst(b: &Bursts, seed: u64, name: &str, t: i64) -> f64 {
     if b.every_ms <= 0 {
@@ -601,16 +614,19 @@ pub fn value(spec: &Spec, seed: u64, t: i64) -> f64 {
             v += sh.delta;
         }
     }
-    if let Some(b) = &spec.bursts {
-        v += burst(b, seed, &spec.name, t);
-    }
+    // A host's failures are shared by its metrics (the plain seed); noise, spikes and
+    // bursts are each series' own.
     if let Some(f) = &spec.failures {
         v += f.effect(seed, t);
     }
-    if spec.noise > 0.0 {
-        v += spec.noise * gaussian(seed, &spec.name, t);
+    let own = series_seed(seed, spec);
+    if let Some(b) = &spec.bursts {
+        v += burst(b, own, &spec.name, t);
     }
-    if let Some(a) = spike(spec, seed, t) {
+    if spec.noise > 0.0 {
+        v += spec.noise * gaussian(own, &spec.name, t);
+    }
+    if let Some(a) = spike(spec, own, t) {
         v += a;
     }
     if let Some(m) = spec.min {
@@ -679,10 +695,11 @@ pub fn generate(spec: &Spec, cfg: &Config, range: TimeRange) -> Result<Batch> {
             message,
         }
     };
+    let own = series_seed(cfg.seed, spec);
     for i in 0..count {
         let t = first + i as i64 * step;
         series.push(t, value(spec, cfg.seed, t));
-        if let Some(a) = spike(spec, cfg.seed, t) {
+        if let Some(a) = spike(spec, own, t) {
             events.push(ev(t, "spike", format!("spike of {a}")));
         }
     }

@@ -24,9 +24,14 @@ use vigil::telemetry::story::{self, Story};
 
 pub const SUPERVISOR: &str = "127.0.0.1:9798";
 
-/// The simulated shop's story has three incidents: checkout's leak, the latency
-/// cascade from postgres, and inventory's coming failure.
-const STORY_INCIDENTS: usize = 3;
+/// The simulated shop's story, by the root alert of each incident: checkout's leak,
+/// the latency cascade from postgres, and inventory's coming failure. The demo ends
+/// when each has had its incident and every incident is resolved.
+const STORY: [(&str, &str); 3] = [
+    ("MemoryLeak", "checkout"),
+    ("LatencyHigh", "postgres"),
+    ("HostFailurePredicted", "inventory"),
+];
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct DemoArgs {
@@ -246,7 +251,12 @@ pub fn run(g: &Global, args: &DemoArgs) -> Result<ExitCode> {
                 && incidents
                     .iter()
                     .all(|i| i.status == IncidentStatus::Resolved);
-            let told = incidents.len() >= STORY_INCIDENTS;
+            let told = STORY.iter().all(|(alert, service)| {
+                incidents.iter().any(|i| {
+                    i.labels.get("alertname").map(String::as_str) == Some(*alert)
+                        && i.root_service.as_deref() == Some(*service)
+                })
+            });
             match (all_resolved && told, settled_at) {
                 (true, None) => settled_at = Some(tokio::time::Instant::now()),
                 (true, Some(t)) if t.elapsed() > Duration::from_millis(800) => break,
