@@ -30,6 +30,7 @@ TARGETS = {
     "classifier/train_6000_examples_25_trees": ("failure classifier training (6,000 examples, 25 trees)", "ms", lambda ns, n: ns / 1e6, None, None),
     "classifier/predict_one_window": ("failure prediction, one window", "µs", lambda ns, n: ns / 1e3, None, None),
     "classifier/predict_batch_1000": ("failure prediction, 1,000 windows", "ms", lambda ns, n: ns / 1e6, None, None),
+    "classifier/detector_run_100_hosts_4_new_samples": ("classifier detector run: join + window + predict, per host-sample (100 hosts × 4 samples)", "µs", lambda ns, n: ns / 1e3 / 400, None, None),
 }
 
 # Anomaly scoring: wall-clock throughput of one method over a 100k-point series

@@ -190,57 +190,29 @@ impl Seasonal {
             }
             let stride = (spread / COARSE_STEPS).max(1);
             let acf = |lag: usize| autocorrelation(&self.scratch, var, lag);
-            let mut local: Option<(usize, f64)> = None;
-            for lag in (first..=last).step_by(stride) {
-                let a = acf(lag);
-                if local.is_none_or(|(_, b)| a > b) {
-                    local = Some((lag, a));
-                }
-            }
-            if let Some((coarse, at_coarse)) = local
-                && stride > 1
-            {
-                // The peak is within a stride of the best coarse lag: climb towards the
-                // better neighbour while it keeps improving.
-                let (lo, hi) = (
-                    coarse.saturating_sub(stride - 1).max(first),
-                    (coarse + stride - 1).min(last),
-                );
-                let (mut at, mut value) = (coarse, at_coarse);
-                let left = if coarse > lo {
-                    acf(coarse - 1)
-                } else {
-                    f64::NEG_INFINITY
-                };
-                let right = if coarse < hi {
-                    acf(coarse + 1)
-                } else {
-                    f64::NEG_INFINITY
-                };
-                let step: isize = if left > value && left >= right {
-                    (at, value) = (coarse - 1, left);
-                    -1
-                } else if right > value {
-                    (at, value) = (coarse + 1, right);
-                    1
-                } else {
-                    0
-                };
-                if step != 0 {
-                    loop {
-                        let next = at.wrapping_add_signed(step);
-                        if next < lo || next > hi {
-                            break;
+            let local = match self.period.filter(|p| (first..=last).contains(p)) {
+                // The period believed so far is the best start: it rarely moves, and
+                // a climb from it costs two or three lags instead of a strided pass.
+                Some(p) => Some(climb(&acf, p, acf(p), first, last)),
+                None => {
+                    let mut coarse: Option<(usize, f64)> = None;
+                    for lag in (first..=last).step_by(stride) {
+                        let a = acf(lag);
+                        if coarse.is_none_or(|(_, b)| a > b) {
+                            coarse = Some((lag, a));
                         }
-                        let a = acf(next);
-                        if a <= value {
-                            break;
-                        }
-                        (at, value) = (next, a);
                     }
+                    // The peak is within a stride of the best coarse lag.
+                    coarse.map(|(lag, a)| {
+                        if stride > 1 {
+                            let lo = lag.saturating_sub(stride - 1).max(first);
+                            climb(&acf, lag, a, lo, (lag + stride - 1).min(last))
+                        } else {
+                            (lag, a)
+                        }
+                    })
                 }
-                local = Some((at, value));
-            }
+            };
             // A true period repeats at its lag but not at half of it; a smooth series is
             // merely similar to itself an hour later, and also at half an hour.
             let contrast = local.map_or(0.0, |(lag, acf)| {
@@ -274,6 +246,11 @@ impl Seasonal {
         if k == 0 {
             return None;
         }
+        if k == 3 {
+            // The default (three cycles): a median of three, without a sort.
+            let [a, b, c] = [same_phase[0], same_phase[1], same_phase[2]];
+            return Some(a.max(b).min(a.min(b).max(c)));
+        }
         let seen = &mut same_phase[..k];
         seen.sort_by(f64::total_cmp);
         Some(if k % 2 == 1 {
@@ -281,6 +258,45 @@ impl Seasonal {
         } else {
             0.5 * (seen[k / 2 - 1] + seen[k / 2])
         })
+    }
+}
+
+/// From `start` (whose value is `at_start`), climbs towards the better neighbour
+/// while it keeps improving, within `lo..=hi`: the nearest peak of a smooth curve.
+fn climb(
+    f: &impl Fn(usize) -> f64,
+    start: usize,
+    at_start: f64,
+    lo: usize,
+    hi: usize,
+) -> (usize, f64) {
+    let left = if start > lo {
+        f(start - 1)
+    } else {
+        f64::NEG_INFINITY
+    };
+    let right = if start < hi {
+        f(start + 1)
+    } else {
+        f64::NEG_INFINITY
+    };
+    let (mut at, mut value, step): (usize, f64, isize) = if left > at_start && left >= right {
+        (start - 1, left, -1)
+    } else if right > at_start {
+        (start + 1, right, 1)
+    } else {
+        return (start, at_start);
+    };
+    loop {
+        let next = at.wrapping_add_signed(step);
+        if next < lo || next > hi {
+            return (at, value);
+        }
+        let a = f(next);
+        if a <= value {
+            return (at, value);
+        }
+        (at, value) = (next, a);
     }
 }
 

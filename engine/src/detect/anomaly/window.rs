@@ -12,6 +12,9 @@ pub struct SortedWindow {
     head: usize,
     sorted: Vec<f64>,
     capacity: usize,
+    /// Where the last MAD's selection ended: one push moves it by a step or two, so
+    /// the next selection starts there instead of bisecting from scratch.
+    mad_hint: std::cell::Cell<usize>,
 }
 
 impl SortedWindow {
@@ -23,6 +26,7 @@ impl SortedWindow {
             head: 0,
             sorted: Vec::with_capacity(capacity),
             capacity,
+            mad_hint: std::cell::Cell::new(0),
         }
     }
 
@@ -102,21 +106,47 @@ impl SortedWindow {
         })
     }
 
-    /// Median absolute deviation from `center`, in O(log n): the distances below and above
-    /// `center` form two sorted sequences, and we select the middle element of their union.
+    /// Median absolute deviation from `center`: the distances below and above `center`
+    /// form two sorted sequences, and we select the middle element of their union —
+    /// O(log n) at worst, a few probes in a sliding window (see `mad_hint`).
     pub fn mad(&self, center: f64) -> Option<f64> {
         let s = &self.sorted;
         let n = s.len();
         if n == 0 {
             return None;
         }
-        let split = s.partition_point(|v| *v < center);
+        let split = self.split_at(center);
         // a[i] = center - s[split-1-i] (ascending), b[j] = s[split+j] - center (ascending).
         let a = |i: usize| center - s[split - 1 - i];
         let b = |j: usize| s[split + j] - center;
         let (na, nb) = (split, n - split);
         let k = (n - 1) / 2; // lower median of the deviations, 0-based
-        Some(kth_of_two(na, nb, k, a, b))
+        // Take i from a and k+1-i from b: the answer is the first i (in lo..=hi) where
+        // a[i] ≥ b[k-i] — "too few from a" is monotone in i.
+        let want = k + 1;
+        let (lo, hi) = (want.saturating_sub(nb), want.min(na));
+        let more = |i: usize| a(i) < b(want - i - 1);
+        let i = first_false(lo, hi, self.mad_hint.get(), more);
+        self.mad_hint.set(i);
+        let j = want - i;
+        let from_a = if i > 0 { a(i - 1) } else { f64::NEG_INFINITY };
+        let from_b = if j > 0 { b(j - 1) } else { f64::NEG_INFINITY };
+        Some(from_a.max(from_b))
+    }
+
+    /// How many stored values are below `center`. Usually `center` is the median, whose
+    /// place is known: checked there first, searched only when duplicates move it.
+    fn split_at(&self, center: f64) -> usize {
+        let s = &self.sorted;
+        let n = s.len();
+        let m = (n - 1) / 2;
+        let guess = if s[m] < center { m + 1 } else { m };
+        let fits = |g: usize| (g == 0 || s[g - 1] < center) && (g == n || s[g] >= center);
+        if fits(guess) {
+            guess
+        } else {
+            s.partition_point(|v| *v < center)
+        }
     }
 
     /// A robust standard deviation around `center`: 1.4826 × MAD, but never below
@@ -163,34 +193,40 @@ impl SortedWindow {
     }
 }
 
-/// The k-th smallest (0-based) element of the union of two ascending sequences given as
-/// index functions, in O(log(min)) steps.
-fn kth_of_two(
-    na: usize,
-    nb: usize,
-    k: usize,
-    a: impl Fn(usize) -> f64,
-    b: impl Fn(usize) -> f64,
-) -> f64 {
-    // Take i elements from a and k+1-i from b; find i with a[i-1] <= b[k+1-i] and b[k-i] <= a[i].
-    let want = k + 1;
-    let mut lo = want.saturating_sub(nb);
-    let mut hi = want.min(na);
-    while lo < hi {
-        let i = (lo + hi) / 2;
-        let j = want - i;
-        // Too few from a if a[i] < b[j-1]. Within the loop i < hi <= na and
-        // j = want - i > want - hi >= 0, so both reads are in range. Written as selects,
-        // not branches: the comparison is a coin flip the predictor cannot learn.
-        let more = a(i) < b(j - 1);
-        lo = if more { i + 1 } else { lo };
-        hi = if more { hi } else { i };
+/// The first `i` in `lo..=hi` where `more(i)` is false (`hi` if none), for a
+/// predicate that is true then false; `more` is only called on `lo..hi`. Walks from
+/// `hint` while the answer is a few steps away, and bisects beyond that.
+fn first_false(lo: usize, hi: usize, hint: usize, more: impl Fn(usize) -> bool) -> usize {
+    const WALK: usize = 4;
+    let mut i = hint.clamp(lo, hi);
+    let (mut lo, mut hi) = (lo, hi);
+    if i < hi && more(i) {
+        // The answer is above i.
+        lo = i + 1;
+        for _ in 0..WALK {
+            if lo >= hi || !more(lo) {
+                return lo;
+            }
+            lo += 1;
+        }
+    } else {
+        // The answer is at or below i.
+        hi = i;
+        for _ in 0..WALK {
+            if hi <= lo || more(hi - 1) {
+                return hi;
+            }
+            hi -= 1;
+        }
     }
-    let i = lo;
-    let j = want - i;
-    let from_a = if i > 0 { a(i - 1) } else { f64::NEG_INFINITY };
-    let from_b = if j > 0 { b(j - 1) } else { f64::NEG_INFINITY };
-    from_a.max(from_b)
+    while lo < hi {
+        i = (lo + hi) / 2;
+        // Selects, not branches: the comparison is a coin flip the predictor cannot learn.
+        let m = more(i);
+        lo = if m { i + 1 } else { lo };
+        hi = if m { hi } else { i };
+    }
+    lo
 }
 
 /// A fixed-size ring of the last `capacity` values, for lags and recent history.
@@ -280,6 +316,45 @@ mod tests {
         let mut d: Vec<f64> = s.iter().map(|x| (x - m).abs()).collect();
         d.sort_by(f64::total_cmp);
         d[(n - 1) / 2]
+    }
+
+    /// The MAD about any centre, through a sliding window whose selection starts
+    /// from the last one's: the same as sorting the deviations, whatever the window
+    /// size, duplicates (quantised values) or centre.
+    #[test]
+    fn mad_matches_sorting_for_any_centre_and_window() {
+        let mut seed = 99u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        for capacity in [1usize, 2, 3, 4, 5, 8, 17, 64] {
+            for levels in [3u64, 1000] {
+                let mut w = SortedWindow::new(capacity);
+                let mut hist: Vec<f64> = Vec::new();
+                for step in 0..400 {
+                    // A drift now and then, so the selection has to travel.
+                    let x = (next() % levels) as f64 + if step % 97 < 10 { 50.0 } else { 0.0 };
+                    w.push(x);
+                    hist.push(x);
+                    let tail = &hist[hist.len().saturating_sub(capacity)..];
+                    let median = w.median().expect("values");
+                    let odd_centre = (next() % (levels + 60)) as f64 - 5.0;
+                    for centre in [median, odd_centre] {
+                        let mut d: Vec<f64> = tail.iter().map(|v| (v - centre).abs()).collect();
+                        d.sort_by(f64::total_cmp);
+                        let want = d[(d.len() - 1) / 2];
+                        let got = w.mad(centre).expect("values");
+                        assert!(
+                            (want - got).abs() < 1e-9,
+                            "capacity {capacity}, step {step}, centre {centre}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
