@@ -5,9 +5,13 @@
 //! lines are elements (points) per second.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use std::collections::BTreeMap;
 use std::hint::black_box;
 use vigil::detect::anomaly::{METHOD_NAMES, ModelConfig};
-use vigil::detect::classifier::{FailureModel, FeatureExtractor, TrainConfig, synthetic_fleet};
+use vigil::detect::classifier::{
+    FEATURE_METRICS, FailureModel, FeatureExtractor, TrainConfig, synthetic_fleet,
+};
+use vigil::schedule::detectors::{DetectorRun, Series, ServedModel};
 
 fn series(n: usize) -> Vec<(i64, f64)> {
     let mut s = 0x2545_F491_4F6C_DD1Du64;
@@ -83,6 +87,56 @@ fn classifier(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1000));
     group.bench_function("predict_batch_1000", |b| {
         b.iter(|| black_box(model.predict_batch(&xs[..1000])))
+    });
+    // A scheduled run of a classifier detector as the daemon makes it: 100 hosts'
+    // four feature series joined per host, each host's window extended by the run's
+    // new samples (4: a 15 s schedule over 1-minute data… rounded up) and predicted.
+    let text = "apiVersion: vigil/v1\nkind: Detector\nname: hf\nschedule: \"*/15 * * * * *\"\nsource: s\nfeatures: { cpu: c, memory: m, disk_io: d, error_rate: e }\nmodel: { classifier: { model: hf } }\nalert: { name: HostFailurePredicted }\n";
+    let bundle = vigil::runbook::Bundle::from_source(std::path::Path::new("hf.yaml"), text);
+    let served = ServedModel {
+        id: "hf@1".into(),
+        model,
+    };
+    const HOSTS: usize = 100;
+    const NEW: usize = 4;
+    let features = |from: usize| -> BTreeMap<String, Vec<Series>> {
+        FEATURE_METRICS
+            .iter()
+            .enumerate()
+            .map(|(f, name)| {
+                let series = (0..HOSTS)
+                    .map(|h| Series {
+                        labels: BTreeMap::from([
+                            ("__name__".to_string(), (*name).to_string()),
+                            ("instance".to_string(), format!("host-{h}")),
+                        ]),
+                        points: (from..from + NEW)
+                            .map(|i| {
+                                let s = history[(i + h) % history.len()];
+                                let v = [s.cpu, s.memory, s.disk_io, s.error_rate][f];
+                                (i as i64 * 60, v)
+                            })
+                            .collect(),
+                    })
+                    .collect();
+                ((*name).to_string(), series)
+            })
+            .collect()
+    };
+    group.throughput(Throughput::Elements((HOSTS * NEW) as u64));
+    group.bench_function("detector_run_100_hosts_4_new_samples", |b| {
+        b.iter_batched_ref(
+            || {
+                // Windows already full: a steady-state run.
+                let mut run = DetectorRun::new(&bundle.detectors[0]).expect("runs");
+                run.observe_features(&served, &features(0));
+                run.observe_features(&served, &features(NEW));
+                run.observe_features(&served, &features(2 * NEW));
+                (run, features(3 * NEW))
+            },
+            |(run, batch)| black_box(run.observe_features(&served, batch)),
+            BatchSize::LargeInput,
+        )
     });
     group.finish();
 }
