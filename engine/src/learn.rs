@@ -123,6 +123,15 @@ fn index_at(host: &Host, t_ms: i64) -> Option<usize> {
     (i < host.samples.len()).then_some(i)
 }
 
+/// Whether `t_ms` falls within the host's samples (an outcome outside the training
+/// range says nothing about it).
+fn covers(host: &Host, t_ms: i64) -> bool {
+    match (host.samples.first(), host.samples.last()) {
+        (Some(first), Some(last)) => first.0 * 1000 <= t_ms && t_ms <= last.0 * 1000,
+        _ => false,
+    }
+}
+
 /// Reads what the training needs from `detector`'s source over `[from_ms, until_ms]`
 /// and labels it (see the module docs).
 async fn labelled_hosts(
@@ -175,7 +184,10 @@ async fn labelled_hosts(
                 counts[0] += 1;
             }
         }
-        for o in outcomes.iter().filter(|o| about(&host, &o.labels)) {
+        for o in outcomes
+            .iter()
+            .filter(|o| about(&host, &o.labels) && covers(&host, o.opened_ms))
+        {
             if let Some(at) = o.averted_ms {
                 if let Some(i) = index_at(&host, at).or(n.checked_sub(1))
                     && !failures[i]
