@@ -205,9 +205,9 @@ async fn evaluate_failure_predictions(
     from_ms: i64,
     until_ms: i64,
 ) -> Result<crate::schedule::evaluate::Evaluation, String> {
-    let model: crate::schedule::detectors::DetectorModel =
-        crate::runbook::de::from_node(&d.model).map_err(|e| e.message)?;
-    let training = model.classifier.map(|c| c.training).unwrap_or_default();
+    let training = crate::schedule::detectors::classifier_of(d)
+        .map(|c| c.training)
+        .unwrap_or_default();
     let mut failures: Vec<Truth> = Vec::new();
     for q in d.features.values() {
         let found = source

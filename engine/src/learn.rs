@@ -18,7 +18,7 @@ use crate::detect::classifier::{
     ClassifierError, FEATURE_COUNT, FailureModel, FeatureExtractor, Quality, Sample,
 };
 use crate::runbook::model::Detector;
-use crate::schedule::detectors::{DetectorModel, Host, TrainingSpec, join_hosts};
+use crate::schedule::detectors::{Host, TrainingSpec, join_hosts};
 use crate::schedule::runner::Source;
 use crate::store::{AuditEntry, Store};
 use serde::Serialize;
@@ -278,10 +278,7 @@ pub async fn retrain(
     until_ms: i64,
     promote: bool,
 ) -> Result<Retrained, LearnError> {
-    let model: DetectorModel = crate::runbook::de::from_node(&detector.model)
-        .map_err(|_| LearnError::NotAClassifier(detector.name.clone()))?;
-    let spec = model
-        .classifier
+    let spec = crate::schedule::detectors::classifier_of(detector)
         .ok_or_else(|| LearnError::NotAClassifier(detector.name.clone()))?;
     let training = &spec.training;
     let from_ms = until_ms - training.history.as_std().as_millis() as i64;

@@ -163,12 +163,7 @@ fn classifier_models(bundle: &vigil::runbook::Bundle) -> Vec<String> {
     let mut names: Vec<String> = bundle
         .detectors
         .iter()
-        .filter_map(|d| {
-            vigil::runbook::de::from_node::<vigil::schedule::detectors::DetectorModel>(&d.model)
-                .ok()?
-                .classifier
-                .map(|c| c.model)
-        })
+        .filter_map(|d| vigil::schedule::detectors::classifier_of(d).map(|c| c.model))
         .collect();
     names.sort();
     names.dedup();

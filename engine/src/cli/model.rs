@@ -146,12 +146,7 @@ fn classifier_detector<'b>(
     let serving: Vec<&vigil::runbook::model::Detector> = bundle
         .detectors
         .iter()
-        .filter(|d| {
-            vigil::runbook::de::from_node::<vigil::schedule::detectors::DetectorModel>(&d.model)
-                .ok()
-                .and_then(|m| m.classifier)
-                .is_some_and(|c| c.model == name)
-        })
+        .filter(|d| vigil::schedule::detectors::classifier_of(d).is_some_and(|c| c.model == name))
         .filter(|d| asked.is_none_or(|a| a == d.name))
         .collect();
     match serving.as_slice() {

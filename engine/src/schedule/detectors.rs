@@ -76,6 +76,18 @@ pub struct ForecastSpec {
     pub config: ForecastConfig,
 }
 
+impl DetectorModel {
+    /// The typed `model:` of a checked detector (loading has reported any problem).
+    pub fn of(detector: &Detector) -> Result<DetectorModel, String> {
+        crate::runbook::de::from_node(&detector.model).map_err(|e| e.message)
+    }
+}
+
+/// The classifier a detector serves, if its model is one.
+pub fn classifier_of(detector: &Detector) -> Option<ClassifierSpec> {
+    DetectorModel::of(detector).ok()?.classifier
+}
+
 /// `classifier:` — which stored model serves, and how sure it must be to alert.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -269,8 +281,7 @@ fn key(labels: &BTreeMap<String, String>) -> String {
 
 impl DetectorRun {
     pub fn new(detector: &Detector) -> Result<DetectorRun, String> {
-        let model: DetectorModel =
-            crate::runbook::de::from_node(&detector.model).map_err(|e| e.message)?;
+        let model = DetectorModel::of(detector)?;
         model.check()?;
         Ok(DetectorRun {
             detector: detector.clone(),

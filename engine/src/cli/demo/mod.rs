@@ -397,6 +397,9 @@ pub fn run(g: &Global, args: &DemoArgs) -> Result<ExitCode> {
     println!("  vigil executions list {store_flag}       # every execution and its journal");
     println!("  vigil audit {store_flag}                 # who or what decided what");
     println!(
+        "  vigil model list {store_flag}            # the failure model's versions; `vigil model retrain host-failure` trains the next"
+    );
+    println!(
         "  vigil serve --speed 60 --runbooks live    # the same loop as a server: /metrics, /api/v1/incidents"
     );
     Ok(if all_resolved {
