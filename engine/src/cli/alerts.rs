@@ -277,6 +277,11 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
             .await
             .map_err(|e| invalid(format!("cannot listen on {listen}: {e}")))?;
         let addr = listener.local_addr()?;
+        // Signal handlers go in before "listening" is printed: a supervisor (or a test)
+        // may send SIGTERM the moment it reads that line, and an unhandled one kills
+        // the process instead of shutting it down.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let ctrl_c = tokio::signal::ctrl_c();
         let started = &daemon.started;
         if g.json() {
             println!("{}", json!({
@@ -294,10 +299,9 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
         }
         use std::io::Write;
         std::io::stdout().flush().ok();
-        let shutdown = async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let shutdown = async move {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
+                _ = ctrl_c => {}
                 _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
             }
             tracing::info!("shutting down: detectors, then the pipeline, then running executions");
