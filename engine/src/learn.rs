@@ -252,16 +252,23 @@ fn examples(
 }
 
 /// How `model` does on the examples from `from_t` (unix seconds) on, built with its
-/// own window and horizon.
+/// own window and horizon; `built` are examples already built with some window and
+/// horizon, reused when they are the model's.
 fn score_from(
     model: &FailureModel,
     hosts: &[Labelled],
+    built: (&[Example], FeatureExtractor, usize),
     from_t: i64,
 ) -> Result<Quality, LearnError> {
-    let rows: Vec<_> = examples(hosts, model.extractor, model.horizon)?
-        .into_iter()
-        .filter(|e| e.t >= from_t)
-        .collect();
+    let (built_rows, extractor, horizon) = built;
+    let own;
+    let all = if (model.extractor, model.horizon) == (extractor, horizon) {
+        built_rows
+    } else {
+        own = examples(hosts, model.extractor, model.horizon)?;
+        &own
+    };
+    let rows: Vec<&Example> = all.iter().filter(|e| e.t >= from_t).collect();
     let xs: Vec<[f64; FEATURE_COUNT]> = rows.iter().map(|e| e.x).collect();
     let ys: Vec<bool> = rows.iter().map(|e| e.failure).collect();
     let raised: Vec<bool> = model.predict_batch(&xs).iter().map(|p| p.raise).collect();
@@ -311,10 +318,14 @@ pub async fn retrain(
     let p = &training.params;
     let cut = ((ts.len() as f64) * (p.train_share + p.validation_share)) as usize;
     let holdout_from = ts[cut.min(ts.len() - 1)];
-    let candidate_q = score_from(&candidate, &hosts, holdout_from)?;
+    let built = (rows.as_slice(), extractor, training.horizon);
+    let candidate_q = score_from(&candidate, &hosts, built, holdout_from)?;
     let serving = match crate::schedule::models::ModelShelf::new(store.clone()).serving(&spec.model)
     {
-        Ok(Some(s)) => Some((s.id.clone(), score_from(&s.model, &hosts, holdout_from)?)),
+        Ok(Some(s)) => Some((
+            s.id.clone(),
+            score_from(&s.model, &hosts, built, holdout_from)?,
+        )),
         _ => None,
     };
     let (promoted, verdict) = match (&serving, promote) {
