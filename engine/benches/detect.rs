@@ -152,18 +152,26 @@ fn thread_cpu_secs() -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
-/// Points per CPU-second for each method over ≥ 2 CPU-seconds, printed next to the target.
+/// Points per CPU-second for each method over ≥ 2 CPU-seconds, printed next to the target;
+/// also the ensemble without its context-learning member (`weights.context: 0`), the
+/// lighter configuration for fleets of many series.
 fn per_core(_: &mut Criterion) {
     let pts = series(200_000);
-    for name in METHOD_NAMES {
-        let target = if *name == "ensemble" {
+    // As a detector's YAML would say it: the other weights keep their tuned defaults.
+    let without_context: ModelConfig =
+        serde_json::from_str(r#"{"method":"ensemble","weights":{"context":0}}"#)
+            .expect("valid config");
+    let configs = METHOD_NAMES
+        .iter()
+        .map(|name| (*name, ModelConfig::by_name(name).expect("a method")))
+        .chain([("ensemble-without-context", without_context)]);
+    for (name, cfg) in configs {
+        let target = if name.starts_with("ensemble") {
             1_000_000.0
         } else {
             5_000_000.0
         };
-        let mut m = ModelConfig::by_name(name)
-            .and_then(|c| c.build())
-            .expect("default config");
+        let mut m = cfg.build().expect("default config");
         let (Some(start), mut scored) = (thread_cpu_secs(), 0usize) else {
             return;
         };
@@ -179,7 +187,7 @@ fn per_core(_: &mut Criterion) {
         black_box(acc);
         let rate = scored as f64 / used;
         println!(
-            "per core: {name:<9} {:>12.0} points/CPU-s (target {:>9.0}: {}), state {} bytes/series",
+            "per core: {name:<24} {:>12.0} points/CPU-s (target {:>9.0}: {}), state {} bytes/series",
             rate,
             target,
             if rate >= target { "met" } else { "NOT met" },

@@ -12,7 +12,13 @@
 //!    usual size is no news, while on a quiet series a modest one is;
 //! 5. **alarm and refractory**: once the score reaches `alarm_level`, the next `refractory`
 //!    points are damped by `suppressed_factor` unless they beat the alarm — one incident
-//!    gives one alarm, not a burst, and a worse one still gets through.
+//!    gives one alarm, not a burst, and a worse one still gets through;
+//! 6. **context**: context learning ([`ContextLearner`]) judges the sequence of values
+//!    and speaks when its score, scaled by `weights.context`, is the larger: it catches
+//!    what no value deviation shows (a burst pattern getting denser, a flat stretch in a
+//!    bursty series, a second anomaly soon after a first). It is the costly member (up
+//!    to ~1.6 MB of state per series and several times the time of the others);
+//!    `weights: { context: 0 }` leaves it out.
 //!
 //! With `reference_interval` set (the default: 300 s), `memory`, `refractory` and
 //! `smooth_points` count points *of that interval* and are rescaled to the series' own
@@ -23,8 +29,9 @@ use serde::{Deserialize, Serialize};
 
 use super::window::Ring;
 use super::{
-    AnomalyMethod, Cusum, CusumConfig, ModelConfigError, Novelty, NoveltyConfig, Reason,
-    RobustConfig, RobustDeviation, Score, Seasonal, SeasonalConfig, Spike, SpikeConfig, require,
+    AnomalyMethod, ContextConfig, ContextLearner, Cusum, CusumConfig, ModelConfigError, Novelty,
+    NoveltyConfig, Reason, RobustConfig, RobustDeviation, Score, Seasonal, SeasonalConfig, Spike,
+    SpikeConfig, require,
 };
 
 /// How much each method counts in the ensemble (0 switches it off).
@@ -38,17 +45,23 @@ pub struct MethodWeights {
     pub novelty: f64,
     /// Robust deviation of the moving average (regime changes in bursty series).
     pub smooth: f64,
+    /// Context learning (sequences never seen), judged beside the combined score: the
+    /// score is the larger of the two, the context score scaled by this weight.
+    pub context: f64,
 }
 
+/// The ensemble's tuned weights (see [`EnsembleConfig`]'s defaults), so that
+/// `weights: { context: 0 }` switches one member off and keeps the others as tuned.
 impl Default for MethodWeights {
     fn default() -> Self {
         Self {
-            robust: 1.0,
+            robust: 0.75,
             seasonal: 1.0,
-            cusum: 1.0,
+            cusum: 0.0,
             spike: 1.0,
             novelty: 0.0,
-            smooth: 0.0,
+            smooth: 1.0,
+            context: 0.7,
         }
     }
 }
@@ -73,6 +86,7 @@ pub struct EnsembleConfig {
     pub cusum: CusumConfig,
     pub spike: SpikeConfig,
     pub novelty: NoveltyConfig,
+    pub context: ContextConfig,
     /// Robust deviation applied to the moving average of `smooth_points` points.
     pub smooth: RobustConfig,
     pub smooth_points: usize,
@@ -139,20 +153,14 @@ impl Default for EnsembleConfig {
                 ..SpikeConfig::default()
             },
             novelty: NoveltyConfig::default(),
+            context: ContextConfig::default(),
             smooth: RobustConfig {
                 window: 1000,
                 z_half: 2.83,
                 ..RobustConfig::default()
             },
             smooth_points: 48,
-            weights: MethodWeights {
-                robust: 0.75,
-                seasonal: 1.0,
-                cusum: 0.0,
-                spike: 1.0,
-                novelty: 0.0,
-                smooth: 1.0,
-            },
+            weights: MethodWeights::default(),
             novelty_gain: 2.0,
             log_deviation: true,
             season_gate: 0.37,
@@ -181,6 +189,7 @@ pub struct Ensemble {
     cusum: Option<Cusum>,
     spike: Option<Spike>,
     novelty: Option<Novelty>,
+    context: Option<ContextLearner>,
     /// Moving-average scorer, its ring and running sum (present when weighted).
     smooth: Option<(RobustDeviation, Ring, f64)>,
     /// Decaying maximum of past normalised deviations.
@@ -244,6 +253,7 @@ impl Ensemble {
         unit_weight("weights.spike", w.spike)?;
         unit_weight("weights.novelty", w.novelty)?;
         unit_weight("weights.smooth", w.smooth)?;
+        unit_weight("weights.context", w.context)?;
         require(
             (1..=100_000).contains(&cfg.smooth_points),
             "smooth_points",
@@ -296,6 +306,11 @@ impl Ensemble {
             // Only kept (and paid for) when it counts.
             novelty: if cfg.weights.novelty > 0.0 {
                 Some(Novelty::new(cfg.novelty.clone())?)
+            } else {
+                None
+            },
+            context: if cfg.weights.context > 0.0 {
+                Some(ContextLearner::new(cfg.context.clone())?)
             } else {
                 None
             },
@@ -543,6 +558,17 @@ impl AnomalyMethod for Ensemble {
             self.refractory_left = refractory;
             self.alarm_peak = value;
         }
+        // Context learning speaks beside the value-deviation members, after their
+        // calibration and refractory: it has its own (a rest after each alarm), and a
+        // sequence never seen is news however large the values have been.
+        let weight = self.cfg.weights.context;
+        if let Some(c) = self.context.as_mut() {
+            let s = c.update(t, x);
+            let v = weight * s.value;
+            if v > value {
+                return Score { value: v, ..s };
+            }
+        }
         Score {
             value,
             method: if deviation > 0.0 {
@@ -563,6 +589,7 @@ impl AnomalyMethod for Ensemble {
             + self.short.state_bytes()
             + self.intervals.state_bytes()
             + self.novelty.as_ref().map_or(0, |n| n.state_bytes())
+            + self.context.as_ref().map_or(0, |c| c.state_bytes())
             + self
                 .smooth
                 .as_ref()

@@ -16,6 +16,7 @@
 //! - until a method has seen its `min_points`, it scores 0 with [`Reason::Warmup`];
 //! - huge values stay finite in the arithmetic (scores are clamped to [0, 1]).
 
+pub mod context;
 pub mod cusum;
 pub mod ensemble;
 pub mod multi;
@@ -29,6 +30,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use context::{ContextConfig, ContextLearner};
 pub use cusum::{Cusum, CusumConfig};
 pub use ensemble::{Ensemble, EnsembleConfig};
 pub use multi::{MultiMetric, MultiMetricConfig, MultiScore};
@@ -215,6 +217,7 @@ pub enum ModelConfig {
     Cusum(CusumConfig),
     Spike(SpikeConfig),
     Novelty(NoveltyConfig),
+    Context(ContextConfig),
     Ensemble(Box<EnsembleConfig>),
 }
 
@@ -229,7 +232,7 @@ pub enum ModelConfigError {
 
 /// The names [`ModelConfig::by_name`] accepts.
 pub const METHOD_NAMES: &[&str] = &[
-    "robust", "seasonal", "cusum", "spike", "novelty", "ensemble",
+    "robust", "seasonal", "cusum", "spike", "novelty", "context", "ensemble",
 ];
 
 impl ModelConfig {
@@ -241,6 +244,7 @@ impl ModelConfig {
             "cusum" => Self::Cusum(CusumConfig::default()),
             "spike" => Self::Spike(SpikeConfig::default()),
             "novelty" => Self::Novelty(NoveltyConfig::default()),
+            "context" => Self::Context(ContextConfig::default()),
             "ensemble" => Self::Ensemble(Box::default()),
             other => {
                 return Err(ModelConfigError::UnknownMethod {
@@ -258,6 +262,7 @@ impl ModelConfig {
             Self::Cusum(c) => Box::new(Cusum::new(c.clone())?),
             Self::Spike(c) => Box::new(Spike::new(c.clone())?),
             Self::Novelty(c) => Box::new(Novelty::new(c.clone())?),
+            Self::Context(c) => Box::new(ContextLearner::new(c.clone())?),
             Self::Ensemble(c) => Box::new(Ensemble::new(EnsembleConfig::clone(c))?),
         })
     }

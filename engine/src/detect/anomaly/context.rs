@@ -1,0 +1,675 @@
+//! Context learning: has the series been in this *sequence of situations* before?
+//!
+//! A port of the Contextual Anomaly Detector, Open Source Edition (CAD OSE; M. Smirnov,
+//! 2016, <https://github.com/smirmik/CAD>, MIT; scored in NAB as `contextOSE`), made
+//! online: the value range used to quantise is the range seen so far, never the whole
+//! file's. Each value is quantised to `bits` bits; each bit is a *fact* (position and
+//! value). A *context* is a pair (left facts, right facts): what was active one step ago
+//! (the previous facts plus the contexts that were fully active, as "neuron" facts) and
+//! what is active now. The detector remembers contexts; per point, the anomaly is how
+//! few of the contexts the past predicted came true, plus how many new contexts the point
+//! forced it to create:
+//!
+//! ```text
+//! score = (1 − predicted contexts that came true / contexts predicted
+//!          + new contexts / potential new contexts) / 2
+//! ```
+//!
+//! After a score of `rest_threshold` the detector rests for `rest_period` points (scores
+//! 0): one situation, one alarm. A value beyond the range seen so far gets more bits
+//! than usual, i.e. facts never seen, so a new extreme is always a new context.
+//!
+//! Bounded state: at most `max_contexts` contexts are remembered; once full, new
+//! contexts still count as new (they score) but are not stored.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use serde::{Deserialize, Serialize};
+
+use super::{AnomalyMethod, ModelConfigError, Reason, Score, require};
+
+/// Parameters of [`ContextLearner`].
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContextConfig {
+    /// Bits a value is quantised to (2^bits levels across the range).
+    pub bits: u32,
+    /// A known value range `[low, high]` (e.g. `[0, 100]` for a percentage) to quantise
+    /// against instead of the range seen so far.
+    pub range: Option<[f64; 2]>,
+    /// Score from which the detector rests.
+    pub rest_threshold: f64,
+    /// Points after such a score during which it scores 0.
+    pub rest_period: usize,
+    /// Longest left half of a context learnt from a partial match.
+    pub max_left_facts: usize,
+    /// Most active contexts fed back as facts to the next step.
+    pub max_active: usize,
+    /// Points before the first score (the range is still being learnt).
+    pub min_points: usize,
+    /// Contexts remembered at most (bounded state).
+    pub max_contexts: usize,
+}
+
+impl Default for ContextConfig {
+    /// CAD OSE's parameters, as NAB ran it (its rest period is a fifth of NAB's
+    /// 750-point probation).
+    fn default() -> Self {
+        Self {
+            bits: 3,
+            range: None,
+            rest_threshold: 0.75,
+            rest_period: 150,
+            max_left_facts: 7,
+            max_active: 15,
+            min_points: 150,
+            max_contexts: 1 << 14,
+        }
+    }
+}
+
+/// Facts at or above this are "neuron" facts: an active context fed back as input.
+const NEURON: u64 = 1 << 31;
+/// Facts per step at most (value bits, the below-range fact, active contexts), so a
+/// subset of one step's facts fits a `u64` mask.
+const MAX_FACTS: usize = 64;
+
+type Facts = Vec<u64>;
+
+/// A small, fast hash for the memory's integer keys (std's SipHash guards against
+/// adversarial keys; these keys are facts vigil derives itself).
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.write_u64(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        for &b in chunks.remainder() {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// Which of a semi-context's facts the last crossing found: a mask over the positions
+/// of that step's facts (they are sorted, so the mask also gives the facts in order).
+#[derive(Debug, Clone, Copy, Default)]
+struct Crossing {
+    mask: u64,
+    hits: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+struct LeftSemi {
+    len: u32,
+    crossing: Crossing,
+    /// (right semi-context, context) pairs, in creation order.
+    contexts: Vec<(u32, u32)>,
+    /// The zero-level ones among `contexts` (the only ones that spawn new contexts).
+    zero_level: Vec<(u32, u32)>,
+    by_right: FastMap<u32, u32>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct RightSemi {
+    len: u32,
+    crossing: Crossing,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Context {
+    /// Times it was fully active.
+    count: u64,
+    /// Learnt directly from two consecutive inputs (not from a partial crossing).
+    zero_level: bool,
+    left: u32,
+    right: u32,
+}
+
+/// The context memory: semi-contexts indexed by their facts, and contexts joining a left
+/// and a right one.
+#[derive(Debug, Clone, Default)]
+struct ContextMemory {
+    left_ids: FastMap<Facts, u32>,
+    right_ids: FastMap<Facts, u32>,
+    left: Vec<LeftSemi>,
+    right: Vec<RightSemi>,
+    /// Fact → semi-contexts containing it, per side.
+    left_by_fact: FastMap<u64, Vec<u32>>,
+    right_by_fact: FastMap<u64, Vec<u32>>,
+    /// Semi-contexts the last crossing touched, per side.
+    left_crossed: Vec<u32>,
+    /// The crossed left semi-contexts with all their facts present.
+    left_full: Vec<u32>,
+    right_crossed: Vec<u32>,
+    contexts: Vec<Context>,
+    /// The zero-level context created at this step (excluded from its own prediction).
+    new_context: Option<u32>,
+    max_contexts: usize,
+    /// Facts held in semi-context keys and fact indexes (for `state_bytes`).
+    fact_slots: usize,
+}
+
+impl ContextMemory {
+    fn left_id(&mut self, facts: &[u64]) -> u32 {
+        if let Some(&id) = self.left_ids.get(facts) {
+            return id;
+        }
+        let id = self.left.len() as u32;
+        self.left_ids.insert(facts.to_vec(), id);
+        self.left.push(LeftSemi {
+            len: facts.len() as u32,
+            ..LeftSemi::default()
+        });
+        for &f in facts {
+            self.left_by_fact.entry(f).or_default().push(id);
+        }
+        self.fact_slots += facts.len() * 2;
+        id
+    }
+
+    fn right_id(&mut self, facts: &[u64]) -> u32 {
+        if let Some(&id) = self.right_ids.get(facts) {
+            return id;
+        }
+        let id = self.right.len() as u32;
+        self.right_ids.insert(facts.to_vec(), id);
+        self.right.push(RightSemi {
+            len: facts.len() as u32,
+            ..RightSemi::default()
+        });
+        for &f in facts {
+            self.right_by_fact.entry(f).or_default().push(id);
+        }
+        self.fact_slots += facts.len() * 2;
+        id
+    }
+
+    /// Looks the context up, creating it if new and there is room. Returns whether it
+    /// was new; a zero-level lookup of an existing context marks it zero-level. Once
+    /// the memory is full a new context still counts as new but is not stored.
+    fn remember(&mut self, left: &[u64], right: &[u64], zero_level: bool) -> bool {
+        let known = self
+            .left_ids
+            .get(left)
+            .zip(self.right_ids.get(right))
+            .and_then(|(&l, &r)| self.left[l as usize].by_right.get(&r).copied());
+        if let Some(c) = known {
+            if zero_level {
+                self.mark_zero_level(c);
+            }
+            return false;
+        }
+        if self.contexts.len() >= self.max_contexts {
+            return true;
+        }
+        let l = self.left_id(left);
+        let r = self.right_id(right);
+        let id = self.contexts.len() as u32;
+        let semi = &mut self.left[l as usize];
+        semi.by_right.insert(r, id);
+        semi.contexts.push((r, id));
+        if zero_level {
+            semi.zero_level.push((r, id));
+            self.new_context = Some(id);
+        }
+        self.contexts.push(Context {
+            count: 0,
+            zero_level,
+            left: l,
+            right: r,
+        });
+        true
+    }
+
+    fn mark_zero_level(&mut self, c: u32) {
+        let ctx = &mut self.contexts[c as usize];
+        if !ctx.zero_level {
+            ctx.zero_level = true;
+            self.left[ctx.left as usize].zero_level.push((ctx.right, c));
+        }
+    }
+
+    /// Marks which facts of each left semi-context are among `facts`.
+    fn cross_left(&mut self, facts: &[u64]) {
+        for &id in &self.left_crossed {
+            self.left[id as usize].crossing = Crossing::default();
+        }
+        self.left_crossed.clear();
+        for (i, f) in facts.iter().enumerate() {
+            for &id in self.left_by_fact.get(f).map_or(&[][..], Vec::as_slice) {
+                let c = &mut self.left[id as usize].crossing;
+                if c.hits == 0 {
+                    self.left_crossed.push(id);
+                }
+                c.mask |= 1 << i;
+                c.hits += 1;
+            }
+        }
+        self.left_full.clear();
+        for &id in &self.left_crossed {
+            let semi = &self.left[id as usize];
+            if semi.crossing.hits == semi.len {
+                self.left_full.push(id);
+            }
+        }
+    }
+
+    /// Marks which facts of each right semi-context are among `facts`.
+    fn cross_right(&mut self, facts: &[u64]) {
+        for &id in &self.right_crossed {
+            self.right[id as usize].crossing = Crossing::default();
+        }
+        self.right_crossed.clear();
+        for (i, f) in facts.iter().enumerate() {
+            for &id in self.right_by_fact.get(f).map_or(&[][..], Vec::as_slice) {
+                let c = &mut self.right[id as usize].crossing;
+                if c.hits == 0 {
+                    self.right_crossed.push(id);
+                }
+                c.mask |= 1 << i;
+                c.hits += 1;
+            }
+        }
+    }
+
+    /// With the left side crossed by the previous step and the right side by this one:
+    /// the contexts predicted (left fully present), those that came true (right fully
+    /// present too), and, when `learning`, the partial crossings of zero-level contexts
+    /// worth learning as new contexts (as masks over the two steps' facts).
+    ///
+    /// The same verdicts as CAD OSE's single pass over every crossed context, in two
+    /// passes that skip what cannot matter: only a fully present left predicts, and only
+    /// zero-level contexts spawn new ones.
+    fn predict(&mut self, learning: bool, max_left_facts: usize, out: &mut Prediction) {
+        out.predicted = 0;
+        out.active.clear();
+        out.potential.clear();
+        for &lid in &self.left_full {
+            for &(rid, cid) in &self.left[lid as usize].contexts {
+                if self.new_context == Some(cid) {
+                    continue;
+                }
+                out.predicted += 1;
+                let right = &self.right[rid as usize];
+                if right.crossing.hits == right.len {
+                    let ctx = &mut self.contexts[cid as usize];
+                    ctx.count += 1;
+                    out.active.push((ctx.count, ctx.left, ctx.right, cid));
+                }
+            }
+        }
+        if learning {
+            for &lid in &self.left_crossed {
+                let semi = &self.left[lid as usize];
+                if semi.crossing.hits as usize > max_left_facts {
+                    continue;
+                }
+                let left_full = semi.len == semi.crossing.hits;
+                for &(rid, cid) in &semi.zero_level {
+                    if self.new_context == Some(cid) {
+                        continue;
+                    }
+                    let right = &self.right[rid as usize].crossing;
+                    let right_full = right.hits == self.right[rid as usize].len;
+                    if right.hits > 0 && !(left_full && right_full) {
+                        out.potential.push((semi.crossing.mask, right.mask));
+                    }
+                }
+            }
+        }
+        self.new_context = None;
+    }
+}
+
+/// One step's prediction; kept between steps so its buffers are reused.
+#[derive(Debug, Clone, Default)]
+struct Prediction {
+    predicted: usize,
+    /// (count, left, right, id) of the contexts that came true.
+    active: Vec<(u64, u32, u32, u32)>,
+    /// (left mask over the previous facts, right mask over the current facts).
+    potential: Vec<(u64, u64)>,
+}
+
+/// The facts of `facts` selected by `mask`, into `out`.
+fn select(facts: &[u64], mask: u64, out: &mut Facts) {
+    out.clear();
+    out.extend(
+        facts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask >> i & 1 == 1)
+            .map(|(_, &f)| f),
+    );
+}
+
+/// The context-learning anomaly method.
+#[derive(Debug, Clone)]
+pub struct ContextLearner {
+    cfg: ContextConfig,
+    memory: ContextMemory,
+    /// Facts of the previous step: its value's facts and its active contexts.
+    previous: Facts,
+    prediction: Prediction,
+    scratch: (Facts, Facts),
+    lo: f64,
+    hi: f64,
+    seen: usize,
+    /// Points since the last score at or above `rest_threshold` (saturating).
+    since_rest: usize,
+}
+
+impl ContextLearner {
+    pub fn new(cfg: ContextConfig) -> Result<Self, ModelConfigError> {
+        require((1..=16).contains(&cfg.bits), "bits", "must be in 1..=16")?;
+        if let Some([lo, hi]) = cfg.range {
+            require(
+                lo.is_finite() && hi.is_finite() && lo < hi,
+                "range",
+                "must be [low, high] with finite low < high",
+            )?;
+        }
+        require(
+            cfg.rest_threshold.is_finite() && cfg.rest_threshold > 0.0,
+            "rest_threshold",
+            "must be a positive number",
+        )?;
+        require(
+            (1..=32).contains(&cfg.max_active),
+            "max_active",
+            "must be in 1..=32",
+        )?;
+        require(
+            cfg.max_left_facts >= 1,
+            "max_left_facts",
+            "must be at least 1",
+        )?;
+        require(
+            (16..=1 << 24).contains(&cfg.max_contexts),
+            "max_contexts",
+            "must be in 16..=16777216",
+        )?;
+        let (lo, hi) = cfg
+            .range
+            .map_or((f64::INFINITY, f64::NEG_INFINITY), |[lo, hi]| (lo, hi));
+        Ok(Self {
+            memory: ContextMemory {
+                max_contexts: cfg.max_contexts,
+                ..ContextMemory::default()
+            },
+            previous: Vec::new(),
+            prediction: Prediction::default(),
+            scratch: Default::default(),
+            lo,
+            hi,
+            seen: 0,
+            since_rest: 0,
+            cfg,
+        })
+    }
+
+    /// The value's facts: bit `i` of its level is fact `2i + bit`. A level beyond the
+    /// range has more bits than `bits`, hence facts never seen before; a level below it
+    /// adds a fact of its own.
+    fn facts(&self, x: f64) -> Facts {
+        let top = ((1u64 << self.cfg.bits) - 1) as f64;
+        let range = self.hi - self.lo;
+        let step = if range > 0.0 { range / top } else { 1.0 };
+        // ±2^30 levels at most: with the below-range fact, 31 facts.
+        let level = ((x - self.lo) / step).clamp(-1073741823.0, 1073741823.0) as i64;
+        let (magnitude, below) = (level.unsigned_abs(), level < 0);
+        let width = (64 - magnitude.leading_zeros()).max(self.cfg.bits);
+        let mut facts: Facts = (0..width)
+            .map(|i| 2 * u64::from(i) + ((magnitude >> i) & 1))
+            .collect();
+        if below {
+            facts.push(NEURON - 1);
+        }
+        facts
+    }
+
+    /// One step on the value's (sorted) facts: (share of predicted contexts that came
+    /// true, share of potential new contexts that were new).
+    fn step(&mut self, current: Facts) -> (f64, f64) {
+        let memory = &mut self.memory;
+        let new_zero_level =
+            !self.previous.is_empty() && memory.remember(&self.previous, &current, true);
+        memory.cross_right(&current);
+        let prediction = &mut self.prediction;
+        memory.predict(new_zero_level, self.cfg.max_left_facts, prediction);
+        let came_true = if prediction.predicted > 0 {
+            prediction.active.len() as f64 / prediction.predicted as f64
+        } else {
+            0.0
+        };
+
+        let mut added = 0.0;
+        if new_zero_level {
+            // The zero-level context itself is one of the potential new ones.
+            let all = |n: usize| if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+            prediction
+                .potential
+                .push((all(self.previous.len()), all(current.len())));
+            prediction.potential.sort_unstable();
+            prediction.potential.dedup();
+            let (left, right) = &mut self.scratch;
+            let mut new = 1;
+            for &(l, r) in &prediction.potential {
+                select(&self.previous, l, left);
+                select(&current, r, right);
+                new += usize::from(memory.remember(left, right, false));
+            }
+            added = new as f64 / prediction.potential.len() as f64;
+        }
+
+        // The strongest active contexts become facts of the next step.
+        let keep = prediction.active.len().saturating_sub(self.cfg.max_active);
+        if keep > 0 {
+            prediction.active.select_nth_unstable(keep);
+        }
+        let mut next = current;
+        next.extend(
+            prediction.active[keep..]
+                .iter()
+                .map(|&(_, _, _, id)| NEURON + u64::from(id)),
+        );
+        next.sort_unstable();
+        debug_assert!(next.len() <= MAX_FACTS);
+        memory.cross_left(&next);
+        self.previous = next;
+        (came_true, added)
+    }
+}
+
+impl AnomalyMethod for ContextLearner {
+    fn name(&self) -> &'static str {
+        "context"
+    }
+
+    fn update(&mut self, t: i64, x: f64) -> Score {
+        if !x.is_finite() {
+            return Score::quiet(t, x, self.name(), Reason::Skipped);
+        }
+        self.seen += 1;
+        if self.seen == 1 && self.cfg.range.is_none() {
+            self.lo = x;
+            self.hi = x;
+        }
+        // Quantised against the range before this point, so a new extreme shows.
+        let facts = self.facts(x);
+        if self.cfg.range.is_none() {
+            self.lo = self.lo.min(x);
+            self.hi = self.hi.max(x);
+        }
+        let (came_true, added) = self.step(facts);
+        let raw = ((1.0 - came_true + added) / 2.0).clamp(0.0, 1.0);
+        let resting = self.since_rest < self.cfg.rest_period;
+        self.since_rest = if raw >= self.cfg.rest_threshold {
+            0
+        } else {
+            self.since_rest.saturating_add(1)
+        };
+        if self.seen <= self.cfg.min_points {
+            return Score::quiet(t, x, self.name(), Reason::Warmup);
+        }
+        let value = if resting { 0.0 } else { raw };
+        Score {
+            t,
+            value,
+            observed: x,
+            expected: None,
+            band: Some((self.lo, self.hi)),
+            deviation: value,
+            method: self.name(),
+            reason: Reason::Novel,
+        }
+    }
+
+    fn state_bytes(&self) -> usize {
+        let m = &self.memory;
+        let map_entry = 16; // control byte and padding per hash-map slot, roughly
+        std::mem::size_of::<Self>()
+            + m.fact_slots * std::mem::size_of::<u64>()
+            + m.left.len()
+                * (std::mem::size_of::<LeftSemi>() + std::mem::size_of::<Facts>() + map_entry)
+            + m.right.len()
+                * (std::mem::size_of::<RightSemi>() + std::mem::size_of::<Facts>() + map_entry)
+            + m.contexts.len()
+                * (std::mem::size_of::<Context>() + 3 * std::mem::size_of::<(u32, u32)>())
+            + (m.left_by_fact.len() + m.right_by_fact.len())
+                * (std::mem::size_of::<(u64, Vec<u32>)>() + map_entry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noise(seed: u64) -> impl FnMut() -> f64 {
+        let mut s = seed;
+        move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    fn run(m: &mut ContextLearner, xs: &[f64], from: usize) -> Vec<f64> {
+        xs.iter()
+            .enumerate()
+            .map(|(i, &x)| m.update(((from + i) * 300) as i64, x).value)
+            .collect()
+    }
+
+    #[test]
+    fn a_new_sequence_inside_the_usual_range_is_news() {
+        // A sawtooth 0..7 learnt for 3000 points, then the same values in another order:
+        // nothing is out of range, every value has been seen thousands of times, only
+        // the sequence is new. A value-deviation method sees nothing; context learning does.
+        let mut m = ContextLearner::new(ContextConfig::default()).expect("valid");
+        let saw: Vec<f64> = (0..3000).map(|i| (i % 8) as f64).collect();
+        let learnt = run(&mut m, &saw, 0);
+        let settled = learnt[2000..].iter().cloned().fold(0.0, f64::max);
+        assert!(settled < 0.3, "a learnt sawtooth still scores {settled}");
+        let shuffled: Vec<f64> = (0..40).map(|i| ((i * 5 + 3) % 8) as f64).collect();
+        let scores = run(&mut m, &shuffled, 3000);
+        let peak = scores.iter().cloned().fold(0.0, f64::max);
+        assert!(peak >= 0.75, "the new sequence scored only {peak}");
+        let s = m.update(3040 * 300, 1.0);
+        assert!(s.explanation().contains("never seen before"), "{s}");
+    }
+
+    #[test]
+    fn a_new_extreme_is_new_facts() {
+        let mut m = ContextLearner::new(ContextConfig::default()).expect("valid");
+        let mut r = noise(5);
+        let xs: Vec<f64> = (0..2000).map(|i| 10.0 + (i % 24) as f64 + r()).collect();
+        run(&mut m, &xs, 0);
+        let before = m.facts(20.0);
+        let beyond = m.facts(500.0);
+        assert_eq!(before.len(), 3);
+        assert!(beyond.len() > 3 && beyond.iter().any(|f| !before.contains(f) && *f >= 6));
+        assert!(m.facts(-500.0).contains(&(NEURON - 1)));
+    }
+
+    #[test]
+    fn a_known_range_is_used_as_given() {
+        let cfg = ContextConfig {
+            range: Some([0.0, 100.0]),
+            ..ContextConfig::default()
+        };
+        let mut m = ContextLearner::new(cfg).expect("valid");
+        m.update(0, 50.0);
+        assert_eq!((m.lo, m.hi), (0.0, 100.0));
+        // 3 bits over 0..100: 100 is level 7, 50 level 3.
+        assert_eq!(m.facts(100.0), vec![1, 3, 5]);
+        assert_eq!(m.facts(50.0), vec![1, 3, 4]);
+        for bad in [[1.0, 1.0], [2.0, 1.0], [0.0, f64::INFINITY]] {
+            let cfg = ContextConfig {
+                range: Some(bad),
+                ..ContextConfig::default()
+            };
+            assert!(ContextLearner::new(cfg).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn memory_stops_at_its_cap_and_state_stops_growing() {
+        // White noise makes new contexts all the time: the worst case for memory.
+        let cfg = ContextConfig {
+            max_contexts: 2048,
+            ..ContextConfig::default()
+        };
+        let mut m = ContextLearner::new(cfg).expect("valid");
+        let mut r = noise(11);
+        let xs: Vec<f64> = (0..6000).map(|_| r() * 100.0).collect();
+        run(&mut m, &xs[..3000], 0);
+        assert_eq!(m.memory.contexts.len(), 2048);
+        let full = m.state_bytes();
+        let scores = run(&mut m, &xs[3000..], 3000);
+        assert_eq!(m.state_bytes(), full, "state grew past the cap");
+        assert!(scores.iter().all(|s| (0.0..=1.0).contains(s)));
+    }
+
+    #[test]
+    fn rests_after_an_alarm() {
+        let mut m = ContextLearner::new(ContextConfig::default()).expect("valid");
+        let saw: Vec<f64> = (0..3000).map(|i| (i % 8) as f64).collect();
+        run(&mut m, &saw, 0);
+        let odd: Vec<f64> = (0..200).map(|i| ((i * 5 + 3) % 8) as f64).collect();
+        let scores = run(&mut m, &odd, 3000);
+        let first = scores.iter().position(|&s| s >= 0.75).expect("an alarm");
+        let rest = &scores[first + 1..(first + 1 + 150).min(scores.len())];
+        assert!(rest.iter().all(|&s| s == 0.0), "no rest after the alarm");
+    }
+
+    #[test]
+    fn non_finite_values_are_skipped_and_not_learnt() {
+        let mut m = ContextLearner::new(ContextConfig::default()).expect("valid");
+        for x in [1.0, f64::NAN, f64::INFINITY, 2.0] {
+            let s = m.update(0, x);
+            assert!(s.value.is_finite());
+        }
+        assert_eq!(m.seen, 2);
+        assert_eq!((m.lo, m.hi), (1.0, 2.0));
+    }
+}
