@@ -35,7 +35,7 @@ TARGETS = {
 
 # Anomaly scoring: wall-clock throughput of one method over a 100k-point series
 # (the per-CPU-second figures are printed by the bench itself).
-for _name in ["robust", "seasonal", "cusum", "spike", "novelty", "ensemble"]:
+for _name in ["robust", "seasonal", "cusum", "spike", "novelty", "context", "ensemble"]:
     TARGETS[f"score/{_name}"] = (
         f"anomaly scoring, {_name}",
         "points/s",

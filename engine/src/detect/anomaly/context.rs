@@ -20,7 +20,9 @@
 //! than usual, i.e. facts never seen, so a new extreme is always a new context.
 //!
 //! Bounded state: at most `max_contexts` contexts are remembered; once full, new
-//! contexts still count as new (they score) but are not stored.
+//! contexts still count as new (they score) but are not stored. At the default cap
+//! (16,384, which scores on NAB as a cap 8× larger does) that is about 1.5 MB on a noisy
+//! series; a smooth or repetitive one stays far below it.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};

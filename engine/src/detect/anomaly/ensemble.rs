@@ -16,9 +16,9 @@
 //! 6. **context**: context learning ([`ContextLearner`]) judges the sequence of values
 //!    and speaks when its score, scaled by `weights.context`, is the larger: it catches
 //!    what no value deviation shows (a burst pattern getting denser, a flat stretch in a
-//!    bursty series, a second anomaly soon after a first). It is the costly member (up
-//!    to ~1.6 MB of state per series and several times the time of the others);
-//!    `weights: { context: 0 }` leaves it out.
+//!    bursty series, a second anomaly soon after a first). It is the costly member: up
+//!    to ~1.6 MB of state per series, and on a noisy series about 20× the time of all
+//!    the others together (BENCHMARKS.md); `weights: { context: 0 }` leaves it out.
 //!
 //! With `reference_interval` set (the default: 300 s), `memory`, `refractory` and
 //! `smooth_points` count points *of that interval* and are rescaled to the series' own
