@@ -112,27 +112,35 @@ type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 /// Which of a semi-context's facts the last crossing found: a mask over the positions
 /// of that step's facts (they are sorted, so the mask also gives the facts in order).
+///
+/// Kept apart from the semi-contexts' other data, in one dense array per side: crossing
+/// touches most semi-contexts every step, and 16-byte records keep that walk in cache.
 #[derive(Debug, Clone, Copy, Default)]
 struct Crossing {
     mask: u64,
     hits: u32,
+    /// Facts in the semi-context.
+    len: u32,
+}
+
+impl Crossing {
+    fn full(&self) -> bool {
+        self.hits == self.len
+    }
+
+    fn clear(&mut self) {
+        self.mask = 0;
+        self.hits = 0;
+    }
 }
 
 #[derive(Debug, Clone, Default)]
 struct LeftSemi {
-    len: u32,
-    crossing: Crossing,
     /// (right semi-context, context) pairs, in creation order.
     contexts: Vec<(u32, u32)>,
     /// The zero-level ones among `contexts` (the only ones that spawn new contexts).
     zero_level: Vec<(u32, u32)>,
     by_right: FastMap<u32, u32>,
-}
-
-#[derive(Debug, Clone, Default)]
-struct RightSemi {
-    len: u32,
-    crossing: Crossing,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -152,7 +160,9 @@ struct ContextMemory {
     left_ids: FastMap<Facts, u32>,
     right_ids: FastMap<Facts, u32>,
     left: Vec<LeftSemi>,
-    right: Vec<RightSemi>,
+    left_crossing: Vec<Crossing>,
+    /// A right semi-context is only its crossing (and its facts, in `right_ids`).
+    right: Vec<Crossing>,
     /// Fact → semi-contexts containing it, per side.
     left_by_fact: FastMap<u64, Vec<u32>>,
     right_by_fact: FastMap<u64, Vec<u32>>,
@@ -176,9 +186,10 @@ impl ContextMemory {
         }
         let id = self.left.len() as u32;
         self.left_ids.insert(facts.to_vec(), id);
-        self.left.push(LeftSemi {
+        self.left.push(LeftSemi::default());
+        self.left_crossing.push(Crossing {
             len: facts.len() as u32,
-            ..LeftSemi::default()
+            ..Crossing::default()
         });
         for &f in facts {
             self.left_by_fact.entry(f).or_default().push(id);
@@ -193,9 +204,9 @@ impl ContextMemory {
         }
         let id = self.right.len() as u32;
         self.right_ids.insert(facts.to_vec(), id);
-        self.right.push(RightSemi {
+        self.right.push(Crossing {
             len: facts.len() as u32,
-            ..RightSemi::default()
+            ..Crossing::default()
         });
         for &f in facts {
             self.right_by_fact.entry(f).or_default().push(id);
@@ -252,12 +263,12 @@ impl ContextMemory {
     /// Marks which facts of each left semi-context are among `facts`.
     fn cross_left(&mut self, facts: &[u64]) {
         for &id in &self.left_crossed {
-            self.left[id as usize].crossing = Crossing::default();
+            self.left_crossing[id as usize].clear();
         }
         self.left_crossed.clear();
         for (i, f) in facts.iter().enumerate() {
             for &id in self.left_by_fact.get(f).map_or(&[][..], Vec::as_slice) {
-                let c = &mut self.left[id as usize].crossing;
+                let c = &mut self.left_crossing[id as usize];
                 if c.hits == 0 {
                     self.left_crossed.push(id);
                 }
@@ -267,8 +278,7 @@ impl ContextMemory {
         }
         self.left_full.clear();
         for &id in &self.left_crossed {
-            let semi = &self.left[id as usize];
-            if semi.crossing.hits == semi.len {
+            if self.left_crossing[id as usize].full() {
                 self.left_full.push(id);
             }
         }
@@ -277,12 +287,12 @@ impl ContextMemory {
     /// Marks which facts of each right semi-context are among `facts`.
     fn cross_right(&mut self, facts: &[u64]) {
         for &id in &self.right_crossed {
-            self.right[id as usize].crossing = Crossing::default();
+            self.right[id as usize].clear();
         }
         self.right_crossed.clear();
         for (i, f) in facts.iter().enumerate() {
             for &id in self.right_by_fact.get(f).map_or(&[][..], Vec::as_slice) {
-                let c = &mut self.right[id as usize].crossing;
+                let c = &mut self.right[id as usize];
                 if c.hits == 0 {
                     self.right_crossed.push(id);
                 }
@@ -310,8 +320,7 @@ impl ContextMemory {
                     continue;
                 }
                 out.predicted += 1;
-                let right = &self.right[rid as usize];
-                if right.crossing.hits == right.len {
+                if self.right[rid as usize].full() {
                     let ctx = &mut self.contexts[cid as usize];
                     ctx.count += 1;
                     out.active.push((ctx.count, ctx.left, ctx.right, cid));
@@ -320,19 +329,17 @@ impl ContextMemory {
         }
         if learning {
             for &lid in &self.left_crossed {
-                let semi = &self.left[lid as usize];
-                if semi.crossing.hits as usize > max_left_facts {
+                let left = self.left_crossing[lid as usize];
+                if left.hits as usize > max_left_facts {
                     continue;
                 }
-                let left_full = semi.len == semi.crossing.hits;
-                for &(rid, cid) in &semi.zero_level {
+                for &(rid, cid) in &self.left[lid as usize].zero_level {
                     if self.new_context == Some(cid) {
                         continue;
                     }
-                    let right = &self.right[rid as usize].crossing;
-                    let right_full = right.hits == self.right[rid as usize].len;
-                    if right.hits > 0 && !(left_full && right_full) {
-                        out.potential.push((semi.crossing.mask, right.mask));
+                    let right = self.right[rid as usize];
+                    if right.hits > 0 && !(left.full() && right.full()) {
+                        out.potential.push((left.mask, right.mask));
                     }
                 }
             }
@@ -551,9 +558,12 @@ impl AnomalyMethod for ContextLearner {
         std::mem::size_of::<Self>()
             + m.fact_slots * std::mem::size_of::<u64>()
             + m.left.len()
-                * (std::mem::size_of::<LeftSemi>() + std::mem::size_of::<Facts>() + map_entry)
+                * (std::mem::size_of::<LeftSemi>()
+                    + std::mem::size_of::<Crossing>()
+                    + std::mem::size_of::<Facts>()
+                    + map_entry)
             + m.right.len()
-                * (std::mem::size_of::<RightSemi>() + std::mem::size_of::<Facts>() + map_entry)
+                * (std::mem::size_of::<Crossing>() + std::mem::size_of::<Facts>() + map_entry)
             + m.contexts.len()
                 * (std::mem::size_of::<Context>() + 3 * std::mem::size_of::<(u32, u32)>())
             + (m.left_by_fact.len() + m.right_by_fact.len())
