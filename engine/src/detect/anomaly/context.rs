@@ -153,77 +153,96 @@ struct Context {
     right: u32,
 }
 
-/// The context memory: semi-contexts indexed by their facts, and contexts joining a left
-/// and a right one.
+/// One half of the contexts (left or right): its semi-contexts, indexed by their facts
+/// and by each fact, and what the last crossing found in each.
+#[derive(Debug, Clone, Default)]
+struct Side {
+    ids: FastMap<Facts, u32>,
+    /// Fact → semi-contexts containing it.
+    by_fact: FastMap<u64, Vec<u32>>,
+    /// Per semi-context, in id order.
+    crossing: Vec<Crossing>,
+    /// Semi-contexts the last crossing touched.
+    crossed: Vec<u32>,
+    /// Facts held in the keys and the fact index (for `state_bytes`).
+    fact_slots: usize,
+}
+
+impl Side {
+    fn get(&self, facts: &[u64]) -> Option<u32> {
+        self.ids.get(facts).copied()
+    }
+
+    /// The semi-context of these facts, and whether it was created now.
+    fn id(&mut self, facts: &[u64]) -> (u32, bool) {
+        if let Some(id) = self.get(facts) {
+            return (id, false);
+        }
+        let id = self.crossing.len() as u32;
+        self.ids.insert(facts.to_vec(), id);
+        self.crossing.push(Crossing {
+            len: facts.len() as u32,
+            ..Crossing::default()
+        });
+        for &f in facts {
+            self.by_fact.entry(f).or_default().push(id);
+        }
+        self.fact_slots += facts.len() * 2;
+        (id, true)
+    }
+
+    /// Marks which facts of each semi-context are among `facts`.
+    fn cross(&mut self, facts: &[u64]) {
+        for &id in &self.crossed {
+            self.crossing[id as usize].clear();
+        }
+        self.crossed.clear();
+        for (i, f) in facts.iter().enumerate() {
+            for &id in self.by_fact.get(f).map_or(&[][..], Vec::as_slice) {
+                let c = &mut self.crossing[id as usize];
+                if c.hits == 0 {
+                    self.crossed.push(id);
+                }
+                c.mask |= 1 << i;
+                c.hits += 1;
+            }
+        }
+    }
+
+    fn state_bytes(&self) -> usize {
+        let map_entry = 16; // control byte and padding per hash-map slot, roughly
+        self.fact_slots * std::mem::size_of::<u64>()
+            + self.crossing.len()
+                * (std::mem::size_of::<Crossing>() + std::mem::size_of::<Facts>() + map_entry)
+            + self.by_fact.len() * (std::mem::size_of::<(u64, Vec<u32>)>() + map_entry)
+    }
+}
+
+/// The context memory: the two halves, and contexts joining a left and a right one.
 #[derive(Debug, Clone, Default)]
 struct ContextMemory {
-    left_ids: FastMap<Facts, u32>,
-    right_ids: FastMap<Facts, u32>,
-    left: Vec<LeftSemi>,
-    left_crossing: Vec<Crossing>,
-    /// A right semi-context is only its crossing (and its facts, in `right_ids`).
-    right: Vec<Crossing>,
-    /// Fact → semi-contexts containing it, per side.
-    left_by_fact: FastMap<u64, Vec<u32>>,
-    right_by_fact: FastMap<u64, Vec<u32>>,
-    /// Semi-contexts the last crossing touched, per side.
-    left_crossed: Vec<u32>,
+    left: Side,
+    right: Side,
+    /// The left semi-contexts' contexts, in id order.
+    left_contexts: Vec<LeftSemi>,
     /// The crossed left semi-contexts with all their facts present.
     left_full: Vec<u32>,
-    right_crossed: Vec<u32>,
     contexts: Vec<Context>,
     /// The zero-level context created at this step (excluded from its own prediction).
     new_context: Option<u32>,
     max_contexts: usize,
-    /// Facts held in semi-context keys and fact indexes (for `state_bytes`).
-    fact_slots: usize,
 }
 
 impl ContextMemory {
-    fn left_id(&mut self, facts: &[u64]) -> u32 {
-        if let Some(&id) = self.left_ids.get(facts) {
-            return id;
-        }
-        let id = self.left.len() as u32;
-        self.left_ids.insert(facts.to_vec(), id);
-        self.left.push(LeftSemi::default());
-        self.left_crossing.push(Crossing {
-            len: facts.len() as u32,
-            ..Crossing::default()
-        });
-        for &f in facts {
-            self.left_by_fact.entry(f).or_default().push(id);
-        }
-        self.fact_slots += facts.len() * 2;
-        id
-    }
-
-    fn right_id(&mut self, facts: &[u64]) -> u32 {
-        if let Some(&id) = self.right_ids.get(facts) {
-            return id;
-        }
-        let id = self.right.len() as u32;
-        self.right_ids.insert(facts.to_vec(), id);
-        self.right.push(Crossing {
-            len: facts.len() as u32,
-            ..Crossing::default()
-        });
-        for &f in facts {
-            self.right_by_fact.entry(f).or_default().push(id);
-        }
-        self.fact_slots += facts.len() * 2;
-        id
-    }
-
     /// Looks the context up, creating it if new and there is room. Returns whether it
     /// was new; a zero-level lookup of an existing context marks it zero-level. Once
     /// the memory is full a new context still counts as new but is not stored.
     fn remember(&mut self, left: &[u64], right: &[u64], zero_level: bool) -> bool {
         let known = self
-            .left_ids
+            .left
             .get(left)
-            .zip(self.right_ids.get(right))
-            .and_then(|(&l, &r)| self.left[l as usize].by_right.get(&r).copied());
+            .zip(self.right.get(right))
+            .and_then(|(l, r)| self.left_contexts[l as usize].by_right.get(&r).copied());
         if let Some(c) = known {
             if zero_level {
                 self.mark_zero_level(c);
@@ -233,10 +252,13 @@ impl ContextMemory {
         if self.contexts.len() >= self.max_contexts {
             return true;
         }
-        let l = self.left_id(left);
-        let r = self.right_id(right);
+        let (l, new_left) = self.left.id(left);
+        if new_left {
+            self.left_contexts.push(LeftSemi::default());
+        }
+        let (r, _) = self.right.id(right);
         let id = self.contexts.len() as u32;
-        let semi = &mut self.left[l as usize];
+        let semi = &mut self.left_contexts[l as usize];
         semi.by_right.insert(r, id);
         semi.contexts.push((r, id));
         if zero_level {
@@ -256,48 +278,19 @@ impl ContextMemory {
         let ctx = &mut self.contexts[c as usize];
         if !ctx.zero_level {
             ctx.zero_level = true;
-            self.left[ctx.left as usize].zero_level.push((ctx.right, c));
+            self.left_contexts[ctx.left as usize]
+                .zero_level
+                .push((ctx.right, c));
         }
     }
 
-    /// Marks which facts of each left semi-context are among `facts`.
+    /// Crosses the left side with `facts` and notes the fully present semi-contexts.
     fn cross_left(&mut self, facts: &[u64]) {
-        for &id in &self.left_crossed {
-            self.left_crossing[id as usize].clear();
-        }
-        self.left_crossed.clear();
-        for (i, f) in facts.iter().enumerate() {
-            for &id in self.left_by_fact.get(f).map_or(&[][..], Vec::as_slice) {
-                let c = &mut self.left_crossing[id as usize];
-                if c.hits == 0 {
-                    self.left_crossed.push(id);
-                }
-                c.mask |= 1 << i;
-                c.hits += 1;
-            }
-        }
+        self.left.cross(facts);
         self.left_full.clear();
-        for &id in &self.left_crossed {
-            if self.left_crossing[id as usize].full() {
+        for &id in &self.left.crossed {
+            if self.left.crossing[id as usize].full() {
                 self.left_full.push(id);
-            }
-        }
-    }
-
-    /// Marks which facts of each right semi-context are among `facts`.
-    fn cross_right(&mut self, facts: &[u64]) {
-        for &id in &self.right_crossed {
-            self.right[id as usize].clear();
-        }
-        self.right_crossed.clear();
-        for (i, f) in facts.iter().enumerate() {
-            for &id in self.right_by_fact.get(f).map_or(&[][..], Vec::as_slice) {
-                let c = &mut self.right[id as usize];
-                if c.hits == 0 {
-                    self.right_crossed.push(id);
-                }
-                c.mask |= 1 << i;
-                c.hits += 1;
             }
         }
     }
@@ -315,12 +308,12 @@ impl ContextMemory {
         out.active.clear();
         out.potential.clear();
         for &lid in &self.left_full {
-            for &(rid, cid) in &self.left[lid as usize].contexts {
+            for &(rid, cid) in &self.left_contexts[lid as usize].contexts {
                 if self.new_context == Some(cid) {
                     continue;
                 }
                 out.predicted += 1;
-                if self.right[rid as usize].full() {
+                if self.right.crossing[rid as usize].full() {
                     let ctx = &mut self.contexts[cid as usize];
                     ctx.count += 1;
                     out.active.push((ctx.count, ctx.left, ctx.right, cid));
@@ -328,16 +321,16 @@ impl ContextMemory {
             }
         }
         if learning {
-            for &lid in &self.left_crossed {
-                let left = self.left_crossing[lid as usize];
+            for &lid in &self.left.crossed {
+                let left = self.left.crossing[lid as usize];
                 if left.hits as usize > max_left_facts {
                     continue;
                 }
-                for &(rid, cid) in &self.left[lid as usize].zero_level {
+                for &(rid, cid) in &self.left_contexts[lid as usize].zero_level {
                     if self.new_context == Some(cid) {
                         continue;
                     }
-                    let right = self.right[rid as usize];
+                    let right = self.right.crossing[rid as usize];
                     if right.hits > 0 && !(left.full() && right.full()) {
                         out.potential.push((left.mask, right.mask));
                     }
@@ -461,7 +454,7 @@ impl ContextLearner {
         let memory = &mut self.memory;
         let new_zero_level =
             !self.previous.is_empty() && memory.remember(&self.previous, &current, true);
-        memory.cross_right(&current);
+        memory.right.cross(&current);
         let prediction = &mut self.prediction;
         memory.predict(new_zero_level, self.cfg.max_left_facts, prediction);
         let came_true = if prediction.predicted > 0 {
@@ -554,20 +547,12 @@ impl AnomalyMethod for ContextLearner {
 
     fn state_bytes(&self) -> usize {
         let m = &self.memory;
-        let map_entry = 16; // control byte and padding per hash-map slot, roughly
         std::mem::size_of::<Self>()
-            + m.fact_slots * std::mem::size_of::<u64>()
-            + m.left.len()
-                * (std::mem::size_of::<LeftSemi>()
-                    + std::mem::size_of::<Crossing>()
-                    + std::mem::size_of::<Facts>()
-                    + map_entry)
-            + m.right.len()
-                * (std::mem::size_of::<Crossing>() + std::mem::size_of::<Facts>() + map_entry)
+            + m.left.state_bytes()
+            + m.right.state_bytes()
+            + m.left_contexts.len() * std::mem::size_of::<LeftSemi>()
             + m.contexts.len()
                 * (std::mem::size_of::<Context>() + 3 * std::mem::size_of::<(u32, u32)>())
-            + (m.left_by_fact.len() + m.right_by_fact.len())
-                * (std::mem::size_of::<(u64, Vec<u32>)>() + map_entry)
     }
 }
 
