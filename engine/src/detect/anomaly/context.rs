@@ -110,28 +110,42 @@ impl Hasher for FxHasher {
 
 type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
-/// Which of a semi-context's facts the last crossing found: a mask over the positions
-/// of that step's facts (they are sorted, so the mask also gives the facts in order).
-///
-/// Kept apart from the semi-contexts' other data, in one dense array per side: crossing
-/// touches most semi-contexts every step, and 16-byte records keep that walk in cache.
-#[derive(Debug, Clone, Copy, Default)]
+/// A semi-context's facts, split for fast set tests: the value facts as bits of `value`
+/// (see [`value_bit`]), the neuron facts as sorted context ids in its side's pool.
+#[derive(Debug, Clone, Copy)]
+struct SemiFacts {
+    value: u64,
+    neurons_at: u32,
+    neurons_len: u32,
+}
+
+/// The bit of a value fact in [`SemiFacts::value`], or `None` for a neuron fact. Value
+/// facts are `2i + bit` for i < 31 (at most 61) and the below-range fact `NEURON − 1`
+/// (bit 62): bit order is fact order, so a bit's rank among a step's value bits is the
+/// fact's position in the step's sorted facts.
+fn value_bit(fact: u64) -> Option<u32> {
+    match fact {
+        f if f < 62 => Some(f as u32),
+        f if f == NEURON - 1 => Some(62),
+        _ => None,
+    }
+}
+
+/// One step's facts, as a side was crossed with them.
+#[derive(Debug, Clone, Default)]
+struct Query {
+    value: u64,
+    /// Sorted context ids of the neuron facts.
+    neurons: Vec<u32>,
+}
+
+/// Which of a semi-context's facts a step has: a mask over the positions of that step's
+/// (sorted) facts, so the mask also gives the facts in order.
+#[derive(Debug, Clone, Copy)]
 struct Crossing {
     mask: u64,
     hits: u32,
-    /// Facts in the semi-context.
-    len: u32,
-}
-
-impl Crossing {
-    fn full(&self) -> bool {
-        self.hits == self.len
-    }
-
-    fn clear(&mut self) {
-        self.mask = 0;
-        self.hits = 0;
-    }
+    full: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -153,18 +167,33 @@ struct Context {
     right: u32,
 }
 
-/// One half of the contexts (left or right): its semi-contexts, indexed by their facts
-/// and by each fact, and what the last crossing found in each.
+/// One half of the contexts (left or right): its semi-contexts, and which of them the
+/// last step's facts hold in full.
+///
+/// CAD OSE crosses every semi-context sharing a fact with the step, and a step's few
+/// value facts are in nearly all of them. Here each semi-context is filed under one
+/// *anchor*, the fact of its that steps held least often so far, and only those filed
+/// under the step's facts are tested: a fraction of the memory, and the same answer
+/// (a semi-context whose facts are all present has its anchor present). Partial
+/// crossings, needed only on the rare steps that learn, are computed on demand.
 #[derive(Debug, Clone, Default)]
 struct Side {
     ids: FastMap<Facts, u32>,
-    /// Fact → semi-contexts containing it.
-    by_fact: FastMap<u64, Vec<u32>>,
     /// Per semi-context, in id order.
-    crossing: Vec<Crossing>,
-    /// Semi-contexts the last crossing touched.
-    crossed: Vec<u32>,
-    /// Facts held in the keys and the fact index (for `state_bytes`).
+    semis: Vec<SemiFacts>,
+    neuron_pool: Vec<u32>,
+    /// Anchor fact → the semi-contexts filed under it.
+    anchored: FastMap<u64, Vec<u32>>,
+    /// Steps that held each value bit / each neuron fact (by context id), for anchoring.
+    value_seen: Vec<u32>,
+    neuron_seen: Vec<u32>,
+    /// The last step's facts.
+    query: Query,
+    /// Semi-contexts the last step held in full, and a per-semi stamp saying so.
+    full: Vec<u32>,
+    full_stamp: Vec<u32>,
+    stamp: u32,
+    /// Facts held in the keys (for `state_bytes`).
     fact_slots: usize,
 }
 
@@ -173,48 +202,144 @@ impl Side {
         self.ids.get(facts).copied()
     }
 
-    /// The semi-context of these facts, and whether it was created now.
+    /// Steps so far that held this fact.
+    fn seen(&self, fact: u64) -> u32 {
+        match value_bit(fact) {
+            Some(b) => self.value_seen.get(b as usize).copied().unwrap_or(0),
+            None => {
+                let id = (fact - NEURON) as usize;
+                self.neuron_seen.get(id).copied().unwrap_or(0)
+            }
+        }
+    }
+
+    /// The semi-context of these (sorted) facts, and whether it was created now.
     fn id(&mut self, facts: &[u64]) -> (u32, bool) {
         if let Some(id) = self.get(facts) {
             return (id, false);
         }
-        let id = self.crossing.len() as u32;
+        let id = self.semis.len() as u32;
         self.ids.insert(facts.to_vec(), id);
-        self.crossing.push(Crossing {
-            len: facts.len() as u32,
-            ..Crossing::default()
-        });
+        let mut semi = SemiFacts {
+            value: 0,
+            neurons_at: self.neuron_pool.len() as u32,
+            neurons_len: 0,
+        };
         for &f in facts {
-            self.by_fact.entry(f).or_default().push(id);
+            match value_bit(f) {
+                Some(b) => semi.value |= 1 << b,
+                None => {
+                    self.neuron_pool.push((f - NEURON) as u32);
+                    semi.neurons_len += 1;
+                }
+            }
         }
-        self.fact_slots += facts.len() * 2;
+        self.semis.push(semi);
+        self.full_stamp.push(0);
+        // The rarest fact; among equals the last, as a newer context is a rarer one.
+        let anchor = facts
+            .iter()
+            .copied()
+            .min_by_key(|&f| (self.seen(f), std::cmp::Reverse(f)))
+            .expect("a semi-context has facts");
+        self.anchored.entry(anchor).or_default().push(id);
+        self.fact_slots += facts.len();
         (id, true)
     }
 
-    /// Marks which facts of each semi-context are among `facts`.
+    fn neurons(&self, semi: &SemiFacts) -> &[u32] {
+        let at = semi.neurons_at as usize;
+        &self.neuron_pool[at..at + semi.neurons_len as usize]
+    }
+
+    /// Crosses the side with a step's (sorted) facts: notes which semi-contexts the
+    /// step holds in full.
     fn cross(&mut self, facts: &[u64]) {
-        for &id in &self.crossed {
-            self.crossing[id as usize].clear();
-        }
-        self.crossed.clear();
-        for (i, f) in facts.iter().enumerate() {
-            for &id in self.by_fact.get(f).map_or(&[][..], Vec::as_slice) {
-                let c = &mut self.crossing[id as usize];
-                if c.hits == 0 {
-                    self.crossed.push(id);
+        self.query.value = 0;
+        self.query.neurons.clear();
+        for &f in facts {
+            match value_bit(f) {
+                Some(b) => {
+                    self.query.value |= 1 << b;
+                    if self.value_seen.is_empty() {
+                        self.value_seen = vec![0; 64];
+                    }
+                    let seen = &mut self.value_seen[b as usize];
+                    *seen = seen.saturating_add(1);
                 }
-                c.mask |= 1 << i;
-                c.hits += 1;
+                None => {
+                    let id = (f - NEURON) as u32;
+                    self.query.neurons.push(id);
+                    if self.neuron_seen.len() <= id as usize {
+                        self.neuron_seen.resize(id as usize + 1, 0);
+                    }
+                    let seen = &mut self.neuron_seen[id as usize];
+                    *seen = seen.saturating_add(1);
+                }
             }
+        }
+        if self.stamp == u32::MAX {
+            self.full_stamp.fill(0);
+            self.stamp = 0;
+        }
+        self.stamp += 1;
+        self.full.clear();
+        for f in facts {
+            for &id in self.anchored.get(f).map_or(&[][..], Vec::as_slice) {
+                let semi = self.semis[id as usize];
+                let held = semi.value & !self.query.value == 0
+                    && self
+                        .neurons(&semi)
+                        .iter()
+                        .all(|n| self.query.neurons.binary_search(n).is_ok());
+                if held {
+                    self.full.push(id);
+                    self.full_stamp[id as usize] = self.stamp;
+                }
+            }
+        }
+    }
+
+    /// Whether the last step held all of the semi-context's facts.
+    fn is_full(&self, id: u32) -> bool {
+        self.full_stamp[id as usize] == self.stamp
+    }
+
+    /// Which of the semi-context's facts the last step held.
+    fn crossing(&self, id: u32) -> Crossing {
+        let semi = self.semis[id as usize];
+        let mut mask = 0u64;
+        let mut bits = semi.value & self.query.value;
+        while bits != 0 {
+            let b = bits.trailing_zeros();
+            mask |= 1 << (self.query.value & ((1u64 << b) - 1)).count_ones();
+            bits &= bits - 1;
+        }
+        let values = self.query.value.count_ones();
+        for n in self.neurons(&semi) {
+            if let Ok(i) = self.query.neurons.binary_search(n) {
+                mask |= 1 << (values + i as u32);
+            }
+        }
+        let hits = mask.count_ones();
+        Crossing {
+            mask,
+            hits,
+            full: hits == semi.value.count_ones() + semi.neurons_len,
         }
     }
 
     fn state_bytes(&self) -> usize {
         let map_entry = 16; // control byte and padding per hash-map slot, roughly
         self.fact_slots * std::mem::size_of::<u64>()
-            + self.crossing.len()
-                * (std::mem::size_of::<Crossing>() + std::mem::size_of::<Facts>() + map_entry)
-            + self.by_fact.len() * (std::mem::size_of::<(u64, Vec<u32>)>() + map_entry)
+            + self.semis.len()
+                * (std::mem::size_of::<SemiFacts>()
+                    + std::mem::size_of::<Facts>()
+                    + map_entry
+                    + 2 * std::mem::size_of::<u32>())
+            + self.neuron_pool.len() * std::mem::size_of::<u32>()
+            + (self.value_seen.len() + self.neuron_seen.len()) * std::mem::size_of::<u32>()
+            + self.anchored.len() * (std::mem::size_of::<(u64, Vec<u32>)>() + map_entry)
     }
 }
 
@@ -225,8 +350,8 @@ struct ContextMemory {
     right: Side,
     /// The left semi-contexts' contexts, in id order.
     left_contexts: Vec<LeftSemi>,
-    /// The crossed left semi-contexts with all their facts present.
-    left_full: Vec<u32>,
+    /// Left semi-contexts with zero-level contexts, in the order they got their first.
+    zero_level_lefts: Vec<u32>,
     contexts: Vec<Context>,
     /// The zero-level context created at this step (excluded from its own prediction).
     new_context: Option<u32>,
@@ -261,16 +386,16 @@ impl ContextMemory {
         let semi = &mut self.left_contexts[l as usize];
         semi.by_right.insert(r, id);
         semi.contexts.push((r, id));
-        if zero_level {
-            semi.zero_level.push((r, id));
-            self.new_context = Some(id);
-        }
         self.contexts.push(Context {
             count: 0,
-            zero_level,
+            zero_level: false,
             left: l,
             right: r,
         });
+        if zero_level {
+            self.mark_zero_level(id);
+            self.new_context = Some(id);
+        }
         true
     }
 
@@ -278,20 +403,11 @@ impl ContextMemory {
         let ctx = &mut self.contexts[c as usize];
         if !ctx.zero_level {
             ctx.zero_level = true;
-            self.left_contexts[ctx.left as usize]
-                .zero_level
-                .push((ctx.right, c));
-        }
-    }
-
-    /// Crosses the left side with `facts` and notes the fully present semi-contexts.
-    fn cross_left(&mut self, facts: &[u64]) {
-        self.left.cross(facts);
-        self.left_full.clear();
-        for &id in &self.left.crossed {
-            if self.left.crossing[id as usize].full() {
-                self.left_full.push(id);
+            let semi = &mut self.left_contexts[ctx.left as usize];
+            if semi.zero_level.is_empty() {
+                self.zero_level_lefts.push(ctx.left);
             }
+            semi.zero_level.push((ctx.right, c));
         }
     }
 
@@ -307,13 +423,13 @@ impl ContextMemory {
         out.predicted = 0;
         out.active.clear();
         out.potential.clear();
-        for &lid in &self.left_full {
+        for &lid in &self.left.full {
             for &(rid, cid) in &self.left_contexts[lid as usize].contexts {
                 if self.new_context == Some(cid) {
                     continue;
                 }
                 out.predicted += 1;
-                if self.right.crossing[rid as usize].full() {
+                if self.right.is_full(rid) {
                     let ctx = &mut self.contexts[cid as usize];
                     ctx.count += 1;
                     out.active.push((ctx.count, ctx.left, ctx.right, cid));
@@ -321,17 +437,17 @@ impl ContextMemory {
             }
         }
         if learning {
-            for &lid in &self.left.crossed {
-                let left = self.left.crossing[lid as usize];
-                if left.hits as usize > max_left_facts {
+            for &lid in &self.zero_level_lefts {
+                let left = self.left.crossing(lid);
+                if left.hits == 0 || left.hits as usize > max_left_facts {
                     continue;
                 }
                 for &(rid, cid) in &self.left_contexts[lid as usize].zero_level {
                     if self.new_context == Some(cid) {
                         continue;
                     }
-                    let right = self.right.crossing[rid as usize];
-                    if right.hits > 0 && !(left.full() && right.full()) {
+                    let right = self.right.crossing(rid);
+                    if right.hits > 0 && !(left.full && right.full) {
                         out.potential.push((left.mask, right.mask));
                     }
                 }
@@ -495,7 +611,7 @@ impl ContextLearner {
         );
         next.sort_unstable();
         debug_assert!(next.len() <= MAX_FACTS);
-        memory.cross_left(&next);
+        memory.left.cross(&next);
         self.previous = next;
         (came_true, added)
     }
