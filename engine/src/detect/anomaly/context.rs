@@ -24,7 +24,8 @@
 //! (16,384, which scores on NAB as a cap 8× larger does) that is about 1.5 MB on a noisy
 //! series; a smooth or repetitive one stays far below it.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
@@ -131,6 +132,17 @@ fn value_bit(fact: u64) -> Option<u32> {
     }
 }
 
+/// A context as a neuron fact, seen from one side.
+#[derive(Debug, Clone, Copy, Default)]
+struct NeuronSlot {
+    /// Steps that held it, for anchoring.
+    seen: u32,
+    /// Equal to the side's stamp when the last step held it, at `position` among the
+    /// step's neuron facts.
+    stamp: u32,
+    position: u32,
+}
+
 /// One step's facts, as a side was crossed with them.
 #[derive(Debug, Clone, Default)]
 struct Query {
@@ -150,17 +162,25 @@ struct Crossing {
 
 #[derive(Debug, Clone, Default)]
 struct LeftSemi {
-    /// (right semi-context, context) pairs, in creation order.
-    contexts: Vec<(u32, u32)>,
+    /// Its contexts, in creation order.
+    contexts: Vec<KnownContext>,
     /// The zero-level ones among `contexts` (the only ones that spawn new contexts).
     zero_level: Vec<(u32, u32)>,
     by_right: FastMap<u32, u32>,
 }
 
+/// A context, as its left semi-context lists it: what the prediction pass reads and
+/// counts, kept together so that pass walks memory in order.
 #[derive(Debug, Clone, Copy)]
-struct Context {
+struct KnownContext {
+    right: u32,
+    id: u32,
     /// Times it was fully active.
     count: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Context {
     /// Learnt directly from two consecutive inputs (not from a partial crossing).
     zero_level: bool,
     left: u32,
@@ -184,9 +204,10 @@ struct Side {
     neuron_pool: Vec<u32>,
     /// Anchor fact → the semi-contexts filed under it.
     anchored: FastMap<u64, Vec<u32>>,
-    /// Steps that held each value bit / each neuron fact (by context id), for anchoring.
+    /// Steps that held each value bit, for anchoring.
     value_seen: Vec<u32>,
-    neuron_seen: Vec<u32>,
+    /// By context id.
+    neurons: Vec<NeuronSlot>,
     /// The last step's facts.
     query: Query,
     /// Semi-contexts the last step held in full, and a per-semi stamp saying so.
@@ -208,7 +229,7 @@ impl Side {
             Some(b) => self.value_seen.get(b as usize).copied().unwrap_or(0),
             None => {
                 let id = (fact - NEURON) as usize;
-                self.neuron_seen.get(id).copied().unwrap_or(0)
+                self.neurons.get(id).map_or(0, |slot| slot.seen)
             }
         }
     }
@@ -255,6 +276,12 @@ impl Side {
     /// Crosses the side with a step's (sorted) facts: notes which semi-contexts the
     /// step holds in full.
     fn cross(&mut self, facts: &[u64]) {
+        if self.stamp == u32::MAX {
+            self.full_stamp.fill(0);
+            self.neurons.iter_mut().for_each(|slot| slot.stamp = 0);
+            self.stamp = 0;
+        }
+        self.stamp += 1;
         self.query.value = 0;
         self.query.neurons.clear();
         for &f in facts {
@@ -269,20 +296,17 @@ impl Side {
                 }
                 None => {
                     let id = (f - NEURON) as u32;
-                    self.query.neurons.push(id);
-                    if self.neuron_seen.len() <= id as usize {
-                        self.neuron_seen.resize(id as usize + 1, 0);
+                    if self.neurons.len() <= id as usize {
+                        self.neurons.resize(id as usize + 1, NeuronSlot::default());
                     }
-                    let seen = &mut self.neuron_seen[id as usize];
-                    *seen = seen.saturating_add(1);
+                    let slot = &mut self.neurons[id as usize];
+                    slot.seen = slot.seen.saturating_add(1);
+                    slot.stamp = self.stamp;
+                    slot.position = self.query.neurons.len() as u32;
+                    self.query.neurons.push(id);
                 }
             }
         }
-        if self.stamp == u32::MAX {
-            self.full_stamp.fill(0);
-            self.stamp = 0;
-        }
-        self.stamp += 1;
         self.full.clear();
         for f in facts {
             for &id in self.anchored.get(f).map_or(&[][..], Vec::as_slice) {
@@ -291,13 +315,21 @@ impl Side {
                     && self
                         .neurons(&semi)
                         .iter()
-                        .all(|n| self.query.neurons.binary_search(n).is_ok());
+                        .all(|&n| self.holds_neuron(n).is_some());
                 if held {
                     self.full.push(id);
                     self.full_stamp[id as usize] = self.stamp;
                 }
             }
         }
+    }
+
+    /// The position among the last step's neuron facts of this context's, if it held it.
+    fn holds_neuron(&self, id: u32) -> Option<u32> {
+        self.neurons
+            .get(id as usize)
+            .filter(|slot| slot.stamp == self.stamp)
+            .map(|slot| slot.position)
     }
 
     /// Whether the last step held all of the semi-context's facts.
@@ -317,8 +349,8 @@ impl Side {
         }
         let values = self.query.value.count_ones();
         for n in self.neurons(&semi) {
-            if let Ok(i) = self.query.neurons.binary_search(n) {
-                mask |= 1 << (values + i as u32);
+            if let Some(i) = self.holds_neuron(*n) {
+                mask |= 1 << (values + i);
             }
         }
         let hits = mask.count_ones();
@@ -338,7 +370,8 @@ impl Side {
                     + map_entry
                     + 2 * std::mem::size_of::<u32>())
             + self.neuron_pool.len() * std::mem::size_of::<u32>()
-            + (self.value_seen.len() + self.neuron_seen.len()) * std::mem::size_of::<u32>()
+            + self.value_seen.len() * std::mem::size_of::<u32>()
+            + self.neurons.len() * std::mem::size_of::<NeuronSlot>()
             + self.anchored.len() * (std::mem::size_of::<(u64, Vec<u32>)>() + map_entry)
     }
 }
@@ -385,9 +418,12 @@ impl ContextMemory {
         let id = self.contexts.len() as u32;
         let semi = &mut self.left_contexts[l as usize];
         semi.by_right.insert(r, id);
-        semi.contexts.push((r, id));
-        self.contexts.push(Context {
+        semi.contexts.push(KnownContext {
+            right: r,
+            id,
             count: 0,
+        });
+        self.contexts.push(Context {
             zero_level: false,
             left: l,
             right: r,
@@ -419,27 +455,35 @@ impl ContextMemory {
     /// The same verdicts as CAD OSE's single pass over every crossed context, in two
     /// passes that skip what cannot matter: only a fully present left predicts, and only
     /// zero-level contexts spawn new ones.
-    fn predict(&mut self, learning: bool, max_left_facts: usize, out: &mut Prediction) {
+    fn predict(&mut self, learning: bool, cfg: &ContextConfig, out: &mut Prediction) {
         out.predicted = 0;
-        out.active.clear();
+        out.came_true = 0;
+        out.strongest.clear();
         out.potential.clear();
         for &lid in &self.left.full {
-            for &(rid, cid) in &self.left_contexts[lid as usize].contexts {
-                if self.new_context == Some(cid) {
+            for known in &mut self.left_contexts[lid as usize].contexts {
+                if self.new_context == Some(known.id) {
                     continue;
                 }
                 out.predicted += 1;
-                if self.right.is_full(rid) {
-                    let ctx = &mut self.contexts[cid as usize];
-                    ctx.count += 1;
-                    out.active.push((ctx.count, ctx.left, ctx.right, cid));
+                if self.right.is_full(known.right) {
+                    known.count += 1;
+                    out.came_true += 1;
+                    let entry = Reverse((known.count, lid, known.right, known.id));
+                    if out.strongest.len() < cfg.max_active {
+                        out.strongest.push(entry);
+                    } else if let Some(mut weakest) = out.strongest.peek_mut()
+                        && entry < *weakest
+                    {
+                        *weakest = entry;
+                    }
                 }
             }
         }
         if learning {
             for &lid in &self.zero_level_lefts {
                 let left = self.left.crossing(lid);
-                if left.hits == 0 || left.hits as usize > max_left_facts {
+                if left.hits == 0 || left.hits as usize > cfg.max_left_facts {
                     continue;
                 }
                 for &(rid, cid) in &self.left_contexts[lid as usize].zero_level {
@@ -461,8 +505,11 @@ impl ContextMemory {
 #[derive(Debug, Clone, Default)]
 struct Prediction {
     predicted: usize,
-    /// (count, left, right, id) of the contexts that came true.
-    active: Vec<(u64, u32, u32, u32)>,
+    /// Contexts that came true.
+    came_true: usize,
+    /// The `max_active` strongest of them, as (count, left, right, id); the weakest on
+    /// top.
+    strongest: BinaryHeap<Reverse<(u64, u32, u32, u32)>>,
     /// (left mask over the previous facts, right mask over the current facts).
     potential: Vec<(u64, u64)>,
 }
@@ -572,9 +619,9 @@ impl ContextLearner {
             !self.previous.is_empty() && memory.remember(&self.previous, &current, true);
         memory.right.cross(&current);
         let prediction = &mut self.prediction;
-        memory.predict(new_zero_level, self.cfg.max_left_facts, prediction);
+        memory.predict(new_zero_level, &self.cfg, prediction);
         let came_true = if prediction.predicted > 0 {
-            prediction.active.len() as f64 / prediction.predicted as f64
+            prediction.came_true as f64 / prediction.predicted as f64
         } else {
             0.0
         };
@@ -599,15 +646,12 @@ impl ContextLearner {
         }
 
         // The strongest active contexts become facts of the next step.
-        let keep = prediction.active.len().saturating_sub(self.cfg.max_active);
-        if keep > 0 {
-            prediction.active.select_nth_unstable(keep);
-        }
         let mut next = current;
         next.extend(
-            prediction.active[keep..]
+            prediction
+                .strongest
                 .iter()
-                .map(|&(_, _, _, id)| NEURON + u64::from(id)),
+                .map(|Reverse((_, _, _, id))| NEURON + u64::from(*id)),
         );
         next.sort_unstable();
         debug_assert!(next.len() <= MAX_FACTS);
@@ -668,7 +712,9 @@ impl AnomalyMethod for ContextLearner {
             + m.right.state_bytes()
             + m.left_contexts.len() * std::mem::size_of::<LeftSemi>()
             + m.contexts.len()
-                * (std::mem::size_of::<Context>() + 3 * std::mem::size_of::<(u32, u32)>())
+                * (std::mem::size_of::<Context>()
+                    + std::mem::size_of::<KnownContext>()
+                    + 2 * std::mem::size_of::<(u32, u32)>())
     }
 }
 
