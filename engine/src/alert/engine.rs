@@ -28,10 +28,11 @@ impl Topology {
                 .map(|d| d.iter().collect())
                 .unwrap_or_default();
             while let Some(s) = stack.pop() {
-                if s != start && seen.insert(s.clone()) {
-                    if let Some(next) = direct.get(s) {
-                        stack.extend(next.iter());
-                    }
+                if s != start
+                    && seen.insert(s.clone())
+                    && let Some(next) = direct.get(s)
+                {
+                    stack.extend(next.iter());
                 }
             }
             deps.insert(start.clone(), seen);
@@ -209,12 +210,12 @@ impl Engine {
             if rec.status == AlertStatus::Resolved {
                 continue;
             }
-            if let Some(id) = &rec.incident {
-                if let Some(ix) = self.index.get_mut(id) {
-                    for l in &self.cfg.correlation_labels {
-                        if let Some(v) = rec.labels.get(l) {
-                            ix.tokens.insert(format!("{l}={v}"));
-                        }
+            if let Some(id) = &rec.incident
+                && let Some(ix) = self.index.get_mut(id)
+            {
+                for l in &self.cfg.correlation_labels {
+                    if let Some(v) = rec.labels.get(l) {
+                        ix.tokens.insert(format!("{l}={v}"));
                     }
                 }
             }
@@ -669,8 +670,8 @@ impl Engine {
                 match related.split_first() {
                     Some((first, rest)) => {
                         let first = first.clone();
-                        for other in rest.to_vec() {
-                            self.merge(&first, &other, now, out);
+                        for other in rest {
+                            self.merge(&first, other, now, out);
                         }
                         first
                     }
@@ -752,10 +753,10 @@ impl Engine {
                 continue;
             }
             let related = alerts.iter().any(|r| {
-                if let (Some(a), Some(b)) = (r.labels.get(SCOPE_LABEL), &ix.cluster) {
-                    if a != b {
-                        return false;
-                    }
+                if let (Some(a), Some(b)) = (r.labels.get(SCOPE_LABEL), &ix.cluster)
+                    && a != b
+                {
+                    return false;
                 }
                 let shared = self.cfg.correlation_labels.iter().any(|l| {
                     r.labels
@@ -827,11 +828,11 @@ impl Engine {
             self.group_incident.insert(g.clone(), into.to_string());
         }
         for m in &moved {
-            if let Ok(fp) = u64::from_str_radix(&m.fingerprint, 16) {
-                if let Some(r) = self.alerts.get_mut(&fp) {
-                    r.incident = Some(into.to_string());
-                    out.changed_alerts.push(r.clone());
-                }
+            if let Ok(fp) = u64::from_str_radix(&m.fingerprint, 16)
+                && let Some(r) = self.alerts.get_mut(&fp)
+            {
+                r.incident = Some(into.to_string());
+                out.changed_alerts.push(r.clone());
             }
         }
         if let Some(dst) = self.incidents.get_mut(into) {

@@ -317,15 +317,14 @@ async fn body(api: &Api, headers: &HeaderMap, body: Body) -> Result<Bytes, Respo
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
+        && n > max
     {
-        if n > max {
-            // Read (and drop) a moderately larger body first, so the client gets to
-            // read the answer instead of a broken pipe.
-            if n <= 16 * max {
-                drain(body).await;
-            }
-            return Err(too_large(n.to_string()));
+        // Read (and drop) a moderately larger body first, so the client gets to
+        // read the answer instead of a broken pipe.
+        if n <= 16 * max {
+            drain(body).await;
         }
+        return Err(too_large(n.to_string()));
     }
     axum::body::to_bytes(body, max)
         .await

@@ -181,15 +181,15 @@ fn tokens(bundle: &Bundle) -> Result<Vec<String>> {
                 .map(String::from),
         );
     }
-    if out.is_empty() {
-        if let Ok(v) = std::env::var("VIGIL_TOKEN") {
-            out.extend(
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|t| !t.is_empty())
-                    .map(String::from),
-            );
-        }
+    if out.is_empty()
+        && let Ok(v) = std::env::var("VIGIL_TOKEN")
+    {
+        out.extend(
+            v.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(String::from),
+        );
     }
     Ok(out)
 }

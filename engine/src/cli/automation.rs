@@ -507,15 +507,15 @@ fn run_suite(
                     d.reason
                 ));
             }
-            if let Some(r) = &case.expect.reason_contains {
-                if !d.reason.contains(r.as_str()) {
-                    problems.push(format!("reason `{}` lacks `{r}`", d.reason));
-                }
+            if let Some(r) = &case.expect.reason_contains
+                && !d.reason.contains(r.as_str())
+            {
+                problems.push(format!("reason `{}` lacks `{r}`", d.reason));
             }
-            if let Some(n) = &case.expect.notify {
-                if &d.notify != n {
-                    problems.push(format!("notify {:?} (expected {n:?})", d.notify));
-                }
+            if let Some(n) = &case.expect.notify
+                && &d.notify != n
+            {
+                problems.push(format!("notify {:?} (expected {n:?})", d.notify));
             }
             if problems.is_empty() {
                 passed += 1;

@@ -138,20 +138,20 @@ pub fn run(g: &Global, args: &RunArgs, dry: bool) -> Result<ExitCode> {
         .with_env_allowlist(&bundle.config.executor.env);
     rt.block_on(async {
         let executor = with_ctrl_c(executor);
-        if !args.new {
-            if let Some(prev) = executor.find_resumable(&req)? {
-                if !g.json() {
-                    println!(
-                        "{} interrupted execution {} of {} — resuming it (use --new to start over)",
-                        p.yellow("↻"),
-                        p.bold(&prev.id),
-                        req.runbook.name
-                    );
-                }
-                let report = executor.resume(&prev.id).await?;
-                print_report(g, &p, &report);
-                return Ok(exit_for(report.status));
+        if !args.new
+            && let Some(prev) = executor.find_resumable(&req)?
+        {
+            if !g.json() {
+                println!(
+                    "{} interrupted execution {} of {} — resuming it (use --new to start over)",
+                    p.yellow("↻"),
+                    p.bold(&prev.id),
+                    req.runbook.name
+                );
             }
+            let report = executor.resume(&prev.id).await?;
+            print_report(g, &p, &report);
+            return Ok(exit_for(report.status));
         }
         if !g.json() {
             println!(
@@ -336,10 +336,10 @@ fn print_dry_run(g: &Global, p: &Paint, req: &Request, r: &ExecutionReport) {
         if let Some(reason) = &s.reason {
             println!("      {}", p.dim(reason));
         }
-        if let Some(input) = &s.input {
-            if input.as_object().is_some_and(|m| !m.is_empty()) {
-                println!("      with: {}", short(input, 160));
-            }
+        if let Some(input) = &s.input
+            && input.as_object().is_some_and(|m| !m.is_empty())
+        {
+            println!("      with: {}", short(input, 160));
         }
         if let Some(plan) = &s.plan {
             println!("      plan: {}", plan.summary);
@@ -386,10 +386,7 @@ pub fn executions(g: &Global, cmd: &ExecutionsCommand) -> Result<ExitCode> {
             } else if list.is_empty() {
                 println!("no executions yet — try `vigil run <runbook>`");
             } else {
-                println!(
-                    "{:<11} {:<28} {:<18} {}",
-                    "ID", "RUNBOOK", "STATUS", "STARTED"
-                );
+                println!("{:<11} {:<28} {:<18} STARTED", "ID", "RUNBOOK", "STATUS");
                 for r in list {
                     let started = chrono::DateTime::from_timestamp_millis(r.created_ms)
                         .map(|t| {

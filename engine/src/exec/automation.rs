@@ -278,28 +278,26 @@ impl Automation {
             "{:016x}",
             super::action::fnv1a64(plan_json.to_string().as_bytes())
         );
-        if origin == Origin::Automatic {
-            if let Some(max) = self.guardrails(&name).max_targets_per_step {
-                if let Some(step) = plan
-                    .steps
-                    .iter()
-                    .find(|s| s.plan.as_ref().is_some_and(|p| targets(p) > max as usize))
-                {
-                    let n = step.plan.as_ref().map_or(0, targets);
-                    let reason = format!(
-                        "blast radius: step `{}` would act on {n} targets (max {max})",
-                        step.id
-                    );
-                    self.audit(
-                        AuditEntry::new(actor_guard("blast-radius"), "page", &name, &reason)
-                            .with_plan_hash(Some(plan_hash)),
-                    )?;
-                    return Ok(Outcome::Paged {
-                        reason,
-                        notify: Vec::new(),
-                    });
-                }
-            }
+        if origin == Origin::Automatic
+            && let Some(max) = self.guardrails(&name).max_targets_per_step
+            && let Some(step) = plan
+                .steps
+                .iter()
+                .find(|s| s.plan.as_ref().is_some_and(|p| targets(p) > max as usize))
+        {
+            let n = step.plan.as_ref().map_or(0, targets);
+            let reason = format!(
+                "blast radius: step `{}` would act on {n} targets (max {max})",
+                step.id
+            );
+            self.audit(
+                AuditEntry::new(actor_guard("blast-radius"), "page", &name, &reason)
+                    .with_plan_hash(Some(plan_hash)),
+            )?;
+            return Ok(Outcome::Paged {
+                reason,
+                notify: Vec::new(),
+            });
         }
 
         let decision = match (&req.runbook.policy, &self.policies) {

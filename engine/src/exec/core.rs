@@ -71,12 +71,12 @@ impl Action for Log {
     }
     fn validate(&self, input: &Value) -> Result<(), ActionError> {
         only_keys(input, &["message", "level"], "core/log")?;
-        if let Some(level) = field(input, "level").and_then(Value::as_str) {
-            if !["debug", "info", "warn", "error"].contains(&level) {
-                return Err(ActionError::InvalidInput(format!(
-                    "core/log level `{level}`; use debug, info, warn or error"
-                )));
-            }
+        if let Some(level) = field(input, "level").and_then(Value::as_str)
+            && !["debug", "info", "warn", "error"].contains(&level)
+        {
+            return Err(ActionError::InvalidInput(format!(
+                "core/log level `{level}`; use debug, info, warn or error"
+            )));
         }
         Ok(())
     }

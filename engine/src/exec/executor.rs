@@ -300,14 +300,14 @@ impl Executor {
             .and_then(|e| e.output.as_ref())
             .and_then(|o| o["plan_hash"].as_str())
             .map(str::to_string);
-        if let (Some(expected), Some(current)) = (expected_hash, &hash) {
-            if expected != current {
-                return Err(ExecError::StalePlan {
-                    id: id.into(),
-                    expected: expected.into(),
-                    current: current.clone(),
-                });
-            }
+        if let (Some(expected), Some(current)) = (expected_hash, &hash)
+            && expected != current
+        {
+            return Err(ExecError::StalePlan {
+                id: id.into(),
+                expected: expected.into(),
+                current: current.clone(),
+            });
         }
         let detail = format!(
             "by {actor}{}",
@@ -381,7 +381,7 @@ impl Executor {
             .output
             .as_ref()
             .and_then(|o| o["deadline_ms"].as_i64());
-        if !deadline.is_some_and(|d| now > d) {
+        if deadline.is_none_or(|d| now <= d) {
             return Ok(false);
         }
         let waited =

@@ -130,13 +130,13 @@ pub fn resolve_params(
         };
         match value {
             Some(v) => {
-                if let Some(ty) = p.ty {
-                    if !crate::runbook::load::param_type_matches(ty, &v) {
-                        return Err(ParamError {
-                            message: format!("parameter `{}` must be a {:?}, got {v}", p.name, ty)
-                                .to_lowercase(),
-                        });
-                    }
+                if let Some(ty) = p.ty
+                    && !crate::runbook::load::param_type_matches(ty, &v)
+                {
+                    return Err(ParamError {
+                        message: format!("parameter `{}` must be a {:?}, got {v}", p.name, ty)
+                            .to_lowercase(),
+                    });
                 }
                 resolved.insert(p.name.clone(), v);
             }

@@ -144,13 +144,13 @@ fn with_facts<T>(f: impl FnOnce(&Facts) -> T) -> Option<T> {
 
 fn record(call: String, result: &dyn std::fmt::Display) {
     CALL.with(|c| {
-        if let Some(s) = c.borrow_mut().as_mut() {
-            if s.trace.len() < 1000 {
-                s.trace.push(HostCall {
-                    call,
-                    result: result.to_string(),
-                });
-            }
+        if let Some(s) = c.borrow_mut().as_mut()
+            && s.trace.len() < 1000
+        {
+            s.trace.push(HostCall {
+                call,
+                result: result.to_string(),
+            });
         }
     });
 }

@@ -918,15 +918,15 @@ impl<'a> Checker<'a> {
                 })
             });
             let default = p.default.as_ref().map(Node::to_json);
-            if let (Some(ty), Some(d)) = (p.ty, &default) {
-                if !type_matches(ty, d) {
-                    let span = p.default.as_ref().map_or(v.span, |n| n.span);
-                    self.error(
-                        span,
-                        format!("default of `{name}` is not a {ty:?}", ty = ty),
-                        "make the default match the declared `type`",
-                    );
-                }
+            if let (Some(ty), Some(d)) = (p.ty, &default)
+                && !type_matches(ty, d)
+            {
+                let span = p.default.as_ref().map_or(v.span, |n| n.span);
+                self.error(
+                    span,
+                    format!("default of `{name}` is not a {ty:?}", ty = ty),
+                    "make the default match the declared `type`",
+                );
             }
             params.push(Param {
                 name,
@@ -1119,14 +1119,14 @@ impl<'a> Checker<'a> {
                 retry.factor = f.clamp(1.0, 10.0);
             }
         }
-        if let Some(t) = &doc.timeout {
-            if t.value.as_std().is_zero() {
-                self.error(
-                    t.span,
-                    "`timeout` must be more than zero",
-                    "e.g. `timeout: 30s`",
-                );
-            }
+        if let Some(t) = &doc.timeout
+            && t.value.as_std().is_zero()
+        {
+            self.error(
+                t.span,
+                "`timeout` must be more than zero",
+                "e.g. `timeout: 30s`",
+            );
         }
 
         let step = Step {
@@ -1223,14 +1223,15 @@ impl<'a> Checker<'a> {
                     );
                 }
                 Some(target) if target != step => {
-                    if let Some(dag) = dag {
-                        if !dag.precedes(target, step) && !steps[step].compensation {
-                            self.error(
+                    if let Some(dag) = dag
+                        && !dag.precedes(target, step)
+                        && !steps[step].compensation
+                    {
+                        self.error(
                                 Span::at(pos),
                                 format!("step `{}` reads `steps.{name}`, which is not guaranteed to run before it", steps[step].id),
                                 format!("add `{name}` to `needs` of `{}`", steps[step].id),
                             );
-                        }
                     }
                 }
                 Some(_) => {}
@@ -1341,10 +1342,10 @@ fn step_reads<'t>(texts: impl Iterator<Item = &'t str>, ids: &[&str]) -> Option<
             return None;
         }
         for (name, _) in refs {
-            if let Some(i) = ids.iter().position(|id| *id == name) {
-                if !reads.contains(&i) {
-                    reads.push(i);
-                }
+            if let Some(i) = ids.iter().position(|id| *id == name)
+                && !reads.contains(&i)
+            {
+                reads.push(i);
             }
         }
     }

@@ -159,18 +159,20 @@ fn resolve_plain(text: &str) -> Value {
             if let Ok(v) = i64::from_str_radix(oct, 8) {
                 return Value::Int(if text.starts_with('-') { -v } else { v });
             }
-        } else if digits.bytes().all(|b| b.is_ascii_digit()) && !digits.is_empty() {
-            if let Ok(v) = text.parse::<i64>() {
-                return Value::Int(v);
-            }
+        } else if digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.is_empty()
+            && let Ok(v) = text.parse::<i64>()
+        {
+            return Value::Int(v);
         }
         let looks_numeric = text
             .bytes()
             .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'));
-        if looks_numeric && text.bytes().any(|b| b.is_ascii_digit()) {
-            if let Ok(v) = text.parse::<f64>() {
-                return Value::Float(v);
-            }
+        if looks_numeric
+            && text.bytes().any(|b| b.is_ascii_digit())
+            && let Ok(v) = text.parse::<f64>()
+        {
+            return Value::Float(v);
         }
     }
     Value::Str(text.to_string())
