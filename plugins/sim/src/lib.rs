@@ -353,9 +353,10 @@ pub const FLEET: &[&str] = &["frontend", "checkout", "payments", "inventory", "p
 /// The fleet's series of one metric (`fleet:<metric>`): one per service, each with
 /// its own level, noise and daily cycle, and the demo's story placed after `anchor`:
 /// - `process_resident_memory_bytes`: `checkout` leaks from `anchor + 3 min`;
-/// - `http_request_duration_seconds`: `postgres` slows down at `anchor + 8 min`, and
-///   its dependents follow a minute apart (`payments`, `inventory`, then `checkout`,
-///   then `frontend`), until `anchor + 45 min`;
+/// - `http_request_duration_seconds`: `postgres` slows down at `anchor + 14 min` (well
+///   after the leak is seen and mended, so the two stay two incidents even on a slow
+///   machine), and its dependents follow a minute apart (`payments`, `inventory`, then
+///   `checkout`, then `frontend`), until `anchor + 45 min`;
 /// - `http_requests_per_second`: daily and weekly traffic cycles, no anomaly;
 /// - `node_filesystem_used_ratio`: one volume per service filling slowly.
 pub fn fleet(metric: &str, anchor: i64) -> Option<Vec<Spec>> {
@@ -411,7 +412,7 @@ pub fn fleet(metric: &str, anchor: i64) -> Option<Vec<Spec>> {
                         "checkout" => (2, 0.35),
                         _ => (3, 0.40),
                     };
-                    let start = anchor + (8 + delay) * minute;
+                    let start = anchor + (14 + delay) * minute;
                     s.level_shifts = vec![
                         Shift { at: start, delta },
                         Shift {
@@ -459,7 +460,7 @@ pub fn fleet(metric: &str, anchor: i64) -> Option<Vec<Spec>> {
 /// Fills in one of a fleet host's health metrics. Each host fails now and then
 /// (every 6 h it has an even chance to), except from an hour before `anchor` to
 /// three hours after — the demo's stage — where only `inventory` fails, at
-/// `anchor + 30 min`. Twenty minutes before a failure its disk
+/// `anchor + 40 min` (after the latency cascade). Twenty minutes before a failure its disk
 /// I/O, error ratio, CPU and memory start to climb together; the failure is an outage
 /// of ten minutes. Alone, each sign also comes without a failure: a nightly backup
 /// saturates the disk, error bursts come and go, CPU follows the day.
@@ -472,7 +473,7 @@ fn host_metric(s: &mut Spec, service: &str, k: f64, anchor: i64) {
         chance: 0.5,
         quiet: Some((anchor - 3_600_000, anchor + 3 * 3_600_000)),
         at: if service == "inventory" {
-            vec![anchor + 30 * minute]
+            vec![anchor + 40 * minute]
         } else {
             Vec::new()
         },
@@ -1110,7 +1111,7 @@ mod tests {
         let history = inventory.iter().filter(|&&t| t < anchor).count();
         assert!((7..=25).contains(&history), "{history} failures in a week");
         assert!(
-            inventory.contains(&(anchor + 30 * minute)),
+            inventory.contains(&(anchor + 40 * minute)),
             "the scripted one"
         );
         assert!(
@@ -1125,7 +1126,7 @@ mod tests {
             .into_iter()
             .find(|s| s.labels["service"] == "inventory")
             .expect("inventory");
-        let f = anchor + 30 * minute;
+        let f = anchor + 40 * minute;
         let at = |spec: &Spec, t: i64| value(spec, 7, t);
         assert!(at(&disk, f - minute) > at(&disk, f - 25 * minute) + 30.0);
         // Drained ten minutes before: no failure, and the precursor stops.

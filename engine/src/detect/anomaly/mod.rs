@@ -119,15 +119,16 @@ impl fmt::Display for Score {
             Reason::Novel => match self.band {
                 Some((lo, hi)) => write!(
                     f,
-                    "value {obs}: a pattern never seen before (usual range {} to {}; novelty score {:.2})",
+                    "value {obs}: a pattern never seen before (usual range {} to {}; {} score {:.2})",
                     num(lo),
                     num(hi),
+                    self.method,
                     self.value
                 ),
                 None => write!(
                     f,
-                    "value {obs}: a pattern never seen before (novelty score {:.2})",
-                    self.value
+                    "value {obs}: a pattern never seen before ({} score {:.2})",
+                    self.method, self.value
                 ),
             },
             _ => {
