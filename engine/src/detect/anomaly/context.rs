@@ -832,3 +832,47 @@ mod tests {
         assert_eq!((m.lo, m.hi), (1.0, 2.0));
     }
 }
+
+#[cfg(test)]
+mod anchor_tests {
+    use super::*;
+
+    #[test]
+    fn the_anchor_index_finds_exactly_the_fully_held_semi_contexts() {
+        // A noisy seasonal series builds semi-contexts with value and neuron facts; at
+        // every step, the anchor lookup must agree with testing every semi-context.
+        let mut m = ContextLearner::new(ContextConfig::default()).expect("valid");
+        let mut s = 7u64;
+        for i in 0..4000 {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let noise = (s >> 11) as f64 / (1u64 << 53) as f64;
+            let x = 50.0 + 20.0 * (i as f64 / 40.0).sin() + 8.0 * noise;
+            m.update(i * 60, x);
+            if i % 8 != 0 {
+                continue;
+            }
+            let side = &m.memory.left;
+            let held: std::collections::BTreeSet<u32> = side
+                .ids
+                .iter()
+                .filter(|(facts, _)| facts.iter().all(|f| m.previous.contains(f)))
+                .map(|(_, &id)| id)
+                .collect();
+            let found: std::collections::BTreeSet<u32> = side.full.iter().copied().collect();
+            assert_eq!(found, held, "step {i}");
+            assert_eq!(found.len(), side.full.len(), "a semi-context found twice");
+            for (facts, &id) in &side.ids {
+                let c = side.crossing(id);
+                let expected = facts.iter().filter(|f| m.previous.contains(f)).count();
+                assert_eq!(c.hits as usize, expected, "step {i}");
+                assert_eq!(c.full, expected == facts.len());
+            }
+        }
+        assert!(
+            m.memory.left.neuron_pool.len() > 100,
+            "few neuron facts learnt"
+        );
+    }
+}

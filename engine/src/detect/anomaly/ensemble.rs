@@ -17,7 +17,7 @@
 //!    and speaks when its score, scaled by `weights.context`, is the larger: it catches
 //!    what no value deviation shows (a burst pattern getting denser, a flat stretch in a
 //!    bursty series, a second anomaly soon after a first). It is the costly member: up
-//!    to ~1.6 MB of state per series, and on a noisy series about 20× the time of all
+//!    to ~1.6 MB of state per series, and on a noisy series about 5× the time of all
 //!    the others together (BENCHMARKS.md); `weights: { context: 0 }` leaves it out.
 //!
 //! With `reference_interval` set (the default: 300 s), `memory`, `refractory` and
