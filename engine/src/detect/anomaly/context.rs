@@ -192,10 +192,10 @@ struct Context {
 ///
 /// CAD OSE crosses every semi-context sharing a fact with the step, and a step's few
 /// value facts are in nearly all of them. Here each semi-context is filed under one
-/// *anchor*, the fact of its that steps held least often so far, and only those filed
-/// under the step's facts are tested: a fraction of the memory, and the same answer
-/// (a semi-context whose facts are all present has its anchor present). Partial
-/// crossings, needed only on the rare steps that learn, are computed on demand.
+/// *anchor*, the one of its facts that steps have held least often so far, and only
+/// those filed under the step's facts are tested: a fraction of the memory, and the
+/// same answer (a semi-context whose facts are all present has its anchor present).
+/// Partial crossings, needed only on the rare steps that learn, are computed on demand.
 #[derive(Debug, Clone, Default)]
 struct Side {
     ids: FastMap<Facts, u32>,
