@@ -143,12 +143,12 @@ struct NeuronSlot {
     position: u32,
 }
 
-/// One step's facts, as a side was crossed with them.
-#[derive(Debug, Clone, Default)]
+/// One step's facts, as a side was crossed with them: the value facts as bits; the
+/// neuron facts are marked in the side's [`NeuronSlot`]s, and counted here.
+#[derive(Debug, Clone, Copy, Default)]
 struct Query {
     value: u64,
-    /// Sorted context ids of the neuron facts.
-    neurons: Vec<u32>,
+    neurons: u32,
 }
 
 /// Which of a semi-context's facts a step has: a mask over the positions of that step's
@@ -282,8 +282,7 @@ impl Side {
             self.stamp = 0;
         }
         self.stamp += 1;
-        self.query.value = 0;
-        self.query.neurons.clear();
+        self.query = Query::default();
         for &f in facts {
             match value_bit(f) {
                 Some(b) => {
@@ -302,8 +301,8 @@ impl Side {
                     let slot = &mut self.neurons[id as usize];
                     slot.seen = slot.seen.saturating_add(1);
                     slot.stamp = self.stamp;
-                    slot.position = self.query.neurons.len() as u32;
-                    self.query.neurons.push(id);
+                    slot.position = self.query.neurons;
+                    self.query.neurons += 1;
                 }
             }
         }
@@ -831,24 +830,15 @@ mod tests {
         assert_eq!(m.seen, 2);
         assert_eq!((m.lo, m.hi), (1.0, 2.0));
     }
-}
-
-#[cfg(test)]
-mod anchor_tests {
-    use super::*;
 
     #[test]
     fn the_anchor_index_finds_exactly_the_fully_held_semi_contexts() {
         // A noisy seasonal series builds semi-contexts with value and neuron facts; at
         // every step, the anchor lookup must agree with testing every semi-context.
         let mut m = ContextLearner::new(ContextConfig::default()).expect("valid");
-        let mut s = 7u64;
+        let mut r = noise(7);
         for i in 0..4000 {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            let noise = (s >> 11) as f64 / (1u64 << 53) as f64;
-            let x = 50.0 + 20.0 * (i as f64 / 40.0).sin() + 8.0 * noise;
+            let x = 50.0 + 20.0 * (i as f64 / 40.0).sin() + 8.0 * r();
             m.update(i * 60, x);
             if i % 8 != 0 {
                 continue;
