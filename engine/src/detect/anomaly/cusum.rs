@@ -19,6 +19,9 @@ pub struct CusumConfig {
     pub min_points: usize,
     /// Share of the 5–95% spread the scale never goes below (0: MAD only).
     pub spread_share: f64,
+    /// Multiple of the data's resolution (its smallest step between values, 1 for
+    /// counts) the scale never goes below (0: off).
+    pub resolution_share: f64,
     /// Allowance k: deviations below k standard deviations do not accumulate.
     pub drift: f64,
     /// Decision threshold h on the cumulative sum; reaching it scores 0.5.
@@ -33,6 +36,7 @@ impl Default for CusumConfig {
             window: 288,
             min_points: 30,
             spread_share: 0.0,
+            resolution_share: 0.0,
             drift: 0.5,
             threshold: 8.0,
             clip: 4.0,
@@ -51,7 +55,7 @@ pub struct Cusum {
 
 impl Cusum {
     pub fn new(cfg: CusumConfig) -> Result<Self, ModelConfigError> {
-        require_window(cfg.window, cfg.min_points, cfg.spread_share)?;
+        require_window(cfg.window, cfg.min_points, cfg.floors())?;
         require(
             cfg.drift.is_finite() && cfg.drift >= 0.0,
             "drift",
@@ -92,7 +96,7 @@ impl AnomalyMethod for Cusum {
         };
         let scale = self
             .baseline
-            .robust_scale(median, median, self.cfg.spread_share);
+            .robust_scale(median, median, self.cfg.floors());
         let z = ((x - median) / scale).clamp(-self.cfg.clip, self.cfg.clip);
         self.upper = (self.upper + z - self.cfg.drift).max(0.0);
         self.lower = (self.lower - z - self.cfg.drift).max(0.0);

@@ -18,12 +18,17 @@
 //!    what no value deviation shows (a burst pattern getting denser, a flat stretch in a
 //!    bursty series, a second anomaly soon after a first). It is the costly member: up
 //!    to ~1.6 MB of state per series, and on a noisy series about 5× the time of all
-//!    the others together (BENCHMARKS.md); `weights: { context: 0 }` leaves it out.
+//!    the others together (BENCHMARKS.md); `weights: { context: 0 }` leaves it out;
+//! 7. **combined refractory**: the value members and context learning each rest after
+//!    their own alarms, but not after each other's, so one incident could still ring
+//!    twice, a value alarm then a context alarm a few points later. Once the final score
+//!    reaches `combined_alarm_level`, the next `combined_refractory` points are damped by
+//!    `suppressed_factor` unless they beat it.
 //!
-//! With `reference_interval` set (the default: 300 s), `memory`, `refractory` and
-//! `smooth_points` count points *of that interval* and are rescaled to the series' own
-//! median sampling interval: the record forgets in a week and an alarm silences a day
-//! whether the data comes every 5 minutes or every hour.
+//! With `reference_interval` set (the default: 300 s), `memory`, `refractory`,
+//! `combined_refractory` and `smooth_points` count points *of that interval* and are
+//! rescaled to the series' own median sampling interval: the record forgets in a week and
+//! an alarm silences a day whether the data comes every 5 minutes or every hour.
 
 use serde::{Deserialize, Serialize};
 
@@ -113,8 +118,13 @@ pub struct EnsembleConfig {
     pub alarm_level: f64,
     /// Points after an alarm during which scores are damped.
     pub refractory: usize,
-    /// Factor applied to scores during the refractory period.
+    /// Factor applied to scores during the refractory periods.
     pub suppressed_factor: f64,
+    /// Final score (value members and context learning combined) from which an alarm
+    /// starts the combined refractory period.
+    pub combined_alarm_level: f64,
+    /// Points after a combined alarm during which final scores are damped (0: off).
+    pub combined_refractory: usize,
     /// Sampling interval (seconds) that `memory`, `refractory` and `smooth_points` are
     /// counted in; they are rescaled to the series' median interval (at most
     /// `MAX_RESCALE`-fold either way). `None`: plain point counts.
@@ -132,12 +142,14 @@ impl Default for EnsembleConfig {
                 window: 1000,
                 min_points: 200,
                 spread_share: 0.1,
+                resolution_share: RESOLUTION_SHARE,
                 z_half: 9.6,
                 ..RobustConfig::default()
             },
             seasonal: SeasonalConfig {
                 min_acf: 0.4,
                 spread_share: 0.1,
+                resolution_share: RESOLUTION_SHARE,
                 ..SeasonalConfig::default()
             },
             cusum: CusumConfig {
@@ -149,14 +161,21 @@ impl Default for EnsembleConfig {
             spike: SpikeConfig {
                 window: 750,
                 spread_share: 0.1,
+                resolution_share: RESOLUTION_SHARE,
                 z_half: 12.91,
                 ..SpikeConfig::default()
             },
             novelty: NoveltyConfig::default(),
-            context: ContextConfig::default(),
+            // CAD OSE's own rest threshold is 0.75; beside the combined refractory, 0.8
+            // scores better (NAB.md).
+            context: ContextConfig {
+                rest_threshold: 0.8,
+                ..ContextConfig::default()
+            },
             smooth: RobustConfig {
                 window: 1000,
                 z_half: 2.83,
+                resolution_share: RESOLUTION_SHARE,
                 ..RobustConfig::default()
             },
             smooth_points: 48,
@@ -171,13 +190,20 @@ impl Default for EnsembleConfig {
             memory: 2000.0,
             max_deviation: 1e300,
             alarm_level: 0.3,
-            refractory: 350,
+            refractory: 450,
             suppressed_factor: 0.1,
+            combined_alarm_level: 0.5,
+            combined_refractory: 120,
             // The tuned point counts are for NAB's 5-minute data.
             reference_interval: Some(300.0),
         }
     }
 }
+
+/// The value members' resolution floor: a change of one step of the data's resolution
+/// (a count going 0 → 1) is never more than 1/1.5 of a robust sigma. On NAB's sparse
+/// Twitter counts, MAD 0 made every 3 or 4 "a hundred sigmas" (NAB.md).
+const RESOLUTION_SHARE: f64 = 1.5;
 
 /// Several methods on one series, combined.
 #[derive(Debug)]
@@ -211,6 +237,11 @@ pub struct Ensemble {
     last_t: Option<i64>,
     /// `refractory`, in this series' points.
     refractory_points: usize,
+    /// Points left in the combined refractory period, the alarm that started it, and
+    /// `combined_refractory` in this series' points.
+    combined_left: usize,
+    combined_peak: f64,
+    combined_refractory_points: usize,
     /// Intervals learnt since the last rescaling.
     since_rescale: usize,
 }
@@ -269,6 +300,7 @@ impl Ensemble {
         unit_weight("surprise", cfg.surprise)?;
         unit_weight("alarm_level", cfg.alarm_level)?;
         unit_weight("suppressed_factor", cfg.suppressed_factor)?;
+        unit_weight("combined_alarm_level", cfg.combined_alarm_level)?;
         require(
             cfg.max_deviation.is_finite() && cfg.max_deviation >= 1.0,
             "max_deviation",
@@ -287,6 +319,11 @@ impl Ensemble {
         require(
             cfg.refractory <= 1_000_000,
             "refractory",
+            "must be at most 1000000 points",
+        )?;
+        require(
+            cfg.combined_refractory <= 1_000_000,
+            "combined_refractory",
             "must be at most 1000000 points",
         )?;
         if let Some(r) = cfg.reference_interval {
@@ -335,6 +372,9 @@ impl Ensemble {
             intervals: Ring::new(INTERVALS_KEPT),
             last_t: None,
             refractory_points: cfg.refractory,
+            combined_left: 0,
+            combined_peak: 0.0,
+            combined_refractory_points: cfg.combined_refractory,
             since_rescale: 0,
             cfg,
         })
@@ -375,6 +415,11 @@ impl Ensemble {
         let points = |p: f64| (p * ratio).round().max(1.0);
         self.decay = 0.5f64.powf(1.0 / points(self.cfg.memory));
         self.refractory_points = points(self.cfg.refractory as f64) as usize;
+        self.combined_refractory_points = if self.cfg.combined_refractory == 0 {
+            0
+        } else {
+            points(self.cfg.combined_refractory as f64) as usize
+        };
         let smooth_points = points(self.cfg.smooth_points as f64).min(MAX_SMOOTH_POINTS) as usize;
         if let Some((_, ring, sum)) = self.smooth.as_mut()
             && ring.capacity() != smooth_points
@@ -388,6 +433,22 @@ impl Ensemble {
                 .filter_map(|back| resized.get_back(back))
                 .sum();
             *ring = resized;
+        }
+    }
+
+    /// Step 7: damps a final score inside the combined refractory period, or starts one.
+    fn combined_refractory(&mut self, value: f64) -> f64 {
+        if self.combined_refractory_points == 0 {
+            value
+        } else if self.combined_left > 0 && value <= self.combined_peak {
+            self.combined_left -= 1;
+            value * self.cfg.suppressed_factor
+        } else {
+            if value >= self.cfg.combined_alarm_level {
+                self.combined_left = self.combined_refractory_points;
+                self.combined_peak = value;
+            }
+            value
         }
     }
 
@@ -562,14 +623,12 @@ impl AnomalyMethod for Ensemble {
         // calibration and refractory: it has its own (a rest after each alarm), and a
         // sequence never seen is news however large the values have been.
         let weight = self.cfg.weights.context;
-        if let Some(c) = self.context.as_mut() {
+        let context = self.context.as_mut().and_then(|c| {
             let s = c.update(t, x);
             let v = weight * s.value;
-            if v > value {
-                return Score { value: v, ..s };
-            }
-        }
-        Score {
+            (v > value).then_some(Score { value: v, ..s })
+        });
+        let score = context.unwrap_or(Score {
             value,
             method: if deviation > 0.0 {
                 best.method
@@ -577,6 +636,10 @@ impl AnomalyMethod for Ensemble {
                 self.name()
             },
             ..best
+        });
+        Score {
+            value: self.combined_refractory(score.value),
+            ..score
         }
     }
 
@@ -617,9 +680,9 @@ mod tests {
         let five = fed(300, 200);
         assert_eq!(five.refractory_points, cfg.refractory);
         assert_eq!(five.smooth.as_ref().map(|s| s.1.capacity()), Some(48));
-        // Hourly data: a day is 24 points, not 288.
+        // Hourly data: a day is 24 points, not 288 (450 five-minute points: 37.5 h).
         let hourly = fed(3600, 200);
-        assert_eq!(hourly.refractory_points, 29);
+        assert_eq!(hourly.refractory_points, 38);
         assert_eq!(hourly.smooth.as_ref().map(|s| s.1.capacity()), Some(4));
         assert!((hourly.decay.powf(167.0) - 0.5).abs() < 1e-9);
         // Plain point counts when asked.
@@ -632,6 +695,66 @@ mod tests {
             plain.update(i * 3600, (i % 7) as f64);
         }
         assert_eq!(plain.refractory_points, cfg.refractory);
+    }
+
+    #[test]
+    fn a_combined_alarm_damps_what_follows_unless_it_is_worse() {
+        let mut e = Ensemble::new(EnsembleConfig {
+            combined_refractory: 3,
+            reference_interval: None,
+            ..EnsembleConfig::default()
+        })
+        .expect("valid");
+        assert_eq!(e.combined_refractory(0.4), 0.4, "below the alarm level");
+        assert_eq!(e.combined_refractory(0.6), 0.6, "the alarm");
+        assert!(
+            (e.combined_refractory(0.55) - 0.055).abs() < 1e-12,
+            "damped"
+        );
+        assert_eq!(e.combined_refractory(0.8), 0.8, "a worse one gets through");
+        for _ in 0..3 {
+            assert!(
+                e.combined_refractory(0.7) < 0.1,
+                "damped after the new peak"
+            );
+        }
+        assert_eq!(e.combined_refractory(0.7), 0.7, "the period is over");
+    }
+
+    /// Sparse counts (mostly 0, now and then 1 to 3) must not alarm on a 4, as MAD 0
+    /// alone would make it; a burst of 40 still does.
+    #[test]
+    fn sparse_counts_alarm_on_bursts_not_on_their_usual_ones() {
+        let mut e = Ensemble::new(EnsembleConfig {
+            weights: MethodWeights {
+                context: 0.0,
+                ..MethodWeights::default()
+            },
+            ..EnsembleConfig::default()
+        })
+        .expect("valid");
+        let t0 = 1_400_000_000;
+        let mut seed = 7u64;
+        let mut worst = 0.0f64;
+        for i in 0..3000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let x = match seed % 20 {
+                0 => 3.0,
+                1 | 2 => 2.0,
+                3..=5 => 1.0,
+                _ => 0.0,
+            };
+            let s = e.update(t0 + i * 300, x);
+            if i > 1000 {
+                worst = worst.max(s.value);
+            }
+        }
+        let four = e.update(t0 + 3000 * 300, 4.0).value;
+        assert!(worst.max(four) < 0.5, "usual ones {worst}, a 4 {four}");
+        let burst = e.update(t0 + 3001 * 300, 40.0).value;
+        assert!(burst > 0.5, "a burst of 40 scored {burst}");
     }
 
     #[test]

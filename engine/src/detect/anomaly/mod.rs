@@ -38,6 +38,7 @@ pub use novelty::{Novelty, NoveltyConfig};
 pub use robust::{RobustConfig, RobustDeviation};
 pub use seasonal::{Seasonal, SeasonalConfig};
 pub use spike::{Spike, SpikeConfig};
+use window::ScaleFloors;
 
 /// Why a score has the value it has; with the numbers in [`Score`] it renders as a sentence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -273,13 +274,9 @@ impl ModelConfig {
 pub(crate) fn require_window(
     window: usize,
     min_points: usize,
-    spread_share: f64,
+    floors: ScaleFloors,
 ) -> Result<(), ModelConfigError> {
-    require(
-        spread_share.is_finite() && (0.0..=1.0).contains(&spread_share),
-        "spread_share",
-        "must be in 0..=1",
-    )?;
+    require_floors(floors)?;
     require(window >= 3, "window", "must be at least 3 points")?;
     require(
         min_points >= 3 && min_points <= window,
@@ -287,6 +284,35 @@ pub(crate) fn require_window(
         "must be in 3..=window",
     )
 }
+
+/// The scale floors the windowed methods share.
+pub(crate) fn require_floors(floors: ScaleFloors) -> Result<(), ModelConfigError> {
+    require(
+        floors.spread_share.is_finite() && (0.0..=1.0).contains(&floors.spread_share),
+        "spread_share",
+        "must be in 0..=1",
+    )?;
+    require(
+        floors.resolution_share.is_finite() && (0.0..=100.0).contains(&floors.resolution_share),
+        "resolution_share",
+        "must be in 0..=100",
+    )
+}
+
+/// The scale floors of each windowed method's config, as its window reads them.
+macro_rules! scale_floors_of {
+    ($($config:ty),*) => {$(
+        impl $config {
+            pub(crate) fn floors(&self) -> ScaleFloors {
+                ScaleFloors {
+                    spread_share: self.spread_share,
+                    resolution_share: self.resolution_share,
+                }
+            }
+        }
+    )*};
+}
+scale_floors_of!(RobustConfig, SpikeConfig, CusumConfig, SeasonalConfig);
 
 /// A finite, strictly positive parameter.
 pub(crate) fn require_positive(value: f64, field: &'static str) -> Result<(), ModelConfigError> {

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::window::SortedWindow;
+use super::window::{ScaleFloors, SortedWindow};
 use super::{ModelConfigError, require, require_positive, z_to_unit};
 
 /// Parameters of [`MultiMetric`].
@@ -148,7 +148,7 @@ impl MultiMetric {
             let w = &self.windows[i];
             self.z[i] = match w.median() {
                 Some(m) if x.is_finite() => {
-                    let scale = w.robust_scale(m, m, 0.0);
+                    let scale = w.robust_scale(m, m, ScaleFloors::default());
                     ((x - m) / scale).clamp(-1e6, 1e6)
                 }
                 _ => 0.0,

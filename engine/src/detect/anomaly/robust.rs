@@ -18,6 +18,9 @@ pub struct RobustConfig {
     pub min_points: usize,
     /// Share of the 5–95% spread the scale never goes below (0: MAD only).
     pub spread_share: f64,
+    /// Multiple of the data's resolution (its smallest step between values, 1 for
+    /// counts) the scale never goes below (0: off).
+    pub resolution_share: f64,
     /// The robust z that scores 0.5.
     pub z_half: f64,
     /// Width of the reported normal band, in robust standard deviations.
@@ -30,6 +33,7 @@ impl Default for RobustConfig {
             window: 288,
             min_points: 30,
             spread_share: 0.0,
+            resolution_share: 0.0,
             z_half: 4.0,
             band_z: 3.0,
         }
@@ -45,7 +49,7 @@ pub struct RobustDeviation {
 
 impl RobustDeviation {
     pub fn new(cfg: RobustConfig) -> Result<Self, ModelConfigError> {
-        require_window(cfg.window, cfg.min_points, cfg.spread_share)?;
+        require_window(cfg.window, cfg.min_points, cfg.floors())?;
         require_positive(cfg.z_half, "z_half")?;
         require(
             cfg.band_z.is_finite() && cfg.band_z > 0.0,
@@ -65,9 +69,7 @@ impl RobustDeviation {
             return None;
         }
         let median = self.window.median()?;
-        let scale = self
-            .window
-            .robust_scale(median, median, self.cfg.spread_share);
+        let scale = self.window.robust_scale(median, median, self.cfg.floors());
         Some(((x - median) / scale, median, scale))
     }
 }

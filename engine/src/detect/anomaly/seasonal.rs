@@ -9,7 +9,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::window::{Ring, SortedWindow};
-use super::{AnomalyMethod, ModelConfigError, Reason, Score, require, require_positive, z_to_unit};
+use super::{
+    AnomalyMethod, ModelConfigError, Reason, Score, require, require_floors, require_positive,
+    z_to_unit,
+};
 
 /// Parameters of [`Seasonal`].
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -30,6 +33,9 @@ pub struct SeasonalConfig {
     pub min_points: usize,
     /// Share of the 5–95% spread the scale never goes below (0: MAD only).
     pub spread_share: f64,
+    /// Multiple of the data's resolution (its smallest step between values, 1 for
+    /// counts) the scale never goes below (0: off).
+    pub resolution_share: f64,
     pub z_half: f64,
 }
 
@@ -44,6 +50,7 @@ impl Default for SeasonalConfig {
             residual_window: 288,
             min_points: 30,
             spread_share: 0.0,
+            resolution_share: 0.0,
             z_half: 4.0,
         }
     }
@@ -79,11 +86,7 @@ pub struct Seasonal {
 
 impl Seasonal {
     pub fn new(cfg: SeasonalConfig) -> Result<Self, ModelConfigError> {
-        require(
-            cfg.spread_share.is_finite() && (0.0..=1.0).contains(&cfg.spread_share),
-            "spread_share",
-            "must be in 0..=1",
-        )?;
+        require_floors(cfg.floors())?;
         require(
             cfg.max_history >= 16,
             "max_history",
@@ -354,9 +357,9 @@ impl AnomalyMethod for Seasonal {
                 let residual = x - expected;
                 let score = match self.residuals.median() {
                     Some(mid) if self.residuals.len() >= self.cfg.min_points => {
-                        let scale =
-                            self.residuals
-                                .robust_scale(mid, expected, self.cfg.spread_share);
+                        let scale = self
+                            .residuals
+                            .robust_scale(mid, expected, self.cfg.floors());
                         let z = (residual - mid) / scale;
                         let centre = expected + mid;
                         Score {

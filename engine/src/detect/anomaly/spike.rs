@@ -19,6 +19,9 @@ pub struct SpikeConfig {
     pub min_points: usize,
     /// Share of the 5–95% spread the scale never goes below (0: MAD only).
     pub spread_share: f64,
+    /// Multiple of the data's resolution (its smallest step between values, 1 for
+    /// counts) the scale never goes below (0: off).
+    pub resolution_share: f64,
     /// The step z that scores 0.5.
     pub z_half: f64,
 }
@@ -29,6 +32,7 @@ impl Default for SpikeConfig {
             window: 288,
             min_points: 30,
             spread_share: 0.0,
+            resolution_share: 0.0,
             z_half: 6.0,
         }
     }
@@ -44,7 +48,7 @@ pub struct Spike {
 
 impl Spike {
     pub fn new(cfg: SpikeConfig) -> Result<Self, ModelConfigError> {
-        require_window(cfg.window, cfg.min_points, cfg.spread_share)?;
+        require_window(cfg.window, cfg.min_points, cfg.floors())?;
         require_positive(cfg.z_half, "z_half")?;
         Ok(Self {
             steps: SortedWindow::new(cfg.window),
@@ -69,9 +73,7 @@ impl AnomalyMethod for Spike {
         let step = x - prev;
         let score = match (self.steps.len() >= self.cfg.min_points, self.steps.median()) {
             (true, Some(typical)) => {
-                let scale = self
-                    .steps
-                    .robust_scale(typical, prev, self.cfg.spread_share);
+                let scale = self.steps.robust_scale(typical, prev, self.cfg.floors());
                 let z = (step - typical) / scale;
                 let expected = prev + typical;
                 Score {

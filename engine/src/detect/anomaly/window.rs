@@ -5,6 +5,16 @@
 //! Each push is two binary searches plus two `memmove`s of at most `capacity` floats: no
 //! allocation and no sort per point.
 
+/// What [`SortedWindow::robust_scale`] never goes below besides its tiny absolute floor,
+/// as the windowed methods configure it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ScaleFloors {
+    /// Share of the window's 5–95% spread.
+    pub spread_share: f64,
+    /// Multiple of the data's resolution.
+    pub resolution_share: f64,
+}
+
 /// The last `capacity` finite values, in arrival order and sorted.
 #[derive(Debug, Clone)]
 pub struct SortedWindow {
@@ -15,6 +25,10 @@ pub struct SortedWindow {
     /// Where the last MAD's selection ended: one push moves it by a step or two, so
     /// the next selection starts there instead of bisecting from scratch.
     mad_hint: std::cell::Cell<usize>,
+    /// The smallest positive gap between two values that were in the window together: the
+    /// data's resolution (1 for counts, 0.1 for a gauge rounded to one decimal). Never
+    /// grows: a resolution seen once is the data's, even after those values leave.
+    resolution: f64,
 }
 
 impl SortedWindow {
@@ -27,6 +41,7 @@ impl SortedWindow {
             sorted: Vec::with_capacity(capacity),
             capacity,
             mad_hint: std::cell::Cell::new(0),
+            resolution: f64::INFINITY,
         }
     }
 
@@ -52,6 +67,7 @@ impl SortedWindow {
             self.ring.push(x);
             let at = self.sorted.partition_point(|v| *v < x);
             self.sorted.insert(at, x);
+            self.learn_resolution(at);
             return;
         }
         let old = std::mem::replace(&mut self.ring[self.head], x);
@@ -67,15 +83,39 @@ impl SortedWindow {
         if from >= s.len() {
             // `old` is in `sorted` by construction; guard anyway instead of panicking.
             s.insert(to, x);
+            self.learn_resolution(to);
         } else if to > from {
             // old < x: the values in (from, to) shift down, x lands just below `to`.
             s.copy_within(from + 1..to, from);
             s[to - 1] = x;
+            self.learn_resolution(to - 1);
         } else {
             // x <= old: the values in [to, from) shift up, x lands at `to`.
             s.copy_within(to..from, to + 1);
             s[to] = x;
+            self.learn_resolution(to);
         }
+    }
+
+    /// Narrows the resolution by the gaps between the value just placed at `at` and its
+    /// sorted neighbours: two comparisons a push, where the true smallest gap of the
+    /// window would need a pass over it.
+    fn learn_resolution(&mut self, at: usize) {
+        let s = &self.sorted;
+        let x = s[at];
+        let below = at.checked_sub(1).map(|i| x - s[i]);
+        let above = s.get(at + 1).map(|v| v - x);
+        for gap in [below, above].into_iter().flatten() {
+            if gap > 0.0 && gap < self.resolution {
+                self.resolution = gap;
+            }
+        }
+    }
+
+    /// The data's resolution learnt so far (see the field); `None` before two distinct
+    /// values were seen together.
+    pub fn resolution(&self) -> Option<f64> {
+        self.resolution.is_finite().then_some(self.resolution)
     }
 
     /// The `q`-quantile (0 ≤ q ≤ 1) by linear interpolation; `None` when empty.
@@ -150,9 +190,15 @@ impl SortedWindow {
     }
 
     /// A robust standard deviation around `center`: 1.4826 × MAD, but never below
-    /// `spread_share` of the 5–95% spread (quantised series, e.g. CPU in steps, have MAD 0
-    /// while plainly varying) nor below a tiny floor relative to `level` (a constant series).
-    pub fn robust_scale(&self, center: f64, level: f64, spread_share: f64) -> f64 {
+    /// `floors.spread_share` of the 5–95% spread (quantised series, e.g. CPU in steps, have
+    /// MAD 0 while plainly varying), nor `floors.resolution_share` × the data's resolution
+    /// (a count that is mostly 0 has MAD 0, and a 3 is not a thousand sigmas), nor a tiny
+    /// floor relative to `level` (a constant series).
+    pub fn robust_scale(&self, center: f64, level: f64, floors: ScaleFloors) -> f64 {
+        let ScaleFloors {
+            spread_share,
+            resolution_share,
+        } = floors;
         let mad = self.mad(center).unwrap_or(0.0);
         let spread = if spread_share > 0.0 {
             match (self.quantile(0.05), self.quantile(0.95)) {
@@ -162,8 +208,10 @@ impl SortedWindow {
         } else {
             0.0
         };
+        let resolution = self.resolution().map_or(0.0, |r| resolution_share * r);
         (1.4826 * mad)
             .max(spread_share * spread)
+            .max(resolution)
             .max(super::scale_floor(level))
     }
 
@@ -316,6 +364,45 @@ mod tests {
         let mut d: Vec<f64> = s.iter().map(|x| (x - m).abs()).collect();
         d.sort_by(f64::total_cmp);
         d[(n - 1) / 2]
+    }
+
+    /// The resolution is the smallest gap between values that were in the window
+    /// together, and it stays after they leave.
+    #[test]
+    fn the_window_learns_the_data_resolution() {
+        let mut w = SortedWindow::new(4);
+        w.push(3.0);
+        w.push(3.0);
+        assert_eq!(w.resolution(), None, "one distinct value has no resolution");
+        for x in [5.0, 8.0, 6.0] {
+            w.push(x);
+        }
+        assert_eq!(w.resolution(), Some(1.0));
+        w.push(6.25);
+        assert_eq!(w.resolution(), Some(0.25));
+        for _ in 0..8 {
+            w.push(100.0);
+        }
+        assert_eq!(
+            w.resolution(),
+            Some(0.25),
+            "the resolution outlives its values"
+        );
+    }
+
+    /// On a count that is mostly 0, the MAD is 0 and only the floors give a scale.
+    #[test]
+    fn the_resolution_floors_the_scale_of_sparse_counts() {
+        let mut w = SortedWindow::new(100);
+        for i in 0..100 {
+            w.push(if i % 10 == 0 { 2.0 } else { 0.0 });
+        }
+        let floors = |resolution_share| ScaleFloors {
+            spread_share: 0.0,
+            resolution_share,
+        };
+        assert!(w.robust_scale(0.0, 0.0, floors(0.0)) < 1e-6);
+        assert_eq!(w.robust_scale(0.0, 0.0, floors(1.5)), 3.0);
     }
 
     /// The MAD about any centre, through a sliding window whose selection starts
