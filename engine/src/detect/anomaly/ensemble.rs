@@ -28,7 +28,7 @@
 //! With `reference_interval` set (the default: 300 s), `memory`, `refractory`,
 //! `combined_refractory` and `smooth_points` count points *of that interval* and are
 //! rescaled to the series' own median sampling interval: the record forgets in a week and
-//! an alarm silences a day whether the data comes every 5 minutes or every hour.
+//! an alarm silences a day and a half whether the data comes every 5 minutes or every hour.
 
 use serde::{Deserialize, Serialize};
 
@@ -125,8 +125,8 @@ pub struct EnsembleConfig {
     pub combined_alarm_level: f64,
     /// Points after a combined alarm during which final scores are damped (0: off).
     pub combined_refractory: usize,
-    /// Sampling interval (seconds) that `memory`, `refractory` and `smooth_points` are
-    /// counted in; they are rescaled to the series' median interval (at most
+    /// Sampling interval (seconds) that `memory`, `refractory`, `combined_refractory` and
+    /// `smooth_points` are counted in; they are rescaled to the series' median interval (at most
     /// `MAX_RESCALE`-fold either way). `None`: plain point counts.
     pub reference_interval: Option<f64>,
 }
@@ -143,13 +143,14 @@ impl Default for EnsembleConfig {
                 min_points: 200,
                 spread_share: 0.1,
                 resolution_share: RESOLUTION_SHARE,
-                z_half: 9.6,
+                z_half: 11.0,
                 ..RobustConfig::default()
             },
             seasonal: SeasonalConfig {
                 min_acf: 0.4,
                 spread_share: 0.1,
                 resolution_share: RESOLUTION_SHARE,
+                z_half: 4.5,
                 ..SeasonalConfig::default()
             },
             cusum: CusumConfig {
@@ -162,7 +163,7 @@ impl Default for EnsembleConfig {
                 window: 750,
                 spread_share: 0.1,
                 resolution_share: RESOLUTION_SHARE,
-                z_half: 12.91,
+                z_half: 14.5,
                 ..SpikeConfig::default()
             },
             novelty: NoveltyConfig::default(),
