@@ -719,17 +719,8 @@ impl AnomalyMethod for ContextLearner {
 
 #[cfg(test)]
 mod tests {
+    use super::super::noise;
     use super::*;
-
-    fn noise(seed: u64) -> impl FnMut() -> f64 {
-        let mut s = seed;
-        move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 11) as f64 / (1u64 << 53) as f64
-        }
-    }
 
     fn run(m: &mut ContextLearner, xs: &[f64], from: usize) -> Vec<f64> {
         xs.iter()

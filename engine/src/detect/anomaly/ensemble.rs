@@ -229,22 +229,52 @@ pub struct Ensemble {
     long_mean: f64,
     long_var: f64,
     seen: u64,
-    /// Points left in the current refractory period.
-    refractory_left: usize,
-    /// Score of the alarm that started the refractory period.
-    alarm_peak: f64,
+    /// The value members' refractory period (step 5).
+    refractory: Refractory,
     /// Recent sampling intervals and the time of the last point (`reference_interval`).
     intervals: Ring,
     last_t: Option<i64>,
-    /// `refractory`, in this series' points.
-    refractory_points: usize,
-    /// Points left in the combined refractory period, the alarm that started it, and
-    /// `combined_refractory` in this series' points.
-    combined_left: usize,
-    combined_peak: f64,
-    combined_refractory_points: usize,
+    /// The refractory period over the final score (step 7).
+    combined: Refractory,
     /// Intervals learnt since the last rescaling.
     since_rescale: usize,
+}
+
+/// A refractory period: after an alarm, scores are damped unless they beat it, so one
+/// incident gives one alarm while a worse one still gets through.
+#[derive(Debug)]
+struct Refractory {
+    /// The period, in this series' points (rescaled with the sampling interval); 0: off.
+    points: usize,
+    /// Points left in the current period.
+    left: usize,
+    /// Score of the alarm that started it.
+    peak: f64,
+}
+
+impl Refractory {
+    fn new(points: usize) -> Self {
+        Self {
+            points,
+            left: 0,
+            peak: 0.0,
+        }
+    }
+
+    /// Damps `value` by `factor` inside the period; an alarm (at least `alarm_level`)
+    /// that is new, or larger than the one in progress, gets through and starts a period.
+    fn damp(&mut self, value: f64, alarm_level: f64, factor: f64) -> f64 {
+        if self.left > 0 && value <= self.peak {
+            self.left -= 1;
+            value * factor
+        } else {
+            if value >= alarm_level {
+                self.left = self.points;
+                self.peak = value;
+            }
+            value
+        }
+    }
 }
 
 /// Sampling intervals kept to rescale `memory`, `refractory` and `smooth_points`.
@@ -368,14 +398,10 @@ impl Ensemble {
             long_var: 0.0,
             seen: 0,
             decay: 0.5f64.powf(1.0 / cfg.memory),
-            refractory_left: 0,
-            alarm_peak: 0.0,
+            refractory: Refractory::new(cfg.refractory),
             intervals: Ring::new(INTERVALS_KEPT),
             last_t: None,
-            refractory_points: cfg.refractory,
-            combined_left: 0,
-            combined_peak: 0.0,
-            combined_refractory_points: cfg.combined_refractory,
+            combined: Refractory::new(cfg.combined_refractory),
             since_rescale: 0,
             cfg,
         })
@@ -415,8 +441,9 @@ impl Ensemble {
         let ratio = (reference / dts[n / 2]).clamp(1.0 / MAX_RESCALE, MAX_RESCALE);
         let points = |p: f64| (p * ratio).round().max(1.0);
         self.decay = 0.5f64.powf(1.0 / points(self.cfg.memory));
-        self.refractory_points = points(self.cfg.refractory as f64) as usize;
-        self.combined_refractory_points = if self.cfg.combined_refractory == 0 {
+        self.refractory.points = points(self.cfg.refractory as f64) as usize;
+        // 0 stays 0: off (`points` never rounds below 1).
+        self.combined.points = if self.cfg.combined_refractory == 0 {
             0
         } else {
             points(self.cfg.combined_refractory as f64) as usize
@@ -439,18 +466,11 @@ impl Ensemble {
 
     /// Step 7: damps a final score inside the combined refractory period, or starts one.
     fn combined_refractory(&mut self, value: f64) -> f64 {
-        if self.combined_refractory_points == 0 {
-            value
-        } else if self.combined_left > 0 && value <= self.combined_peak {
-            self.combined_left -= 1;
-            value * self.cfg.suppressed_factor
-        } else {
-            if value >= self.cfg.combined_alarm_level {
-                self.combined_left = self.combined_refractory_points;
-                self.combined_peak = value;
-            }
-            value
-        }
+        self.combined.damp(
+            value,
+            self.cfg.combined_alarm_level,
+            self.cfg.suppressed_factor,
+        )
     }
 
     /// Anomaly likelihood of the recent mean raw score, as 0..1 on a log scale:
@@ -595,14 +615,13 @@ impl AnomalyMethod for Ensemble {
         // Also kept finite: an infinite deviation (values near f64::MAX) would make the
         // calibration below inf/inf = NaN and blind the series' history.
         let deviation = deviation.min(cfg.max_deviation).min(1e150);
-        let (calibration, surprise, suppressed_factor, alarm_level, refractory) = (
+        let (calibration, surprise, suppressed_factor, alarm_level) = (
             cfg.calibration,
             cfg.surprise,
             cfg.suppressed_factor,
             cfg.alarm_level,
-            self.refractory_points,
         );
-        let mut value = match calibration {
+        let value = match calibration {
             Calibration::Record => {
                 // Surprise: relative to what this series usually does (never below the half level).
                 let usual = self.past_max.max(1.0);
@@ -612,14 +631,7 @@ impl AnomalyMethod for Ensemble {
             }
             Calibration::Likelihood => self.likelihood(deviation),
         };
-        if self.refractory_left > 0 && value <= self.alarm_peak {
-            self.refractory_left -= 1;
-            value *= suppressed_factor;
-        } else if value >= alarm_level {
-            // A new alarm, or one larger than the alarm in progress: let it through.
-            self.refractory_left = refractory;
-            self.alarm_peak = value;
-        }
+        let value = self.refractory.damp(value, alarm_level, suppressed_factor);
         // Context learning speaks beside the value-deviation members, after their
         // calibration and refractory: it has its own (a rest after each alarm), and a
         // sequence never seen is news however large the values have been.
@@ -679,11 +691,11 @@ mod tests {
         let cfg = EnsembleConfig::default();
         // 5-minute data: the reference, nothing changes.
         let five = fed(300, 200);
-        assert_eq!(five.refractory_points, cfg.refractory);
+        assert_eq!(five.refractory.points, cfg.refractory);
         assert_eq!(five.smooth.as_ref().map(|s| s.1.capacity()), Some(48));
         // Hourly data: a day is 24 points, not 288 (450 five-minute points: 37.5 h).
         let hourly = fed(3600, 200);
-        assert_eq!(hourly.refractory_points, 38);
+        assert_eq!(hourly.refractory.points, 38);
         assert_eq!(hourly.smooth.as_ref().map(|s| s.1.capacity()), Some(4));
         assert!((hourly.decay.powf(167.0) - 0.5).abs() < 1e-9);
         // Plain point counts when asked.
@@ -695,7 +707,7 @@ mod tests {
         for i in 0..200 {
             plain.update(i * 3600, (i % 7) as f64);
         }
-        assert_eq!(plain.refractory_points, cfg.refractory);
+        assert_eq!(plain.refractory.points, cfg.refractory);
     }
 
     #[test]
@@ -735,13 +747,10 @@ mod tests {
         })
         .expect("valid");
         let t0 = 1_400_000_000;
-        let mut seed = 7u64;
+        let mut r = super::super::noise(7);
         let mut worst = 0.0f64;
         for i in 0..3000 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let x = match seed % 20 {
+            let x = match (r() * 20.0) as u32 {
                 0 => 3.0,
                 1 | 2 => 2.0,
                 3..=5 => 1.0,

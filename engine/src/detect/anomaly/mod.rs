@@ -314,6 +314,18 @@ macro_rules! scale_floors_of {
 }
 scale_floors_of!(RobustConfig, SpikeConfig, CusumConfig, SeasonalConfig);
 
+/// Uniform noise in [0, 1) from a seed (xorshift64): reproducible test series.
+#[cfg(test)]
+pub(crate) fn noise(seed: u64) -> impl FnMut() -> f64 {
+    let mut s = seed;
+    move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
 /// A finite, strictly positive parameter.
 pub(crate) fn require_positive(value: f64, field: &'static str) -> Result<(), ModelConfigError> {
     require(
