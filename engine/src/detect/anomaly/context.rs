@@ -24,8 +24,7 @@
 //! (16,384, which scores on NAB as a cap 8× larger does) that is about 1.5 MB on a noisy
 //! series; a smooth or repetitive one stays far below it.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
@@ -160,11 +159,10 @@ struct Crossing {
     full: bool,
 }
 
+/// A left semi-context's contexts, as learning looks them up.
 #[derive(Debug, Clone, Default)]
 struct LeftSemi {
-    /// Its contexts, in creation order.
-    contexts: Vec<KnownContext>,
-    /// The zero-level ones among `contexts` (the only ones that spawn new contexts).
+    /// Its zero-level contexts (the only ones that spawn new contexts), as (right, id).
     zero_level: Vec<(u32, u32)>,
     by_right: FastMap<u32, u32>,
 }
@@ -173,10 +171,13 @@ struct LeftSemi {
 /// counts, kept together so that pass walks memory in order.
 #[derive(Debug, Clone, Copy)]
 struct KnownContext {
+    /// The right semi-context's facts, as [`value_bit`]s: a right semi-context is a
+    /// step's own value facts (never neurons), so whether it came true is one mask test.
+    right_value: u64,
     right: u32,
     id: u32,
-    /// Times it was fully active.
-    count: u64,
+    /// Times it was fully active (saturating).
+    count: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -202,17 +203,22 @@ struct Side {
     /// Per semi-context, in id order.
     semis: Vec<SemiFacts>,
     neuron_pool: Vec<u32>,
-    /// Anchor fact → the semi-contexts filed under it.
-    anchored: FastMap<u64, Vec<u32>>,
+    /// Anchor fact → the semi-contexts filed under it, as (value facts, id): the value
+    /// test needs no lookup.
+    anchored: FastMap<u64, Vec<(u64, u32)>>,
     /// Steps that held each value bit, for anchoring.
     value_seen: Vec<u32>,
     /// By context id.
     neurons: Vec<NeuronSlot>,
+    /// The last step's neuron facts, as a bit set by context id (2 KB at the default
+    /// cap, so the full test's lookups stay in L1) and as a list (to clear it).
+    held: Vec<u64>,
+    held_ids: Vec<u32>,
     /// The last step's facts.
     query: Query,
-    /// Semi-contexts the last step held in full, and a per-semi stamp saying so.
+    /// Semi-contexts the last step held in full (found by [`Side::cross`] only).
     full: Vec<u32>,
-    full_stamp: Vec<u32>,
+    /// Step counter marking which [`NeuronSlot`]s the last step held.
     stamp: u32,
     /// Facts held in the keys (for `state_bytes`).
     fact_slots: usize,
@@ -256,14 +262,16 @@ impl Side {
             }
         }
         self.semis.push(semi);
-        self.full_stamp.push(0);
         // The rarest fact; among equals the last, as a newer context is a rarer one.
         let anchor = facts
             .iter()
             .copied()
             .min_by_key(|&f| (self.seen(f), std::cmp::Reverse(f)))
             .expect("a semi-context has facts");
-        self.anchored.entry(anchor).or_default().push(id);
+        self.anchored
+            .entry(anchor)
+            .or_default()
+            .push((semi.value, id));
         self.fact_slots += facts.len();
         (id, true)
     }
@@ -273,16 +281,19 @@ impl Side {
         &self.neuron_pool[at..at + semi.neurons_len as usize]
     }
 
-    /// Crosses the side with a step's (sorted) facts: notes which semi-contexts the
-    /// step holds in full.
-    fn cross(&mut self, facts: &[u64]) {
+    /// Takes a step's (sorted) facts as the side's last: what [`Side::crossing`] and
+    /// the anchoring counts need, but not which semi-contexts it holds in full.
+    fn take(&mut self, facts: &[u64]) {
         if self.stamp == u32::MAX {
-            self.full_stamp.fill(0);
             self.neurons.iter_mut().for_each(|slot| slot.stamp = 0);
             self.stamp = 0;
         }
         self.stamp += 1;
         self.query = Query::default();
+        for &id in &self.held_ids {
+            self.held[id as usize / 64] &= !(1 << (id % 64));
+        }
+        self.held_ids.clear();
         for &f in facts {
             match value_bit(f) {
                 Some(b) => {
@@ -303,21 +314,34 @@ impl Side {
                     slot.stamp = self.stamp;
                     slot.position = self.query.neurons;
                     self.query.neurons += 1;
+                    if self.held.len() * 64 <= id as usize {
+                        self.held.resize(id as usize / 64 + 1, 0);
+                    }
+                    self.held[id as usize / 64] |= 1 << (id % 64);
+                    self.held_ids.push(id);
                 }
             }
         }
+    }
+
+    /// Takes a step's (sorted) facts as the side's last, and notes which semi-contexts
+    /// it holds in full.
+    fn cross(&mut self, facts: &[u64]) {
+        self.take(facts);
         self.full.clear();
         for f in facts {
-            for &id in self.anchored.get(f).map_or(&[][..], Vec::as_slice) {
+            for &(value, id) in self.anchored.get(f).map_or(&[][..], Vec::as_slice) {
+                if value & !self.query.value != 0 {
+                    continue;
+                }
                 let semi = self.semis[id as usize];
-                let held = semi.value & !self.query.value == 0
-                    && self
-                        .neurons(&semi)
-                        .iter()
-                        .all(|&n| self.holds_neuron(n).is_some());
+                let held = self.neurons(&semi).iter().all(|&n| {
+                    self.held
+                        .get(n as usize / 64)
+                        .is_some_and(|w| w >> (n % 64) & 1 == 1)
+                });
                 if held {
                     self.full.push(id);
-                    self.full_stamp[id as usize] = self.stamp;
                 }
             }
         }
@@ -329,11 +353,6 @@ impl Side {
             .get(id as usize)
             .filter(|slot| slot.stamp == self.stamp)
             .map(|slot| slot.position)
-    }
-
-    /// Whether the last step held all of the semi-context's facts.
-    fn is_full(&self, id: u32) -> bool {
-        self.full_stamp[id as usize] == self.stamp
     }
 
     /// Which of the semi-context's facts the last step held.
@@ -367,11 +386,12 @@ impl Side {
                 * (std::mem::size_of::<SemiFacts>()
                     + std::mem::size_of::<Facts>()
                     + map_entry
-                    + 2 * std::mem::size_of::<u32>())
+                    + std::mem::size_of::<(u64, u32)>())
             + self.neuron_pool.len() * std::mem::size_of::<u32>()
             + self.value_seen.len() * std::mem::size_of::<u32>()
             + self.neurons.len() * std::mem::size_of::<NeuronSlot>()
-            + self.anchored.len() * (std::mem::size_of::<(u64, Vec<u32>)>() + map_entry)
+            + self.held.len() * std::mem::size_of::<u64>()
+            + self.anchored.len() * (std::mem::size_of::<(u64, Vec<(u64, u32)>)>() + map_entry)
     }
 }
 
@@ -380,7 +400,10 @@ impl Side {
 struct ContextMemory {
     left: Side,
     right: Side,
-    /// The left semi-contexts' contexts, in id order.
+    /// Each left semi-context's contexts in creation order, by left id: the prediction
+    /// pass's data, apart from the learning indexes in `left_contexts`.
+    known: Vec<Vec<KnownContext>>,
+    /// The left semi-contexts' learning indexes, by left id.
     left_contexts: Vec<LeftSemi>,
     /// Left semi-contexts with zero-level contexts, in the order they got their first.
     zero_level_lefts: Vec<u32>,
@@ -412,12 +435,18 @@ impl ContextMemory {
         let (l, new_left) = self.left.id(left);
         if new_left {
             self.left_contexts.push(LeftSemi::default());
+            self.known.push(Vec::new());
         }
         let (r, _) = self.right.id(right);
         let id = self.contexts.len() as u32;
-        let semi = &mut self.left_contexts[l as usize];
-        semi.by_right.insert(r, id);
-        semi.contexts.push(KnownContext {
+        self.left_contexts[l as usize].by_right.insert(r, id);
+        let right_value = self.right.semis[r as usize].value;
+        debug_assert_eq!(
+            self.right.semis[r as usize].neurons_len, 0,
+            "a right semi-context holds no neuron facts"
+        );
+        self.known[l as usize].push(KnownContext {
+            right_value,
             right: r,
             id,
             count: 0,
@@ -446,7 +475,7 @@ impl ContextMemory {
         }
     }
 
-    /// With the left side crossed by the previous step and the right side by this one:
+    /// With the left side crossed by the previous step and the right side given this one:
     /// the contexts predicted (left fully present), those that came true (right fully
     /// present too), and, when `learning`, the partial crossings of zero-level contexts
     /// worth learning as new contexts (as masks over the two steps' facts).
@@ -457,28 +486,42 @@ impl ContextMemory {
     fn predict(&mut self, learning: bool, cfg: &ContextConfig, out: &mut Prediction) {
         out.predicted = 0;
         out.came_true = 0;
-        out.strongest.clear();
         out.potential.clear();
+        // The context created at this step is the last of its left's: it does not
+        // predict itself.
+        let new_left = self.new_context.map(|c| self.contexts[c as usize].left);
         for &lid in &self.left.full {
-            for known in &mut self.left_contexts[lid as usize].contexts {
-                if self.new_context == Some(known.id) {
-                    continue;
-                }
-                out.predicted += 1;
-                if self.right.is_full(known.right) {
-                    known.count += 1;
-                    out.came_true += 1;
-                    let entry = Reverse((known.count, lid, known.right, known.id));
-                    if out.strongest.len() < cfg.max_active {
-                        out.strongest.push(entry);
-                    } else if let Some(mut weakest) = out.strongest.peek_mut()
-                        && entry < *weakest
-                    {
-                        *weakest = entry;
-                    }
-                }
+            let mut known = &mut self.known[lid as usize][..];
+            if new_left == Some(lid) {
+                debug_assert_eq!(known.last().map(|k| k.id), self.new_context);
+                let n = known.len() - 1;
+                known = &mut known[..n];
             }
+            out.predicted += known.len();
+            // About half the predicted contexts come true, at random: a branch on it
+            // would mispredict half the time, so the count and the list of those that
+            // came true are updated without one (every entry is written, and kept by
+            // advancing the end only if it came true).
+            let mut end = out.came_true;
+            if out.came.len() < end + known.len() {
+                out.came.resize(end + known.len(), 0);
+            }
+            let now = self.right.query.value;
+            for known in known {
+                let hit = known.right_value & !now == 0;
+                known.count = known.count.saturating_add(u32::from(hit));
+                out.came[end] = strength(known.count, lid, known.right, known.id);
+                end += usize::from(hit);
+            }
+            out.came_true = end;
         }
+        // The `max_active` strongest: the keys are distinct (ids are), so the same set
+        // whatever the order they came in.
+        let came = &mut out.came[..out.came_true];
+        if came.len() > cfg.max_active {
+            came.select_nth_unstable_by(cfg.max_active - 1, |a, b| b.cmp(a));
+        }
+        out.strongest = came.len().min(cfg.max_active);
         if learning {
             for &lid in &self.zero_level_lefts {
                 let left = self.left.crossing(lid);
@@ -506,11 +549,18 @@ struct Prediction {
     predicted: usize,
     /// Contexts that came true.
     came_true: usize,
-    /// The `max_active` strongest of them, as (count, left, right, id); the weakest on
-    /// top.
-    strongest: BinaryHeap<Reverse<(u64, u32, u32, u32)>>,
+    /// The first `came_true` are their [`strength`] keys, the `strongest` strongest
+    /// first (a buffer that only grows, so a step writes into it without clearing it).
+    came: Vec<u128>,
+    strongest: usize,
     /// (left mask over the previous facts, right mask over the current facts).
     potential: Vec<(u64, u64)>,
+}
+
+/// A context that came true, as a key ordered as (times active, left, right, id) and
+/// ending in its id: the strongest are the largest keys.
+fn strength(count: u32, left: u32, right: u32, id: u32) -> u128 {
+    u128::from(count) << 96 | u128::from(left) << 64 | u128::from(right) << 32 | u128::from(id)
 }
 
 /// The facts of `facts` selected by `mask`, into `out`.
@@ -616,7 +666,9 @@ impl ContextLearner {
         let memory = &mut self.memory;
         let new_zero_level =
             !self.previous.is_empty() && memory.remember(&self.previous, &current, true);
-        memory.right.cross(&current);
+        // A right semi-context is a step's value facts, and a context knows its right's
+        // as a mask: the prediction pass needs this step's facts, not the full list.
+        memory.right.take(&current);
         let prediction = &mut self.prediction;
         memory.predict(new_zero_level, &self.cfg, prediction);
         let came_true = if prediction.predicted > 0 {
@@ -647,10 +699,9 @@ impl ContextLearner {
         // The strongest active contexts become facts of the next step.
         let mut next = current;
         next.extend(
-            prediction
-                .strongest
+            prediction.came[..prediction.strongest]
                 .iter()
-                .map(|Reverse((_, _, _, id))| NEURON + u64::from(*id)),
+                .map(|&key| NEURON + u64::from(key as u32)),
         );
         next.sort_unstable();
         debug_assert!(next.len() <= MAX_FACTS);
@@ -709,7 +760,9 @@ impl AnomalyMethod for ContextLearner {
         std::mem::size_of::<Self>()
             + m.left.state_bytes()
             + m.right.state_bytes()
-            + m.left_contexts.len() * std::mem::size_of::<LeftSemi>()
+            + m.left_contexts.len()
+                * (std::mem::size_of::<LeftSemi>() + std::mem::size_of::<Vec<KnownContext>>())
+            + self.prediction.came.len() * std::mem::size_of::<u128>()
             + m.contexts.len()
                 * (std::mem::size_of::<Context>()
                     + std::mem::size_of::<KnownContext>()
