@@ -174,7 +174,6 @@ struct KnownContext {
     /// The right semi-context's facts, as [`value_bit`]s: a right semi-context is a
     /// step's own value facts (never neurons), so whether it came true is one mask test.
     right_value: u64,
-    right: u32,
     id: u32,
     /// Times it was fully active (saturating).
     count: u32,
@@ -447,7 +446,6 @@ impl ContextMemory {
         );
         self.known[l as usize].push(KnownContext {
             right_value,
-            right: r,
             id,
             count: 0,
         });
@@ -510,7 +508,7 @@ impl ContextMemory {
             for known in known {
                 let hit = known.right_value & !now == 0;
                 known.count = known.count.saturating_add(u32::from(hit));
-                out.came[end] = strength(known.count, lid, known.right, known.id);
+                out.came[end] = strength(known.count, lid, known.id);
                 end += usize::from(hit);
             }
             out.came_true = end;
@@ -557,10 +555,10 @@ struct Prediction {
     potential: Vec<(u64, u64)>,
 }
 
-/// A context that came true, as a key ordered as (times active, left, right, id) and
-/// ending in its id: the strongest are the largest keys.
-fn strength(count: u32, left: u32, right: u32, id: u32) -> u128 {
-    u128::from(count) << 96 | u128::from(left) << 64 | u128::from(right) << 32 | u128::from(id)
+/// A context that came true, as a key ordered as (times active, left, id) and ending
+/// in its id: the strongest are the largest keys.
+fn strength(count: u32, left: u32, id: u32) -> u128 {
+    u128::from(count) << 64 | u128::from(left) << 32 | u128::from(id)
 }
 
 /// The facts of `facts` selected by `mask`, into `out`.
