@@ -93,14 +93,27 @@ pub fn outcomes(incidents: &[Incident], detector: &str) -> Vec<Outcome> {
     incidents
         .iter()
         .filter(|i| i.labels.get("detector").map(String::as_str) == Some(detector))
-        .map(|i| Outcome {
+        .map(|i| {
+            // The prediction is the incident's root cause, but another alert may have
+            // opened the incident first and had its own remediation: only one that ran
+            // once the prediction had started can have averted what it predicted.
+            let predicted_ms = i
+                .alerts
+                .iter()
+                .filter(|m| m.role == crate::alert::Role::RootCause)
+                .map(|m| m.starts_at_ms)
+                .min()
+                .unwrap_or(i.opened_ms);
+            (i, predicted_ms)
+        })
+        .map(|(i, predicted_ms)| Outcome {
             labels: i.labels.clone(),
             opened_ms: i.opened_ms,
             resolved_ms: i.resolved_ms,
             averted_ms: i
                 .executions
                 .iter()
-                .filter(|e| e.mode == "live" && e.verified)
+                .filter(|e| e.mode == "live" && e.verified && e.at_ms >= predicted_ms)
                 .map(|e| e.at_ms)
                 .min(),
             rejected: i.executions.iter().any(|e| {
@@ -474,6 +487,31 @@ mod tests {
             "executions": [execution],
         }))
         .expect("an incident")
+    }
+
+    #[test]
+    fn only_a_remediation_after_the_prediction_averts_it() {
+        // A latency alert opened the incident at 1,000 and was remediated at 2,000; the
+        // prediction joined at 5,000 as root cause and its drain ran at 6,000.
+        let mut inc = incident(
+            "inc-1",
+            1_000,
+            serde_json::json!({"runbook": "restart", "mode": "live", "status": "succeeded", "at_ms": 2_000, "verified": true}),
+        );
+        inc.executions.push(
+            serde_json::from_value(serde_json::json!({"runbook": "drain", "mode": "live", "status": "succeeded", "at_ms": 6_000, "verified": true}))
+                .expect("an execution"),
+        );
+        inc.alerts = serde_json::from_value(serde_json::json!([
+            {"fingerprint": "a", "alertname": "LatencyHigh", "status": "firing", "role": "symptom", "starts_at_ms": 1_000, "severity": "warning"},
+            {"fingerprint": "b", "alertname": "HostFailurePredicted", "status": "firing", "role": "root_cause", "starts_at_ms": 5_000, "severity": "warning"},
+        ]))
+        .expect("members");
+        let o = outcomes(&[inc.clone()], "hf");
+        assert_eq!(o[0].averted_ms, Some(6_000));
+        // Without members (an incident the prediction opened), its opening is the start.
+        inc.alerts.clear();
+        assert_eq!(outcomes(&[inc], "hf")[0].averted_ms, Some(2_000));
     }
 
     #[tokio::test]
