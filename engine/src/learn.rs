@@ -94,33 +94,26 @@ pub fn outcomes(incidents: &[Incident], detector: &str) -> Vec<Outcome> {
         .iter()
         .filter(|i| i.labels.get("detector").map(String::as_str) == Some(detector))
         .map(|i| {
-            // The prediction is the incident's root cause, but another alert may have
-            // opened the incident first and had its own remediation: only one that ran
-            // once the prediction had started can have averted what it predicted.
-            let predicted_ms = i
-                .alerts
-                .iter()
-                .filter(|m| m.role == crate::alert::Role::RootCause)
-                .map(|m| m.starts_at_ms)
-                .min()
-                .unwrap_or(i.opened_ms);
-            (i, predicted_ms)
-        })
-        .map(|(i, predicted_ms)| Outcome {
-            labels: i.labels.clone(),
-            opened_ms: i.opened_ms,
-            resolved_ms: i.resolved_ms,
-            averted_ms: i
-                .executions
-                .iter()
-                .filter(|e| e.mode == "live" && e.verified && e.at_ms >= predicted_ms)
-                .map(|e| e.at_ms)
-                .min(),
-            rejected: i.executions.iter().any(|e| {
-                e.reason
-                    .as_deref()
-                    .is_some_and(|r| r.starts_with("rejected"))
-            }),
+            // The prediction is the root cause, but another alert may have opened the
+            // incident first and had its own remediation: only one that ran once the
+            // prediction had started can have averted what it predicted.
+            let predicted_ms = i.root_started_ms();
+            Outcome {
+                labels: i.labels.clone(),
+                opened_ms: i.opened_ms,
+                resolved_ms: i.resolved_ms,
+                averted_ms: i
+                    .executions
+                    .iter()
+                    .filter(|e| e.mode == "live" && e.verified && e.at_ms >= predicted_ms)
+                    .map(|e| e.at_ms)
+                    .min(),
+                rejected: i.executions.iter().any(|e| {
+                    e.reason
+                        .as_deref()
+                        .is_some_and(|r| r.starts_with("rejected"))
+                }),
+            }
         })
         .collect()
 }

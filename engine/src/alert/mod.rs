@@ -236,6 +236,17 @@ impl Incident {
         self.status != IncidentStatus::Resolved
     }
 
+    /// When its probable root-cause alert started (when it joined, if another alert
+    /// opened the incident first); its opening if no member is marked root cause.
+    pub fn root_started_ms(&self) -> i64 {
+        self.alerts
+            .iter()
+            .filter(|m| m.role == Role::RootCause)
+            .map(|m| m.starts_at_ms)
+            .min()
+            .unwrap_or(self.opened_ms)
+    }
+
     /// The incident as runbook expressions see it (`incident.labels.service`, …).
     pub fn context(&self) -> serde_json::Value {
         let mut v = serde_json::json!({

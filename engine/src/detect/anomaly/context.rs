@@ -209,10 +209,6 @@ struct Side {
     value_seen: Vec<u32>,
     /// By context id.
     neurons: Vec<NeuronSlot>,
-    /// The last step's neuron facts, as a bit set by context id (2 KB at the default
-    /// cap, so the full test's lookups stay in L1) and as a list (to clear it).
-    held: Vec<u64>,
-    held_ids: Vec<u32>,
     /// The last step's facts.
     query: Query,
     /// Semi-contexts the last step held in full (found by [`Side::cross`] only).
@@ -289,10 +285,6 @@ impl Side {
         }
         self.stamp += 1;
         self.query = Query::default();
-        for &id in &self.held_ids {
-            self.held[id as usize / 64] &= !(1 << (id % 64));
-        }
-        self.held_ids.clear();
         for &f in facts {
             match value_bit(f) {
                 Some(b) => {
@@ -313,11 +305,6 @@ impl Side {
                     slot.stamp = self.stamp;
                     slot.position = self.query.neurons;
                     self.query.neurons += 1;
-                    if self.held.len() * 64 <= id as usize {
-                        self.held.resize(id as usize / 64 + 1, 0);
-                    }
-                    self.held[id as usize / 64] |= 1 << (id % 64);
-                    self.held_ids.push(id);
                 }
             }
         }
@@ -334,11 +321,10 @@ impl Side {
                     continue;
                 }
                 let semi = self.semis[id as usize];
-                let held = self.neurons(&semi).iter().all(|&n| {
-                    self.held
-                        .get(n as usize / 64)
-                        .is_some_and(|w| w >> (n % 64) & 1 == 1)
-                });
+                let held = self
+                    .neurons(&semi)
+                    .iter()
+                    .all(|&n| self.holds_neuron(n).is_some());
                 if held {
                     self.full.push(id);
                 }
@@ -389,7 +375,6 @@ impl Side {
             + self.neuron_pool.len() * std::mem::size_of::<u32>()
             + self.value_seen.len() * std::mem::size_of::<u32>()
             + self.neurons.len() * std::mem::size_of::<NeuronSlot>()
-            + self.held.len() * std::mem::size_of::<u64>()
             + self.anchored.len() * (std::mem::size_of::<(u64, Vec<(u64, u32)>)>() + map_entry)
     }
 }
