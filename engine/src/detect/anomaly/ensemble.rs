@@ -592,9 +592,12 @@ impl AnomalyMethod for Ensemble {
             let d = cfg.weights.smooth / cfg.smooth.z_half * s.deviation.abs();
             if d.is_finite() && d > deviation {
                 deviation = d;
+                // The average is what was judged, so it is what the explanation and
+                // a detector's direction compare with the expected level: the raw point
+                // can sit on the other side of it.
                 best = Score {
-                    observed: x,
                     method: "smooth",
+                    reason: Reason::AverageDeviation,
                     ..s
                 };
             }
@@ -774,5 +777,44 @@ mod tests {
         let (_, ring, sum) = e.smooth.as_ref().expect("smooth member");
         let kept: f64 = (0..ring.len()).filter_map(|b| ring.get_back(b)).sum();
         assert!((kept - sum).abs() < 1e-9, "{kept} vs {sum}");
+    }
+
+    /// When the moving-average member speaks, the explanation and the direction are
+    /// about the average it judged, not the raw point, which can sit on the other side
+    /// of the expected level (the demo once read "value 6.04e8 below expected 5.59e8").
+    #[test]
+    fn a_drift_is_explained_by_the_moving_average_that_saw_it() {
+        let mut e = Ensemble::new(EnsembleConfig {
+            weights: MethodWeights {
+                robust: 0.0,
+                seasonal: 0.0,
+                spike: 0.0,
+                context: 0.0,
+                ..MethodWeights::default()
+            },
+            ..EnsembleConfig::default()
+        })
+        .expect("valid");
+        let t0 = 1_400_000_000;
+        let mut r = super::super::noise(11);
+        let mut drift = None;
+        for i in 0..2000i64 {
+            let ramp = (i - 1000).max(0) as f64 * 0.05;
+            let s = e.update(t0 + i * 300, 100.0 + 10.0 * (r() - 0.5) + ramp);
+            if i > 1000 && s.value > 0.5 {
+                drift = Some(s);
+                break;
+            }
+        }
+        let s = drift.expect("the ramp is caught");
+        assert_eq!((s.method, s.reason), ("smooth", Reason::AverageDeviation));
+        let expected = s.expected.expect("an expected level");
+        assert!(s.observed > expected && s.deviation > 0.0, "{s:?}");
+        assert!(
+            s.explanation().starts_with("moving average ")
+                && s.explanation().contains(" above expected "),
+            "{}",
+            s.explanation()
+        );
     }
 }

@@ -52,6 +52,9 @@ pub enum Reason {
     Deviation,
     /// Deviation from the same phase of the previous seasonal cycles.
     SeasonalDeviation,
+    /// Deviation of the recent moving average (not of the point itself) from its
+    /// robust baseline: a slow drift. `observed` is then that average.
+    AverageDeviation,
     /// No seasonal period found (yet); the seasonal method abstains.
     NoSeason,
     /// A sustained shift of the level (CUSUM).
@@ -142,6 +145,7 @@ impl fmt::Display for Score {
                     Reason::LevelShift => "level shift",
                     Reason::Spike => "spike",
                     Reason::SeasonalDeviation => "seasonal",
+                    Reason::AverageDeviation => "moving average",
                     _ => "value",
                 };
                 write!(f, "{what} {obs} {side} expected")?;
