@@ -73,7 +73,8 @@ pub struct Score {
     pub t: i64,
     /// Anomaly score in [0, 1]; 0 is normal.
     pub value: f64,
-    /// The observed value.
+    /// The value judged: the point itself, or for [`Reason::AverageDeviation`] the
+    /// moving average ending at it (what `expected` and `band` are about).
     pub observed: f64,
     /// What the method expected to see, when it has an expectation.
     pub expected: Option<f64>,

@@ -8,7 +8,7 @@
 //! 3. intervals combine the residual spread with the uncertainty of the trend extrapolated
 //!    to the horizon, inflated for autocorrelated residuals (fewer effective points).
 //!
-//! [`backtest`] checks the model the way it is used: rolling origins, per horizon.
+//! [`backtest()`] checks the model the way it is used: rolling origins, per horizon.
 
 pub mod backtest;
 
