@@ -26,7 +26,12 @@ fn alert(i: usize) -> IncomingAlert {
     labels.insert("cluster".into(), "prod".into());
     labels.insert(
         "severity".into(),
-        if i.is_multiple_of(7) { "critical" } else { "warning" }.into(),
+        if i.is_multiple_of(7) {
+            "critical"
+        } else {
+            "warning"
+        }
+        .into(),
     );
     IncomingAlert {
         labels,

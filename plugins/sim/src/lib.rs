@@ -27,6 +27,13 @@ pub struct Config {
     /// Where presets place their anomalies: `anchor_ms + offset`.
     #[serde(default = "default_anchor")]
     pub anchor_ms: i64,
+    /// The caller's clock minus the sim's own: what the caller sees at `t` is the sim
+    /// at `t − clock_offset_ms` (its days, noise and failure draws), stamped back on the
+    /// caller's clock. `vigil demo` sets it so each run's story falls on the same
+    /// simulated day and hour: the same data, run after run, whatever the wall clock.
+    /// JSON specs in a query are read on the sim's clock.
+    #[serde(default)]
+    pub clock_offset_ms: i64,
     /// The fleet's supervisor (`vigil demo` runs one): the fleet asks it what was done
     /// to its services — a restart ends a leak, a database failover ends the latency
     /// cascade — so remediation shows in the metrics. Needs an `http` GET grant.
@@ -34,7 +41,8 @@ pub struct Config {
     pub supervisor: Option<String>,
 }
 
-/// What the supervisor reports having done to a service (times on the sim's clock).
+/// What the supervisor reports having done to a service (times on the caller's clock,
+/// i.e. vigil's).
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct Interventions {
     #[serde(default)]
@@ -60,6 +68,39 @@ fn interventions(cfg: &Config) -> BTreeMap<String, Interventions> {
             Some((name.to_string(), i))
         })
         .collect()
+}
+
+/// The supervisor's times (on the caller's clock) on the sim's.
+fn on_sim_clock(
+    mut done: BTreeMap<String, Interventions>,
+    offset: i64,
+) -> BTreeMap<String, Interventions> {
+    for i in done.values_mut() {
+        for at in [
+            &mut i.restarted_at_ms,
+            &mut i.failed_over_at_ms,
+            &mut i.drained_at_ms,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *at = at.saturating_sub(offset);
+        }
+    }
+    done
+}
+
+/// A batch generated on the sim's clock, stamped on the caller's.
+fn on_caller_clock(mut batch: Batch, offset: i64) -> Batch {
+    for s in &mut batch.series {
+        for p in &mut s.samples {
+            p.timestamp = p.timestamp.saturating_add(offset);
+        }
+    }
+    for e in &mut batch.events {
+        e.timestamp = e.timestamp.saturating_add(offset);
+    }
+    batch
 }
 
 /// Applies what was done to the fleet: a restart ends `checkout`'s leak (memory is
@@ -807,6 +848,7 @@ impl Plugin for Sim {
                     "seed": { "type": "integer", "minimum": 0, "default": 42 },
                     "interval_ms": { "type": "integer", "minimum": 1, "default": 60000 },
                     "anchor_ms": { "type": "integer", "default": 1700000000000u64 },
+                    "clock_offset_ms": { "type": "integer", "default": 0 },
                     "supervisor": { "type": "string" }
                 }
             }))
@@ -815,17 +857,23 @@ impl Plugin for Sim {
 
 impl Connector for Sim {
     fn fetch(config: Config, query: &str, range: TimeRange) -> Result<Batch> {
-        let mut out = Batch::default();
-        let mut specs = parse_query(query, config.anchor_ms)?;
+        let offset = config.clock_offset_ms;
+        let mut specs = parse_query(query, config.anchor_ms.saturating_sub(offset))?;
         if query.trim().starts_with("fleet:") {
-            apply(&mut specs, &interventions(&config));
+            apply(&mut specs, &on_sim_clock(interventions(&config), offset));
         }
+        let range = TimeRange {
+            start: range.start.saturating_sub(offset),
+            end: range.end.saturating_sub(offset),
+            step: range.step,
+        };
+        let mut out = Batch::default();
         for spec in specs {
             let b = generate(&spec, &config, range)?;
             out.series.extend(b.series);
             out.events.extend(b.events);
         }
-        Ok(out)
+        Ok(on_caller_clock(out, offset))
     }
 }
 
@@ -840,6 +888,7 @@ mod tests {
             seed: 7,
             interval_ms: 60_000,
             anchor_ms: 0,
+            clock_offset_ms: 0,
             supervisor: None,
         }
     }
@@ -1168,5 +1217,65 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    /// A story replayed later with the clock offset moved by as much is the same story:
+    /// the same values and events, each stamped that much later.
+    #[test]
+    fn a_clock_offset_replays_the_same_story_later() {
+        let at = |anchor_ms: i64, clock_offset_ms: i64| Config {
+            anchor_ms,
+            clock_offset_ms,
+            ..cfg()
+        };
+        let (anchor, later) = (1_700_000_000_000, 37 * 86_400_000 + 5 * 3_600_000);
+        let range = |from: i64| TimeRange {
+            start: from - 3_600_000,
+            end: from + 3_600_000,
+            step: 15_000,
+        };
+        for query in [
+            "fleet:process_resident_memory_bytes",
+            "fleet:cpu_utilisation_percent",
+        ] {
+            let first = Sim::fetch(at(anchor, 0), query, range(anchor)).expect("first run");
+            let replay = Sim::fetch(at(anchor + later, later), query, range(anchor + later))
+                .expect("replay");
+            assert!(
+                !first.series.is_empty() && !first.events.is_empty(),
+                "{query}"
+            );
+            assert_eq!(first.series.len(), replay.series.len());
+            for (a, b) in first.series.iter().zip(&replay.series) {
+                assert_eq!(a.labels, b.labels);
+                assert_eq!(a.samples.len(), b.samples.len());
+                for (p, q) in a.samples.iter().zip(&b.samples) {
+                    assert_eq!((p.timestamp + later, p.value), (q.timestamp, q.value));
+                }
+            }
+            let stamps = |b: &Batch, shift: i64| {
+                b.events
+                    .iter()
+                    .map(|e| (e.timestamp + shift, e.message.clone()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(stamps(&first, later), stamps(&replay, 0), "{query}");
+            // Without the offset, the same story later is other data (other noise, another
+            // phase of the day).
+            let unshifted =
+                Sim::fetch(at(anchor + later, 0), query, range(anchor + later)).expect("unshifted");
+            assert_ne!(
+                unshifted.series[0]
+                    .samples
+                    .iter()
+                    .map(|p| p.value)
+                    .collect::<Vec<_>>(),
+                first.series[0]
+                    .samples
+                    .iter()
+                    .map(|p| p.value)
+                    .collect::<Vec<_>>()
+            );
+        }
     }
 }

@@ -27,6 +27,10 @@ pub const SUPERVISOR: &str = "127.0.0.1:9798";
 /// The simulated shop's story, by the root alert of each incident: checkout's leak,
 /// the latency cascade from postgres, and inventory's coming failure. The demo ends
 /// when each has had its incident and every incident is resolved.
+/// When the story happens on the sim's own clock: a Tuesday, 10:00 UTC. Its day's
+/// cycles, noise and host failures are then the same whenever the demo runs.
+const STORY_AT_MS: i64 = 1_767_693_600_000;
+
 const STORY: [(&str, &str); 3] = [
     ("MemoryLeak", "checkout"),
     ("LatencyHigh", "postgres"),
@@ -41,8 +45,12 @@ pub struct DemoArgs {
     /// Stop after this long (wall clock) even if incidents are still open.
     #[arg(long, default_value = "110s")]
     pub timeout: String,
-    /// Seconds the simulated on-call engineer takes to approve.
-    #[arg(long, default_value_t = 2.0)]
+    /// Seconds the simulated on-call engineer takes to approve. The cascade reaches
+    /// postgres' dependents 1, 2 and 3 simulated minutes after it (wall seconds at the
+    /// default speed): an approval after 1, 2 or 3 s comes in the same instant as a
+    /// dependent's alert, and either can be first. After 4 s every dependent's alert
+    /// has joined the incident a second before the failover.
+    #[arg(long, default_value_t = 4.0)]
     pub approve_after: f64,
 }
 
@@ -88,17 +96,22 @@ pub fn run(g: &Global, args: &DemoArgs) -> Result<ExitCode> {
         dir.display()
     );
 
-    // The simulated shop's story is anchored here; the compressed clock starts from
-    // it once the failure model is trained.
-    let origin = vigil::store::now_ms();
+    // The simulated shop's story is anchored here (a whole minute, so the sim's
+    // sample grid is the detectors'); the compressed clock starts from it once the
+    // failure model is trained. The sim replays its story at the same simulated hour
+    // every run, so every run sees the same data.
+    let origin = vigil::store::now_ms().div_euclid(60_000) * 60_000;
+    let clock_offset = origin - STORY_AT_MS;
     let supervisor_url = format!("http://{SUPERVISOR}");
     let (catalog, sources) = super::plugin::with_plugins_and_sources(g, &bundle, &|cfgs| {
         for c in cfgs.iter_mut().filter(|c| c.plugin_name() == "sim") {
+            if !c.config.is_object() {
+                c.config = serde_json::json!({});
+            }
             if let Some(obj) = c.config.as_object_mut() {
                 obj.insert("anchor_ms".into(), origin.into());
+                obj.insert("clock_offset_ms".into(), clock_offset.into());
                 obj.insert("supervisor".into(), supervisor_url.clone().into());
-            } else {
-                c.config = serde_json::json!({ "anchor_ms": origin, "supervisor": supervisor_url });
             }
             c.grants.http.push(
                 serde_json::from_value(serde_json::json!({
