@@ -31,7 +31,8 @@ pub struct Config {
     /// at `t − clock_offset_ms` (its days, noise and failure draws), stamped back on the
     /// caller's clock. `vigil demo` sets it so each run's story falls on the same
     /// simulated day and hour: the same data, run after run, whatever the wall clock.
-    /// JSON specs in a query are read on the sim's clock.
+    /// JSON specs in a query are read on the sim's clock. A multiple of the sample
+    /// step keeps the sim's sample grid on the caller's.
     #[serde(default)]
     pub clock_offset_ms: i64,
     /// The fleet's supervisor (`vigil demo` runs one): the fleet asks it what was done
