@@ -24,13 +24,13 @@ use vigil::telemetry::story::{self, Story};
 
 pub const SUPERVISOR: &str = "127.0.0.1:9798";
 
-/// The simulated shop's story, by the root alert of each incident: checkout's leak,
-/// the latency cascade from postgres, and inventory's coming failure. The demo ends
-/// when each has had its incident and every incident is resolved.
 /// When the story happens on the sim's own clock: a Tuesday, 10:00 UTC. Its day's
 /// cycles, noise and host failures are then the same whenever the demo runs.
 const STORY_AT_MS: i64 = 1_767_693_600_000;
 
+/// The simulated shop's story, by the root alert of each incident: checkout's leak,
+/// the latency cascade from postgres, and inventory's coming failure. The demo ends
+/// when each has had its incident and every incident is resolved.
 const STORY: [(&str, &str); 3] = [
     ("MemoryLeak", "checkout"),
     ("LatencyHigh", "postgres"),

@@ -681,6 +681,15 @@ impl AnomalyMethod for Ensemble {
 mod tests {
     use super::*;
 
+    /// The default ensemble with these member weights.
+    fn weighted(weights: MethodWeights) -> Ensemble {
+        Ensemble::new(EnsembleConfig {
+            weights,
+            ..EnsembleConfig::default()
+        })
+        .expect("valid")
+    }
+
     fn fed(interval: i64, points: i64) -> Ensemble {
         let mut e = Ensemble::new(EnsembleConfig::default()).expect("valid");
         for i in 0..points {
@@ -741,14 +750,10 @@ mod tests {
     /// alone would make it; a burst of 40 still does.
     #[test]
     fn sparse_counts_alarm_on_bursts_not_on_their_usual_ones() {
-        let mut e = Ensemble::new(EnsembleConfig {
-            weights: MethodWeights {
-                context: 0.0,
-                ..MethodWeights::default()
-            },
-            ..EnsembleConfig::default()
-        })
-        .expect("valid");
+        let mut e = weighted(MethodWeights {
+            context: 0.0,
+            ..MethodWeights::default()
+        });
         let t0 = 1_400_000_000;
         let mut r = super::super::noise(7);
         let mut worst = 0.0f64;
@@ -784,17 +789,13 @@ mod tests {
     /// of the expected level (the demo once read "value 6.04e8 below expected 5.59e8").
     #[test]
     fn a_drift_is_explained_by_the_moving_average_that_saw_it() {
-        let mut e = Ensemble::new(EnsembleConfig {
-            weights: MethodWeights {
-                robust: 0.0,
-                seasonal: 0.0,
-                spike: 0.0,
-                context: 0.0,
-                ..MethodWeights::default()
-            },
-            ..EnsembleConfig::default()
-        })
-        .expect("valid");
+        let mut e = weighted(MethodWeights {
+            robust: 0.0,
+            seasonal: 0.0,
+            spike: 0.0,
+            context: 0.0,
+            ..MethodWeights::default()
+        });
         let t0 = 1_400_000_000;
         let mut r = super::super::noise(11);
         let mut drift = None;
