@@ -167,24 +167,33 @@ struct LeftSemi {
     by_right: FastMap<u32, u32>,
 }
 
-/// A context, as its left semi-context lists it: what the prediction pass reads and
-/// counts, kept together so that pass walks memory in order.
+/// A context, as its left semi-context lists it: what the prediction pass reads, kept
+/// together so that pass walks memory in order.
 #[derive(Debug, Clone, Copy)]
 struct KnownContext {
     /// The right semi-context's facts, as [`value_bit`]s: a right semi-context is a
     /// step's own value facts (never neurons), so whether it came true is one mask test.
     right_value: u64,
     id: u32,
-    /// Times it was fully active (saturating).
-    count: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Context {
-    /// Learnt directly from two consecutive inputs (not from a partial crossing).
-    zero_level: bool,
+    /// Times it was fully active (saturating).
+    count: u32,
     left: u32,
     right: u32,
+    /// Learnt directly from two consecutive inputs (not from a partial crossing).
+    zero_level: bool,
+}
+
+impl Context {
+    /// Its rank among the contexts that came true at a step: ordered as (times active,
+    /// left, id) and ending in its id, so the strongest are the largest keys and no two
+    /// contexts tie.
+    fn strength(&self, id: u32) -> u128 {
+        u128::from(self.count) << 64 | u128::from(self.left) << 32 | u128::from(id)
+    }
 }
 
 /// One half of the contexts (left or right): its semi-contexts, and which of them the
@@ -211,7 +220,7 @@ struct Side {
     neurons: Vec<NeuronSlot>,
     /// The last step's facts.
     query: Query,
-    /// Semi-contexts the last step held in full (found by [`Side::cross`] only).
+    /// Semi-contexts the last step held in full, once [`Side::collect_full`] found them.
     full: Vec<u32>,
     /// Step counter marking which [`NeuronSlot`]s the last step held.
     stamp: u32,
@@ -310,10 +319,9 @@ impl Side {
         }
     }
 
-    /// Takes a step's (sorted) facts as the side's last, and notes which semi-contexts
-    /// it holds in full.
-    fn cross(&mut self, facts: &[u64]) {
-        self.take(facts);
+    /// Notes which semi-contexts the last step taken holds in full; `facts` are that
+    /// step's (sorted) facts.
+    fn collect_full(&mut self, facts: &[u64]) {
         self.full.clear();
         for f in facts {
             for &(value, id) in self.anchored.get(f).map_or(&[][..], Vec::as_slice) {
@@ -395,6 +403,11 @@ struct ContextMemory {
     /// The zero-level context created at this step (excluded from its own prediction).
     new_context: Option<u32>,
     max_contexts: usize,
+    /// Steps already predicted, replayed when the same step comes again.
+    replays: Replays,
+    /// Whether [`Replays`] are recorded and used (off only to test them against the
+    /// full prediction).
+    replaying: bool,
 }
 
 impl ContextMemory {
@@ -429,16 +442,14 @@ impl ContextMemory {
             self.right.semis[r as usize].neurons_len, 0,
             "a right semi-context holds no neuron facts"
         );
-        self.known[l as usize].push(KnownContext {
-            right_value,
-            id,
-            count: 0,
-        });
+        self.known[l as usize].push(KnownContext { right_value, id });
         self.contexts.push(Context {
-            zero_level: false,
+            count: 0,
             left: l,
             right: r,
+            zero_level: false,
         });
+        self.replays.learn(left, right_value, id);
         if zero_level {
             self.mark_zero_level(id);
             self.new_context = Some(id);
@@ -458,10 +469,11 @@ impl ContextMemory {
         }
     }
 
-    /// With the left side crossed by the previous step and the right side given this one:
-    /// the contexts predicted (left fully present), those that came true (right fully
-    /// present too), and, when `learning`, the partial crossings of zero-level contexts
-    /// worth learning as new contexts (as masks over the two steps' facts).
+    /// With the left side's held semi-contexts collected for the previous step and the
+    /// right side given this one: the contexts predicted (left fully present), those
+    /// that came true (right fully present too), and, when `learning`, the partial
+    /// crossings of zero-level contexts worth learning as new contexts (as masks over
+    /// the two steps' facts).
     ///
     /// The same verdicts as CAD OSE's single pass over every crossed context, in two
     /// passes that skip what cannot matter: only a fully present left predicts, and only
@@ -473,12 +485,12 @@ impl ContextMemory {
         // The context created at this step is the last of its left's: it does not
         // predict itself.
         let new_left = self.new_context.map(|c| self.contexts[c as usize].left);
+        let now = self.right.query.value;
         for &lid in &self.left.full {
-            let mut known = &mut self.known[lid as usize][..];
+            let mut known = &self.known[lid as usize][..];
             if new_left == Some(lid) {
                 debug_assert_eq!(known.last().map(|k| k.id), self.new_context);
-                let n = known.len() - 1;
-                known = &mut known[..n];
+                known = &known[..known.len() - 1];
             }
             out.predicted += known.len();
             // About half the predicted contexts come true, at random: a branch on it
@@ -489,22 +501,20 @@ impl ContextMemory {
             if out.came.len() < end + known.len() {
                 out.came.resize(end + known.len(), 0);
             }
-            let now = self.right.query.value;
             for known in known {
                 let hit = known.right_value & !now == 0;
-                known.count = known.count.saturating_add(u32::from(hit));
-                out.came[end] = strength(known.count, lid, known.id);
+                let context = &mut self.contexts[known.id as usize];
+                context.count = context.count.saturating_add(u32::from(hit));
+                out.came[end] = known.id;
                 end += usize::from(hit);
             }
             out.came_true = end;
         }
-        // The `max_active` strongest: the keys are distinct (ids are), so the same set
-        // whatever the order they came in.
-        let came = &mut out.came[..out.came_true];
-        if came.len() > cfg.max_active {
-            came.select_nth_unstable_by(cfg.max_active - 1, |a, b| b.cmp(a));
-        }
-        out.strongest = came.len().min(cfg.max_active);
+        out.strongest = strongest_first(
+            &mut out.came[..out.came_true],
+            &self.contexts,
+            cfg.max_active,
+        );
         if learning {
             for &lid in &self.zero_level_lefts {
                 let left = self.left.crossing(lid);
@@ -524,6 +534,175 @@ impl ContextMemory {
         }
         self.new_context = None;
     }
+
+    /// The prediction of a step seen before, replayed: its contexts that came true are
+    /// counted again, and the strongest found again where the counts moved them.
+    /// Returns (contexts predicted, the contexts that came true, strongest first, and how
+    /// many are the strongest).
+    fn replay(&mut self, step: usize, max_active: usize) -> (usize, &[u32], usize) {
+        let step = &mut self.replays.steps[step];
+        let contexts = &mut self.contexts;
+        for &id in &step.came {
+            let context = &mut contexts[id as usize];
+            context.count = context.count.saturating_add(1);
+        }
+        let strongest = step.came.len().min(max_active);
+        let (top, rest) = step.came.split_at(strongest);
+        let weakest_top = top
+            .iter()
+            .map(|&id| contexts[id as usize].strength(id))
+            .min();
+        let strongest_rest = rest
+            .iter()
+            .map(|&id| contexts[id as usize].strength(id))
+            .max();
+        // Usually the same contexts stay the strongest; only when one of the rest has
+        // overtaken them is the selection redone.
+        if strongest_rest > weakest_top {
+            strongest_first(&mut step.came, contexts, max_active);
+        }
+        (step.predicted, &step.came, strongest)
+    }
+}
+
+/// Reorders the ids of contexts that came true so the `max_active` strongest come first
+/// (the keys are distinct, so the same set whatever the order they came in); returns
+/// how many that is.
+fn strongest_first(came: &mut [u32], contexts: &[Context], max_active: usize) -> usize {
+    if came.len() > max_active {
+        came.select_nth_unstable_by_key(max_active - 1, |&id| {
+            std::cmp::Reverse(contexts[id as usize].strength(id))
+        });
+    }
+    came.len().min(max_active)
+}
+
+/// Steps already predicted, by (previous step's facts, this step's value facts), for
+/// replay.
+///
+/// A step's prediction depends only on those facts and the memory: which contexts it
+/// predicts and which came true. On a series that has settled nearly every step has
+/// been seen before (99% on a noisy daily cycle), and replaying one touches only the
+/// contexts that came true. A recorded step stays exact as the memory grows: each new
+/// context is added to the steps whose facts hold its left ([`Replays::learn`]). Steps
+/// that learn a new zero-level context are never recorded or replayed (they exclude
+/// that context from their own prediction, and learn). Bounded: past
+/// [`MAX_REPLAY_STEPS`] steps or [`MAX_REPLAY_SLOTS`] ids the record starts over.
+#[derive(Debug, Clone, Default)]
+struct Replays {
+    /// The previous step's facts followed by this step's value bits → index in `steps`.
+    by_facts: FastMap<Facts, u32>,
+    /// A lookup's key, kept to build keys without allocating.
+    key: Facts,
+    steps: Vec<ReplayStep>,
+    /// Context ids held by all steps' `came`.
+    slots: usize,
+}
+
+/// Context ids the replay record holds at most, over all its steps (4 bytes each).
+const MAX_REPLAY_SLOTS: usize = 1 << 17;
+/// Steps the replay record holds at most.
+const MAX_REPLAY_STEPS: usize = 1 << 12;
+
+#[derive(Debug, Clone)]
+struct ReplayStep {
+    /// The previous step's facts (the key's), as value bits and sorted neuron ids, to
+    /// test a new context's left against.
+    left_value: u64,
+    left_neurons: Vec<u32>,
+    /// This step's value facts.
+    value: u64,
+    predicted: usize,
+    /// Contexts that came true, the strongest (as of the last replay) first.
+    came: Vec<u32>,
+}
+
+impl Replays {
+    fn find(&mut self, previous: &[u64], value: u64) -> Option<usize> {
+        self.key.clear();
+        self.key.extend_from_slice(previous);
+        self.key.push(value);
+        self.by_facts.get(&self.key[..]).map(|&i| i as usize)
+    }
+
+    fn record(&mut self, previous: &[u64], value: u64, predicted: usize, came: &[u32]) {
+        if self.slots + came.len() > MAX_REPLAY_SLOTS || self.steps.len() >= MAX_REPLAY_STEPS {
+            self.clear();
+        }
+        let (left_value, left_neurons) = split_facts(previous);
+        let id = self.steps.len() as u32;
+        self.steps.push(ReplayStep {
+            left_value,
+            left_neurons,
+            value,
+            predicted,
+            came: came.to_vec(),
+        });
+        self.slots += came.len();
+        let mut key = previous.to_vec();
+        key.push(value);
+        self.by_facts.insert(key, id);
+    }
+
+    /// A new context: every recorded step whose previous facts hold its left predicts
+    /// it, and those whose value facts hold its right saw it come true.
+    fn learn(&mut self, left: &[u64], right_value: u64, id: u32) {
+        if self.steps.is_empty() {
+            return;
+        }
+        let (value, neurons) = split_facts(left);
+        let mut added = 0;
+        for step in &mut self.steps {
+            if value & !step.left_value != 0 || !is_sorted_subset(&neurons, &step.left_neurons) {
+                continue;
+            }
+            step.predicted += 1;
+            if right_value & !step.value == 0 {
+                step.came.push(id);
+                added += 1;
+            }
+        }
+        self.slots += added;
+        if self.slots > MAX_REPLAY_SLOTS {
+            self.clear();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.by_facts.clear();
+        self.steps.clear();
+        self.slots = 0;
+    }
+
+    fn state_bytes(&self) -> usize {
+        let map_entry = 16;
+        let neurons: usize = self.steps.iter().map(|s| s.left_neurons.len()).sum();
+        let key_facts: usize = self.by_facts.keys().map(Vec::len).sum();
+        self.steps.len()
+            * (std::mem::size_of::<ReplayStep>() + std::mem::size_of::<(Facts, u32)>() + map_entry)
+            + neurons * std::mem::size_of::<u32>()
+            + key_facts * std::mem::size_of::<u64>()
+            + self.slots * std::mem::size_of::<u32>()
+    }
+}
+
+/// Sorted facts as (value bits, sorted neuron ids).
+fn split_facts(facts: &[u64]) -> (u64, Vec<u32>) {
+    let mut value = 0;
+    let mut neurons = Vec::new();
+    for &f in facts {
+        match value_bit(f) {
+            Some(b) => value |= 1 << b,
+            None => neurons.push((f - NEURON) as u32),
+        }
+    }
+    (value, neurons)
+}
+
+/// Whether every element of the sorted `small` is in the sorted `large`.
+fn is_sorted_subset(small: &[u32], large: &[u32]) -> bool {
+    let mut large = large.iter();
+    small.iter().all(|x| large.any(|y| y == x))
 }
 
 /// One step's prediction; kept between steps so its buffers are reused.
@@ -532,18 +711,12 @@ struct Prediction {
     predicted: usize,
     /// Contexts that came true.
     came_true: usize,
-    /// The first `came_true` are their [`strength`] keys, the `strongest` strongest
-    /// first (a buffer that only grows, so a step writes into it without clearing it).
-    came: Vec<u128>,
+    /// The first `came_true` are their ids, the `strongest` strongest first (a buffer
+    /// that only grows, so a step writes into it without clearing it).
+    came: Vec<u32>,
     strongest: usize,
     /// (left mask over the previous facts, right mask over the current facts).
     potential: Vec<(u64, u64)>,
-}
-
-/// A context that came true, as a key ordered as (times active, left, id) and ending
-/// in its id: the strongest are the largest keys.
-fn strength(count: u32, left: u32, id: u32) -> u128 {
-    u128::from(count) << 64 | u128::from(left) << 32 | u128::from(id)
 }
 
 /// The facts of `facts` selected by `mask`, into `out`.
@@ -610,6 +783,7 @@ impl ContextLearner {
         Ok(Self {
             memory: ContextMemory {
                 max_contexts: cfg.max_contexts,
+                replaying: true,
                 ..ContextMemory::default()
             },
             previous: Vec::new(),
@@ -647,18 +821,38 @@ impl ContextLearner {
     /// true, share of potential new contexts that were new).
     fn step(&mut self, current: Facts) -> (f64, f64) {
         let memory = &mut self.memory;
+        let value = split_facts(&current).0;
+        let replay = if memory.replaying && !self.previous.is_empty() {
+            memory.replays.find(&self.previous, value)
+        } else {
+            None
+        };
+        if let Some(step) = replay {
+            // Seen before, hence its zero-level context known: nothing to learn.
+            memory.right.take(&current);
+            let (predicted, came, strongest) = memory.replay(step, self.cfg.max_active);
+            let came_true = share(came.len(), predicted);
+            let next = next_facts(current, &came[..strongest]);
+            memory.left.take(&next);
+            self.previous = next;
+            return (came_true, 0.0);
+        }
+
         let new_zero_level =
             !self.previous.is_empty() && memory.remember(&self.previous, &current, true);
         // A right semi-context is a step's value facts, and a context knows its right's
         // as a mask: the prediction pass needs this step's facts, not the full list.
         memory.right.take(&current);
+        memory.left.collect_full(&self.previous);
         let prediction = &mut self.prediction;
         memory.predict(new_zero_level, &self.cfg, prediction);
-        let came_true = if prediction.predicted > 0 {
-            prediction.came_true as f64 / prediction.predicted as f64
-        } else {
-            0.0
-        };
+        let came = &prediction.came[..prediction.came_true];
+        if memory.replaying && !new_zero_level && !self.previous.is_empty() {
+            memory
+                .replays
+                .record(&self.previous, value, prediction.predicted, came);
+        }
+        let came_true = share(prediction.came_true, prediction.predicted);
 
         let mut added = 0.0;
         if new_zero_level {
@@ -679,19 +873,29 @@ impl ContextLearner {
             added = new as f64 / prediction.potential.len() as f64;
         }
 
-        // The strongest active contexts become facts of the next step.
-        let mut next = current;
-        next.extend(
-            prediction.came[..prediction.strongest]
-                .iter()
-                .map(|&key| NEURON + u64::from(key as u32)),
-        );
-        next.sort_unstable();
-        debug_assert!(next.len() <= MAX_FACTS);
-        memory.left.cross(&next);
+        let next = next_facts(current, &prediction.came[..prediction.strongest]);
+        memory.left.take(&next);
         self.previous = next;
         (came_true, added)
     }
+}
+
+/// `part / whole`, 0 when there is no whole.
+fn share(part: usize, whole: usize) -> f64 {
+    if whole > 0 {
+        part as f64 / whole as f64
+    } else {
+        0.0
+    }
+}
+
+/// The next step's (sorted) facts: this step's value facts and, as neuron facts, its
+/// strongest active contexts.
+fn next_facts(mut current: Facts, strongest: &[u32]) -> Facts {
+    current.extend(strongest.iter().map(|&id| NEURON + u64::from(id)));
+    current.sort_unstable();
+    debug_assert!(current.len() <= MAX_FACTS);
+    current
 }
 
 impl AnomalyMethod for ContextLearner {
@@ -745,7 +949,8 @@ impl AnomalyMethod for ContextLearner {
             + m.right.state_bytes()
             + m.left_contexts.len()
                 * (std::mem::size_of::<LeftSemi>() + std::mem::size_of::<Vec<KnownContext>>())
-            + self.prediction.came.len() * std::mem::size_of::<u128>()
+            + self.prediction.came.len() * std::mem::size_of::<u32>()
+            + m.replays.state_bytes()
             + m.contexts.len()
                 * (std::mem::size_of::<Context>()
                     + std::mem::size_of::<KnownContext>()
@@ -829,10 +1034,20 @@ mod tests {
         let xs: Vec<f64> = (0..6000).map(|_| r() * 100.0).collect();
         run(&mut m, &xs[..3000], 0);
         assert_eq!(m.memory.contexts.len(), 2048);
-        let full = m.state_bytes();
+        let memory = |m: &ContextLearner| m.state_bytes() - m.memory.replays.state_bytes();
+        let full = memory(&m);
         let scores = run(&mut m, &xs[3000..], 3000);
-        assert_eq!(m.state_bytes(), full, "state grew past the cap");
+        assert_eq!(memory(&m), full, "state grew past the cap");
         assert!(scores.iter().all(|s| (0.0..=1.0).contains(s)));
+        // The replay record has its own bound: its steps, their keys (the previous
+        // step's facts and a value) and neuron ids, and the context ids they hold.
+        let per_step = std::mem::size_of::<ReplayStep>()
+            + std::mem::size_of::<(Facts, u32)>()
+            + 16
+            + (MAX_FACTS + 1) * std::mem::size_of::<u64>()
+            + MAX_FACTS * std::mem::size_of::<u32>();
+        let bound = MAX_REPLAY_STEPS * per_step + MAX_REPLAY_SLOTS * std::mem::size_of::<u32>();
+        assert!(m.memory.replays.state_bytes() <= bound);
     }
 
     #[test]
@@ -859,6 +1074,59 @@ mod tests {
     }
 
     #[test]
+    fn a_replayed_step_scores_as_the_full_prediction_does() {
+        // Series that settle (nearly every step replayed), that keep learning (new
+        // contexts added to recorded steps), that fill the memory, and that change
+        // their sequence after settling: every score and every context's count must be
+        // the same as without replays.
+        let mut r = noise(3);
+        let daily: Vec<f64> = (0..20_000)
+            .map(|i| 50.0 + 20.0 * (i as f64 * std::f64::consts::TAU / 288.0).sin() + 5.0 * r())
+            .collect();
+        let mut walk = vec![0.0];
+        for _ in 0..6000 {
+            walk.push(walk[walk.len() - 1] + r() - 0.5);
+        }
+        let white: Vec<f64> = (0..6000).map(|_| r() * 100.0).collect();
+        let saw: Vec<f64> = (0..8000)
+            .map(|i| if i < 5000 { i % 8 } else { (i * 5 + 3) % 8 } as f64)
+            .collect();
+        let small = ContextConfig {
+            max_contexts: 2048,
+            ..ContextConfig::default()
+        };
+        let cases = [
+            ("daily", ContextConfig::default(), daily),
+            ("walk", ContextConfig::default(), walk),
+            ("white, memory full", small, white),
+            (
+                "sawtooth, then another order",
+                ContextConfig::default(),
+                saw,
+            ),
+        ];
+        for (name, cfg, xs) in cases {
+            let mut replaying = ContextLearner::new(cfg.clone()).expect("valid");
+            let mut full = ContextLearner::new(cfg).expect("valid");
+            full.memory.replaying = false;
+            for (i, &x) in xs.iter().enumerate() {
+                let (a, b) = (replaying.update(i as i64, x), full.update(i as i64, x));
+                assert_eq!(a.value.to_bits(), b.value.to_bits(), "{name}: point {i}");
+            }
+            let counts = |m: &ContextLearner| -> Vec<u32> {
+                m.memory.contexts.iter().map(|c| c.count).collect()
+            };
+            assert_eq!(counts(&replaying), counts(&full), "{name}");
+            assert!(full.memory.replays.steps.is_empty());
+            if name == "daily" {
+                // Each step neither replayed nor learning is recorded: few were not replays.
+                let recorded = replaying.memory.replays.steps.len();
+                assert!(recorded < xs.len() / 10, "{recorded} steps recorded");
+            }
+        }
+    }
+
+    #[test]
     fn the_anchor_index_finds_exactly_the_fully_held_semi_contexts() {
         // A noisy seasonal series builds semi-contexts with value and neuron facts; at
         // every step, the anchor lookup must agree with testing every semi-context.
@@ -870,6 +1138,8 @@ mod tests {
             if i % 8 != 0 {
                 continue;
             }
+            let side = &mut m.memory.left;
+            side.collect_full(&m.previous);
             let side = &m.memory.left;
             let held: std::collections::BTreeSet<u32> = side
                 .ids
