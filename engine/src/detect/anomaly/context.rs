@@ -542,39 +542,55 @@ impl ContextMemory {
     fn replay(&mut self, step: usize, max_active: usize) -> (usize, &[u32], usize) {
         let step = &mut self.replays.steps[step];
         let contexts = &mut self.contexts;
-        for &id in &step.came {
-            let context = &mut contexts[id as usize];
-            context.count = context.count.saturating_add(1);
-        }
         let strongest = step.came.len().min(max_active);
         let (top, rest) = step.came.split_at(strongest);
-        let weakest_top = top
-            .iter()
-            .map(|&id| contexts[id as usize].strength(id))
-            .min();
-        let strongest_rest = rest
-            .iter()
-            .map(|&id| contexts[id as usize].strength(id))
-            .max();
+        let mut weakest_top = u128::MAX;
+        for &id in top {
+            let context = &mut contexts[id as usize];
+            context.count = context.count.saturating_add(1);
+            weakest_top = weakest_top.min(context.strength(id));
+        }
+        // The rest are many: counted, and ranked by count alone; the full key only
+        // matters when a count ties with the weakest of the strongest.
+        let mut most_rest = 0;
+        for &id in rest {
+            let context = &mut contexts[id as usize];
+            context.count = context.count.saturating_add(1);
+            most_rest = most_rest.max(context.count);
+        }
+        let weakest_count = (weakest_top >> 64) as u32;
+        let strongest_rest = match most_rest.cmp(&weakest_count) {
+            std::cmp::Ordering::Less => 0,
+            std::cmp::Ordering::Greater => u128::MAX,
+            std::cmp::Ordering::Equal => rest
+                .iter()
+                .map(|&id| contexts[id as usize].strength(id))
+                .max()
+                .unwrap_or(0),
+        };
         // Usually the same contexts stay the strongest; only when one of the rest has
         // overtaken them is the selection redone.
         if strongest_rest > weakest_top {
             strongest_first(&mut step.came, contexts, max_active);
+            // Other strongest, so other next facts: the steps that followed may not.
+            step.next.clear();
         }
         (step.predicted, &step.came, strongest)
     }
 }
 
-/// Reorders the ids of contexts that came true so the `max_active` strongest come first
-/// (the keys are distinct, so the same set whatever the order they came in); returns
-/// how many that is.
+/// Reorders the ids of contexts that came true so the `max_active` strongest come first,
+/// in id order (so they are the next step's neuron facts in order); returns how many
+/// that is. The keys are distinct, so it is the same set whatever the order they came in.
 fn strongest_first(came: &mut [u32], contexts: &[Context], max_active: usize) -> usize {
     if came.len() > max_active {
         came.select_nth_unstable_by_key(max_active - 1, |&id| {
             std::cmp::Reverse(contexts[id as usize].strength(id))
         });
     }
-    came.len().min(max_active)
+    let strongest = came.len().min(max_active);
+    came[..strongest].sort_unstable();
+    strongest
 }
 
 /// Steps already predicted, by (previous step's facts, this step's value facts), for
@@ -597,12 +613,17 @@ struct Replays {
     steps: Vec<ReplayStep>,
     /// Context ids held by all steps' `came`.
     slots: usize,
+    /// The recorded step whose prediction gave the last step's facts, if any: where
+    /// the lookup of the next starts ([`ReplayStep::next`]).
+    last: Option<u32>,
 }
 
 /// Context ids the replay record holds at most, over all its steps (4 bytes each).
 const MAX_REPLAY_SLOTS: usize = 1 << 17;
 /// Steps the replay record holds at most.
 const MAX_REPLAY_STEPS: usize = 1 << 12;
+/// Steps that followed a step a [`ReplayStep`] links to at most.
+const MAX_REPLAY_NEXT: usize = 8;
 
 #[derive(Debug, Clone)]
 struct ReplayStep {
@@ -615,17 +636,38 @@ struct ReplayStep {
     predicted: usize,
     /// Contexts that came true, the strongest (as of the last replay) first.
     came: Vec<u32>,
+    /// Steps that followed this one, by their value facts: their previous facts are this
+    /// step's value facts and strongest contexts, so while those stay the same a lookup
+    /// needs no hashing. Cleared when the strongest change.
+    next: Vec<(u64, u32)>,
 }
 
 impl Replays {
+    /// The recorded step of these previous facts and value facts.
     fn find(&mut self, previous: &[u64], value: u64) -> Option<usize> {
+        let last = self.last.map(|i| i as usize);
+        if let Some(last) = last {
+            let next = &self.steps[last].next;
+            if let Some(&(_, i)) = next.iter().find(|(v, _)| *v == value) {
+                debug_assert_eq!(self.steps[i as usize].value, value);
+                return Some(i as usize);
+            }
+        }
         self.key.clear();
         self.key.extend_from_slice(previous);
         self.key.push(value);
-        self.by_facts.get(&self.key[..]).map(|&i| i as usize)
+        let found = self.by_facts.get(&self.key[..]).copied()?;
+        if let Some(last) = last {
+            let next = &mut self.steps[last].next;
+            if next.len() < MAX_REPLAY_NEXT {
+                next.push((value, found));
+            }
+        }
+        Some(found as usize)
     }
 
-    fn record(&mut self, previous: &[u64], value: u64, predicted: usize, came: &[u32]) {
+    /// Records a step (`came` strongest first) and returns its index.
+    fn record(&mut self, previous: &[u64], value: u64, predicted: usize, came: &[u32]) -> u32 {
         if self.slots + came.len() > MAX_REPLAY_SLOTS || self.steps.len() >= MAX_REPLAY_STEPS {
             self.clear();
         }
@@ -637,11 +679,13 @@ impl Replays {
             value,
             predicted,
             came: came.to_vec(),
+            next: Vec::new(),
         });
         self.slots += came.len();
         let mut key = previous.to_vec();
         key.push(value);
         self.by_facts.insert(key, id);
+        id
     }
 
     /// A new context: every recorded step whose previous facts hold its left predicts
@@ -658,7 +702,9 @@ impl Replays {
             }
             step.predicted += 1;
             if right_value & !step.value == 0 {
+                // It may be among the strongest at once (if fewer than `max_active`).
                 step.came.push(id);
+                step.next.clear();
                 added += 1;
             }
         }
@@ -672,16 +718,19 @@ impl Replays {
         self.by_facts.clear();
         self.steps.clear();
         self.slots = 0;
+        self.last = None;
     }
 
     fn state_bytes(&self) -> usize {
         let map_entry = 16;
         let neurons: usize = self.steps.iter().map(|s| s.left_neurons.len()).sum();
+        let next: usize = self.steps.iter().map(|s| s.next.len()).sum();
         let key_facts: usize = self.by_facts.keys().map(Vec::len).sum();
         self.steps.len()
             * (std::mem::size_of::<ReplayStep>() + std::mem::size_of::<(Facts, u32)>() + map_entry)
             + neurons * std::mem::size_of::<u32>()
             + key_facts * std::mem::size_of::<u64>()
+            + next * std::mem::size_of::<(u64, u32)>()
             + self.slots * std::mem::size_of::<u32>()
     }
 }
@@ -738,6 +787,8 @@ pub struct ContextLearner {
     memory: ContextMemory,
     /// Facts of the previous step: its value's facts and its active contexts.
     previous: Facts,
+    /// The facts before those, kept as the next step's buffer.
+    spare: Facts,
     prediction: Prediction,
     scratch: (Facts, Facts),
     lo: f64,
@@ -787,6 +838,7 @@ impl ContextLearner {
                 ..ContextMemory::default()
             },
             previous: Vec::new(),
+            spare: Vec::new(),
             prediction: Prediction::default(),
             scratch: Default::default(),
             lo,
@@ -797,10 +849,17 @@ impl ContextLearner {
         })
     }
 
-    /// The value's facts: bit `i` of its level is fact `2i + bit`. A level beyond the
-    /// range has more bits than `bits`, hence facts never seen before; a level below it
-    /// adds a fact of its own.
+    #[cfg(test)]
     fn facts(&self, x: f64) -> Facts {
+        let mut facts = Facts::new();
+        self.facts_into(x, &mut facts);
+        facts
+    }
+
+    /// The value's facts, into a buffer: bit `i` of its level is fact `2i + bit`. A level
+    /// beyond the range has more bits than `bits`, hence facts never seen before; a level
+    /// below it adds a fact of its own.
+    fn facts_into(&self, x: f64, facts: &mut Facts) {
         let top = ((1u64 << self.cfg.bits) - 1) as f64;
         let range = self.hi - self.lo;
         let step = if range > 0.0 { range / top } else { 1.0 };
@@ -808,13 +867,11 @@ impl ContextLearner {
         let level = ((x - self.lo) / step).clamp(-1073741823.0, 1073741823.0) as i64;
         let (magnitude, below) = (level.unsigned_abs(), level < 0);
         let width = (64 - magnitude.leading_zeros()).max(self.cfg.bits);
-        let mut facts: Facts = (0..width)
-            .map(|i| 2 * u64::from(i) + ((magnitude >> i) & 1))
-            .collect();
+        facts.clear();
+        facts.extend((0..width).map(|i| 2 * u64::from(i) + ((magnitude >> i) & 1)));
         if below {
             facts.push(NEURON - 1);
         }
-        facts
     }
 
     /// One step on the value's (sorted) facts: (share of predicted contexts that came
@@ -833,8 +890,9 @@ impl ContextLearner {
             let (predicted, came, strongest) = memory.replay(step, self.cfg.max_active);
             let came_true = share(came.len(), predicted);
             let next = next_facts(current, &came[..strongest]);
+            memory.replays.last = Some(step as u32);
             memory.left.take(&next);
-            self.previous = next;
+            self.spare = std::mem::replace(&mut self.previous, next);
             return (came_true, 0.0);
         }
 
@@ -847,11 +905,12 @@ impl ContextLearner {
         let prediction = &mut self.prediction;
         memory.predict(new_zero_level, &self.cfg, prediction);
         let came = &prediction.came[..prediction.came_true];
-        if memory.replaying && !new_zero_level && !self.previous.is_empty() {
-            memory
-                .replays
-                .record(&self.previous, value, prediction.predicted, came);
-        }
+        memory.replays.last = (memory.replaying && !new_zero_level && !self.previous.is_empty())
+            .then(|| {
+                memory
+                    .replays
+                    .record(&self.previous, value, prediction.predicted, came)
+            });
         let came_true = share(prediction.came_true, prediction.predicted);
 
         let mut added = 0.0;
@@ -875,7 +934,7 @@ impl ContextLearner {
 
         let next = next_facts(current, &prediction.came[..prediction.strongest]);
         memory.left.take(&next);
-        self.previous = next;
+        self.spare = std::mem::replace(&mut self.previous, next);
         (came_true, added)
     }
 }
@@ -890,10 +949,14 @@ fn share(part: usize, whole: usize) -> f64 {
 }
 
 /// The next step's (sorted) facts: this step's value facts and, as neuron facts, its
-/// strongest active contexts.
+/// strongest active contexts. Value facts are below every neuron fact, and the strongest
+/// come in id order ([`strongest_first`]; a context learnt into a replayed step has
+/// the largest id yet), so this is sorted without sorting; checked anyway.
 fn next_facts(mut current: Facts, strongest: &[u32]) -> Facts {
     current.extend(strongest.iter().map(|&id| NEURON + u64::from(id)));
-    current.sort_unstable();
+    if !current.is_sorted() {
+        current.sort_unstable();
+    }
     debug_assert!(current.len() <= MAX_FACTS);
     current
 }
@@ -913,7 +976,8 @@ impl AnomalyMethod for ContextLearner {
             self.hi = x;
         }
         // Quantised against the range before this point, so a new extreme shows.
-        let facts = self.facts(x);
+        let mut facts = std::mem::take(&mut self.spare);
+        self.facts_into(x, &mut facts);
         if self.cfg.range.is_none() {
             self.lo = self.lo.min(x);
             self.hi = self.hi.max(x);
