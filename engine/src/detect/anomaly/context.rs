@@ -294,21 +294,25 @@ impl Side {
         }
         self.stamp += 1;
         self.query = Query::default();
+        if self.value_seen.is_empty() {
+            self.value_seen = vec![0; 64];
+        }
+        // Sorted: the last fact is the largest neuron id, if any.
+        if let Some(&last) = facts.last().filter(|&&f| value_bit(f).is_none()) {
+            let slots = (last - NEURON) as usize + 1;
+            if self.neurons.len() < slots {
+                self.neurons.resize(slots, NeuronSlot::default());
+            }
+        }
         for &f in facts {
             match value_bit(f) {
                 Some(b) => {
                     self.query.value |= 1 << b;
-                    if self.value_seen.is_empty() {
-                        self.value_seen = vec![0; 64];
-                    }
                     let seen = &mut self.value_seen[b as usize];
                     *seen = seen.saturating_add(1);
                 }
                 None => {
                     let id = (f - NEURON) as u32;
-                    if self.neurons.len() <= id as usize {
-                        self.neurons.resize(id as usize + 1, NeuronSlot::default());
-                    }
                     let slot = &mut self.neurons[id as usize];
                     slot.seen = slot.seen.saturating_add(1);
                     slot.stamp = self.stamp;
