@@ -23,6 +23,12 @@
 //! contexts still count as new (they score) but are not stored. At the default cap
 //! (16,384, which scores on NAB as a cap 8× larger does) that is about 1.5 MB on a noisy
 //! series; a smooth or repetitive one stays far below it.
+//!
+//! Speed: a step's prediction is a function of its facts and the memory, and a settled
+//! series repeats its steps, so each step is recorded once and replayed after
+//! (`Replays`): a replay counts the contexts that came true and nothing else. The
+//! record is bounded (at most about 2 MB more; 0.2 MB on the bench series) and starts
+//! over when full.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
