@@ -1149,10 +1149,11 @@ mod tests {
 
     #[test]
     fn a_replayed_step_scores_as_the_full_prediction_does() {
-        // Series that settle (nearly every step replayed), that keep learning (new
-        // contexts added to recorded steps), that fill the memory, and that change
-        // their sequence after settling: every score and every context's count must be
-        // the same as without replays.
+        // Series that settle (nearly every step replayed; the daily one also fills the
+        // record's bound on context ids, so the record starts over once), that keep
+        // learning (new contexts added to recorded steps), that fill the memory, and
+        // that change their sequence after settling: every score and every context's
+        // count must be the same as without replays.
         let mut r = noise(3);
         let daily: Vec<f64> = (0..20_000)
             .map(|i| 50.0 + 20.0 * (i as f64 * std::f64::consts::TAU / 288.0).sin() + 5.0 * r())
@@ -1197,6 +1198,46 @@ mod tests {
                 let recorded = replaying.memory.replays.steps.len();
                 assert!(recorded < xs.len() / 10, "{recorded} steps recorded");
             }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 48,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// Any series (a few levels, so steps repeat; a motif repeated, so they settle;
+        /// rare jumps beyond the range), any cap and strongest count: replays change
+        /// nothing.
+        #[test]
+        fn replays_are_exact_on_any_series(
+            motif in proptest::collection::vec(0u8..6, 2..24),
+            noise in proptest::collection::vec(0u8..6, 600..1200),
+            jumps in proptest::collection::vec(0usize..1200, 0..4),
+            max_contexts in 16usize..700,
+            max_active in 1usize..20,
+        ) {
+            let xs: Vec<f64> = noise
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| {
+                    let level = if i % 3 == 0 { n } else { motif[i % motif.len()] };
+                    if jumps.contains(&i) { 40.0 } else { f64::from(level) }
+                })
+                .collect();
+            let cfg = ContextConfig { max_contexts, max_active, min_points: 0, ..ContextConfig::default() };
+            let mut replaying = ContextLearner::new(cfg.clone()).expect("valid");
+            let mut full = ContextLearner::new(cfg).expect("valid");
+            full.memory.replaying = false;
+            for (i, &x) in xs.iter().enumerate() {
+                let (a, b) = (replaying.update(i as i64, x), full.update(i as i64, x));
+                proptest::prop_assert_eq!(a.value.to_bits(), b.value.to_bits(), "point {}", i);
+            }
+            let counts = |m: &ContextLearner| -> Vec<u32> {
+                m.memory.contexts.iter().map(|c| c.count).collect()
+            };
+            proptest::prop_assert_eq!(counts(&replaying), counts(&full));
         }
     }
 
