@@ -27,11 +27,11 @@
 //! Speed: a step's prediction is a function of its facts and the memory, and a settled
 //! series repeats its steps, so each step is recorded once and replayed after
 //! (`Replays`): a replay counts the contexts that came true and nothing else. The
-//! record is bounded (at most about 2 MB more; 0.2 MB on the bench series) and starts
-//! over when full.
+//! record is bounded (at most about 2.3 MB more; 0.2–0.6 MB on the bench series) and
+//! starts over when full.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
@@ -115,6 +115,7 @@ impl Hasher for FxHasher {
 }
 
 type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+type FastSet<K> = HashSet<K, BuildHasherDefault<FxHasher>>;
 
 /// A semi-context's facts, split for fast set tests: the value facts as bits of `value`
 /// (see [`value_bit`]), the neuron facts as sorted context ids in its side's pool.
@@ -612,8 +613,9 @@ fn strongest_first(came: &mut [u32], contexts: &[Context], max_active: usize) ->
 /// contexts that came true. A recorded step stays exact as the memory grows: each new
 /// context is added to the steps whose facts hold its left ([`Replays::learn`]). Steps
 /// that learn a new zero-level context are never recorded or replayed (they exclude
-/// that context from their own prediction, and learn). Bounded: past
-/// [`MAX_REPLAY_STEPS`] steps or [`MAX_REPLAY_SLOTS`] ids the record starts over.
+/// that context from their own prediction, and learn); a step is recorded the second
+/// time it is predicted. Bounded: past [`MAX_REPLAY_STEPS`] steps or
+/// [`MAX_REPLAY_SLOTS`] ids the record starts over.
 #[derive(Debug, Clone, Default)]
 struct Replays {
     /// The previous step's facts followed by this step's value bits → index in `steps`.
@@ -626,12 +628,16 @@ struct Replays {
     /// The recorded step whose prediction gave the last step's facts, if any: where
     /// the lookup of the next starts ([`ReplayStep::next`]).
     last: Option<u32>,
+    /// Hashes of the keys of steps predicted once and not recorded yet.
+    seen_once: FastSet<u64>,
 }
 
 /// Context ids the replay record holds at most, over all its steps (4 bytes each).
 const MAX_REPLAY_SLOTS: usize = 1 << 17;
 /// Steps the replay record holds at most.
 const MAX_REPLAY_STEPS: usize = 1 << 12;
+/// Steps predicted once that the record remembers at most (8 bytes each).
+const MAX_SEEN_ONCE: usize = 1 << 14;
 /// Steps that followed a step a [`ReplayStep`] links to at most.
 const MAX_REPLAY_NEXT: usize = 8;
 
@@ -676,8 +682,23 @@ impl Replays {
         Some(found as usize)
     }
 
-    /// Records a step (`came` strongest first) and returns its index.
-    fn record(&mut self, previous: &[u64], value: u64, predicted: usize, came: &[u32]) -> u32 {
+    /// Records a step (`came` strongest first) the second time it is predicted, and
+    /// returns its index then: a step seen once may never come again (on white noise
+    /// almost none do), and noting it costs a hash where recording it costs a copy.
+    fn record(
+        &mut self,
+        previous: &[u64],
+        value: u64,
+        predicted: usize,
+        came: &[u32],
+    ) -> Option<u32> {
+        let hash = BuildHasherDefault::<FxHasher>::default().hash_one((previous, value));
+        if self.seen_once.len() >= MAX_SEEN_ONCE {
+            self.seen_once.clear();
+        }
+        if self.seen_once.insert(hash) {
+            return None;
+        }
         if self.slots + came.len() > MAX_REPLAY_SLOTS || self.steps.len() >= MAX_REPLAY_STEPS {
             self.clear();
         }
@@ -695,7 +716,7 @@ impl Replays {
         let mut key = previous.to_vec();
         key.push(value);
         self.by_facts.insert(key, id);
-        id
+        Some(id)
     }
 
     /// A new context: every recorded step whose previous facts hold its left predicts
@@ -742,6 +763,7 @@ impl Replays {
             + key_facts * std::mem::size_of::<u64>()
             + next * std::mem::size_of::<(u64, u32)>()
             + self.slots * std::mem::size_of::<u32>()
+            + self.seen_once.len() * (std::mem::size_of::<u64>() + 8)
     }
 }
 
@@ -915,12 +937,14 @@ impl ContextLearner {
         let prediction = &mut self.prediction;
         memory.predict(new_zero_level, &self.cfg, prediction);
         let came = &prediction.came[..prediction.came_true];
-        memory.replays.last = (memory.replaying && !new_zero_level && !self.previous.is_empty())
-            .then(|| {
-                memory
-                    .replays
-                    .record(&self.previous, value, prediction.predicted, came)
-            });
+        let recordable = memory.replaying && !new_zero_level && !self.previous.is_empty();
+        memory.replays.last = if recordable {
+            memory
+                .replays
+                .record(&self.previous, value, prediction.predicted, came)
+        } else {
+            None
+        };
         let came_true = share(prediction.came_true, prediction.predicted);
 
         let mut added = 0.0;
@@ -1114,13 +1138,16 @@ mod tests {
         assert_eq!(memory(&m), full, "state grew past the cap");
         assert!(scores.iter().all(|s| (0.0..=1.0).contains(s)));
         // The replay record has its own bound: its steps, their keys (the previous
-        // step's facts and a value) and neuron ids, and the context ids they hold.
+        // step's facts and a value) and neuron ids, the context ids they hold, and the
+        // hashes of steps seen once.
         let per_step = std::mem::size_of::<ReplayStep>()
             + std::mem::size_of::<(Facts, u32)>()
             + 16
             + (MAX_FACTS + 1) * std::mem::size_of::<u64>()
             + MAX_FACTS * std::mem::size_of::<u32>();
-        let bound = MAX_REPLAY_STEPS * per_step + MAX_REPLAY_SLOTS * std::mem::size_of::<u32>();
+        let bound = MAX_REPLAY_STEPS * per_step
+            + MAX_REPLAY_SLOTS * std::mem::size_of::<u32>()
+            + MAX_SEEN_ONCE * 16;
         assert!(m.memory.replays.state_bytes() <= bound);
     }
 
