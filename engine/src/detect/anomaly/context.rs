@@ -258,20 +258,13 @@ impl Side {
         }
         let id = self.semis.len() as u32;
         self.ids.insert(facts.to_vec(), id);
-        let mut semi = SemiFacts {
-            value: 0,
+        let (value, neurons) = split_facts(facts);
+        let semi = SemiFacts {
+            value,
             neurons_at: self.neuron_pool.len() as u32,
-            neurons_len: 0,
+            neurons_len: neurons.len() as u32,
         };
-        for &f in facts {
-            match value_bit(f) {
-                Some(b) => semi.value |= 1 << b,
-                None => {
-                    self.neuron_pool.push((f - NEURON) as u32);
-                    semi.neurons_len += 1;
-                }
-            }
-        }
+        self.neuron_pool.extend(neurons);
         self.semis.push(semi);
         // The rarest fact; among equals the last, as a newer context is a rarer one.
         let anchor = facts
@@ -769,15 +762,20 @@ impl Replays {
 
 /// Sorted facts as (value bits, sorted neuron ids).
 fn split_facts(facts: &[u64]) -> (u64, Vec<u32>) {
-    let mut value = 0;
-    let mut neurons = Vec::new();
-    for &f in facts {
-        match value_bit(f) {
-            Some(b) => value |= 1 << b,
-            None => neurons.push((f - NEURON) as u32),
-        }
-    }
-    (value, neurons)
+    let neurons = facts
+        .iter()
+        .filter(|&&f| value_bit(f).is_none())
+        .map(|&f| (f - NEURON) as u32)
+        .collect();
+    (value_bits(facts), neurons)
+}
+
+/// The value facts of these facts, as [`value_bit`]s.
+fn value_bits(facts: &[u64]) -> u64 {
+    facts
+        .iter()
+        .filter_map(|&f| value_bit(f))
+        .fold(0, |bits, b| bits | 1 << b)
 }
 
 /// Whether every element of the sorted `small` is in the sorted `large`.
@@ -910,7 +908,7 @@ impl ContextLearner {
     /// true, share of potential new contexts that were new).
     fn step(&mut self, current: Facts) -> (f64, f64) {
         let memory = &mut self.memory;
-        let value = split_facts(&current).0;
+        let value = value_bits(&current);
         let replay = if memory.replaying && !self.previous.is_empty() {
             memory.replays.find(&self.previous, value)
         } else {
