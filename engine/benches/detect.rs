@@ -154,8 +154,14 @@ fn thread_cpu_secs() -> Option<f64> {
 
 /// Points per CPU-second for each method over ≥ 2 CPU-seconds, printed next to the target;
 /// also the ensemble without its context-learning member (`weights.context: 0`), the
-/// lighter configuration for fleets of many series.
+/// lighter configuration for fleets of many series. `VIGIL_PER_CORE=ensemble` (a
+/// comma-separated list of names) measures only those, e.g. under `perf record`.
 fn per_core(_: &mut Criterion) {
+    let only = std::env::var("VIGIL_PER_CORE").ok();
+    let wanted = |name: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|w| w == name))
+    };
     let pts = series(200_000);
     // As a detector's YAML would say it: the other weights keep their tuned defaults.
     let without_context: ModelConfig =
@@ -164,7 +170,8 @@ fn per_core(_: &mut Criterion) {
     let configs = METHOD_NAMES
         .iter()
         .map(|name| (*name, ModelConfig::by_name(name).expect("a method")))
-        .chain([("ensemble-without-context", without_context)]);
+        .chain([("ensemble-without-context", without_context)])
+        .filter(|(name, _)| wanted(name));
     for (name, cfg) in configs {
         let target = if name.starts_with("ensemble") {
             1_000_000.0

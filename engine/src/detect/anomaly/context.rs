@@ -556,12 +556,23 @@ impl ContextMemory {
         }
         // The rest are many: counted, and ranked by count alone; the full key only
         // matters when a count ties with the weakest of the strongest.
-        let mut most_rest = 0;
-        for &id in rest {
+        // Four running maxima, not one: a single one is a chain of dependent compares
+        // through the whole loop, four let consecutive contexts be counted side by side.
+        let mut most = [0u32; 4];
+        let mut quads = rest.chunks_exact(4);
+        for ids in &mut quads {
+            for (most, &id) in most.iter_mut().zip(ids) {
+                let context = &mut contexts[id as usize];
+                context.count = context.count.saturating_add(1);
+                *most = (*most).max(context.count);
+            }
+        }
+        for &id in quads.remainder() {
             let context = &mut contexts[id as usize];
             context.count = context.count.saturating_add(1);
-            most_rest = most_rest.max(context.count);
+            most[0] = most[0].max(context.count);
         }
+        let most_rest = most.into_iter().max().unwrap_or(0);
         let weakest_count = (weakest_top >> 64) as u32;
         let strongest_rest = match most_rest.cmp(&weakest_count) {
             std::cmp::Ordering::Less => 0,
