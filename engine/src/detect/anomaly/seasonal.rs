@@ -161,7 +161,7 @@ impl Seasonal {
         };
         self.history.copy_in_order(&mut self.scratch);
         let n = self.scratch.len();
-        let mean = self.scratch.iter().sum::<f64>() / n as f64;
+        let mean = sum(&self.scratch) / n as f64;
         // Centred once, so each lag below is a plain dot product.
         for v in &mut self.scratch {
             *v -= mean;
@@ -217,14 +217,12 @@ impl Seasonal {
                 }
             };
             // A true period repeats at its lag but not at half of it; a smooth series is
-            // merely similar to itself an hour later, and also at half an hour.
-            let contrast = local.map_or(0.0, |(lag, acf)| {
-                acf - autocorrelation(&self.scratch, var, lag / 2)
-            });
+            // merely similar to itself an hour later, and also at half an hour. (Tested
+            // last: it costs a lag of its own, and a candidate that cannot win needs none.)
             if let Some((lag, acf)) = local
                 && acf >= self.cfg.min_acf
-                && contrast >= MIN_HALF_PERIOD_CONTRAST
                 && best.is_none_or(|(_, b)| acf > b + 0.05)
+                && acf - autocorrelation(&self.scratch, var, lag / 2) >= MIN_HALF_PERIOD_CONTRAST
             {
                 best = Some((lag, acf));
             }
@@ -332,6 +330,22 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     let mut tail = 0.0;
     for (x, y) in ra.iter().zip(rb) {
         tail += x * y;
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
+/// Sum with independent partial sums, as [`dot`]: a plain `sum()` is one chain of
+/// dependent additions, which over the 4,096-point history cost as much as every
+/// autocorrelation of a re-estimate together.
+fn sum(x: &[f64]) -> f64 {
+    const LANES: usize = 16;
+    let mut acc = [0.0f64; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail: f64 = chunks.remainder().iter().sum();
+    for chunk in chunks {
+        for k in 0..LANES {
+            acc[k] += chunk[k];
+        }
     }
     acc.iter().sum::<f64>() + tail
 }
