@@ -628,7 +628,13 @@ impl AnomalyMethod for Ensemble {
             Calibration::Record => {
                 // Surprise: relative to what this series usually does (never below the half level).
                 let usual = self.past_max.max(1.0);
-                let u = deviation / usual.powf(surprise);
+                // x^1 is x exactly: the default skips a `powf` per point.
+                let bar = if surprise == 1.0 {
+                    usual
+                } else {
+                    usual.powf(surprise)
+                };
+                let u = deviation / bar;
                 self.past_max = deviation.max(self.past_max * self.decay);
                 (u * u / (u * u + 1.0)).clamp(0.0, 1.0)
             }
