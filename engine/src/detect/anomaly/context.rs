@@ -543,7 +543,15 @@ impl ContextMemory {
     /// counted again, and the strongest found again where the counts moved them.
     /// Returns (contexts predicted, the contexts that came true, strongest first, and how
     /// many are the strongest).
-    fn replay(&mut self, step: usize, max_active: usize) -> (usize, &[u32], usize) {
+    ///
+    /// `steps_fit_a_count`: fewer steps so far than a count can hold, so no count can
+    /// saturate (a context is counted at most once a step).
+    fn replay(
+        &mut self,
+        step: usize,
+        max_active: usize,
+        steps_fit_a_count: bool,
+    ) -> (usize, &[u32], usize) {
         let step = &mut self.replays.steps[step];
         let contexts = &mut self.contexts;
         let strongest = step.came.len().min(max_active);
@@ -556,23 +564,11 @@ impl ContextMemory {
         }
         // The rest are many: counted, and ranked by count alone; the full key only
         // matters when a count ties with the weakest of the strongest.
-        // Four running maxima, not one: a single one is a chain of dependent compares
-        // through the whole loop, four let consecutive contexts be counted side by side.
-        let mut most = [0u32; 4];
-        let mut quads = rest.chunks_exact(4);
-        for ids in &mut quads {
-            for (most, &id) in most.iter_mut().zip(ids) {
-                let context = &mut contexts[id as usize];
-                context.count = context.count.saturating_add(1);
-                *most = (*most).max(context.count);
-            }
-        }
-        for &id in quads.remainder() {
-            let context = &mut contexts[id as usize];
-            context.count = context.count.saturating_add(1);
-            most[0] = most[0].max(context.count);
-        }
-        let most_rest = most.into_iter().max().unwrap_or(0);
+        let most_rest = if steps_fit_a_count {
+            count_rest::<false>(rest, contexts)
+        } else {
+            count_rest::<true>(rest, contexts)
+        };
         let weakest_count = (weakest_top >> 64) as u32;
         let strongest_rest = match most_rest.cmp(&weakest_count) {
             std::cmp::Ordering::Less => 0,
@@ -592,6 +588,36 @@ impl ContextMemory {
         }
         (step.predicted, &step.came, strongest)
     }
+}
+
+/// Counts these contexts once more and returns their largest count. Four running
+/// maxima, not one: a single one is a chain of dependent compares through the whole
+/// loop, four let consecutive contexts be counted side by side. `SATURATE` off (when no
+/// count can reach `u32::MAX`, see [`ContextMemory::replay`]) drops an instruction of
+/// the few each context costs.
+fn count_rest<const SATURATE: bool>(rest: &[u32], contexts: &mut [Context]) -> u32 {
+    let bump = |count: u32| {
+        if SATURATE {
+            count.saturating_add(1)
+        } else {
+            count.wrapping_add(1)
+        }
+    };
+    let mut most = [0u32; 4];
+    let mut quads = rest.chunks_exact(4);
+    for ids in &mut quads {
+        for (most, &id) in most.iter_mut().zip(ids) {
+            let context = &mut contexts[id as usize];
+            context.count = bump(context.count);
+            *most = (*most).max(context.count);
+        }
+    }
+    for &id in quads.remainder() {
+        let context = &mut contexts[id as usize];
+        context.count = bump(context.count);
+        most[0] = most[0].max(context.count);
+    }
+    most.into_iter().max().unwrap_or(0)
 }
 
 /// Reorders the ids of contexts that came true so the `max_active` strongest come first,
@@ -928,7 +954,10 @@ impl ContextLearner {
         if let Some(step) = replay {
             // Seen before, hence its zero-level context known: nothing to learn.
             memory.right.take(&current);
-            let (predicted, came, strongest) = memory.replay(step, self.cfg.max_active);
+            // `seen` counts this step too: a count is at most the steps before it.
+            let steps_fit_a_count = self.seen <= u32::MAX as usize;
+            let (predicted, came, strongest) =
+                memory.replay(step, self.cfg.max_active, steps_fit_a_count);
             let came_true = share(came.len(), predicted);
             let next = next_facts(current, &came[..strongest]);
             memory.replays.last = Some(step as u32);
