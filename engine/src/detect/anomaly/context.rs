@@ -556,11 +556,13 @@ impl ContextMemory {
         let contexts = &mut self.contexts;
         let strongest = step.came.len().min(max_active);
         let (top, rest) = step.came.split_at(strongest);
-        let mut weakest_top = u128::MAX;
+        // The strongest are ranked by count alone too: their full keys matter only on
+        // a tie with the rest (below).
+        let mut weakest_count = u32::MAX;
         for &id in top {
             let context = &mut contexts[id as usize];
             context.count = context.count.saturating_add(1);
-            weakest_top = weakest_top.min(context.strength(id));
+            weakest_count = weakest_count.min(context.count);
         }
         // The rest are many: counted, and ranked by count alone; the full key only
         // matters when a count ties with the weakest of the strongest.
@@ -569,19 +571,25 @@ impl ContextMemory {
         } else {
             count_rest::<true>(rest, contexts)
         };
-        let weakest_count = (weakest_top >> 64) as u32;
-        let strongest_rest = match most_rest.cmp(&weakest_count) {
-            std::cmp::Ordering::Less => 0,
-            std::cmp::Ordering::Greater => u128::MAX,
-            std::cmp::Ordering::Equal => rest
-                .iter()
-                .map(|&id| contexts[id as usize].strength(id))
-                .max()
-                .unwrap_or(0),
-        };
         // Usually the same contexts stay the strongest; only when one of the rest has
         // overtaken them is the selection redone.
-        if strongest_rest > weakest_top {
+        let overtaken = match most_rest.cmp(&weakest_count) {
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Greater => true,
+            // A tie (11% of replays on the bench series): ranked by the rest of the key,
+            // (left, id), among the contexts at that count (those above it are stronger).
+            std::cmp::Ordering::Equal => {
+                let tied = |id: u32| {
+                    let context = &contexts[id as usize];
+                    (context.count == weakest_count)
+                        .then_some(u64::from(context.left) << 32 | u64::from(id))
+                };
+                let strongest_rest = rest.iter().map(|&id| tied(id).unwrap_or(0)).max();
+                let weakest_top = top.iter().map(|&id| tied(id).unwrap_or(u64::MAX)).min();
+                strongest_rest > weakest_top
+            }
+        };
+        if overtaken {
             strongest_first(&mut step.came, contexts, max_active);
             // Other strongest, so other next facts: the steps that followed may not.
             step.next.clear();
