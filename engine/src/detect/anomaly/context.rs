@@ -141,7 +141,8 @@ fn value_bit(fact: u64) -> Option<u32> {
 /// A context as a neuron fact, seen from one side.
 #[derive(Debug, Clone, Copy, Default)]
 struct NeuronSlot {
-    /// Steps that held it, for anchoring.
+    /// Steps predicted in full (not replayed) that held it, for anchoring: those are
+    /// the steps that look semi-contexts up by anchor.
     seen: u32,
     /// Equal to the side's stamp when the last step held it, at `position` among the
     /// step's neuron facts.
@@ -208,10 +209,11 @@ impl Context {
 ///
 /// CAD OSE crosses every semi-context sharing a fact with the step, and a step's few
 /// value facts are in nearly all of them. Here each semi-context is filed under one
-/// *anchor*, the one of its facts that steps have held least often so far, and only
-/// those filed under the step's facts are tested: a fraction of the memory, and the
-/// same answer (a semi-context whose facts are all present has its anchor present).
-/// Partial crossings, needed only on the rare steps that learn, are computed on demand.
+/// *anchor*, the one of its facts that steps have held least often so far (steps
+/// predicted in full: replayed ones never look anchors up), and only those filed under
+/// the step's facts are tested: a fraction of the memory, and the same answer (a
+/// semi-context whose facts are all present has its anchor present). Partial crossings,
+/// needed only on the rare steps that learn, are computed on demand.
 #[derive(Debug, Clone, Default)]
 struct Side {
     ids: FastMap<Facts, u32>,
@@ -221,7 +223,7 @@ struct Side {
     /// Anchor fact → the semi-contexts filed under it, as (value facts, id): the value
     /// test needs no lookup.
     anchored: FastMap<u64, Vec<(u64, u32)>>,
-    /// Steps that held each value bit, for anchoring.
+    /// Steps predicted in full that held each value bit, for anchoring.
     value_seen: Vec<u32>,
     /// By context id.
     neurons: Vec<NeuronSlot>,
@@ -871,6 +873,8 @@ pub struct ContextLearner {
     seen: usize,
     /// Points since the last score at or above `rest_threshold` (saturating).
     since_rest: usize,
+    /// The last step was replayed and the left side has not taken its facts yet.
+    left_behind: bool,
 }
 
 impl ContextLearner {
@@ -920,6 +924,7 @@ impl ContextLearner {
             hi,
             seen: 0,
             since_rest: 0,
+            left_behind: false,
             cfg,
         })
     }
@@ -949,6 +954,13 @@ impl ContextLearner {
         }
     }
 
+    /// Has the left side take the previous step's facts if a replay left them behind.
+    fn catch_up_left(&mut self) {
+        if std::mem::take(&mut self.left_behind) {
+            self.memory.left.take(&self.previous);
+        }
+    }
+
     /// One step on the value's (sorted) facts: (share of predicted contexts that came
     /// true, share of potential new contexts that were new).
     fn step(&mut self, current: Facts) -> (f64, f64) {
@@ -960,8 +972,10 @@ impl ContextLearner {
             None
         };
         if let Some(step) = replay {
-            // Seen before, hence its zero-level context known: nothing to learn.
-            memory.right.take(&current);
+            // Seen before, hence its zero-level context known: nothing to learn. Nor are
+            // the sides crossed with its facts: only a full prediction reads a side's
+            // last step, and the left side takes these facts when one comes
+            // (`left_behind`).
             // `seen` counts this step too: a count is at most the steps before it.
             let steps_fit_a_count = self.seen <= u32::MAX as usize;
             let (predicted, came, strongest) =
@@ -969,10 +983,12 @@ impl ContextLearner {
             let came_true = share(came.len(), predicted);
             let next = next_facts(current, &came[..strongest]);
             memory.replays.last = Some(step as u32);
-            memory.left.take(&next);
+            self.left_behind = true;
             self.spare = std::mem::replace(&mut self.previous, next);
             return (came_true, 0.0);
         }
+        self.catch_up_left();
+        let memory = &mut self.memory;
 
         let new_zero_level =
             !self.previous.is_empty() && memory.remember(&self.previous, &current, true);
@@ -1326,6 +1342,7 @@ mod tests {
             if i % 8 != 0 {
                 continue;
             }
+            m.catch_up_left();
             let side = &mut m.memory.left;
             side.collect_full(&m.previous);
             let side = &m.memory.left;
