@@ -954,7 +954,7 @@ impl ContextLearner {
         }
     }
 
-    /// Has the left side take the previous step's facts if a replay left them behind.
+    /// Makes the left side take the previous step's facts if a replay left them behind.
     fn catch_up_left(&mut self) {
         if std::mem::take(&mut self.left_behind) {
             self.memory.left.take(&self.previous);
