@@ -379,6 +379,16 @@ impl Ring {
 mod tests {
     use super::*;
 
+    /// A seeded linear congruential generator: the high 31 bits of each state.
+    fn lcg(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            seed >> 33
+        }
+    }
+
     fn naive_mad(v: &[f64]) -> f64 {
         let mut s = v.to_vec();
         s.sort_by(f64::total_cmp);
@@ -436,13 +446,7 @@ mod tests {
     /// size, duplicates (quantised values) or centre.
     #[test]
     fn mad_matches_sorting_for_any_centre_and_window() {
-        let mut seed = 99u64;
-        let mut next = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            seed >> 33
-        };
+        let mut next = lcg(99);
         for capacity in [1usize, 2, 3, 4, 5, 8, 17, 64] {
             for levels in [3u64, 1000] {
                 let mut w = SortedWindow::new(capacity);
@@ -474,12 +478,9 @@ mod tests {
     fn median_and_mad_match_naive_over_a_sliding_window() {
         let mut w = SortedWindow::new(7);
         let mut hist = Vec::new();
-        let mut seed = 12345u64;
+        let mut next = lcg(12345);
         for _ in 0..200 {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let x = ((seed >> 33) % 100) as f64;
+            let x = (next() % 100) as f64;
             w.push(x);
             hist.push(x);
             let tail = &hist[hist.len().saturating_sub(7)..];
@@ -496,13 +497,7 @@ mod tests {
     /// slice (duplicates, every length from empty) and any two targets.
     #[test]
     fn lower_bounds_match_partition_point() {
-        let mut seed = 7u64;
-        let mut next = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            seed >> 33
-        };
+        let mut next = lcg(7);
         for len in 0..70 {
             for levels in [2u64, 10, 1000] {
                 let mut s: Vec<f64> = (0..len).map(|_| (next() % levels) as f64).collect();
