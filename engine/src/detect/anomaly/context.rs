@@ -185,23 +185,23 @@ struct KnownContext {
     id: u32,
 }
 
+/// A context's halves. How often it came true is kept apart, in
+/// [`ContextMemory::counts`]: replays touch nothing else, and a dense array of counts
+/// spans a quarter of the cache lines.
 #[derive(Debug, Clone, Copy)]
 struct Context {
-    /// Times it was fully active (saturating).
-    count: u32,
     left: u32,
     right: u32,
     /// Learnt directly from two consecutive inputs (not from a partial crossing).
     zero_level: bool,
 }
 
-impl Context {
-    /// Its rank among the contexts that came true at a step: ordered as (times active,
-    /// left, id) and ending in its id, so the strongest are the largest keys and no two
-    /// contexts tie.
-    fn strength(&self, id: u32) -> u128 {
-        u128::from(self.count) << 64 | u128::from(self.left) << 32 | u128::from(id)
-    }
+/// A context's rank among the contexts that came true at a step: ordered as (times
+/// active, left, id) and ending in its id, so the strongest are the largest keys and no
+/// two contexts tie.
+fn strength(counts: &[u32], contexts: &[Context], id: u32) -> u128 {
+    let i = id as usize;
+    u128::from(counts[i]) << 64 | u128::from(contexts[i].left) << 32 | u128::from(id)
 }
 
 /// One half of the contexts (left or right): its semi-contexts, and which of them the
@@ -406,6 +406,8 @@ struct ContextMemory {
     /// Left semi-contexts with zero-level contexts, in the order they got their first.
     zero_level_lefts: Vec<u32>,
     contexts: Vec<Context>,
+    /// By context id: times it came true (saturating).
+    counts: Vec<u32>,
     /// The zero-level context created at this step (excluded from its own prediction).
     new_context: Option<u32>,
     max_contexts: usize,
@@ -449,8 +451,8 @@ impl ContextMemory {
             "a right semi-context holds no neuron facts"
         );
         self.known[l as usize].push(KnownContext { right_value, id });
+        self.counts.push(0);
         self.contexts.push(Context {
-            count: 0,
             left: l,
             right: r,
             zero_level: false,
@@ -509,8 +511,8 @@ impl ContextMemory {
             }
             for known in known {
                 let hit = known.right_value & !now == 0;
-                let context = &mut self.contexts[known.id as usize];
-                context.count = context.count.saturating_add(u32::from(hit));
+                let count = &mut self.counts[known.id as usize];
+                *count = count.saturating_add(u32::from(hit));
                 out.came[end] = known.id;
                 end += usize::from(hit);
             }
@@ -518,6 +520,7 @@ impl ContextMemory {
         }
         out.strongest = strongest_first(
             &mut out.came[..out.came_true],
+            &self.counts,
             &self.contexts,
             cfg.max_active,
         );
@@ -555,23 +558,23 @@ impl ContextMemory {
         steps_fit_a_count: bool,
     ) -> (usize, &[u32], usize) {
         let step = &mut self.replays.steps[step];
-        let contexts = &mut self.contexts;
+        let (counts, contexts) = (&mut self.counts, &self.contexts);
         let strongest = step.came.len().min(max_active);
         let (top, rest) = step.came.split_at(strongest);
         // The strongest are ranked by count alone too: their full keys matter only on
         // a tie with the rest (below).
         let mut weakest_count = u32::MAX;
         for &id in top {
-            let context = &mut contexts[id as usize];
-            context.count = context.count.saturating_add(1);
-            weakest_count = weakest_count.min(context.count);
+            let count = &mut counts[id as usize];
+            *count = count.saturating_add(1);
+            weakest_count = weakest_count.min(*count);
         }
         // The rest are many: counted, and ranked by count alone; the full key only
         // matters when a count ties with the weakest of the strongest.
         let most_rest = if steps_fit_a_count {
-            count_rest::<false>(rest, contexts)
+            count_rest::<false>(rest, counts)
         } else {
-            count_rest::<true>(rest, contexts)
+            count_rest::<true>(rest, counts)
         };
         // Usually the same contexts stay the strongest; only when one of the rest has
         // overtaken them is the selection redone.
@@ -582,9 +585,9 @@ impl ContextMemory {
             // (left, id), among the contexts at that count (those above it are stronger).
             std::cmp::Ordering::Equal => {
                 let tied = |id: u32| {
-                    let context = &contexts[id as usize];
-                    (context.count == weakest_count)
-                        .then_some(u64::from(context.left) << 32 | u64::from(id))
+                    (counts[id as usize] == weakest_count).then(|| {
+                        u64::from(contexts[id as usize].left) << 32 | u64::from(id)
+                    })
                 };
                 let strongest_rest = rest.iter().map(|&id| tied(id).unwrap_or(0)).max();
                 let weakest_top = top.iter().map(|&id| tied(id).unwrap_or(u64::MAX)).min();
@@ -592,7 +595,7 @@ impl ContextMemory {
             }
         };
         if overtaken {
-            strongest_first(&mut step.came, contexts, max_active);
+            strongest_first(&mut step.came, counts, contexts, max_active);
             // Other strongest, so other next facts: the steps that followed may not.
             step.next.clear();
         }
@@ -605,7 +608,7 @@ impl ContextMemory {
 /// loop, four let consecutive contexts be counted side by side. `SATURATE` off (when no
 /// count can reach `u32::MAX`, see [`ContextMemory::replay`]) drops an instruction of
 /// the few each context costs.
-fn count_rest<const SATURATE: bool>(rest: &[u32], contexts: &mut [Context]) -> u32 {
+fn count_rest<const SATURATE: bool>(rest: &[u32], counts: &mut [u32]) -> u32 {
     let bump = |count: u32| {
         if SATURATE {
             count.saturating_add(1)
@@ -617,15 +620,15 @@ fn count_rest<const SATURATE: bool>(rest: &[u32], contexts: &mut [Context]) -> u
     let mut quads = rest.chunks_exact(4);
     for ids in &mut quads {
         for (most, &id) in most.iter_mut().zip(ids) {
-            let context = &mut contexts[id as usize];
-            context.count = bump(context.count);
-            *most = (*most).max(context.count);
+            let count = &mut counts[id as usize];
+            *count = bump(*count);
+            *most = (*most).max(*count);
         }
     }
     for &id in quads.remainder() {
-        let context = &mut contexts[id as usize];
-        context.count = bump(context.count);
-        most[0] = most[0].max(context.count);
+        let count = &mut counts[id as usize];
+        *count = bump(*count);
+        most[0] = most[0].max(*count);
     }
     most.into_iter().max().unwrap_or(0)
 }
@@ -633,10 +636,15 @@ fn count_rest<const SATURATE: bool>(rest: &[u32], contexts: &mut [Context]) -> u
 /// Reorders the ids of contexts that came true so the `max_active` strongest come first,
 /// in id order (so they are the next step's neuron facts in order); returns how many
 /// that is. The keys are distinct, so it is the same set whatever the order they came in.
-fn strongest_first(came: &mut [u32], contexts: &[Context], max_active: usize) -> usize {
+fn strongest_first(
+    came: &mut [u32],
+    counts: &[u32],
+    contexts: &[Context],
+    max_active: usize,
+) -> usize {
     if came.len() > max_active {
         came.select_nth_unstable_by_key(max_active - 1, |&id| {
-            std::cmp::Reverse(contexts[id as usize].strength(id))
+            std::cmp::Reverse(strength(counts, contexts, id))
         });
     }
     let strongest = came.len().min(max_active);
@@ -1113,6 +1121,7 @@ impl AnomalyMethod for ContextLearner {
             + m.replays.state_bytes()
             + m.contexts.len()
                 * (std::mem::size_of::<Context>()
+                    + std::mem::size_of::<u32>()
                     + std::mem::size_of::<KnownContext>()
                     + 2 * std::mem::size_of::<(u32, u32)>())
     }
@@ -1278,7 +1287,7 @@ mod tests {
                 assert_eq!(a.value.to_bits(), b.value.to_bits(), "{name}: point {i}");
             }
             let counts = |m: &ContextLearner| -> Vec<u32> {
-                m.memory.contexts.iter().map(|c| c.count).collect()
+                m.memory.counts.clone()
             };
             assert_eq!(counts(&replaying), counts(&full), "{name}");
             assert!(full.memory.replays.steps.is_empty());
@@ -1324,7 +1333,7 @@ mod tests {
                 proptest::prop_assert_eq!(a.value.to_bits(), b.value.to_bits(), "point {}", i);
             }
             let counts = |m: &ContextLearner| -> Vec<u32> {
-                m.memory.contexts.iter().map(|c| c.count).collect()
+                m.memory.counts.clone()
             };
             proptest::prop_assert_eq!(counts(&replaying), counts(&full));
         }
