@@ -585,9 +585,8 @@ impl ContextMemory {
             // (left, id), among the contexts at that count (those above it are stronger).
             std::cmp::Ordering::Equal => {
                 let tied = |id: u32| {
-                    (counts[id as usize] == weakest_count).then(|| {
-                        u64::from(contexts[id as usize].left) << 32 | u64::from(id)
-                    })
+                    (counts[id as usize] == weakest_count)
+                        .then(|| u64::from(contexts[id as usize].left) << 32 | u64::from(id))
                 };
                 let strongest_rest = rest.iter().map(|&id| tied(id).unwrap_or(0)).max();
                 let weakest_top = top.iter().map(|&id| tied(id).unwrap_or(u64::MAX)).min();
@@ -1286,9 +1285,7 @@ mod tests {
                 let (a, b) = (replaying.update(i as i64, x), full.update(i as i64, x));
                 assert_eq!(a.value.to_bits(), b.value.to_bits(), "{name}: point {i}");
             }
-            let counts = |m: &ContextLearner| -> Vec<u32> {
-                m.memory.counts.clone()
-            };
+            let counts = |m: &ContextLearner| -> Vec<u32> { m.memory.counts.clone() };
             assert_eq!(counts(&replaying), counts(&full), "{name}");
             assert!(full.memory.replays.steps.is_empty());
             if name == "daily" {

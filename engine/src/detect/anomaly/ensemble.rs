@@ -546,12 +546,28 @@ impl AnomalyMethod for Ensemble {
             1.0
         };
         let quiet = |name| Score::quiet(t, x, name, Reason::Warmup);
+        let (robust_weight, spike_weight) = (
+            cfg.weights.robust * gate / cfg.robust.z_half,
+            cfg.weights.spike * gate / cfg.spike.z_half,
+        );
+        // A closed gate weighs robust and spike 0 (by default): they learn the point, as
+        // they must to judge once it opens, but their scores (a MAD and two quantiles
+        // each) are not computed.
+        let gated = |name| Score::quiet(t, x, name, Reason::Gated);
         let scores = [
             (
-                cfg.weights.robust * gate / cfg.robust.z_half,
-                self.robust
-                    .as_mut()
-                    .map_or_else(|| quiet("robust"), |m| m.update(t, x)),
+                robust_weight,
+                self.robust.as_mut().map_or_else(
+                    || quiet("robust"),
+                    |m| {
+                        if robust_weight > 0.0 {
+                            m.update(t, x)
+                        } else {
+                            m.learn(x);
+                            gated("robust")
+                        }
+                    },
+                ),
             ),
             (
                 cfg.weights.seasonal / cfg.seasonal.z_half,
@@ -566,13 +582,27 @@ impl AnomalyMethod for Ensemble {
                     .map_or_else(|| quiet("cusum"), |m| m.update(t, x)),
             ),
             (
-                cfg.weights.spike * gate / cfg.spike.z_half,
-                self.spike
-                    .as_mut()
-                    .map_or_else(|| quiet("spike"), |m| m.update(t, x)),
+                spike_weight,
+                self.spike.as_mut().map_or_else(
+                    || quiet("spike"),
+                    |m| {
+                        if spike_weight > 0.0 {
+                            m.update(t, x)
+                        } else {
+                            m.learn(x);
+                            gated("spike")
+                        }
+                    },
+                ),
             ),
         ];
-        let mut best = scores[0].1;
+        // What a point no member deviates on is explained by: the robust baseline, or
+        // the seasonal one while the gate is closed.
+        let mut best = if robust_weight > 0.0 || self.seasonal.is_none() {
+            scores[0].1
+        } else {
+            scores[1].1
+        };
         let mut deviation = 0.0f64;
         for (weight, s) in scores {
             let d = weight * s.deviation.abs();
@@ -823,5 +853,34 @@ mod tests {
             "{}",
             s.explanation()
         );
+    }
+
+    #[test]
+    fn members_the_gate_skips_learn_as_if_they_had_scored() {
+        // Robust and spike only learn while the season gate is closed; once it opens
+        // they must judge exactly as if they had scored every point.
+        let mut r = super::super::noise(5);
+        let xs: Vec<f64> = (0..3000)
+            .map(|i| 50.0 + 10.0 * r() + (i / 700) as f64)
+            .collect();
+        let closed = |i: usize| (i / 250) % 2 == 0;
+        let mut robust =
+            [0, 1].map(|_| RobustDeviation::new(RobustConfig::default()).expect("valid"));
+        let mut spike = [0, 1].map(|_| Spike::new(SpikeConfig::default()).expect("valid"));
+        let mut judged = 0;
+        for (i, &x) in xs.iter().enumerate() {
+            let t = i as i64;
+            let (r0, s0) = (robust[0].update(t, x), spike[0].update(t, x));
+            if closed(i) {
+                robust[1].learn(x);
+                spike[1].learn(x);
+                continue;
+            }
+            let (r1, s1) = (robust[1].update(t, x), spike[1].update(t, x));
+            assert_eq!(r0, r1, "robust at {i}");
+            assert_eq!(s0, s1, "spike at {i}");
+            judged += usize::from(r0.reason == Reason::Deviation && s0.reason == Reason::Spike);
+        }
+        assert!(judged > 1000, "{judged} points judged after warm-up");
     }
 }

@@ -57,6 +57,9 @@ pub enum Reason {
     AverageDeviation,
     /// No seasonal period found (yet); the seasonal method abstains.
     NoSeason,
+    /// Weighed 0 by the ensemble's season gate (a strong season judges instead), so
+    /// not scored.
+    Gated,
     /// A sustained shift of the level (CUSUM).
     LevelShift,
     /// A jump from the previous point larger than the usual step.
@@ -121,6 +124,11 @@ impl fmt::Display for Score {
             Reason::NoSeason => {
                 write!(f, "value {obs}: no seasonal period found ({})", self.method)
             }
+            Reason::Gated => write!(
+                f,
+                "value {obs}: judged by its season instead ({})",
+                self.method
+            ),
             Reason::Novel => match self.band {
                 Some((lo, hi)) => write!(
                     f,

@@ -62,6 +62,13 @@ impl RobustDeviation {
         })
     }
 
+    /// Takes `x` into the window without judging it: what [`AnomalyMethod::update`]
+    /// does to the state, for a caller that would weigh the score 0 (the ensemble's
+    /// season gate).
+    pub(crate) fn learn(&mut self, x: f64) {
+        self.window.push(x);
+    }
+
     /// The robust z of `x` against the current window, with the median and scale used.
     /// `None` while warming up.
     pub(crate) fn z_of(&self, x: f64) -> Option<(f64, f64, f64)> {

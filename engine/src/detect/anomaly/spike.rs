@@ -58,6 +58,23 @@ impl Spike {
     }
 }
 
+impl Spike {
+    /// Takes `x` (its step from the previous point) without judging it: what
+    /// [`AnomalyMethod::update`] does to the state, for a caller that would weigh the
+    /// score 0 (the ensemble's season gate).
+    pub(crate) fn learn(&mut self, x: f64) {
+        if !x.is_finite() {
+            return;
+        }
+        if let Some(prev) = self.previous.replace(x) {
+            let step = x - prev;
+            if step.is_finite() {
+                self.steps.push(step);
+            }
+        }
+    }
+}
+
 impl AnomalyMethod for Spike {
     fn name(&self) -> &'static str {
         "spike"
