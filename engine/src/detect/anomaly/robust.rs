@@ -66,12 +66,14 @@ impl RobustDeviation {
     /// does to the state, for a caller that would weigh the score 0 (the ensemble's
     /// season gate).
     pub(crate) fn learn(&mut self, x: f64) {
-        self.window.push(x);
+        // Nothing reads the window until the next `update`, which sorts it again: one
+        // sort when the gate opens instead of a search and a `memmove` every point.
+        self.window.push_unsorted(x);
     }
 
     /// The robust z of `x` against the current window, with the median and scale used.
     /// `None` while warming up.
-    pub(crate) fn z_of(&self, x: f64) -> Option<(f64, f64, f64)> {
+    fn z_of(&self, x: f64) -> Option<(f64, f64, f64)> {
         if self.window.len() < self.cfg.min_points {
             return None;
         }
@@ -90,6 +92,7 @@ impl AnomalyMethod for RobustDeviation {
         if !x.is_finite() {
             return Score::quiet(t, x, self.name(), Reason::Skipped);
         }
+        self.window.sort_again();
         let score = match self.z_of(x) {
             None => Score::quiet(t, x, self.name(), Reason::Warmup),
             Some((z, median, scale)) => Score {

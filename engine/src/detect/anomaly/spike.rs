@@ -69,7 +69,8 @@ impl Spike {
         if let Some(prev) = self.previous.replace(x) {
             let step = x - prev;
             if step.is_finite() {
-                self.steps.push(step);
+                // Sorted again by the next `update` (see `RobustDeviation::learn`).
+                self.steps.push_unsorted(step);
             }
         }
     }
@@ -88,6 +89,7 @@ impl AnomalyMethod for Spike {
             return Score::quiet(t, x, self.name(), Reason::Warmup);
         };
         let step = x - prev;
+        self.steps.sort_again();
         let score = match (self.steps.len() >= self.cfg.min_points, self.steps.median()) {
             (true, Some(typical)) => {
                 let scale = self.steps.robust_scale(typical, prev, self.cfg.floors());

@@ -29,6 +29,9 @@ pub struct SortedWindow {
     /// data's resolution (1 for counts, 0.1 for a gauge rounded to one decimal). Never
     /// grows: a resolution seen once is the data's, even after those values leave.
     resolution: f64,
+    /// `sorted` lags behind `ring` after [`SortedWindow::push_unsorted`], until
+    /// [`SortedWindow::sort_again`].
+    stale: bool,
 }
 
 impl SortedWindow {
@@ -42,15 +45,16 @@ impl SortedWindow {
             capacity,
             mad_hint: std::cell::Cell::new(0),
             resolution: f64::INFINITY,
+            stale: false,
         }
     }
 
     pub fn len(&self) -> usize {
-        self.sorted.len()
+        self.ring.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.sorted.is_empty()
+        self.ring.is_empty()
     }
 
     pub fn capacity(&self) -> usize {
@@ -63,6 +67,7 @@ impl SortedWindow {
         if !x.is_finite() {
             return;
         }
+        self.sort_again();
         if self.ring.len() < self.capacity {
             self.ring.push(x);
             let at = self.sorted.partition_point(|v| *v < x);
@@ -96,6 +101,50 @@ impl SortedWindow {
         }
     }
 
+    /// Adds `x` like [`SortedWindow::push`], but to the arrival order only: for a caller
+    /// that will not read the window for a while (the ensemble's gated members). The
+    /// sorted values are rebuilt by [`SortedWindow::sort_again`] (or the next `push`),
+    /// one sort instead of a search and a `memmove` every point. Reading the window
+    /// before that is a bug (checked in debug builds).
+    pub fn push_unsorted(&mut self, x: f64) {
+        if !x.is_finite() {
+            return;
+        }
+        if self.ring.len() < self.capacity {
+            self.ring.push(x);
+        } else {
+            self.ring[self.head] = x;
+            self.head += 1;
+            if self.head == self.capacity {
+                self.head = 0;
+            }
+        }
+        self.stale = true;
+    }
+
+    /// Brings the sorted values up to date after [`SortedWindow::push_unsorted`]; does
+    /// nothing otherwise. The values are then what `push` would have given (as a
+    /// multiset: equal values may sit in another order). The resolution is narrowed by
+    /// every gap between neighbours in the window as it is now: the gaps that `push`
+    /// would have seen between values that came and left meanwhile are not seen. On
+    /// quantised data (counts, rounded gauges) whose window holds values one step apart
+    /// the resolution is the same either way; on continuous data it is far below the
+    /// other floors either way.
+    pub fn sort_again(&mut self) {
+        if !std::mem::take(&mut self.stale) {
+            return;
+        }
+        self.sorted.clear();
+        self.sorted.extend_from_slice(&self.ring);
+        self.sorted.sort_unstable_by(f64::total_cmp);
+        for pair in self.sorted.windows(2) {
+            let gap = pair[1] - pair[0];
+            if gap > 0.0 && gap < self.resolution {
+                self.resolution = gap;
+            }
+        }
+    }
+
     /// Narrows the resolution by the gaps between the value just placed at `at` and its
     /// sorted neighbours: two comparisons a push, where the true smallest gap of the
     /// window would need a pass over it.
@@ -119,6 +168,7 @@ impl SortedWindow {
 
     /// The `q`-quantile (0 ≤ q ≤ 1) by linear interpolation; `None` when empty.
     pub fn quantile(&self, q: f64) -> Option<f64> {
+        debug_assert!(!self.stale, "read before sort_again");
         let n = self.sorted.len();
         if n == 0 {
             return None;
@@ -135,6 +185,7 @@ impl SortedWindow {
     pub fn median(&self) -> Option<f64> {
         // quantile(0.5) without the float position arithmetic (same value: the middle one,
         // or both middles weighted ½ each).
+        debug_assert!(!self.stale, "read before sort_again");
         let n = self.sorted.len();
         if n == 0 {
             return None;
@@ -151,6 +202,7 @@ impl SortedWindow {
     /// form two sorted sequences, and we select the middle element of their union —
     /// O(log n) at worst, a few probes in a sliding window (see `mad_hint`).
     pub fn mad(&self, center: f64) -> Option<f64> {
+        debug_assert!(!self.stale, "read before sort_again");
         let s = &self.sorted;
         let n = s.len();
         if n == 0 {
@@ -218,6 +270,7 @@ impl SortedWindow {
 
     /// Fraction of stored values strictly below `x` (an empirical CDF).
     pub fn rank_below(&self, x: f64) -> f64 {
+        debug_assert!(!self.stale, "read before sort_again");
         if self.sorted.is_empty() {
             return 0.0;
         }
@@ -490,6 +543,42 @@ mod tests {
             let m = w.median().unwrap_or(f64::NAN);
             assert!((naive_mad(tail) - w.mad(m).unwrap_or(f64::NAN)).abs() < 1e-9);
             assert_eq!(w.last(), Some(x));
+        }
+    }
+
+    /// Stretches of `push_unsorted` (from the first value on, across the window filling
+    /// up) leave, once sorted again, the values `push` gives, and the same resolution
+    /// where the window holds values one step apart.
+    #[test]
+    fn pushing_unsorted_then_sorting_again_is_pushing() {
+        for capacity in [1, 2, 7, 50] {
+            let (mut sorted, mut lazy) = (SortedWindow::new(capacity), SortedWindow::new(capacity));
+            let mut next = lcg(99 + capacity as u64);
+            for i in 0..400 {
+                // Half-units: a resolution of 0.5 to learn, duplicates to place.
+                let x = (next() % 40) as f64 / 2.0;
+                sorted.push(x);
+                if (i / 13) % 2 == 0 {
+                    lazy.push_unsorted(x);
+                    assert_eq!(lazy.len(), sorted.len());
+                    continue;
+                }
+                if i % 3 == 0 {
+                    lazy.sort_again();
+                    lazy.sort_again(); // idempotent
+                }
+                lazy.push(x);
+                assert_eq!(lazy.sorted, sorted.sorted, "capacity {capacity}, point {i}");
+                if capacity == 50 {
+                    // 40 levels in 50 values: neighbours one step apart, always.
+                    assert_eq!(lazy.resolution(), Some(0.5));
+                    assert_eq!(sorted.resolution(), Some(0.5));
+                }
+                let m = sorted.median();
+                assert_eq!(lazy.median(), m);
+                assert_eq!(lazy.mad(m.unwrap_or(0.0)), sorted.mad(m.unwrap_or(0.0)));
+                assert_eq!(lazy.last(), Some(x));
+            }
         }
     }
 
