@@ -152,9 +152,24 @@ fn thread_cpu_secs() -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// The bench series without its daily cycle: white noise around 50, on which the
+/// ensemble's season gate stays open (every value member scores every point).
+fn unseasonal(n: usize) -> Vec<(i64, f64)> {
+    series(n)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (t, x))| {
+            let phase = i as f64 * std::f64::consts::TAU / 288.0;
+            (t, x - 20.0 * phase.sin())
+        })
+        .collect()
+}
+
 /// Points per CPU-second for each method over ≥ 2 CPU-seconds, printed next to the target;
 /// also the ensemble without its context-learning member (`weights.context: 0`), the
-/// lighter configuration for fleets of many series. `VIGIL_PER_CORE=ensemble` (a
+/// lighter configuration for fleets of many series, on the bench series and on
+/// [`unseasonal`] noise (`-no-season`: context learning's replays do not apply there, a
+/// noise never settles, so only the lighter one is measured on it). `VIGIL_PER_CORE=ensemble` (a
 /// comma-separated list of names) measures only those, e.g. under `perf record`.
 fn per_core(_: &mut Criterion) {
     let only = std::env::var("VIGIL_PER_CORE").ok();
@@ -162,7 +177,7 @@ fn per_core(_: &mut Criterion) {
         only.as_deref()
             .is_none_or(|o| o.split(',').any(|w| w == name))
     };
-    let pts = series(200_000);
+    let (pts, noise) = (series(200_000), unseasonal(200_000));
     // As a detector's YAML would say it: the other weights keep their tuned defaults.
     let without_context: ModelConfig =
         serde_json::from_str(r#"{"method":"ensemble","weights":{"context":0}}"#)
@@ -170,9 +185,17 @@ fn per_core(_: &mut Criterion) {
     let configs = METHOD_NAMES
         .iter()
         .map(|name| (*name, ModelConfig::by_name(name).expect("a method")))
-        .chain([("ensemble-without-context", without_context)])
+        .chain([
+            ("ensemble-without-context", without_context.clone()),
+            ("ensemble-without-context-no-season", without_context),
+        ])
         .filter(|(name, _)| wanted(name));
     for (name, cfg) in configs {
+        let pts = if name.ends_with("-no-season") {
+            &noise
+        } else {
+            &pts
+        };
         let target = if name.starts_with("ensemble") {
             1_000_000.0
         } else {
@@ -185,7 +208,7 @@ fn per_core(_: &mut Criterion) {
         let mut acc = 0.0;
         let mut used = 0.0;
         while used < 2.0 {
-            for &(t, x) in &pts {
+            for &(t, x) in pts {
                 acc += m.update(t, x).value;
             }
             scored += pts.len();
@@ -194,7 +217,7 @@ fn per_core(_: &mut Criterion) {
         black_box(acc);
         let rate = scored as f64 / used;
         println!(
-            "per core: {name:<24} {:>12.0} points/CPU-s (target {:>9.0}: {}), state {} bytes/series",
+            "per core: {name:<34} {:>12.0} points/CPU-s (target {:>9.0}: {}), state {} bytes/series",
             rate,
             target,
             if rate >= target { "met" } else { "NOT met" },
