@@ -863,7 +863,7 @@ mod tests {
         let xs: Vec<f64> = (0..3000)
             .map(|i| 50.0 + 10.0 * r() + (i / 700) as f64)
             .collect();
-        let closed = |i: usize| (i / 250) % 2 == 0;
+        let closed = |i: usize| (i / 250).is_multiple_of(2);
         let mut robust =
             [0, 1].map(|_| RobustDeviation::new(RobustConfig::default()).expect("valid"));
         let mut spike = [0, 1].map(|_| Spike::new(SpikeConfig::default()).expect("valid"));

@@ -3,7 +3,9 @@
 //! [`SortedWindow`] keeps the last `capacity` values both in arrival order (a ring, to know
 //! which value leaves) and sorted (to read the median, quantiles and the MAD without sorting).
 //! Each push is two binary searches plus two `memmove`s of at most `capacity` floats: no
-//! allocation and no sort per point.
+//! allocation and no sort per point. A window nobody reads for a while (an ensemble
+//! member its season gate weighs 0) takes points in arrival order only and sorts itself
+//! again once, when next read (`push_unsorted`, `sort_again`).
 
 /// What [`SortedWindow::robust_scale`] never goes below besides its tiny absolute floor,
 /// as the windowed methods configure it.
