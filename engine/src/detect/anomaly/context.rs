@@ -875,6 +875,11 @@ pub struct ContextLearner {
     spare: Facts,
     prediction: Prediction,
     scratch: (Facts, Facts),
+    /// A learning step's right semi-contexts by mask (see [`ContextLearner::step`]).
+    right_ids: Vec<(u64, Option<u32>)>,
+    /// Whether a learning step looks potential contexts up by mask before remembering
+    /// them (off only to test it against remembering each).
+    looking_up: bool,
     lo: f64,
     hi: f64,
     seen: usize,
@@ -927,6 +932,8 @@ impl ContextLearner {
             spare: Vec::new(),
             prediction: Prediction::default(),
             scratch: Default::default(),
+            right_ids: Vec::new(),
+            looking_up: true,
             lo,
             hi,
             seen: 0,
@@ -1027,7 +1034,49 @@ impl ContextLearner {
             prediction.potential.dedup();
             let (left, right) = &mut self.scratch;
             let mut new = 1;
+            // Most potential contexts are known (on noise, with the memory full, about
+            // 300 a step), and a known one is only looked up. The halves are looked up
+            // once per mask: sorted, the potentials come grouped by left mask, and a
+            // step has a few dozen right masks at most. An id found stays right (ids
+            // never change); a half not found may be created by a `remember` below,
+            // and then the next lookup of its mask misses and `remember` finds it.
+            let mut left_id: Option<(u64, Option<u32>)> = None;
+            let right_ids = &mut self.right_ids;
+            right_ids.clear();
             for &(l, r) in &prediction.potential {
+                if !self.looking_up {
+                    select(&self.previous, l, left);
+                    select(&current, r, right);
+                    new += usize::from(memory.remember(left, right, false));
+                    continue;
+                }
+                let lid = match left_id {
+                    Some((mask, id)) if mask == l => id,
+                    _ => {
+                        select(&self.previous, l, left);
+                        let id = memory.left.get(left);
+                        left_id = Some((l, id));
+                        id
+                    }
+                };
+                let rid = match right_ids.iter().find(|(mask, _)| *mask == r) {
+                    Some(&(_, id)) => id,
+                    None => {
+                        select(&current, r, right);
+                        let id = memory.right.get(right);
+                        right_ids.push((r, id));
+                        id
+                    }
+                };
+                let known = lid.zip(rid).is_some_and(|(lid, rid)| {
+                    memory.left_contexts[lid as usize]
+                        .by_right
+                        .contains_key(&rid)
+                });
+                if known {
+                    // What `remember` does with a known context outside zero level.
+                    continue;
+                }
                 select(&self.previous, l, left);
                 select(&current, r, right);
                 new += usize::from(memory.remember(left, right, false));
@@ -1333,6 +1382,31 @@ mod tests {
                 m.memory.counts.clone()
             };
             proptest::prop_assert_eq!(counts(&replaying), counts(&full));
+        }
+
+        /// Any series, any cap (full memories and growing ones): looking a learning
+        /// step's potential contexts up by mask gives what remembering each gives.
+        #[test]
+        fn looking_potential_contexts_up_is_remembering_them(
+            noise in proptest::collection::vec(0u8..8, 300..900),
+            jumps in proptest::collection::vec(0usize..900, 0..4),
+            max_contexts in 16usize..3000,
+        ) {
+            let xs: Vec<f64> = noise
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| if jumps.contains(&i) { 40.0 } else { f64::from(n) })
+                .collect();
+            let cfg = ContextConfig { max_contexts, min_points: 0, ..ContextConfig::default() };
+            let mut looking = ContextLearner::new(cfg.clone()).expect("valid");
+            let mut plain = ContextLearner::new(cfg).expect("valid");
+            plain.looking_up = false;
+            for (i, &x) in xs.iter().enumerate() {
+                let (a, b) = (looking.update(i as i64, x), plain.update(i as i64, x));
+                proptest::prop_assert_eq!(a.value.to_bits(), b.value.to_bits(), "point {}", i);
+            }
+            proptest::prop_assert_eq!(looking.memory.contexts.len(), plain.memory.contexts.len());
+            proptest::prop_assert_eq!(&looking.memory.counts, &plain.memory.counts);
         }
     }
 
