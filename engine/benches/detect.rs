@@ -14,6 +14,11 @@ use vigil::detect::classifier::{
 use vigil::schedule::detectors::{DetectorRun, Series, ServedModel};
 
 fn series(n: usize) -> Vec<(i64, f64)> {
+    cycle(n, 20.0)
+}
+
+/// 5-minute points: a daily sine of this amplitude around 50, plus uniform noise (0–5).
+fn cycle(n: usize, amplitude: f64) -> Vec<(i64, f64)> {
     let mut s = 0x2545_F491_4F6C_DD1Du64;
     (0..n)
         .map(|i| {
@@ -24,7 +29,7 @@ fn series(n: usize) -> Vec<(i64, f64)> {
             let phase = i as f64 * std::f64::consts::TAU / 288.0;
             (
                 1_400_000_000 + 300 * i as i64,
-                50.0 + 20.0 * phase.sin() + 5.0 * noise,
+                50.0 + amplitude * phase.sin() + 5.0 * noise,
             )
         })
         .collect()
@@ -155,14 +160,7 @@ fn thread_cpu_secs() -> Option<f64> {
 /// The bench series without its daily cycle: white noise around 50, on which the
 /// ensemble's season gate stays open (every value member scores every point).
 fn unseasonal(n: usize) -> Vec<(i64, f64)> {
-    series(n)
-        .into_iter()
-        .enumerate()
-        .map(|(i, (t, x))| {
-            let phase = i as f64 * std::f64::consts::TAU / 288.0;
-            (t, x - 20.0 * phase.sin())
-        })
-        .collect()
+    cycle(n, 0.0)
 }
 
 /// Points per CPU-second for each method over ≥ 2 CPU-seconds, printed next to the target;

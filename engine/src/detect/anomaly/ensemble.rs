@@ -206,6 +206,44 @@ impl Default for EnsembleConfig {
 /// Twitter counts, MAD 0 made every 3 or 4 "a hundred sigmas" (NAB.md).
 const RESOLUTION_SHARE: f64 = 1.5;
 
+/// A member the season gate can weigh 0 (robust, spike).
+trait Gateable: AnomalyMethod {
+    /// Takes the point into the state without scoring it.
+    fn learn(&mut self, x: f64);
+}
+
+impl Gateable for RobustDeviation {
+    fn learn(&mut self, x: f64) {
+        RobustDeviation::learn(self, x);
+    }
+}
+
+impl Gateable for Spike {
+    fn learn(&mut self, x: f64) {
+        Spike::learn(self, x);
+    }
+}
+
+/// The member's score of the point, weighed `weight`. Weighed 0 (a closed season
+/// gate, by default), it learns the point, as it must to judge once the gate opens,
+/// but is not scored: a MAD and two quantiles saved.
+fn judge<M: Gateable>(
+    member: Option<&mut M>,
+    weight: f64,
+    name: &'static str,
+    t: i64,
+    x: f64,
+) -> Score {
+    match member {
+        None => Score::quiet(t, x, name, Reason::Warmup),
+        Some(m) if weight > 0.0 => m.update(t, x),
+        Some(m) => {
+            m.learn(x);
+            Score::quiet(t, x, name, Reason::Gated)
+        }
+    }
+}
+
 /// Several methods on one series, combined.
 #[derive(Debug)]
 pub struct Ensemble {
@@ -550,24 +588,10 @@ impl AnomalyMethod for Ensemble {
             cfg.weights.robust * gate / cfg.robust.z_half,
             cfg.weights.spike * gate / cfg.spike.z_half,
         );
-        // A closed gate weighs robust and spike 0 (by default): they learn the point, as
-        // they must to judge once it opens, but their scores (a MAD and two quantiles
-        // each) are not computed.
-        let gated = |name| Score::quiet(t, x, name, Reason::Gated);
         let scores = [
             (
                 robust_weight,
-                self.robust.as_mut().map_or_else(
-                    || quiet("robust"),
-                    |m| {
-                        if robust_weight > 0.0 {
-                            m.update(t, x)
-                        } else {
-                            m.learn(x);
-                            gated("robust")
-                        }
-                    },
-                ),
+                judge(self.robust.as_mut(), robust_weight, "robust", t, x),
             ),
             (
                 cfg.weights.seasonal / cfg.seasonal.z_half,
@@ -583,17 +607,7 @@ impl AnomalyMethod for Ensemble {
             ),
             (
                 spike_weight,
-                self.spike.as_mut().map_or_else(
-                    || quiet("spike"),
-                    |m| {
-                        if spike_weight > 0.0 {
-                            m.update(t, x)
-                        } else {
-                            m.learn(x);
-                            gated("spike")
-                        }
-                    },
-                ),
+                judge(self.spike.as_mut(), spike_weight, "spike", t, x),
             ),
         ];
         // What a point no member deviates on is explained by: the robust baseline, or
