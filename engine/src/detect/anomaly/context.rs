@@ -162,7 +162,7 @@ struct Query {
 
 /// Which of a semi-context's facts a step has: a mask over the positions of that step's
 /// (sorted) facts, so the mask also gives the facts in order.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Crossing {
     mask: u64,
     hits: u32,
@@ -172,8 +172,10 @@ struct Crossing {
 /// A left semi-context's contexts, as learning looks them up.
 #[derive(Debug, Clone, Default)]
 struct LeftSemi {
-    /// Its zero-level contexts (the only ones that spawn new contexts), as (right, id).
-    zero_level: Vec<(u32, u32)>,
+    /// Its zero-level contexts (the only ones that spawn new contexts), as (their right
+    /// semi-context's facts as [`value_bit`]s, id): a right semi-context holds value
+    /// facts only, so crossing it with a step is a mask test, with no lookup.
+    zero_level: Vec<(u64, u32)>,
     by_right: FastMap<u32, u32>,
 }
 
@@ -358,20 +360,22 @@ impl Side {
 
     /// Which of the semi-context's facts the last step held.
     fn crossing(&self, id: u32) -> Crossing {
-        let semi = self.semis[id as usize];
-        let mut mask = 0u64;
-        let mut bits = semi.value & self.query.value;
-        while bits != 0 {
-            let b = bits.trailing_zeros();
-            mask |= 1 << (self.query.value & ((1u64 << b) - 1)).count_ones();
-            bits &= bits - 1;
-        }
+        let semi = &self.semis[id as usize];
         let values = self.query.value.count_ones();
-        for n in self.neurons(&semi) {
+        let mut neurons = 0u64;
+        for n in self.neurons(semi) {
             if let Some(i) = self.holds_neuron(*n) {
-                mask |= 1 << (values + i);
+                neurons |= 1 << (values + i);
             }
         }
+        self.crossing_given(id, neurons)
+    }
+
+    /// [`Side::crossing`], given the neuron part of its mask (as a neuron index finds
+    /// it, see [`ZeroLevelIndex`]).
+    fn crossing_given(&self, id: u32, neurons: u64) -> Crossing {
+        let semi = &self.semis[id as usize];
+        let mask = positions(semi.value & self.query.value, self.query.value) | neurons;
         let hits = mask.count_ones();
         Crossing {
             mask,
@@ -395,6 +399,59 @@ impl Side {
     }
 }
 
+/// The left semi-contexts that have zero-level contexts, by neuron fact.
+///
+/// A learning step crosses every such left (about 470 on noise, each a previous step's
+/// facts: 3 value facts and 15 neurons), but the step's 15 neurons are in a sixth of
+/// their neuron facts: walking the lefts of each of the step's neurons finds those
+/// parts of the crossings, instead of testing every neuron of every left.
+#[derive(Debug, Clone, Default)]
+struct ZeroLevelIndex {
+    by_neuron: FastMap<u32, Vec<u32>>,
+    /// By left id: the neuron part of its crossing with the step being crossed, cleared
+    /// as it is taken.
+    hits: Vec<u64>,
+    /// Left ids the index holds (for `state_bytes`).
+    entries: usize,
+}
+
+impl ZeroLevelIndex {
+    fn add(&mut self, left: u32, neurons: &[u32]) {
+        for &n in neurons {
+            self.by_neuron.entry(n).or_default().push(left);
+        }
+        self.entries += neurons.len();
+        if self.hits.len() <= left as usize {
+            self.hits.resize(left as usize + 1, 0);
+        }
+    }
+
+    /// Marks, for each left, which of the step's (sorted) facts' neurons it holds: the
+    /// neuron at position `i` among them is bit `values + i` of a crossing's mask.
+    fn cross(&mut self, facts: &[u64], values: u32) {
+        let neurons = facts.iter().filter(|&&f| value_bit(f).is_none());
+        for (i, &f) in neurons.enumerate() {
+            let Some(lefts) = self.by_neuron.get(&((f - NEURON) as u32)) else {
+                continue;
+            };
+            for &left in lefts {
+                self.hits[left as usize] |= 1 << (values + i as u32);
+            }
+        }
+    }
+
+    /// The neuron part of this left's crossing, as [`ZeroLevelIndex::cross`] marked it.
+    fn take_hits(&mut self, left: u32) -> u64 {
+        std::mem::take(&mut self.hits[left as usize])
+    }
+
+    fn state_bytes(&self) -> usize {
+        self.entries * std::mem::size_of::<u32>()
+            + self.by_neuron.len() * (std::mem::size_of::<(u32, Vec<u32>)>() + 16)
+            + self.hits.len() * std::mem::size_of::<u64>()
+    }
+}
+
 /// The context memory: the two halves, and contexts joining a left and a right one.
 #[derive(Debug, Clone, Default)]
 struct ContextMemory {
@@ -407,6 +464,10 @@ struct ContextMemory {
     left_contexts: Vec<LeftSemi>,
     /// Left semi-contexts with zero-level contexts, in the order they got their first.
     zero_level_lefts: Vec<u32>,
+    /// Those lefts by their neuron facts, for crossing them on a learning step.
+    zero_level_index: ZeroLevelIndex,
+    /// A buffer for [`strongest_first`].
+    keys: Vec<u128>,
     contexts: Vec<Context>,
     /// By context id: times it came true (saturating).
     counts: Vec<u32>,
@@ -478,8 +539,11 @@ impl ContextMemory {
             let semi = &mut self.left_contexts[ctx.left as usize];
             if semi.zero_level.is_empty() {
                 self.zero_level_lefts.push(ctx.left);
+                let facts = &self.left.semis[ctx.left as usize];
+                self.zero_level_index
+                    .add(ctx.left, self.left.neurons(facts));
             }
-            semi.zero_level.push((ctx.right, c));
+            semi.zero_level.push((self.right.semis[ctx.right as usize].value, c));
         }
     }
 
@@ -492,7 +556,13 @@ impl ContextMemory {
     /// The same verdicts as CAD OSE's single pass over every crossed context, in two
     /// passes that skip what cannot matter: only a fully present left predicts, and only
     /// zero-level contexts spawn new ones.
-    fn predict(&mut self, learning: bool, cfg: &ContextConfig, out: &mut Prediction) {
+    fn predict(
+        &mut self,
+        learning: bool,
+        previous: &[u64],
+        cfg: &ContextConfig,
+        out: &mut Prediction,
+    ) {
         debug_assert!(self.pending.is_none(), "counts settled before a prediction");
         out.predicted = 0;
         out.came_true = 0;
@@ -530,20 +600,31 @@ impl ContextMemory {
             &self.counts,
             &self.contexts,
             cfg.max_active,
+            &mut self.keys,
         );
         if learning {
+            self.zero_level_index
+                .cross(previous, self.left.query.value.count_ones());
             for &lid in &self.zero_level_lefts {
-                let left = self.left.crossing(lid);
+                let neurons = self.zero_level_index.take_hits(lid);
+                let left = self.left.crossing_given(lid, neurons);
+                debug_assert_eq!(left, self.left.crossing(lid), "left {lid}");
                 if left.hits == 0 || left.hits as usize > cfg.max_left_facts {
                     continue;
                 }
-                for &(rid, cid) in &self.left_contexts[lid as usize].zero_level {
-                    if self.new_context == Some(cid) {
+                // A left's potentials differ only by their right masks, a few at most
+                // (subsets of this step's value facts) however many zero-level contexts
+                // it has: each is listed once here, not once per context.
+                let from = out.potential.len();
+                for &(right_value, cid) in &self.left_contexts[lid as usize].zero_level {
+                    let held = right_value & now;
+                    let right_full = held == right_value;
+                    if held == 0 || (left.full && right_full) || self.new_context == Some(cid) {
                         continue;
                     }
-                    let right = self.right.crossing(rid);
-                    if right.hits > 0 && !(left.full && right.full) {
-                        out.potential.push((left.mask, right.mask));
+                    let right = positions(held, now);
+                    if !out.potential[from..].iter().any(|&(_, r)| r == right) {
+                        out.potential.push((left.mask, right));
                     }
                 }
             }
@@ -635,7 +716,7 @@ impl ContextMemory {
             }
         };
         if overtaken {
-            strongest_first(&mut step.came, counts, contexts, max_active);
+            strongest_first(&mut step.came, counts, contexts, max_active, &mut self.keys);
             // Other strongest, so other next facts: the steps that followed may not.
             step.next.clear();
         }
@@ -676,16 +757,25 @@ fn count_rest<const SATURATE: bool>(rest: &[u32], counts: &mut [u32]) -> u32 {
 /// Reorders the ids of contexts that came true so the `max_active` strongest come first,
 /// in id order (so they are the next step's neuron facts in order); returns how many
 /// that is. The keys are distinct, so it is the same set whatever the order they came in.
+/// The keys are computed once into `keys` (a buffer), not at every comparison: the
+/// select compares each several times, and a key is two loads from large arrays.
 fn strongest_first(
     came: &mut [u32],
     counts: &[u32],
     contexts: &[Context],
     max_active: usize,
+    keys: &mut Vec<u128>,
 ) -> usize {
     if came.len() > max_active {
-        came.select_nth_unstable_by_key(max_active - 1, |&id| {
-            std::cmp::Reverse(strength(counts, contexts, id))
-        });
+        keys.clear();
+        keys.extend(came.iter().map(|&id| strength(counts, contexts, id)));
+        let weaker = keys.len() - max_active;
+        keys.select_nth_unstable(weaker);
+        let (rest, strongest) = keys.split_at(weaker);
+        for (id, key) in came.iter_mut().zip(strongest.iter().chain(rest)) {
+            // A key ends in its context's id.
+            *id = *key as u32;
+        }
     }
     let strongest = came.len().min(max_active);
     came[..strongest].sort_unstable();
@@ -855,6 +945,40 @@ impl Replays {
     }
 }
 
+/// The positions among a step's value facts (`step`, as [`value_bit`]s, which keep
+/// fact order) of those in `held` (a subset), as a mask.
+///
+/// Without a loop over the bits: a step has one fact per bit of its level, `2i + bit`
+/// for bits `i` = 0, 1, …, so the fact of level bit `i` is at position `i` — each pair
+/// of value bits folds into one, and the pairs are packed together — and the
+/// below-range fact (bit 62) comes after them all.
+fn positions(held: u64, step: u64) -> u64 {
+    const LEVELS: u64 = (1 << 62) - 1;
+    let pairs = held & LEVELS;
+    let mut x = (pairs | pairs >> 1) & 0x5555_5555_5555_5555;
+    x = (x | x >> 1) & 0x3333_3333_3333_3333;
+    x = (x | x >> 2) & 0x0f0f_0f0f_0f0f_0f0f;
+    x = (x | x >> 4) & 0x00ff_00ff_00ff_00ff;
+    x = (x | x >> 8) & 0x0000_ffff_0000_ffff;
+    x = (x | x >> 16) & 0x0000_0000_ffff_ffff;
+    let below = held >> 62 & 1;
+    let mask = x | below << (step & LEVELS).count_ones();
+    debug_assert_eq!(mask, positions_by_rank(held, step), "{held:#x} in {step:#x}");
+    mask
+}
+
+/// [`positions`], bit by bit: each bit's rank among the step's.
+fn positions_by_rank(held: u64, step: u64) -> u64 {
+    let mut mask = 0u64;
+    let mut bits = held;
+    while bits != 0 {
+        let b = bits.trailing_zeros();
+        mask |= 1 << (step & ((1u64 << b) - 1)).count_ones();
+        bits &= bits - 1;
+    }
+    mask
+}
+
 /// Sorted facts as (value bits, sorted neuron ids).
 fn split_facts(facts: &[u64]) -> (u64, Vec<u32>) {
     let neurons = facts
@@ -896,13 +1020,11 @@ struct Prediction {
 /// The facts of `facts` selected by `mask`, into `out`.
 fn select(facts: &[u64], mask: u64, out: &mut Facts) {
     out.clear();
-    out.extend(
-        facts
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| mask >> i & 1 == 1)
-            .map(|(_, &f)| f),
-    );
+    let mut bits = mask;
+    while bits != 0 {
+        out.push(facts[bits.trailing_zeros() as usize]);
+        bits &= bits - 1;
+    }
 }
 
 /// The context-learning anomaly method.
@@ -1069,7 +1191,7 @@ impl ContextLearner {
         memory.right.take(&current);
         memory.left.collect_full(&self.previous);
         let prediction = &mut self.prediction;
-        memory.predict(new_zero_level, &self.cfg, prediction);
+        memory.predict(new_zero_level, &self.previous, &self.cfg, prediction);
         let came = &prediction.came[..prediction.came_true];
         let recordable = memory.replaying && !new_zero_level && !self.previous.is_empty();
         memory.replays.last = if recordable {
@@ -1088,7 +1210,9 @@ impl ContextLearner {
             prediction
                 .potential
                 .push((all(self.previous.len()), all(current.len())));
-            prediction.potential.sort_unstable();
+            prediction
+                .potential
+                .sort_unstable_by_key(|&(l, r)| u128::from(l) << 64 | u128::from(r));
             prediction.potential.dedup();
             let (left, right) = &mut self.scratch;
             let mut new = 1;
@@ -1225,11 +1349,13 @@ impl AnomalyMethod for ContextLearner {
                 * (std::mem::size_of::<LeftSemi>() + std::mem::size_of::<Vec<KnownContext>>())
             + self.prediction.came.len() * std::mem::size_of::<u32>()
             + m.replays.state_bytes()
+            + m.zero_level_index.state_bytes()
             + m.contexts.len()
                 * (std::mem::size_of::<Context>()
                     + std::mem::size_of::<u32>()
                     + std::mem::size_of::<KnownContext>()
-                    + 2 * std::mem::size_of::<(u32, u32)>())
+                    + std::mem::size_of::<(u32, u32)>()
+                    + std::mem::size_of::<(u64, u32)>())
     }
 }
 
@@ -1468,6 +1594,31 @@ mod tests {
             }
             proptest::prop_assert_eq!(looking.memory.contexts.len(), plain.memory.contexts.len());
             proptest::prop_assert_eq!(settled_counts(&looking), settled_counts(&plain));
+        }
+    }
+
+    #[test]
+    fn positions_by_folding_are_positions_by_rank() {
+        // Steps of every width (up to the 31 facts of a huge level) and below the range:
+        // for subsets of their facts, folding value bits gives each one's rank.
+        for bits in [1, 3, 8, 16] {
+            let cfg = ContextConfig {
+                bits,
+                range: Some([0.0, 100.0]),
+                ..ContextConfig::default()
+            };
+            let m = ContextLearner::new(cfg).expect("valid");
+            for x in [-5e12, -250.0, -1.0, 0.0, 3.3, 50.0, 99.9, 100.0, 250.0, 7e8, 1e15] {
+                let step = value_bits(&m.facts(x));
+                for k in 0..4096u64 {
+                    let held = step & k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    assert_eq!(
+                        positions(held, step),
+                        positions_by_rank(held, step),
+                        "{held:#x} of {step:#x} ({x})"
+                    );
+                }
+            }
         }
     }
 
