@@ -404,26 +404,28 @@ impl Side {
 /// A learning step crosses every such left (about 470 on noise, each a previous step's
 /// facts: 3 value facts and 15 neurons), but the step's 15 neurons are in a sixth of
 /// their neuron facts: walking the lefts of each of the step's neurons finds those
-/// parts of the crossings, instead of testing every neuron of every left.
+/// parts of the crossings, instead of testing every neuron of every left. A left is
+/// known here by its place in [`ContextMemory::zero_level_lefts`], so its marks are a
+/// dense array.
 #[derive(Debug, Clone, Default)]
 struct ZeroLevelIndex {
     by_neuron: FastMap<u32, Vec<u32>>,
-    /// By left id: the neuron part of its crossing with the step being crossed, cleared
-    /// as it is taken.
+    /// By place: the neuron part of the left's crossing with the step being crossed,
+    /// cleared as it is taken.
     hits: Vec<u64>,
-    /// Left ids the index holds (for `state_bytes`).
+    /// Places listed in `by_neuron`, all lists together (for `state_bytes`).
     entries: usize,
 }
 
 impl ZeroLevelIndex {
-    fn add(&mut self, left: u32, neurons: &[u32]) {
+    /// The next left (at the next place) and its neuron facts.
+    fn add(&mut self, neurons: &[u32]) {
+        let place = self.hits.len() as u32;
         for &n in neurons {
-            self.by_neuron.entry(n).or_default().push(left);
+            self.by_neuron.entry(n).or_default().push(place);
         }
         self.entries += neurons.len();
-        if self.hits.len() <= left as usize {
-            self.hits.resize(left as usize + 1, 0);
-        }
+        self.hits.push(0);
     }
 
     /// Marks, for each left, which of the step's (sorted) facts' neurons it holds: the
@@ -434,15 +436,16 @@ impl ZeroLevelIndex {
             let Some(lefts) = self.by_neuron.get(&((f - NEURON) as u32)) else {
                 continue;
             };
-            for &left in lefts {
-                self.hits[left as usize] |= 1 << (values + i as u32);
+            for &place in lefts {
+                self.hits[place as usize] |= 1 << (values + i as u32);
             }
         }
     }
 
-    /// The neuron part of this left's crossing, as [`ZeroLevelIndex::cross`] marked it.
-    fn take_hits(&mut self, left: u32) -> u64 {
-        std::mem::take(&mut self.hits[left as usize])
+    /// The neuron part of the crossing of the left at this place, as
+    /// [`ZeroLevelIndex::cross`] marked it.
+    fn take_hits(&mut self, place: usize) -> u64 {
+        std::mem::take(&mut self.hits[place])
     }
 
     fn state_bytes(&self) -> usize {
@@ -540,8 +543,7 @@ impl ContextMemory {
             if semi.zero_level.is_empty() {
                 self.zero_level_lefts.push(ctx.left);
                 let facts = &self.left.semis[ctx.left as usize];
-                self.zero_level_index
-                    .add(ctx.left, self.left.neurons(facts));
+                self.zero_level_index.add(self.left.neurons(facts));
             }
             semi.zero_level.push((self.right.semis[ctx.right as usize].value, c));
         }
@@ -605,8 +607,8 @@ impl ContextMemory {
         if learning {
             self.zero_level_index
                 .cross(previous, self.left.query.value.count_ones());
-            for &lid in &self.zero_level_lefts {
-                let neurons = self.zero_level_index.take_hits(lid);
+            for (place, &lid) in self.zero_level_lefts.iter().enumerate() {
+                let neurons = self.zero_level_index.take_hits(place);
                 let left = self.left.crossing_given(lid, neurons);
                 debug_assert_eq!(left, self.left.crossing(lid), "left {lid}");
                 if left.hits == 0 || left.hits as usize > cfg.max_left_facts {
