@@ -39,8 +39,9 @@ fn cycle(n: usize, amplitude: f64) -> Vec<(i64, f64)> {
 }
 
 fn scoring(c: &mut Criterion) {
-    // Warmed on the first half, scored on the second: fresh points, each method past its
-    // learning (context learning still learns now and then for its first ~20,000 points).
+    // Warmed on the first half, scored on the second: fresh points, each method past the
+    // bulk of its learning (context learning does most of its in its first ~20,000
+    // points, and still learns now and then after).
     let all = series(2 * WARM_POINTS);
     let (warm, pts) = all.split_at(WARM_POINTS);
     let mut group = c.benchmark_group("score");
