@@ -482,6 +482,8 @@ struct ContextMemory {
     /// Whether [`Replays`] are recorded and used (off only to test them against the
     /// full prediction).
     replaying: bool,
+    /// Steps so far (replayed, repeated or predicted in full).
+    tick: u64,
     /// A recorded step repeated right after its own replay, and how many times since:
     /// its contexts that came true are that many counts behind (see
     /// [`ContextMemory::repeat`]).
@@ -653,7 +655,9 @@ impl ContextMemory {
             None => 0,
         };
         self.pending = Some((step as u32, times.saturating_add(1)));
-        let step = &self.replays.steps[step];
+        let step = &mut self.replays.steps[step];
+        // A repeat counts all its contexts alike: the lead stays.
+        step.checked_at = self.tick;
         (step.predicted, step.came.len())
     }
 
@@ -685,6 +689,20 @@ impl ContextMemory {
         let step = &mut self.replays.steps[step];
         let (counts, contexts) = (&mut self.counts, &self.contexts);
         let strongest = step.came.len().min(max_active);
+        // Steps since this one's last replay or repeat, none of them this one: each
+        // counted any context at most once, so the rest have gained at most that many
+        // counts on the strongest. While that is less than the lead the strongest had
+        // then, they are still the strongest, and counting is all there is to do.
+        let others = (self.tick - step.checked_at).saturating_sub(1);
+        step.checked_at = self.tick;
+        if steps_fit_a_count && u64::from(step.lead) > others {
+            for &id in &step.came {
+                let count = &mut counts[id as usize];
+                *count = count.wrapping_add(1);
+            }
+            step.lead -= others as u32;
+            return (step.predicted, &step.came, strongest);
+        }
         let (top, rest) = step.came.split_at(strongest);
         // The strongest are ranked by count alone too: their full keys matter only on
         // a tie with the rest (below).
@@ -723,6 +741,11 @@ impl ContextMemory {
             // Other strongest, so other next facts: the steps that followed may not.
             step.next.clear();
         }
+        step.lead = if most_rest < weakest_count && steps_fit_a_count {
+            weakest_count - most_rest
+        } else {
+            0
+        };
         (step.predicted, &step.came, strongest)
     }
 }
@@ -837,6 +860,10 @@ struct ReplayStep {
     /// step's value facts and strongest contexts, so while those stay the same a lookup
     /// needs no hashing. Cleared when the strongest change.
     next: Vec<(u64, u32)>,
+    /// The step ([`ContextMemory::tick`]) of its last replay or repeat, and by how many
+    /// counts at least its weakest strongest context then led the rest (0: unknown).
+    checked_at: u64,
+    lead: u32,
 }
 
 impl Replays {
@@ -872,6 +899,7 @@ impl Replays {
         value: u64,
         predicted: usize,
         came: &[u32],
+        tick: u64,
     ) -> Option<u32> {
         let hash = BuildHasherDefault::<FxHasher>::default().hash_one((previous, value));
         if self.seen_once.len() >= MAX_SEEN_ONCE {
@@ -892,6 +920,8 @@ impl Replays {
             predicted,
             came: came.to_vec(),
             next: Vec::new(),
+            checked_at: tick,
+            lead: 0,
         });
         self.slots += came.len();
         let mut key = previous.to_vec();
@@ -917,6 +947,8 @@ impl Replays {
                 // It may be among the strongest at once (if fewer than `max_active`).
                 step.came.push(id);
                 step.next.clear();
+                // It may lead or trail: the lead is known again at the next replay.
+                step.lead = 0;
                 added += 1;
             }
         }
@@ -1149,6 +1181,7 @@ impl ContextLearner {
     /// true, share of potential new contexts that were new).
     fn step(&mut self, current: Facts) -> (f64, f64) {
         let memory = &mut self.memory;
+        memory.tick += 1;
         let value = value_bits(&current);
         let replay = if memory.replaying && !self.previous.is_empty() {
             memory.replays.find(&self.previous, value)
@@ -1201,9 +1234,13 @@ impl ContextLearner {
         let came = &prediction.came[..prediction.came_true];
         let recordable = memory.replaying && !new_zero_level && !self.previous.is_empty();
         memory.replays.last = if recordable {
-            memory
-                .replays
-                .record(&self.previous, value, prediction.predicted, came)
+            memory.replays.record(
+                &self.previous,
+                value,
+                prediction.predicted,
+                came,
+                memory.tick,
+            )
         } else {
             None
         };
