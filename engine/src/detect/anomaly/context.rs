@@ -665,10 +665,11 @@ impl ContextMemory {
     /// reads or changes counts or the recorded steps.
     fn settle(&mut self) {
         if let Some((step, times)) = self.pending.take() {
-            for &id in &self.replays.steps[step as usize].came {
-                let count = &mut self.counts[id as usize];
-                *count = count.saturating_add(times);
-            }
+            count_again(
+                &self.replays.steps[step as usize].came,
+                &mut self.counts,
+                times,
+            );
         }
     }
 
@@ -696,10 +697,7 @@ impl ContextMemory {
         let others = (self.tick - step.checked_at).saturating_sub(1);
         step.checked_at = self.tick;
         if steps_fit_a_count && u64::from(step.lead) > others {
-            for &id in &step.came {
-                let count = &mut counts[id as usize];
-                *count = count.wrapping_add(1);
-            }
+            count_again(&step.came, counts, 1);
             step.lead -= others as u32;
             return (step.predicted, &step.came, strongest);
         }
@@ -747,6 +745,15 @@ impl ContextMemory {
             0
         };
         (step.predicted, &step.came, strongest)
+    }
+}
+
+/// Counts these contexts `times` more, where no count can saturate (fewer steps so far
+/// than a count holds, and a context is counted at most once a step): the deferred
+/// repeats of [`ContextMemory::settle`] and the replays within their lead.
+fn count_again(ids: &[u32], counts: &mut [u32], times: u32) {
+    for &id in ids {
+        counts[id as usize] += times;
     }
 }
 
@@ -1260,7 +1267,7 @@ impl ContextLearner {
             let (left, right) = &mut self.scratch;
             let mut new = 1;
             // Most potential contexts are known (on noise, with the memory full, about
-            // 300 a step), and a known one is only looked up. The halves are looked up
+            // 240 a step), and a known one is only looked up. The halves are looked up
             // once per mask: sorted, the potentials come grouped by left mask, and a
             // step has a few dozen right masks at most. An id found stays right (ids
             // never change); a half not found may be created by a `remember` below,
