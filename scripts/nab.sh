@@ -14,12 +14,14 @@ scorer=$shared/nab/score.sh
 [ -d "$data/data" ] || { echo "nab.sh: no NAB data at $data/data (set NAB_DATA or VIGIL_SHARED)" >&2; exit 2; }
 [ -x "$scorer" ] || [ -f "$scorer" ] || { echo "nab.sh: no scorer at $scorer" >&2; exit 2; }
 
-model_args=(--model "${VIGIL_MODEL:-ensemble}")
+# Passed to each `vigil detect` through the environment, so any JSON (newlines, quotes)
+# arrives intact.
+export NAB_MODEL_FLAG=--model NAB_MODEL_VALUE=${VIGIL_MODEL:-ensemble}
 keep=""
 cats=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --model-config) model_args=(--model-config "$2"); shift 2 ;;
+    --model-config) NAB_MODEL_FLAG=--model-config NAB_MODEL_VALUE=$2; shift 2 ;;
     --keep) keep=$2; shift 2 ;;
     *) cats+=("$1"); shift ;;
   esac
@@ -41,6 +43,6 @@ for cat in "${categories[@]}"; do
     name=$(basename "$f")
     echo "$f $out/vigil/$cat/vigil_$name"
   done
-done | xargs -P "$jobs" -n 2 sh -c '"$0" detect --input "$1" --output nab '"${model_args[*]@Q}"' > "$2"' "$VIGIL_BIN"
+done | xargs -P "$jobs" -n 2 sh -c '"$0" detect --input "$1" --output nab "$NAB_MODEL_FLAG" "$NAB_MODEL_VALUE" > "$2"' "$VIGIL_BIN"
 
 bash "$scorer" "$out" "${cats[@]}" --data "$data"

@@ -64,6 +64,55 @@ fn nab_output_has_one_row_per_input_row_with_timestamps_echoed() {
     assert!(spike > 0.5, "{}", lines[351]);
 }
 
+/// `--print-config` shows every field of the method's configuration, and feeding that back
+/// through `--model-config` is the same detector: identical scores on a series.
+#[test]
+fn printed_config_round_trips_through_model_config() {
+    let out = vigil()
+        .args(["detect", "--model", "ensemble", "--print-config"])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).expect("utf8");
+    let config: serde_json::Value = serde_json::from_str(&printed).expect("JSON");
+    assert_eq!(config["method"], "ensemble");
+    assert!(config["robust"]["window"].is_u64(), "{printed}");
+    assert!(config["weights"]["context"].is_f64(), "{printed}");
+
+    let rows: Vec<String> = (0..600)
+        .map(|i| {
+            let v = if i == 500 {
+                90.0
+            } else {
+                10.0 + ((i * 7) % 11) as f64
+            };
+            format!("{},{v}", 1_400_000_000 + i * 300)
+        })
+        .collect();
+    let f = csv(&rows);
+    let score = |extra: &[&str]| {
+        let out = vigil()
+            .args(["detect", "--output", "nab", "--input"])
+            .arg(f.path())
+            .args(extra)
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf8")
+    };
+    let by_name = score(&["--model", "ensemble"]);
+    assert_eq!(by_name.lines().count(), rows.len() + 1);
+    assert_eq!(by_name, score(&["--model-config", &printed]));
+}
+
 #[test]
 fn bad_input_exits_2_with_file_and_line() {
     let f = csv(&["1,2".to_string(), "2,oops".to_string()]);

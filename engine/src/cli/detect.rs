@@ -24,8 +24,8 @@ pub enum DetectOutput {
 #[derive(Debug, clap::Args)]
 pub struct DetectArgs {
     /// CSV with a `timestamp,value` header; timestamps `YYYY-MM-DD HH:MM:SS` (UTC) or unix seconds.
-    #[arg(long)]
-    pub input: PathBuf,
+    #[arg(long, required_unless_present = "print_config")]
+    pub input: Option<PathBuf>,
     /// Method: robust, seasonal, cusum, spike, novelty, context or ensemble.
     #[arg(long, default_value = "ensemble")]
     pub model: String,
@@ -33,6 +33,10 @@ pub struct DetectArgs {
     /// overrides --model.
     #[arg(long)]
     pub model_config: Option<String>,
+    /// Print the method's whole configuration (every field, defaults filled in) as JSON
+    /// and exit: a starting point for `--model-config` or a detector's `model:` section.
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 /// Exit code for input the user must fix.
@@ -78,7 +82,16 @@ pub fn run_detect(args: &DetectArgs, output: DetectOutput) -> anyhow::Result<Exi
         Ok(m) => m,
         Err(e) => return Ok(invalid(e)),
     };
-    let rows = match read_rows(&args.input, TimeOrder::FileOrder) {
+    let input = match (&args.input, args.print_config) {
+        (_, true) => {
+            println!("{}", serde_json::to_string_pretty(&config)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        (Some(input), false) => input,
+        // clap requires --input unless --print-config is given.
+        (None, false) => return Ok(invalid("--input is required")),
+    };
+    let rows = match read_rows(input, TimeOrder::FileOrder) {
         Ok(r) => r,
         Err(e) => return Ok(invalid(e)),
     };
