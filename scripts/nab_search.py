@@ -2,7 +2,7 @@
 """Greedy random local search over the ensemble's parameters, scored with NAB.
 
     scripts/nab_search.py [--start CONFIG.json] [--iters N] [--seed S] [--objective sum|margin]
-                          [--data NAB_DATA] [--log FILE] [--min-gain G]
+                          [--data NAB_DATA] [--folds DIR,DIR] [--log FILE] [--min-gain G]
 
 How the defaults in `EnsembleConfig::default()` were tuned (NAB.md, "The re-tune").
 The search starts from the built-in defaults (`vigil detect --model ensemble
@@ -68,6 +68,11 @@ def put(cfg, path, value):
     for key in parents:
         cfg = cfg[key]
     cfg[last] = value
+
+
+def quantise(kind, value):
+    """Integers are point counts; floats keep 4 decimals (the logs stay readable)."""
+    return int(round(value)) if kind is int else round(value, 4)
 
 
 def vigil_bin():
@@ -163,13 +168,11 @@ def main():
         moves = []
         for path, kind, low, high in rng.sample(KNOBS, rng.choice((1, 1, 2))):
             old = get(cfg, path)
-            new = min(high, max(low, old * rng.choice(FACTORS)))
-            new = int(round(new)) if kind is int else round(new, 4)
+            new = quantise(kind, min(high, max(low, old * rng.choice(FACTORS))))
             if new == old and kind is int:
                 new = min(high, max(low, old + rng.choice((-1, 1))))
             if new == old:  # at a bound: step back inside instead
-                new = old * 0.95 if old >= high else old * 1.05
-                new = int(round(new)) if kind is int else round(new, 4)
+                new = quantise(kind, old * 0.95 if old >= high else old * 1.05)
             put(cfg, path, new)
             moves.append(f"{path} {old} -> {new}")
         try:

@@ -7,6 +7,17 @@ fn vigil() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vigil"))
 }
 
+/// Runs `cmd`, which must succeed (else its stderr is the failure), and returns its stdout.
+fn stdout_of(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8")
+}
+
 fn csv(rows: &[String]) -> tempfile::NamedTempFile {
     let mut f = tempfile::NamedTempFile::new().expect("temp file");
     writeln!(f, "timestamp,value").expect("write");
@@ -30,17 +41,11 @@ fn nab_output_has_one_row_per_input_row_with_timestamps_echoed() {
         .collect();
     // Keep timestamps increasing: 400 minutes from midnight.
     let f = csv(&rows);
-    let out = vigil()
-        .args(["detect", "--output", "nab", "--input"])
-        .arg(f.path())
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = stdout_of(
+        vigil()
+            .args(["detect", "--output", "nab", "--input"])
+            .arg(f.path()),
     );
-    let text = String::from_utf8(out.stdout).expect("utf8");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "timestamp,value,anomaly_score");
     assert_eq!(lines.len(), rows.len() + 1);
@@ -68,16 +73,7 @@ fn nab_output_has_one_row_per_input_row_with_timestamps_echoed() {
 /// through `--model-config` is the same detector: identical scores on a series.
 #[test]
 fn printed_config_round_trips_through_model_config() {
-    let out = vigil()
-        .args(["detect", "--model", "ensemble", "--print-config"])
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed = String::from_utf8(out.stdout).expect("utf8");
+    let printed = stdout_of(vigil().args(["detect", "--model", "ensemble", "--print-config"]));
     let config: serde_json::Value = serde_json::from_str(&printed).expect("JSON");
     assert_eq!(config["method"], "ensemble");
     assert!(config["robust"]["window"].is_u64(), "{printed}");
@@ -95,18 +91,12 @@ fn printed_config_round_trips_through_model_config() {
         .collect();
     let f = csv(&rows);
     let score = |extra: &[&str]| {
-        let out = vigil()
-            .args(["detect", "--output", "nab", "--input"])
-            .arg(f.path())
-            .args(extra)
-            .output()
-            .expect("runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf8")
+        stdout_of(
+            vigil()
+                .args(["detect", "--output", "nab", "--input"])
+                .arg(f.path())
+                .args(extra),
+        )
     };
     let by_name = score(&["--model", "ensemble"]);
     assert_eq!(by_name.lines().count(), rows.len() + 1);
@@ -144,17 +134,11 @@ fn forecast_reports_time_to_exhaustion() {
         .map(|i| format!("{},{}", 1_700_000_000 + i * 3600, 50.0 + 0.1 * i as f64))
         .collect();
     let f = csv(&rows);
-    let out = vigil()
-        .args(["forecast", "--horizon", "7d", "--limit", "90", "--input"])
-        .arg(f.path())
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = stdout_of(
+        vigil()
+            .args(["forecast", "--horizon", "7d", "--limit", "90", "--input"])
+            .arg(f.path()),
     );
-    let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("limit 90 reached in"), "{text}");
     let out = vigil()
         .args(["forecast", "--horizon", "soon", "--input"])
