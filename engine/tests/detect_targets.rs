@@ -19,14 +19,15 @@
 //!
 //! Measured 2026-12-06 (`cargo test --test detect_targets -- --nocapture` prints the
 //! table), 256 cases: at 0.5 (the ensemble's operating point: NAB's optimised threshold
-//! is 0.5125, and the bundled detectors use 0.5) TPR 84.0% with 0.018% false positives,
-//! every detection within 5 minutes; at 0.8 (a detector's default when its YAML names
-//! no threshold) TPR 46.9% with none. **The seeds' 95% is not met.** The defaults are
-//! tuned on NAB (week-long record, 34-hour refractory, a surprise floor that a quiet
-//! series' 20-sigma outage does not reach), and the misses are those: an outage and a
-//! shift of a steady gauge, a surge and a shift of 5-minute counts, a shift of a
-//! growing series (NAB.md counts them). The assertions below hold the measured level,
-//! so a change that loses critical anomalies fails here even when it gains on NAB.
+//! is 0.5125, and the bundled `latency` detector uses 0.5) TPR 84.0% with 0.018% false
+//! positives, 191 of the 215 detections at the onset itself; at 0.8 (a detector's
+//! default when its YAML names no threshold) TPR 46.9% with none. **The seeds' 95% is
+//! not met.** The defaults are tuned on NAB (week-long record, 34-hour refractory, a
+//! surprise floor that a quiet series' 20-sigma outage does not reach), and the misses
+//! are those: an outage and a shift of a steady gauge, a surge and a shift of 5-minute counts, a
+//! shift of a growing series (NAB.md counts them). The assertions below hold the
+//! measured level, so a change that loses critical anomalies fails here even when it
+//! gains on NAB.
 
 use vigil::detect::anomaly::ModelConfig;
 
@@ -285,33 +286,19 @@ fn critical_anomalies_are_caught_within_five_minutes_with_few_false_positives() 
     for (total, threshold) in totals.iter().zip(thresholds) {
         report += &format!(
             "at {threshold}: {} cases, TPR {}, FPR {:.3}% of {} normal points, \
-             latest detection {:?} s after the onset\n",
+             {} detections at the onset, the latest {:?} s after it\n",
             total.cases,
             percent(total.tpr()),
             100.0 * total.fpr(),
             total.normal_points,
+            total.delays.iter().filter(|&&d| d == 0).count(),
             total.delays.iter().max(),
         );
     }
     println!("{report}");
-    let [operating, detector_default] = &totals;
-    // The level measured on 2026-12-06 (module doc), held: not the seeds' 95%.
-    assert!(
-        operating.tpr() >= 0.835,
-        "TPR at {OPERATING} fell:\n{report}"
-    );
-    assert!(
-        operating.fpr() < 0.001,
-        "FPR at {OPERATING} rose:\n{report}"
-    );
-    assert!(
-        detector_default.tpr() >= 0.465,
-        "TPR at {DETECTOR_DEFAULT} fell:\n{report}"
-    );
-    assert!(
-        detector_default.fpr() < 0.001,
-        "FPR at {DETECTOR_DEFAULT} rose:\n{report}"
-    );
-    // Within 5 minutes of onset is part of what "detected" means, so every delay is.
-    assert!(operating.delays.iter().all(|&d| d <= MAX_DELAY_S));
+    // The levels measured on 2026-12-06 (module doc), held: not the seeds' 95%.
+    for ((total, threshold), min_tpr) in totals.iter().zip(thresholds).zip([0.835, 0.465]) {
+        assert!(total.tpr() >= min_tpr, "TPR at {threshold} fell:\n{report}");
+        assert!(total.fpr() < 0.001, "FPR at {threshold} rose:\n{report}");
+    }
 }
