@@ -24,8 +24,8 @@
 //! default when its YAML names no threshold) TPR 46.9% with none. **The seeds' 95% is
 //! not met.** The defaults are tuned on NAB (week-long record, 34-hour refractory, a
 //! surprise floor that a quiet series' 20-sigma outage does not reach), and the misses
-//! are those: an outage and a shift of a steady gauge, a surge and a shift of 5-minute counts, a
-//! shift of a growing series (NAB.md counts them). The assertions below hold the
+//! are those: an outage and a shift of a steady gauge, a surge and a shift of 5-minute
+//! counts, a shift of a growing series (NAB.md counts them). The assertions below hold the
 //! measured level, so a change that loses critical anomalies fails here even when it
 //! gains on NAB.
 
