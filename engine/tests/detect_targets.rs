@@ -25,9 +25,9 @@
 //! not met.** The defaults are tuned on NAB (week-long record, 34-hour refractory, a
 //! surprise floor that a quiet series' 20-sigma outage does not reach), and the misses
 //! are those: an outage and a shift of a steady gauge, a surge and a shift of 5-minute
-//! counts, a shift of a growing series (NAB.md counts them). The assertions below hold the
-//! measured level, so a change that loses critical anomalies fails here even when it
-//! gains on NAB.
+//! counts, a shift of a growing series (NAB.md counts them). The assertions below hold
+//! the measured level, so a change that loses critical anomalies fails here even when
+//! it gains on NAB.
 
 use vigil::detect::anomaly::ModelConfig;
 
@@ -182,7 +182,7 @@ fn generate(
 #[derive(Debug, Default)]
 struct Tally {
     cases: usize,
-    detected: usize,
+    /// One per detected case: how long after the onset it was first detected.
     delays: Vec<i64>,
     normal_points: usize,
     false_positives: usize,
@@ -190,14 +190,13 @@ struct Tally {
 
 impl Tally {
     fn tpr(&self) -> f64 {
-        self.detected as f64 / self.cases.max(1) as f64
+        self.delays.len() as f64 / self.cases.max(1) as f64
     }
     fn fpr(&self) -> f64 {
         self.false_positives as f64 / self.normal_points.max(1) as f64
     }
     fn add(&mut self, other: &Tally) {
         self.cases += other.cases;
-        self.detected += other.detected;
         self.delays.extend(&other.delays);
         self.normal_points += other.normal_points;
         self.false_positives += other.false_positives;
@@ -218,8 +217,7 @@ fn evaluate(scores: &[(i64, f64)], onset: i64, threshold: f64) -> Tally {
                 tally.normal_points += 1;
                 tally.false_positives += usize::from(alarm);
             }
-        } else if t - onset <= MAX_DELAY_S && alarm && tally.detected == 0 {
-            tally.detected = 1;
+        } else if t - onset <= MAX_DELAY_S && alarm && tally.delays.is_empty() {
             tally.delays.push(t - onset);
         }
     }
