@@ -19,24 +19,33 @@
 //!    bursty series, a second anomaly soon after a first). It is the costly member: up
 //!    to ~1.6 MB of state per series, and on a noisy series about 5× the time of all
 //!    the others together (BENCHMARKS.md); `weights: { context: 0 }` leaves it out;
-//! 7. **combined refractory**: the value members and context learning each rest after
-//!    their own alarms, but not after each other's, so one incident could still ring
-//!    twice, a value alarm then a context alarm a few points later. Once the final score
-//!    reaches `combined_alarm_level`, the next `combined_refractory` points are damped by
+//! 7. **range breach**: [`Breach`] judges the value against the range of the last weeks
+//!    around a trend, in widths of that range, and speaks when its score, scaled by
+//!    `weights.breach`, is the larger. It skips steps 4 and 5 on purpose: those rank
+//!    deviations against the series' own record, which is what NAB rewards and what
+//!    lets a steady gauge's drop to zero score like a blip next to a week of noise;
+//!    a value beyond everything the window held pages someone however quiet the
+//!    series was (NAB.md, "Critical anomalies at a known onset");
+//! 8. **combined refractory**: the value members and context learning each rest after
+//!    their own alarms, and a breach widens the range the next value is judged against,
+//!    but none rests after another's alarm, so one incident could still ring twice, a
+//!    value alarm then a context alarm a few points later. Once the final score reaches
+//!    `combined_alarm_level`, the next `combined_refractory` points are damped by
 //!    `suppressed_factor` unless they beat it.
 //!
 //! With `reference_interval` set (the default: 300 s), `memory`, `refractory`,
-//! `combined_refractory` and `smooth_points` count points *of that interval* and are
-//! rescaled to the series' own median sampling interval: the record forgets in a week and
-//! an alarm silences a day and a half whether the data comes every 5 minutes or every hour.
+//! `combined_refractory`, `smooth_points` and the breach's point counts count points *of
+//! that interval* and are rescaled to the series' own median sampling interval: the record
+//! forgets in a week and an alarm silences a day and a half whether the data comes every 5
+//! minutes or every hour.
 
 use serde::{Deserialize, Serialize};
 
 use super::window::Ring;
 use super::{
-    AnomalyMethod, ContextConfig, ContextLearner, Cusum, CusumConfig, ModelConfigError, Novelty,
-    NoveltyConfig, Reason, RobustConfig, RobustDeviation, Score, Seasonal, SeasonalConfig, Spike,
-    SpikeConfig, require,
+    AnomalyMethod, Breach, BreachConfig, ContextConfig, ContextLearner, Cusum, CusumConfig,
+    ModelConfigError, Novelty, NoveltyConfig, Reason, RobustConfig, RobustDeviation, Score,
+    Seasonal, SeasonalConfig, Spike, SpikeConfig, require,
 };
 
 /// How much each method counts in the ensemble (0 switches it off).
@@ -53,6 +62,9 @@ pub struct MethodWeights {
     /// Context learning (sequences never seen), judged beside the combined score: the
     /// score is the larger of the two, the context score scaled by this weight.
     pub context: f64,
+    /// Range breach (beyond everything in the recent window), judged beside the
+    /// combined score like context learning.
+    pub breach: f64,
 }
 
 /// The ensemble's tuned weights (see [`EnsembleConfig`]'s defaults), so that
@@ -67,6 +79,7 @@ impl Default for MethodWeights {
             novelty: 0.0,
             smooth: 1.0,
             context: 0.7,
+            breach: 1.0,
         }
     }
 }
@@ -92,6 +105,7 @@ pub struct EnsembleConfig {
     pub spike: SpikeConfig,
     pub novelty: NoveltyConfig,
     pub context: ContextConfig,
+    pub breach: BreachConfig,
     /// Robust deviation applied to the moving average of `smooth_points` points.
     pub smooth: RobustConfig,
     pub smooth_points: usize,
@@ -179,6 +193,7 @@ impl Default for EnsembleConfig {
                 rest_threshold: 0.76,
                 ..ContextConfig::default()
             },
+            breach: BreachConfig::default(),
             smooth: RobustConfig {
                 window: 1100,
                 z_half: 3.1201,
@@ -256,6 +271,7 @@ pub struct Ensemble {
     spike: Option<Spike>,
     novelty: Option<Novelty>,
     context: Option<ContextLearner>,
+    breach: Option<Breach>,
     /// Moving-average scorer, its ring and running sum (present when weighted).
     smooth: Option<(RobustDeviation, Ring, f64)>,
     /// Decaying maximum of past normalised deviations.
@@ -273,7 +289,7 @@ pub struct Ensemble {
     /// Recent sampling intervals and the time of the last point (`reference_interval`).
     intervals: Ring,
     last_t: Option<i64>,
-    /// The refractory period over the final score (step 7).
+    /// The refractory period over the final score (step 8).
     combined: Refractory,
     /// Intervals learnt since the last rescaling.
     since_rescale: usize,
@@ -355,6 +371,7 @@ impl Ensemble {
         unit_weight("weights.novelty", w.novelty)?;
         unit_weight("weights.smooth", w.smooth)?;
         unit_weight("weights.context", w.context)?;
+        unit_weight("weights.breach", w.breach)?;
         require(
             (1..=100_000).contains(&cfg.smooth_points),
             "smooth_points",
@@ -421,6 +438,7 @@ impl Ensemble {
             } else {
                 None
             },
+            breach: member(cfg.weights.breach, || Breach::new(cfg.breach.clone()))?,
             smooth: if cfg.weights.smooth > 0.0 {
                 Some((
                     RobustDeviation::new(cfg.smooth.clone())?,
@@ -487,6 +505,9 @@ impl Ensemble {
         } else {
             points(self.cfg.combined_refractory as f64) as usize
         };
+        if let Some(breach) = self.breach.as_mut() {
+            breach.rescale(ratio);
+        }
         let smooth_points = points(self.cfg.smooth_points as f64).min(MAX_SMOOTH_POINTS) as usize;
         if let Some((_, ring, sum)) = self.smooth.as_mut()
             && ring.capacity() != smooth_points
@@ -503,7 +524,7 @@ impl Ensemble {
         }
     }
 
-    /// Step 7: damps a final score inside the combined refractory period, or starts one.
+    /// Step 8: damps a final score inside the combined refractory period, or starts one.
     fn combined_refractory(&mut self, value: f64) -> f64 {
         self.combined.damp(
             value,
@@ -695,7 +716,7 @@ impl AnomalyMethod for Ensemble {
             let v = weight * s.value;
             (v > value).then_some(Score { value: v, ..s })
         });
-        let score = context.unwrap_or(Score {
+        let mut score = context.unwrap_or(Score {
             value,
             method: if deviation > 0.0 {
                 best.method
@@ -704,6 +725,16 @@ impl AnomalyMethod for Ensemble {
             },
             ..best
         });
+        // The breach speaks beside both, past the record and the value refractory: a
+        // value beyond everything the window held is news however quiet the series was.
+        let weight = self.cfg.weights.breach;
+        if let Some(b) = self.breach.as_mut() {
+            let s = b.update(t, x);
+            let v = weight * s.value;
+            if v > score.value {
+                score = Score { value: v, ..s };
+            }
+        }
         Score {
             value: self.combined_refractory(score.value),
             ..score
@@ -720,6 +751,7 @@ impl AnomalyMethod for Ensemble {
             + self.intervals.state_bytes()
             + self.novelty.as_ref().map_or(0, |n| n.state_bytes())
             + self.context.as_ref().map_or(0, |c| c.state_bytes())
+            + self.breach.as_ref().map_or(0, |b| b.state_bytes())
             + self
                 .smooth
                 .as_ref()

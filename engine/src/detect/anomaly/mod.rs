@@ -16,6 +16,7 @@
 //! - until a method has seen its `min_points`, it scores 0 with [`Reason::Warmup`];
 //! - huge values stay finite in the arithmetic (scores are clamped to [0, 1]).
 
+pub mod breach;
 pub mod context;
 pub mod cusum;
 pub mod ensemble;
@@ -30,6 +31,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use breach::{Breach, BreachConfig};
 pub use context::{ContextConfig, ContextLearner};
 pub use cusum::{Cusum, CusumConfig};
 pub use ensemble::{Ensemble, EnsembleConfig};
@@ -66,6 +68,9 @@ pub enum Reason {
     Spike,
     /// A situation (recent values, quantised) never seen before.
     Novel,
+    /// Beyond the range of the recent window (around its trend); `deviation` is how
+    /// far, in widths of that range.
+    Breach,
 }
 
 /// One point's verdict. `Copy` and allocation-free so scoring stays on the hot path;
@@ -144,6 +149,24 @@ impl fmt::Display for Score {
                     self.method, self.value
                 ),
             },
+            Reason::Breach => {
+                let side = if self.deviation >= 0.0 {
+                    "above"
+                } else {
+                    "below"
+                };
+                write!(f, "value {obs} {side} the recent range")?;
+                if let Some((lo, hi)) = self.band {
+                    write!(f, " {} to {}", num(lo), num(hi))?;
+                }
+                write!(
+                    f,
+                    " by {:.1} times its width ({} score {:.2})",
+                    self.deviation.abs(),
+                    self.method,
+                    self.value
+                )
+            }
             _ => {
                 let side = if self.deviation >= 0.0 {
                     "above"
@@ -233,6 +256,7 @@ pub enum ModelConfig {
     Spike(SpikeConfig),
     Novelty(NoveltyConfig),
     Context(ContextConfig),
+    Breach(BreachConfig),
     Ensemble(Box<EnsembleConfig>),
 }
 
@@ -247,7 +271,7 @@ pub enum ModelConfigError {
 
 /// The names [`ModelConfig::by_name`] accepts.
 pub const METHOD_NAMES: &[&str] = &[
-    "robust", "seasonal", "cusum", "spike", "novelty", "context", "ensemble",
+    "robust", "seasonal", "cusum", "spike", "novelty", "context", "breach", "ensemble",
 ];
 
 impl ModelConfig {
@@ -260,6 +284,7 @@ impl ModelConfig {
             "spike" => Self::Spike(SpikeConfig::default()),
             "novelty" => Self::Novelty(NoveltyConfig::default()),
             "context" => Self::Context(ContextConfig::default()),
+            "breach" => Self::Breach(BreachConfig::default()),
             "ensemble" => Self::Ensemble(Box::default()),
             other => {
                 return Err(ModelConfigError::UnknownMethod {
@@ -278,6 +303,7 @@ impl ModelConfig {
             Self::Spike(c) => Box::new(Spike::new(c.clone())?),
             Self::Novelty(c) => Box::new(Novelty::new(c.clone())?),
             Self::Context(c) => Box::new(ContextLearner::new(c.clone())?),
+            Self::Breach(c) => Box::new(Breach::new(c.clone())?),
             Self::Ensemble(c) => Box::new(Ensemble::new(EnsembleConfig::clone(c))?),
         })
     }
