@@ -69,6 +69,56 @@ fn nab_output_has_one_row_per_input_row_with_timestamps_echoed() {
     assert!(spike > 0.5, "{}", lines[351]);
 }
 
+/// The operator's case the NAB tuning alone missed: a steady gauge drops to zero. The
+/// default ensemble scores the first zero over a detector's default threshold (0.8),
+/// which nothing reached in the day before, and says why in words.
+#[test]
+fn an_outage_of_a_quiet_gauge_is_flagged_at_once_and_explained() {
+    // Two days of 5-minute points, 40 ± 2 (a sum of uniforms from xorshift), then the
+    // exporter's host goes down.
+    let onset = 2 * 288;
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut uniform = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let rows: Vec<String> = (0..onset + 6)
+        .map(|i| {
+            let noise = 2.0 * (uniform() + uniform() + uniform() - 1.5);
+            let v = if i >= onset { 0.0 } else { 40.0 + noise };
+            format!("{},{v}", 1_700_000_000 + 300 * i)
+        })
+        .collect();
+    let f = csv(&rows);
+    let text = stdout_of(
+        vigil()
+            .args(["detect", "--output", "json", "--input"])
+            .arg(f.path()),
+    );
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let first_zero = &lines[onset];
+    assert!(
+        first_zero["score"].as_f64().expect("score") >= 0.8,
+        "{first_zero}"
+    );
+    let why = first_zero["explanation"].as_str().expect("explanation");
+    assert!(why.contains("below the recent range"), "{why}");
+    // Before it, once the first day is learnt, nothing reached the default threshold.
+    let before = lines[288..onset]
+        .iter()
+        .map(|l| l["score"].as_f64().expect("score"))
+        .fold(0.0, f64::max);
+    assert!(
+        before < 0.8,
+        "a quiet gauge scored {before} before the outage"
+    );
+}
+
 /// `--print-config` shows every field of the method's configuration, and feeding that back
 /// through `--model-config` is the same detector: identical scores on a series.
 #[test]

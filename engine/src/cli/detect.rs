@@ -26,7 +26,7 @@ pub struct DetectArgs {
     /// CSV with a `timestamp,value` header; timestamps `YYYY-MM-DD HH:MM:SS` (UTC) or unix seconds.
     #[arg(long, required_unless_present = "print_config")]
     pub input: Option<PathBuf>,
-    /// Method: robust, seasonal, cusum, spike, novelty, context or ensemble.
+    /// Method: robust, seasonal, cusum, spike, novelty, context, breach or ensemble.
     #[arg(long, default_value = "ensemble")]
     pub model: String,
     /// Method parameters as JSON or YAML-free JSON object, e.g. '{"method":"robust","window":500}';

@@ -1,6 +1,7 @@
 //! Detectors: online anomaly detection, capacity forecasting and failure prediction.
 //!
-//! - [`anomaly`]: streaming scorers (robust, seasonal, cusum, spike, ensemble, multi-metric);
+//! - [`anomaly`]: streaming scorers (robust, seasonal, cusum, spike, novelty, context, breach,
+//!   ensemble, multi-metric);
 //! - [`forecast`]: trend + seasonality forecasts, prediction intervals, time to exhaustion,
 //!   rolling-origin backtests;
 //! - [`classifier`]: failure prediction with linfa decision trees, with a train / validate /

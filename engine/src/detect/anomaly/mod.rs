@@ -155,13 +155,13 @@ impl fmt::Display for Score {
                 } else {
                     "below"
                 };
-                write!(f, "value {obs} {side} the recent range")?;
+                write!(f, "value {obs} {side} the recent range around its trend")?;
                 if let Some((lo, hi)) = self.band {
-                    write!(f, " {} to {}", num(lo), num(hi))?;
+                    write!(f, ", {} to {},", num(lo), num(hi))?;
                 }
                 write!(
                     f,
-                    " by {:.1} times its width ({} score {:.2})",
+                    " by {:.1}× its width ({} score {:.2})",
                     self.deviation.abs(),
                     self.method,
                     self.value
@@ -404,6 +404,25 @@ mod tests {
         assert_eq!(
             s.explanation(),
             "value 93.1 above expected 41 ± 6.2 (robust z 8.4; robust score 0.80)"
+        );
+    }
+
+    #[test]
+    fn a_breach_says_which_range_and_how_far_beyond_it() {
+        let s = Score {
+            t: 0,
+            value: 0.97,
+            observed: 0.0,
+            expected: Some(40.2),
+            band: Some((33.9, 46.1)),
+            deviation: -2.8,
+            method: "breach",
+            reason: Reason::Breach,
+        };
+        assert_eq!(
+            s.explanation(),
+            "value 0 below the recent range around its trend, 33.9 to 46.1, by 2.8× its \
+             width (breach score 0.97)"
         );
     }
 
