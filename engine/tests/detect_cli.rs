@@ -70,8 +70,8 @@ fn nab_output_has_one_row_per_input_row_with_timestamps_echoed() {
 }
 
 /// The operator's case the NAB tuning alone missed: a steady gauge drops to zero. The
-/// default ensemble scores the first zero over a detector's default threshold (0.8),
-/// which nothing reached in the day before, and says why in words.
+/// default ensemble scores the first zero over 0.8, a stricter threshold than its
+/// default 0.5, which nothing reached in the day before, and says why in words.
 #[test]
 fn an_outage_of_a_quiet_gauge_is_flagged_at_once_and_explained() {
     // Two days of 5-minute points, 40 ± 2 (a sum of uniforms from xorshift), then the
@@ -108,7 +108,8 @@ fn an_outage_of_a_quiet_gauge_is_flagged_at_once_and_explained() {
     );
     let why = first_zero["explanation"].as_str().expect("explanation");
     assert!(why.contains("below the recent range"), "{why}");
-    // Before it, once the first day is learnt, nothing reached the default threshold.
+    // Before it, once the first day is learnt, nothing reached 0.8 (context learning,
+    // new to the series, reaches about 0.52 on day two).
     let before = lines[288..onset]
         .iter()
         .map(|l| l["score"].as_f64().expect("score"))

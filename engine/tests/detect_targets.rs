@@ -18,21 +18,23 @@
 //! - **delay**: from the onset to the first detection.
 //!
 //! Measured 2026-12-06 (`cargo test --test detect_targets -- --nocapture` prints the
-//! table), 256 cases: at 0.5 (the ensemble's operating point: NAB's optimised threshold
-//! is 0.5125, and the bundled `latency` detector uses 0.5) TPR 100% with 0.018% false
-//! positives, 255 of the 256 detections at the onset itself; at 0.8 (a detector's
-//! default when its YAML names no threshold) TPR 95.7% with none. Seeds 100–107 and
-//! 200–207, not used to choose the range-breach member's parameters, gave 98.8% and
-//! 98.0% at 0.5, 95.7% and 94.1% at 0.8. Before that member, the NAB-tuned record and
-//! refractory let 16% of these through at 0.5 (NAB.md): an outage of a steady gauge
-//! 20 noise deviations deep scored like a blip next to a week's record.
+//! table), 256 cases: at 0.5 (the ensemble's operating point and a detector's default
+//! for it; NAB's optimised threshold is 0.5125) TPR 100% with 0.018% false positives,
+//! 255 of the 256 detections at the onset itself; at 0.8 (stricter: a single method's
+//! default) TPR 95.7% with none. Seeds 100–107, 200–207 and 300–307, not used to choose
+//! the range-breach member's parameters, gave 98.8%, 98.0% and 99.2% at 0.5, and 95.7%,
+//! 94.1% and 92.6% at 0.8. Before that member, the NAB-tuned record and refractory let
+//! 16% of these through at 0.5 (NAB.md): an outage of a steady gauge 20 noise
+//! deviations deep scored like a blip next to a week's record.
 
 use vigil::detect::anomaly::ModelConfig;
 
-/// The ensemble's operating point (NAB's optimised threshold is 0.5125).
+/// The ensemble's operating point, and what a detector using it alerts at when its YAML
+/// names no threshold (NAB's optimised threshold is 0.5125).
 const OPERATING: f64 = 0.5;
-/// What a detector alerts at when its YAML names no threshold.
-const DETECTOR_DEFAULT: f64 = 0.8;
+/// A stricter threshold (a single method's default), for an operator who wants fewer
+/// pages.
+const STRICT: f64 = 0.8;
 /// "Within 5 minutes of onset".
 const MAX_DELAY_S: i64 = 300;
 /// History before the anomaly: three days, the first of them unscored (learning).
@@ -246,10 +248,10 @@ fn critical_anomalies_are_caught_within_five_minutes_with_few_false_positives() 
         Critical::Spike,
         Critical::Shift,
     ];
-    let thresholds = [OPERATING, DETECTOR_DEFAULT];
+    let thresholds = [OPERATING, STRICT];
     let mut totals: [Tally; 2] = Default::default();
     let mut report = format!(
-        "series   anomaly  interval  cases  TPR at {OPERATING} (FPR)  TPR at {DETECTOR_DEFAULT} (FPR)\n"
+        "series   anomaly  interval  cases  TPR at {OPERATING} (FPR)  TPR at {STRICT} (FPR)\n"
     );
     for normal in normals {
         for critical in criticals {
@@ -292,10 +294,11 @@ fn critical_anomalies_are_caught_within_five_minutes_with_few_false_positives() 
         );
     }
     println!("{report}");
-    // The seeds' target (TPR above 95%) at both thresholds; false positives held far
-    // below their 5%, at the measured level.
-    for (total, threshold) in totals.iter().zip(thresholds) {
-        assert!(total.tpr() > 0.95, "TPR at {threshold} fell:\n{report}");
+    // The seeds' target (TPR above 95%, under 5% false positives) at the operating
+    // point; at the stricter threshold, near its measured level (fresh seeds read
+    // 92.6–95.7%). False positives are held far below 5%, at the measured level.
+    for ((total, threshold), min_tpr) in totals.iter().zip(thresholds).zip([0.95, 0.9]) {
+        assert!(total.tpr() > min_tpr, "TPR at {threshold} fell:\n{report}");
         assert!(total.fpr() < 0.001, "FPR at {threshold} rose:\n{report}");
     }
 }

@@ -639,7 +639,7 @@ impl<'a> Checker<'a> {
                     self.error(
                         d.model.span,
                         format!("invalid detector model: {why}"),
-                        "e.g. `model: { anomaly: { method: ensemble }, threshold: 0.8 }`",
+                        "e.g. `model: { anomaly: { method: ensemble }, threshold: 0.5 }`",
                     );
                 }
             }

@@ -28,9 +28,10 @@ pub struct DetectorModel {
     /// A failure classifier from the store, judging a host's `features:` together.
     #[serde(default)]
     pub classifier: Option<ClassifierSpec>,
-    /// Anomaly score (0–1) at or above which an alert fires.
-    #[serde(default = "default_threshold")]
-    pub threshold: f64,
+    /// Anomaly score (0–1) at or above which an alert fires; by default the method's
+    /// operating point ([`ModelConfig::operating_threshold`]: 0.5 for the ensemble).
+    #[serde(default)]
+    pub threshold: Option<f64>,
     /// Which departures alert: `up` (above the expected value: a leak, latency),
     /// `down` (traffic vanishing) or `both`.
     #[serde(default)]
@@ -61,10 +62,6 @@ impl Direction {
     }
 }
 
-fn default_threshold() -> f64 {
-    0.8
-}
-
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForecastSpec {
@@ -77,6 +74,16 @@ pub struct ForecastSpec {
 }
 
 impl DetectorModel {
+    /// The score at or above which an alert fires: the YAML's `threshold`, or the anomaly
+    /// method's operating point.
+    pub fn threshold(&self) -> f64 {
+        self.threshold.unwrap_or_else(|| {
+            self.anomaly
+                .as_ref()
+                .map_or(0.8, ModelConfig::operating_threshold)
+        })
+    }
+
     /// The typed `model:` of a checked detector (loading has reported any problem).
     pub fn of(detector: &Detector) -> Result<DetectorModel, String> {
         crate::runbook::de::from_node(&detector.model).map_err(|e| e.message)
@@ -170,8 +177,9 @@ impl DetectorModel {
         if let Some(a) = &self.anomaly {
             a.build().map_err(|e| e.to_string())?;
         }
-        if !(self.threshold > 0.0 && self.threshold <= 1.0) {
-            return Err(format!("threshold {} must be in (0, 1]", self.threshold));
+        let threshold = self.threshold();
+        if !(threshold > 0.0 && threshold <= 1.0) {
+            return Err(format!("threshold {threshold} must be in (0, 1]"));
         }
         Ok(())
     }
@@ -445,7 +453,7 @@ impl DetectorRun {
                 continue; // history: learn, do not alert
             }
             scored = true;
-            if score.value >= self.model.threshold && self.model.direction.admits(&score) {
+            if score.value >= self.model.threshold() && self.model.direction.admits(&score) {
                 quiet_tail = 0;
                 if worst.is_none_or(|w| score.value > w.value) {
                     worst = Some(score);
@@ -799,6 +807,23 @@ mod tests {
         assert_eq!(found.len(), 1, "close to the limit: alert");
         let eta: i64 = found[0].annotations["eta_seconds"].parse().unwrap();
         assert!(eta <= 2 * 86_400);
+    }
+
+    #[test]
+    fn the_default_threshold_is_the_methods_operating_point() {
+        let threshold = |model: &str| {
+            DetectorModel::of(&detector(model))
+                .expect("typed")
+                .threshold()
+        };
+        // The ensemble is calibrated around 0.5; a single method alerts at twice its half
+        // level; a threshold in the YAML wins.
+        assert_eq!(threshold("{ anomaly: { method: ensemble } }"), 0.5);
+        assert_eq!(threshold("{ anomaly: { method: robust } }"), 0.8);
+        assert_eq!(
+            threshold("{ anomaly: { method: ensemble }, threshold: 0.9 }"),
+            0.9
+        );
     }
 
     #[test]
