@@ -367,6 +367,44 @@ mod tests {
         assert!(e.lows.len() <= 251 && e.highs.len() <= 251);
     }
 
+    proptest::proptest! {
+        /// Against a scan of the points the window holds (the last `blocks` full blocks
+        /// and the one filling, each point remembered with its block), through pushes and
+        /// resizes at random: the same extremes, and the state in bounds.
+        #[test]
+        fn extremes_match_a_scan_through_resizes(
+            window in 3usize..3000,
+            steps in proptest::collection::vec((-1e6f64..1e6, 0u8..40, 3usize..6000), 1..1500),
+        ) {
+            let mut e = Extremes::new(window);
+            // (block index, value) of every point since the range last started.
+            let mut kept: Vec<(u64, f64)> = Vec::new();
+            for (x, resize, new_window) in steps {
+                if resize == 0 {
+                    let block = e.block;
+                    e.resize(new_window);
+                    if e.block != block {
+                        // A new block length: the range started again.
+                        kept.clear();
+                    }
+                }
+                kept.push((e.index, x));
+                e.push(x);
+                // What left the window is gone, also when a resize grows it again.
+                let oldest = e.index.saturating_sub(e.blocks as u64);
+                kept.retain(|(b, _)| *b >= oldest);
+                let held: Vec<f64> = kept.iter().map(|(_, v)| *v).collect();
+                let scan = (
+                    held.iter().copied().fold(f64::INFINITY, f64::min),
+                    held.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                );
+                proptest::prop_assert_eq!(e.min_max(), Some(scan));
+                proptest::prop_assert!(e.lows.len() <= 2 * BLOCKS + 1);
+                proptest::prop_assert!(e.highs.len() <= 2 * BLOCKS + 1);
+            }
+        }
+    }
+
     #[test]
     fn an_outage_of_a_steady_gauge_breaches_by_widths() {
         let mut u = noise(7);
