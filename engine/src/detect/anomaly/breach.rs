@@ -36,9 +36,11 @@ pub struct BreachConfig {
     pub trend_points: f64,
     /// Breach, in widths of the range, that scores 0.5.
     pub half: f64,
-    /// Multiple of the data's resolution (its smallest step between values, 1 for
-    /// counts) the range's width never goes below: a count series at 0 for days does
-    /// not make a single 1 a breach of infinite widths.
+    /// Multiple of the data's resolution (its smallest step between consecutive values
+    /// so far, 1 for counts) the range's width never goes below: a counter at 0 for days
+    /// does not make its next 1 a breach of infinite widths. (A series flat since its
+    /// first point has shown no resolution; any departure from it is a breach, as for
+    /// the other methods.)
     pub resolution_share: f64,
 }
 
@@ -59,8 +61,9 @@ impl Default for BreachConfig {
             // A day.
             trend_points: 288.0,
             half: 0.3,
-            // One step of the resolution beyond the range is 1/4 width: a counter at 0
-            // for weeks scores 0.41 on its first 1, 0.74 on a 2 and 0.86 on a 3.
+            // One step of the resolution beyond the range is 1/4 width: a counter that
+            // has counted before, then sat at 0 for weeks, scores 0.41 on its next 1,
+            // 0.74 on a 2 and 0.86 on a 3.
             resolution_share: 4.0,
         }
     }
