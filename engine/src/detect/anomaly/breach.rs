@@ -19,7 +19,11 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::{AnomalyMethod, ModelConfigError, Reason, Score, require, require_positive, z_to_unit};
+use super::window::ScaleFloors;
+use super::{
+    AnomalyMethod, ModelConfigError, Reason, Score, require, require_positive, require_window,
+    z_to_unit,
+};
 
 /// Parameters of [`Breach`].
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -202,15 +206,20 @@ pub struct Breach {
 
 impl Breach {
     pub fn new(cfg: BreachConfig) -> Result<Self, ModelConfigError> {
-        require(
-            (3..=MAX_WINDOW).contains(&cfg.window),
-            "window",
-            "must be in 3..=10000000 points",
+        // The windowed methods' checks (window, min_points, resolution_share), and a
+        // bound of its own: the block length grows with the window.
+        require_window(
+            cfg.window,
+            cfg.min_points,
+            ScaleFloors {
+                spread_share: 0.0,
+                resolution_share: cfg.resolution_share,
+            },
         )?;
         require(
-            cfg.min_points >= 3 && cfg.min_points <= cfg.window,
-            "min_points",
-            "must be in 3..=window",
+            cfg.window <= MAX_WINDOW,
+            "window",
+            "must be at most 10000000 points",
         )?;
         for (v, field) in [
             (cfg.level_points, "level_points"),
@@ -219,11 +228,6 @@ impl Breach {
             require(v.is_finite() && v >= 1.0, field, "must be at least 1 point")?;
         }
         require_positive(cfg.half, "half")?;
-        require(
-            cfg.resolution_share.is_finite() && (0.0..=100.0).contains(&cfg.resolution_share),
-            "resolution_share",
-            "must be in 0..=100",
-        )?;
         let mut breach = Self {
             residuals: Extremes::new(cfg.window),
             min_points: cfg.min_points,
