@@ -34,8 +34,8 @@ def main(argv):
         labels = json.load(f)
     root = os.path.join(data, "data")
     files = [ns.DataFile(f"{c}/{n}", os.path.join(root, c, n), labels[f"{c}/{n}"])
-             for c in sorted(os.listdir(root)) for n in sorted(os.listdir(os.path.join(root, c)))
-             if n.endswith(".csv")]
+             for c in sorted(os.listdir(root)) if os.path.isdir(os.path.join(root, c))
+             for n in sorted(os.listdir(os.path.join(root, c))) if n.endswith(".csv")]
     paths, missing = ns.find_results(results, "vigil", files)
     if paths is None:
         sys.exit(f"no result file {missing}")
