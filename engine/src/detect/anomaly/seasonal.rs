@@ -24,11 +24,12 @@ pub struct SeasonalConfig {
     pub period: Option<usize>,
     /// Points of history kept for the autocorrelation and the previous cycles.
     pub max_history: usize,
-    /// Previous cycles whose same-phase median is the expectation.
+    /// Previous cycles whose same-phase median is the expectation (at most 8 are used).
     pub cycles: usize,
     /// Points a cycle's pattern may come early or late: a value within the lowest and
     /// highest the previous cycles held up to this many points either side of its phase
-    /// deviates by nothing, and one beyond them by its distance from that band.
+    /// deviates by nothing, and one beyond them by its distance from that band (at most
+    /// 60; never more than a quarter of the period).
     pub phase_tolerance: usize,
     /// How often (in points) the period is re-estimated.
     pub reestimate_every: usize,
@@ -64,6 +65,12 @@ impl Default for SeasonalConfig {
         }
     }
 }
+
+/// Previous cycles the expectation and the phase band use at most.
+const MAX_CYCLES: usize = 8;
+
+/// Largest `phase_tolerance`: the band reads `2 × tolerance + 1` points per cycle.
+const MAX_PHASE_TOLERANCE: usize = 60;
 
 /// Calendar cycles we look for, in seconds.
 const CANDIDATE_PERIODS_SECS: [i64; 3] = [3600, 86_400, 7 * 86_400];
@@ -102,6 +109,11 @@ impl Seasonal {
             "must be at least 16 points",
         )?;
         require(cfg.cycles >= 1, "cycles", "must be at least 1")?;
+        require(
+            cfg.phase_tolerance <= MAX_PHASE_TOLERANCE,
+            "phase_tolerance",
+            "must be at most 60 points (a pattern a little early or late)",
+        )?;
         require(
             cfg.reestimate_every >= 1,
             "reestimate_every",
@@ -245,7 +257,7 @@ impl Seasonal {
         let expected = self.expectation(period)?;
         let tolerance = self.cfg.phase_tolerance.min(period / 4);
         let (mut low, mut high) = (expected, expected);
-        for c in 1..=self.cfg.cycles {
+        for c in 1..=self.cfg.cycles.min(MAX_CYCLES) {
             // This phase in cycle `c` back is `c * period` points back (counting the
             // value being judged, not yet in history, as 0).
             let at = c * period;
@@ -265,9 +277,9 @@ impl Seasonal {
 
     /// Median of the same phase in the previous cycles held in history.
     fn expectation(&self, period: usize) -> Option<f64> {
-        let mut same_phase = [0.0f64; 8];
+        let mut same_phase = [0.0f64; MAX_CYCLES];
         let mut k = 0;
-        for c in 1..=self.cfg.cycles.min(same_phase.len()) {
+        for c in 1..=self.cfg.cycles.min(MAX_CYCLES) {
             match self.history.get_back(c * period - 1) {
                 Some(v) => {
                     same_phase[k] = v;
@@ -540,5 +552,10 @@ mod tests {
         assert!(outage.value > 0.9, "{outage}");
         let twice = tolerant.update(t + 300, 200.0);
         assert!(twice.value > 0.9, "{twice}");
+        let too_loose = Seasonal::new(SeasonalConfig {
+            phase_tolerance: 61,
+            ..Default::default()
+        });
+        assert!(too_loose.is_err());
     }
 }
