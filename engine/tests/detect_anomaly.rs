@@ -233,6 +233,26 @@ proptest! {
         }
     }
 
+    /// A seasonal method with its period given scores from its first cycles on, so the
+    /// phase band meets every kind of value in its history: still no panic, bounded scores.
+    #[test]
+    fn seasonal_phase_band_on_any_input(
+        values in prop::collection::vec(arb_value(), 0..300),
+        period in 2usize..20,
+        tolerance in 0usize..4,
+    ) {
+        let cfg: ModelConfig = serde_json::from_value(serde_json::json!({
+            "method": "seasonal", "period": period, "phase_tolerance": tolerance, "min_points": 3,
+        }))
+        .expect("a valid seasonal config");
+        let mut m = cfg.build().expect("valid");
+        for (t, x) in (0..).zip(values) {
+            let s = m.update(t * 60, x);
+            prop_assert!(s.value.is_finite() && (0.0..=1.0).contains(&s.value), "{s:?}");
+            let _ = s.explanation();
+        }
+    }
+
     /// Short and constant series never panic either, whatever the constant.
     #[test]
     fn short_and_constant_series(c in -1e12..1e12f64, n in 0usize..80, method in prop::sample::select(METHOD_NAMES.to_vec())) {

@@ -436,7 +436,8 @@ impl AnomalyMethod for Seasonal {
                             .residuals
                             .robust_scale(mid, expected, self.cfg.floors());
                         let shifted = x - mid;
-                        let z = (shifted - shifted.clamp(low, high)) / scale;
+                        // `max`/`min`, not `clamp`: no panic whatever the floats.
+                        let z = (shifted - shifted.max(low).min(high)) / scale;
                         let centre = expected + mid;
                         Score {
                             t,
