@@ -441,6 +441,7 @@ impl DetectorRun {
         // Normal points since the last anomalous one, in this run.
         let mut quiet_tail = 0u32;
         let mut scored = false;
+        let threshold = self.model.threshold();
         for &(t, x) in &series.points {
             if state.last_t.is_some_and(|last| t <= last) {
                 continue; // seen in an earlier run
@@ -453,7 +454,7 @@ impl DetectorRun {
                 continue; // history: learn, do not alert
             }
             scored = true;
-            if score.value >= self.model.threshold() && self.model.direction.admits(&score) {
+            if score.value >= threshold && self.model.direction.admits(&score) {
                 quiet_tail = 0;
                 if worst.is_none_or(|w| score.value > w.value) {
                     worst = Some(score);
