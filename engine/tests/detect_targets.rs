@@ -17,8 +17,10 @@
 //!   rate is over every such point;
 //! - **delay**: from the onset to the first detection.
 //!
-//! Three days of history leave the range breach's four-week window unfilled, so a second
-//! test scores five weeks of each normal behaviour and counts its alarms.
+//! Three days of history leave the range breach's four-week window unfilled and the
+//! extreme member's week of warm-up unmet, so a second test scores five weeks of each
+//! normal behaviour (steady growth, forever making new highs, among them) and counts its
+//! alarms.
 //!
 //! Measured 2026-12-06 (`cargo test --test detect_targets -- --nocapture` prints the
 //! table), 256 cases: at 0.5 (the ensemble's operating point and a detector's default

@@ -25,7 +25,11 @@
 //!    deviations against the series' own record, which is what NAB rewards and what
 //!    lets a steady gauge's drop to zero score like a blip next to a week of noise;
 //!    a value beyond everything the window held pages someone however quiet the
-//!    series was (NAB.md, "Critical anomalies at a known onset");
+//!    series was (NAB.md, "Critical anomalies at a known onset"). [`Extreme`] then
+//!    speaks the same way, scaled by `weights.extreme`: the raw value beyond the lowest
+//!    or highest of the last eight weeks, which no baseline-following member and no
+//!    record sees when a noisy series falls to a level it has not been at in weeks,
+//!    or a second incident repeats a first (NAB.md, "Extremes of the last weeks");
 //! 8. **combined refractory**: the value members and context learning each rest after
 //!    their own alarms, and a breach widens the range the next value is judged against,
 //!    but none rests after another's alarm, so one incident could still ring twice, a
@@ -44,8 +48,8 @@ use serde::{Deserialize, Serialize};
 use super::window::Ring;
 use super::{
     AnomalyMethod, Breach, BreachConfig, ContextConfig, ContextLearner, Cusum, CusumConfig,
-    ModelConfigError, Novelty, NoveltyConfig, Reason, RobustConfig, RobustDeviation, Score,
-    Seasonal, SeasonalConfig, Spike, SpikeConfig, require,
+    Extreme, ExtremeConfig, ModelConfigError, Novelty, NoveltyConfig, Reason, RobustConfig,
+    RobustDeviation, Score, Seasonal, SeasonalConfig, Spike, SpikeConfig, require,
 };
 
 /// How much each method counts in the ensemble (0 switches it off).
@@ -65,6 +69,9 @@ pub struct MethodWeights {
     /// Range breach (beyond everything in the recent window), judged beside the
     /// combined score like context learning.
     pub breach: f64,
+    /// Extreme (beyond the lowest or highest of the last weeks), judged beside the
+    /// combined score like the range breach.
+    pub extreme: f64,
 }
 
 /// The ensemble's tuned weights (see [`EnsembleConfig`]'s defaults), so that
@@ -80,6 +87,7 @@ impl Default for MethodWeights {
             smooth: 1.0,
             context: 0.7,
             breach: 1.0,
+            extreme: 1.0,
         }
     }
 }
@@ -106,6 +114,7 @@ pub struct EnsembleConfig {
     pub novelty: NoveltyConfig,
     pub context: ContextConfig,
     pub breach: BreachConfig,
+    pub extreme: ExtremeConfig,
     /// Robust deviation applied to the moving average of `smooth_points` points.
     pub smooth: RobustConfig,
     pub smooth_points: usize,
@@ -194,6 +203,7 @@ impl Default for EnsembleConfig {
                 ..ContextConfig::default()
             },
             breach: BreachConfig::default(),
+            extreme: ExtremeConfig::default(),
             smooth: RobustConfig {
                 window: 1100,
                 z_half: 3.1201,
@@ -272,6 +282,7 @@ pub struct Ensemble {
     novelty: Option<Novelty>,
     context: Option<ContextLearner>,
     breach: Option<Breach>,
+    extreme: Option<Extreme>,
     /// Moving-average scorer, its ring and running sum (present when weighted).
     smooth: Option<(RobustDeviation, Ring, f64)>,
     /// Decaying maximum of past normalised deviations.
@@ -372,6 +383,7 @@ impl Ensemble {
         unit_weight("weights.smooth", w.smooth)?;
         unit_weight("weights.context", w.context)?;
         unit_weight("weights.breach", w.breach)?;
+        unit_weight("weights.extreme", w.extreme)?;
         require(
             (1..=100_000).contains(&cfg.smooth_points),
             "smooth_points",
@@ -439,6 +451,7 @@ impl Ensemble {
                 None
             },
             breach: member(cfg.weights.breach, || Breach::new(cfg.breach.clone()))?,
+            extreme: member(cfg.weights.extreme, || Extreme::new(cfg.extreme.clone()))?,
             smooth: if cfg.weights.smooth > 0.0 {
                 Some((
                     RobustDeviation::new(cfg.smooth.clone())?,
@@ -735,6 +748,16 @@ impl AnomalyMethod for Ensemble {
                 score = Score { value: v, ..s };
             }
         }
+        // So does an extreme, for the same reason: a value beyond everything of the last
+        // weeks is news however the series got there, a slow slide included.
+        let weight = self.cfg.weights.extreme;
+        if let Some(e) = self.extreme.as_mut() {
+            let s = e.update(t, x);
+            let v = weight * s.value;
+            if v > score.value {
+                score = Score { value: v, ..s };
+            }
+        }
         Score {
             value: self.combined_refractory(score.value),
             ..score
@@ -752,6 +775,7 @@ impl AnomalyMethod for Ensemble {
             + self.novelty.as_ref().map_or(0, |n| n.state_bytes())
             + self.context.as_ref().map_or(0, |c| c.state_bytes())
             + self.breach.as_ref().map_or(0, |b| b.state_bytes())
+            + self.extreme.as_ref().map_or(0, |e| e.state_bytes())
             + self
                 .smooth
                 .as_ref()

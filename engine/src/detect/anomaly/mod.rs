@@ -20,6 +20,7 @@ pub mod breach;
 pub mod context;
 pub mod cusum;
 pub mod ensemble;
+pub mod extreme;
 pub mod multi;
 pub mod novelty;
 pub mod robust;
@@ -35,6 +36,7 @@ pub use breach::{Breach, BreachConfig};
 pub use context::{ContextConfig, ContextLearner};
 pub use cusum::{Cusum, CusumConfig};
 pub use ensemble::{Ensemble, EnsembleConfig};
+pub use extreme::{Extreme, ExtremeConfig};
 pub use multi::{MultiMetric, MultiMetricConfig, MultiScore};
 pub use novelty::{Novelty, NoveltyConfig};
 pub use robust::{RobustConfig, RobustDeviation};
@@ -71,6 +73,9 @@ pub enum Reason {
     /// Beyond the range of the recent window (around its trend); `deviation` is how
     /// far, in widths of that range.
     Breach,
+    /// Beyond the lowest or highest value of the last weeks (`band`); `deviation` is how
+    /// far, in widths of that range.
+    Extreme,
 }
 
 /// One point's verdict. `Copy` and allocation-free so scoring stays on the hot path;
@@ -167,6 +172,26 @@ impl fmt::Display for Score {
                     self.value
                 )
             }
+            Reason::Extreme => {
+                let (side, edge) = if self.deviation >= 0.0 {
+                    ("above", "highest")
+                } else {
+                    ("below", "lowest")
+                };
+                // The window is the method's (eight weeks by default), not the score's:
+                // named generically so a configured window reads true.
+                write!(f, "value {obs} {side} the {edge} of its window")?;
+                if let Some((lo, hi)) = self.band {
+                    write!(f, ", range {} to {},", num(lo), num(hi))?;
+                }
+                write!(
+                    f,
+                    " by {:.2}× the range's width ({} score {:.2})",
+                    self.deviation.abs(),
+                    self.method,
+                    self.value
+                )
+            }
             _ => {
                 let side = if self.deviation >= 0.0 {
                     "above"
@@ -257,6 +282,7 @@ pub enum ModelConfig {
     Novelty(NoveltyConfig),
     Context(ContextConfig),
     Breach(BreachConfig),
+    Extreme(ExtremeConfig),
     Ensemble(Box<EnsembleConfig>),
 }
 
@@ -271,7 +297,7 @@ pub enum ModelConfigError {
 
 /// The names [`ModelConfig::by_name`] accepts.
 pub const METHOD_NAMES: &[&str] = &[
-    "robust", "seasonal", "cusum", "spike", "novelty", "context", "breach", "ensemble",
+    "robust", "seasonal", "cusum", "spike", "novelty", "context", "breach", "extreme", "ensemble",
 ];
 
 impl ModelConfig {
@@ -285,6 +311,7 @@ impl ModelConfig {
             "novelty" => Self::Novelty(NoveltyConfig::default()),
             "context" => Self::Context(ContextConfig::default()),
             "breach" => Self::Breach(BreachConfig::default()),
+            "extreme" => Self::Extreme(ExtremeConfig::default()),
             "ensemble" => Self::Ensemble(Box::default()),
             other => {
                 return Err(ModelConfigError::UnknownMethod {
@@ -317,6 +344,7 @@ impl ModelConfig {
             Self::Novelty(c) => Box::new(Novelty::new(c.clone())?),
             Self::Context(c) => Box::new(ContextLearner::new(c.clone())?),
             Self::Breach(c) => Box::new(Breach::new(c.clone())?),
+            Self::Extreme(c) => Box::new(Extreme::new(c.clone())?),
             Self::Ensemble(c) => Box::new(Ensemble::new(EnsembleConfig::clone(c))?),
         })
     }
@@ -436,6 +464,25 @@ mod tests {
             s.explanation(),
             "value 0 below the recent range around its trend, 33.9 to 46.1, by 2.8× its \
              width (breach score 0.97)"
+        );
+    }
+
+    #[test]
+    fn an_extreme_says_which_edge_of_which_range() {
+        let s = Score {
+            t: 0,
+            value: 1.0,
+            observed: 25.1,
+            expected: None,
+            band: Some((5.19, 7.916)),
+            deviation: 6.3,
+            method: "extreme",
+            reason: Reason::Extreme,
+        };
+        assert_eq!(
+            s.explanation(),
+            "value 25.1 above the highest of its window, range 5.19 to 7.916, by 6.30× the \
+             range's width (extreme score 1.00)"
         );
     }
 
