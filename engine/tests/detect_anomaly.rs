@@ -260,6 +260,34 @@ proptest! {
         }
     }
 
+    /// The extreme member keeps its window by the clock, so it meets timestamps anywhere
+    /// in i64's range (going back, repeating, jumping by centuries) and any window: no
+    /// panic, bounded scores, and the range it reports is one of values it was given.
+    #[test]
+    fn extreme_on_any_timestamps_and_window(
+        points in prop::collection::vec((any::<i64>(), arb_value()), 0..300),
+        window in 1u64..10_000_000,
+    ) {
+        let cfg: ModelConfig = serde_json::from_value(serde_json::json!({
+            "method": "extreme", "window": format!("{window}s"), "warmup": "0s",
+        }))
+        .expect("a valid extreme config");
+        let mut m = cfg.build().expect("valid");
+        let mut seen: Vec<f64> = Vec::new();
+        for (t, x) in points {
+            let s = m.update(t, x);
+            prop_assert!(s.value.is_finite() && (0.0..=1.0).contains(&s.value), "{s:?}");
+            if let Some((low, high)) = s.band {
+                prop_assert!(low <= high, "{s:?}");
+                prop_assert!(seen.contains(&low) && seen.contains(&high), "{s:?}");
+            }
+            if x.is_finite() {
+                seen.push(x);
+            }
+            let _ = s.explanation();
+        }
+    }
+
     /// Short and constant series never panic either, whatever the constant.
     #[test]
     fn short_and_constant_series(c in -1e12..1e12f64, n in 0usize..80, method in prop::sample::select(METHOD_NAMES.to_vec())) {

@@ -172,6 +172,24 @@ fn bad_input_exits_2_with_file_and_line() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown anomaly method"));
+    // A malformed duration says what it is and how to write one, in one readable line.
+    let out = vigil()
+        .args([
+            "detect",
+            "--model-config",
+            r#"{"method":"extreme","window":"8x"}"#,
+            "--input",
+        ])
+        .arg(f.path())
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("invalid duration `8x`; write a whole number"),
+        "{err}"
+    );
+    assert!(err.contains("`8w`") && !err.contains('\u{1}'), "{err}");
     let out = vigil()
         .args(["detect", "--input", "/nonexistent/file.csv"])
         .output()

@@ -71,7 +71,14 @@ pub fn run_detect(args: &DetectArgs, output: DetectOutput) -> anyhow::Result<Exi
     let config = match &args.model_config {
         Some(json) => match serde_json::from_str::<ModelConfig>(json) {
             Ok(c) => c,
-            Err(e) => return Ok(invalid(format!("--model-config: {e}"))),
+            // A parameter's hint (a duration's format) rides after a separator that the
+            // YAML diagnostics split on; here it reads as the rest of the sentence.
+            Err(e) => {
+                let text = e
+                    .to_string()
+                    .replace(vigil::runbook::de::HINT_SEPARATOR, "; ");
+                return Ok(invalid(format!("--model-config: {text}")));
+            }
         },
         None => match ModelConfig::by_name(&args.model) {
             Ok(c) => c,

@@ -14,8 +14,7 @@ pub struct DurationError {
     pub message: String,
 }
 
-pub const DURATION_HINT: &str =
-    "write a whole number followed by a unit (ms, s, m, h, d), e.g. `500ms`, `30s`, `5m`, `1h30m`";
+pub const DURATION_HINT: &str = "write a whole number followed by a unit (ms, s, m, h, d, w), e.g. `500ms`, `30s`, `5m`, `1h30m`, `8w`";
 
 impl Duration {
     pub fn parse(text: &str) -> Result<Duration, DurationError> {
