@@ -188,6 +188,58 @@ impl Extremes {
     }
 }
 
+/// The data's resolution as the range members learn it: the smallest positive step
+/// between consecutive values so far (1 for counts). It never grows: a resolution seen
+/// once is the data's.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct StepResolution {
+    previous: Option<f64>,
+    smallest: f64,
+}
+
+impl StepResolution {
+    pub(super) fn new() -> Self {
+        Self {
+            previous: None,
+            smallest: f64::INFINITY,
+        }
+    }
+
+    /// Learns the step to `x`. Called after `x` is judged: a flat line's first step must
+    /// not set the resolution that excuses it.
+    pub(super) fn learn(&mut self, x: f64) {
+        if let Some(previous) = self.previous.replace(x) {
+            let step = (x - previous).abs();
+            if step > 0.0 && step < self.smallest {
+                self.smallest = step;
+            }
+        }
+    }
+
+    /// `share` steps of the resolution; 0 before the data has moved.
+    pub(super) fn times(&self, share: f64) -> f64 {
+        if self.smallest.is_finite() {
+            share * self.smallest
+        } else {
+            0.0
+        }
+    }
+}
+
+/// How far `x` lies outside `[low, high]`, in widths of that range (0 inside, negative
+/// below). The width is at least `min_width`, and never 0 (a tiny share of the range's
+/// edge `x` passed), so a flat range breached scores high rather than dividing by 0.
+pub(super) fn widths_outside(x: f64, low: f64, high: f64, min_width: f64, level: f64) -> f64 {
+    let width = (high - low).max(min_width).max(super::scale_floor(level));
+    if x > high {
+        (x - high) / width
+    } else if x < low {
+        -(low - x) / width
+    } else {
+        0.0
+    }
+}
+
 /// Values beyond the range of recent residuals around a trend-following baseline.
 #[derive(Debug, Clone)]
 pub struct Breach {
@@ -199,9 +251,7 @@ pub struct Breach {
     beta: f64,
     /// Holt's level and trend; `None` before the first point.
     holt: Option<(f64, f64)>,
-    previous: Option<f64>,
-    /// The smallest positive step between consecutive values seen (never grows).
-    resolution: f64,
+    resolution: StepResolution,
 }
 
 impl Breach {
@@ -234,8 +284,7 @@ impl Breach {
             alpha: 0.0,
             beta: 0.0,
             holt: None,
-            previous: None,
-            resolution: f64::INFINITY,
+            resolution: StepResolution::new(),
             cfg,
         };
         breach.rescale(1.0);
@@ -252,23 +301,6 @@ impl Breach {
         self.alpha = 1.0 / points(self.cfg.level_points);
         self.beta = 1.0 / points(self.cfg.trend_points);
     }
-
-    /// How far `residual` lies outside `[low, high]`, in widths of that range (0 inside).
-    fn widths_outside(&self, residual: f64, low: f64, high: f64, level: f64) -> f64 {
-        let resolution = if self.resolution.is_finite() {
-            self.cfg.resolution_share * self.resolution
-        } else {
-            0.0
-        };
-        let width = (high - low).max(resolution).max(super::scale_floor(level));
-        if residual > high {
-            (residual - high) / width
-        } else if residual < low {
-            -(low - residual) / width
-        } else {
-            0.0
-        }
-    }
 }
 
 impl AnomalyMethod for Breach {
@@ -280,16 +312,17 @@ impl AnomalyMethod for Breach {
         if !x.is_finite() {
             return Score::quiet(t, x, self.name(), Reason::Skipped);
         }
-        let step = self.previous.replace(x).map(|prev| (x - prev).abs());
         let Some((level, trend)) = self.holt else {
             self.holt = Some((x, 0.0));
+            self.resolution.learn(x);
             return Score::quiet(t, x, self.name(), Reason::Warmup);
         };
         let forecast = level + trend;
         let residual = x - forecast;
         let score = match self.residuals.min_max() {
             Some((low, high)) if self.residuals.len() >= self.min_points => {
-                let widths = self.widths_outside(residual, low, high, forecast);
+                let min_width = self.resolution.times(self.cfg.resolution_share);
+                let widths = widths_outside(residual, low, high, min_width, forecast);
                 Score {
                     t,
                     value: z_to_unit(widths, self.cfg.half),
@@ -303,14 +336,8 @@ impl AnomalyMethod for Breach {
             }
             _ => Score::quiet(t, x, self.name(), Reason::Warmup),
         };
-        // Learn after judging: the point must not explain itself (a flat line's first
-        // step must not set the resolution that excuses it).
-        if let Some(step) = step
-            && step > 0.0
-            && step < self.resolution
-        {
-            self.resolution = step;
-        }
+        // Learn after judging: the point must not explain itself.
+        self.resolution.learn(x);
         if residual.is_finite() {
             self.residuals.push(residual);
             let new_level = forecast + self.alpha * residual;

@@ -364,6 +364,28 @@ fn member<M>(
     }
 }
 
+/// Lets a member that speaks beside the combined score (past the record and the value
+/// refractory) judge the point: its score, scaled by `weight`, replaces `score` when
+/// larger, and explains it.
+fn beside<M: AnomalyMethod>(
+    score: Score,
+    member: Option<&mut M>,
+    weight: f64,
+    t: i64,
+    x: f64,
+) -> Score {
+    let Some(member) = member else {
+        return score;
+    };
+    let s = member.update(t, x);
+    let v = weight * s.value;
+    if v > score.value {
+        Score { value: v, ..s }
+    } else {
+        score
+    }
+}
+
 fn unit_weight(field: &'static str, v: f64) -> Result<(), ModelConfigError> {
     require(
         v.is_finite() && (0.0..=1.0).contains(&v),
@@ -740,24 +762,11 @@ impl AnomalyMethod for Ensemble {
         });
         // The breach speaks beside both, past the record and the value refractory: a
         // value beyond everything the window held is news however quiet the series was.
-        let weight = self.cfg.weights.breach;
-        if let Some(b) = self.breach.as_mut() {
-            let s = b.update(t, x);
-            let v = weight * s.value;
-            if v > score.value {
-                score = Score { value: v, ..s };
-            }
-        }
-        // So does an extreme, for the same reason: a value beyond everything of the last
-        // weeks is news however the series got there, a slow slide included.
-        let weight = self.cfg.weights.extreme;
-        if let Some(e) = self.extreme.as_mut() {
-            let s = e.update(t, x);
-            let v = weight * s.value;
-            if v > score.value {
-                score = Score { value: v, ..s };
-            }
-        }
+        score = beside(score, self.breach.as_mut(), self.cfg.weights.breach, t, x);
+        // So does an extreme, for the same reason: a value beyond the lowest or highest
+        // of the last weeks is news however noisy the series, and however like an
+        // earlier incident.
+        score = beside(score, self.extreme.as_mut(), self.cfg.weights.extreme, t, x);
         Score {
             value: self.combined_refractory(score.value),
             ..score

@@ -5,9 +5,9 @@
 //! in the last two months, ever been this low or this high? The other members judge a
 //! point against a recent baseline (a median, the same phase of the last cycles, a
 //! trend-following level) in units of its usual spread, so on a noisy series a fall to a
-//! level never seen — a road's traffic speed dropping to a crawl, a machine's temperature
-//! sagging over a day — is no larger than the noise around that baseline, and a second
-//! incident like a first is no larger than the record the ensemble remembers. Here the
+//! level not seen in weeks — a road's traffic speed dropping to a crawl — is no larger
+//! than the noise around that baseline, and a second incident like a first is no larger
+//! than the record the ensemble remembers. Here the
 //! judgement is against the raw values of the whole window: leaving its range by a few
 //! hundredths of its width is news.
 //!
@@ -16,8 +16,8 @@
 //! level, not trends (the capacity forecast judges those).
 //!
 //! Measured on NAB (NAB.md, "Extremes of the last weeks"): of the breaches beyond 0.05
-//! widths, nearly all fall in labelled anomaly windows, among them windows no other member
-//! reached.
+//! widths (the first of each day), 47 fall in labelled anomaly windows and 9 outside,
+//! and seven windows no other member reached are among them.
 //!
 //! The window is a duration, not a count of points: eight weeks are eight weeks whether
 //! the data comes every minute or with gaps of days. Its minimum and maximum are kept per
@@ -28,6 +28,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
+use super::breach::{StepResolution, widths_outside};
 use super::{AnomalyMethod, ModelConfigError, Reason, Score, require, z_to_unit};
 use crate::runbook::duration::Duration;
 
@@ -144,9 +145,7 @@ pub struct Extreme {
     /// Time of the first point learnt, and of the latest (the clock never goes back).
     first: Option<i64>,
     now: i64,
-    previous: Option<f64>,
-    /// The smallest positive step between consecutive values seen (never grows).
-    resolution: f64,
+    resolution: StepResolution,
 }
 
 impl Extreme {
@@ -177,28 +176,9 @@ impl Extreme {
             warmup_secs: cfg.warmup.as_std().as_secs() as i64,
             first: None,
             now: i64::MIN,
-            previous: None,
-            resolution: f64::INFINITY,
+            resolution: StepResolution::new(),
             cfg,
         })
-    }
-
-    /// How far `x` lies outside `[low, high]`, in widths of that range (0 inside).
-    fn widths_outside(&self, x: f64, low: f64, high: f64) -> f64 {
-        let resolution = if self.resolution.is_finite() {
-            self.cfg.resolution_share * self.resolution
-        } else {
-            0.0
-        };
-        let level = if x > high { high } else { low };
-        let width = (high - low).max(resolution).max(super::scale_floor(level));
-        if x > high {
-            (x - high) / width
-        } else if x < low {
-            -(low - x) / width
-        } else {
-            0.0
-        }
     }
 }
 
@@ -217,7 +197,9 @@ impl AnomalyMethod for Extreme {
         self.extremes.evict(self.now);
         let score = match self.extremes.min_max() {
             Some((low, high)) if self.now.saturating_sub(first) >= self.warmup_secs => {
-                let widths = self.widths_outside(x, low, high);
+                let min_width = self.resolution.times(self.cfg.resolution_share);
+                let edge = if x > high { high } else { low };
+                let widths = widths_outside(x, low, high, min_width, edge);
                 Score {
                     t,
                     value: z_to_unit(widths, self.cfg.half),
@@ -232,12 +214,7 @@ impl AnomalyMethod for Extreme {
             _ => Score::quiet(t, x, self.name(), Reason::Warmup),
         };
         // Learn after judging: the point must not excuse itself.
-        if let Some(prev) = self.previous.replace(x) {
-            let step = (x - prev).abs();
-            if step > 0.0 && step < self.resolution {
-                self.resolution = step;
-            }
-        }
+        self.resolution.learn(x);
         self.extremes.push(self.now, x);
         score
     }
