@@ -227,8 +227,9 @@ impl StepResolution {
 }
 
 /// How far `x` lies outside `[low, high]`, in widths of that range (0 inside, negative
-/// below). The width is at least `min_width`, and never 0 (a tiny share of the range's
-/// edge `x` passed), so a flat range breached scores high rather than dividing by 0.
+/// below). The width is at least `min_width`, and never 0 (at least a tiny share of
+/// `level`, the value's scale), so a flat range breached scores high rather than
+/// dividing by 0.
 pub(super) fn widths_outside(x: f64, low: f64, high: f64, min_width: f64, level: f64) -> f64 {
     let width = (high - low).max(min_width).max(super::scale_floor(level));
     if x > high {
