@@ -19,6 +19,11 @@
 //! widths (the first of each day), 47 fall in labelled anomaly windows and 9 outside,
 //! and seven windows no other member reached are among them.
 //!
+//! Its range is what the member has seen. `vigil detect` on a CSV sees the whole file; a
+//! scheduled detector keeps its state in memory between runs and learns from the hours of
+//! history its first run loads (`RunnerConfig::warmup`, six hours), so after a start the
+//! member is silent for a week and its range spans the weeks since.
+//!
 //! The window is a duration, not a count of points: eight weeks are eight weeks whether
 //! the data comes every minute or with gaps of days. Its minimum and maximum are kept per
 //! block of time (a 256th of the window) in two monotonic queues: O(1) amortised per
