@@ -16,6 +16,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 
+/// Longest history a detector's first run may load: a year.
+const MAX_HISTORY_SECS: u64 = 366 * 86_400;
+
 /// Everything loaded from a bundle, with the problems found.
 #[derive(Debug, Default)]
 pub struct Bundle {
@@ -645,6 +648,15 @@ impl<'a> Checker<'a> {
             }
         }
         let features = self.detector_input(&d, wants_features, doc.span);
+        if let Some(history) = &d.history
+            && !(1..=MAX_HISTORY_SECS).contains(&history.value.as_std().as_secs())
+        {
+            self.error(
+                history.span,
+                format!("history `{}` is out of range", history.value),
+                "give between 1s and a year, e.g. `history: 8w`",
+            );
+        }
         Some(Detector {
             name: d.name.value,
             description: d.description,
@@ -656,6 +668,7 @@ impl<'a> Checker<'a> {
             features,
             model: d.model,
             alert: d.alert,
+            history: d.history.map(|h| h.value),
         })
     }
 

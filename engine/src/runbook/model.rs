@@ -429,6 +429,10 @@ pub struct DetectorDoc {
     /// The detection model and its parameters (typed by `detect`).
     pub model: Node,
     pub alert: AlertDoc,
+    /// How much of the past the first run learns from, never alerting on it (e.g. `8w`
+    /// for the ensemble's extreme member); default: the daemon's (six hours).
+    #[serde(default)]
+    pub history: Option<Spanned<Duration>>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -729,6 +733,9 @@ pub struct Detector {
     #[serde(skip)]
     pub model: Node,
     pub alert: AlertDoc,
+    /// How much of the past the first run learns from; `None`: the runner's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<Duration>,
 }
 
 impl Detector {

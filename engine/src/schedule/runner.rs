@@ -51,8 +51,13 @@ pub struct RunReport {
 
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
-    /// How much history a detector's first run loads to learn from (never alerts on).
+    /// How much history a detector's first run loads to learn from (never alerts on),
+    /// unless the detector says (`history:`).
     pub warmup: std::time::Duration,
+    /// Longest range one fetch asks a source for: a longer one (weeks of history) is
+    /// read in spans of this length, since sources cap the points of a query
+    /// (Prometheus: 11,000 a series, 7.6 days at a 60 s step).
+    pub fetch_span: std::time::Duration,
     /// The window a forecast fits on, every run.
     pub forecast_window: std::time::Duration,
     /// Jitter spread over detectors sharing a schedule.
@@ -67,6 +72,7 @@ impl Default for RunnerConfig {
     fn default() -> Self {
         RunnerConfig {
             warmup: std::time::Duration::from_secs(6 * 3600),
+            fetch_span: std::time::Duration::from_secs(86_400),
             forecast_window: std::time::Duration::from_secs(6 * 3600),
             jitter: std::time::Duration::ZERO,
             workers: 2,
@@ -221,7 +227,12 @@ async fn run_once(
         None => {
             // The first run: the history is for learning; only what comes after alerts.
             slot.run.alert_from(now.div_euclid(1000));
-            now - cfg.warmup.as_millis() as i64
+            let history = slot
+                .run
+                .detector()
+                .history
+                .map_or(cfg.warmup, |h| h.as_std());
+            now.saturating_sub(history.as_millis().min(i64::MAX as u128) as i64)
         }
     };
     let mut report = RunReport {
@@ -262,7 +273,7 @@ async fn run_once(
         slot.reported_no_model = false;
         let mut by_feature = std::collections::BTreeMap::new();
         for (feature, q) in &slot.run.detector().features {
-            match source.fetch(q, start, now).await {
+            match fetch_in_spans(source, q, start, now, cfg.fetch_span).await {
                 Ok(series) => {
                     report.series += series.len();
                     report.points += series.iter().map(|s| s.points.len()).sum::<usize>();
@@ -278,7 +289,7 @@ async fn run_once(
         slot.covered_ms = Some(now);
         return report;
     }
-    match source.fetch(&query, start, now).await {
+    match fetch_in_spans(source, &query, start, now, cfg.fetch_span).await {
         Ok(series) => {
             report.series = series.len();
             report.points = series.iter().map(|s| s.points.len()).sum();
@@ -289,6 +300,38 @@ async fn run_once(
         Err(e) => report.error = Some(e),
     }
     report
+}
+
+/// Fetches `[start_ms, end_ms]` in consecutive spans of at most `span`, one at a time,
+/// and joins each series' points across them (in time order, as each span's are). A
+/// range within one span is one fetch, as before.
+async fn fetch_in_spans(
+    source: &dyn Source,
+    query: &str,
+    start_ms: i64,
+    end_ms: i64,
+    span: std::time::Duration,
+) -> Result<Vec<Series>, String> {
+    let span_ms = (span.as_millis().min(i64::MAX as u128) as i64).max(1);
+    let mut joined: Vec<Series> = Vec::new();
+    let mut index: HashMap<std::collections::BTreeMap<String, String>, usize> = HashMap::new();
+    let mut from = start_ms;
+    loop {
+        let to = from.saturating_add(span_ms - 1).min(end_ms);
+        for series in source.fetch(query, from, to).await? {
+            match index.get(&series.labels) {
+                Some(&i) => joined[i].points.extend(series.points),
+                None => {
+                    index.insert(series.labels.clone(), joined.len());
+                    joined.push(series);
+                }
+            }
+        }
+        if to >= end_ms {
+            return Ok(joined);
+        }
+        from = to + 1;
+    }
 }
 
 #[cfg(test)]
@@ -331,6 +374,79 @@ mod tests {
         let b = Bundle::from_source(Path::new("d.yaml"), text);
         assert!(!b.has_errors(), "{:?}", b.diagnostics);
         b.detectors[0].clone()
+    }
+
+    /// A source that remembers the ranges it was asked for, and gives one point a
+    /// minute in each, for two series.
+    struct Recording {
+        asked: Arc<std::sync::Mutex<Vec<(i64, i64)>>>,
+    }
+
+    impl Source for Recording {
+        fn fetch(&self, _query: &str, start_ms: i64, end_ms: i64) -> FetchFuture {
+            self.asked.lock().expect("lock").push((start_ms, end_ms));
+            Box::pin(async move {
+                let minute = 60_000;
+                let first = start_ms.div_euclid(minute) * minute;
+                let points: Vec<(i64, f64)> = (first..=end_ms)
+                    .step_by(minute as usize)
+                    .filter(|&t| t >= start_ms)
+                    .map(|t| (t / 1000, 1.0))
+                    .collect();
+                Ok(["api", "db"]
+                    .iter()
+                    .map(|service| Series {
+                        labels: BTreeMap::from([("service".into(), service.to_string())]),
+                        points: points.clone(),
+                    })
+                    .collect())
+            })
+        }
+    }
+
+    /// A detector's `history:` sets how far back its first run reads; a range longer
+    /// than a fetch span is read span by span, each series joined across them with no
+    /// point lost or read twice. Later runs read only what is new, in one fetch.
+    #[tokio::test]
+    async fn a_long_history_is_read_in_spans_and_joined() {
+        let text = "apiVersion: vigil/v1\nkind: Detector\nname: weeks\nschedule: \"* * * * * *\"\nsource: src\nquery: q\nhistory: 3d\nmodel: { anomaly: { method: extreme } }\nalert: { name: Extreme }\n";
+        let b = Bundle::from_source(Path::new("d.yaml"), text);
+        assert!(!b.has_errors(), "{:?}", b.diagnostics);
+        let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let source = Recording {
+            asked: asked.clone(),
+        };
+        let now = 1_700_000_000_000;
+        let clock = Clock::scaled(now, 0.0);
+        let cfg = RunnerConfig::default();
+        let slot = Mutex::new(Slot {
+            run: DetectorRun::new(&b.detectors[0]).expect("a valid detector"),
+            covered_ms: None,
+            reported_no_model: false,
+        });
+        let first = run_once(&source, &slot, &clock, &cfg).await;
+        assert_eq!(first.error, None);
+        let day = 86_400_000;
+        let start = now - 3 * day;
+        // `[now - 3d, now]` holds three days and one millisecond: four spans.
+        assert_eq!(
+            *asked.lock().expect("lock"),
+            vec![
+                (start, start + day - 1),
+                (start + day, start + 2 * day - 1),
+                (start + 2 * day, start + 3 * day - 1),
+                (now, now),
+            ]
+        );
+        // Two series, a point a minute over three days (`now` is not on a minute).
+        assert_eq!(first.series, 2);
+        assert_eq!(first.points, 2 * 3 * 24 * 60);
+        assert!(first.detections.is_empty(), "history never alerts");
+        asked.lock().expect("lock").clear();
+        let later = Clock::scaled(now + 60_000, 0.0);
+        let next = run_once(&source, &slot, &later, &cfg).await;
+        assert_eq!(*asked.lock().expect("lock"), vec![(now + 1, now + 60_000)]);
+        assert_eq!(next.points, 2);
     }
 
     #[test]

@@ -20,9 +20,9 @@
 //! and seven windows no other member reached are among them.
 //!
 //! Its range is what the member has seen. `vigil detect` on a CSV sees the whole file; a
-//! scheduled detector keeps its state in memory between runs and learns from the hours of
-//! history its first run loads (`RunnerConfig::warmup`, six hours), so after a start the
-//! member is silent for a week and its range spans the weeks since.
+//! scheduled detector keeps its state in memory between runs and learns from the history
+//! its first run loads: six hours unless the detector says `history: 8w`. With less, the
+//! member is silent for a week after a start and its range spans the weeks since.
 //!
 //! The window is a duration, not a count of points: eight weeks are eight weeks whether
 //! the data comes every minute or with gaps of days. Its minimum and maximum are kept per
