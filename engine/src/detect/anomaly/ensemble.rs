@@ -893,6 +893,43 @@ mod tests {
         assert!(burst > 0.5, "a burst of 40 scored {burst}");
     }
 
+    /// On a noisy gauge (uniform between 40 and 90 for two weeks), a 30 is 10 below
+    /// anything seen but well inside the noise for the baseline members (robust z ~2.4):
+    /// without the extreme member the ensemble scores it like any point; with it, it is
+    /// news, explained by the range it left. Normal points stay under 0.5 either way.
+    #[test]
+    fn a_noisy_gauge_below_anything_of_the_weeks_is_news() {
+        let judged = |extreme: f64| {
+            let mut e = weighted(MethodWeights {
+                extreme,
+                ..MethodWeights::default()
+            });
+            let mut r = super::super::noise(3);
+            let t0 = 1_400_000_000;
+            let n = 14 * 288;
+            let mut normal = 0.0f64;
+            for i in 0..n {
+                let s = e.update(t0 + i * 300, 40.0 + 50.0 * r());
+                if i > 8 * 288 {
+                    normal = normal.max(s.value);
+                }
+            }
+            (normal, e.update(t0 + n * 300, 30.0))
+        };
+        let (normal, without) = judged(0.0);
+        assert!(normal < 0.5 && without.value < 0.5, "{normal} {without:?}");
+        let (normal, with) = judged(1.0);
+        assert!(normal < 0.5, "{normal}");
+        assert!(with.value > 0.9, "{with:?}");
+        assert_eq!(with.method, "extreme");
+        assert!(
+            with.explanation()
+                .contains("below the lowest of its window"),
+            "{}",
+            with.explanation()
+        );
+    }
+
     #[test]
     fn the_moving_average_survives_a_resize() {
         // After the resize, the sum is that of the values kept.
