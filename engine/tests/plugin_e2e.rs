@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use vigil::exec::action::{ActionCall, ActionCatalog};
-use vigil::plugin::{HostOptions, InstanceConfig, PluginCatalog, PluginHost, TimeRange};
+use vigil::plugin::{Connector, HostOptions, InstanceConfig, PluginCatalog, PluginHost, TimeRange};
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -281,6 +281,7 @@ fn prometheus_and_http_plugins_against_real_servers() {
         .block_on(conn.fetch_async("up".into(), TimeRange::instant(now)))
         .expect("async fetch");
     assert!(!async_batch.series.is_empty());
+    weeks_of_history_through_the_runner(&rt, &conn);
 
     // A runbook-shaped flow: measure → notify (Slack) → page (PagerDuty) → webhook.
     let flow = |live: bool| -> Vec<(Value, Option<Value>)> {
@@ -390,6 +391,62 @@ fn prometheus_and_http_plugins_against_real_servers() {
     );
 
     runbook_through_the_cli(prom.port, &recv);
+}
+
+/// A detector with `history: 8w` against the real Prometheus: eight weeks at the
+/// connector's 60 s step are 80,640 points, which Prometheus refuses in one query
+/// ("exceeded maximum resolution of 11,000 points per timeseries"; the runner's first
+/// run fails that way when its fetch span is longer than the history), so the runner
+/// reads them a day at a time (57 queries) and gets the seconds of data this
+/// Prometheus holds, with no error and no alert.
+fn weeks_of_history_through_the_runner(rt: &tokio::runtime::Runtime, conn: &Connector) {
+    use std::collections::HashMap;
+    use vigil::daemon::ConnectorSource;
+    use vigil::schedule::Clock;
+    use vigil::schedule::runner::{RunnerConfig, RunnerStats, run};
+
+    let now = now_ms();
+    let weeks = 8 * 7 * 86_400_000i64;
+    let err = conn
+        .fetch("up", TimeRange::range(now - weeks, now, 60_000))
+        .expect_err("more points than Prometheus gives in one query");
+    assert!(
+        err.to_string().contains("11,000") || err.to_string().contains("maximum resolution"),
+        "{err}"
+    );
+    let text = "apiVersion: vigil/v1\nkind: Detector\nname: weeks\nschedule: \"* * * * * *\"\nsource: prom\nquery: 'up{job=\"prometheus\"}'\nhistory: 8w\nmodel: { anomaly: { method: ensemble } }\nalert: { name: Weeks }\n";
+    let bundle = vigil::runbook::Bundle::from_source(std::path::Path::new("weeks.yaml"), text);
+    assert!(!bundle.has_errors(), "{:?}", bundle.diagnostics);
+    let mut sources: vigil::schedule::runner::Sources = HashMap::new();
+    sources.insert("prom".into(), Arc::new(ConnectorSource(conn.clone())));
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let runner = rt.spawn(run(
+        bundle.detectors.clone(),
+        sources,
+        Clock::scaled(now, 1.0),
+        RunnerConfig::default(),
+        tx,
+        stop_rx,
+        Arc::new(RunnerStats::default()),
+    ));
+    // A timer is made inside the runtime (`block_on(async { … })`), not before it.
+    let first = rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(60), rx.recv()).await })
+        .expect("a first run within a minute")
+        .expect("a report");
+    assert_eq!(first.error, None, "{first:?}");
+    assert_eq!(first.series, 1, "{first:?}");
+    assert!(first.points >= 1, "{first:?}");
+    assert!(
+        first.detections.is_empty(),
+        "history never alerts: {first:?}"
+    );
+    stop_tx.send(true).expect("stop");
+    drop(rx);
+    rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), runner).await })
+        .expect("the runner stops")
+        .expect("no panic");
 }
 
 /// The same, as a user runs it: a bundle whose `sources:` configure the plugins,
