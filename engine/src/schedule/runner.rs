@@ -222,7 +222,7 @@ async fn run_once(
     let query = slot.run.detector().query.clone();
     let forecast = slot.run.is_forecast();
     let start = match slot.covered_ms {
-        _ if forecast => now - cfg.forecast_window.as_millis() as i64,
+        _ if forecast => now.saturating_sub(millis(cfg.forecast_window)),
         Some(covered) => covered + 1,
         None => {
             // The first run: the history is for learning; only what comes after alerts.
@@ -232,7 +232,7 @@ async fn run_once(
                 .detector()
                 .history
                 .map_or(cfg.warmup, |h| h.as_std());
-            now.saturating_sub(history.as_millis().min(i64::MAX as u128) as i64)
+            now.saturating_sub(millis(history))
         }
     };
     let mut report = RunReport {
@@ -302,6 +302,11 @@ async fn run_once(
     report
 }
 
+/// A duration in milliseconds, saturating (a century-long `history:` stays a number).
+fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// Fetches `[start_ms, end_ms]` in consecutive spans of at most `span`, one at a time,
 /// and joins each series' points across them (in time order, as each span's are). A
 /// range within one span is one fetch, as before.
@@ -312,7 +317,7 @@ async fn fetch_in_spans(
     end_ms: i64,
     span: std::time::Duration,
 ) -> Result<Vec<Series>, String> {
-    let span_ms = (span.as_millis().min(i64::MAX as u128) as i64).max(1);
+    let span_ms = millis(span).max(1);
     let mut joined: Vec<Series> = Vec::new();
     let mut index: HashMap<std::collections::BTreeMap<String, String>, usize> = HashMap::new();
     let mut from = start_ms;

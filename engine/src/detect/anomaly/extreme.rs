@@ -34,7 +34,11 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use super::breach::{StepResolution, widths_outside};
-use super::{AnomalyMethod, ModelConfigError, Reason, Score, require, z_to_unit};
+use super::window::ScaleFloors;
+use super::{
+    AnomalyMethod, ModelConfigError, Reason, Score, require, require_floors, require_positive,
+    z_to_unit,
+};
 use crate::runbook::duration::Duration;
 
 /// Parameters of [`Extreme`].
@@ -146,7 +150,6 @@ impl TimedExtremes {
 pub struct Extreme {
     cfg: ExtremeConfig,
     extremes: TimedExtremes,
-    warmup_secs: i64,
     /// Time of the first point learnt, and of the latest (the clock never goes back).
     first: Option<i64>,
     now: i64,
@@ -166,19 +169,14 @@ impl Extreme {
             "warmup",
             "must not be longer than the window",
         )?;
-        require(
-            cfg.half.is_finite() && cfg.half > 0.0,
-            "half",
-            "must be a positive number",
-        )?;
-        require(
-            cfg.resolution_share.is_finite() && (0.0..=100.0).contains(&cfg.resolution_share),
-            "resolution_share",
-            "must be in 0..=100",
-        )?;
+        require_positive(cfg.half, "half")?;
+        // The same resolution floor as the windowed methods' (no spread floor here).
+        require_floors(ScaleFloors {
+            spread_share: 0.0,
+            resolution_share: cfg.resolution_share,
+        })?;
         Ok(Self {
             extremes: TimedExtremes::new(window as i64),
-            warmup_secs: cfg.warmup.as_std().as_secs() as i64,
             first: None,
             now: i64::MIN,
             resolution: StepResolution::new(),
@@ -201,7 +199,9 @@ impl AnomalyMethod for Extreme {
         let first = *self.first.get_or_insert(self.now);
         self.extremes.evict(self.now);
         let score = match self.extremes.min_max() {
-            Some((low, high)) if self.now.saturating_sub(first) >= self.warmup_secs => {
+            Some((low, high))
+                if self.now.saturating_sub(first) as u64 >= self.cfg.warmup.as_std().as_secs() =>
+            {
                 let min_width = self.resolution.times(self.cfg.resolution_share);
                 let edge = if x > high { high } else { low };
                 let widths = widths_outside(x, low, high, min_width, edge);
