@@ -45,6 +45,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::familiar::{DailyProfile, FamiliarConfig};
 use super::window::Ring;
 use super::{
     AnomalyMethod, Breach, BreachConfig, ContextConfig, ContextLearner, Cusum, CusumConfig,
@@ -115,6 +116,9 @@ pub struct EnsembleConfig {
     pub context: ContextConfig,
     pub breach: BreachConfig,
     pub extreme: ExtremeConfig,
+    /// Damps the value members' deviation when the series went as far, the same way, at
+    /// about this time of day on most of the last days (a nightly job).
+    pub familiar: FamiliarConfig,
     /// Robust deviation applied to the moving average of `smooth_points` points.
     pub smooth: RobustConfig,
     pub smooth_points: usize,
@@ -204,6 +208,7 @@ impl Default for EnsembleConfig {
             },
             breach: BreachConfig::default(),
             extreme: ExtremeConfig::default(),
+            familiar: FamiliarConfig::default(),
             smooth: RobustConfig {
                 window: 1100,
                 z_half: 3.1201,
@@ -285,6 +290,8 @@ pub struct Ensemble {
     extreme: Option<Extreme>,
     /// Moving-average scorer, its ring and running sum (present when weighted).
     smooth: Option<(RobustDeviation, Ring, f64)>,
+    /// The time-of-day profiles of the values and of the moving average (`familiar`).
+    days: Option<(DailyProfile, DailyProfile)>,
     /// Decaying maximum of past normalised deviations.
     past_max: f64,
     decay: f64,
@@ -447,6 +454,7 @@ impl Ensemble {
             "combined_refractory",
             "must be at most 1000000 points",
         )?;
+        cfg.familiar.validate()?;
         if let Some(r) = cfg.reference_interval {
             require(
                 r.is_finite() && r >= 1e-3,
@@ -483,6 +491,12 @@ impl Ensemble {
             } else {
                 None
             },
+            days: cfg.familiar.is_on().then(|| {
+                (
+                    DailyProfile::new(&cfg.familiar),
+                    DailyProfile::new(&cfg.familiar),
+                )
+            }),
             past_max: 0.0,
             short: Ring::new(cfg.short_window.max(1)),
             short_sum: 0.0,
@@ -675,12 +689,31 @@ impl AnomalyMethod for Ensemble {
             scores[1].1
         };
         let mut deviation = 0.0f64;
+        let familiar = |days: Option<&DailyProfile>, d: f64, s: &Score| match (days, s.expected)
+        {
+            (Some(days), Some(expected)) if d > 0.0 => {
+                let level = expected + (1.0 - cfg.familiar.slack) * (s.observed - expected);
+                if days.is_familiar(t, level, s.observed > expected) {
+                    d * cfg.familiar.damping
+                } else {
+                    d
+                }
+            }
+            _ => d,
+        };
         for (weight, s) in scores {
-            let d = weight * s.deviation.abs();
+            let d = familiar(
+                self.days.as_ref().map(|d| &d.0),
+                weight * s.deviation.abs(),
+                &s,
+            );
             if d > deviation {
                 deviation = d;
                 best = s;
             }
+        }
+        if let Some((days, _)) = self.days.as_mut() {
+            days.push(t, x);
         }
         if let Some((scorer, ring, sum)) = self.smooth.as_mut() {
             if ring.len() == ring.capacity() {
@@ -690,7 +723,14 @@ impl AnomalyMethod for Ensemble {
             *sum += x;
             let mean = *sum / ring.len().max(1) as f64;
             let s = scorer.update(t, mean);
-            let d = cfg.weights.smooth / cfg.smooth.z_half * s.deviation.abs();
+            let d = familiar(
+                self.days.as_ref().map(|d| &d.1),
+                cfg.weights.smooth / cfg.smooth.z_half * s.deviation.abs(),
+                &s,
+            );
+            if let Some((_, days)) = self.days.as_mut() {
+                days.push(t, mean);
+            }
             if d.is_finite() && d > deviation {
                 deviation = d;
                 // The average is what was judged, so it is what the explanation and
@@ -785,6 +825,10 @@ impl AnomalyMethod for Ensemble {
             + self.context.as_ref().map_or(0, |c| c.state_bytes())
             + self.breach.as_ref().map_or(0, |b| b.state_bytes())
             + self.extreme.as_ref().map_or(0, |e| e.state_bytes())
+            + self
+                .days
+                .as_ref()
+                .map_or(0, |(a, b)| a.state_bytes() + b.state_bytes())
             + self
                 .smooth
                 .as_ref()
