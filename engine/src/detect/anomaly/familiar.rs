@@ -174,3 +174,115 @@ impl DailyProfile {
         self.slots.capacity() * std::mem::size_of::<(i64, f64, f64)>()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: i64 = 3600;
+
+    fn profile(cfg: FamiliarConfig) -> DailyProfile {
+        cfg.validate().expect("valid");
+        DailyProfile::new(&cfg)
+    }
+
+    /// Five-minute points at `base` over `days` days, with a spike of `height` each day
+    /// at 03:00 plus `jitter(day)` minutes.
+    fn nightly(p: &mut DailyProfile, days: i64, height: f64, jitter: impl Fn(i64) -> i64) {
+        for i in 0..days * 288 {
+            let t = i * 300;
+            let day = t / DAY_SECS;
+            let spike_at = day * DAY_SECS + 3 * HOUR + jitter(day) * 60;
+            let x = if (t - spike_at).abs() < 150 {
+                height
+            } else {
+                0.1
+            };
+            p.push(t, x);
+        }
+    }
+
+    #[test]
+    fn a_nightly_job_at_a_wandering_minute_is_familiar() {
+        let mut p = profile(FamiliarConfig::default());
+        // 03:00, 03:40, 02:25, 03:10, ...: within the tolerance of each other.
+        nightly(&mut p, 7, 1.5, |day| {
+            [0, 40, -35, 10, 25, -20, 5][day as usize]
+        });
+        let tonight = 7 * DAY_SECS + 3 * HOUR + 15 * 60;
+        assert!(p.is_familiar(tonight, 1.4, true));
+        // Higher than any night, or at noon: news.
+        assert!(!p.is_familiar(tonight, 2.0, true));
+        assert!(!p.is_familiar(7 * DAY_SECS + 12 * HOUR, 1.4, true));
+        // Below: the series sat at 0.1 every night, and never at -1.
+        assert!(p.is_familiar(tonight, 0.1, false));
+        assert!(!p.is_familiar(tonight, -1.0, false));
+    }
+
+    #[test]
+    fn it_takes_min_days_of_the_last_days() {
+        let cfg = FamiliarConfig::default();
+        let mut p = profile(cfg.clone());
+        // Two nights with the job, then a week without it.
+        nightly(&mut p, 2, 1.5, |_| 0);
+        let third = 2 * DAY_SECS + 3 * HOUR;
+        assert!(!p.is_familiar(third, 1.4, true), "two nights are not three");
+        let mut p = profile(cfg);
+        nightly(&mut p, 3, 1.5, |_| 0);
+        assert!(p.is_familiar(3 * DAY_SECS + 3 * HOUR, 1.4, true));
+        // Eight days on, the three nights have left the week.
+        for i in 0..8 * 288 {
+            p.push(3 * DAY_SECS + i * 300, 0.1);
+        }
+        assert!(!p.is_familiar(11 * DAY_SECS + 3 * HOUR, 1.4, true));
+    }
+
+    #[test]
+    fn the_tolerance_reaches_across_midnight() {
+        let mut p = profile(FamiliarConfig::default());
+        // A job at 23:50 each night, judged at 00:20: the bins of the day before.
+        for day in 0..5 {
+            p.push(day * DAY_SECS + 23 * HOUR + 50 * 60, 9.0);
+        }
+        assert!(p.is_familiar(5 * DAY_SECS + 20 * 60, 8.0, true));
+    }
+
+    #[test]
+    fn after_a_gap_old_slots_never_count() {
+        let mut p = profile(FamiliarConfig::default());
+        nightly(&mut p, 7, 1.5, |_| 0);
+        let tonight = 7 * DAY_SECS + 3 * HOUR;
+        assert!(p.is_familiar(tonight, 1.4, true));
+        // A gap of exactly the ring's length (a week, the tolerance and a bin): each day
+        // asked for maps onto the slot of a night long gone, which must not count.
+        let ring = (7 * 96 + 6 + 1) * 900;
+        assert!(!p.is_familiar(tonight + ring, 1.4, true));
+    }
+
+    #[test]
+    fn any_timestamp_is_safe() {
+        let mut p = profile(FamiliarConfig::default());
+        for t in [i64::MIN, i64::MIN + 1, -1, 0, 1, i64::MAX - 1, i64::MAX] {
+            p.push(t, 1.0);
+            let _ = p.is_familiar(t, 1.0, true);
+            let _ = p.is_familiar(t, 1.0, false);
+        }
+        p.push(0, f64::NAN);
+        assert!(!p.is_familiar(DAY_SECS, f64::NAN, true));
+    }
+
+    #[test]
+    fn bad_settings_name_the_field() {
+        let bad = |f: fn(&mut FamiliarConfig)| {
+            let mut cfg = FamiliarConfig::default();
+            f(&mut cfg);
+            cfg.validate().expect_err("invalid").to_string()
+        };
+        assert!(bad(|c| c.days = 0).contains("familiar.days"));
+        assert!(bad(|c| c.min_days = 8).contains("familiar.min_days"));
+        assert!(bad(|c| c.bin = Duration::from_secs(7 * 60)).contains("familiar.bin"));
+        assert!(bad(|c| c.tolerance = Duration::from_secs(13 * 3600)).contains("tolerance"));
+        assert!(bad(|c| c.slack = 1.0).contains("familiar.slack"));
+        assert!(bad(|c| c.damping = f64::NAN).contains("familiar.damping"));
+    }
+}
