@@ -137,6 +137,9 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // The reader went away (`vigil detect ... | head`): nothing is wrong and there is
+        // no one left to tell, as for any Unix filter.
+        Err(e) if cli::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             cli::print_error(&cli.global, &e);
             e.downcast_ref::<cli::Invalid>()

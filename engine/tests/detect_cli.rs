@@ -216,3 +216,36 @@ fn forecast_reports_time_to_exhaustion() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `vigil detect ... | head -1`: the reader leaves after one row. vigil stops writing
+/// and exits 0, with no panic and no error (ripgrep and every Unix filter do the same).
+#[test]
+fn a_reader_that_leaves_early_is_no_error() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let rows: Vec<String> = (0..200_000)
+        .map(|i| format!("{},{}", 1_400_000_000 + i * 60, 10 + i % 7))
+        .collect();
+    let input = csv(&rows);
+    for output in ["json", "nab", "table"] {
+        let mut child = vigil()
+            .args(["detect", "--input"])
+            .arg(input.path())
+            .args(["--output", output])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("runs");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().expect("piped"))
+            .read_line(&mut first)
+            .expect("a first line");
+        // The read end is dropped here, long before 200,000 rows are written.
+        assert!(!first.is_empty(), "{output}: no first line");
+        let out = child.wait_with_output().expect("exits");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{output}: {:?} {stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{output}: {stderr}");
+        assert!(!stderr.contains("error"), "{output}: {stderr}");
+    }
+}

@@ -91,7 +91,11 @@ pub fn run_detect(args: &DetectArgs, output: DetectOutput) -> anyhow::Result<Exi
     };
     let input = match (&args.input, args.print_config) {
         (_, true) => {
-            println!("{}", serde_json::to_string_pretty(&config)?);
+            writeln!(
+                std::io::stdout(),
+                "{}",
+                serde_json::to_string_pretty(&config)?
+            )?;
             return Ok(ExitCode::SUCCESS);
         }
         (Some(input), false) => input,

@@ -12,7 +12,7 @@ pub mod run;
 pub mod validate;
 
 use anyhow::{Context, Result};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use vigil::runbook::Bundle;
 use vigil::runbook::model::Runbook;
@@ -138,7 +138,9 @@ pub fn init_tracing(g: &Global) {
 pub fn print_error(g: &Global, e: &anyhow::Error) {
     if g.json() {
         let detail: Vec<String> = e.chain().skip(1).map(|c| c.to_string()).collect();
-        println!(
+        // `writeln!`, not `println!`: a closed stdout must not turn an error into a panic.
+        let _ = writeln!(
+            std::io::stdout(),
             "{}",
             serde_json::json!({ "error": e.to_string(), "detail": detail })
         );
@@ -150,6 +152,15 @@ pub fn print_error(g: &Global, e: &anyhow::Error) {
         };
         eprintln!("{red}error{reset}: {e:#}");
     }
+}
+
+/// Whether `e` is, or was caused by, writing to a pipe whose reader has gone.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Paints text when colour is on.

@@ -6,7 +6,11 @@
 //! 2. **season gate**: when the seasonal method has found a strong period, deviations from
 //!    the recent level (robust, spike) are expected every cycle, so they count only
 //!    `gated_weight` as much; the seasonal residual judges level and spikes instead;
-//! 3. **weighted maximum**: the method that deviates most speaks (and explains);
+//! 3. **weighted maximum**: the method that deviates most speaks (and explains). A
+//!    value member's deviation counts for nothing (`familiar.damping`) when the series
+//!    went as far, the same way, at about this time of day on three of the last seven
+//!    days: a nightly job is no news, however far it lifts the series
+//!    ([`FamiliarConfig`]; NAB.md, "Familiar at this time of day");
 //! 4. **surprise**: the deviation is divided by a slowly decaying maximum of past
 //!    deviations raised to `surprise`: on a series that is always spiky, a spike of the
 //!    usual size is no news, while on a quiet series a modest one is;
