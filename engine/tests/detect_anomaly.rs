@@ -288,6 +288,41 @@ proptest! {
         }
     }
 
+    /// The ensemble's time-of-day memory keeps bins by the clock, so it too meets
+    /// timestamps anywhere in i64's range (going back, repeating, jumping by centuries),
+    /// with any valid setting: no panic, bounded scores.
+    #[test]
+    fn familiarity_on_any_timestamps_and_settings(
+        points in prop::collection::vec((any::<i64>(), arb_value()), 0..300),
+        days in 1usize..10,
+        min_days in 1usize..10,
+        bin in prop::sample::select(vec![60u64, 300, 900, 3600, 86_400]),
+        tolerance in 0u64..40_000,
+        slack in 0.0..0.99f64,
+        damping in 0.0..=1.0f64,
+        every in prop::option::of(1i64..7200),
+    ) {
+        let cfg: ModelConfig = serde_json::from_value(serde_json::json!({
+            "method": "ensemble",
+            "familiar": {
+                "days": days, "min_days": min_days.min(days), "bin": format!("{bin}s"),
+                "tolerance": format!("{tolerance}s"), "slack": slack, "damping": damping,
+            },
+        }))
+        .expect("a valid ensemble config");
+        let mut m = cfg.build().expect("valid");
+        // Either the timestamps as drawn, or a steady clock from the first of them (so
+        // days pass and the look back finds them), several times over the values.
+        let start = points.first().map_or(0, |p| p.0);
+        let rounds = if every.is_some() { 20 } else { 1 };
+        for (i, &(t, x)) in points.iter().cycle().take(points.len() * rounds).enumerate() {
+            let t = every.map_or(t, |e| start.saturating_add((i as i64).saturating_mul(e)));
+            let s = m.update(t, x);
+            prop_assert!(s.value.is_finite() && (0.0..=1.0).contains(&s.value), "{s:?}");
+            let _ = s.explanation();
+        }
+    }
+
     /// Short and constant series never panic either, whatever the constant.
     #[test]
     fn short_and_constant_series(c in -1e12..1e12f64, n in 0usize..80, method in prop::sample::select(METHOD_NAMES.to_vec())) {

@@ -354,6 +354,11 @@ impl Refractory {
     }
 }
 
+/// Share of the record (in the ensemble's deviation scale) below which a value member's
+/// deviation is not checked for familiarity: it scores under 0.09 (u = 0.3), far from
+/// any alarm, whether damped or not.
+const FAMILIAR_FLOOR: f64 = 0.3;
+
 /// Sampling intervals kept to rescale `memory`, `refractory` and `smooth_points`.
 const INTERVALS_KEPT: usize = 16;
 
@@ -577,6 +582,18 @@ impl Ensemble {
         }
     }
 
+    /// Step 4's bar: what this series usually does (the decaying record, never below
+    /// the half level), raised to `surprise`.
+    fn record_bar(&self) -> f64 {
+        let usual = self.past_max.max(1.0);
+        // x^1 is x exactly: the default skips a `powf` per point.
+        if self.cfg.surprise == 1.0 {
+            usual
+        } else {
+            usual.powf(self.cfg.surprise)
+        }
+    }
+
     /// Step 8: damps a final score inside the combined refractory period, or starts one.
     fn combined_refractory(&mut self, value: f64) -> f64 {
         self.combined.damp(
@@ -692,33 +709,7 @@ impl AnomalyMethod for Ensemble {
         } else {
             scores[1].1
         };
-        let mut deviation = 0.0f64;
-        let familiar = |days: Option<&DailyProfile>, d: f64, s: &Score| match (days, s.expected) {
-            (Some(days), Some(expected)) if d > 0.0 => {
-                let level = expected + (1.0 - cfg.familiar.slack) * (s.observed - expected);
-                if days.is_familiar(t, level, s.observed > expected) {
-                    d * cfg.familiar.damping
-                } else {
-                    d
-                }
-            }
-            _ => d,
-        };
-        for (weight, s) in scores {
-            let d = familiar(
-                self.days.as_ref().map(|d| &d.0),
-                weight * s.deviation.abs(),
-                &s,
-            );
-            if d > deviation {
-                deviation = d;
-                best = s;
-            }
-        }
-        if let Some((days, _)) = self.days.as_mut() {
-            days.push(t, x);
-        }
-        if let Some((scorer, ring, sum)) = self.smooth.as_mut() {
+        let smooth = self.smooth.as_mut().map(|(scorer, ring, sum)| {
             if ring.len() == ring.capacity() {
                 *sum -= ring.get_back(ring.capacity() - 1).unwrap_or(0.0);
             }
@@ -726,24 +717,71 @@ impl AnomalyMethod for Ensemble {
             *sum += x;
             let mean = *sum / ring.len().max(1) as f64;
             let s = scorer.update(t, mean);
-            let d = familiar(
-                self.days.as_ref().map(|d| &d.1),
-                cfg.weights.smooth / cfg.smooth.z_half * s.deviation.abs(),
-                &s,
-            );
-            if let Some((_, days)) = self.days.as_mut() {
-                days.push(t, mean);
+            let d = cfg.weights.smooth / cfg.smooth.z_half * s.deviation.abs();
+            // The average is what was judged, so it is what the explanation and a
+            // detector's direction compare with the expected level: the raw point can
+            // sit on the other side of it.
+            let s = Score {
+                method: "smooth",
+                reason: Reason::AverageDeviation,
+                ..s
+            };
+            (mean, if d.is_finite() { d } else { 0.0 }, s)
+        });
+        // The value members' weighted deviations, the moving average's last: the largest
+        // speaks unless it is familiar at this time of day, and then the next may. Sorted
+        // (stably: ties keep this order) so the familiarity check, ~100 reads, runs only
+        // for a deviation that could still win.
+        let (value_members, judged_average) = (
+            scores.map(|(weight, s)| (weight * s.deviation.abs(), s, false)),
+            smooth.map_or((0.0, best, true), |(_, d, s)| (d, s, true)),
+        );
+        let candidates = [
+            value_members[0],
+            value_members[1],
+            value_members[2],
+            value_members[3],
+            judged_average,
+        ]
+        .map(|(d, s, on_average)| (if d.is_nan() { 0.0 } else { d }, s, on_average));
+        let mut order = [0, 1, 2, 3, 4];
+        order.sort_by(|&a, &b| candidates[b].0.total_cmp(&candidates[a].0));
+        // Below a share of the record a deviation scores too little to alarm either way,
+        // and it is not worth the look back (up to 91 bins): the check is about alarms.
+        let (bar, log_deviation) = (self.record_bar(), cfg.log_deviation);
+        let worth_a_look = |d: f64| match cfg.calibration {
+            Calibration::Record => {
+                let d = if log_deviation { d.ln_1p() } else { d };
+                d >= FAMILIAR_FLOOR * bar
             }
-            if d.is_finite() && d > deviation {
+            Calibration::Likelihood => true,
+        };
+        let mut deviation = 0.0f64;
+        for (d, s, on_average) in order.map(|i| candidates[i]) {
+            if d <= deviation {
+                break;
+            }
+            let d = match (self.days.as_ref(), s.expected) {
+                (Some((values, averages)), Some(expected)) if worth_a_look(d) => {
+                    let days = if on_average { averages } else { values };
+                    let level = expected + (1.0 - cfg.familiar.slack) * (s.observed - expected);
+                    if days.is_familiar(t, level, s.observed > expected) {
+                        d * cfg.familiar.damping
+                    } else {
+                        d
+                    }
+                }
+                _ => d,
+            };
+            if d > deviation {
                 deviation = d;
-                // The average is what was judged, so it is what the explanation and
-                // a detector's direction compare with the expected level: the raw point
-                // can sit on the other side of it.
-                best = Score {
-                    method: "smooth",
-                    reason: Reason::AverageDeviation,
-                    ..s
-                };
+                best = s;
+            }
+        }
+        if let Some((values, averages)) = self.days.as_mut() {
+            values.push(t, x);
+            if let Some((mean, _, _)) = smooth {
+                averages.push(t, mean);
             }
         }
         if let Some(n) = self.novelty.as_mut() {
@@ -762,22 +800,11 @@ impl AnomalyMethod for Ensemble {
         // Also kept finite: an infinite deviation (values near f64::MAX) would make the
         // calibration below inf/inf = NaN and blind the series' history.
         let deviation = deviation.min(cfg.max_deviation).min(1e150);
-        let (calibration, surprise, suppressed_factor, alarm_level) = (
-            cfg.calibration,
-            cfg.surprise,
-            cfg.suppressed_factor,
-            cfg.alarm_level,
-        );
+        let (calibration, suppressed_factor, alarm_level) =
+            (cfg.calibration, cfg.suppressed_factor, cfg.alarm_level);
         let value = match calibration {
             Calibration::Record => {
-                // Surprise: relative to what this series usually does (never below the half level).
-                let usual = self.past_max.max(1.0);
-                // x^1 is x exactly: the default skips a `powf` per point.
-                let bar = if surprise == 1.0 {
-                    usual
-                } else {
-                    usual.powf(surprise)
-                };
+                // Surprise: relative to what this series usually does.
                 let u = deviation / bar;
                 self.past_max = deviation.max(self.past_max * self.decay);
                 (u * u / (u * u + 1.0)).clamp(0.0, 1.0)
