@@ -11,6 +11,9 @@
 //! seen (context), a value beyond the recent range (breach) or beyond the weeks' lowest
 //! or highest (extreme) still speak.
 //!
+//! The time of day is UTC's. A job scheduled in local time moves by an hour when the
+//! clocks change, which the default tolerance of an hour and a half absorbs.
+//!
 //! Like the extreme member, it knows what the series showed it: a scheduled detector
 //! needs three days of history (`history: 3d` or more in its YAML, or three days of
 //! running) before a nightly job becomes familiar.
@@ -27,7 +30,7 @@ use crate::runbook::duration::Duration;
 
 const DAY_SECS: i64 = 86_400;
 
-/// Parameters of the familiarity check ([`DailyProfile`]).
+/// Parameters of the ensemble's familiarity check.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FamiliarConfig {
