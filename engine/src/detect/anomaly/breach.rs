@@ -15,11 +15,9 @@
 //! per block of points in two monotonic queues: O(1) amortised per point, and at most
 //! 513 blocks' extremes in state whatever the window's length.
 
-use std::collections::VecDeque;
-
 use serde::{Deserialize, Serialize};
 
-use super::window::ScaleFloors;
+use super::window::{BlockExtremes, ScaleFloors};
 use super::{
     AnomalyMethod, ModelConfigError, Reason, Score, require, require_positive, require_window,
     z_to_unit,
@@ -83,8 +81,8 @@ const BLOCKS: usize = 256;
 
 /// Sliding minimum and maximum over blocks of points: the window is the last `blocks`
 /// full blocks plus the one filling, so between `window` and `window + block` points.
-/// Completed blocks' extremes sit in monotonic queues of `(block index, value)`, each
-/// entering and leaving once: O(1) amortised per point, at most `blocks` + 1 entries each.
+/// Completed blocks' extremes sit in [`BlockExtremes`]' monotonic queues: O(1)
+/// amortised per point, at most `blocks` + 1 entries each.
 #[derive(Debug, Clone)]
 struct Extremes {
     /// Points per block, and full blocks kept.
@@ -92,10 +90,8 @@ struct Extremes {
     blocks: usize,
     /// Minimum, maximum and number of points of the block filling.
     filling: (f64, f64, usize),
-    /// Block minima, increasing from the front: the front is the smallest.
-    lows: VecDeque<(u64, f64)>,
-    /// Block maxima, decreasing from the front: the front is the largest.
-    highs: VecDeque<(u64, f64)>,
+    /// The completed blocks' minima and maxima.
+    completed: BlockExtremes,
     /// Index of the block filling.
     index: u64,
     /// Points seen (saturating at the window).
@@ -109,8 +105,7 @@ impl Extremes {
             block,
             blocks: window.div_ceil(block),
             filling: (f64::INFINITY, f64::NEG_INFINITY, 0),
-            lows: VecDeque::with_capacity(BLOCKS + 1),
-            highs: VecDeque::with_capacity(BLOCKS + 1),
+            completed: BlockExtremes::with_capacity(BLOCKS + 1),
             index: 0,
             seen: 0,
         }
@@ -140,23 +135,15 @@ impl Extremes {
     /// Drops the blocks that left the window.
     fn evict(&mut self) {
         let oldest = self.index.saturating_sub(self.blocks as u64);
-        while self.lows.front().is_some_and(|&(i, _)| i < oldest) {
-            self.lows.pop_front();
-        }
-        while self.highs.front().is_some_and(|&(i, _)| i < oldest) {
-            self.highs.pop_front();
-        }
+        self.completed.evict(oldest as i64);
     }
 
     fn min_max(&self) -> Option<(f64, f64)> {
-        let (mut low, mut high, n) = self.filling;
-        if let Some(&(_, v)) = self.lows.front() {
-            low = low.min(v);
+        let (low, high, n) = self.filling;
+        match self.completed.min_max() {
+            Some((l, h)) => Some((low.min(l), high.max(h))),
+            None => (n > 0).then_some((low, high)),
         }
-        if let Some(&(_, v)) = self.highs.front() {
-            high = high.max(v);
-        }
-        (n > 0 || !self.lows.is_empty()).then_some((low, high))
     }
 
     fn push(&mut self, x: f64) {
@@ -170,21 +157,14 @@ impl Extremes {
         }
         let (low, high, _) =
             std::mem::replace(&mut self.filling, (f64::INFINITY, f64::NEG_INFINITY, 0));
-        let i = self.index;
+        // A block index counts blocks of points: far from i64's end.
+        self.completed.push(self.index as i64, low, high);
         self.index += 1;
-        while self.lows.back().is_some_and(|&(_, v)| v >= low) {
-            self.lows.pop_back();
-        }
-        self.lows.push_back((i, low));
-        while self.highs.back().is_some_and(|&(_, v)| v <= high) {
-            self.highs.pop_back();
-        }
-        self.highs.push_back((i, high));
         self.evict();
     }
 
     fn state_bytes(&self) -> usize {
-        (self.lows.capacity() + self.highs.capacity()) * std::mem::size_of::<(u64, f64)>()
+        self.completed.state_bytes()
     }
 }
 
@@ -399,7 +379,8 @@ mod tests {
             );
             assert_eq!(e.min_max(), Some(scan), "point {i}");
         }
-        assert!(e.lows.len() <= 251 && e.highs.len() <= 251);
+        let (lows, highs) = e.completed.lens();
+        assert!(lows <= 251 && highs <= 251);
     }
 
     proptest::proptest! {
@@ -434,8 +415,9 @@ mod tests {
                     held.iter().copied().fold(f64::NEG_INFINITY, f64::max),
                 );
                 proptest::prop_assert_eq!(e.min_max(), Some(scan));
-                proptest::prop_assert!(e.lows.len() <= 2 * BLOCKS + 1);
-                proptest::prop_assert!(e.highs.len() <= 2 * BLOCKS + 1);
+                let (lows, highs) = e.completed.lens();
+                proptest::prop_assert!(lows <= 2 * BLOCKS + 1);
+                proptest::prop_assert!(highs <= 2 * BLOCKS + 1);
             }
         }
     }

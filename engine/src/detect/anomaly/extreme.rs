@@ -29,12 +29,10 @@
 //! block of time (a 256th of the window) in two monotonic queues: O(1) amortised per
 //! point and at most 257 entries each, whatever the sampling rate.
 
-use std::collections::VecDeque;
-
 use serde::{Deserialize, Serialize};
 
 use super::breach::{StepResolution, widths_outside};
-use super::window::ScaleFloors;
+use super::window::{BlockExtremes, ScaleFloors};
 use super::{
     AnomalyMethod, ModelConfigError, Reason, Score, require, require_floors, require_positive,
     z_to_unit,
@@ -82,22 +80,18 @@ const BLOCKS: i64 = 256;
 const MAX_WINDOW_SECS: u64 = 100 * 365 * 86_400;
 
 /// Sliding minimum and maximum over blocks of time: the window is the last `BLOCKS`
-/// blocks plus the one filling. Each queue holds at most one `(block, value)` per block,
-/// increasing (lows) or decreasing (highs) from the front, so its front is the extreme.
+/// blocks plus the one filling, at most one entry per block in each queue.
 #[derive(Debug, Clone)]
 struct TimedExtremes {
     block_secs: i64,
-    lows: VecDeque<(i64, f64)>,
-    highs: VecDeque<(i64, f64)>,
+    blocks: BlockExtremes,
 }
 
 impl TimedExtremes {
     fn new(window_secs: i64) -> Self {
         Self {
             block_secs: (window_secs / BLOCKS).max(1),
-            // Allocated once: the state a series holds does not grow as it ages.
-            lows: VecDeque::with_capacity(BLOCKS as usize + 1),
-            highs: VecDeque::with_capacity(BLOCKS as usize + 1),
+            blocks: BlockExtremes::with_capacity(BLOCKS as usize + 1),
         }
     }
 
@@ -107,41 +101,21 @@ impl TimedExtremes {
 
     /// Drops the blocks that ended before the window reaching back from `t`.
     fn evict(&mut self, t: i64) {
-        let oldest = self.block(t).saturating_sub(BLOCKS);
-        while self.lows.front().is_some_and(|&(b, _)| b < oldest) {
-            self.lows.pop_front();
-        }
-        while self.highs.front().is_some_and(|&(b, _)| b < oldest) {
-            self.highs.pop_front();
-        }
+        self.blocks.evict(self.block(t).saturating_sub(BLOCKS));
     }
 
     fn min_max(&self) -> Option<(f64, f64)> {
-        Some((self.lows.front()?.1, self.highs.front()?.1))
+        self.blocks.min_max()
     }
 
     /// Takes `x` at `t`; `t` never goes back (the caller's clock only moves forward).
     fn push(&mut self, t: i64, x: f64) {
-        let block = self.block(t);
-        // A value no lower than `x` that leaves the window no later can never be the
-        // minimum again; nor can `x` when its own block already holds a lower one.
-        while self.lows.back().is_some_and(|&(_, v)| v >= x) {
-            self.lows.pop_back();
-        }
-        if self.lows.back().is_none_or(|&(b, _)| b != block) {
-            self.lows.push_back((block, x));
-        }
-        while self.highs.back().is_some_and(|&(_, v)| v <= x) {
-            self.highs.pop_back();
-        }
-        if self.highs.back().is_none_or(|&(b, _)| b != block) {
-            self.highs.push_back((block, x));
-        }
+        self.blocks.push(self.block(t), x, x);
         self.evict(t);
     }
 
     fn state_bytes(&self) -> usize {
-        (self.lows.capacity() + self.highs.capacity()) * std::mem::size_of::<(i64, f64)>()
+        self.blocks.state_bytes()
     }
 }
 
@@ -348,8 +322,9 @@ mod tests {
                 kept.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max),
             );
             assert_eq!(e.min_max(), Some(scan), "point {i}");
-            assert!(e.lows.len() <= BLOCKS as usize + 1);
-            assert!(e.highs.len() <= BLOCKS as usize + 1);
+            let (lows, highs) = e.blocks.lens();
+            assert!(lows <= BLOCKS as usize + 1);
+            assert!(highs <= BLOCKS as usize + 1);
         }
     }
 

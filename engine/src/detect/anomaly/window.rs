@@ -7,6 +7,8 @@
 //! member its season gate weighs 0) takes points in arrival order only and sorts itself
 //! again once, when next read (`push_unsorted`, `sort_again`).
 
+use std::collections::VecDeque;
+
 /// What [`SortedWindow::robust_scale`] never goes below besides its tiny absolute floor,
 /// as the windowed methods configure it.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -356,6 +358,73 @@ fn first_false(lo: usize, hi: usize, hint: usize, more: impl Fn(usize) -> bool) 
         hi = if m { hi } else { i };
     }
     lo
+}
+
+/// The lowest and highest value of each block of a sliding window (blocks of points for
+/// the breach, of time for the extreme), in two monotonic queues of `(block, value)`:
+/// lows increasing and highs decreasing from the front, so each front is the window's
+/// extreme. Each entry enters and leaves once: O(1) amortised per push, at most one
+/// entry per block.
+#[derive(Debug, Clone)]
+pub(crate) struct BlockExtremes {
+    lows: VecDeque<(i64, f64)>,
+    highs: VecDeque<(i64, f64)>,
+}
+
+impl BlockExtremes {
+    /// Room for `blocks` entries each, allocated up front: a series' state does not
+    /// grow as it ages.
+    pub(crate) fn with_capacity(blocks: usize) -> Self {
+        Self {
+            lows: VecDeque::with_capacity(blocks),
+            highs: VecDeque::with_capacity(blocks),
+        }
+    }
+
+    /// Takes `low` and `high` for `block`, which is never before the last one pushed
+    /// (pushing the same block again merges into it).
+    pub(crate) fn push(&mut self, block: i64, low: f64, high: f64) {
+        // A value no lower than `low` that leaves the window no later can never be the
+        // minimum again; nor can `low` when its own block already holds a lower one.
+        while self.lows.back().is_some_and(|&(_, v)| v >= low) {
+            self.lows.pop_back();
+        }
+        if self.lows.back().is_none_or(|&(b, _)| b != block) {
+            self.lows.push_back((block, low));
+        }
+        while self.highs.back().is_some_and(|&(_, v)| v <= high) {
+            self.highs.pop_back();
+        }
+        if self.highs.back().is_none_or(|&(b, _)| b != block) {
+            self.highs.push_back((block, high));
+        }
+    }
+
+    /// Drops the blocks before `oldest`.
+    pub(crate) fn evict(&mut self, oldest: i64) {
+        while self.lows.front().is_some_and(|&(b, _)| b < oldest) {
+            self.lows.pop_front();
+        }
+        while self.highs.front().is_some_and(|&(b, _)| b < oldest) {
+            self.highs.pop_front();
+        }
+    }
+
+    /// The lowest and highest of the blocks held; `None` when none is. (Both queues
+    /// hold the last block pushed until it is evicted, so they are empty together.)
+    pub(crate) fn min_max(&self) -> Option<(f64, f64)> {
+        Some((self.lows.front()?.1, self.highs.front()?.1))
+    }
+
+    pub(crate) fn state_bytes(&self) -> usize {
+        (self.lows.capacity() + self.highs.capacity()) * std::mem::size_of::<(i64, f64)>()
+    }
+
+    /// Entries in each queue (the tests' bound on the state).
+    #[cfg(test)]
+    pub(crate) fn lens(&self) -> (usize, usize) {
+        (self.lows.len(), self.highs.len())
+    }
 }
 
 /// A fixed-size ring of the last `capacity` values, for lags and recent history.
