@@ -226,6 +226,7 @@ fn step(
             attempt: 1,
             input,
             plan,
+            deadline: None,
         }))
         .unwrap_or_else(|e| panic!("{uses} execute: {e}"));
     (plan_json, Some(out))
@@ -383,6 +384,7 @@ fn prometheus_and_http_plugins_against_real_servers() {
             attempt: 1,
             input: json!({ "url": format!("http://127.0.0.1:{}/api/v1/query?query=up", prom.port) }),
             plan: Default::default(),
+            deadline: None,
         }))
         .expect_err("not granted");
     assert!(

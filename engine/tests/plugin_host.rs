@@ -291,7 +291,7 @@ fn compile_cache_hits_and_rebuilds_corrupt_entries() {
     );
     third.describe().expect("rebuilt works");
     // Truncated entry.
-    std::fs::write(entry, b"VIGILCW1short").expect("write");
+    std::fs::write(entry, b"VIGILCW2short").expect("write");
     let fourth = PluginHost::new(opts())
         .expect("host")
         .load_file(&path)
@@ -308,6 +308,58 @@ fn compile_cache_hits_and_rebuilds_corrupt_entries() {
             .cache_outcome(),
         &CacheOutcome::Hit
     );
+}
+
+#[test]
+fn a_cache_entry_copied_under_another_plugin_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tmp");
+    let cache = dir.path().join("cache");
+    let opts = || HostOptions {
+        cache_dir: Some(cache.clone()),
+        ..HostOptions::default()
+    };
+    let noop_wasm = std::fs::read(common::plugin_path("noop")).expect("noop");
+    let hostile_wasm = std::fs::read(common::plugin_path("hostile")).expect("hostile");
+    let host = PluginHost::new(opts()).expect("host");
+    host.load_file(&common::plugin_path("noop")).expect("noop");
+    host.load_file(&common::plugin_path("hostile"))
+        .expect("hostile");
+    let entry_of = |wasm: &[u8]| {
+        let stem = &vigil::plugin::content_hash(wasm)[..32];
+        std::fs::read_dir(&cache)
+            .expect("ls")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(stem))
+            })
+            .expect("an entry")
+    };
+    // Whoever can write the cache puts noop's native code under hostile's name.
+    std::fs::copy(entry_of(&noop_wasm), entry_of(&hostile_wasm)).expect("copy");
+    let loaded = PluginHost::new(opts())
+        .expect("host")
+        .load_file(&common::plugin_path("hostile"))
+        .expect("load");
+    assert!(
+        matches!(loaded.cache_outcome(), CacheOutcome::Rebuilt { reason } if reason.contains("other bytes")),
+        "{:?}",
+        loaded.cache_outcome()
+    );
+    assert_eq!(loaded.info().name, "hostile");
+    // A cache directory others may write is not used at all.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let loaded = PluginHost::new(opts())
+        .expect("host")
+        .load_file(&common::plugin_path("noop"))
+        .expect("load");
+    assert!(
+        matches!(loaded.cache_outcome(), CacheOutcome::Untrusted { reason } if reason.contains("writable by others")),
+        "{:?}",
+        loaded.cache_outcome()
+    );
+    loaded.describe().expect("compiled in memory, works");
 }
 
 #[test]

@@ -357,6 +357,7 @@ fn dry_run_through_the_catalog_never_executes() {
             attempt: 1,
             input: json!({}),
             plan: ActionPlan::default(),
+            deadline: None,
         }))
         .expect("execute ok");
     assert_eq!(out, json!({ "ok": true }));

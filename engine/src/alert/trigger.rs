@@ -125,6 +125,7 @@ impl Trigger {
                 attempt: 1,
                 input,
                 plan,
+                deadline: None,
             })
             .await
             .map_err(|e| e.to_string())

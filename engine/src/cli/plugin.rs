@@ -276,6 +276,7 @@ fn cache_word(c: &CacheOutcome) -> String {
         CacheOutcome::Hit => "hit".into(),
         CacheOutcome::Miss => "miss".into(),
         CacheOutcome::Rebuilt { reason } => format!("rebuilt ({reason})"),
+        CacheOutcome::Untrusted { reason } => format!("not used ({reason})"),
     }
 }
 

@@ -82,11 +82,34 @@ impl ActionPlan {
             .unwrap_or(Risk::None)
     }
 
-    /// A stable hash of the plan, to bind approvals to exactly what was approved.
+    /// Whether the plan declares anything that acts outside vigil. An action whose
+    /// plan does is never treated as pure, whatever it says about itself.
+    pub fn declares_effects(&self) -> bool {
+        !self.steps.is_empty()
+    }
+
+    /// A stable hash of the plan (hex SHA-256 of its summary and effects).
     pub fn hash(&self) -> String {
         let canonical = serde_json::to_string(&(&self.summary, &self.steps)).unwrap_or_default();
-        format!("{:016x}", fnv1a64(canonical.as_bytes()))
+        sha256_hex(canonical.as_bytes())
     }
+
+    /// What an approval binds to: this plan for exactly this input. Collision
+    /// resistant, since the plugin that computes the plan is not trusted to keep it.
+    pub fn approval_hash(&self, input: &Value) -> String {
+        sha256_hex(format!("{}|{input}", self.hash()).as_bytes())
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write;
+    Sha256::digest(bytes)
+        .iter()
+        .fold(String::with_capacity(64), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// FNV-1a: a small, stable, dependency-free hash for content keys.
@@ -107,6 +130,9 @@ pub struct ActionCall {
     pub attempt: u32,
     pub input: Value,
     pub plan: ActionPlan,
+    /// When the step's own timeout ends, if it has one: the action stops its work by
+    /// then (a plugin's sandbox deadline and its processes' time limits included).
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// Why an action failed.

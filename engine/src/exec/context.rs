@@ -7,6 +7,7 @@ use crate::policy::expr::{Bindings, ExprEngine};
 use crate::runbook::model::Runbook;
 use crate::store::{Event, EventKind, ExecStatus, ExecutionRecord, Store, StoreError, now_ms};
 use serde_json::{Map, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -38,8 +39,9 @@ pub(super) struct RunCtx {
     pub(super) catalog: Arc<dyn ActionCatalog>,
     pub(super) exprs: Arc<ExprEngine>,
     pub(super) observer: Option<Observer>,
-    /// Whether each step's action is pure (by step index).
-    pub(super) pure: Vec<bool>,
+    /// Whether each step's action is pure (by step index): what the action says of
+    /// itself, cleared once its plan declares an effect (a plan outranks a claim).
+    pub(super) pure: Vec<AtomicBool>,
     /// Outcomes of pure steps not yet written: nothing needs them durable (a pure
     /// step can always run again), so they are written in batches, and always
     /// before any other journal entry.
@@ -52,6 +54,20 @@ const PENDING_BATCH: usize = 256;
 impl RunCtx {
     pub(super) fn id(&self) -> String {
         self.id.to_string()
+    }
+
+    /// Whether step `idx` is treated as pure (journaled lazily, not gated as an effect).
+    pub(super) fn is_pure(&self, idx: usize) -> bool {
+        self.pure
+            .get(idx)
+            .is_some_and(|p| p.load(Ordering::Relaxed))
+    }
+
+    /// Step `idx`'s plan declares effects: whatever its action says, it is not pure.
+    pub(super) fn mark_impure(&self, idx: usize) {
+        if let Some(p) = self.pure.get(idx) {
+            p.store(false, Ordering::Relaxed);
+        }
     }
 
     pub(super) fn journal(

@@ -387,6 +387,7 @@ mod tests {
             attempt: 1,
             input,
             plan: ActionPlan::default(),
+            deadline: None,
         }
     }
 

@@ -613,11 +613,20 @@ impl Executor {
     }
 }
 
-/// Whether each step's action is pure (an unknown action counts as not pure).
-fn runbook_purity(catalog: &Arc<dyn ActionCatalog>, runbook: &Runbook) -> Vec<bool> {
+/// Whether each step's action says it is pure (an unknown action counts as not
+/// pure); a step's plan can still take that back (`RunCtx::mark_impure`).
+fn runbook_purity(
+    catalog: &Arc<dyn ActionCatalog>,
+    runbook: &Runbook,
+) -> Vec<std::sync::atomic::AtomicBool> {
     runbook
         .steps
         .iter()
-        .map(|s| catalog.resolve(&s.uses).is_some_and(|a| a.info().pure))
+        .map(|s| {
+            catalog
+                .resolve(&s.uses)
+                .is_some_and(|a| a.info().pure)
+                .into()
+        })
         .collect()
 }

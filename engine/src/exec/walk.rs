@@ -2,7 +2,7 @@
 //! once, as tasks otherwise), their attempts, retries, timeouts and assertions,
 //! `on_failure`, approvals, and settling the outcome.
 
-use super::action::{ActionCall, ActionError};
+use super::action::{Action, ActionCall, ActionError, ActionPlan};
 use super::context::{RunCtx, State, report};
 use super::executor::{ExecError, ExecutionReport, StepStatus};
 use super::render::{Unknowns, render};
@@ -97,82 +97,87 @@ impl Walk {
                     }
                 }
             }
-            if let Some(reason) = self.approval_needed(idx).await? {
-                let timeout = ctx.record.lock().ok().and_then(|r| r.approval_timeout_ms);
-                let deadline = timeout.map(|t| now_ms() + t);
-                ctx.journal(
-                    Some(&step.id),
-                    EventKind::AwaitingApproval,
-                    next_attempt,
-                    Some(reason.0.clone()),
-                    Some(json!({ "plan_hash": reason.1, "deadline_ms": deadline })),
-                )?;
-                self.states[idx] =
-                    State::Done(StepStatus::AwaitingApproval, None, Some(reason.0.clone()));
-                self.stop = Some((ExecStatus::AwaitingApproval, reason.0));
-                break;
+            // A step that may need a human is planned here, once: the plan the
+            // approval binds to is the plan that runs, and a plan that fails fails
+            // the step instead of skipping its gate.
+            let mut prepared = None;
+            if self.may_need_approval(idx) {
+                let bindings = ctx.bindings(idx, &self.outputs);
+                let p = match prepare(&ctx, idx, &bindings).await {
+                    Ok(p) => p,
+                    Err(reason) => {
+                        self.settle(idx, StepStatus::Failed, None, Some(reason.clone()))?;
+                        self.on_failure(idx, &reason)?;
+                        continue;
+                    }
+                };
+                match self.gate(idx, &p)? {
+                    Gate::Open(approved) => prepared = Some(Prepared { approved, ..p }),
+                    Gate::Wait { why, hash } => {
+                        let timeout = ctx.record.lock().ok().and_then(|r| r.approval_timeout_ms);
+                        let deadline = timeout.map(|t| now_ms() + t);
+                        ctx.journal(
+                            Some(&step.id),
+                            EventKind::AwaitingApproval,
+                            next_attempt,
+                            Some(why.clone()),
+                            Some(json!({ "plan_hash": hash, "deadline_ms": deadline })),
+                        )?;
+                        self.states[idx] =
+                            State::Done(StepStatus::AwaitingApproval, None, Some(why.clone()));
+                        self.stop = Some((ExecStatus::AwaitingApproval, why));
+                        break;
+                    }
+                }
             }
             self.states[idx] = State::Running;
-            self.spawn_or_finish(idx, next_attempt).await?;
+            self.spawn_or_finish(idx, next_attempt, prepared).await?;
         }
         Ok(())
     }
 
-    /// Whether step `idx` must wait for a human, and why, with the hash of the plan
-    /// to approve. An approval binds to that hash: if the plan changed since, the
-    /// approval is void and the step waits again.
-    async fn approval_needed(&mut self, idx: usize) -> Result<Option<(String, String)>, ExecError> {
+    /// Whether step `idx` could have to wait for a human: it says so itself, or a
+    /// policy asked for approval of this execution.
+    fn may_need_approval(&self, idx: usize) -> bool {
+        let gate = self.ctx.record.lock().map(|r| r.gate).unwrap_or(true);
+        gate || self.ctx.runbook.steps[idx].approval == Approval::Required
+    }
+
+    /// Whether prepared step `idx` must wait for a human, and for which plan hash.
+    /// An approval binds to that hash: if the plan changed since, the approval is
+    /// void and the step waits again. Purity comes from the plan, not the claim.
+    fn gate(&mut self, idx: usize, p: &Prepared) -> Result<Gate, ExecError> {
         let ctx = self.ctx.clone();
         let rb = &ctx.runbook;
         let step = &rb.steps[idx];
-        let gate = ctx.record.lock().map(|r| r.gate).unwrap_or(false);
-        let action = ctx.catalog.resolve(&step.uses);
-        let pure = action.as_ref().is_some_and(|a| a.info().pure);
+        let gate = ctx.record.lock().map(|r| r.gate).unwrap_or(true);
         let required = match step.approval {
             Approval::Required => true,
             Approval::Policy => gate,
             // The policy asked for approval but no step names `approval: policy`: one
             // approval, before the first step with side effects, covers the execution.
             Approval::None => {
-                gate && !pure
+                gate && !ctx.is_pure(idx)
                     && !rb.steps.iter().any(|s| s.approval == Approval::Policy)
                     && self.approvals.is_empty()
             }
         };
         if !required {
-            return Ok(None);
+            return Ok(Gate::Open(None));
         }
-        let Some(action) = action else {
-            return Ok(None);
-        };
-        let input = render(
-            &step.with,
-            &ctx.exprs,
-            &ctx.bindings(idx, &self.outputs),
-            Unknowns::Error,
-        )
-        .unwrap_or(Value::Null);
-        // The approval covers exactly this input and this plan.
-        let hash = match action.plan(&input).await {
-            Ok(plan) => format!(
-                "{:016x}",
-                super::action::fnv1a64(format!("{}|{input}", plan.hash()).as_bytes())
-            ),
-            Err(_) => return Ok(None), // the step fails on its own when it runs
-        };
-        let approved_here = self
+        let hash = p.plan.approval_hash(&p.input);
+        let approved_here: Vec<&Option<String>> = self
             .approvals
             .iter()
             .filter(|(i, _)| *i == idx)
-            .collect::<Vec<_>>();
+            .map(|(_, h)| h)
+            .collect();
+        // An approval without a hash approved no plan in particular: it opens nothing.
         if approved_here
             .iter()
-            .any(|(_, h)| h.as_deref() == Some(hash.as_str()) || h.is_none())
+            .any(|h| h.as_deref() == Some(hash.as_str()))
         {
-            return Ok(None);
-        }
-        if step.approval == Approval::None && gate && !self.approvals.is_empty() {
-            return Ok(None);
+            return Ok(Gate::Open(Some(hash)));
         }
         let why = if approved_here.is_empty() {
             format!(
@@ -197,17 +202,23 @@ impl Walk {
                 ctx.id()
             )
         };
-        Ok(Some((why, hash)))
+        Ok(Gate::Wait { why, hash })
     }
 
     /// Runs a step. A step that completes on its first poll (pure actions such as
     /// `core/set`) is finished inline; only a step that must wait gets a task.
-    async fn spawn_or_finish(&mut self, idx: usize, attempt: u32) -> Result<(), ExecError> {
+    async fn spawn_or_finish(
+        &mut self,
+        idx: usize,
+        attempt: u32,
+        prepared: Option<Prepared>,
+    ) -> Result<(), ExecError> {
         let mut fut = Box::pin(run_step(
             self.ctx.clone(),
             idx,
             attempt,
             self.ctx.bindings(idx, &self.outputs),
+            prepared,
         ));
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         match fut.as_mut().poll(&mut cx) {
@@ -238,7 +249,7 @@ impl Walk {
                 self.settle(idx, status, Some(output), None)?;
                 // An effect happened: make its completion durable now, so a crash later
                 // does not leave a finished step "in doubt".
-                if !ctx.pure[idx] {
+                if !ctx.is_pure(idx) {
                     ctx.store.sync().await?;
                 }
             }
@@ -276,8 +287,13 @@ impl Walk {
                     )?;
                     self.states[c] = State::Running;
                     self.running += 1;
-                    self.tasks
-                        .spawn(run_step(ctx.clone(), c, 1, ctx.bindings(c, &self.outputs)));
+                    self.tasks.spawn(run_step(
+                        ctx.clone(),
+                        c,
+                        1,
+                        ctx.bindings(c, &self.outputs),
+                        None,
+                    ));
                 }
                 Some(format!(
                     "step `{}` failed: {reason}; compensated by `{}`",
@@ -456,7 +472,7 @@ fn settle(
         kind,
         EventKind::Succeeded | EventKind::Failed | EventKind::Skipped
     );
-    if ctx.pure[idx] && deferrable {
+    if ctx.is_pure(idx) && deferrable {
         ctx.journal_deferred(&step.id, kind, reason.clone(), output.clone())?;
     } else {
         ctx.journal(Some(&step.id), kind, 0, reason.clone(), output.clone())?;
@@ -469,34 +485,89 @@ fn settle(
     Ok(())
 }
 
+/// Whether a step may run now, and under which approval.
+enum Gate {
+    /// Run, with the approval hash that opened the gate, if one had to.
+    Open(Option<String>),
+    /// Wait for a human to approve the plan with this hash.
+    Wait { why: String, hash: String },
+}
+
+/// A step ready to run: its action, its rendered input and the one plan that every
+/// attempt executes (the plan an approval, if any, was bound to).
+pub(super) struct Prepared {
+    action: Arc<dyn Action>,
+    input: Value,
+    plan: ActionPlan,
+    /// The approval hash this plan opened its gate with; checked again before execute.
+    approved: Option<String>,
+}
+
+/// Resolves, renders, validates and plans step `idx`. A plan that declares effects
+/// makes the step impure from here on, whatever its action says of itself.
+async fn prepare(ctx: &RunCtx, idx: usize, bindings: &Bindings) -> Result<Prepared, String> {
+    let step = &ctx.runbook.steps[idx];
+    let action = ctx
+        .catalog
+        .resolve(&step.uses)
+        .ok_or_else(|| format!("unknown action `{}`", step.uses))?;
+    let input = render(&step.with, &ctx.exprs, bindings, Unknowns::Error)
+        .map_err(|e| format!("inputs: {e}"))?;
+    action.validate(&input).map_err(|e| e.to_string())?;
+    let plan = action
+        .plan(&input)
+        .await
+        .map_err(|e| format!("plan: {e}"))?;
+    if plan.declares_effects() {
+        ctx.mark_impure(idx);
+    }
+    Ok(Prepared {
+        action,
+        input,
+        plan,
+        approved: None,
+    })
+}
+
 /// One step, through all its attempts. Returns the output, or the final error.
 async fn run_step(
     ctx: Arc<RunCtx>,
     idx: usize,
     first_attempt: u32,
     bindings: Bindings,
+    prepared: Option<Prepared>,
 ) -> (usize, Result<(Value, u32), (String, u32)>) {
-    let result = run_attempts(&ctx, &ctx.runbook.steps[idx], first_attempt, &bindings).await;
+    let result = run_attempts(&ctx, idx, first_attempt, &bindings, prepared).await;
     (idx, result)
 }
 
 async fn run_attempts(
     ctx: &RunCtx,
-    step: &Step,
+    idx: usize,
     first_attempt: u32,
     bindings: &Bindings,
+    prepared: Option<Prepared>,
 ) -> Result<(Value, u32), (String, u32)> {
-    let Some(action) = ctx.catalog.resolve(&step.uses) else {
-        return Err((format!("unknown action `{}`", step.uses), 0));
+    let step = &ctx.runbook.steps[idx];
+    let Prepared {
+        action,
+        input,
+        plan,
+        approved,
+    } = match prepared {
+        Some(p) => p,
+        None => prepare(ctx, idx, bindings).await.map_err(|e| (e, 0))?,
     };
-    let input = render(&step.with, &ctx.exprs, bindings, Unknowns::Error)
-        .map_err(|e| (format!("inputs: {e}"), 0))?;
-    action.validate(&input).map_err(|e| (e.to_string(), 0))?;
-    let plan = action
-        .plan(&input)
-        .await
-        .map_err(|e| (format!("plan: {e}"), 0))?;
-    let pure = action.info().pure;
+    // What runs is what was approved: the hash is checked at execution too.
+    if let Some(hash) = &approved
+        && plan.approval_hash(&input) != *hash
+    {
+        return Err((
+            format!("the plan of `{}` is not the one approved ({hash})", step.id),
+            0,
+        ));
+    }
+    let pure = ctx.is_pure(idx);
     let mut attempt = first_attempt.max(1);
     loop {
         let journal = |kind, detail: Option<String>, output: Option<Value>| {
@@ -531,6 +602,7 @@ async fn run_attempts(
             attempt,
             input: input.clone(),
             plan: plan.clone(),
+            deadline: step.timeout.map(|t| Instant::now() + t.as_std()),
         };
         let fut = action.execute(call);
         let outcome = match step.timeout {

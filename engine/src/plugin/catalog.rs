@@ -192,8 +192,26 @@ impl PluginInstance {
             &wit::action::Action,
         ) -> wasmtime::Result<Result<R, wit::types::PluginError>>,
     ) -> Result<R, PluginError> {
+        self.action_call_within(call, mode, None, f)
+    }
+
+    /// An action call whose time limit is also capped by `left`.
+    fn action_call_within<R>(
+        &self,
+        call: Call,
+        mode: Mode,
+        left: Option<std::time::Duration>,
+        f: impl FnOnce(
+            &mut wasmtime::Store<super::host::State>,
+            &wit::action::Action,
+        ) -> wasmtime::Result<Result<R, wit::types::PluginError>>,
+    ) -> Result<R, PluginError> {
         let name = &self.plugin.info().name;
         let mut inv = self.invocation();
+        if let Some(left) = left {
+            let ms = u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1);
+            inv.limits.timeout_ms = inv.limits.timeout_ms.min(ms);
+        }
         if call == Call::Validate {
             // `validate` runs on the executor's thread and needs no I/O: keep it short.
             inv.limits.timeout_ms = inv.limits.timeout_ms.min(VALIDATE_TIMEOUT_MS);
@@ -224,7 +242,12 @@ impl PluginInstance {
             a.vigil_plugin_action_api()
                 .call_plan(s, &self.config_json, action, &input)
         })?;
-        convert::plan(&self.plugin.info().name, raw, self.output_cap())
+        let plan = convert::plan(&self.plugin.info().name, raw, self.output_cap())?;
+        super::effects::vet_plan(plan).map_err(|detail| PluginError::BadOutput {
+            plugin: self.plugin.info().name.clone(),
+            call: Call::Plan,
+            detail,
+        })
     }
 
     /// `execute`, allowed only the effects `plan` declares (plus reads).
@@ -233,6 +256,18 @@ impl PluginInstance {
         action: &str,
         input: &Value,
         plan: &ActionPlan,
+    ) -> Result<Value, PluginError> {
+        self.execute_until(action, input, plan, None)
+    }
+
+    /// `execute`, stopped by `deadline` if that comes before the instance's time
+    /// limit: a step's timeout ends the plugin's work, not only the wait for it.
+    pub fn execute_until(
+        &self,
+        action: &str,
+        input: &Value,
+        plan: &ActionPlan,
+        deadline: Option<std::time::Instant>,
     ) -> Result<Value, PluginError> {
         self.require_action(Call::Execute, action)?;
         let input = input.to_string();
@@ -243,10 +278,17 @@ impl PluginInstance {
             .collect();
         let wplan = convert::plan_to_wit(plan);
         let _span = tracing::info_span!("plugin_execute", instance = %self.name, action).entered();
-        let text = self.action_call(Call::Execute, Mode::Execute { effects }, |s, a| {
-            a.vigil_plugin_action_api()
-                .call_execute(s, &self.config_json, action, &input, &wplan)
-        })?;
+        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        let text =
+            self.action_call_within(Call::Execute, Mode::Execute { effects }, left, |s, a| {
+                a.vigil_plugin_action_api().call_execute(
+                    s,
+                    &self.config_json,
+                    action,
+                    &input,
+                    &wplan,
+                )
+            })?;
         convert::output(&self.plugin.info().name, &text, self.output_cap())
     }
 }
@@ -298,7 +340,7 @@ impl Action for PluginAction {
         let inst = self.instance.clone();
         let action = self.action.clone();
         Box::pin(async move {
-            blocking(move || inst.execute(&action, &call.input, &call.plan))
+            blocking(move || inst.execute_until(&action, &call.input, &call.plan, call.deadline))
                 .await?
                 .map_err(PluginError::into_action_error)
         })

@@ -38,6 +38,8 @@ pub enum Limit {
     Stack,
     /// Log lines per call.
     Log { lines: u32 },
+    /// How many memories, tables or core instances one plugin instance may create.
+    Count { what: &'static str, max: usize },
 }
 
 impl fmt::Display for Limit {
@@ -48,6 +50,7 @@ impl fmt::Display for Limit {
             Limit::Output { bytes } => write!(f, "output limit of {bytes} bytes"),
             Limit::Stack => f.write_str("stack limit (recursion too deep)"),
             Limit::Log { lines } => write!(f, "log limit of {lines} lines per call"),
+            Limit::Count { what, max } => write!(f, "limit of {max} {what} per instance"),
         }
     }
 }

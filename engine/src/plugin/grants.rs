@@ -21,6 +21,7 @@
 //!
 //! Effective capabilities = requested by the plugin (`describe`) ∩ granted here.
 
+use super::http_policy::{CheckedUrl, UrlPattern};
 use serde::Deserialize;
 use std::fmt;
 
@@ -62,7 +63,9 @@ pub struct FilesGrant {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpGrant {
-    /// A URL pattern; `*` matches any run of characters.
+    /// A URL pattern matched on the parsed, normalised request URL: `*` is one host
+    /// label, part of one path segment, or (last) everything below
+    /// (see [`super::http_policy`]).
     pub url: String,
     /// Allowed methods, upper case; default `[GET, HEAD]`.
     #[serde(default = "default_methods")]
@@ -89,8 +92,11 @@ pub struct KvGrant {
 pub struct ProcessGrant {
     /// The program, exactly as the plugin names it (a bare name is looked up in `PATH`).
     pub command: String,
-    /// One pattern per argument: a glob (`*`), or a regex with `re:` prefix (anchored).
-    /// A final `"**"` matches any remaining arguments. Empty = no arguments allowed.
+    /// One pattern per argument, matched against the whole argument: a glob (`*`), or
+    /// a regex with `re:` prefix (anchored). A final `"**"` matches any remaining
+    /// arguments. Empty = no arguments allowed. An argument that starts with `-` is
+    /// an option: only a pattern that itself starts with `-` (`--since=*`,
+    /// `re:-[nv]`) admits it, so a `*` meant for a name never lets `-delete` in.
     #[serde(default)]
     pub args: Vec<String>,
 }
@@ -101,7 +107,7 @@ pub struct ProcessGrant {
 pub enum Need<'a> {
     Http {
         method: &'a str,
-        url: &'a str,
+        url: &'a CheckedUrl,
     },
     KvRead,
     KvWrite,
@@ -172,33 +178,19 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     pi == p.len()
 }
 
-/// Rejects URLs that could trick a pattern: no userinfo, only http(s), no whitespace.
-pub fn check_url_shape(url: &str) -> Result<(), String> {
-    let rest = if let Some(r) = url.strip_prefix("http://") {
-        r
-    } else if let Some(r) = url.strip_prefix("https://") {
-        r
-    } else {
-        return Err(format!(
-            "only http:// and https:// URLs are allowed, got {url:?}"
-        ));
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.is_empty() {
-        return Err(format!("URL has no host: {url:?}"));
-    }
-    if authority.contains('@') {
-        return Err(format!("URLs with user info are not allowed: {url:?}"));
-    }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "URL contains whitespace or control characters: {url:?}"
-        ));
-    }
-    Ok(())
+/// Whether `pattern` was written to admit options (arguments starting with `-`).
+fn admits_options(pattern: &str) -> bool {
+    let p = pattern.strip_prefix("re:").map_or(pattern, |re| {
+        let re = re.strip_prefix('^').unwrap_or(re);
+        re.strip_prefix('\\').unwrap_or(re)
+    });
+    p.starts_with('-')
 }
 
 fn arg_matches(pattern: &str, arg: &str) -> bool {
+    if arg.starts_with('-') && !admits_options(pattern) {
+        return false;
+    }
     if let Some(re) = pattern.strip_prefix("re:") {
         let anchored = format!("^(?:{re})$");
         match regex::Regex::new(&anchored) {
@@ -219,7 +211,10 @@ impl ProcessGrant {
         let mut i = 0;
         for (pi, pat) in self.args.iter().enumerate() {
             if pat == "**" && pi + 1 == self.args.len() {
-                return true;
+                // Any remaining arguments, but no options among them.
+                return args[i.min(args.len())..]
+                    .iter()
+                    .all(|a| !a.starts_with('-'));
             }
             match args.get(i) {
                 Some(a) if arg_matches(pat, a) => i += 1,
@@ -231,8 +226,9 @@ impl ProcessGrant {
 }
 
 impl HttpGrant {
-    pub fn allows(&self, method: &str, url: &str) -> bool {
-        self.methods.iter().any(|m| m.eq_ignore_ascii_case(method)) && glob_match(&self.url, url)
+    pub fn allows(&self, method: &str, url: &CheckedUrl) -> bool {
+        self.methods.iter().any(|m| m.eq_ignore_ascii_case(method))
+            && UrlPattern::parse(&self.url).is_ok_and(|p| p.matches(url))
     }
 }
 
@@ -254,6 +250,7 @@ impl Grants {
             if g.methods.is_empty() {
                 return Err(format!("http grant {:?} lists no methods", g.url));
             }
+            UrlPattern::parse(&g.url).map_err(|e| format!("http grant: {e}"))?;
         }
         for g in &self.process {
             if g.command.is_empty() || g.command.contains(char::is_whitespace) {
@@ -309,14 +306,6 @@ mod tests {
     }
 
     #[test]
-    fn url_shapes() {
-        assert!(check_url_shape("http://127.0.0.1:1/x").is_ok());
-        assert!(check_url_shape("http://127.0.0.1:1@evil.example/x").is_err());
-        assert!(check_url_shape("file:///etc/passwd").is_err());
-        assert!(check_url_shape("http:///x").is_err());
-    }
-
-    #[test]
     fn process_args() {
         let g = ProcessGrant {
             command: "systemctl".into(),
@@ -334,12 +323,44 @@ mod tests {
         };
         assert!(any.allows("echo", &[]));
         assert!(any.allows("echo", &["a".into(), "b".into()]));
+        assert!(!any.allows("echo", &["a".into(), "-e".into()]));
         let none = ProcessGrant {
             command: "true".into(),
             args: vec![],
         };
         assert!(none.allows("true", &[]));
         assert!(!none.allows("true", &["x".into()]));
+    }
+
+    #[test]
+    fn options_pass_only_patterns_written_for_options() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let find = ProcessGrant {
+            command: "find".into(),
+            args: vec!["/var/log".into(), "*".into()],
+        };
+        assert!(find.allows("find", &args(&["/var/log", "nginx"])));
+        assert!(!find.allows("find", &args(&["/var/log", "-delete"])));
+        let documented = ProcessGrant {
+            command: "systemctl".into(),
+            args: vec!["restart".into(), "re:^[a-z0-9@.-]+$".into()],
+        };
+        assert!(documented.allows("systemctl", &args(&["restart", "nginx"])));
+        assert!(!documented.allows("systemctl", &args(&["restart", "--force"])));
+        assert!(!documented.allows("systemctl", &args(&["restart", "-H"])));
+        let opts = ProcessGrant {
+            command: "journalctl".into(),
+            args: vec!["--since=*".into(), "re:-[nq]".into(), "re:^\\-u".into()],
+        };
+        assert!(opts.allows("journalctl", &args(&["--since=1h", "-n", "-u"])));
+        assert!(!opts.allows("journalctl", &args(&["--since=1h", "-x", "-u"])));
+        // A whole argument, not a part of one.
+        let exact = ProcessGrant {
+            command: "kill".into(),
+            args: vec!["re:[0-9]+".into()],
+        };
+        assert!(!exact.allows("kill", &args(&["12 -9"])));
+        assert!(!exact.allows("kill", &args(&["-9"])));
     }
 
     #[test]
@@ -357,9 +378,10 @@ mod tests {
 
     #[test]
     fn grant_lines_quote_the_call() {
+        let url = CheckedUrl::parse("http://127.0.0.1:9/hook").expect("url");
         let n = Need::Http {
             method: "POST",
-            url: "http://127.0.0.1:9/hook",
+            url: &url,
         };
         assert_eq!(
             n.grant_line(),

@@ -3,7 +3,8 @@
 
 use super::cache::{self, CacheOutcome};
 use super::error::{Call, Limit, PluginError, ReportedKind};
-use super::grants::{Grants, Need, glob_match};
+use super::grants::{Grants, Need};
+use super::http_policy::{self, CheckedUrl};
 use super::model::{self, CapabilityKind, PluginInfo};
 use super::services::{self, EnvSecrets, HttpClient, KvStore, MemoryKv, SecretSource};
 use std::path::{Path, PathBuf};
@@ -472,10 +473,7 @@ impl Invocation<'_> {
         let state = State {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            limiter: MemLimiter {
-                cap: u64::from(self.limits.memory_mib) * 1024 * 1024,
-                hit: false,
-            },
+            limiter: MemLimiter::new(u64::from(self.limits.memory_mib) * 1024 * 1024),
             cx: CallCx {
                 plugin: self.plugin.info.clone(),
                 instance: self.instance.to_string(),
@@ -588,6 +586,13 @@ impl Invocation<'_> {
                         _ => {}
                     }
                 }
+                if let Some(limit) = count_limit(&e) {
+                    return Err(PluginError::LimitExceeded {
+                        plugin,
+                        call,
+                        limit,
+                    });
+                }
                 let mut detail = trap_detail(&e);
                 let err_text = String::from_utf8_lossy(&stderr.contents())
                     .trim()
@@ -611,6 +616,23 @@ impl Invocation<'_> {
             }
         }
     }
+}
+
+/// wasmtime's refusal to create one more memory, table or instance than the
+/// limiter allows, as the limit it hit.
+fn count_limit(e: &wasmtime::Error) -> Option<Limit> {
+    let text = format!("{e:#}");
+    let rest = &text[text.find("resource limit exceeded: ")? + 25..];
+    let (what, max) = if rest.starts_with("memory") {
+        ("memories", MAX_MEMORIES)
+    } else if rest.starts_with("table") {
+        ("tables", MAX_TABLES)
+    } else if rest.starts_with("instance") {
+        ("core instances", MAX_INSTANCES)
+    } else {
+        return None;
+    };
+    Some(Limit::Count { what, max })
 }
 
 /// The error chain without the long wasm backtrace: the cause plus the top frames.
@@ -791,34 +813,94 @@ impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
     }
 }
 
+/// The sandbox's allocation limits for one store, which holds every core instance
+/// of the component: memory is counted across all its linear memories (a component
+/// may define many), and the counts of memories, tables and instances are capped.
 pub(crate) struct MemLimiter {
     cap: u64,
+    /// Bytes of linear memory held by all memories of the store.
+    total: u64,
+    /// The growth last allowed, taken back if the memory then fails to grow.
+    last_growth: u64,
+    /// Table elements held by all tables of the store.
+    table_elements: usize,
     hit: bool,
+}
+
+/// Linear memories one store may create; a component built by the SDK needs a few.
+pub(crate) const MAX_MEMORIES: usize = 16;
+/// Tables one store may create.
+pub(crate) const MAX_TABLES: usize = 64;
+/// Core instances one store may create.
+pub(crate) const MAX_INSTANCES: usize = 64;
+/// Table elements across all tables of one store.
+pub(crate) const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl MemLimiter {
+    pub(crate) fn new(cap: u64) -> Self {
+        MemLimiter {
+            cap,
+            total: 0,
+            last_growth: 0,
+            table_elements: 0,
+            hit: false,
+        }
+    }
 }
 
 impl wasmtime::ResourceLimiter for MemLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired as u64 > self.cap {
+        let growth = (desired as u64).saturating_sub(current as u64);
+        let total = self.total.saturating_add(growth);
+        if total > self.cap {
             self.hit = true;
             return Err(wasmtime::Error::msg(format!(
-                "memory limit of {} bytes reached",
+                "memory limit of {} bytes reached (all linear memories together)",
                 self.cap
             )));
         }
+        self.total = total;
+        self.last_growth = growth;
         Ok(true)
     }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.total = self.total.saturating_sub(self.last_growth);
+        self.last_growth = 0;
+        Ok(())
+    }
+
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        let total = self
+            .table_elements
+            .saturating_add(desired.saturating_sub(current));
+        if total > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        self.table_elements = total;
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
     }
 }
 
@@ -855,26 +937,11 @@ pub(crate) struct CallCx {
 
 fn need_kind(need: &Need<'_>) -> (CapabilityKind, String) {
     match need {
-        Need::Http { url, .. } => (CapabilityKind::Http, (*url).to_string()),
+        Need::Http { url, .. } => (CapabilityKind::Http, url.as_str().to_string()),
         Need::KvRead | Need::KvWrite => (CapabilityKind::Kv, String::new()),
         Need::Secret(n) => (CapabilityKind::Secrets, (*n).to_string()),
         Need::Process { program, .. } => (CapabilityKind::Process, (*program).to_string()),
     }
-}
-
-/// Whether a declared effect string covers this need.
-fn declared(effects: &[String], need: &Need<'_>) -> bool {
-    effects.iter().any(|e| match need {
-        Need::Http { method, url } => e
-            .strip_prefix("http:")
-            .and_then(|rest| rest.split_once(' '))
-            .is_some_and(|(m, pat)| m.eq_ignore_ascii_case(method) && glob_match(pat.trim(), url)),
-        Need::Process { program, .. } => e
-            .strip_prefix("process:")
-            .is_some_and(|p| p.trim() == *program),
-        Need::KvWrite => e == "kv:write",
-        Need::KvRead | Need::Secret(_) => true,
-    })
 }
 
 fn is_read_only(need: &Need<'_>) -> bool {
@@ -926,7 +993,7 @@ impl CallCx {
                     "{need} is a side effect; plan runs read-only (dry-run) and may only read (HTTP GET/HEAD, kv get)"
                 )),
                 Mode::Execute { .. } if is_read_only(&need) => None,
-                Mode::Execute { effects } if declared(effects, &need) => None,
+                Mode::Execute { effects } if super::effects::declared(effects, &need) => None,
                 Mode::Execute { .. } => Some(format!(
                     "{need} was not declared by the plan; execute may only use declared effects (the plan would need `{}`)",
                     effect_string(&need)
@@ -935,12 +1002,17 @@ impl CallCx {
         };
         match reason {
             None => Ok(()),
-            Some(r) => {
-                tracing::warn!(plugin = %self.plugin.name, instance = %self.instance, call = %self.call, "denied: {r}");
-                self.denials.push(r.clone());
-                Err(format!("denied: {r}"))
-            }
+            Some(r) => Err(self.deny(r)),
         }
+    }
+
+    /// Records a denial (it fails the call, even if the plugin swallows the error)
+    /// and returns what the plugin is told.
+    fn deny(&mut self, reason: String) -> String {
+        tracing::warn!(plugin = %self.plugin.name, instance = %self.instance, call = %self.call, "denied: {reason}");
+        let told = format!("denied: {reason}");
+        self.denials.push(reason);
+        told
     }
 
     fn remaining(&self) -> Duration {
@@ -1007,9 +1079,13 @@ impl imports::clock::Host for State {
 impl imports::http::Host for State {
     fn send(&mut self, req: imports::http::Request) -> Result<imports::http::Response, String> {
         let method = req.method.to_ascii_uppercase();
+        // The URL is checked as the server will read it, and sent as it was checked.
+        let url = CheckedUrl::parse(&req.url).map_err(|e| self.cx.deny(e.to_string()))?;
+        http_policy::check_request(&method, &req.headers, req.body.is_some())
+            .map_err(|e| self.cx.deny(e))?;
         self.cx.check(Need::Http {
             method: &method,
-            url: &req.url,
+            url: &url,
         })?;
         let remaining = self.cx.remaining();
         if remaining.is_zero() {
@@ -1019,10 +1095,12 @@ impl imports::http::Host for State {
             .timeout_ms
             .map(|ms| Duration::from_millis(u64::from(ms)).min(remaining))
             .unwrap_or(remaining);
-        let _span = tracing::debug_span!("plugin_http", plugin = %self.cx.plugin.name, %method, url = %req.url).entered();
+        let _span =
+            tracing::debug_span!("plugin_http", plugin = %self.cx.plugin.name, %method, %url)
+                .entered();
         let resp = self.cx.services.http.send(services::HttpRequest {
             method,
-            url: req.url,
+            url: url.as_str().to_string(),
             headers: req.headers,
             body: req.body,
             timeout,
@@ -1097,5 +1175,85 @@ impl imports::process::Host for State {
             truncated: out.truncated,
             timed_out: out.timed_out,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_encoder::{MemorySection, MemoryType, Module};
+
+    /// A core module that defines `count` memories of `pages` 64 KiB pages each.
+    fn memories(count: u32, pages: u64) -> Vec<u8> {
+        let mut mems = MemorySection::new();
+        for _ in 0..count {
+            mems.memory(MemoryType {
+                minimum: pages,
+                maximum: None,
+                memory64: false,
+                shared: false,
+                page_size_log2: None,
+            });
+        }
+        let mut m = Module::new();
+        m.section(&mems);
+        m.finish()
+    }
+
+    fn instantiate(cap_mib: u64, wasm: &[u8]) -> (Result<(), wasmtime::Error>, MemLimiter) {
+        let engine = Engine::default();
+        let mut store = Store::new(&engine, MemLimiter::new(cap_mib * 1024 * 1024));
+        store.limiter(|l| l);
+        let result = wasmtime::Module::new(&engine, wasm)
+            .and_then(|m| wasmtime::Instance::new(&mut store, &m, &[]).map(drop));
+        let data = store.into_data();
+        (result, data)
+    }
+
+    #[test]
+    fn memory_is_capped_across_all_memories_of_an_instance() {
+        // Eight memories of 16 MiB each: every one is under a 64 MiB cap, together
+        // they are twice over it.
+        let (r, lim) = instantiate(64, &memories(8, 256));
+        let e = r.expect_err("128 MiB across memories must not fit in 64 MiB");
+        assert!(
+            format!("{e:#}").contains("all linear memories together"),
+            "{e:#}"
+        );
+        assert!(lim.hit);
+        assert!(lim.total <= 64 * 1024 * 1024, "{}", lim.total);
+        // Three of them fit.
+        let (r, lim) = instantiate(64, &memories(3, 256));
+        r.expect("48 MiB fits in 64 MiB");
+        assert_eq!(lim.total, 48 * 1024 * 1024);
+    }
+
+    #[test]
+    fn memory_count_is_capped_and_named() {
+        let (r, lim) = instantiate(64, &memories(MAX_MEMORIES as u32 + 1, 0));
+        let e = r.expect_err("too many memories");
+        assert!(!lim.hit);
+        assert_eq!(
+            count_limit(&e),
+            Some(Limit::Count {
+                what: "memories",
+                max: MAX_MEMORIES
+            }),
+            "{e:#}"
+        );
+        let (r, _) = instantiate(64, &memories(MAX_MEMORIES as u32, 0));
+        r.expect("the maximum count is allowed");
+    }
+
+    #[test]
+    fn a_failed_growth_is_not_counted() {
+        let mut lim = MemLimiter::new(10 << 20);
+        use wasmtime::ResourceLimiter as _;
+        assert!(lim.memory_growing(0, 4 << 20, None).expect("fits"));
+        lim.memory_grow_failed(wasmtime::Error::msg("os said no"))
+            .expect("ignored");
+        assert_eq!(lim.total, 0);
+        assert!(lim.memory_growing(0, 8 << 20, None).expect("fits again"));
+        assert!(lim.memory_growing(0, 4 << 20, None).is_err());
     }
 }

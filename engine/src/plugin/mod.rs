@@ -15,9 +15,11 @@
 mod cache;
 mod catalog;
 mod convert;
+mod effects;
 mod error;
 pub mod grants;
 mod host;
+pub mod http_policy;
 mod model;
 mod services;
 

@@ -1,11 +1,11 @@
 //! Host services behind the capability imports: HTTP, process, kv, secrets.
 
-use super::grants::check_url_shape;
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt as _;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 /// A key-value store with one namespace per plugin grant. The default is in
@@ -143,8 +143,9 @@ impl HttpClient {
         HttpClient { agent, max_body }
     }
 
+    /// Sends a request whose URL and headers the caller already checked
+    /// (`http_policy`).
     pub fn send(&self, req: HttpRequest) -> Result<HttpResponse, String> {
-        check_url_shape(&req.url)?;
         let method = ureq::http::Method::from_bytes(req.method.as_bytes())
             .map_err(|_| format!("bad HTTP method {:?}", req.method))?;
         let mut builder = ureq::http::Request::builder()
@@ -200,27 +201,62 @@ pub(crate) struct ProcessOutput {
     pub timed_out: bool,
 }
 
-fn read_capped(mut r: impl Read, cap: usize) -> (Vec<u8>, bool) {
-    let mut out = Vec::new();
+/// What a pipe reader has read so far; shared so the call can return without
+/// waiting for a pipe that a process outside its group still holds open.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<(Vec<u8>, bool)>>);
+
+impl Captured {
+    fn take(&self) -> (Vec<u8>, bool) {
+        self.0
+            .lock()
+            .map(|mut g| std::mem::take(&mut *g))
+            .unwrap_or_default()
+    }
+}
+
+/// Reads `r` to its end into `into`, keeping at most `cap` bytes, then says so on `done`.
+fn read_capped(mut r: impl Read, cap: usize, into: Captured, done: mpsc::Sender<()>) {
     let mut buf = [0u8; 8192];
-    let mut truncated = false;
     loop {
         match r.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                let room = cap.saturating_sub(out.len());
-                if n > room {
-                    truncated = true;
+                if let Ok(mut g) = into.0.lock() {
+                    let room = cap.saturating_sub(g.0.len());
+                    if n > room {
+                        g.1 = true;
+                    }
+                    g.0.extend_from_slice(&buf[..n.min(room)]);
                 }
-                out.extend_from_slice(&buf[..n.min(room)]);
             }
         }
     }
-    (out, truncated)
+    let _ = done.send(());
+}
+
+/// How long the pipes may stay open after the command ended: whatever is still
+/// buffered arrives at once; a pipe held open longer is held by a process that
+/// left the group, and the call does not wait for it.
+const PIPE_GRACE: Duration = Duration::from_millis(200);
+
+/// Ends every process left in the command's process group.
+fn kill_group(pid: u32) {
+    if let Some(pgid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+    }
 }
 
 /// Runs `program args…` without a shell, with a cleared environment (only a
 /// fixed `PATH`), a timeout, and stdout/stderr each cut at `max_output` bytes.
+///
+/// The command leads a process group of its own. When it ends, or its time is up,
+/// the whole group is killed, so nothing it started outlives the call, and the
+/// call waits for the pipes only briefly: a grandchild that holds them open (or
+/// escaped the group) never holds up the caller past its limit.
 pub(crate) fn run_process(
     program: &str,
     args: &[String],
@@ -233,6 +269,7 @@ pub(crate) fn run_process(
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .current_dir("/")
+        .process_group(0)
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -242,23 +279,26 @@ pub(crate) fn run_process(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot start {program:?}: {e}"))?;
+    let pid = child.id();
     if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
         std::thread::spawn(move || {
             let _ = pipe.write_all(&data);
         });
     }
-    let out_pipe = child.stdout.take();
-    let err_pipe = child.stderr.take();
-    let out_t = std::thread::spawn(move || {
-        out_pipe
-            .map(|p| read_capped(p, max_output))
-            .unwrap_or_default()
-    });
-    let err_t = std::thread::spawn(move || {
-        err_pipe
-            .map(|p| read_capped(p, max_output))
-            .unwrap_or_default()
-    });
+    let (done_tx, done_rx) = mpsc::channel();
+    let (out, err) = (Captured::default(), Captured::default());
+    let mut readers = 0;
+    if let Some(p) = child.stdout.take() {
+        let (into, done) = (out.clone(), done_tx.clone());
+        std::thread::spawn(move || read_capped(p, max_output, into, done));
+        readers += 1;
+    }
+    if let Some(p) = child.stderr.take() {
+        let (into, done) = (err.clone(), done_tx.clone());
+        std::thread::spawn(move || read_capped(p, max_output, into, done));
+        readers += 1;
+    }
+    drop(done_tx);
     let start = Instant::now();
     let mut timed_out = false;
     let status = loop {
@@ -266,21 +306,34 @@ pub(crate) fn run_process(
             Ok(Some(s)) => break s.code().unwrap_or(-1),
             Ok(None) if start.elapsed() >= timeout => {
                 timed_out = true;
-                let _ = child.kill();
+                kill_group(pid);
                 let _ = child.wait();
                 break -1;
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(2)),
-            Err(e) => return Err(format!("waiting for {program:?}: {e}")),
+            Err(e) => {
+                kill_group(pid);
+                return Err(format!("waiting for {program:?}: {e}"));
+            }
         }
     };
-    let (stdout, t1) = out_t.join().unwrap_or_default();
-    let (stderr, t2) = err_t.join().unwrap_or_default();
+    kill_group(pid);
+    let grace_end = Instant::now() + PIPE_GRACE;
+    let mut closed = 0;
+    while closed < readers {
+        let left = grace_end.saturating_duration_since(Instant::now());
+        match done_rx.recv_timeout(left) {
+            Ok(()) => closed += 1,
+            Err(_) => break,
+        }
+    }
+    let (stdout, t1) = out.take();
+    let (stderr, t2) = err.take();
     Ok(ProcessOutput {
         status,
         stdout,
         stderr,
-        truncated: t1 || t2,
+        truncated: t1 || t2 || closed < readers,
         timed_out,
     })
 }
@@ -327,6 +380,59 @@ mod tests {
         assert!(out.timed_out);
         assert_eq!(out.status, -1);
         assert!(t.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn a_grandchild_holding_the_pipes_does_not_hold_the_call() {
+        // The shell backgrounds a sleeper that inherits stdout, then waits on it.
+        let t = Instant::now();
+        let out = run_process(
+            "sh",
+            &["-c".into(), "sleep 30 & echo started; wait".into()],
+            None,
+            Duration::from_millis(500),
+            1024,
+        )
+        .expect("sh runs");
+        assert!(out.timed_out);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "started\n");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        // A grandchild left behind by a command that exits is ended with the group.
+        let marker = std::env::temp_dir().join(format!("vigil-pg-{}", std::process::id()));
+        let script = format!("(sleep 1; touch {}) & echo bye", marker.display());
+        let t = Instant::now();
+        let out = run_process(
+            "sh",
+            &["-c".into(), script],
+            None,
+            Duration::from_secs(10),
+            1024,
+        )
+        .expect("sh runs");
+        assert!(!out.timed_out);
+        assert_eq!(out.status, 0);
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(
+            !marker.exists(),
+            "the group's leftover ran on after the call"
+        );
+    }
+
+    #[test]
+    fn an_escaped_grandchild_keeps_nothing_waiting() {
+        // `setsid` leaves the group; its pipes stay open, the call still returns.
+        let t = Instant::now();
+        let out = run_process(
+            "sh",
+            &["-c".into(), "setsid sleep 3 & echo out".into()],
+            None,
+            Duration::from_secs(10),
+            1024,
+        )
+        .expect("sh runs");
+        assert_eq!(out.status, 0);
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     }
 
     #[test]

@@ -10,6 +10,9 @@ use std::collections::HashMap;
 
 /// How many nodes aliases may expand to before we call it a "billion laughs" bomb.
 const MAX_NODES: usize = 200_000;
+/// How many bytes of scalar text the document may hold once aliases are expanded:
+/// a few aliases of one long string are a bomb too, with few nodes.
+const MAX_EXPANDED_BYTES: usize = 8 << 20;
 /// How deeply collections may nest; deeper input is refused instead of overflowing the stack.
 const MAX_DEPTH: usize = 128;
 
@@ -187,17 +190,58 @@ enum Frame {
     Map {
         entries: Vec<(Node, Node)>,
         key: Option<Node>,
+        /// Scalar keys seen so far, with the line each was first defined on, so a
+        /// duplicate is found without scanning every earlier key.
+        seen: HashMap<ScalarKey, u32>,
         start: Pos,
         anchor: usize,
     },
+}
+
+/// A scalar key as compared for duplicates (floats by their bits).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum ScalarKey {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(u64),
+    Str(String),
+}
+
+impl ScalarKey {
+    fn of(node: &Node) -> Option<ScalarKey> {
+        Some(match &node.value {
+            Value::Null => ScalarKey::Null,
+            Value::Bool(b) => ScalarKey::Bool(*b),
+            Value::Int(i) => ScalarKey::Int(*i),
+            Value::Float(f) => ScalarKey::Float(f.to_bits()),
+            Value::Str(s) => ScalarKey::Str(s.clone()),
+            Value::Seq(_) | Value::Map(_) => return None,
+        })
+    }
+}
+
+/// An anchored node with what expanding it once costs.
+struct Anchored {
+    node: Node,
+    nodes: usize,
+    bytes: usize,
+}
+
+impl Anchored {
+    fn new(node: Node) -> Self {
+        let (nodes, bytes) = size_of(&node);
+        Anchored { node, nodes, bytes }
+    }
 }
 
 /// Parses every document in `src` into spanned trees.
 pub fn parse_documents(src: &str) -> Result<Vec<Node>, SyntaxError> {
     let mut docs = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    let mut anchors: HashMap<usize, Anchored> = HashMap::new();
     let mut node_count = 0usize;
+    let mut expanded_bytes = 0usize;
     let mut current_doc: Option<Node> = None;
 
     for event in Parser::new_from_str(src) {
@@ -221,11 +265,12 @@ pub fn parse_documents(src: &str) -> Result<Vec<Node>, SyntaxError> {
                 None
             }
             Event::Alias(id) => {
-                let node = anchors.get(&id).cloned().ok_or_else(|| SyntaxError {
+                let anchored = anchors.get(&id).ok_or_else(|| SyntaxError {
                     message: "alias refers to an unknown anchor".into(),
                     span: sp,
                 })?;
-                node_count += count_nodes(&node);
+                node_count += anchored.nodes;
+                expanded_bytes += anchored.bytes;
                 if node_count > MAX_NODES {
                     return Err(SyntaxError {
                         message: format!(
@@ -234,10 +279,23 @@ pub fn parse_documents(src: &str) -> Result<Vec<Node>, SyntaxError> {
                         span: sp,
                     });
                 }
-                Some(Node { span: sp, ..node })
+                if expanded_bytes > MAX_EXPANDED_BYTES {
+                    return Err(SyntaxError {
+                        message: format!(
+                            "aliases expand to more than {} MiB of text; refusing a document this large (write the value once instead of aliasing it)",
+                            MAX_EXPANDED_BYTES >> 20
+                        ),
+                        span: sp,
+                    });
+                }
+                Some(Node {
+                    span: sp,
+                    ..anchored.node.clone()
+                })
             }
             Event::Scalar(text, style, anchor, tag) => {
                 node_count += 1;
+                expanded_bytes += text.len();
                 let quoted = matches!(style, ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted);
                 let tagged_str = tag.as_ref().is_some_and(|t| t.suffix == "str");
                 let value = if style == ScalarStyle::Plain && !tagged_str {
@@ -251,7 +309,7 @@ pub fn parse_documents(src: &str) -> Result<Vec<Node>, SyntaxError> {
                     quoted,
                 };
                 if anchor != 0 {
-                    anchors.insert(anchor, node.clone());
+                    anchors.insert(anchor, Anchored::new(node.clone()));
                 }
                 Some(node)
             }
@@ -279,6 +337,7 @@ pub fn parse_documents(src: &str) -> Result<Vec<Node>, SyntaxError> {
                 stack.push(Frame::Map {
                     entries: Vec::new(),
                     key: None,
+                    seen: HashMap::new(),
                     start: sp.start,
                     anchor,
                 });
@@ -293,7 +352,7 @@ pub fn parse_documents(src: &str) -> Result<Vec<Node>, SyntaxError> {
                     node_count += 1;
                     let node = Node::new(Value::Seq(items), Span::new(start, sp.end));
                     if anchor != 0 {
-                        anchors.insert(anchor, node.clone());
+                        anchors.insert(anchor, Anchored::new(node.clone()));
                     }
                     Some(node)
                 }
@@ -314,7 +373,7 @@ pub fn parse_documents(src: &str) -> Result<Vec<Node>, SyntaxError> {
                     node_count += 1;
                     let node = Node::new(Value::Map(entries), Span::new(start, sp.end));
                     if anchor != 0 {
-                        anchors.insert(anchor, node.clone());
+                        anchors.insert(anchor, Anchored::new(node.clone()));
                     }
                     Some(node)
                 }
@@ -336,15 +395,22 @@ pub fn parse_documents(src: &str) -> Result<Vec<Node>, SyntaxError> {
             match stack.last_mut() {
                 None => current_doc = Some(node),
                 Some(Frame::Seq { items, .. }) => items.push(node),
-                Some(Frame::Map { entries, key, .. }) => match key.take() {
+                Some(Frame::Map {
+                    entries, key, seen, ..
+                }) => match key.take() {
                     None => {
-                        if let Some((prev, _)) = entries.iter().find(|(k, _)| k.value == node.value)
-                        {
+                        let first = match ScalarKey::of(&node) {
+                            Some(k) => seen.insert(k, node.span.start.line),
+                            None => entries
+                                .iter()
+                                .find(|(k, _)| k.value == node.value)
+                                .map(|(k, _)| k.span.start.line),
+                        };
+                        if let Some(line) = first {
                             return Err(SyntaxError {
                                 message: format!(
-                                    "duplicate key `{}` (first defined at line {})",
+                                    "duplicate key `{}` (first defined at line {line})",
                                     node.key_string(),
-                                    prev.span.start.line
                                 ),
                                 span: node.span,
                             });
@@ -359,16 +425,17 @@ pub fn parse_documents(src: &str) -> Result<Vec<Node>, SyntaxError> {
     Ok(docs)
 }
 
-fn count_nodes(node: &Node) -> usize {
+/// Nodes and bytes of scalar text in a tree.
+fn size_of(node: &Node) -> (usize, usize) {
+    let add = |(n, b): (usize, usize), (n2, b2): (usize, usize)| (n + n2, b + b2);
     match &node.value {
-        Value::Seq(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
-        Value::Map(entries) => {
-            1 + entries
-                .iter()
-                .map(|(k, v)| count_nodes(k) + count_nodes(v))
-                .sum::<usize>()
-        }
-        _ => 1,
+        Value::Seq(items) => items.iter().map(size_of).fold((1, 0), add),
+        Value::Map(entries) => entries
+            .iter()
+            .map(|(k, v)| add(size_of(k), size_of(v)))
+            .fold((1, 0), add),
+        Value::Str(s) => (1, s.len()),
+        _ => (1, 8),
     }
 }
 
@@ -413,6 +480,42 @@ mod tests {
                 .message
                 .contains("nodes")
         );
+    }
+
+    #[test]
+    fn aliases_of_a_long_string_are_a_bomb_too() {
+        // Few nodes, much text: 16 KiB aliased 2,000 times is 32 MiB expanded.
+        let mut src = format!("a: &s \"{}\"\nb: [", "x".repeat(16 * 1024));
+        src.push_str(&vec!["*s"; 2000].join(", "));
+        src.push_str("]\n");
+        let err = parse_documents(&src).unwrap_err();
+        assert!(err.message.contains("MiB of text"), "{}", err.message);
+        assert_eq!(err.span.start.line, 2);
+        // A few aliases of the same string are fine.
+        let mut ok = format!("a: &s \"{}\"\nb: [", "x".repeat(16 * 1024));
+        ok.push_str(&vec!["*s"; 100].join(", "));
+        ok.push_str("]\n");
+        assert!(parse_documents(&ok).is_ok());
+    }
+
+    #[test]
+    fn a_large_mapping_checks_duplicates_without_a_scan() {
+        let mut src = String::new();
+        for i in 0..60_000 {
+            src.push_str(&format!("k{i}: {i}\n"));
+        }
+        assert!(parse_documents(&src).is_ok());
+        src.push_str("k17: dup\n");
+        let err = parse_documents(&src).unwrap_err();
+        assert!(
+            err.message
+                .contains("duplicate key `k17` (first defined at line 18)"),
+            "{}",
+            err.message
+        );
+        // Keys equal as values, written differently, are duplicates.
+        let err = parse_documents("1: a\n0x1: b\n").unwrap_err();
+        assert!(err.message.contains("duplicate key"), "{}", err.message);
     }
 
     #[test]

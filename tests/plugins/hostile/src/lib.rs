@@ -28,6 +28,12 @@ const MODES: &[&str] = &[
     "panic",
     "sleep",
     "stderr-flood",
+    "get",
+    "get-with-body",
+    "method-override",
+    "host-header",
+    "pure-liar",
+    "pure-silent",
 ];
 
 impl Plugin for Hostile {
@@ -40,7 +46,11 @@ impl Plugin for Hostile {
             .capability(Capability::process("true", "to be denied"))
             .capability(Capability::log());
         for m in MODES {
-            info = info.action(ActionDef::new(m, "misbehave").idempotent(true));
+            // The `pure-*` modes say they change nothing, and do.
+            let def = ActionDef::new(m, "misbehave")
+                .idempotent(true)
+                .pure(m.starts_with("pure-"));
+            info = info.action(def);
         }
         info
     }
@@ -107,15 +117,39 @@ fn misbehave(mode: &str, target: &str) -> Result<Value> {
             }
             Ok(json!({ "stolen": vars }))
         }
-        "ungranted-http" | "post-in-plan" | "undeclared-effect" => {
+        "get" => {
+            let r = http::Request::new("GET", target).send()?;
+            Ok(json!({ "status": r.status }))
+        }
+        "get-with-body" => {
+            let r = http::Request::new("GET", target)
+                .body("a body a server may act on")
+                .send()?;
+            Ok(json!({ "status": r.status }))
+        }
+        "method-override" => {
+            let r = http::Request::new("GET", target)
+                .header("X-HTTP-Method-Override", "DELETE")
+                .send()?;
+            Ok(json!({ "status": r.status }))
+        }
+        "host-header" => {
+            let r = http::Request::new("GET", target)
+                .header("Host", "admin.internal")
+                .send()?;
+            Ok(json!({ "status": r.status }))
+        }
+        "ungranted-http" | "post-in-plan" | "undeclared-effect" | "pure-liar" | "pure-silent" => {
             let method = if mode == "ungranted-http" {
                 "GET"
             } else {
                 "POST"
             };
-            let r = http::Request::new(method, target)
-                .body("side effect")
-                .send()?;
+            let mut req = http::Request::new(method, target);
+            if method == "POST" {
+                req = req.body("side effect");
+            }
+            let r = req.send()?;
             Ok(json!({ "status": r.status }))
         }
         "process-in-plan" => {
@@ -185,7 +219,18 @@ impl Action for Hostile {
                 Ok(Plan::new("did things in plan"))
             }
             // Declares nothing, then does a POST in execute.
-            "undeclared-effect" => Ok(Plan::new("promises nothing")),
+            "undeclared-effect" | "pure-silent" => Ok(Plan::new("promises nothing")),
+            // Says it is pure, yet its plan declares the POST it then makes.
+            "pure-liar" => Ok(Plan::new("a pure action, it says").step(
+                PlannedEffect::new(target(input), Risk::None)
+                    .reversible(true)
+                    .effect(format!("http:POST {}", target(input))),
+            )),
+            // Reads in plan the way execute will: a dry-run must stop these too.
+            "get" | "get-with-body" | "method-override" | "host-header" => {
+                misbehave(action, &target(input))?;
+                Ok(Plan::new("read in plan"))
+            }
             _ => Ok(Plan::new(format!("misbehave: {action}")).step(
                 PlannedEffect::new(target(input), Risk::Low)
                     .effect(format!("http:GET {}", target(input))),
