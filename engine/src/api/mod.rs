@@ -2,9 +2,16 @@
 //! The only home of `axum`.
 //!
 //! Bearer-token auth on everything but `/healthz` and `/readyz`; a body-size limit
-//! and a per-client rate limit; every error is JSON `{error, detail, field?}`.
+//! and rate limits charged after authentication (per token, and per client network
+//! for requests without a valid token); every error is JSON `{error, detail, field?}`.
 //! An ingest request is answered 2xx only after its alerts are durable; a store
-//! failure answers 503 so Alertmanager retries.
+//! failure answers 503 so Alertmanager retries. `server.rs` accepts connections with
+//! header, body and idle timeouts and a cap on how many are open.
+
+mod limit;
+mod server;
+
+pub use server::{bind, serve};
 
 use crate::alert::payload::{Limits, PayloadError, parse_events, parse_webhook};
 use crate::alert::{AlertService, IncidentStatus, ServiceError, Silence};
@@ -17,12 +24,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
+use limit::{Limiter, Principal};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// HTTP settings.
 #[derive(Clone, Debug)]
@@ -30,8 +37,27 @@ pub struct ApiConfig {
     /// Accepted bearer tokens. Must not be empty.
     pub tokens: Vec<String>,
     pub max_body_bytes: usize,
-    /// Requests per second per client address (burst: twice that).
+    /// Requests per second per accepted token (burst: twice that).
     pub rate_limit: u32,
+    /// Requests per second per client address (an IPv6 /64) that carry no valid
+    /// token (burst: twice that). Kept apart from `rate_limit`, so that clients who
+    /// cannot authenticate never use up an authenticated client's allowance.
+    pub unauthenticated_rate_limit: u32,
+    /// Connections open at once. A new one past the cap closes the connection that has
+    /// waited longest without a request; with every connection handling a request, it
+    /// waits for one to finish.
+    pub max_connections: usize,
+    /// How long a connection may take to send a whole request head, counted from when
+    /// it is accepted or its previous response is done; an idle keep-alive connection
+    /// is closed when it runs out.
+    pub header_read_timeout: Duration,
+    /// How long a request body may take to arrive, whole (answered 408).
+    pub body_read_timeout: Duration,
+    /// How long a connection may go without a request being handled, e.g. a client
+    /// that does not read its response.
+    pub idle_timeout: Duration,
+    /// How long a shutdown waits for requests in progress before dropping them.
+    pub shutdown_timeout: Duration,
     pub limits: Limits,
 }
 
@@ -41,15 +67,15 @@ impl Default for ApiConfig {
             tokens: Vec::new(),
             max_body_bytes: 4 * 1024 * 1024,
             rate_limit: 1000,
+            unauthenticated_rate_limit: 10,
+            max_connections: 4096,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            shutdown_timeout: Duration::from_secs(10),
             limits: Limits::default(),
         }
     }
-}
-
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
 }
 
 /// Everything the handlers share.
@@ -57,38 +83,18 @@ struct Bucket {
 pub struct Api {
     svc: Arc<AlertService>,
     cfg: ApiConfig,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    limiter: Limiter,
 }
 
 impl Api {
     pub fn new(svc: Arc<AlertService>, cfg: ApiConfig) -> Arc<Api> {
-        Arc::new(Api {
-            svc,
-            cfg,
-            buckets: Mutex::new(HashMap::new()),
-        })
-    }
-
-    fn allow(&self, ip: IpAddr) -> bool {
-        let rate = f64::from(self.cfg.rate_limit.max(1));
-        let burst = rate * 2.0;
-        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if b.len() > 100_000 {
-            b.clear();
-        }
-        let now = Instant::now();
-        let e = b.entry(ip).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
-        e.tokens = (e.tokens + now.duration_since(e.at).as_secs_f64() * rate).min(burst);
-        e.at = now;
-        if e.tokens >= 1.0 {
-            e.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        let limiter = Limiter::new(
+            cfg.tokens.len(),
+            cfg.rate_limit,
+            cfg.unauthenticated_rate_limit,
+            limit::MAX_NETWORKS,
+        );
+        Arc::new(Api { svc, cfg, limiter })
     }
 }
 
@@ -165,31 +171,71 @@ async fn guard(
     resp
 }
 
-/// `Some(error response)` when the request may not go on.
+/// `Some(error response)` when the request may not go on. Authentication comes
+/// first, so the request is charged to its token's bucket, or, without a valid token,
+/// to its address's bucket among the unauthenticated ones.
 fn check(api: &Api, peer: SocketAddr, path: &str, headers: &HeaderMap) -> Option<Response> {
-    if !api.allow(peer.ip()) {
-        let mut r = error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!(
-                "more than {} requests per second from {}",
-                api.cfg.rate_limit,
-                peer.ip()
+    let (who, refused) = match authenticate(api, headers) {
+        Ok(i) => (Principal::Token(i), None),
+        Err(r) => (Principal::Anonymous(peer.ip()), Some(r)),
+    };
+    if !api.limiter.allow(who) {
+        let detail = match who {
+            Principal::Token(_) => format!(
+                "more than {} requests per second with this token",
+                api.cfg.rate_limit
             ),
-            None,
-        );
+            Principal::Anonymous(ip) => format!(
+                "more than {} requests per second without a valid token from {ip}",
+                api.cfg.unauthenticated_rate_limit
+            ),
+        };
+        let mut r = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", detail, None);
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return Some(r);
     }
-    let Some(auth) = headers.get(header::AUTHORIZATION) else {
-        return Some(error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            format!("{path} needs an `Authorization: Bearer <token>` header"),
-            Some("Authorization"),
-        ));
-    };
+    refused.map(|r| r.response(path))
+}
+
+/// Why a request has no principal.
+#[derive(Clone, Copy, Debug)]
+enum Refused {
+    NoHeader,
+    NotBearer,
+    UnknownToken,
+}
+
+impl Refused {
+    fn response(self, path: &str) -> Response {
+        match self {
+            Refused::NoHeader => error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                format!("{path} needs an `Authorization: Bearer <token>` header"),
+                Some("Authorization"),
+            ),
+            Refused::NotBearer => error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the Authorization header must be `Bearer <token>`",
+                Some("Authorization"),
+            ),
+            Refused::UnknownToken => error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "the bearer token in the Authorization header is not one of the configured tokens",
+                Some("Authorization"),
+            ),
+        }
+    }
+}
+
+/// The index of the request's token among the configured ones, or why it has none.
+fn authenticate(api: &Api, headers: &HeaderMap) -> Result<usize, Refused> {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(Refused::NoHeader)?;
     let token = auth
         .to_str()
         .ok()
@@ -197,29 +243,21 @@ fn check(api: &Api, peer: SocketAddr, path: &str, headers: &HeaderMap) -> Option
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
         })
-        .map(str::trim);
-    let Some(token) = token else {
-        return Some(error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "the Authorization header must be `Bearer <token>`",
-            Some("Authorization"),
-        ));
-    };
-    if !api
-        .cfg
+        .map(str::trim)
+        .ok_or(Refused::NotBearer)?;
+    // Every token is compared, so the time taken does not tell which one matched.
+    api.cfg
         .tokens
         .iter()
-        .any(|t| same(t.as_bytes(), token.as_bytes()))
-    {
-        return Some(error(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "the bearer token in the Authorization header is not one of the configured tokens",
-            Some("Authorization"),
-        ));
-    }
-    None
+        .enumerate()
+        .fold(None, |found, (i, t)| {
+            if same(t.as_bytes(), token.as_bytes()) {
+                Some(i)
+            } else {
+                found
+            }
+        })
+        .ok_or(Refused::UnknownToken)
 }
 
 fn route_name(path: &str) -> &'static str {
@@ -267,20 +305,6 @@ pub fn router(api: Arc<Api>) -> Router {
         .with_state(api)
 }
 
-/// Serves until `shutdown` completes.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    api: Arc<Api>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(api).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-}
-
 async fn ready(State(api): State<Arc<Api>>) -> Response {
     match api.svc.store().incidents() {
         Ok(_) => json_response(StatusCode::OK, &json!({"status": "ready"})),
@@ -302,8 +326,26 @@ async fn metrics(State(api): State<Arc<Api>>) -> Response {
     r
 }
 
-/// Reads the body up to the limit.
+/// Reads the body up to the limit, within the body-read timeout.
 async fn body(api: &Api, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+    let limit = api.cfg.body_read_timeout;
+    match tokio::time::timeout(limit, read_body(api, headers, body)).await {
+        Ok(r) => r,
+        Err(_) => {
+            let mut r = error(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("the request body did not arrive within {:?}", limit),
+                Some("(body)"),
+            );
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            Err(r)
+        }
+    }
+}
+
+async fn read_body(api: &Api, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
     let max = api.cfg.max_body_bytes;
     let too_large = |n: String| {
         error(

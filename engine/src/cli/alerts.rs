@@ -271,9 +271,11 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
             tokens,
             max_body_bytes: bundle.config.api.max_body_bytes.unwrap_or(4 * 1024 * 1024),
             rate_limit: bundle.config.api.rate_limit.unwrap_or(1000),
+            // Requests in progress at a shutdown share the grace with executions.
+            shutdown_timeout: grace.as_std(),
             ..Default::default()
         };
-        let listener = tokio::net::TcpListener::bind(&listen)
+        let listener = vigil::api::bind(&listen)
             .await
             .map_err(|e| invalid(format!("cannot listen on {listen}: {e}")))?;
         let addr = listener.local_addr()?;
@@ -299,15 +301,21 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
         }
         use std::io::Write;
         std::io::stdout().flush().ok();
+        let signalled = Arc::new(std::sync::OnceLock::new());
+        let at = signalled.clone();
         let shutdown = async move {
             tokio::select! {
                 _ = ctrl_c => {}
                 _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
             }
+            let _ = at.set(std::time::Instant::now());
             tracing::info!("shutting down: detectors, then the pipeline, then running executions");
         };
         vigil::api::serve(listener, Api::new(svc, cfg), shutdown).await?;
-        let stopped = daemon.shutdown(grace.as_std()).await?;
+        let left = signalled
+            .get()
+            .map_or(grace.as_std(), |t| grace.as_std().saturating_sub(t.elapsed()));
+        let stopped = daemon.shutdown(left).await?;
         if !stopped.drained {
             tracing::warn!("executions still running after the grace period stay journaled and resume at the next start");
         }
