@@ -427,3 +427,61 @@ fn a_plan_with_an_unknown_effect_fails_and_risk_has_a_floor() {
     assert_eq!(plan.steps[0].risk, Risk::Low);
     assert!(plan.declares_effects());
 }
+
+#[tokio::test]
+async fn a_plan_riskier_than_the_policy_saw_waits_for_a_human() {
+    use vigil::exec::action::Ceiling;
+    const AUTO: &str = "apiVersion: vigil/v1\nkind: Runbook\nname: auto\nsteps:\n  - id: act\n    uses: evil/act\n";
+    let low = Ceiling {
+        risk: Risk::Low,
+        reversible: true,
+    };
+    let auto = |ceiling| {
+        let mut req = request(AUTO, false);
+        req.ceiling = Some(ceiling);
+        req
+    };
+    // The policy decided on a low-risk dry-run; at execution the plan is high.
+    let action = Scripted::new(
+        false,
+        vec![Ok(plan(
+            "drop the table",
+            "http:POST http://127.0.0.1:9/drop",
+            Risk::High,
+        ))],
+    );
+    let s = setup(with_action(action.clone()));
+    let report = s.executor.start(auto(low)).await.expect("runs");
+    assert_eq!(report.status, ExecStatus::AwaitingApproval, "{report:?}");
+    assert!(
+        report
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("more than the low")),
+        "{report:?}"
+    );
+    assert!(action.executed().is_empty());
+
+    // Irreversible where the policy saw reversible: the same.
+    let mut irreversible = plan("rotate", "http:POST http://127.0.0.1:9/rotate", Risk::Low);
+    irreversible.steps[0].reversible = false;
+    let action = Scripted::new(false, vec![Ok(irreversible)]);
+    let s = setup(with_action(action.clone()));
+    let report = s.executor.start(auto(low)).await.expect("runs");
+    assert_eq!(report.status, ExecStatus::AwaitingApproval, "{report:?}");
+    assert!(action.executed().is_empty());
+
+    // Within what the policy saw, it runs on its own.
+    let action = Scripted::new(
+        false,
+        vec![Ok(plan(
+            "restart",
+            "http:POST http://127.0.0.1:9/restart",
+            Risk::Low,
+        ))],
+    );
+    let s = setup(with_action(action.clone()));
+    let report = s.executor.start(auto(low)).await.expect("runs");
+    assert_eq!(report.status, ExecStatus::Succeeded, "{report:?}");
+    assert_eq!(action.executed().len(), 1);
+}

@@ -112,6 +112,35 @@ fn sha256_hex(bytes: &[u8]) -> String {
         })
 }
 
+/// The most a policy let an execution do without a human: the highest risk and
+/// whether every effect could be undone, as the dry-run it decided on showed them.
+/// A plugin's plan may differ at execution; a step whose plan goes past this waits
+/// for approval instead of running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ceiling {
+    pub risk: Risk,
+    pub reversible: bool,
+}
+
+impl Ceiling {
+    /// Why `plan` goes past the ceiling, if it does.
+    pub fn exceeded_by(&self, plan: &ActionPlan) -> Option<String> {
+        if plan.risk() > self.risk {
+            return Some(format!(
+                "its plan is {} risk, more than the {} the policy decided on",
+                plan.risk(),
+                self.risk
+            ));
+        }
+        if self.reversible && plan.steps.iter().any(|e| !e.reversible) {
+            return Some(
+                "its plan is irreversible, and the policy decided on a reversible one".into(),
+            );
+        }
+        None
+    }
+}
+
 /// FNV-1a: a small, stable, dependency-free hash for content keys.
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

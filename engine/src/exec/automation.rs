@@ -345,7 +345,9 @@ impl Automation {
                     req.gate = true;
                     req.approval_timeout = d.timeout.map(|t| t.as_std());
                 }
-                Verdict::Auto => {}
+                Verdict::Auto => {
+                    req.ceiling = Some(ceiling(&plan));
+                }
             }
         }
         let report = self.executor.start(req).await?;
@@ -369,6 +371,19 @@ pub fn whoami() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "operator".into())
+}
+
+/// What the dry-run a policy decided on showed: its highest risk, and whether
+/// every effect could be undone.
+fn ceiling(report: &ExecutionReport) -> super::action::Ceiling {
+    let plans = || report.steps.iter().filter_map(|s| s.plan.as_ref());
+    super::action::Ceiling {
+        risk: plans()
+            .map(|p| p.risk())
+            .max()
+            .unwrap_or(super::action::Risk::None),
+        reversible: plans().all(|p| p.steps.iter().all(|e| e.reversible)),
+    }
 }
 
 fn targets(plan: &super::action::ActionPlan) -> usize {

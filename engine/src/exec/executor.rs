@@ -106,6 +106,9 @@ pub struct Request {
     /// How long an approval may take; past it, the wait ends in the policy's
     /// fallback (page) instead of running.
     pub approval_timeout: Option<Duration>,
+    /// A policy let this run without a human on a dry-run showing this much: a step
+    /// whose plan goes past it waits for approval.
+    pub ceiling: Option<super::action::Ceiling>,
 }
 
 impl Request {
@@ -124,6 +127,7 @@ impl Request {
             origin: "manual".into(),
             gate: false,
             approval_timeout: None,
+            ceiling: None,
         }
     }
 
@@ -234,6 +238,7 @@ impl Executor {
             origin: req.origin.clone(),
             gate: req.gate,
             approval_timeout_ms: req.approval_timeout.map(|d| d.as_millis() as i64),
+            ceiling: req.ceiling,
         };
         self.store.put_execution(&record)?;
         let ctx = self.ctx(record, req.runbook.clone());

@@ -139,8 +139,13 @@ impl Walk {
     /// Whether step `idx` could have to wait for a human: it says so itself, or a
     /// policy asked for approval of this execution.
     fn may_need_approval(&self, idx: usize) -> bool {
-        let gate = self.ctx.record.lock().map(|r| r.gate).unwrap_or(true);
-        gate || self.ctx.runbook.steps[idx].approval == Approval::Required
+        let (gate, ceiling) = self
+            .ctx
+            .record
+            .lock()
+            .map(|r| (r.gate, r.ceiling.is_some()))
+            .unwrap_or((true, true));
+        gate || ceiling || self.ctx.runbook.steps[idx].approval == Approval::Required
     }
 
     /// Whether prepared step `idx` must wait for a human, and for which plan hash.
@@ -150,18 +155,26 @@ impl Walk {
         let ctx = self.ctx.clone();
         let rb = &ctx.runbook;
         let step = &rb.steps[idx];
-        let gate = ctx.record.lock().map(|r| r.gate).unwrap_or(true);
-        let required = match step.approval {
-            Approval::Required => true,
-            Approval::Policy => gate,
-            // The policy asked for approval but no step names `approval: policy`: one
-            // approval, before the first step with side effects, covers the execution.
-            Approval::None => {
-                gate && !ctx.is_pure(idx)
-                    && !rb.steps.iter().any(|s| s.approval == Approval::Policy)
-                    && self.approvals.is_empty()
-            }
-        };
+        let (gate, ceiling) = ctx
+            .record
+            .lock()
+            .map(|r| (r.gate, r.ceiling))
+            .unwrap_or((true, None));
+        // A policy let this run on a dry-run; a plan that now goes past what it saw
+        // needs a human, like a plan that changed after an approval.
+        let past_ceiling = ceiling.and_then(|c| c.exceeded_by(&p.plan));
+        let required = past_ceiling.is_some()
+            || match step.approval {
+                Approval::Required => true,
+                Approval::Policy => gate,
+                // The policy asked for approval but no step names `approval: policy`: one
+                // approval, before the first step with side effects, covers the execution.
+                Approval::None => {
+                    gate && !ctx.is_pure(idx)
+                        && !rb.steps.iter().any(|s| s.approval == Approval::Policy)
+                        && self.approvals.is_empty()
+                }
+            };
         if !required {
             return Ok(Gate::Open(None));
         }
@@ -179,7 +192,13 @@ impl Walk {
         {
             return Ok(Gate::Open(Some(hash)));
         }
-        let why = if approved_here.is_empty() {
+        let why = if let (Some(past), true) = (&past_ceiling, approved_here.is_empty()) {
+            format!(
+                "step `{}` needs approval: {past}: `vigil executions approve {}`",
+                step.id,
+                ctx.id()
+            )
+        } else if approved_here.is_empty() {
             format!(
                 "step `{}` requires approval: `vigil executions approve {}`",
                 step.id,

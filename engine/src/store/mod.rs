@@ -102,6 +102,9 @@ pub struct ExecutionRecord {
     /// How long a wait for approval may last.
     #[serde(default)]
     pub approval_timeout_ms: Option<i64>,
+    /// What a policy decided on without a human: no step may go past it unapproved.
+    #[serde(default)]
+    pub ceiling: Option<crate::exec::action::Ceiling>,
 }
 
 fn manual() -> String {
@@ -407,6 +410,7 @@ mod tests {
             origin: "manual".into(),
             gate: false,
             approval_timeout_ms: None,
+            ceiling: None,
         }
     }
 
