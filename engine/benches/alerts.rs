@@ -2,7 +2,9 @@
 //! - in process: ingest + dedup + group (target ≥ 200,000 alerts/s);
 //! - over HTTP: `POST /api/v1/alerts` to a real server (axum, sled, group commit)
 //!   from a bounded local load generator (target ≥ 20,000 alerts/s);
-//! - p99 latency of an acknowledged (durable) POST, printed.
+//! - p99 latency of an acknowledged (durable) POST, printed;
+//! - ingest + grouping + correlation of 20,000 and 200,000 distinct alerts (distinct
+//!   names, services and instances: one incident each), per alert.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
@@ -69,6 +71,53 @@ fn in_process(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    group.finish();
+}
+
+/// An alert unlike every other: its own name, service and instance.
+fn distinct(i: usize) -> IncomingAlert {
+    let mut labels = Labels::new();
+    labels.insert("alertname".into(), format!("Distinct{i}"));
+    labels.insert("service".into(), format!("svc-{i}"));
+    labels.insert("instance".into(), format!("host-{i}:9100"));
+    labels.insert("severity".into(), "warning".into());
+    IncomingAlert {
+        labels,
+        annotations: Labels::new(),
+        status: AlertStatus::Firing,
+        starts_at_ms: None,
+        ends_at_ms: None,
+        generator_url: String::new(),
+    }
+}
+
+/// Ingest of N distinct alerts, then the tick that flushes their N groups and
+/// correlates each into its own incident. Throughput is per alert.
+fn correlation(c: &mut Criterion) {
+    let mut group = c.benchmark_group("alerts");
+    group.sample_size(10);
+    for n in [20_000usize, 200_000] {
+        let alerts: Vec<IncomingAlert> = (0..n).map(distinct).collect();
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_function(format!("ingest_correlate_distinct_{n}"), |b| {
+            b.iter_batched(
+                || alerts.clone(),
+                |batch| {
+                    let cfg = Alerting::default();
+                    let wait = cfg.group_wait.as_std().as_millis() as i64;
+                    let mut engine = Engine::new(cfg, &Default::default());
+                    for a in batch {
+                        engine.ingest(a, 0);
+                    }
+                    let r = engine.tick(wait);
+                    assert_eq!(r.flushed_groups, n);
+                    assert_eq!(engine.open_incidents(), n);
+                    engine
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
     group.finish();
 }
 
@@ -207,5 +256,5 @@ fn http(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, in_process, http);
+criterion_group!(benches, in_process, correlation, http);
 criterion_main!(benches);

@@ -314,3 +314,100 @@ fn storm_replay_reduces_noise_and_finds_root_causes() {
         "all incidents resolve when their alerts do"
     );
 }
+
+/// 20,000 distinct alerts (each its own name and service) at once, flushed in the
+/// bounded turns the service uses: every alert is kept and lands in the incident the
+/// rules make — pairs whose services depend on each other share one (root cause:
+/// the dependency), triples sharing an `instance` share one, the rest are alone.
+/// (How long it takes is `benches/alerts.rs`'s business, not this test's.)
+#[test]
+fn twenty_thousand_distinct_alerts_correlate_as_the_rules_say() {
+    const N: usize = 20_000;
+    const PAIRS: usize = 10_000; // 0..PAIRS: svc{2k} depends on svc{2k+1}
+    const TRIPLES: usize = 16_000; // PAIRS..TRIPLES: instance shared by three
+    let mut topo = BTreeMap::new();
+    for k in 0..PAIRS / 2 {
+        topo.insert(format!("svc{}", 2 * k), vec![format!("svc{}", 2 * k + 1)]);
+    }
+    let cfg = Alerting {
+        group_wait: Duration::from_secs(10),
+        ..Alerting::default()
+    };
+    let mut engine = Engine::new(cfg, &topo);
+    let instance = |i: usize| {
+        if (PAIRS..TRIPLES).contains(&i) {
+            format!("shared-{}:9100", (i - PAIRS) / 3)
+        } else {
+            format!("host{i}:9100")
+        }
+    };
+    let mut fps = Vec::with_capacity(N);
+    for i in 0..N {
+        let mut labels = Labels::new();
+        labels.insert("alertname".into(), format!("Alert{i}"));
+        labels.insert("service".into(), format!("svc{i}"));
+        labels.insert("instance".into(), instance(i));
+        labels.insert("severity".into(), "warning".into());
+        let a = IncomingAlert {
+            labels,
+            annotations: Labels::new(),
+            status: AlertStatus::Firing,
+            starts_at_ms: Some(i as i64),
+            ends_at_ms: None,
+            generator_url: String::new(),
+        };
+        fps.push(engine.ingest(a, 0));
+    }
+    assert_eq!(engine.alert_count(), N);
+    assert_eq!(engine.group_count(), N);
+    let (mut flushed, mut turns) = (0, 0);
+    loop {
+        let r = engine.tick_bounded(10_000, 4096);
+        flushed += r.flushed_groups;
+        turns += 1;
+        if !r.more {
+            break;
+        }
+    }
+    assert_eq!(flushed, N, "every group flushed once");
+    assert!(turns > 1, "the work was split into turns");
+    assert_eq!(engine.tick(10_001).flushed_groups, 0, "nothing left due");
+
+    let incident_of = |i: usize| {
+        engine
+            .alert(fps[i])
+            .and_then(|r| r.incident.clone())
+            .unwrap_or_else(|| panic!("alert {i} is in an incident"))
+    };
+    for k in 0..PAIRS / 2 {
+        let (a, b) = (incident_of(2 * k), incident_of(2 * k + 1));
+        assert_eq!(a, b, "svc{} and the svc{} it depends on", 2 * k, 2 * k + 1);
+        let inc = engine.incident(&a).unwrap();
+        assert_eq!(inc.alerts.len(), 2);
+        assert_eq!(
+            inc.root_service.as_deref(),
+            Some(format!("svc{}", 2 * k + 1).as_str())
+        );
+    }
+    for t in 0..(TRIPLES - PAIRS) / 3 {
+        let i = PAIRS + 3 * t;
+        let id = incident_of(i);
+        assert_eq!(incident_of(i + 1), id);
+        assert_eq!(incident_of(i + 2), id);
+        assert_eq!(engine.incident(&id).unwrap().alerts.len(), 3);
+    }
+    for i in TRIPLES..N {
+        assert_eq!(engine.incident(&incident_of(i)).unwrap().alerts.len(), 1);
+    }
+    let expected = PAIRS / 2 + (TRIPLES - PAIRS) / 3 + (N - TRIPLES);
+    assert_eq!(engine.open_incidents(), expected);
+    assert_eq!(
+        engine
+            .incidents()
+            .filter(|i| i.merged_into.is_none())
+            .count(),
+        expected
+    );
+    let members: usize = engine.incidents().map(|i| i.alerts.len()).sum();
+    assert_eq!(members, N, "each alert in exactly one incident");
+}

@@ -496,3 +496,109 @@ fn structured_logs_and_a_graceful_sigterm() {
         "{logs}"
     );
 }
+
+/// 20,000 distinct alerts (each its own name and service) posted in batches: while
+/// the pipeline groups and correlates them, `/healthz` keeps answering (its latency
+/// is printed; 2 s only guards against a hang), every alert becomes an incident, and
+/// SIGTERM then ends the server within its grace.
+#[test]
+fn healthz_answers_during_a_20k_distinct_storm_and_sigterm_ends_it() {
+    const N: usize = 20_000;
+    const BATCH: usize = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let config = bundle(dir.path());
+    let s = common::serve(
+        &config,
+        &dir.path().join("store"),
+        TOKEN,
+        &["--grace", "5s"],
+    );
+    let base = s.base.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (base, stop) = (base.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let a: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(2)))
+                .build()
+                .into();
+            let mut lat = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let r = a.get(&format!("{base}/healthz")).call();
+                let took = t.elapsed();
+                let code = r.map(|r| r.status().as_u16());
+                assert!(
+                    matches!(code, Ok(200)),
+                    "/healthz answered {code:?} after {took:?}"
+                );
+                lat.push(took);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            lat
+        })
+    };
+    let started = Instant::now();
+    for b in 0..N / BATCH {
+        let alerts: Vec<Value> = (b * BATCH..(b + 1) * BATCH)
+            .map(|i| json!({"labels": {"alertname": format!("Storm{i}"), "service": format!("storm-svc{i}"), "instance": format!("storm-host{i}:9100")}}))
+            .collect();
+        let (code, body) = post(&base, "/api/v1/alerts", Some(TOKEN), &webhook(alerts));
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["new"], BATCH, "{body}");
+    }
+    let posted = started.elapsed();
+    // Grouping waits 100 ms, then each alert opens its own incident.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (code, text) = get(&base, "/metrics");
+        assert_eq!(code, 200);
+        let open = text.as_str().and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("vigil_incidents_open "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        });
+        if open == Some(N as f64) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{open:?} of {N} incidents open");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, list) = get(&base, "/api/v1/incidents?status=open&limit=3");
+    assert_eq!(code, 200);
+    for inc in list.as_array().unwrap() {
+        assert_eq!(inc["alerts"].as_array().map(Vec::len), Some(1), "{inc}");
+    }
+    let correlated = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let mut lat = sampler
+        .join()
+        .expect("every /healthz answered 200 within 2 s");
+    lat.sort();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    println!(
+        "20k distinct alerts: posted in {posted:.2?}, all incidents in {correlated:.2?}; /healthz ({} samples) p50 {:.2?} p99 {:.2?} max {:.2?}",
+        lat.len(),
+        pct(0.5),
+        pct(0.99),
+        lat[lat.len() - 1]
+    );
+    let mut s = s;
+    let term = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &s.child.id().to_string()])
+        .status()
+        .unwrap();
+    // The grace (5 s) plus a margin.
+    let deadline = term + Duration::from_secs(15);
+    let status = loop {
+        if let Some(st) = s.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "SIGTERM ends the server");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    println!("SIGTERM to exit: {:.2?}", term.elapsed());
+    assert!(status.success(), "{status:?}");
+}

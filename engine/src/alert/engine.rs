@@ -9,6 +9,7 @@
 
 use super::*;
 use crate::runbook::model::Alerting;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// The service dependency map, with its transitive closure.
@@ -16,6 +17,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 pub struct Topology {
     /// service → every service it depends on, directly or not.
     deps: HashMap<String, HashSet<String>>,
+    /// service → every service that depends on it, directly or not (`deps` reversed),
+    /// so that correlation looks up a service's neighbours instead of testing all pairs.
+    dependents: HashMap<String, HashSet<String>>,
 }
 
 impl Topology {
@@ -37,7 +41,33 @@ impl Topology {
             }
             deps.insert(start.clone(), seen);
         }
-        Topology { deps }
+        let mut dependents: HashMap<String, HashSet<String>> = HashMap::new();
+        for (a, ds) in &deps {
+            for b in ds {
+                dependents.entry(b.clone()).or_default().insert(a.clone());
+            }
+        }
+        Topology { deps, dependents }
+    }
+
+    fn deps_of(&self, a: &str) -> Option<&HashSet<String>> {
+        self.deps.get(a)
+    }
+
+    fn dependents_of(&self, a: &str) -> Option<&HashSet<String>> {
+        self.dependents.get(a)
+    }
+
+    /// Every service `related` to `a`: itself, what it depends on, what depends on it.
+    fn neighbours<'a>(&'a self, a: &'a str) -> impl Iterator<Item = &'a str> {
+        std::iter::once(a)
+            .chain(self.deps_of(a).into_iter().flatten().map(String::as_str))
+            .chain(
+                self.dependents_of(a)
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str),
+            )
     }
 
     /// Whether `a` depends on `b`, directly or through others.
@@ -116,11 +146,15 @@ pub struct TickResult {
     pub changed_incidents: Vec<String>,
     pub events: Vec<(String, IncidentEvent)>,
     pub changed_alerts: Vec<AlertRecord>,
+    /// Work that was due was left for the next call ([`Engine::tick_bounded`]).
+    pub more: bool,
+    /// `changed_incidents` as a set, so a large tick does not scan its own list.
+    touched: HashSet<String>,
 }
 
 impl TickResult {
     fn touch(&mut self, id: &str) {
-        if !self.changed_incidents.iter().any(|i| i == id) {
+        if self.touched.insert(id.to_string()) {
             self.changed_incidents.push(id.to_string());
         }
     }
@@ -141,6 +175,31 @@ impl TickResult {
 const SCOPE_LABEL: &str = "cluster";
 const MAX_PAST_FOR_SIMILARITY: usize = 500;
 
+/// An open incident's members and groups as sets, so that folding a group into a
+/// large incident does not scan its lists. Built when first needed.
+#[derive(Debug, Default)]
+struct OpenSets {
+    /// Member fingerprint → position in `Incident::alerts`.
+    pos: HashMap<String, usize>,
+    groups: HashSet<String>,
+}
+
+impl OpenSets {
+    fn of(inc: &Incident) -> OpenSets {
+        let mut pos = HashMap::with_capacity(inc.alerts.len());
+        for (i, m) in inc.alerts.iter().enumerate() {
+            pos.entry(m.fingerprint.clone()).or_insert(i);
+        }
+        OpenSets {
+            pos,
+            groups: inc.groups.iter().cloned().collect(),
+        }
+    }
+}
+
+/// The 500th and 501st most recent past incidents (see [`Engine::similar_to`]).
+type PastBounds = (Option<String>, Option<String>);
+
 #[derive(Debug)]
 pub struct Engine {
     cfg: Alerting,
@@ -153,10 +212,76 @@ pub struct Engine {
     group_incident: HashMap<String, String>,
     next_incident: u64,
     pub stats: Stats,
+    /// Groups by when they are next looked at, so a tick takes only the due ones.
+    due: BTreeSet<(i64, u64)>,
+    /// Firing alerts by when they end (`endsAt`, or `resolve_timeout` after they were
+    /// last seen), so a tick resolves only those.
+    expiry: BTreeSet<(i64, u64)>,
+    /// `index` inverted: open incidents by correlation token and by service, so a
+    /// group's correlation looks at its candidates only.
+    by_token: HashMap<String, HashSet<String>>,
+    by_service: HashMap<String, HashSet<String>>,
+    open_sets: HashMap<String, OpenSets>,
+    /// Past incidents (resolved, not merged), and by similarity token.
+    past: BTreeSet<String>,
+    past_by_token: HashMap<String, BTreeSet<String>>,
+    past_bounds: Option<PastBounds>,
+    /// Per inhibition rule, the `equal` values of firing unsilenced source alerts,
+    /// counted, kept as alerts change instead of recomputed from all alerts per tick.
+    inhibit_sources: Vec<HashMap<Vec<String>, usize>>,
+    /// What silencing changed in those counts since the tick in progress began (at
+    /// `tick_at`): every group of one tick, over however many turns, is judged
+    /// against the sources as they were when it began.
+    tick_deltas: Vec<HashMap<Vec<String>, i64>>,
+    tick_at: Option<i64>,
+    open: usize,
+    /// Tests: correlate with the scans the indexes replaced, as an oracle.
+    #[cfg(test)]
+    scan: bool,
+}
+
+/// When a firing alert ends by itself (none for a resolved one).
+fn deadline(r: &AlertRecord, fp: u64, timeout: i64) -> Option<(i64, u64)> {
+    (r.status == AlertStatus::Firing).then(|| {
+        (
+            r.ends_at_ms
+                .unwrap_or(r.last_seen_ms.saturating_add(timeout)),
+            fp,
+        )
+    })
+}
+
+/// Whether an alert can inhibit others (before the rules' source matchers).
+fn may_inhibit(r: &AlertRecord) -> bool {
+    r.status == AlertStatus::Firing && r.silenced_by.is_empty()
+}
+
+/// Adds (or takes away) an alert's part in the inhibition sources.
+fn count_source(
+    rules: &[crate::runbook::model::InhibitRule],
+    counts: &mut [HashMap<Vec<String>, usize>],
+    labels: &Labels,
+    add: bool,
+) {
+    for (rule, c) in rules.iter().zip(counts.iter_mut()) {
+        if !rule.source.iter().all(|m| m.matches(labels)) {
+            continue;
+        }
+        let key = equal_values(&rule.equal, labels);
+        if add {
+            *c.entry(key).or_default() += 1;
+        } else if let Entry::Occupied(mut e) = c.entry(key) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
+    }
 }
 
 impl Engine {
     pub fn new(cfg: Alerting, services: &BTreeMap<String, Vec<String>>) -> Engine {
+        let rules = cfg.inhibit_rules.len();
         Engine {
             cfg,
             topo: Topology::new(services),
@@ -168,6 +293,123 @@ impl Engine {
             group_incident: HashMap::new(),
             next_incident: 1,
             stats: Stats::default(),
+            due: BTreeSet::new(),
+            expiry: BTreeSet::new(),
+            by_token: HashMap::new(),
+            by_service: HashMap::new(),
+            open_sets: HashMap::new(),
+            past: BTreeSet::new(),
+            past_by_token: HashMap::new(),
+            past_bounds: None,
+            inhibit_sources: vec![HashMap::new(); rules],
+            tick_deltas: vec![HashMap::new(); rules],
+            tick_at: None,
+            open: 0,
+            #[cfg(test)]
+            scan: false,
+        }
+    }
+
+    fn timeout_ms(&self) -> i64 {
+        self.cfg.resolve_timeout.as_std().as_millis() as i64
+    }
+
+    /// Adds a correlation token to an open incident's index.
+    fn ix_token(&mut self, id: &str, tok: String) {
+        let ix = self.index.entry(id.to_string()).or_default();
+        if !ix.tokens.contains(&tok) {
+            self.by_token
+                .entry(tok.clone())
+                .or_default()
+                .insert(id.to_string());
+            ix.tokens.insert(tok);
+        }
+    }
+
+    fn ix_service(&mut self, id: &str, s: String) {
+        let ix = self.index.entry(id.to_string()).or_default();
+        if !ix.services.contains(&s) {
+            self.by_service
+                .entry(s.clone())
+                .or_default()
+                .insert(id.to_string());
+            ix.services.insert(s);
+        }
+    }
+
+    /// Takes an incident out of correlation (resolved or merged).
+    fn ix_remove(&mut self, id: &str) -> IncIndex {
+        let ix = self.index.remove(id).unwrap_or_default();
+        for t in &ix.tokens {
+            if let Some(ids) = self.by_token.get_mut(t) {
+                ids.remove(id);
+                if ids.is_empty() {
+                    self.by_token.remove(t);
+                }
+            }
+        }
+        for s in &ix.services {
+            if let Some(ids) = self.by_service.get_mut(s) {
+                ids.remove(id);
+                if ids.is_empty() {
+                    self.by_service.remove(s);
+                }
+            }
+        }
+        self.open_sets.remove(id);
+        ix
+    }
+
+    /// Files a resolved, unmerged incident for similarity search.
+    fn past_insert(&mut self, id: &str) {
+        let Some(inc) = self.incidents.get(id) else {
+            return;
+        };
+        if inc.is_open() || inc.merged_into.is_some() || !self.past.insert(id.to_string()) {
+            return;
+        }
+        for t in incident_tokens(inc) {
+            self.past_by_token
+                .entry(t)
+                .or_default()
+                .insert(id.to_string());
+        }
+        self.past_bounds = None;
+    }
+
+    fn past_remove(&mut self, id: &str) {
+        if !self.past.remove(id) {
+            return;
+        }
+        if let Some(inc) = self.incidents.get(id) {
+            for t in incident_tokens(inc) {
+                if let Some(ids) = self.past_by_token.get_mut(&t) {
+                    ids.remove(id);
+                    if ids.is_empty() {
+                        self.past_by_token.remove(&t);
+                    }
+                }
+            }
+        }
+        self.past_bounds = None;
+    }
+
+    fn ensure_open_sets(&mut self, id: &str) {
+        if !self.open_sets.contains_key(id)
+            && let Some(inc) = self.incidents.get(id)
+        {
+            self.open_sets.insert(id.to_string(), OpenSets::of(inc));
+        }
+    }
+
+    fn schedule(&mut self, old: Option<(i64, u64)>, new: Option<(i64, u64)>) {
+        if old != new {
+            if let Some(k) = old {
+                self.expiry.remove(&k);
+            }
+            if let Some(k) = new {
+                self.expiry.insert(k);
+            }
         }
     }
 
@@ -193,16 +435,31 @@ impl Engine {
             {
                 self.next_incident = self.next_incident.max(n + 1);
             }
-            if inc.is_open() {
+            let id = inc.id.clone();
+            let open = inc.is_open();
+            if open {
                 for g in &inc.groups {
-                    self.group_incident.insert(g.clone(), inc.id.clone());
+                    self.group_incident.insert(g.clone(), id.clone());
                 }
-                let ix = self.index.entry(inc.id.clone()).or_default();
-                ix.services.extend(inc.services.iter().cloned());
-                ix.cluster = inc.common_labels.get(SCOPE_LABEL).cloned();
             }
-            self.incidents.insert(inc.id.clone(), inc);
+            let services = inc.services.clone();
+            let cluster = inc.common_labels.get(SCOPE_LABEL).cloned();
+            if let Some(old) = self.incidents.insert(id.clone(), inc)
+                && old.is_open()
+            {
+                self.open -= 1;
+            }
+            if open {
+                self.open += 1;
+                self.index.entry(id.clone()).or_default().cluster = cluster;
+                for s in services {
+                    self.ix_service(&id, s);
+                }
+            } else {
+                self.past_insert(&id);
+            }
         }
+        let timeout = self.timeout_ms();
         for rec in alerts {
             let Ok(fp) = u64::from_str_radix(&rec.fingerprint, 16) else {
                 continue;
@@ -211,16 +468,37 @@ impl Engine {
                 continue;
             }
             if let Some(id) = &rec.incident
-                && let Some(ix) = self.index.get_mut(id)
+                && self.index.contains_key(id)
             {
-                for l in &self.cfg.correlation_labels {
-                    if let Some(v) = rec.labels.get(l) {
-                        ix.tokens.insert(format!("{l}={v}"));
+                let id = id.clone();
+                for l in self.cfg.correlation_labels.clone() {
+                    if let Some(v) = rec.labels.get(&l) {
+                        self.ix_token(&id, format!("{l}={v}"));
                     }
                 }
             }
             let (gk, key) = self.group_key(&rec.labels, fp);
             self.join_group(gk, key, fp, now);
+            if let Some(old) = self.alerts.remove(&fp) {
+                self.schedule(deadline(&old, fp, timeout), None);
+                if may_inhibit(&old) {
+                    count_source(
+                        &self.cfg.inhibit_rules,
+                        &mut self.inhibit_sources,
+                        &old.labels,
+                        false,
+                    );
+                }
+            }
+            self.schedule(None, deadline(&rec, fp, timeout));
+            if may_inhibit(&rec) {
+                count_source(
+                    &self.cfg.inhibit_rules,
+                    &mut self.inhibit_sources,
+                    &rec.labels,
+                    true,
+                );
+            }
             self.alerts.insert(fp, rec);
         }
     }
@@ -232,6 +510,8 @@ impl Engine {
                 continue;
             };
             if let Some(g) = self.groups.get_mut(&gk) {
+                self.due.remove(&(g.next_flush_ms, gk));
+                self.due.insert((t.next_flush_ms, gk));
                 g.next_flush_ms = t.next_flush_ms;
                 g.flushed = t.flushed;
                 g.last_state = t.last_state;
@@ -269,10 +549,12 @@ impl Engine {
             AlertStatus::Firing
         };
         let (gk, key) = self.group_key(&a.labels, fp);
-        match self.alerts.entry(fp) {
-            std::collections::hash_map::Entry::Occupied(mut e) => {
+        let timeout = self.timeout_ms();
+        let (old, new) = match self.alerts.entry(fp) {
+            Entry::Occupied(mut e) => {
                 self.stats.deduplicated += 1;
                 let r = e.get_mut();
+                let before = (deadline(r, fp, timeout), may_inhibit(r));
                 r.count += 1;
                 r.last_seen_ms = now;
                 if r.annotations != a.annotations {
@@ -295,9 +577,18 @@ impl Engine {
                 if a.generator_url != r.generator_url {
                     r.generator_url = a.generator_url;
                 }
+                if before.1 != may_inhibit(r) {
+                    count_source(
+                        &self.cfg.inhibit_rules,
+                        &mut self.inhibit_sources,
+                        &r.labels,
+                        !before.1,
+                    );
+                }
+                (before.0, deadline(r, fp, timeout))
             }
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(AlertRecord {
+            Entry::Vacant(e) => {
+                let r = e.insert(AlertRecord {
                     fingerprint: fingerprint_hex(fp),
                     labels: a.labels,
                     annotations: a.annotations,
@@ -316,8 +607,18 @@ impl Engine {
                     inhibited: false,
                     incident: None,
                 });
+                if may_inhibit(r) {
+                    count_source(
+                        &self.cfg.inhibit_rules,
+                        &mut self.inhibit_sources,
+                        &r.labels,
+                        true,
+                    );
+                }
+                (None, deadline(r, fp, timeout))
             }
-        }
+        };
+        self.schedule(old, new);
         self.join_group(gk, key, fp, now);
         fp
     }
@@ -325,15 +626,19 @@ impl Engine {
     /// Adds an alert to its group; a new group first flushes after `group_wait`.
     fn join_group(&mut self, gk: u64, key: String, fp: u64, now: i64) {
         let wait = self.cfg.group_wait.as_std().as_millis() as i64;
+        let due = &mut self.due;
         self.groups
             .entry(gk)
-            .or_insert_with(|| Group {
-                key,
-                members: BTreeSet::new(),
-                next_flush_ms: now + wait,
-                flushed: false,
-                last_state: 0,
-                last_sent_ms: 0,
+            .or_insert_with(|| {
+                due.insert((now + wait, gk));
+                Group {
+                    key,
+                    members: BTreeSet::new(),
+                    next_flush_ms: now + wait,
+                    flushed: false,
+                    last_state: 0,
+                    last_sent_ms: 0,
+                }
             })
             .members
             .insert(fp);
@@ -364,7 +669,7 @@ impl Engine {
     }
 
     pub fn open_incidents(&self) -> usize {
-        self.incidents.values().filter(|i| i.is_open()).count()
+        self.open
     }
 
     pub fn silences(&self) -> &[Silence] {
@@ -413,7 +718,6 @@ impl Engine {
         inc.updated_ms = now;
         if status == IncidentStatus::Resolved {
             inc.resolved_ms = Some(now);
-            self.index.remove(id);
         }
         let ev = IncidentEvent {
             seq: 0,
@@ -421,7 +725,16 @@ impl Engine {
             kind: status.as_str().into(),
             detail: format!("{} → {}: {why}", before.as_str(), status.as_str()),
         };
-        Some((inc.clone(), ev))
+        let changed = inc.clone();
+        if status == IncidentStatus::Resolved {
+            self.open -= 1;
+            self.ix_remove(id);
+            self.past_insert(id);
+        } else if before == IncidentStatus::Resolved {
+            self.open += 1;
+            self.past_remove(id);
+        }
+        Some((changed, ev))
     }
 
     /// Records what was triggered for an incident.
@@ -482,33 +795,81 @@ impl Engine {
     /// Advances time: resolves timed-out alerts, evaluates silences and inhibition,
     /// flushes due groups and correlates them into incidents.
     pub fn tick(&mut self, now: i64) -> TickResult {
-        let mut out = TickResult::default();
-        let timeout = self.cfg.resolve_timeout.as_std().as_millis() as i64;
-        // Alerts whose end passed, or that were not refreshed within resolve_timeout.
-        for r in self.alerts.values_mut() {
-            if r.status == AlertStatus::Firing {
-                let ended = match r.ends_at_ms {
-                    Some(e) => e <= now,
-                    None => r.last_seen_ms + timeout <= now,
-                };
-                if ended {
-                    r.status = AlertStatus::Resolved;
-                    r.ends_at_ms.get_or_insert(now);
-                    self.stats.resolved += 1;
-                    out.changed_alerts.push(r.clone());
-                }
-            }
+        self.tick_bounded(now, usize::MAX)
+    }
+
+    /// [`Engine::tick`] doing about `budget` units of work at most (a timed-out
+    /// alert is one, a due group one plus its alerts; at least one group when any is
+    /// due), so that a caller holding the engine behind a lock can let go between
+    /// turns. `more` says that due work was left: call again with the same `now`.
+    /// Timed-out alerts all resolve before any group is looked at, as in one tick.
+    pub fn tick_bounded(&mut self, now: i64, budget: usize) -> TickResult {
+        #[cfg(test)]
+        if self.scan {
+            self.check_against_scans(now);
         }
-        let due: Vec<u64> = self
-            .groups
-            .iter()
-            .filter(|(_, g)| g.next_flush_ms <= now)
-            .map(|(k, _)| *k)
-            .collect();
+        if self.tick_at != Some(now) {
+            self.tick_deltas.iter_mut().for_each(HashMap::clear);
+            self.tick_at = Some(now);
+        }
+        let out = self.tick_turn(now, budget);
+        if !out.more {
+            self.tick_deltas.iter_mut().for_each(HashMap::clear);
+            self.tick_at = None;
+        }
+        out
+    }
+
+    fn tick_turn(&mut self, now: i64, budget: usize) -> TickResult {
+        let mut out = TickResult::default();
+        let mut spent = 0usize;
+        // Alerts whose end passed, or that were not refreshed within resolve_timeout.
+        while let Some(&(at, fp)) = self.expiry.first() {
+            if at > now {
+                break;
+            }
+            if spent >= budget {
+                out.more = true;
+                return out;
+            }
+            self.expiry.pop_first();
+            spent += 1;
+            let Some(r) = self.alerts.get_mut(&fp) else {
+                continue;
+            };
+            if r.status != AlertStatus::Firing {
+                continue;
+            }
+            if may_inhibit(r) {
+                count_source(
+                    &self.cfg.inhibit_rules,
+                    &mut self.inhibit_sources,
+                    &r.labels,
+                    false,
+                );
+            }
+            r.status = AlertStatus::Resolved;
+            r.ends_at_ms.get_or_insert(now);
+            self.stats.resolved += 1;
+            out.changed_alerts.push(r.clone());
+        }
+        let mut due: Vec<u64> = Vec::new();
+        while let Some(&(at, gk)) = self.due.first() {
+            if at > now {
+                break;
+            }
+            let cost = 1 + self.groups.get(&gk).map_or(0, |g| g.members.len());
+            if !due.is_empty() && spent.saturating_add(cost) > budget {
+                out.more = true;
+                break;
+            }
+            self.due.pop_first();
+            spent = spent.saturating_add(cost);
+            due.push(gk);
+        }
         if due.is_empty() {
             return out;
         }
-        let inhibit_sources = self.inhibition_sources();
         let active: Vec<&Silence> = self.silences.iter().filter(|s| s.is_active(now)).collect();
         let interval = self.cfg.group_interval.as_std().as_millis() as i64;
         let repeat = self.cfg.repeat_interval.as_std().as_millis() as i64;
@@ -530,13 +891,32 @@ impl Engine {
                     .map(|s| s.id.clone())
                     .collect();
                 let inhibited = r.status == AlertStatus::Firing
-                    && is_inhibited(&self.cfg.inhibit_rules, &inhibit_sources, &r.labels);
+                    && is_inhibited(
+                        &self.cfg.inhibit_rules,
+                        &self.inhibit_sources,
+                        &self.tick_deltas,
+                        &r.labels,
+                    );
                 if silenced_by != r.silenced_by || inhibited != r.inhibited {
                     if !silenced_by.is_empty() && r.silenced_by.is_empty() {
                         self.stats.silenced += 1;
                     }
                     if inhibited && !r.inhibited {
                         self.stats.inhibited += 1;
+                    }
+                    if silenced_by.is_empty() != r.silenced_by.is_empty()
+                        && r.status == AlertStatus::Firing
+                        && !self.cfg.inhibit_rules.is_empty()
+                    {
+                        let add = silenced_by.is_empty();
+                        let rules = &self.cfg.inhibit_rules;
+                        count_source(rules, &mut self.inhibit_sources, &r.labels, add);
+                        for (rule, d) in rules.iter().zip(self.tick_deltas.iter_mut()) {
+                            if rule.source.iter().all(|m| m.matches(&r.labels)) {
+                                *d.entry(equal_values(&rule.equal, &r.labels)).or_default() +=
+                                    if add { 1 } else { -1 };
+                            }
+                        }
                     }
                     r.silenced_by = silenced_by;
                     r.inhibited = inhibited;
@@ -557,6 +937,7 @@ impl Engine {
                 }
             }
             g.next_flush_ms = now + interval;
+            self.due.insert((g.next_flush_ms, gk));
             let send = if !g.flushed {
                 visible > 0
             } else {
@@ -570,6 +951,7 @@ impl Engine {
             }
             out.changed_groups.push(g.timing(gk));
         }
+        let mut removed: HashSet<String> = HashSet::new();
         for gk in flushes {
             self.stats.groups_flushed += 1;
             out.flushed_groups += 1;
@@ -591,33 +973,18 @@ impl Engine {
                     self.alerts.remove(&fp);
                 }
                 if g.members.is_empty() {
+                    self.due.remove(&(g.next_flush_ms, gk));
                     self.groups.remove(&gk);
                     let hex = fingerprint_hex(gk);
-                    out.changed_groups.retain(|t| t.group != hex);
+                    removed.insert(hex.clone());
                     out.removed_groups.push(hex);
                 }
             }
         }
+        if !removed.is_empty() {
+            out.changed_groups.retain(|t| !removed.contains(&t.group));
+        }
         out
-    }
-
-    /// For each inhibition rule, the `equal`-label values of firing alerts matching its source.
-    fn inhibition_sources(&self) -> Vec<HashSet<Vec<String>>> {
-        self.cfg
-            .inhibit_rules
-            .iter()
-            .map(|rule| {
-                self.alerts
-                    .values()
-                    .filter(|r| {
-                        r.status == AlertStatus::Firing
-                            && r.silenced_by.is_empty()
-                            && rule.source.iter().all(|m| m.matches(&r.labels))
-                    })
-                    .map(|r| equal_values(&rule.equal, &r.labels))
-                    .collect()
-            })
-            .collect()
     }
 
     fn correlate(&mut self, gk: u64, now: i64, out: &mut TickResult) {
@@ -680,10 +1047,12 @@ impl Engine {
             }
         };
         self.group_incident.insert(key.clone(), id.clone());
-        let Some(inc) = self.incidents.get_mut(&id) else {
+        self.ensure_open_sets(&id);
+        let (Some(inc), Some(sets)) = (self.incidents.get_mut(&id), self.open_sets.get_mut(&id))
+        else {
             return;
         };
-        if !inc.groups.contains(&key) {
+        if sets.groups.insert(key.clone()) {
             inc.groups.push(key);
         }
         let ix = self.index.entry(id.clone()).or_default();
@@ -696,16 +1065,20 @@ impl Engine {
                 r.incident = Some(id.clone());
                 out.changed_alerts.push(r.clone());
             }
-            let hex = &r.fingerprint;
-            match inc.alerts.iter_mut().find(|m| &m.fingerprint == hex) {
+            match sets
+                .pos
+                .get(&r.fingerprint)
+                .and_then(|i| inc.alerts.get_mut(*i))
+            {
                 Some(m) => {
                     m.status = r.status;
                     m.starts_at_ms = r.starts_at_ms;
                 }
                 None => {
                     added.push(r.alertname().to_string());
+                    sets.pos.insert(r.fingerprint.clone(), inc.alerts.len());
                     inc.alerts.push(Member {
-                        fingerprint: hex.clone(),
+                        fingerprint: r.fingerprint.clone(),
                         alertname: r.alertname().to_string(),
                         service: r.labels.get("service").cloned(),
                         status: r.status,
@@ -717,10 +1090,23 @@ impl Engine {
             }
             for l in &self.cfg.correlation_labels {
                 if let Some(v) = r.labels.get(l) {
-                    ix.tokens.insert(format!("{l}={v}"));
+                    let tok = format!("{l}={v}");
+                    if !ix.tokens.contains(&tok) {
+                        self.by_token
+                            .entry(tok.clone())
+                            .or_default()
+                            .insert(id.clone());
+                        ix.tokens.insert(tok);
+                    }
                 }
             }
-            if let Some(s) = r.labels.get("service") {
+            if let Some(s) = r.labels.get("service")
+                && !ix.services.contains(s)
+            {
+                self.by_service
+                    .entry(s.clone())
+                    .or_default()
+                    .insert(id.clone());
                 ix.services.insert(s.clone());
             }
             if ix.cluster.is_none() {
@@ -739,40 +1125,63 @@ impl Engine {
         self.recompute(&id, now, out);
     }
 
-    /// Open incidents the firing alerts are related to, oldest first.
+    /// Open incidents the firing alerts are related to, oldest first. Only the
+    /// incidents that share a correlation token with an alert, or hold a service
+    /// related to its own, are looked at.
     fn related_incidents(&self, firing: &[u64], now: i64) -> Vec<String> {
+        #[cfg(test)]
+        if self.scan {
+            return self.related_incidents_scan(firing, now);
+        }
         let window = self.cfg.correlation_window.as_std().as_millis() as i64;
-        let alerts: Vec<&AlertRecord> =
-            firing.iter().filter_map(|fp| self.alerts.get(fp)).collect();
-        let mut out = Vec::new();
-        for (id, ix) in &self.index {
-            let Some(inc) = self.incidents.get(id) else {
-                continue;
-            };
-            if !inc.is_open() || now - inc.updated_ms > window {
-                continue;
+        let mut related: HashSet<&str> = HashSet::new();
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut tok = String::new();
+        for r in firing.iter().filter_map(|fp| self.alerts.get(fp)) {
+            let cluster = r.labels.get(SCOPE_LABEL);
+            seen.clear();
+            let mut candidates: Vec<&String> = Vec::new();
+            for l in &self.cfg.correlation_labels {
+                if let Some(v) = r.labels.get(l) {
+                    tok.clear();
+                    tok.push_str(l);
+                    tok.push('=');
+                    tok.push_str(v);
+                    if let Some(ids) = self.by_token.get(tok.as_str()) {
+                        candidates.extend(ids.iter());
+                    }
+                }
             }
-            let related = alerts.iter().any(|r| {
-                if let (Some(a), Some(b)) = (r.labels.get(SCOPE_LABEL), &ix.cluster)
+            if let Some(s) = r.labels.get("service") {
+                for t in self.topo.neighbours(s) {
+                    if let Some(ids) = self.by_service.get(t) {
+                        candidates.extend(ids.iter());
+                    }
+                }
+            }
+            for id in candidates {
+                if related.contains(id.as_str()) || !seen.insert(id.as_str()) {
+                    continue;
+                }
+                let (Some(inc), Some(ix)) = (self.incidents.get(id), self.index.get(id)) else {
+                    continue;
+                };
+                if !inc.is_open() || now - inc.updated_ms > window {
+                    continue;
+                }
+                if let (Some(a), Some(b)) = (cluster, &ix.cluster)
                     && a != b
                 {
-                    return false;
+                    continue;
                 }
-                let shared = self.cfg.correlation_labels.iter().any(|l| {
-                    r.labels
-                        .get(l)
-                        .is_some_and(|v| ix.tokens.contains(&format!("{l}={v}")))
-                });
-                shared
-                    || r.labels
-                        .get("service")
-                        .is_some_and(|s| ix.services.iter().any(|t| self.topo.related(s, t)))
-            });
-            if related {
-                out.push(id.clone());
+                related.insert(id.as_str());
             }
         }
-        out.sort_by_key(|id| self.incidents.get(id).map_or(0, |i| i.opened_ms));
+        let mut out: Vec<String> = related.into_iter().map(str::to_string).collect();
+        out.sort_by(|a, b| {
+            let at = |id: &String| self.incidents.get(id).map_or(0, |i| i.opened_ms);
+            at(a).cmp(&at(b)).then_with(|| a.cmp(b))
+        });
         out
     }
 
@@ -806,22 +1215,27 @@ impl Engine {
             },
         );
         self.index.insert(id.clone(), IncIndex::default());
+        self.open += 1;
         out.event(&id, now, "opened", "new incident".into());
         id
     }
 
     /// Folds incident `from` into `into`.
     fn merge(&mut self, into: &str, from: &str, now: i64, out: &mut TickResult) {
+        self.past_remove(from);
         let Some(mut src) = self.incidents.remove(from) else {
             return;
         };
+        if src.is_open() {
+            self.open -= 1;
+        }
         src.status = IncidentStatus::Resolved;
         src.resolved_ms = Some(now);
         src.merged_into = Some(into.to_string());
         src.updated_ms = now;
         let moved = std::mem::take(&mut src.alerts);
         let groups = src.groups.clone();
-        let src_ix = self.index.remove(from).unwrap_or_default();
+        let src_ix = self.ix_remove(from);
         self.incidents.insert(from.to_string(), src);
         out.event(from, now, "merged", format!("folded into {into}"));
         for g in &groups {
@@ -835,22 +1249,30 @@ impl Engine {
                 out.changed_alerts.push(r.clone());
             }
         }
-        if let Some(dst) = self.incidents.get_mut(into) {
+        self.ensure_open_sets(into);
+        if let (Some(dst), Some(sets)) =
+            (self.incidents.get_mut(into), self.open_sets.get_mut(into))
+        {
             let n = moved.len();
             for m in moved {
-                if !dst.alerts.iter().any(|x| x.fingerprint == m.fingerprint) {
+                if !sets.pos.contains_key(&m.fingerprint) {
+                    sets.pos.insert(m.fingerprint.clone(), dst.alerts.len());
                     dst.alerts.push(m);
                 }
             }
             for g in groups {
-                if !dst.groups.contains(&g) {
+                if sets.groups.insert(g.clone()) {
                     dst.groups.push(g);
                 }
             }
             dst.opened_ms = dst.opened_ms.min(now);
-            let ix = self.index.entry(into.to_string()).or_default();
-            ix.tokens.extend(src_ix.tokens);
-            ix.services.extend(src_ix.services);
+            self.index.entry(into.to_string()).or_default();
+            for t in src_ix.tokens {
+                self.ix_token(into, t);
+            }
+            for s in src_ix.services {
+                self.ix_service(into, s);
+            }
             out.event(into, now, "merged", format!("absorbed {from} ({n} alerts)"));
         }
     }
@@ -872,29 +1294,36 @@ impl Engine {
             live
         };
         let services: BTreeSet<String> = pool.iter().filter_map(|m| m.service.clone()).collect();
+        let mut earliest: HashMap<&str, i64> = HashMap::new();
+        for m in &pool {
+            if let Some(s) = m.service.as_deref() {
+                let e = earliest.entry(s).or_insert(i64::MAX);
+                *e = (*e).min(m.starts_at_ms);
+            }
+        }
+        // How many of `within` are in `set`, walking the smaller of the two: the
+        // dependency closure is bounded by the topology, `services` by the incident.
+        let among = |set: Option<&HashSet<String>>| -> usize {
+            let Some(set) = set else {
+                return 0;
+            };
+            if set.len() < services.len() {
+                set.iter().filter(|t| services.contains(*t)).count()
+            } else {
+                services.iter().filter(|t| set.contains(*t)).count()
+            }
+        };
         let roots: Vec<&str> = services
             .iter()
             .map(String::as_str)
-            .filter(|s| {
-                !services
-                    .iter()
-                    .any(|t| t != s && self.topo.depends_on(s, t))
-            })
+            .filter(|s| among(self.topo.deps_of(s)) == 0)
             .collect();
         let root_service = roots
             .iter()
             .copied()
             .max_by_key(|s| {
-                let dependents = services
-                    .iter()
-                    .filter(|t| self.topo.depends_on(t, s))
-                    .count();
-                let earliest = pool
-                    .iter()
-                    .filter(|m| m.service.as_deref() == Some(s))
-                    .map(|m| m.starts_at_ms)
-                    .min()
-                    .unwrap_or(i64::MAX);
+                let dependents = among(self.topo.dependents_of(s));
+                let earliest = earliest.get(s).copied().unwrap_or(i64::MAX);
                 (dependents, std::cmp::Reverse(earliest))
             })
             .map(str::to_string);
@@ -973,13 +1402,15 @@ impl Engine {
             else {
                 continue;
             };
-            common = Some(match common {
-                None => r.labels.clone(),
-                Some(c) => c
-                    .into_iter()
-                    .filter(|(k, v)| r.labels.get(k) == Some(v))
-                    .collect(),
-            });
+            match common.as_mut() {
+                None => common = Some(r.labels.clone()),
+                Some(c) => {
+                    c.retain(|k, v| r.labels.get(k) == Some(v));
+                    if c.is_empty() {
+                        break;
+                    }
+                }
+            }
         }
         if let Some(c) = common {
             inc.common_labels = c;
@@ -1021,19 +1452,194 @@ impl Engine {
             }
         }
         inc.recommended_runbooks = recommended;
-        if firing == 0 && inc.is_open() {
+        let resolved = firing == 0 && inc.is_open();
+        if resolved {
             inc.status = IncidentStatus::Resolved;
             inc.resolved_ms = Some(now);
-            self.index.remove(id);
-            self.group_incident.retain(|_, v| v != id);
+            // Every group mapped to it is one of its groups (see `correlate`, `merge`).
+            for g in &inc.groups {
+                if self.group_incident.get(g).is_some_and(|v| v == id) {
+                    self.group_incident.remove(g);
+                }
+            }
             out.event(id, now, "resolved", "every alert resolved".into());
         }
         out.touch(id);
+        if resolved {
+            self.open -= 1;
+            self.ix_remove(id);
+            self.past_insert(id);
+        }
     }
 
     /// Past (resolved) incidents most like this one: Jaccard similarity of their
-    /// `alertname` and `service` values.
-    fn similar_to(&self, id: &str) -> Vec<Similar> {
+    /// `alertname` and `service` values, among the 500 most recent past incidents.
+    /// Only those sharing a token can score, so only those are looked at: the
+    /// inverted index gives them, its ranges cut at the 500th most recent.
+    fn similar_to(&mut self, id: &str) -> Vec<Similar> {
+        #[cfg(test)]
+        if self.scan {
+            return self.similar_to_scan(id);
+        }
+        let Some(inc) = self.incidents.get(id) else {
+            return Vec::new();
+        };
+        let tokens = incident_tokens(inc);
+        if tokens.is_empty() {
+            return Vec::new();
+        }
+        let (c500, c501) = match &self.past_bounds {
+            Some(b) => b.clone(),
+            None => {
+                let mut recent = self.past.iter().rev().skip(MAX_PAST_FOR_SIMILARITY - 1);
+                let b = (recent.next().cloned(), recent.next().cloned());
+                self.past_bounds = Some(b.clone());
+                b
+            }
+        };
+        // The most recent 500 other than `id`: one further back when `id` is among them.
+        let start = match &c500 {
+            Some(c) if self.past.contains(id) && id >= c.as_str() => c501,
+            other => other.clone(),
+        };
+        let mut candidates: BTreeSet<&String> = BTreeSet::new();
+        for t in &tokens {
+            let Some(ids) = self.past_by_token.get(t) else {
+                continue;
+            };
+            let range = match &start {
+                Some(s) => ids.range::<String, _>(s..),
+                None => ids.range::<String, _>(..),
+            };
+            candidates.extend(range.filter(|p| p.as_str() != id));
+        }
+        let mut scored: Vec<Similar> = candidates
+            .into_iter()
+            .filter_map(|pid| self.incidents.get(pid))
+            .filter_map(|p| similarity(&tokens, p))
+            .collect();
+        scored.sort_by(|a, b| b.score.total_cmp(&a.score).then(b.id.cmp(&a.id)));
+        scored.truncate(3);
+        scored
+    }
+}
+
+/// The scans the indexes replaced, kept as the oracle they are tested against.
+#[cfg(test)]
+impl Engine {
+    fn related_incidents_scan(&self, firing: &[u64], now: i64) -> Vec<String> {
+        let window = self.cfg.correlation_window.as_std().as_millis() as i64;
+        let alerts: Vec<&AlertRecord> =
+            firing.iter().filter_map(|fp| self.alerts.get(fp)).collect();
+        let mut out = Vec::new();
+        for (id, ix) in &self.index {
+            let Some(inc) = self.incidents.get(id) else {
+                continue;
+            };
+            if !inc.is_open() || now - inc.updated_ms > window {
+                continue;
+            }
+            let related = alerts.iter().any(|r| {
+                if let (Some(a), Some(b)) = (r.labels.get(SCOPE_LABEL), &ix.cluster)
+                    && a != b
+                {
+                    return false;
+                }
+                let shared = self.cfg.correlation_labels.iter().any(|l| {
+                    r.labels
+                        .get(l)
+                        .is_some_and(|v| ix.tokens.contains(&format!("{l}={v}")))
+                });
+                shared
+                    || r.labels
+                        .get("service")
+                        .is_some_and(|s| ix.services.iter().any(|t| self.topo.related(s, t)))
+            });
+            if related {
+                out.push(id.clone());
+            }
+        }
+        out.sort_by(|a, b| {
+            let at = |id: &String| self.incidents.get(id).map_or(0, |i| i.opened_ms);
+            at(a).cmp(&at(b)).then_with(|| a.cmp(b))
+        });
+        out
+    }
+
+    /// The due queue, the expiry queue, the inhibition sources, the inverted
+    /// indexes and the open count, each against the full scan it replaces.
+    fn check_against_scans(&self, now: i64) {
+        let timeout = self.timeout_ms();
+        let mut due: Vec<u64> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.next_flush_ms <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        due.sort_unstable();
+        let mut queued: Vec<u64> = self
+            .due
+            .iter()
+            .filter(|(t, _)| *t <= now)
+            .map(|(_, k)| *k)
+            .collect();
+        queued.sort_unstable();
+        assert_eq!(due, queued, "due groups");
+        assert_eq!(self.due.len(), self.groups.len(), "one due entry per group");
+        let mut ending: Vec<(i64, u64)> = self
+            .alerts
+            .iter()
+            .filter_map(|(fp, r)| deadline(r, *fp, timeout))
+            .collect();
+        ending.sort_unstable();
+        assert_eq!(
+            ending,
+            self.expiry.iter().copied().collect::<Vec<_>>(),
+            "expiry"
+        );
+        let sources: Vec<HashSet<Vec<String>>> = self
+            .cfg
+            .inhibit_rules
+            .iter()
+            .map(|rule| {
+                self.alerts
+                    .values()
+                    .filter(|r| may_inhibit(r) && rule.source.iter().all(|m| m.matches(&r.labels)))
+                    .map(|r| equal_values(&rule.equal, &r.labels))
+                    .collect()
+            })
+            .collect();
+        let counted: Vec<HashSet<Vec<String>>> = self
+            .inhibit_sources
+            .iter()
+            .map(|c| c.keys().cloned().collect())
+            .collect();
+        assert!(self.tick_deltas.iter().all(HashMap::is_empty) || self.tick_at == Some(now));
+        assert_eq!(sources, counted, "inhibition sources");
+        let mut by_token: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut by_service: HashMap<String, HashSet<String>> = HashMap::new();
+        for (id, ix) in &self.index {
+            for t in &ix.tokens {
+                by_token.entry(t.clone()).or_default().insert(id.clone());
+            }
+            for t in &ix.services {
+                by_service.entry(t.clone()).or_default().insert(id.clone());
+            }
+        }
+        assert_eq!(by_token, self.by_token, "token index");
+        assert_eq!(by_service, self.by_service, "service index");
+        let open = self.incidents.values().filter(|i| i.is_open()).count();
+        assert_eq!(open, self.open, "open incidents");
+        let past: BTreeSet<String> = self
+            .incidents
+            .values()
+            .filter(|p| !p.is_open() && p.merged_into.is_none())
+            .map(|p| p.id.clone())
+            .collect();
+        assert_eq!(past, self.past, "past incidents");
+    }
+
+    fn similar_to_scan(&self, id: &str) -> Vec<Similar> {
         let Some(inc) = self.incidents.get(id) else {
             return Vec::new();
         };
@@ -1047,27 +1653,30 @@ impl Engine {
             .rev()
             .filter(|p| p.id != id && !p.is_open() && p.merged_into.is_none())
             .take(MAX_PAST_FOR_SIMILARITY)
-            .filter_map(|p| {
-                let other = incident_tokens(p);
-                let inter = tokens.intersection(&other).count();
-                let union = tokens.union(&other).count();
-                let score = if union == 0 {
-                    0.0
-                } else {
-                    inter as f64 / union as f64
-                };
-                (score >= 0.3).then(|| Similar {
-                    id: p.id.clone(),
-                    score: (score * 100.0).round() / 100.0,
-                    title: p.title.clone(),
-                    runbooks: p.executions.iter().map(|e| e.runbook.clone()).collect(),
-                })
-            })
+            .filter_map(|p| similarity(&tokens, p))
             .collect();
         scored.sort_by(|a, b| b.score.total_cmp(&a.score).then(b.id.cmp(&a.id)));
         scored.truncate(3);
         scored
     }
+}
+
+/// How much past incident `p` is like one with `tokens`, when enough (≥ 0.3).
+fn similarity(tokens: &HashSet<String>, p: &Incident) -> Option<Similar> {
+    let other = incident_tokens(p);
+    let inter = tokens.intersection(&other).count();
+    let union = tokens.union(&other).count();
+    let score = if union == 0 {
+        0.0
+    } else {
+        inter as f64 / union as f64
+    };
+    (score >= 0.3).then(|| Similar {
+        id: p.id.clone(),
+        score: (score * 100.0).round() / 100.0,
+        title: p.title.clone(),
+        runbooks: p.executions.iter().map(|e| e.runbook.clone()).collect(),
+    })
 }
 
 fn incident_tokens(inc: &Incident) -> HashSet<String> {
@@ -1090,17 +1699,28 @@ fn equal_values(equal: &[String], labels: &Labels) -> Vec<String> {
 
 /// Alertmanager's rule: muted when a firing source alert has the same `equal` values.
 /// An alert that matches the source side of a rule is not muted by that rule.
+/// `sources` are counted as they are now, `deltas` what this tick changed in them.
 fn is_inhibited(
     rules: &[crate::runbook::model::InhibitRule],
-    sources: &[HashSet<Vec<String>>],
+    sources: &[HashMap<Vec<String>, usize>],
+    deltas: &[HashMap<Vec<String>, i64>],
     labels: &Labels,
 ) -> bool {
-    rules.iter().zip(sources).any(|(rule, srcs)| {
-        !srcs.is_empty()
-            && rule.target.iter().all(|m| m.matches(labels))
-            && !rule.source.iter().all(|m| m.matches(labels))
-            && srcs.contains(&equal_values(&rule.equal, labels))
-    })
+    rules
+        .iter()
+        .zip(sources)
+        .zip(deltas)
+        .any(|((rule, srcs), delta)| {
+            if (srcs.is_empty() && delta.is_empty())
+                || !rule.target.iter().all(|m| m.matches(labels))
+                || rule.source.iter().all(|m| m.matches(labels))
+            {
+                return false;
+            }
+            let key = equal_values(&rule.equal, labels);
+            let now = srcs.get(&key).map_or(0, |n| *n as i64);
+            now - delta.get(&key).copied().unwrap_or(0) > 0
+        })
 }
 
 #[cfg(test)]
@@ -1212,6 +1832,201 @@ mod tests {
         e.ingest(a("X", "api", "info"), 600_000);
         assert_eq!(e.tick(610_000).flushed_groups, 1);
         assert_eq!(e.incidents().count(), 1, "same service: one incident");
+    }
+
+    /// One step of a random alert history.
+    #[derive(Clone, Debug)]
+    enum Op {
+        Alert {
+            name: u8,
+            service: u8,
+            instance: u8,
+            cluster: Option<u8>,
+            severity: u8,
+            resolved: bool,
+        },
+        Wait(i64),
+        /// A manual status change of the n-th incident (resolve or acknowledge).
+        Status(usize, bool),
+        Silence(u8),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            6 => (0u8..4, 0u8..6, 0u8..3, proptest::option::of(0u8..2), 0u8..3, proptest::bool::weighted(0.25))
+                .prop_map(|(name, service, instance, cluster, severity, resolved)| Op::Alert {
+                    name, service, instance, cluster, severity, resolved
+                }),
+            3 => (1i64..120_000).prop_map(Op::Wait),
+            1 => (0usize..8, any::<bool>()).prop_map(|(n, r)| Op::Status(n, r)),
+            1 => (0u8..6).prop_map(Op::Silence),
+        ]
+    }
+
+    fn oracle_pair() -> (Engine, Engine) {
+        let cfg = Alerting {
+            group_wait: Duration::from_secs(10),
+            group_interval: Duration::from_secs(30),
+            repeat_interval: Duration::from_secs(120),
+            resolve_timeout: Duration::from_secs(90),
+            correlation_window: Duration::from_secs(100),
+            inhibit_rules: vec![InhibitRule {
+                source: vec![Matcher::parse("severity", "critical").unwrap()],
+                target: vec![Matcher::parse("severity", "warning").unwrap()],
+                equal: vec!["service".into()],
+            }],
+            ..Alerting::default()
+        };
+        let mut topo = BTreeMap::new();
+        topo.insert("s0".to_string(), vec!["s1".to_string()]);
+        topo.insert("s1".to_string(), vec!["s2".to_string()]);
+        topo.insert("s3".to_string(), vec!["s2".to_string()]);
+        topo.insert("s4".to_string(), vec!["s5".to_string()]);
+        topo.insert("s5".to_string(), vec!["s4".to_string()]);
+        let indexed = Engine::new(cfg.clone(), &topo);
+        let mut scan = Engine::new(cfg, &topo);
+        scan.scan = true;
+        (indexed, scan)
+    }
+
+    fn apply(e: &mut Engine, op: &Op, now: i64) -> String {
+        match op {
+            Op::Alert {
+                name,
+                service,
+                instance,
+                cluster,
+                severity,
+                resolved,
+            } => {
+                let sev = ["critical", "warning", "info"][usize::from(*severity)];
+                let mut x = a(&format!("A{name}"), &format!("s{service}"), sev);
+                x.labels.insert("instance".into(), format!("h{instance}"));
+                if let Some(c) = cluster {
+                    x.labels.insert("cluster".into(), format!("c{c}"));
+                }
+                if *resolved {
+                    x.status = AlertStatus::Resolved;
+                }
+                format!("{:x}", e.ingest(x, now))
+            }
+            Op::Wait(_) => {
+                let r = e.tick(now);
+                format!(
+                    "{} {:?} {:?} {:?} {:?} {:?} {}",
+                    r.flushed_groups,
+                    r.changed_groups,
+                    r.removed_groups,
+                    r.changed_incidents,
+                    r.events,
+                    r.changed_alerts,
+                    r.more
+                )
+            }
+            Op::Status(n, resolve) => {
+                let id = e.incidents().nth(*n).map(|i| i.id.clone());
+                let status = if *resolve {
+                    IncidentStatus::Resolved
+                } else {
+                    IncidentStatus::Acknowledged
+                };
+                format!(
+                    "{:?}",
+                    id.and_then(|id| e.set_status(&id, status, "t", now))
+                )
+            }
+            Op::Silence(service) => {
+                e.add_silence(Silence {
+                    id: format!("s{service}"),
+                    matchers: vec![Matcher::parse("service", &format!("s{service}")).unwrap()],
+                    starts_at_ms: now,
+                    ends_at_ms: now + 60_000,
+                    created_by: "t".into(),
+                    comment: String::new(),
+                    created_ms: now,
+                });
+                String::new()
+            }
+        }
+    }
+
+    fn state(e: &Engine) -> (String, Vec<String>, usize) {
+        let incidents = serde_json::to_string(&e.incidents().collect::<Vec<_>>()).unwrap();
+        let mut alerts: Vec<String> = e
+            .alerts()
+            .map(|r| serde_json::to_string(r).unwrap())
+            .collect();
+        alerts.sort();
+        (incidents, alerts, e.open_incidents())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, ..Default::default() })]
+
+        /// The indexed correlation (and the due and expiry queues, the inhibition
+        /// counts) gives what the scans they replaced give, step by step — also after
+        /// a restart from what was persisted.
+        #[test]
+        fn indexed_correlation_matches_the_scan(ops in proptest::collection::vec(op(), 1..80)) {
+            let (mut fast, mut slow) = oracle_pair();
+            let mut now = 0i64;
+            for op in &ops {
+                if let Op::Wait(d) = op {
+                    now += d;
+                }
+                proptest::prop_assert_eq!(apply(&mut fast, op, now), apply(&mut slow, op, now));
+                proptest::prop_assert_eq!(state(&fast), state(&slow));
+            }
+            let (mut fast2, mut slow2) = oracle_pair();
+            for (from, to) in [(&fast, &mut fast2), (&slow, &mut slow2)] {
+                to.restore(
+                    from.alerts().cloned().collect(),
+                    from.incidents().cloned().collect(),
+                    from.silences().to_vec(),
+                    now,
+                );
+            }
+            for op in &ops {
+                if let Op::Wait(d) = op {
+                    now += d;
+                }
+                proptest::prop_assert_eq!(apply(&mut fast2, op, now), apply(&mut slow2, op, now));
+                proptest::prop_assert_eq!(state(&fast2), state(&slow2));
+            }
+            slow.check_against_scans(now);
+            slow2.check_against_scans(now);
+        }
+
+        /// A tick in bounded turns ends where one tick ends.
+        #[test]
+        fn bounded_turns_end_where_one_tick_does(ops in proptest::collection::vec(op(), 1..80), budget in 1usize..6) {
+            let (mut whole, _) = oracle_pair();
+            let (mut turns, _) = oracle_pair();
+            let mut now = 0i64;
+            for op in &ops {
+                match op {
+                    Op::Wait(d) => {
+                        now += d;
+                        let one = whole.tick(now);
+                        let mut flushed = 0;
+                        loop {
+                            let r = turns.tick_bounded(now, budget);
+                            flushed += r.flushed_groups;
+                            if !r.more {
+                                break;
+                            }
+                        }
+                        proptest::prop_assert_eq!(one.flushed_groups, flushed);
+                    }
+                    op => {
+                        apply(&mut whole, op, now);
+                        apply(&mut turns, op, now);
+                    }
+                }
+                proptest::prop_assert_eq!(state(&whole), state(&turns));
+            }
+        }
     }
 
     #[test]

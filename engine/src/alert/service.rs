@@ -30,7 +30,8 @@ pub struct Ingested {
 }
 
 pub struct AlertService {
-    engine: Mutex<Engine>,
+    /// Shared with the blocking threads that run ingests and ticks.
+    engine: Arc<Mutex<Engine>>,
     store: Store,
     trigger: Trigger,
     metrics: Arc<Metrics>,
@@ -57,6 +58,30 @@ pub const STARTING: &str = "starting";
 
 /// How many executions may run for incidents at once; more wait their turn.
 pub const MAX_IN_FLIGHT: usize = 64;
+
+/// Most alerts taken in under one hold of the engine's lock: a large POST lets other
+/// callers (the ticker, the incidents API) in between its chunks.
+const INGEST_CHUNK: usize = 1024;
+
+/// Work done by one turn of the pipeline under the engine's lock (see
+/// [`Engine::tick_bounded`]); a tick with more due takes several turns.
+const TICK_BUDGET: usize = 4096;
+
+/// Runs engine and store work on tokio's blocking pool, so that an async worker
+/// (and with it `/healthz`) is never held by it. A panic there is the caller's.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(StoreError::Corrupt(format!("alert pipeline task: {e}"))),
+    }
+}
+
+fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
+    engine.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// How the service reads time and tells what it does.
 #[derive(Clone, Default)]
@@ -134,7 +159,7 @@ impl AlertService {
         );
         engine.restore_groups(store.groups()?);
         let svc = AlertService {
-            engine: Mutex::new(engine),
+            engine: Arc::new(Mutex::new(engine)),
             store,
             trigger,
             metrics,
@@ -193,7 +218,7 @@ impl AlertService {
     }
 
     fn engine(&self) -> MutexGuard<'_, Engine> {
-        self.engine.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.engine)
     }
 
     pub fn store(&self) -> &Store {
@@ -357,31 +382,38 @@ impl AlertService {
     /// Takes alerts in and returns once their state is durable.
     pub async fn ingest(&self, alerts: Vec<IncomingAlert>) -> Result<Ingested, ServiceError> {
         let now = self.now_ms();
-        let mut out = Ingested {
-            received: alerts.len(),
-            ..Default::default()
-        };
-        let records: Vec<AlertRecord> = {
-            let mut e = self.engine();
+        let engine = self.engine.clone();
+        let store = self.store.clone();
+        let out = blocking(move || {
+            let mut out = Ingested {
+                received: alerts.len(),
+                ..Default::default()
+            };
             let mut fps = Vec::with_capacity(alerts.len());
-            for a in alerts {
-                let fp = e.ingest(a, now);
-                fps.push(fp);
+            let mut alerts = alerts.into_iter().peekable();
+            while alerts.peek().is_some() {
+                let mut e = lock(&engine);
+                for a in alerts.by_ref().take(INGEST_CHUNK) {
+                    fps.push(e.ingest(a, now));
+                }
             }
             fps.sort_unstable();
             fps.dedup();
-            fps.iter()
-                .filter_map(|fp| e.alert(*fp))
-                .inspect(|r| {
+            let mut records: Vec<AlertRecord> = Vec::with_capacity(fps.len());
+            for chunk in fps.chunks(INGEST_CHUNK) {
+                let e = lock(&engine);
+                for r in chunk.iter().filter_map(|fp| e.alert(*fp)) {
                     if r.count == 1 {
                         out.new += 1;
                     }
-                })
-                .cloned()
-                .collect()
-        };
-        out.deduplicated = out.received - out.new;
-        self.store.put_alerts(&records)?;
+                    records.push(r.clone());
+                }
+            }
+            out.deduplicated = out.received - out.new;
+            store.put_alerts(&records)?;
+            Ok(out)
+        })
+        .await?;
         self.store.sync().await?;
         self.update_metrics();
         Ok(out)
@@ -417,38 +449,53 @@ impl AlertService {
 
     /// One turn of the pipeline: flush due groups, correlate, persist what changed,
     /// and start the runbooks new or changed incidents match.
+    ///
+    /// The engine works on a blocking thread, in turns of bounded work: the lock is let
+    /// go between turns, each turn's changes are durable before the next.
     pub async fn tick(self: &Arc<Self>) -> Result<(), ServiceError> {
         let now = self.now_ms();
-        let (result, changed) = {
-            let mut e = self.engine();
-            let result = e.tick(now);
-            let changed: Vec<Incident> = result
-                .changed_incidents
-                .iter()
-                .filter_map(|id| e.incident(id).cloned())
-                .collect();
-            (result, changed)
-        };
-        if result.changed_alerts.is_empty()
-            && changed.is_empty()
-            && result.changed_groups.is_empty()
-            && result.removed_groups.is_empty()
-        {
-            return Ok(());
+        loop {
+            let svc = self.clone();
+            let (more, changed) = blocking(move || {
+                let (result, changed) = {
+                    let mut e = svc.engine();
+                    let result = e.tick_bounded(now, TICK_BUDGET);
+                    let changed: Vec<Incident> = result
+                        .changed_incidents
+                        .iter()
+                        .filter_map(|id| e.incident(id).cloned())
+                        .collect();
+                    (result, changed)
+                };
+                if result.changed_alerts.is_empty()
+                    && changed.is_empty()
+                    && result.changed_groups.is_empty()
+                    && result.removed_groups.is_empty()
+                {
+                    return Ok((result.more, None));
+                }
+                svc.store.put_alerts(&result.changed_alerts)?;
+                svc.store
+                    .put_groups(&result.changed_groups, &result.removed_groups)?;
+                for inc in &changed {
+                    svc.store.put_incident(inc)?;
+                }
+                for (id, ev) in result.events {
+                    tracing::info!(incident = %id, kind = %ev.kind, "{}", ev.detail);
+                    svc.journal_incident(&id, ev)?;
+                }
+                Ok((result.more, Some(changed)))
+            })
+            .await?;
+            if let Some(changed) = changed {
+                self.store.sync().await?;
+                self.update_metrics();
+                self.start_matching(&changed).await?;
+            }
+            if !more {
+                return Ok(());
+            }
         }
-        self.store.put_alerts(&result.changed_alerts)?;
-        self.store
-            .put_groups(&result.changed_groups, &result.removed_groups)?;
-        for inc in &changed {
-            self.store.put_incident(inc)?;
-        }
-        for (id, ev) in result.events {
-            tracing::info!(incident = %id, kind = %ev.kind, "{}", ev.detail);
-            self.journal_incident(&id, ev)?;
-        }
-        self.store.sync().await?;
-        self.update_metrics();
-        self.start_matching(&changed).await
     }
 
     /// Starts every runbook that open incidents match and that has not been started
@@ -644,14 +691,20 @@ impl AlertService {
 
     /// Current alerts, newest first.
     pub fn alerts(&self, limit: usize) -> Vec<AlertRecord> {
-        let mut v: Vec<AlertRecord> = self.engine().alerts().cloned().collect();
-        v.sort_by(|a, b| {
+        let e = self.engine();
+        // Sorted by reference and only `limit` cloned, to keep the lock's hold short.
+        let mut v: Vec<&AlertRecord> = e.alerts().collect();
+        let order = |a: &&AlertRecord, b: &&AlertRecord| {
             b.last_seen_ms
                 .cmp(&a.last_seen_ms)
                 .then(a.fingerprint.cmp(&b.fingerprint))
-        });
-        v.truncate(limit);
-        v
+        };
+        if limit < v.len() {
+            v.select_nth_unstable_by(limit, order);
+            v.truncate(limit);
+        }
+        v.sort_by(order);
+        v.into_iter().cloned().collect()
     }
 
     pub fn silences(&self) -> Vec<Silence> {
