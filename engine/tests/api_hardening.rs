@@ -1,6 +1,7 @@
 //! The API under hostile clients, all on 127.0.0.1: half-open and slow connections,
 //! an unauthenticated flood, the connection cap, malformed and oversized requests,
-//! and a shutdown with connections still open. Each test stops by itself within
+//! a client that stops reading its responses, and a shutdown with connections still
+//! open. Each test stops by itself within
 //! seconds; they run one at a time so their timings do not mix.
 //!
 //! The slow-client test holds about a thousand connections open, and both their ends
@@ -773,5 +774,43 @@ fn shutdown_is_prompt_with_connections_still_open() {
             TcpStream::connect(addr).await.is_err(),
             "no longer listening"
         );
+    });
+}
+
+#[test]
+fn a_client_that_stops_reading_its_responses_is_closed_after_the_idle_timeout() {
+    let _serial = serial();
+    let idle = Duration::from_secs(1);
+    let srv = Srv::start(|c| c.idle_timeout = idle);
+    let addr = srv.addr;
+    client_rt().block_on(async move {
+        // Many pipelined requests and a small receive window that is never read: the
+        // server's writes stall with no request in progress.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let s = socket.connect(addr).await.unwrap();
+        let (_rd, mut wr) = s.into_split();
+        let t = Instant::now();
+        let writer = tokio::spawn(async move {
+            let one = b"GET /healthz HTTP/1.1\r\nHost: vigil\r\n\r\n";
+            let batch: Vec<u8> = one.iter().copied().cycle().take(one.len() * 1000).collect();
+            for _ in 0..200 {
+                if let Err(e) = wr.write_all(&batch).await {
+                    return Some(e);
+                }
+            }
+            None
+        });
+        let ended = tokio::time::timeout(idle + Duration::from_secs(5), writer)
+            .await
+            .expect("the server stopped the stalled connection")
+            .unwrap();
+        let took = t.elapsed();
+        println!("a client not reading its responses was cut off after {took:?} ({ended:?})");
+        assert!(ended.is_some(), "all 200,000 requests were taken");
+        assert!(took >= idle, "{took:?}");
+        // Others are served all along.
+        let r = exchange(addr, &get("/healthz", None)).await.unwrap();
+        assert_eq!(r.status, 200);
     });
 }
