@@ -310,7 +310,9 @@ pub struct ApiDoc {
     /// Largest accepted request body (default 4 MiB).
     #[serde(default)]
     pub max_body_bytes: Option<usize>,
-    /// Requests per second allowed per client address (default 1000, burst twice that).
+    /// Requests per second allowed per bearer token, charged after authentication
+    /// (default 1000, burst twice that). Requests without a valid token have their own,
+    /// stricter limit per client network, so they cannot use up a token's.
     #[serde(default)]
     pub rate_limit: Option<u32>,
 }
