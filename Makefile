@@ -32,7 +32,7 @@ test: plugins
 
 ## Every benchmark, each figure next to its target.
 bench: plugins
-	VIGIL_PLUGIN_DIR=$(abspath $(PLUGIN_DIR)) $(CARGO) bench --bench executor --bench journal --bench validate --bench policy --bench detect --bench plugin --bench alerts
+	VIGIL_PLUGIN_DIR=$(abspath $(PLUGIN_DIR)) $(CARGO) bench --bench executor --bench journal --bench validate --bench policy --bench detect --bench plugin --bench alerts --bench ingest_vs_alertmanager
 	@python3 scripts/bench_report.py
 
 ## Anomaly detection quality on the shared NAB data (../shared), beside the published detectors.

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Reads criterion's results (target/criterion/**/new/) and prints one table:
-each figure next to its DESIGN.md target, and whether it passes.
+each figure next to its DESIGN.md target, and whether it passes. Rows that a
+non-criterion bench wrote to target/bench-extra/*.json ({"rows": [{id, what,
+figure, target, result}]}, e.g. ingest_vs_alertmanager) are added after them.
 
 Usage: bench_report.py [CRITERION_DIR] [--markdown]
 """
@@ -87,7 +89,22 @@ def main():
             verdict = "pass" if ok else "SHORT"
             short += 0 if ok else 1
         out.append(f"| {what} (`{full_id}`) | {fmt(v)} {unit} | {tgt} | {verdict} |")
+    extra = os.path.join(os.path.dirname(os.path.abspath(root)), "bench-extra")
+    notes = []
+    for name in sorted(os.listdir(extra)) if os.path.isdir(extra) else []:
+        if not name.endswith(".json"):
+            continue
+        with open(os.path.join(extra, name)) as f:
+            doc = json.load(f)
+        if doc.get("note"):
+            notes.append(doc["note"])
+        for r in doc.get("rows", []):
+            out.append(f"| {r['what']} (`{r['id']}`) | {r['figure']} | {r['target']} | {r['result']} |")
+            short += 1 if r["result"] == "SHORT" else 0
     print("\n".join(out))
+    for n in notes:
+        print()
+        print(n)
     print()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}")
     return 0
