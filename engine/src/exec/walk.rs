@@ -275,10 +275,14 @@ impl Walk {
             Err((reason, _attempts)) => {
                 self.settle(idx, StepStatus::Failed, None, Some(reason.clone()))?;
                 if step.compensation {
-                    self.stop.get_or_insert((
-                        ExecStatus::Failed,
-                        format!("compensation step `{}` failed: {reason}", step.id),
-                    ));
+                    // Replaces the "compensated by" the failure announced: it was not.
+                    // A stop for another cause (cancelled, timed out) stands.
+                    if matches!(self.stop, None | Some((ExecStatus::Failed, _))) {
+                        self.stop = Some((
+                            ExecStatus::Failed,
+                            format!("compensation step `{}` failed: {reason}", step.id),
+                        ));
+                    }
                 } else {
                     self.on_failure(idx, &reason)?;
                 }
@@ -548,6 +552,34 @@ async fn prepare(ctx: &RunCtx, idx: usize, bindings: &Bindings) -> Result<Prepar
     })
 }
 
+/// Why a step that reached a task unplanned (a compensation, which runs while the
+/// execution stops and has no gate of its own) may not run: it asked for a human,
+/// or its plan goes past what a policy decided on. It fails instead of running.
+fn needs_a_human(ctx: &RunCtx, step: &Step, plan: &ActionPlan) -> Option<String> {
+    let (gate, ceiling) = ctx
+        .record
+        .lock()
+        .map(|r| (r.gate, r.ceiling))
+        .unwrap_or((true, None));
+    let asked = match step.approval {
+        Approval::Required => true,
+        Approval::Policy => gate,
+        Approval::None => false,
+    };
+    if asked {
+        return Some(format!(
+            "step `{}` requires approval, and a compensation cannot wait for one: not run",
+            step.id
+        ));
+    }
+    ceiling.and_then(|c| c.exceeded_by(plan)).map(|past| {
+        format!(
+            "step `{}` was not run: {past}, and a compensation cannot wait for approval",
+            step.id
+        )
+    })
+}
+
 /// One step, through all its attempts. Returns the output, or the final error.
 async fn run_step(
     ctx: Arc<RunCtx>,
@@ -575,7 +607,13 @@ async fn run_attempts(
         approved,
     } = match prepared {
         Some(p) => p,
-        None => prepare(ctx, idx, bindings).await.map_err(|e| (e, 0))?,
+        None => {
+            let p = prepare(ctx, idx, bindings).await.map_err(|e| (e, 0))?;
+            if let Some(why) = needs_a_human(ctx, step, &p.plan) {
+                return Err((why, 0));
+            }
+            p
+        }
     };
     // What runs is what was approved: the hash is checked at execution too.
     if let Some(hash) = &approved
