@@ -94,6 +94,20 @@ impl Drop for Server {
     }
 }
 
+/// Where a started server's log goes: `VIGIL_TEST_SERVER_LOG=<file>` keeps it (with
+/// `VIGIL_LOG=info` for detail), otherwise it is dropped.
+fn server_log() -> std::process::Stdio {
+    std::env::var_os("VIGIL_TEST_SERVER_LOG")
+        .and_then(|p| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .ok()
+        })
+        .map_or_else(std::process::Stdio::null, std::process::Stdio::from)
+}
+
 /// Starts `vigil serve` on a free port with `config` and `store`, bearer `token`, and
 /// `extra` serve arguments; returns once it says where it listens.
 pub fn serve(config: &Path, store: &Path, token: &str, extra: &[&str]) -> Server {
@@ -107,7 +121,7 @@ pub fn serve(config: &Path, store: &Path, token: &str, extra: &[&str]) -> Server
         .args(extra)
         .env("VIGIL_TOKEN", token)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(server_log())
         .spawn()
         .expect("start vigil serve");
     let stdout = child.stdout.take().expect("stdout");
