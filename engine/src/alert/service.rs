@@ -420,11 +420,13 @@ impl AlertService {
     }
 
     fn update_metrics(&self) {
+        // The last snapshot is locked before the engine is read, so two concurrent
+        // callers count each stretch of the stats once, in order.
+        let mut last = self.last_stats.lock().unwrap_or_else(|p| p.into_inner());
         let (stats, active, open) = {
             let e = self.engine();
             (e.stats, e.alert_count(), e.open_incidents())
         };
-        let mut last = self.last_stats.lock().unwrap_or_else(|p| p.into_inner());
         let m = &self.metrics;
         m.alerts_received
             .inc_by(stats.received.saturating_sub(last.received));
