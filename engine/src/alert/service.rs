@@ -62,6 +62,8 @@ pub const MAX_IN_FLIGHT: usize = 64;
 /// Most alerts taken in under one hold of the engine's lock: a large POST lets other
 /// callers (the ticker, the incidents API) in between its chunks.
 const INGEST_CHUNK: usize = 1024;
+/// Batches up to this size are ingested on the request's own task when the engine is free.
+const INLINE_INGEST: usize = 16;
 
 /// Work done by one turn of the pipeline under the engine's lock (see
 /// [`Engine::tick_bounded`]); a tick with more due takes several turns.
@@ -77,6 +79,26 @@ async fn blocking<T: Send + 'static>(
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => Err(StoreError::Corrupt(format!("alert pipeline task: {e}"))),
     }
+}
+
+/// Ingests `alerts` into a locked engine: what was new, and the records to store
+/// (each alert once, in its state after the batch).
+fn ingest_into(
+    e: &mut Engine,
+    alerts: Vec<IncomingAlert>,
+    now: i64,
+) -> (Ingested, Vec<AlertRecord>) {
+    let mut out = Ingested {
+        received: alerts.len(),
+        ..Default::default()
+    };
+    let mut fps: Vec<u64> = alerts.into_iter().map(|a| e.ingest(a, now)).collect();
+    fps.sort_unstable();
+    fps.dedup();
+    let records: Vec<AlertRecord> = fps.iter().filter_map(|fp| e.alert(*fp)).cloned().collect();
+    out.new = records.iter().filter(|r| r.count == 1).count();
+    out.deduplicated = out.received - out.new;
+    (out, records)
 }
 
 fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
@@ -382,41 +404,55 @@ impl AlertService {
     /// Takes alerts in and returns once their state is durable.
     pub async fn ingest(&self, alerts: Vec<IncomingAlert>) -> Result<Ingested, ServiceError> {
         let now = self.now_ms();
-        let engine = self.engine.clone();
-        let store = self.store.clone();
-        let out = blocking(move || {
-            let mut out = Ingested {
-                received: alerts.len(),
-                ..Default::default()
-            };
-            let mut fps = Vec::with_capacity(alerts.len());
-            let mut alerts = alerts.into_iter().peekable();
-            while alerts.peek().is_some() {
-                let mut e = lock(&engine);
-                for a in alerts.by_ref().take(INGEST_CHUNK) {
-                    fps.push(e.ingest(a, now));
-                }
-            }
-            fps.sort_unstable();
-            fps.dedup();
-            let mut records: Vec<AlertRecord> = Vec::with_capacity(fps.len());
-            for chunk in fps.chunks(INGEST_CHUNK) {
-                let e = lock(&engine);
-                for r in chunk.iter().filter_map(|fp| e.alert(*fp)) {
-                    if r.count == 1 {
-                        out.new += 1;
+        let out = match self.ingest_inline(alerts, now) {
+            Ok(done) => done?,
+            Err(alerts) => {
+                let engine = self.engine.clone();
+                let store = self.store.clone();
+                blocking(move || {
+                    let mut out = Ingested {
+                        received: alerts.len(),
+                        ..Default::default()
+                    };
+                    let mut records: Vec<AlertRecord> = Vec::with_capacity(alerts.len());
+                    let mut alerts = alerts.into_iter().peekable();
+                    while alerts.peek().is_some() {
+                        let chunk: Vec<IncomingAlert> =
+                            alerts.by_ref().take(INGEST_CHUNK).collect();
+                        let (o, r) = ingest_into(&mut lock(&engine), chunk, now);
+                        out.new += o.new;
+                        records.extend(r);
                     }
-                    records.push(r.clone());
-                }
+                    out.deduplicated = out.received - out.new;
+                    store.put_alerts(&records)?;
+                    Ok(out)
+                })
+                .await?
             }
-            out.deduplicated = out.received - out.new;
-            store.put_alerts(&records)?;
-            Ok(out)
-        })
-        .await?;
+        };
         self.store.sync().await?;
         self.update_metrics();
         Ok(out)
+    }
+
+    /// A small batch is a few microseconds of work: done on the request's own task
+    /// when the engine is free, it saves two thread hand-offs per request. A large
+    /// batch, or a busy engine, is handed back for the blocking pool, so no async
+    /// worker ever waits on the engine's lock.
+    fn ingest_inline(
+        &self,
+        alerts: Vec<IncomingAlert>,
+        now: i64,
+    ) -> Result<Result<Ingested, StoreError>, Vec<IncomingAlert>> {
+        if alerts.len() > INLINE_INGEST {
+            return Err(alerts);
+        }
+        let Ok(mut e) = self.engine.try_lock() else {
+            return Err(alerts);
+        };
+        let (out, records) = ingest_into(&mut e, alerts, now);
+        drop(e);
+        Ok(self.store.put_alerts(&records).map(|()| out))
     }
 
     fn update_metrics(&self) {
