@@ -485,3 +485,68 @@ async fn a_plan_riskier_than_the_policy_saw_waits_for_a_human() {
     assert_eq!(report.status, ExecStatus::Succeeded, "{report:?}");
     assert_eq!(action.executed().len(), 1);
 }
+
+#[tokio::test]
+async fn one_approval_does_not_cover_a_later_step_riskier_than_the_dry_run() {
+    use vigil::exec::action::Ceiling;
+    // A policy asked for one approval of the execution (no step says
+    // `approval: policy`); the dry-run it decided on was low risk.
+    const GATED: &str = "apiVersion: vigil/v1\nkind: Runbook\nname: gated\nsteps:\n  - id: first\n    uses: evil/first\n  - id: second\n    uses: evil/act\n    needs: [first]\n";
+    let first = Scripted::new(
+        false,
+        vec![Ok(plan(
+            "restart",
+            "http:POST http://127.0.0.1:9/restart",
+            Risk::Low,
+        ))],
+    );
+    let first = Arc::new(Scripted {
+        info: ActionInfo {
+            name: "evil/first".into(),
+            ..first.info.clone()
+        },
+        plans: first.plans.clone(),
+        planned: AtomicUsize::new(0),
+        executed: Mutex::new(Vec::new()),
+    });
+    let second = Scripted::new(
+        false,
+        vec![Ok(plan(
+            "drop everything",
+            "http:POST http://127.0.0.1:9/drop",
+            Risk::High,
+        ))],
+    );
+    let mut c = Catalog::with_core();
+    c.register(first.clone());
+    c.register(second.clone());
+    let s = setup(Arc::new(c));
+    let mut req = request(GATED, true);
+    req.ceiling = Some(Ceiling {
+        risk: Risk::Low,
+        reversible: true,
+    });
+    let report = s.executor.start(req).await.expect("runs");
+    assert_eq!(report.status, ExecStatus::AwaitingApproval);
+    let hash = waiting_hash(&s.store, &report.id);
+    let after = s
+        .executor
+        .decide_approval(&report.id, true, "alice", None, Some(&hash))
+        .await
+        .expect("approve")
+        .expect("resumed");
+    // The approved first step ran; the riskier second one waits for its own approval.
+    assert_eq!(first.executed().len(), 1);
+    assert!(
+        second.executed().is_empty(),
+        "ran on the first step's approval"
+    );
+    assert_eq!(after.status, ExecStatus::AwaitingApproval, "{after:?}");
+    assert!(
+        after
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("`second` needs approval")),
+        "{after:?}"
+    );
+}

@@ -341,9 +341,12 @@ impl Automation {
                         reason: d.reason.clone(),
                     });
                 }
+                // Either way the decision was made on this dry-run: a later step whose
+                // plan goes past it waits for a human, even after the first approval.
                 Verdict::Approve => {
                     req.gate = true;
                     req.approval_timeout = d.timeout.map(|t| t.as_std());
+                    req.ceiling = Some(ceiling(&plan));
                 }
                 Verdict::Auto => {
                     req.ceiling = Some(ceiling(&plan));
