@@ -240,6 +240,15 @@ fn read_capped(mut r: impl Read, cap: usize, into: Captured, done: mpsc::Sender<
 /// left the group, and the call does not wait for it.
 const PIPE_GRACE: Duration = Duration::from_millis(200);
 
+/// Whether the command has exited, asked without reaping it (its pid, and so its
+/// process group's id, stay reserved); `None` when the system cannot say.
+fn exited_unreaped(pid: u32) -> Option<bool> {
+    use rustix::process::{Pid, WaitId, WaitIdOptions, waitid};
+    let pid = i32::try_from(pid).ok().and_then(Pid::from_raw)?;
+    let opts = WaitIdOptions::EXITED | WaitIdOptions::NOWAIT | WaitIdOptions::NOHANG;
+    waitid(WaitId::Pid(pid), opts).ok().map(|s| s.is_some())
+}
+
 /// Ends every process left in the command's process group.
 fn kill_group(pid: u32) {
     if let Some(pgid) = i32::try_from(pid)
@@ -302,22 +311,32 @@ pub(crate) fn run_process(
     let start = Instant::now();
     let mut timed_out = false;
     let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s.code().unwrap_or(-1),
-            Ok(None) if start.elapsed() >= timeout => {
-                timed_out = true;
+        // The group is killed while the command is still unreaped, so its id cannot
+        // have passed to another process group by then.
+        match exited_unreaped(pid) {
+            Some(true) => {
                 kill_group(pid);
-                let _ = child.wait();
-                break -1;
+                match child.wait() {
+                    Ok(s) => break s.code().unwrap_or(-1),
+                    Err(e) => return Err(format!("waiting for {program:?}: {e}")),
+                }
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
-            Err(e) => {
-                kill_group(pid);
-                return Err(format!("waiting for {program:?}: {e}"));
-            }
+            Some(false) => {}
+            // Reaped without the group kill: what it left behind may run on.
+            None => match child.try_wait() {
+                Ok(Some(s)) => break s.code().unwrap_or(-1),
+                Ok(None) => {}
+                Err(e) => return Err(format!("waiting for {program:?}: {e}")),
+            },
         }
+        if start.elapsed() >= timeout {
+            timed_out = true;
+            kill_group(pid);
+            let _ = child.wait();
+            break -1;
+        }
+        std::thread::sleep(Duration::from_millis(2));
     };
-    kill_group(pid);
     let grace_end = Instant::now() + PIPE_GRACE;
     let mut closed = 0;
     while closed < readers {
