@@ -91,7 +91,22 @@ impl Bundle {
             .collect();
         files.sort();
         for file in files {
-            let source = std::fs::read_to_string(&file)?;
+            let Some(bytes) = read_capped(&file)? else {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        &file,
+                        Span::at(super::span::Pos { line: 1, col: 1 }),
+                        format!(
+                            "policy is larger than {} MiB; refusing to load it",
+                            MAX_FILE_BYTES >> 20
+                        ),
+                    )
+                    .with_hint("a policy is a short script: check that this is the file you meant"),
+                );
+                continue;
+            };
+            let source = String::from_utf8(bytes)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             let name = file
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -102,7 +117,20 @@ impl Bundle {
     }
 
     fn load_file(&mut self, file: &Path, exprs: &ExprEngine) -> io::Result<()> {
-        let bytes = std::fs::read(file)?;
+        let Some(bytes) = read_capped(file)? else {
+            self.diagnostics.push(
+                Diagnostic::error(
+                    file,
+                    Span::at(super::span::Pos { line: 1, col: 1 }),
+                    format!(
+                        "file is larger than {} MiB; refusing to load it",
+                        MAX_FILE_BYTES >> 20
+                    ),
+                )
+                .with_hint("a bundle file is a few resources: split it, or check that this is the file you meant"),
+            );
+            return Ok(());
+        };
         match String::from_utf8(bytes) {
             Ok(text) => self.load_text(file, text, exprs),
             Err(e) => {
@@ -240,6 +268,21 @@ fn bundle_files(root: &Path) -> io::Result<Vec<PathBuf>> {
         files.extend(here);
     }
     Ok(files)
+}
+
+/// The largest bundle file (YAML or policy) read into memory. A bundle is a few
+/// resources; a file past this is a mistake or an attack, and is refused unread.
+const MAX_FILE_BYTES: u64 = 16 << 20;
+
+/// The file's bytes, or `None` when it is larger than [`MAX_FILE_BYTES`]. Reads at most
+/// one byte past the cap, whatever the file's metadata says (it may grow meanwhile).
+fn read_capped(file: &Path) -> io::Result<Option<Vec<u8>>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)?
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= MAX_FILE_BYTES).then_some(bytes))
 }
 
 /// The bundle a file belongs to: the nearest ancestor directory with a `vigil.yaml`.
@@ -1393,5 +1436,28 @@ mod tests {
             "steps",
         );
         assert_eq!(r, vec![("a".to_string(), 6), ("b-c".to_string(), 30)]);
+    }
+
+    #[test]
+    fn an_oversized_file_is_a_diagnostic_not_a_read() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let big = dir.path().join("big.yaml");
+        // Sparse: the size is there, the disk is not used.
+        std::fs::File::create(&big)
+            .and_then(|f| f.set_len(MAX_FILE_BYTES + 1))
+            .expect("big file");
+        let bundle = Bundle::load(&big).expect("loads");
+        assert!(bundle.has_errors());
+        let d = &bundle.diagnostics[0];
+        assert!(d.message.contains("larger than 16 MiB"), "{}", d.message);
+        assert_eq!(read_capped(&big).expect("read"), None);
+        // One byte less is read in full.
+        std::fs::File::options()
+            .write(true)
+            .open(&big)
+            .and_then(|f| f.set_len(MAX_FILE_BYTES))
+            .expect("shrink");
+        let bytes = read_capped(&big).expect("read").expect("under the cap");
+        assert_eq!(bytes.len() as u64, MAX_FILE_BYTES);
     }
 }
