@@ -373,6 +373,13 @@ fn not_a_component_is_a_load_error() {
         matches!(err, PluginError::Load { .. }) && err.to_string().contains("bad.wasm"),
         "{err}"
     );
+    // A file far larger than any component is refused before it is read.
+    let huge = dir.path().join("huge.wasm.big");
+    std::fs::File::create(&huge)
+        .and_then(|f| f.set_len(129 << 20))
+        .expect("sparse file");
+    let err = h.load_file(&huge).expect_err("too large");
+    assert!(err.to_string().contains("larger than 128 MiB"), "{err}");
     let err = PluginCatalog::load(&h, &[dir.path().to_path_buf()], &[])
         .expect_err("dir with a bad plugin");
     assert!(err.to_string().contains("bad.wasm"), "{err}");

@@ -43,6 +43,9 @@ pub(crate) mod wit {
 }
 use wit::connector::vigil::plugin as imports;
 
+/// The largest component file read; anything larger is refused unread.
+const MAX_COMPONENT_BYTES: u64 = 128 << 20;
+
 /// Epoch tick: the granularity of call deadlines.
 const TICK: Duration = Duration::from_millis(2);
 
@@ -177,10 +180,24 @@ impl PluginHost {
 
     /// Loads a component file: compile (or cache hit), link, `describe`.
     pub fn load_file(&self, path: &Path) -> Result<Arc<LoadedPlugin>, PluginError> {
-        let bytes = std::fs::read(path).map_err(|e| PluginError::Io {
+        use std::io::Read as _;
+        let io = |e| PluginError::Io {
             path: path.to_path_buf(),
             source: e,
-        })?;
+        };
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_COMPONENT_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(io)?;
+        if bytes.len() as u64 > MAX_COMPONENT_BYTES {
+            return Err(PluginError::Load {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "larger than {} MiB; a plugin component is a few MiB (is this the file you meant?)",
+                    MAX_COMPONENT_BYTES >> 20
+                ),
+            });
+        }
         self.load_bytes(&bytes, path)
     }
 
