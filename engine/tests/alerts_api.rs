@@ -606,3 +606,60 @@ fn healthz_answers_during_a_20k_distinct_storm_and_sigterm_ends_it() {
     println!("SIGTERM to exit: {:.2?}", term.elapsed());
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn api_limits_come_from_vigil_yaml_and_bad_ones_are_refused_before_start() {
+    use std::io::Read as _;
+    let dir = tempfile::tempdir().unwrap();
+    let b = dir.path().join("bundle");
+    std::fs::create_dir_all(&b).unwrap();
+    let config = b.join("vigil.yaml");
+    let write = |api: &str| {
+        std::fs::write(
+            &config,
+            format!("apiVersion: vigil/v1\nkind: Config\napi:\n{api}"),
+        )
+        .unwrap()
+    };
+    for (api, says) in [
+        (
+            "  max_connections: 0\n",
+            "api.max_connections: must be at least 1",
+        ),
+        (
+            "  header_read_timeout: 0s\n",
+            "api.header_read_timeout: must be longer than 0s",
+        ),
+        ("  idle_timeout: soon\n", "idle_timeout"),
+    ] {
+        write(api);
+        let (code, out) = vigil(
+            &config,
+            &[
+                "--store",
+                &dir.path().join("s").display().to_string(),
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+        );
+        assert_ne!(code, 0, "{api}: {out}");
+        assert!(out.contains(says), "{api}: {out}");
+    }
+    // A header timeout from vigil.yaml closes a silent connection.
+    write("  header_read_timeout: 1s\n");
+    let s = common::serve(&config, &dir.path().join("store"), TOKEN, &[]);
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut idle = std::net::TcpStream::connect(&addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let t = Instant::now();
+    let mut buf = [0u8; 64];
+    let n = idle.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "closed without an answer");
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+}

@@ -210,6 +210,7 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
             vigil::runbook::duration::DURATION_HINT
         ))
     })?;
+    let api_cfg = api_config(&bundle.config.api, tokens, grace.as_std())?;
     let listen = args
         .listen
         .clone()
@@ -266,15 +267,6 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
         )
         .await?;
         let svc = daemon.service().clone();
-        let bundle = &bundle_for_daemon;
-        let cfg = ApiConfig {
-            tokens,
-            max_body_bytes: bundle.config.api.max_body_bytes.unwrap_or(4 * 1024 * 1024),
-            rate_limit: bundle.config.api.rate_limit.unwrap_or(1000),
-            // Requests in progress at a shutdown share the grace with executions.
-            shutdown_timeout: grace.as_std(),
-            ..Default::default()
-        };
         let listener = vigil::api::bind(&listen)
             .await
             .map_err(|e| invalid(format!("cannot listen on {listen}: {e}")))?;
@@ -311,7 +303,7 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
             let _ = at.set(std::time::Instant::now());
             tracing::info!("shutting down: detectors, then the pipeline, then running executions");
         };
-        vigil::api::serve(listener, Api::new(svc, cfg), shutdown).await?;
+        vigil::api::serve(listener, Api::new(svc, api_cfg), shutdown).await?;
         tracing::info!("API stopped");
         let left = signalled
             .get()
@@ -329,6 +321,50 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The API's settings from `vigil.yaml`'s `api:`, checked before anything starts.
+fn api_config(
+    doc: &vigil::runbook::model::ApiDoc,
+    tokens: Vec<String>,
+    grace: std::time::Duration,
+) -> anyhow::Result<ApiConfig> {
+    let d = ApiConfig::default();
+    if doc.max_connections == Some(0) {
+        return Err(invalid(
+            "vigil.yaml api.max_connections: must be at least 1 (default 4096)",
+        ));
+    }
+    for (name, t) in [
+        ("header_read_timeout", doc.header_read_timeout),
+        ("body_read_timeout", doc.body_read_timeout),
+        ("idle_timeout", doc.idle_timeout),
+    ] {
+        if t.is_some_and(|t| t.as_std().is_zero()) {
+            return Err(invalid(format!(
+                "vigil.yaml api.{name}: must be longer than 0s (e.g. `10s`)"
+            )));
+        }
+    }
+    Ok(ApiConfig {
+        tokens,
+        max_body_bytes: doc.max_body_bytes.unwrap_or(d.max_body_bytes),
+        rate_limit: doc.rate_limit.unwrap_or(d.rate_limit),
+        unauthenticated_rate_limit: doc
+            .unauthenticated_rate_limit
+            .unwrap_or(d.unauthenticated_rate_limit),
+        max_connections: doc.max_connections.unwrap_or(d.max_connections),
+        header_read_timeout: doc
+            .header_read_timeout
+            .map_or(d.header_read_timeout, |t| t.as_std()),
+        body_read_timeout: doc
+            .body_read_timeout
+            .map_or(d.body_read_timeout, |t| t.as_std()),
+        idle_timeout: doc.idle_timeout.map_or(d.idle_timeout, |t| t.as_std()),
+        // Requests in progress at a shutdown share the grace with executions.
+        shutdown_timeout: grace,
+        ..d
+    })
 }
 
 /// `vigil serve` logs the story through tracing (structured with `--log-format json`).

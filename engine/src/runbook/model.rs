@@ -315,6 +315,22 @@ pub struct ApiDoc {
     /// stricter limit per client network, so they cannot use up a token's.
     #[serde(default)]
     pub rate_limit: Option<u32>,
+    /// Requests per second per client network that carry no valid token (default 10).
+    #[serde(default)]
+    pub unauthenticated_rate_limit: Option<u32>,
+    /// Connections open at once (default 4096); past it, the longest-idle one is closed.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// How long a request head may take to arrive; also how long an idle keep-alive
+    /// connection stays open (default `10s`).
+    #[serde(default)]
+    pub header_read_timeout: Option<Duration>,
+    /// How long a request body may take to arrive, whole (default `30s`).
+    #[serde(default)]
+    pub body_read_timeout: Option<Duration>,
+    /// How long a connection may go without a request being handled (default `60s`).
+    #[serde(default)]
+    pub idle_timeout: Option<Duration>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
