@@ -33,7 +33,7 @@ enum Command {
         #[arg(long, value_enum, default_value_t = cli::graph::Format::Mermaid)]
         format: cli::graph::Format,
     },
-    /// Show what a runbook would do — resolved order, inputs, conditions, plans — with no side effect.
+    /// Show what a runbook would do — resolved order, inputs, conditions, plans — executing nothing (plans only read).
     DryRun(cli::run::RunArgs),
     /// Run a runbook, journaling every step; resumes an interrupted identical run.
     Run(cli::run::RunArgs),

@@ -361,7 +361,7 @@ fn print_dry_run(g: &Global, p: &Paint, req: &Request, r: &ExecutionReport) {
     println!();
     match &r.reason {
         None => println!(
-            "{} the run would proceed as above; no side effect was performed",
+            "{} the run would proceed as above; nothing was executed (plans may only read: GET/HEAD without a body, kv get, secrets)",
             p.green("✓")
         ),
         Some(reason) => println!("{} {reason}", p.red("✗")),

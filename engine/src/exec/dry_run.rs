@@ -1,4 +1,6 @@
-//! Dry-run: what a runbook would do, with no side effect.
+//! Dry-run: what a runbook would do, executing nothing. Plans run with read-only
+//! capabilities (HTTP GET/HEAD without a body or method override, kv get, secrets);
+//! a server that changes state on a plain GET is the one thing a read cannot rule out.
 //!
 //! Enforced here, not trusted to actions: only `validate` and `plan` are called,
 //! never `execute`, and nothing is journaled.
