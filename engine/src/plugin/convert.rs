@@ -21,6 +21,28 @@ pub fn truncate_chars(s: &mut String, max: usize) {
     }
 }
 
+/// Plugin text made safe to show a person: control characters (terminal escapes,
+/// carriage returns, newlines) and invisible direction or width marks are written
+/// out as `\u{…}`, so a plan cannot redraw the screen an approver reads.
+pub fn visible(s: String) -> String {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+    };
+    if !s.chars().any(hidden) {
+        return s;
+    }
+    s.chars()
+        .fold(String::with_capacity(s.len() + 8), |mut out, c| {
+            if hidden(c) {
+                out.extend(c.escape_unicode());
+            } else {
+                out.push(c);
+            }
+            out
+        })
+}
+
 fn bad(plugin: &str, call: Call, detail: impl Into<String>) -> PluginError {
     PluginError::BadOutput {
         plugin: plugin.to_string(),
@@ -113,7 +135,7 @@ pub fn plugin_info(raw: w::PluginInfo, path: &Path) -> Result<PluginInfo, Plugin
         {
             return Err(err(format!("action {:?} is declared twice", a.name)));
         }
-        let mut description = a.description;
+        let mut description = visible(a.description);
         truncate_chars(&mut description, 4096);
         actions.push(model::PluginActionInfo {
             name: a.name,
@@ -127,7 +149,7 @@ pub fn plugin_info(raw: w::PluginInfo, path: &Path) -> Result<PluginInfo, Plugin
         .into_iter()
         .map(|c| {
             let mut scope = c.scope;
-            let mut reason = c.reason;
+            let mut reason = visible(c.reason);
             truncate_chars(&mut scope, 1024);
             truncate_chars(&mut reason, 1024);
             model::CapabilityRequest {
@@ -159,10 +181,10 @@ pub fn plugin_info(raw: w::PluginInfo, path: &Path) -> Result<PluginInfo, Plugin
     }
     Ok(PluginInfo {
         name: raw.name,
-        version: raw.version,
+        version: visible(raw.version),
         kinds,
-        sdk_version: raw.sdk_version,
-        description: raw.description,
+        sdk_version: visible(raw.sdk_version),
+        description: visible(raw.description),
         config_schema,
         capabilities,
         actions,
@@ -260,7 +282,7 @@ pub fn plan(plugin: &str, raw: w::ActionPlan, max_bytes: u64) -> Result<ActionPl
         .steps
         .into_iter()
         .map(|s| PlannedEffect {
-            target: s.target,
+            target: visible(s.target),
             risk: match s.risk {
                 w::Risk::None => Risk::None,
                 w::Risk::Low => Risk::Low,
@@ -272,7 +294,7 @@ pub fn plan(plugin: &str, raw: w::ActionPlan, max_bytes: u64) -> Result<ActionPl
         })
         .collect();
     Ok(ActionPlan {
-        summary: raw.summary,
+        summary: visible(raw.summary),
         steps,
         preview,
     })
@@ -318,6 +340,28 @@ pub fn output(plugin: &str, text: &str, max_bytes: u64) -> Result<serde_json::Va
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_plan_cannot_redraw_the_approvers_screen() {
+        let raw = w::ActionPlan {
+            summary: "harmless\u{1b}[1A\u{1b}[2K\r✓ approved: read a status".into(),
+            steps: vec![w::PlannedEffect {
+                target: "db\u{202e}txt.exe\nok".into(),
+                risk: w::Risk::Low,
+                reversible: true,
+                effects: vec![],
+            }],
+            preview: None,
+        };
+        let p = plan("evil", raw, 1 << 20).expect("plan");
+        assert!(!p.summary.chars().any(char::is_control), "{:?}", p.summary);
+        assert!(p.summary.contains("\\u{1b}[1A"), "{}", p.summary);
+        assert_eq!(p.steps[0].target, "db\\u{202e}txt.exe\\u{a}ok");
+        assert_eq!(
+            visible("plain text, ünïcode ✓".into()),
+            "plain text, ünïcode ✓"
+        );
+    }
 
     fn label() -> impl Strategy<Value = w::Label> {
         (".{0,20}", ".{0,40}").prop_map(|(name, value)| w::Label { name, value })

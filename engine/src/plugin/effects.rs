@@ -38,7 +38,8 @@ impl Effect {
         }
         if let Some(program) = text.strip_prefix("process:") {
             let program = program.trim();
-            if program.is_empty() || program.contains(char::is_whitespace) {
+            if program.is_empty() || program.contains(|c: char| c.is_whitespace() || c.is_control())
+            {
                 return Err(format!("effect {text:?}: expected `process:<program>`"));
             }
             return Ok(Effect::Process {
@@ -148,6 +149,7 @@ mod tests {
             "http:POST ftp://h/",
             "process:",
             "process:rm -rf",
+            "process:rm\u{1b}[2J",
             "kv:delete",
             "",
         ] {

@@ -692,7 +692,7 @@ pub(crate) fn reported(plugin: &str, call: Call, e: wit::types::PluginError) -> 
         wit::types::ErrorKind::Denied => ReportedKind::Denied,
         wit::types::ErrorKind::Unsupported => ReportedKind::Unsupported,
     };
-    let mut message = e.message;
+    let mut message = super::convert::visible(e.message);
     super::convert::truncate_chars(&mut message, 4096);
     PluginError::Reported {
         plugin: plugin.to_string(),
@@ -1057,7 +1057,7 @@ fn describe_requests(info: &PluginInfo) -> String {
 impl wit::types::Host for State {}
 
 impl imports::log::Host for State {
-    fn log(&mut self, level: imports::log::Level, mut message: String) {
+    fn log(&mut self, level: imports::log::Level, message: String) {
         let cx = &mut self.cx;
         if !cx.grants.log || !cx.plugin.requests(CapabilityKind::Log) {
             return;
@@ -1067,6 +1067,7 @@ impl imports::log::Host for State {
             cx.log_limit_hit = true;
             return;
         }
+        let mut message = super::convert::visible(message);
         super::convert::truncate_chars(&mut message, 8192);
         let (p, i, c) = (&cx.plugin.name, &cx.instance, cx.call);
         use imports::log::Level;
