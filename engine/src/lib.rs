@@ -15,3 +15,4 @@ pub mod runbook;
 pub mod schedule;
 pub mod store;
 pub mod telemetry;
+pub mod text;

@@ -663,3 +663,40 @@ fn api_limits_come_from_vigil_yaml_and_bad_ones_are_refused_before_start() {
         "{took:?}"
     );
 }
+
+#[test]
+fn an_alert_cannot_redraw_the_operators_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = bundle(dir.path());
+    let s = start(&config, &dir.path().join("store"));
+    // A sender's alert name that would clear the screen and fake a line.
+    let name = "Disk\u{1b}[2J\u{1b}[H\rAll clear\u{202e}";
+    let (code, body) = post(
+        &s.base,
+        "/api/v1/alerts",
+        Some(TOKEN),
+        &webhook(vec![
+            json!({"labels": {"alertname": name, "service": "db"}}),
+        ]),
+    );
+    assert_eq!(code, 200, "{body}");
+    wait_for("the incident", Duration::from_secs(10), || {
+        get(&s.base, "/api/v1/incidents")
+            .1
+            .as_array()
+            .is_some_and(|a| a.len() == 1)
+    });
+    let server = ["--server", s.base.as_str()];
+    for cmd in [
+        &["incidents", "list"][..],
+        &["incidents", "show", "inc-000001"][..],
+    ] {
+        let (code, out) = vigil(&config, &[cmd, &server[..]].concat());
+        assert_eq!(code, 0, "{out}");
+        assert!(
+            !out.contains('\u{1b}') && !out.contains('\r') && !out.contains('\u{202e}'),
+            "{out:?}"
+        );
+        assert!(out.contains("Disk\\u{1b}[2J"), "{out}");
+    }
+}

@@ -12,6 +12,7 @@ use vigil::api::{Api, ApiConfig};
 use vigil::runbook::Bundle;
 use vigil::store::{Store, StoreError};
 use vigil::telemetry::Metrics;
+use vigil::text::visible;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
@@ -564,7 +565,7 @@ pub fn incidents(g: &Global, cmd: &IncidentsCommand) -> Result<ExitCode> {
                         status,
                         i.severity,
                         clock(i.opened_ms),
-                        i.title
+                        visible(&i.title)
                     );
                 }
             }
@@ -610,15 +611,15 @@ pub fn incidents(g: &Global, cmd: &IncidentsCommand) -> Result<ExitCode> {
 }
 
 fn print_incident(p: &Paint, i: &Incident, events: &[IncidentEvent]) {
-    println!("{}  {}", p.bold(&i.id), i.title);
+    println!("{}  {}", p.bold(&i.id), visible(&i.title));
     println!("  status    {}", i.status.as_str());
     println!("  severity  {}", i.severity);
     println!("  opened    {}", clock(i.opened_ms));
     if let Some(r) = &i.root_service {
-        println!("  root      {}", p.yellow(r));
+        println!("  root      {}", p.yellow(&visible(r)));
     }
     if !i.services.is_empty() {
-        println!("  services  {}", i.services.join(", "));
+        println!("  services  {}", visible(&i.services.join(", ")));
     }
     println!("  alerts ({}):", i.alerts.len());
     for m in &i.alerts {
@@ -629,8 +630,8 @@ fn print_incident(p: &Paint, i: &Incident, events: &[IncidentEvent]) {
         println!(
             "    {} {:<28} {:<12} {:<8} {}",
             m.fingerprint,
-            m.alertname,
-            m.service.clone().unwrap_or_default(),
+            visible(&m.alertname),
+            visible(m.service.as_deref().unwrap_or_default()),
             format!("{:?}", m.status).to_lowercase(),
             role
         );
@@ -643,7 +644,7 @@ fn print_incident(p: &Paint, i: &Incident, events: &[IncidentEvent]) {
             e.status,
             e.reason
                 .as_ref()
-                .map(|r| format!(": {r}"))
+                .map(|r| format!(": {}", visible(r)))
                 .unwrap_or_default()
         );
     }
@@ -652,7 +653,7 @@ fn print_incident(p: &Paint, i: &Incident, events: &[IncidentEvent]) {
             "  similar   {} ({:.2}) {} {}",
             s.id,
             s.score,
-            s.title,
+            visible(&s.title),
             s.runbooks.join(", ")
         );
     }
@@ -668,7 +669,7 @@ fn print_incident(p: &Paint, i: &Incident, events: &[IncidentEvent]) {
             "    {}  {:<12} {}",
             p.dim(&clock(e.ts_ms)),
             e.kind,
-            e.detail
+            visible(&e.detail)
         );
     }
 }

@@ -21,26 +21,13 @@ pub fn truncate_chars(s: &mut String, max: usize) {
     }
 }
 
-/// Plugin text made safe to show a person: control characters (terminal escapes,
-/// carriage returns, newlines) and invisible direction or width marks are written
-/// out as `\u{…}`, so a plan cannot redraw the screen an approver reads.
+/// Plugin text made safe to show a person (see [`crate::text::visible`]), so a plan
+/// cannot redraw the screen an approver reads.
 pub fn visible(s: String) -> String {
-    let hidden = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
-    };
-    if !s.chars().any(hidden) {
-        return s;
+    match crate::text::visible(&s) {
+        std::borrow::Cow::Borrowed(_) => s,
+        std::borrow::Cow::Owned(o) => o,
     }
-    s.chars()
-        .fold(String::with_capacity(s.len() + 8), |mut out, c| {
-            if hidden(c) {
-                out.extend(c.escape_unicode());
-            } else {
-                out.push(c);
-            }
-            out
-        })
 }
 
 fn bad(plugin: &str, call: Call, detail: impl Into<String>) -> PluginError {
