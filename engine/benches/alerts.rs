@@ -4,7 +4,10 @@
 //!   from a bounded local load generator (target ≥ 20,000 alerts/s);
 //! - p99 latency of an acknowledged (durable) POST, printed;
 //! - ingest + grouping + correlation of 20,000 and 200,000 distinct alerts (distinct
-//!   names, services and instances: one incident each), per alert.
+//!   names, services and instances: one incident each), per alert;
+//! - ingest + correlation of 100 groups × 1,000 alerts that share a correlation
+//!   label (one incident of 100,000 members), then a flush of every group again with
+//!   one alert of each resolved, per alert.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
@@ -118,6 +121,71 @@ fn correlation(c: &mut Criterion) {
             )
         });
     }
+    group.finish();
+}
+
+/// Alert `i` of groups that all share `cluster: bench`: 100 groups (alertname ×
+/// service), one instance per alert.
+fn shared(i: usize, status: AlertStatus) -> IncomingAlert {
+    let mut labels = Labels::new();
+    labels.insert("alertname".into(), format!("BenchAlert{}", i % 10));
+    labels.insert("service".into(), format!("svc{}", i % 100));
+    labels.insert("cluster".into(), "bench".into());
+    labels.insert("instance".into(), format!("host{i}:9100"));
+    IncomingAlert {
+        labels,
+        annotations: Labels::new(),
+        status,
+        starts_at_ms: None,
+        ends_at_ms: None,
+        generator_url: String::new(),
+    }
+}
+
+/// Groups that all fold into one incident: the first flush of each group, then a
+/// flush of each again after one of its alerts resolved. A group's flush should cost
+/// what the group holds, not what the incident holds. Throughput is per alert.
+fn one_incident(c: &mut Criterion) {
+    const GROUPS: usize = 100;
+    const PER_GROUP: usize = 1_000;
+    const N: usize = GROUPS * PER_GROUP;
+    let alerts: Vec<IncomingAlert> = (0..N).map(|i| shared(i, AlertStatus::Firing)).collect();
+    let resolved: Vec<IncomingAlert> = (0..GROUPS)
+        .map(|i| shared(i, AlertStatus::Resolved))
+        .collect();
+    let mut group = c.benchmark_group("alerts");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(N as u64));
+    group.bench_function(
+        format!("ingest_correlate_one_incident_{GROUPS}x{PER_GROUP}"),
+        |b| {
+            b.iter_batched(
+                || (alerts.clone(), resolved.clone()),
+                |(batch, resolved)| {
+                    // Alerts that stay firing between the two flushes unless resolved.
+                    let cfg = Alerting {
+                        resolve_timeout: vigil::runbook::duration::Duration::from_secs(3600),
+                        ..Alerting::default()
+                    };
+                    let wait = cfg.group_wait.as_std().as_millis() as i64;
+                    let interval = cfg.group_interval.as_std().as_millis() as i64;
+                    let mut engine = Engine::new(cfg, &Default::default());
+                    for a in batch {
+                        engine.ingest(a, 0);
+                    }
+                    assert_eq!(engine.tick(wait).flushed_groups, GROUPS);
+                    assert_eq!(engine.open_incidents(), 1);
+                    for a in resolved {
+                        engine.ingest(a, wait + 1);
+                    }
+                    assert_eq!(engine.tick(wait + interval).flushed_groups, GROUPS);
+                    assert_eq!(engine.open_incidents(), 1);
+                    engine
+                },
+                BatchSize::PerIteration,
+            )
+        },
+    );
     group.finish();
 }
 
@@ -256,5 +324,5 @@ fn http(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, in_process, correlation, http);
+criterion_group!(benches, in_process, correlation, one_incident, http);
 criterion_main!(benches);

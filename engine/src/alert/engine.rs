@@ -9,8 +9,10 @@
 
 use super::*;
 use crate::runbook::model::Alerting;
+use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 /// The service dependency map, with its transitive closure.
 #[derive(Clone, Debug, Default)]
@@ -174,25 +176,246 @@ impl TickResult {
 
 const SCOPE_LABEL: &str = "cluster";
 const MAX_PAST_FOR_SIMILARITY: usize = 500;
+/// Below this many members an incident is recomputed from a scan, which costs about
+/// what keeping aggregates for it would.
+const AGG_MIN_MEMBERS: usize = 64;
 
 /// An open incident's members and groups as sets, so that folding a group into a
-/// large incident does not scan its lists. Built when first needed.
-#[derive(Debug, Default)]
+/// large incident does not scan its lists, and what [`Engine::recompute`] derives
+/// from its members, kept as they change. Built when first needed.
+#[derive(Debug)]
 struct OpenSets {
-    /// Member fingerprint → position in `Incident::alerts`.
-    pos: HashMap<String, usize>,
+    id: Arc<str>,
+    /// Member fingerprint → position in `Incident::alerts` (the first one).
+    pos: HashMap<u64, usize>,
+    /// The same for fingerprints not spelled as [`fingerprint_hex`] spells them
+    /// (only from a store written otherwise).
+    odd: HashMap<String, usize>,
     groups: HashSet<String>,
+    /// Every member is spelled as [`fingerprint_hex`] spells it, and held once: only
+    /// then do the aggregates say what a scan of the members says.
+    exact: bool,
+    /// Built by a recompute once the incident is large enough to be worth it, while
+    /// `exact`; dropped when the full recompute takes over.
+    agg: Option<Agg>,
+}
+
+/// A member's place in the root-cause order: earliest start, then the higher
+/// severity, then the first in `Incident::alerts` (as `min_by_key` picks).
+type RootKey = (i64, Reverse<u8>, usize);
+
+/// What [`Engine::recompute`] needs from all members of an open incident.
+#[derive(Debug, Default)]
+struct Agg {
+    firing: usize,
+    /// Firing members by service, and those without one, in root-cause order.
+    live: BTreeMap<String, BTreeSet<RootKey>>,
+    live_none: BTreeSet<RootKey>,
+    /// The highest severity of all members, the last of equals: (rank, position).
+    severity: Option<(u8, usize)>,
+    /// Positions of the members whose role is root cause.
+    roots: Vec<usize>,
+    /// [`incident_tokens`] of the members.
+    tokens: HashSet<String>,
+    /// Over the members whose alert is held (in `Engine::alerts`): how many, and per
+    /// label name how many have it and its values, counted. A label is common when
+    /// all have it with one value.
+    held: usize,
+    names: HashMap<String, (usize, HashMap<String, usize>)>,
+}
+
+/// A fingerprint spelled as [`fingerprint_hex`] spells it, as a number.
+fn canonical(s: &str) -> Option<u64> {
+    if s.len() == 16
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        u64::from_str_radix(s, 16).ok()
+    } else {
+        None
+    }
 }
 
 impl OpenSets {
     fn of(inc: &Incident) -> OpenSets {
-        let mut pos = HashMap::with_capacity(inc.alerts.len());
-        for (i, m) in inc.alerts.iter().enumerate() {
-            pos.entry(m.fingerprint.clone()).or_insert(i);
-        }
-        OpenSets {
-            pos,
+        let mut sets = OpenSets {
+            id: Arc::from(inc.id.as_str()),
+            pos: HashMap::with_capacity(inc.alerts.len()),
+            odd: HashMap::new(),
             groups: inc.groups.iter().cloned().collect(),
+            exact: true,
+            agg: None,
+        };
+        for (i, m) in inc.alerts.iter().enumerate() {
+            if sets.find(&m.fingerprint).is_some() {
+                sets.exact = false;
+            } else {
+                sets.place(&m.fingerprint, i);
+            }
+        }
+        sets
+    }
+
+    fn find(&self, fingerprint: &str) -> Option<usize> {
+        match canonical(fingerprint) {
+            Some(fp) => self.pos.get(&fp).copied(),
+            None => self.odd.get(fingerprint).copied(),
+        }
+    }
+
+    /// Files a new member at position `i`; its number when spelled canonically.
+    fn place(&mut self, fingerprint: &str, i: usize) -> Option<u64> {
+        match canonical(fingerprint) {
+            Some(fp) => {
+                self.pos.insert(fp, i);
+                Some(fp)
+            }
+            None => {
+                self.odd.insert(fingerprint.to_string(), i);
+                self.exact = false;
+                None
+            }
+        }
+    }
+}
+
+impl Agg {
+    /// From a scan of the members, and of which of them `alerts` holds.
+    fn of(inc: &Incident, sets: &OpenSets, alerts: &HashMap<u64, AlertRecord>) -> Agg {
+        let mut agg = Agg::default();
+        for (i, m) in inc.alerts.iter().enumerate() {
+            agg.add(m, i);
+            if m.role == Role::RootCause {
+                agg.roots.push(i);
+            }
+        }
+        for fp in sets.pos.keys() {
+            if let Some(r) = alerts.get(fp) {
+                agg.hold(&r.labels, true);
+            }
+        }
+        agg
+    }
+
+    /// A member joins (at position `i`), as it is.
+    fn add(&mut self, m: &Member, i: usize) {
+        self.tokens.insert(format!("alertname={}", m.alertname));
+        if let Some(s) = &m.service {
+            self.tokens.insert(format!("service={s}"));
+        }
+        let rank = severity_rank(&m.severity);
+        if self.severity.is_none_or(|(r, _)| rank >= r) {
+            self.severity = Some((rank, i));
+        }
+        self.live(m, i, rank, true);
+    }
+
+    /// Counts a member (at position `i`) in, or out of, the firing ones.
+    fn live(&mut self, m: &Member, i: usize, rank: u8, add: bool) {
+        if m.status != AlertStatus::Firing {
+            return;
+        }
+        let key = (m.starts_at_ms, Reverse(rank), i);
+        let set = match &m.service {
+            Some(s) => match self.live.get_mut(s) {
+                Some(set) => set,
+                None => self.live.entry(s.clone()).or_default(),
+            },
+            None => &mut self.live_none,
+        };
+        if add {
+            set.insert(key);
+            self.firing += 1;
+        } else {
+            set.remove(&key);
+            self.firing -= 1;
+            if set.is_empty()
+                && let Some(s) = &m.service
+            {
+                self.live.remove(s);
+            }
+        }
+    }
+
+    /// A member's alert comes into, or leaves, `Engine::alerts`.
+    fn hold(&mut self, labels: &Labels, add: bool) {
+        if add {
+            self.held += 1;
+            for (k, v) in labels {
+                let e = match self.names.get_mut(k) {
+                    Some(e) => e,
+                    None => self.names.entry(k.clone()).or_default(),
+                };
+                e.0 += 1;
+                match e.1.get_mut(v) {
+                    Some(n) => *n += 1,
+                    None => {
+                        e.1.insert(v.clone(), 1);
+                    }
+                }
+            }
+        } else {
+            self.held -= 1;
+            for (k, v) in labels {
+                let Some(e) = self.names.get_mut(k) else {
+                    continue;
+                };
+                e.0 -= 1;
+                if let Some(n) = e.1.get_mut(v) {
+                    *n -= 1;
+                    if *n == 0 {
+                        e.1.remove(v);
+                    }
+                }
+                if e.0 == 0 {
+                    self.names.remove(k);
+                }
+            }
+        }
+    }
+
+    /// The labels every held member's alert has (none held: `None`).
+    fn common(&self) -> Option<Labels> {
+        (self.held > 0).then(|| {
+            self.names
+                .iter()
+                .filter(|(_, (n, values))| *n == self.held && values.len() == 1)
+                .filter_map(|(k, (_, values))| values.keys().next().map(|v| (k.clone(), v.clone())))
+                .collect()
+        })
+    }
+}
+
+/// Files (or takes away) `sets`' members as held by its incident, for
+/// [`held_changed`]: done while its aggregates exist.
+fn own(owners: &mut HashMap<u64, Vec<Arc<str>>>, sets: &OpenSets, add: bool) {
+    for fp in sets.pos.keys() {
+        if add {
+            owners.entry(*fp).or_default().push(sets.id.clone());
+        } else if let Some(ids) = owners.get_mut(fp) {
+            ids.retain(|o| *o != sets.id);
+            if ids.is_empty() {
+                owners.remove(fp);
+            }
+        }
+    }
+}
+
+/// An alert record of `fp` came or went: the open incidents holding it as a member
+/// count it in, or out of, their common labels.
+fn held_changed(
+    owners: &HashMap<u64, Vec<Arc<str>>>,
+    open_sets: &mut HashMap<String, OpenSets>,
+    fp: u64,
+    labels: &Labels,
+    add: bool,
+) {
+    let Some(ids) = owners.get(&fp) else {
+        return;
+    };
+    for id in ids {
+        if let Some(agg) = open_sets.get_mut(&**id).and_then(|s| s.agg.as_mut()) {
+            agg.hold(labels, add);
         }
     }
 }
@@ -222,6 +445,9 @@ pub struct Engine {
     by_token: HashMap<String, HashSet<String>>,
     by_service: HashMap<String, HashSet<String>>,
     open_sets: HashMap<String, OpenSets>,
+    /// Member fingerprint → the open incidents with aggregates that hold it, so that
+    /// an alert record coming or going reaches them.
+    owners: HashMap<u64, Vec<Arc<str>>>,
     /// Past incidents (resolved, not merged), and by similarity token.
     past: BTreeSet<String>,
     past_by_token: HashMap<String, BTreeSet<String>>,
@@ -235,6 +461,9 @@ pub struct Engine {
     tick_deltas: Vec<HashMap<Vec<String>, i64>>,
     tick_at: Option<i64>,
     open: usize,
+    /// Members from which an incident keeps aggregates ([`AGG_MIN_MEMBERS`]; tests
+    /// lower it to use them for small incidents too).
+    agg_min: usize,
     /// Tests: correlate with the scans the indexes replaced, as an oracle.
     #[cfg(test)]
     scan: bool,
@@ -298,6 +527,7 @@ impl Engine {
             by_token: HashMap::new(),
             by_service: HashMap::new(),
             open_sets: HashMap::new(),
+            owners: HashMap::new(),
             past: BTreeSet::new(),
             past_by_token: HashMap::new(),
             past_bounds: None,
@@ -305,6 +535,7 @@ impl Engine {
             tick_deltas: vec![HashMap::new(); rules],
             tick_at: None,
             open: 0,
+            agg_min: AGG_MIN_MEMBERS,
             #[cfg(test)]
             scan: false,
         }
@@ -356,8 +587,16 @@ impl Engine {
                 }
             }
         }
-        self.open_sets.remove(id);
+        self.drop_open_sets(id);
         ix
+    }
+
+    fn drop_open_sets(&mut self, id: &str) {
+        if let Some(sets) = self.open_sets.remove(id)
+            && sets.agg.is_some()
+        {
+            own(&mut self.owners, &sets, false);
+        }
     }
 
     /// Files a resolved, unmerged incident for similarity search.
@@ -501,6 +740,10 @@ impl Engine {
             }
             self.alerts.insert(fp, rec);
         }
+        // What was derived from incidents and alerts replaced here is built again
+        // when first needed.
+        self.open_sets.clear();
+        self.owners.clear();
     }
 
     /// Puts back the timing of groups [`Engine::restore`] rebuilt from their alerts.
@@ -619,6 +862,14 @@ impl Engine {
             }
         };
         self.schedule(old, new);
+        // A new record of an alert that is a member already (it resolved and left,
+        // and fires again) counts in its incidents' common labels again.
+        if self.owners.contains_key(&fp)
+            && let Some(r) = self.alerts.get(&fp)
+            && r.count == 1
+        {
+            held_changed(&self.owners, &mut self.open_sets, fp, &r.labels, true);
+        }
         self.join_group(gk, key, fp, now);
         fp
     }
@@ -970,7 +1221,9 @@ impl Engine {
                     .collect();
                 for fp in gone {
                     g.members.remove(&fp);
-                    self.alerts.remove(&fp);
+                    if let Some(r) = self.alerts.remove(&fp) {
+                        held_changed(&self.owners, &mut self.open_sets, fp, &r.labels, false);
+                    }
                 }
                 if g.members.is_empty() {
                     self.due.remove(&(g.next_flush_ms, gk));
@@ -1057,6 +1310,7 @@ impl Engine {
         }
         let ix = self.index.entry(id.clone()).or_default();
         let mut added = Vec::new();
+        let mut tok = String::new();
         for fp in &members {
             let Some(r) = self.alerts.get_mut(fp) else {
                 continue;
@@ -1065,19 +1319,26 @@ impl Engine {
                 r.incident = Some(id.clone());
                 out.changed_alerts.push(r.clone());
             }
-            match sets
-                .pos
-                .get(&r.fingerprint)
-                .and_then(|i| inc.alerts.get_mut(*i))
-            {
-                Some(m) => {
-                    m.status = r.status;
-                    m.starts_at_ms = r.starts_at_ms;
+            match sets.find(&r.fingerprint) {
+                Some(i) => {
+                    if let Some(m) = inc.alerts.get_mut(i)
+                        && (m.status != r.status || m.starts_at_ms != r.starts_at_ms)
+                    {
+                        let rank = severity_rank(&m.severity);
+                        if let Some(agg) = sets.agg.as_mut() {
+                            agg.live(m, i, rank, false);
+                        }
+                        m.status = r.status;
+                        m.starts_at_ms = r.starts_at_ms;
+                        if let Some(agg) = sets.agg.as_mut() {
+                            agg.live(m, i, rank, true);
+                        }
+                    }
                 }
                 None => {
                     added.push(r.alertname().to_string());
-                    sets.pos.insert(r.fingerprint.clone(), inc.alerts.len());
-                    inc.alerts.push(Member {
+                    let i = inc.alerts.len();
+                    let m = Member {
                         fingerprint: r.fingerprint.clone(),
                         alertname: r.alertname().to_string(),
                         service: r.labels.get("service").cloned(),
@@ -1085,18 +1346,29 @@ impl Engine {
                         role: Role::Symptom,
                         starts_at_ms: r.starts_at_ms,
                         severity: r.labels.get("severity").cloned().unwrap_or_default(),
-                    });
+                    };
+                    if let Some(n) = sets.place(&r.fingerprint, i)
+                        && let Some(agg) = sets.agg.as_mut()
+                    {
+                        self.owners.entry(n).or_default().push(sets.id.clone());
+                        agg.add(&m, i);
+                        agg.hold(&r.labels, true);
+                    }
+                    inc.alerts.push(m);
                 }
             }
             for l in &self.cfg.correlation_labels {
                 if let Some(v) = r.labels.get(l) {
-                    let tok = format!("{l}={v}");
-                    if !ix.tokens.contains(&tok) {
+                    tok.clear();
+                    tok.push_str(l);
+                    tok.push('=');
+                    tok.push_str(v);
+                    if !ix.tokens.contains(tok.as_str()) {
                         self.by_token
                             .entry(tok.clone())
                             .or_default()
                             .insert(id.clone());
-                        ix.tokens.insert(tok);
+                        ix.tokens.insert(tok.clone());
                     }
                 }
             }
@@ -1255,8 +1527,21 @@ impl Engine {
         {
             let n = moved.len();
             for m in moved {
-                if !sets.pos.contains_key(&m.fingerprint) {
-                    sets.pos.insert(m.fingerprint.clone(), dst.alerts.len());
+                if sets.find(&m.fingerprint).is_none() {
+                    let i = dst.alerts.len();
+                    if let Some(fp) = sets.place(&m.fingerprint, i)
+                        && let Some(agg) = sets.agg.as_mut()
+                    {
+                        // Members come in with their roles and states.
+                        self.owners.entry(fp).or_default().push(sets.id.clone());
+                        agg.add(&m, i);
+                        if m.role == Role::RootCause {
+                            agg.roots.push(i);
+                        }
+                        if let Some(r) = self.alerts.get(&fp) {
+                            agg.hold(&r.labels, true);
+                        }
+                    }
                     dst.alerts.push(m);
                 }
             }
@@ -1277,8 +1562,166 @@ impl Engine {
         }
     }
 
-    /// Root cause, severity, labels, title, status and similar incidents.
+    /// Root cause, severity, labels, title, status and similar incidents, from the
+    /// aggregates of the members: what [`Engine::recompute_full`] derives from all of
+    /// them, at the cost of what changed. When no member fires (the incident
+    /// resolves), or the aggregates cannot be exact, the full recompute runs.
     fn recompute(&mut self, id: &str, now: i64, out: &mut TickResult) {
+        #[cfg(test)]
+        if self.scan {
+            return self.recompute_full(id, now, out);
+        }
+        let Some(sets) = self.open_sets.get_mut(id) else {
+            return self.recompute_full(id, now, out);
+        };
+        if sets.agg.is_none()
+            && sets.exact
+            && let Some(inc) = self.incidents.get(id)
+            && inc.alerts.len() >= self.agg_min
+        {
+            sets.agg = Some(Agg::of(inc, sets, &self.alerts));
+            own(&mut self.owners, sets, true);
+        }
+        if !sets.exact || sets.agg.as_ref().is_none_or(|a| a.firing == 0) {
+            // Roles, and the rest, are set from a scan: the aggregates follow no more.
+            if sets.agg.take().is_some() {
+                own(&mut self.owners, sets, false);
+            }
+            return self.recompute_full(id, now, out);
+        }
+        let similar = self.similar_to(id);
+        let (Some(inc), Some(agg)) = (
+            self.incidents.get_mut(id),
+            self.open_sets.get_mut(id).and_then(|s| s.agg.as_mut()),
+        ) else {
+            return;
+        };
+        let services = &agg.live;
+        // How many of `within` are in `set`, walking the smaller of the two.
+        let among = |set: Option<&HashSet<String>>| -> usize {
+            let Some(set) = set else {
+                return 0;
+            };
+            if set.len() < services.len() {
+                set.iter().filter(|t| services.contains_key(*t)).count()
+            } else {
+                services.keys().filter(|t| set.contains(*t)).count()
+            }
+        };
+        let root_service = services
+            .keys()
+            .map(String::as_str)
+            .filter(|s| among(self.topo.deps_of(s)) == 0)
+            .max_by_key(|s| {
+                let dependents = among(self.topo.dependents_of(s));
+                let earliest = services
+                    .get(*s)
+                    .and_then(|set| set.first())
+                    .map_or(i64::MAX, |k| k.0);
+                (dependents, Reverse(earliest))
+            });
+        // With no root service (none, or a dependency cycle), every firing member.
+        let first = match root_service {
+            Some(s) => services.get(s).and_then(|set| set.first()),
+            None => services
+                .values()
+                .chain([&agg.live_none])
+                .filter_map(BTreeSet::first)
+                .min(),
+        };
+        let root_pos = first.map(|k| k.2);
+        let root = root_pos
+            .and_then(|i| inc.alerts.get(i))
+            .map(|m| m.fingerprint.clone());
+        let root_service = root_service.map(str::to_string);
+        let severity = agg
+            .severity
+            .and_then(|(_, i)| inc.alerts.get(i))
+            .map(|m| m.severity.clone())
+            .unwrap_or_default();
+        if root != inc.root_cause {
+            for i in agg.roots.drain(..) {
+                if let Some(m) = inc.alerts.get_mut(i) {
+                    m.role = Role::Symptom;
+                }
+            }
+            if let Some(m) = root_pos.and_then(|i| inc.alerts.get_mut(i)) {
+                m.role = Role::RootCause;
+            }
+            agg.roots.extend(root_pos);
+            if let (Some(fp), Some(m)) = (&root, root_pos.and_then(|i| inc.alerts.get(i))) {
+                let name = format!(
+                    "{}{}",
+                    m.alertname,
+                    m.service
+                        .as_ref()
+                        .map(|s| format!(" on {s}"))
+                        .unwrap_or_default()
+                );
+                out.event(
+                    id,
+                    now,
+                    "root_cause",
+                    format!("probable root cause: {name} ({fp})"),
+                );
+            }
+            inc.root_cause = root.clone();
+        }
+        inc.root_service = root_service;
+        if severity != inc.severity {
+            out.event(id, now, "severity", format!("severity {severity}"));
+            inc.severity = severity;
+        }
+        if !inc.services.iter().eq(services.keys()) {
+            inc.services = services.keys().cloned().collect();
+        }
+        // Labels: the root alert's; common labels: those every member alert shares.
+        let root_fp = root.as_ref().and_then(|h| canonical(h));
+        if let Some(r) = root_fp.and_then(|fp| self.alerts.get(&fp)) {
+            inc.labels = r.labels.clone();
+            inc.annotations = r.annotations.clone();
+            inc.value = r
+                .annotations
+                .get("value")
+                .and_then(|v| v.trim().parse().ok());
+        }
+        if let Some(c) = agg.common() {
+            inc.common_labels = c;
+        }
+        inc.title = match root_pos.and_then(|i| inc.alerts.get(i)) {
+            Some(m) => format!(
+                "{}{} ({} alert{}{})",
+                m.alertname,
+                m.service
+                    .as_ref()
+                    .map(|s| format!(" on {s}"))
+                    .unwrap_or_default(),
+                inc.alerts.len(),
+                if inc.alerts.len() == 1 { "" } else { "s" },
+                if inc.services.len() > 1 {
+                    format!(", {} services", inc.services.len())
+                } else {
+                    String::new()
+                }
+            ),
+            None => "incident".into(),
+        };
+        inc.similar = similar;
+        let mut recommended: Vec<String> = Vec::new();
+        for s in &inc.similar {
+            for r in &s.runbooks {
+                if !recommended.contains(r) {
+                    recommended.push(r.clone());
+                }
+            }
+        }
+        inc.recommended_runbooks = recommended;
+        out.touch(id);
+    }
+
+    /// [`Engine::recompute`] from a scan of all members: the oracle of the
+    /// aggregates, and what runs when they cannot be used.
+    fn recompute_full(&mut self, id: &str, now: i64, out: &mut TickResult) {
         let similar = self.similar_to(id);
         let Some(inc) = self.incidents.get_mut(id) else {
             return;
@@ -1484,10 +1927,6 @@ impl Engine {
         let Some(inc) = self.incidents.get(id) else {
             return Vec::new();
         };
-        let tokens = incident_tokens(inc);
-        if tokens.is_empty() {
-            return Vec::new();
-        }
         let (c500, c501) = match &self.past_bounds {
             Some(b) => b.clone(),
             None => {
@@ -1497,13 +1936,25 @@ impl Engine {
                 b
             }
         };
+        // The tokens the aggregates keep, when kept, instead of a walk of all members.
+        let scanned;
+        let tokens = match self.open_sets.get(id).and_then(|s| s.agg.as_ref()) {
+            Some(agg) => &agg.tokens,
+            None => {
+                scanned = incident_tokens(inc);
+                &scanned
+            }
+        };
+        if tokens.is_empty() {
+            return Vec::new();
+        }
         // The most recent 500 other than `id`: one further back when `id` is among them.
         let start = match &c500 {
             Some(c) if self.past.contains(id) && id >= c.as_str() => c501,
             other => other.clone(),
         };
         let mut candidates: BTreeSet<&String> = BTreeSet::new();
-        for t in &tokens {
+        for t in tokens {
             let Some(ids) = self.past_by_token.get(t) else {
                 continue;
             };
@@ -1516,7 +1967,7 @@ impl Engine {
         let mut scored: Vec<Similar> = candidates
             .into_iter()
             .filter_map(|pid| self.incidents.get(pid))
-            .filter_map(|p| similarity(&tokens, p))
+            .filter_map(|p| similarity(tokens, p))
             .collect();
         scored.sort_by(|a, b| b.score.total_cmp(&a.score).then(b.id.cmp(&a.id)));
         scored.truncate(3);
@@ -1846,6 +2297,15 @@ mod tests {
             resolved: bool,
         },
         Wait(i64),
+        /// `n` alerts of one name and service in cluster `c0`, instances `from..from+n`:
+        /// groups that all correlate into one large incident.
+        Burst {
+            name: u8,
+            service: u8,
+            from: u16,
+            n: u16,
+            resolved: bool,
+        },
         /// A manual status change of the n-th incident (resolve or acknowledge).
         Status(usize, bool),
         Silence(u8),
@@ -1861,6 +2321,20 @@ mod tests {
             3 => (1i64..120_000).prop_map(Op::Wait),
             1 => (0usize..8, any::<bool>()).prop_map(|(n, r)| Op::Status(n, r)),
             1 => (0u8..6).prop_map(Op::Silence),
+        ]
+    }
+
+    /// Histories where many groups fold into one incident, and members resolve,
+    /// leave and fire again.
+    fn op_large() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            5 => (0u8..3, 0u8..6, 0u16..100, 1u16..40, proptest::bool::weighted(0.3))
+                .prop_map(|(name, service, from, n, resolved)| Op::Burst {
+                    name, service, from, n, resolved
+                }),
+            3 => (1i64..120_000).prop_map(Op::Wait),
+            2 => op(),
         ]
     }
 
@@ -1910,6 +2384,25 @@ mod tests {
                     x.status = AlertStatus::Resolved;
                 }
                 format!("{:x}", e.ingest(x, now))
+            }
+            Op::Burst {
+                name,
+                service,
+                from,
+                n,
+                resolved,
+            } => {
+                let mut fps = String::new();
+                for i in *from..from + n {
+                    let mut x = a(&format!("B{name}"), &format!("s{service}"), "warning");
+                    x.labels.insert("instance".into(), format!("b{i}"));
+                    x.labels.insert("cluster".into(), "c0".into());
+                    if *resolved {
+                        x.status = AlertStatus::Resolved;
+                    }
+                    fps.push_str(&format!("{:x} ", e.ingest(x, now)));
+                }
+                fps
             }
             Op::Wait(_) => {
                 let r = e.tick(now);
@@ -1961,41 +2454,60 @@ mod tests {
         (incidents, alerts, e.open_incidents())
     }
 
+    /// Runs `ops` on the indexed engine and on the scanning one, comparing every step,
+    /// then again on both restored from what they hold.
+    fn matches_the_scan(
+        ops: &[Op],
+        agg_min: usize,
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        let (mut fast, mut slow) = oracle_pair();
+        fast.agg_min = agg_min;
+        let mut now = 0i64;
+        for op in ops {
+            if let Op::Wait(d) = op {
+                now += d;
+            }
+            proptest::prop_assert_eq!(apply(&mut fast, op, now), apply(&mut slow, op, now));
+            proptest::prop_assert_eq!(state(&fast), state(&slow));
+        }
+        let (mut fast2, mut slow2) = oracle_pair();
+        fast2.agg_min = agg_min;
+        for (from, to) in [(&fast, &mut fast2), (&slow, &mut slow2)] {
+            to.restore(
+                from.alerts().cloned().collect(),
+                from.incidents().cloned().collect(),
+                from.silences().to_vec(),
+                now,
+            );
+        }
+        for op in ops {
+            if let Op::Wait(d) = op {
+                now += d;
+            }
+            proptest::prop_assert_eq!(apply(&mut fast2, op, now), apply(&mut slow2, op, now));
+            proptest::prop_assert_eq!(state(&fast2), state(&slow2));
+        }
+        slow.check_against_scans(now);
+        slow2.check_against_scans(now);
+        Ok(())
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, ..Default::default() })]
 
         /// The indexed correlation (and the due and expiry queues, the inhibition
-        /// counts) gives what the scans they replaced give, step by step — also after
-        /// a restart from what was persisted.
+        /// counts, the incident aggregates) gives what the scans they replaced give,
+        /// step by step — also after a restart from what was persisted.
         #[test]
-        fn indexed_correlation_matches_the_scan(ops in proptest::collection::vec(op(), 1..80)) {
-            let (mut fast, mut slow) = oracle_pair();
-            let mut now = 0i64;
-            for op in &ops {
-                if let Op::Wait(d) = op {
-                    now += d;
-                }
-                proptest::prop_assert_eq!(apply(&mut fast, op, now), apply(&mut slow, op, now));
-                proptest::prop_assert_eq!(state(&fast), state(&slow));
-            }
-            let (mut fast2, mut slow2) = oracle_pair();
-            for (from, to) in [(&fast, &mut fast2), (&slow, &mut slow2)] {
-                to.restore(
-                    from.alerts().cloned().collect(),
-                    from.incidents().cloned().collect(),
-                    from.silences().to_vec(),
-                    now,
-                );
-            }
-            for op in &ops {
-                if let Op::Wait(d) = op {
-                    now += d;
-                }
-                proptest::prop_assert_eq!(apply(&mut fast2, op, now), apply(&mut slow2, op, now));
-                proptest::prop_assert_eq!(state(&fast2), state(&slow2));
-            }
-            slow.check_against_scans(now);
-            slow2.check_against_scans(now);
+        fn indexed_correlation_matches_the_scan(ops in proptest::collection::vec(op(), 1..80), agg_min in proptest::sample::select(vec![1, AGG_MIN_MEMBERS])) {
+            matches_the_scan(&ops, agg_min)?;
+        }
+
+        /// The same where groups pile into one large incident whose members resolve,
+        /// leave and fire again (the aggregates kept as members change).
+        #[test]
+        fn large_incidents_match_the_scan(ops in proptest::collection::vec(op_large(), 1..60), agg_min in proptest::sample::select(vec![1, AGG_MIN_MEMBERS])) {
+            matches_the_scan(&ops, agg_min)?;
         }
 
         /// A tick in bounded turns ends where one tick ends.
@@ -2027,6 +2539,50 @@ mod tests {
                 proptest::prop_assert_eq!(state(&whole), state(&turns));
             }
         }
+    }
+
+    /// Twenty groups of fifty alerts fold into one incident; members resolve, leave
+    /// and fire again, a service is silenced, the engine restarts: the aggregates
+    /// (kept, not rebuilt) give what the full recompute gives at every step.
+    #[test]
+    fn one_large_incident_matches_the_full_recompute() {
+        let (mut fast, mut slow) = oracle_pair();
+        let burst = |name: u8, service: u8, resolved: bool| Op::Burst {
+            name,
+            service,
+            from: 0,
+            n: 50,
+            resolved,
+        };
+        let all = || (0..20).map(move |g| burst(g % 4, g % 6, false));
+        // Alerts resolve unless seen within 90 s: every burst is sent again at 40 s,
+        // which also brings back the two that resolved and left at 40 s.
+        let mut ops: Vec<Op> = all().collect();
+        ops.extend([Op::Wait(10_000), burst(1, 1, true), burst(2, 2, true)]);
+        ops.push(Op::Wait(30_000));
+        ops.extend(all());
+        ops.extend([Op::Silence(3), Op::Wait(30_000)]);
+        ops.extend([burst(0, 0, true), burst(3, 3, true), Op::Wait(30_000)]);
+        ops.extend([burst(0, 0, false), Op::Wait(30_000)]);
+        let mut now = 0;
+        for op in &ops {
+            if let Op::Wait(d) = op {
+                now += d;
+            }
+            assert_eq!(apply(&mut fast, op, now), apply(&mut slow, op, now));
+            assert_eq!(state(&fast), state(&slow));
+        }
+        let big = fast
+            .incidents()
+            .find(|i| i.is_open())
+            .map(|i| (i.id.clone(), i.alerts.len()));
+        let (id, members) = big.expect("one open incident");
+        assert!(members >= 600, "{members} members");
+        assert!(
+            fast.open_sets.get(&id).is_some_and(|s| s.agg.is_some()),
+            "kept by the aggregates"
+        );
+        matches_the_scan(&ops, AGG_MIN_MEMBERS).unwrap();
     }
 
     #[test]
