@@ -1688,34 +1688,9 @@ impl Engine {
         if let Some(c) = agg.common() {
             inc.common_labels = c;
         }
-        inc.title = match root_pos.and_then(|i| inc.alerts.get(i)) {
-            Some(m) => format!(
-                "{}{} ({} alert{}{})",
-                m.alertname,
-                m.service
-                    .as_ref()
-                    .map(|s| format!(" on {s}"))
-                    .unwrap_or_default(),
-                inc.alerts.len(),
-                if inc.alerts.len() == 1 { "" } else { "s" },
-                if inc.services.len() > 1 {
-                    format!(", {} services", inc.services.len())
-                } else {
-                    String::new()
-                }
-            ),
-            None => "incident".into(),
-        };
+        inc.title = title(inc, root_pos.and_then(|i| inc.alerts.get(i)));
+        inc.recommended_runbooks = recommended_runbooks(&similar);
         inc.similar = similar;
-        let mut recommended: Vec<String> = Vec::new();
-        for s in &inc.similar {
-            for r in &s.runbooks {
-                if !recommended.contains(r) {
-                    recommended.push(r.clone());
-                }
-            }
-        }
-        inc.recommended_runbooks = recommended;
         out.touch(id);
     }
 
@@ -1863,38 +1838,14 @@ impl Engine {
             .iter()
             .filter(|m| m.status == AlertStatus::Firing)
             .count();
-        inc.title = match inc
-            .alerts
-            .iter()
-            .find(|m| Some(&m.fingerprint) == inc.root_cause.as_ref())
-        {
-            Some(m) => format!(
-                "{}{} ({} alert{}{})",
-                m.alertname,
-                m.service
-                    .as_ref()
-                    .map(|s| format!(" on {s}"))
-                    .unwrap_or_default(),
-                inc.alerts.len(),
-                if inc.alerts.len() == 1 { "" } else { "s" },
-                if inc.services.len() > 1 {
-                    format!(", {} services", inc.services.len())
-                } else {
-                    String::new()
-                }
-            ),
-            None => "incident".into(),
-        };
+        inc.title = title(
+            inc,
+            inc.alerts
+                .iter()
+                .find(|m| Some(&m.fingerprint) == inc.root_cause.as_ref()),
+        );
+        inc.recommended_runbooks = recommended_runbooks(&similar);
         inc.similar = similar;
-        let mut recommended: Vec<String> = Vec::new();
-        for s in &inc.similar {
-            for r in &s.runbooks {
-                if !recommended.contains(r) {
-                    recommended.push(r.clone());
-                }
-            }
-        }
-        inc.recommended_runbooks = recommended;
         let resolved = firing == 0 && inc.is_open();
         if resolved {
             inc.status = IncidentStatus::Resolved;
@@ -2128,6 +2079,40 @@ fn similarity(tokens: &HashSet<String>, p: &Incident) -> Option<Similar> {
         title: p.title.clone(),
         runbooks: p.executions.iter().map(|e| e.runbook.clone()).collect(),
     })
+}
+
+/// An incident's title: its root cause's alert and service, and how many alerts and
+/// services it holds.
+fn title(inc: &Incident, root: Option<&Member>) -> String {
+    let Some(m) = root else {
+        return "incident".into();
+    };
+    format!(
+        "{}{} ({} alert{}{})",
+        m.alertname,
+        m.service
+            .as_ref()
+            .map(|s| format!(" on {s}"))
+            .unwrap_or_default(),
+        inc.alerts.len(),
+        if inc.alerts.len() == 1 { "" } else { "s" },
+        if inc.services.len() > 1 {
+            format!(", {} services", inc.services.len())
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// The runbooks that remediated similar past incidents, each once, most similar first.
+fn recommended_runbooks(similar: &[Similar]) -> Vec<String> {
+    let mut recommended: Vec<String> = Vec::new();
+    for r in similar.iter().flat_map(|s| &s.runbooks) {
+        if !recommended.contains(r) {
+            recommended.push(r.clone());
+        }
+    }
+    recommended
 }
 
 fn incident_tokens(inc: &Incident) -> HashSet<String> {
