@@ -1650,14 +1650,7 @@ impl Engine {
             }
             agg.roots.extend(root_pos);
             if let (Some(fp), Some(m)) = (&root, root_pos.and_then(|i| inc.alerts.get(i))) {
-                let name = format!(
-                    "{}{}",
-                    m.alertname,
-                    m.service
-                        .as_ref()
-                        .map(|s| format!(" on {s}"))
-                        .unwrap_or_default()
-                );
+                let name = member_name(m);
                 out.event(
                     id,
                     now,
@@ -1776,16 +1769,7 @@ impl Engine {
                     .alerts
                     .iter()
                     .find(|m| &m.fingerprint == fp)
-                    .map(|m| {
-                        format!(
-                            "{}{}",
-                            m.alertname,
-                            m.service
-                                .as_ref()
-                                .map(|s| format!(" on {s}"))
-                                .unwrap_or_default()
-                        )
-                    })
+                    .map(member_name)
                     .unwrap_or_default();
                 out.event(
                     id,
@@ -2088,12 +2072,8 @@ fn title(inc: &Incident, root: Option<&Member>) -> String {
         return "incident".into();
     };
     format!(
-        "{}{} ({} alert{}{})",
-        m.alertname,
-        m.service
-            .as_ref()
-            .map(|s| format!(" on {s}"))
-            .unwrap_or_default(),
+        "{} ({} alert{}{})",
+        member_name(m),
         inc.alerts.len(),
         if inc.alerts.len() == 1 { "" } else { "s" },
         if inc.services.len() > 1 {
@@ -2102,6 +2082,14 @@ fn title(inc: &Incident, root: Option<&Member>) -> String {
             String::new()
         }
     )
+}
+
+/// How a member is named to people: its alert, and its service when it has one.
+fn member_name(m: &Member) -> String {
+    match &m.service {
+        Some(s) => format!("{} on {s}", m.alertname),
+        None => m.alertname.clone(),
+    }
 }
 
 /// The runbooks that remediated similar past incidents, each once, most similar first.

@@ -20,6 +20,7 @@ mod error;
 pub mod grants;
 mod host;
 pub mod http_policy;
+mod limiter;
 mod model;
 mod services;
 
