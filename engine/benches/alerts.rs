@@ -164,7 +164,7 @@ fn one_incident(c: &mut Criterion) {
                 |(batch, resolved)| {
                     // Alerts that stay firing between the two flushes unless resolved.
                     let cfg = Alerting {
-                        resolve_timeout: vigil::runbook::duration::Duration::from_secs(3600),
+                        resolve_timeout: vigil_core::duration::Duration::from_secs(3600),
                         ..Alerting::default()
                     };
                     let wait = cfg.group_wait.as_std().as_millis() as i64;

@@ -15,11 +15,11 @@
 //! running after it stays journaled as running and resumes at the next start.
 
 use crate::alert::service::{AlertService, Options, ServiceError, build_with};
-use crate::exec::action::ActionCatalog;
+use vigil_core::action::ActionCatalog;
 use crate::plugin::{Connector, TimeRange};
 use crate::runbook::Bundle;
 use crate::runbook::model::TriggerMode;
-use crate::schedule::Clock;
+use vigil_core::Clock;
 use crate::schedule::detectors::Series;
 use crate::schedule::evaluate::Truth;
 use crate::schedule::runner::{

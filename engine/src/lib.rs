@@ -15,4 +15,3 @@ pub mod runbook;
 pub mod schedule;
 pub mod store;
 pub mod telemetry;
-pub mod text;

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use vigil::alert::{AlertStatus, Engine, IncomingAlert, Labels, fingerprint, fingerprint_hex};
-use vigil::runbook::duration::Duration;
+use vigil_core::duration::Duration;
 use vigil::runbook::model::Alerting;
 
 /// A tiny deterministic PRNG (xorshift), so the storm is the same on every run.

@@ -11,7 +11,7 @@ use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use vigil::exec::action::{
+use vigil_core::action::{
     Action, ActionCall, ActionCatalog, ActionError, ActionInfo, ActionPlan, BoxFuture,
     PlannedEffect, Risk,
 };
@@ -430,7 +430,7 @@ fn a_plan_with_an_unknown_effect_fails_and_risk_has_a_floor() {
 
 #[tokio::test]
 async fn a_plan_riskier_than_the_policy_saw_waits_for_a_human() {
-    use vigil::exec::action::Ceiling;
+    use vigil_core::action::Ceiling;
     const AUTO: &str = "apiVersion: vigil/v1\nkind: Runbook\nname: auto\nsteps:\n  - id: act\n    uses: evil/act\n";
     let low = Ceiling {
         risk: Risk::Low,
@@ -488,7 +488,7 @@ async fn a_plan_riskier_than_the_policy_saw_waits_for_a_human() {
 
 #[tokio::test]
 async fn one_approval_does_not_cover_a_later_step_riskier_than_the_dry_run() {
-    use vigil::exec::action::Ceiling;
+    use vigil_core::action::Ceiling;
     // A policy asked for one approval of the execution (no step says
     // `approval: policy`); the dry-run it decided on was low risk.
     const GATED: &str = "apiVersion: vigil/v1\nkind: Runbook\nname: gated\nsteps:\n  - id: first\n    uses: evil/first\n  - id: second\n    uses: evil/act\n    needs: [first]\n";

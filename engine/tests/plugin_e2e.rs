@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use vigil::exec::action::{ActionCall, ActionCatalog};
+use vigil_core::action::{ActionCall, ActionCatalog};
 use vigil::plugin::{Connector, HostOptions, InstanceConfig, PluginCatalog, PluginHost, TimeRange};
 
 fn now_ms() -> i64 {
@@ -404,7 +404,7 @@ fn prometheus_and_http_plugins_against_real_servers() {
 fn weeks_of_history_through_the_runner(rt: &tokio::runtime::Runtime, conn: &Connector) {
     use std::collections::HashMap;
     use vigil::daemon::ConnectorSource;
-    use vigil::schedule::Clock;
+    use vigil_core::Clock;
     use vigil::schedule::runner::{RunnerConfig, RunnerStats, run};
 
     let now = now_ms();

@@ -6,7 +6,7 @@ mod common;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
-use vigil::exec::action::{ActionCatalog, ActionPlan, Risk};
+use vigil_core::action::{ActionCatalog, ActionPlan, Risk};
 use vigil::plugin::{
     CacheOutcome, CapabilityKind, HostOptions, InstanceConfig, PluginCatalog, PluginError,
     PluginHost, PluginInstance, StaticSecrets, TimeRange,

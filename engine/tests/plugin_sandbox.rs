@@ -6,7 +6,7 @@ mod common;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vigil::exec::action::{ActionCall, ActionCatalog, ActionPlan};
+use vigil_core::action::{ActionCall, ActionCatalog, ActionPlan};
 use vigil::plugin::{
     Call, Grants, HostOptions, InstanceConfig, Limit, Limits, PluginCatalog, PluginError,
     PluginHost, PluginInstance, TimeRange,
@@ -346,7 +346,7 @@ fn dry_run_through_the_catalog_never_executes() {
         .block_on(action.plan(&json!({})))
         .expect_err("denied in plan");
     assert!(
-        matches!(err, vigil::exec::action::ActionError::Sandbox(_)),
+        matches!(err, vigil_core::action::ActionError::Sandbox(_)),
         "{err}"
     );
     let ok = cat.resolve("hostile/ok").expect("ok action");
@@ -426,7 +426,7 @@ fn many_failures_in_parallel_then_normal_service() {
 
 #[test]
 fn declared_effects_are_allowed_in_execute() {
-    use vigil::exec::action::{PlannedEffect, Risk};
+    use vigil_core::action::{PlannedEffect, Risk};
     use vigil::plugin::{KvStore, MemoryKv};
     let kv = Arc::new(MemoryKv::default());
     let h = PluginHost::new(HostOptions {

@@ -767,14 +767,10 @@ impl Engine {
         match &self.cfg.group_by {
             None => (fp, fingerprint_hex(fp)),
             Some(by) => {
-                let mut h: u64 = 0xcbf29ce484222325;
-                for name in by {
-                    let v = labels.get(name).map_or("", String::as_str);
-                    for b in name.bytes().chain([0xff]).chain(v.bytes()).chain([0xff]) {
-                        h ^= u64::from(b);
-                        h = h.wrapping_mul(0x100000001b3);
-                    }
-                }
+                let h = hash_pairs(
+                    by.iter()
+                        .map(|name| (name.as_str(), labels.get(name).map_or("", String::as_str))),
+                );
                 (h, fingerprint_hex(h))
             }
         }
@@ -1129,7 +1125,7 @@ impl Engine {
             let Some(g) = self.groups.get_mut(&gk) else {
                 continue;
             };
-            let mut state: u64 = 0xcbf29ce484222325;
+            let mut state = Fnv1a::new();
             let mut firing = false;
             let mut visible = 0usize;
             for fp in &g.members {
@@ -1178,25 +1174,20 @@ impl Engine {
                 }
                 visible += 1;
                 firing |= r.status == AlertStatus::Firing;
-                for b in fp
-                    .to_be_bytes()
-                    .into_iter()
-                    .chain([u8::from(r.status == AlertStatus::Firing)])
-                {
-                    state ^= u64::from(b);
-                    state = state.wrapping_mul(0x100000001b3);
-                }
+                state
+                    .write(&fp.to_be_bytes())
+                    .write_u8(u8::from(r.status == AlertStatus::Firing));
             }
             g.next_flush_ms = now + interval;
             self.due.insert((g.next_flush_ms, gk));
             let send = if !g.flushed {
                 visible > 0
             } else {
-                state != g.last_state || (firing && now - g.last_sent_ms >= repeat)
+                state.finish() != g.last_state || (firing && now - g.last_sent_ms >= repeat)
             };
             if send {
                 g.flushed = true;
-                g.last_state = state;
+                g.last_state = state.finish();
                 g.last_sent_ms = now;
                 flushes.push(gk);
             }
@@ -2150,8 +2141,8 @@ fn is_inhibited(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runbook::duration::Duration;
     use crate::runbook::model::InhibitRule;
+    use vigil_core::duration::Duration;
 
     fn a(name: &str, service: &str, severity: &str) -> IncomingAlert {
         let mut labels = Labels::new();
@@ -2187,8 +2178,8 @@ mod tests {
     #[test]
     fn group_timing_survives_a_restart() {
         let cfg = Alerting {
-            group_wait: crate::runbook::duration::Duration::from_secs(30),
-            group_interval: crate::runbook::duration::Duration::from_secs(120),
+            group_wait: vigil_core::duration::Duration::from_secs(30),
+            group_interval: vigil_core::duration::Duration::from_secs(120),
             ..Alerting::default()
         };
         let mut a = Engine::new(cfg.clone(), &Default::default());

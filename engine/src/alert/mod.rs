@@ -17,6 +17,7 @@ pub mod trigger;
 use crate::runbook::model::Matcher;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use vigil_core::fingerprint::Fnv1a;
 
 pub use engine::{Engine, TickResult};
 pub use service::{AlertService, ServiceError};
@@ -75,16 +76,20 @@ impl AlertRecord {
 /// Alertmanager's fingerprint of a label set: FNV-1a 64 over the labels sorted by
 /// name, each name and value followed by the byte 0xff.
 pub fn fingerprint(labels: &Labels) -> u64 {
-    const OFFSET: u64 = 0xcbf29ce484222325;
-    const PRIME: u64 = 0x100000001b3;
-    let mut h = OFFSET;
-    for (k, v) in labels {
-        for b in k.bytes().chain([0xff]).chain(v.bytes()).chain([0xff]) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(PRIME);
-        }
+    hash_pairs(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
+/// FNV-1a 64 over name/value pairs in the given order, each followed by 0xff: the
+/// shape of Alertmanager's fingerprint, also used for group keys.
+pub fn hash_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> u64 {
+    let mut h = Fnv1a::new();
+    for (k, v) in pairs {
+        h.write(k.as_bytes())
+            .write_u8(0xff)
+            .write(v.as_bytes())
+            .write_u8(0xff);
     }
-    h
+    h.finish()
 }
 
 pub fn fingerprint_hex(fp: u64) -> String {
@@ -301,11 +306,7 @@ mod tests {
         // Alertmanager's fingerprint of {alertname="A"}: fnv64a("alertname\xffA\xff").
         let mut l = Labels::new();
         l.insert("alertname".into(), "A".into());
-        let mut h: u64 = 0xcbf29ce484222325;
-        for b in b"alertname\xffA\xff" {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x100000001b3);
-        }
+        let h = vigil_core::fingerprint::fnv1a64(b"alertname\xffA\xff");
         assert_eq!(fingerprint(&l), h);
         let mut l2 = l.clone();
         l2.insert("b".into(), "".into());

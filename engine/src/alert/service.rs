@@ -3,13 +3,13 @@
 
 use super::trigger::Trigger;
 use super::*;
-use crate::schedule::Clock;
 use crate::schedule::detectors::Detection;
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
 use crate::telemetry::story::{Narrator, Story};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
+use vigil_core::Clock;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -792,7 +792,7 @@ impl AlertService {
 pub fn build(
     bundle: &crate::runbook::Bundle,
     store: Store,
-    catalog: Arc<dyn crate::exec::action::ActionCatalog>,
+    catalog: Arc<dyn vigil_core::action::ActionCatalog>,
     metrics: Arc<Metrics>,
 ) -> Result<Arc<AlertService>, ServiceError> {
     build_with(bundle, store, catalog, metrics, Options::default())
@@ -803,7 +803,7 @@ pub fn build(
 pub fn build_with(
     bundle: &crate::runbook::Bundle,
     store: Store,
-    catalog: Arc<dyn crate::exec::action::ActionCatalog>,
+    catalog: Arc<dyn vigil_core::action::ActionCatalog>,
     metrics: Arc<Metrics>,
     options: Options,
 ) -> Result<Arc<AlertService>, ServiceError> {
@@ -854,7 +854,7 @@ pub fn build_with(
 /// allowlist, every transition counted and told.
 pub fn executor_for(
     bundle: &crate::runbook::Bundle,
-    catalog: Arc<dyn crate::exec::action::ActionCatalog>,
+    catalog: Arc<dyn vigil_core::action::ActionCatalog>,
     store: Store,
     metrics: &Arc<Metrics>,
     options: &Options,

@@ -7,7 +7,6 @@
 //! escalation policy decide whether it runs, waits for approval, pages or is ignored.
 
 use super::{Incident, Triggered};
-use crate::exec::action::{ActionCall, ActionCatalog};
 use crate::exec::automation::{Automation, Origin, Outcome};
 use crate::exec::render::resolve_params;
 use crate::exec::render::{Unknowns, render};
@@ -16,8 +15,9 @@ use crate::policy::expr::Bindings;
 use crate::policy::expr::ExprEngine;
 use crate::runbook::model::Notifier;
 use crate::runbook::model::{Runbook, TriggerMode};
-use crate::store::now_ms;
 use std::sync::Arc;
+use vigil_core::action::{ActionCall, ActionCatalog};
+use vigil_core::now_ms;
 
 /// A runbook with the text it was loaded from (journaled with live executions).
 #[derive(Clone, Debug)]

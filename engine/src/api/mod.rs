@@ -16,7 +16,7 @@ pub use server::{bind, serve};
 use crate::alert::payload::{Limits, PayloadError, parse_events, parse_webhook};
 use crate::alert::{AlertService, IncidentStatus, ServiceError, Silence};
 use crate::runbook::model::Matcher;
-use crate::store::now_ms;
+use vigil_core::now_ms;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
@@ -563,7 +563,7 @@ pub fn parse_silence(bytes: &[u8], now: i64) -> Result<Silence, (String, String)
     let ends = match (time("endsAt")?, o.get("duration")) {
         (Some(e), _) => e,
         (None, Some(Value::String(d))) => {
-            let d = crate::runbook::duration::Duration::parse(d)
+            let d = vigil_core::duration::Duration::parse(d)
                 .map_err(|e| f("duration", e.message))?;
             starts + d.as_std().as_millis() as i64
         }

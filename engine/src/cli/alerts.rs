@@ -12,7 +12,7 @@ use vigil::api::{Api, ApiConfig};
 use vigil::runbook::Bundle;
 use vigil::store::{Store, StoreError};
 use vigil::telemetry::Metrics;
-use vigil::text::visible;
+use vigil_core::text::visible;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
@@ -203,12 +203,12 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
             "no API token: set VIGIL_TOKEN (or the variable named by `api.token_env`, or `api.token_file`)",
         ));
     }
-    let grace = vigil::runbook::duration::Duration::parse(&args.grace).map_err(|e| {
+    let grace = vigil_core::duration::Duration::parse(&args.grace).map_err(|e| {
         invalid(format!(
             "--grace {}: {}; {}",
             args.grace,
             e.message,
-            vigil::runbook::duration::DURATION_HINT
+            vigil_core::duration::DURATION_HINT
         ))
     })?;
     let api_cfg = api_config(&bundle.config.api, tokens, grace.as_std())?;
@@ -236,10 +236,10 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
     }
     let catalog = Arc::new(catalog);
     let clock = if args.speed == 1.0 {
-        vigil::schedule::Clock::wall()
+        vigil_core::Clock::wall()
     } else {
         // Time on a compressed clock must not go back when the server restarts.
-        let clock = vigil::schedule::Clock::continuing(store.clock()?, args.speed);
+        let clock = vigil_core::Clock::continuing(store.clock()?, args.speed);
         store.set_clock(&clock)?;
         clock
     };

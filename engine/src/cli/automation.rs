@@ -14,7 +14,8 @@ use vigil::exec::{Executor, Request};
 use vigil::policy::decide::{Facts, PolicyEngine};
 use vigil::policy::expr::ExprEngine;
 use vigil::runbook::Bundle;
-use vigil::store::{AuditEntry, PauseState, now_ms};
+use vigil::store::{AuditEntry, PauseState};
+use vigil_core::now_ms;
 
 /// Compiles the bundle's policies; errors point at file:line:col.
 pub fn policies(bundle: &Bundle) -> Result<Option<Arc<PolicyEngine>>> {
@@ -189,7 +190,7 @@ pub fn promote(g: &Global, runbook: &str) -> Result<ExitCode> {
         let names: Vec<&str> = bundle.runbooks.iter().map(|r| r.name.as_str()).collect();
         return Err(invalid(format!(
             "no runbook `{runbook}`; {}",
-            vigil::runbook::suggest::hint(runbook, names.iter().copied())
+            vigil_core::suggest::hint(runbook, names.iter().copied())
         )));
     }
     let store = open_store(g, Some(&bundle))?;
@@ -279,7 +280,7 @@ pub fn audit(g: &Global, args: &AuditArgs) -> Result<ExitCode> {
     let since = match &args.since {
         Some(s) => {
             now_ms()
-                - vigil::runbook::duration::Duration::parse(s)
+                - vigil_core::duration::Duration::parse(s)
                     .map_err(|e| invalid(format!("--since: {}; e.g. `1h`", e.message)))?
                     .as_std()
                     .as_millis() as i64
@@ -386,7 +387,7 @@ pub fn policy_test(g: &Global, args: &PolicyTestArgs) -> Result<ExitCode> {
     if !engine.names().contains(&policy) {
         return Err(invalid(format!(
             "no policy `{policy}`; {}",
-            vigil::runbook::suggest::hint(policy, engine.names())
+            vigil_core::suggest::hint(policy, engine.names())
         )));
     }
     let incident = args

@@ -19,7 +19,7 @@ pub struct EvaluateArgs {
 }
 
 pub fn run(g: &Global, args: &EvaluateArgs) -> Result<ExitCode> {
-    let window = vigil::runbook::duration::Duration::parse(&args.window)
+    let window = vigil_core::duration::Duration::parse(&args.window)
         .map_err(|e| super::invalid(format!("--window {}: {}", args.window, e.message)))?;
     let bundle = super::alerts::load_bundle(g)?;
     let store_dir = super::store_dir(g, Some(&bundle));
@@ -40,7 +40,7 @@ pub fn run(g: &Global, args: &EvaluateArgs) -> Result<ExitCode> {
         .map(|p| p.at)
         .chain(forecasts.iter().map(|f| f.made_at))
         .max()
-        .map_or_else(vigil::store::now_ms, |s| s * 1000);
+        .map_or_else(vigil_core::now_ms, |s| s * 1000);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

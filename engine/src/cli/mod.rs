@@ -229,7 +229,7 @@ pub fn load_runbook(g: &Global, which: &str) -> Result<(Bundle, Runbook, String)
                 let names: Vec<&str> = bundle.runbooks.iter().map(|r| r.name.as_str()).collect();
                 return Err(invalid(format!(
                     "no runbook named `{which}`; {}",
-                    vigil::runbook::suggest::hint(which, names.iter().copied())
+                    vigil_core::suggest::hint(which, names.iter().copied())
                 )));
             }
         }

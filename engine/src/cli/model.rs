@@ -188,7 +188,7 @@ pub fn retrain(
         .map(|p| p.at * 1000)
         .max()
         .unwrap_or(0)
-        .max(vigil::store::now_ms());
+        .max(vigil_core::now_ms());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

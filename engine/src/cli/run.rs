@@ -12,7 +12,8 @@ use vigil::exec::executor::Observer;
 use vigil::exec::render::{parse_set_value, resolve_params};
 use vigil::exec::{ExecutionReport, Executor, Request, StepStatus};
 use vigil::policy::expr::ExprEngine;
-use vigil::store::{Event, EventKind, ExecStatus, ExecutionRecord, Store, now_ms};
+use vigil::store::{Event, EventKind, ExecStatus, ExecutionRecord, Store};
+use vigil_core::now_ms;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {

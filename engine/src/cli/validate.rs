@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use vigil::exec::core::Catalog;
 use vigil::runbook::Bundle;
-use vigil::runbook::diag::{self, Diagnostic};
+use vigil_core::diag::{self, Diagnostic};
 
 pub fn run(g: &Global, path: Option<&Path>) -> Result<ExitCode> {
     let target = match path {
@@ -49,12 +49,12 @@ pub fn run(g: &Global, path: Option<&Path>) -> Result<ExitCode> {
     }
     if let Err(errors) = vigil::policy::decide::PolicyEngine::load(&bundle.policies) {
         for e in errors {
-            let pos = vigil::runbook::span::Pos {
+            let pos = vigil_core::span::Pos {
                 line: e.line as u32,
                 col: e.col.max(1) as u32,
             };
             bundle.diagnostics.push(
-                Diagnostic::error(&e.file, vigil::runbook::span::Span::at(pos), e.message)
+                Diagnostic::error(&e.file, vigil_core::span::Span::at(pos), e.message)
                     .with_hint("policies are Rhai scripts defining `fn decide(incident, plan)`"),
             );
         }

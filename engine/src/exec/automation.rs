@@ -4,18 +4,19 @@
 //! rate and concurrency limits, dry-run-first), the plan (a dry-run) and its blast
 //! radius, then the escalation policy. Every decision lands in the audit log.
 
-use super::action::ActionCatalog;
 use super::dry_run::dry_run;
 use super::executor::{ExecError, ExecutionReport, Executor, Request};
 use crate::policy::decide::{Decision, Facts, History, PolicyEngine, Verdict};
 use crate::policy::expr::ExprEngine;
 use crate::runbook::model::{Config, RunbookGuardrails};
-use crate::store::{AuditEntry, ExecStatus, Store, StoreError, now_ms};
+use crate::store::{AuditEntry, ExecStatus, Store, StoreError};
 use crate::telemetry::story::{Narrator, Story};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use vigil_core::action::ActionCatalog;
+use vigil_core::now_ms;
 
 /// What automation did with a request.
 #[derive(Debug, Clone, Serialize)]
@@ -276,7 +277,7 @@ impl Automation {
         let plan_json = plan_summary(&plan, origin);
         let plan_hash = format!(
             "{:016x}",
-            super::action::fnv1a64(plan_json.to_string().as_bytes())
+            vigil_core::fingerprint::fnv1a64(plan_json.to_string().as_bytes())
         );
         if origin == Origin::Automatic
             && let Some(max) = self.guardrails(&name).max_targets_per_step
@@ -378,18 +379,18 @@ pub fn whoami() -> String {
 
 /// What the dry-run a policy decided on showed: its highest risk, and whether
 /// every effect could be undone.
-fn ceiling(report: &ExecutionReport) -> super::action::Ceiling {
+fn ceiling(report: &ExecutionReport) -> vigil_core::action::Ceiling {
     let plans = || report.steps.iter().filter_map(|s| s.plan.as_ref());
-    super::action::Ceiling {
+    vigil_core::action::Ceiling {
         risk: plans()
             .map(|p| p.risk())
             .max()
-            .unwrap_or(super::action::Risk::None),
+            .unwrap_or(vigil_core::action::Risk::None),
         reversible: plans().all(|p| p.steps.iter().all(|e| e.reversible)),
     }
 }
 
-fn targets(plan: &super::action::ActionPlan) -> usize {
+fn targets(plan: &vigil_core::action::ActionPlan) -> usize {
     plan.steps
         .iter()
         .map(|e| e.target.as_str())
@@ -422,7 +423,7 @@ pub fn plan_summary(report: &ExecutionReport, origin: Origin) -> Value {
         .filter_map(|s| s.plan.as_ref())
         .map(|p| p.risk())
         .max()
-        .unwrap_or(super::action::Risk::None);
+        .unwrap_or(vigil_core::action::Risk::None);
     let targets: BTreeSet<String> = report
         .steps
         .iter()

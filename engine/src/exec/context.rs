@@ -1,14 +1,15 @@
 //! The shared context of one execution: its record, its runbook, and how its
 //! transitions reach the journal, the live observer and the final report.
 
-use super::action::ActionCatalog;
 use super::executor::{ExecutionReport, Observer, StepReport, StepStatus};
 use crate::policy::expr::{Bindings, ExprEngine};
 use crate::runbook::model::Runbook;
-use crate::store::{Event, EventKind, ExecStatus, ExecutionRecord, Store, StoreError, now_ms};
+use crate::store::{Event, EventKind, ExecStatus, ExecutionRecord, Store, StoreError};
 use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use vigil_core::action::ActionCatalog;
+use vigil_core::now_ms;
 
 #[derive(Clone, Debug, PartialEq)]
 pub(super) enum State {

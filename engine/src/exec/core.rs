@@ -6,12 +6,12 @@
 //! - `core/fail`  — fail on purpose (`message`), for drills and guard steps.
 //! - `core/write` — write or append `content` to a file at `path` (reports, markers).
 
-use super::action::*;
-use crate::runbook::duration::Duration;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::sync::Arc;
+use vigil_core::action::*;
+use vigil_core::duration::Duration;
 
 fn info(name: &str, description: &str, idempotent: bool, pure: bool) -> ActionInfo {
     ActionInfo {
@@ -46,7 +46,7 @@ fn only_keys(input: &Value, allowed: &[&str], action: &str) -> Result<(), Action
     };
     for key in map.keys() {
         if !allowed.contains(&key.as_str()) {
-            let hint = crate::runbook::suggest::hint(key, allowed.iter().copied());
+            let hint = vigil_core::suggest::hint(key, allowed.iter().copied());
             return Err(ActionError::InvalidInput(format!(
                 "{action} has no input `{key}`; {hint}"
             )));

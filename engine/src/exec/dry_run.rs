@@ -5,13 +5,14 @@
 //! Enforced here, not trusted to actions: only `validate` and `plan` are called,
 //! never `execute`, and nothing is journaled.
 
-use super::action::ActionCatalog;
 use super::executor::{ExecutionReport, Request, StepReport, StepStatus};
 use super::render::{Unknowns, render};
 use crate::graph::Dag;
 use crate::policy::expr::{Bindings, ExprEngine};
-use crate::store::{ExecStatus, now_ms};
+use crate::store::ExecStatus;
 use serde_json::{Map, Value, json};
+use vigil_core::action::ActionCatalog;
+use vigil_core::now_ms;
 
 /// Plans every step in order. Outputs of steps that would run are taken from their
 /// plan's preview when the action can tell (pure actions), otherwise unknown.

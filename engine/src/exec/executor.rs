@@ -4,19 +4,20 @@
 //! reports back. Every transition is appended to the journal, and the journal is
 //! made durable before any step with side effects starts (pure steps need no flush).
 
-use super::action::{ActionCatalog, ActionPlan};
 use super::context::{RunCtx, State, report};
 use super::render::{Unknowns, render};
 use super::walk::{Sched, Walk, approved_steps};
 use crate::policy::expr::{Bindings, ExprEngine};
 use crate::runbook::model::Runbook;
-use crate::store::{Event, EventKind, ExecStatus, ExecutionRecord, Store, StoreError, now_ms};
+use crate::store::{Event, EventKind, ExecStatus, ExecutionRecord, Store, StoreError};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use vigil_core::action::{ActionCatalog, ActionPlan};
+use vigil_core::now_ms;
 
 /// Called with every journal event as it happens (live progress).
 pub type Observer = Arc<dyn Fn(&ExecutionRecord, &Event) + Send + Sync>;
@@ -108,7 +109,7 @@ pub struct Request {
     pub approval_timeout: Option<Duration>,
     /// A policy let this run without a human on a dry-run showing this much: a step
     /// whose plan goes past it waits for approval.
-    pub ceiling: Option<super::action::Ceiling>,
+    pub ceiling: Option<vigil_core::action::Ceiling>,
 }
 
 impl Request {
@@ -140,7 +141,7 @@ impl Request {
             &self.incident,
         ))
         .unwrap_or_default();
-        format!("{:016x}", super::action::fnv1a64(text.as_bytes()))
+        format!("{:016x}", vigil_core::fingerprint::fnv1a64(text.as_bytes()))
     }
 }
 
@@ -390,7 +391,7 @@ impl Executor {
             return Ok(false);
         }
         let waited =
-            crate::runbook::duration::Duration::from_millis((now - waiting.ts_ms).max(0) as u64);
+            vigil_core::duration::Duration::from_millis((now - waiting.ts_ms).max(0) as u64);
         let reason = format!(
             "no approval within the policy's timeout (waited {waited}); falling back to paging a human"
         );

@@ -1,7 +1,6 @@
 //! The executor: walks a runbook's DAG, runs steps through [`action::Action`]s, and
 //! journals every transition before the next side effect.
 
-pub mod action;
 pub mod automation;
 mod context;
 pub mod core;
@@ -31,8 +30,8 @@ pub fn verified(runbook: &crate::runbook::model::Runbook, report: &ExecutionRepo
 }
 
 use crate::runbook::Bundle;
-use crate::runbook::diag::Diagnostic;
-use crate::runbook::suggest;
+use vigil_core::diag::Diagnostic;
+use vigil_core::{action, suggest};
 
 /// Checks every step's `uses:` against the actions available, and literal inputs
 /// against the action's own validation.

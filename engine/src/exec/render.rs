@@ -117,7 +117,7 @@ pub fn resolve_params(
                 message: format!(
                     "runbook `{}` has no parameter `{key}`; {}",
                     runbook.name,
-                    crate::runbook::suggest::hint(key, names.iter().copied())
+                    vigil_core::suggest::hint(key, names.iter().copied())
                 ),
             });
         }

@@ -2,18 +2,19 @@
 //! once, as tasks otherwise), their attempts, retries, timeouts and assertions,
 //! `on_failure`, approvals, and settling the outcome.
 
-use super::action::{Action, ActionCall, ActionError, ActionPlan};
 use super::context::{RunCtx, State, report};
 use super::executor::{ExecError, ExecutionReport, StepStatus};
 use super::render::{Unknowns, render};
 use crate::policy::expr::Bindings;
 use crate::runbook::model::{Approval, OnFailure, Runbook, Step};
-use crate::store::{EventKind, ExecStatus, StoreError, now_ms};
+use crate::store::{EventKind, ExecStatus, StoreError};
 use serde_json::{Map, Value, json};
 use std::future::Future as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
+use vigil_core::action::{Action, ActionCall, ActionError, ActionPlan};
+use vigil_core::now_ms;
 
 pub(super) type StepResult = Result<(Value, u32), (String, u32)>;
 
@@ -687,7 +688,7 @@ async fn run_attempts(
 }
 
 fn fmt_delay(d: Duration) -> String {
-    crate::runbook::duration::Duration(d).to_string()
+    vigil_core::duration::Duration(d).to_string()
 }
 
 fn check_assert(

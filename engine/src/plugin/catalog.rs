@@ -7,7 +7,7 @@ use super::error::{Call, PluginError};
 use super::grants::Grants;
 use super::host::{Bound, Invocation, Limits, LoadedPlugin, Mode, PluginHost, reported, wit};
 use super::model::{Batch, PluginInfo, TimeRange};
-use crate::exec::action::{
+use vigil_core::action::{
     Action, ActionCall, ActionCatalog, ActionError, ActionInfo, ActionPlan, BoxFuture,
 };
 use serde::Deserialize;

@@ -5,7 +5,7 @@
 use super::error::{Call, PluginError};
 use super::host::wit::types as w;
 use super::model::{self, Batch, CapabilityKind, Event, PluginInfo, Sample, Series};
-use crate::exec::action::{ActionPlan, PlannedEffect, Risk};
+use vigil_core::action::{ActionPlan, PlannedEffect, Risk};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -21,10 +21,10 @@ pub fn truncate_chars(s: &mut String, max: usize) {
     }
 }
 
-/// Plugin text made safe to show a person (see [`crate::text::visible`]), so a plan
+/// Plugin text made safe to show a person (see [`vigil_core::text::visible`]), so a plan
 /// cannot redraw the screen an approver reads.
 pub fn visible(s: String) -> String {
-    match crate::text::visible(&s) {
+    match vigil_core::text::visible(&s) {
         std::borrow::Cow::Borrowed(_) => s,
         std::borrow::Cow::Owned(o) => o,
     }

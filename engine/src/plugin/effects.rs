@@ -8,7 +8,7 @@
 
 use super::grants::Need;
 use super::http_policy::UrlPattern;
-use crate::exec::action::{ActionPlan, Risk};
+use vigil_core::action::{ActionPlan, Risk};
 
 /// One declared effect, parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,7 +107,7 @@ pub(crate) fn declared(effects: &[String], need: &Need<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exec::action::PlannedEffect;
+    use vigil_core::action::PlannedEffect;
     use crate::plugin::http_policy::CheckedUrl;
 
     fn plan(risk: Risk, reversible: bool, effects: &[&str]) -> ActionPlan {

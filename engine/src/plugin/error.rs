@@ -131,8 +131,8 @@ impl PluginError {
     }
 
     /// Maps to the executor's error type.
-    pub fn into_action_error(self) -> crate::exec::action::ActionError {
-        use crate::exec::action::ActionError;
+    pub fn into_action_error(self) -> vigil_core::action::ActionError {
+        use vigil_core::action::ActionError;
         match &self {
             PluginError::Reported {
                 kind: ReportedKind::InvalidInput,

@@ -69,7 +69,7 @@ pub struct Limits {
 }
 
 fn duration_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    let dur = <crate::runbook::duration::Duration as serde::Deserialize>::deserialize(d)?;
+    let dur = <vigil_core::duration::Duration as serde::Deserialize>::deserialize(d)?;
     Ok(u64::try_from(dur.as_std().as_millis()).unwrap_or(u64::MAX))
 }
 

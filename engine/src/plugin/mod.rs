@@ -4,7 +4,7 @@
 //!   epoch ticker, host services (HTTP, process, kv, secrets).
 //! - [`LoadedPlugin`]: a compiled component with its `InstancePre` and `describe()` info.
 //! - [`PluginInstance`]: a plugin + config + [`Grants`] + [`Limits`] (one `sources:` entry).
-//! - [`PluginCatalog`]: all of them; an [`ActionCatalog`](crate::exec::action::ActionCatalog)
+//! - [`PluginCatalog`]: all of them; an [`ActionCatalog`](vigil_core::action::ActionCatalog)
 //!   resolving `uses: <instance>/<action>`, and [`PluginCatalog::connector`] for detectors.
 //!
 //! Every call runs in a fresh `Store` with a memory cap and an epoch deadline;

@@ -6,7 +6,7 @@
 //! host functions. A script that misbehaves yields a clear error naming the file
 //! and line, and the safe default: page a human.
 
-use crate::runbook::duration::Duration;
+use vigil_core::duration::Duration;
 use crate::runbook::model::{FreezeWindow, PolicyFile, RotationDoc};
 use chrono::{Datelike, TimeZone, Timelike};
 use rhai::packages::Package as _;
@@ -165,7 +165,7 @@ fn host_error(msg: String) -> Box<EvalAltResult> {
 }
 
 fn now_ms() -> i64 {
-    with_facts(|f| f.now_ms).unwrap_or_else(crate::store::now_ms)
+    with_facts(|f| f.now_ms).unwrap_or_else(vigil_core::now_ms)
 }
 
 fn parse_tz(tz: &str) -> HostResult<chrono_tz::Tz> {
@@ -550,7 +550,7 @@ fn interpret(policy: &str, value: Dynamic) -> Result<Decision, String> {
         other => {
             return Err(format!(
                 "action `{other}`; {}",
-                crate::runbook::suggest::hint(other, Verdict::NAMES)
+                vigil_core::suggest::hint(other, Verdict::NAMES)
             ));
         }
     };

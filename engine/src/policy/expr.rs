@@ -172,7 +172,7 @@ fn parse_error(source: &str, e: rhai::ParseError) -> ExprError {
     let (line, col) = (e.1.line().unwrap_or(0), e.1.position().unwrap_or(0));
     let message = e.0.to_string();
     let hint = if let rhai::ParseErrorType::VariableUndefined(name) = &*e.0 {
-        Some(match crate::runbook::suggest::closest(name, VARIABLES) {
+        Some(match vigil_core::suggest::closest(name, VARIABLES) {
             Some(c) => format!("did you mean `{c}`?"),
             None => format!(
                 "expressions can use {}",

@@ -6,8 +6,8 @@
 //! [`Node`] can be fields of a typed resource: they keep the source position (and,
 //! for `Node`, the raw tree) for checks that run after deserialisation.
 
-use super::span::{Pos, Span};
-use super::suggest;
+use vigil_core::span::{Pos, Span};
+use vigil_core::suggest;
 use super::yaml::{Node, Value};
 use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -16,8 +16,7 @@ use std::fmt;
 const SPANNED_NAME: &str = "$__vigil_spanned";
 const SPAN_FIELD: &str = "$__vigil_span";
 const VALUE_FIELD: &str = "$__vigil_value";
-/// Separates a message from its hint in errors raised through `serde::de::Error::custom`.
-pub const HINT_SEPARATOR: char = '\u{1}';
+pub use vigil_core::diag::HINT_SEPARATOR;
 
 /// An error from deserialising a node, with the span it concerns.
 #[derive(Clone, Debug, PartialEq)]

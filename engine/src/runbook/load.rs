@@ -4,10 +4,10 @@
 //! and step decoded on its own, and every problem becomes a [`Diagnostic`].
 
 use super::de::{DeError, Spanned, from_node};
-use super::diag::{self, Diagnostic};
+use vigil_core::diag::{self, Diagnostic};
 use super::model::*;
-use super::span::Span;
-use super::suggest;
+use vigil_core::span::Span;
+use vigil_core::suggest;
 use super::template::{Template, file_pos};
 use super::yaml::{Node, Value, parse_documents};
 use crate::graph::{Cycle, Dag};
@@ -95,7 +95,7 @@ impl Bundle {
                 self.diagnostics.push(
                     Diagnostic::error(
                         &file,
-                        Span::at(super::span::Pos { line: 1, col: 1 }),
+                        Span::at(vigil_core::span::Pos { line: 1, col: 1 }),
                         format!(
                             "policy is larger than {} MiB; refusing to load it",
                             MAX_FILE_BYTES >> 20
@@ -121,7 +121,7 @@ impl Bundle {
             self.diagnostics.push(
                 Diagnostic::error(
                     file,
-                    Span::at(super::span::Pos { line: 1, col: 1 }),
+                    Span::at(vigil_core::span::Pos { line: 1, col: 1 }),
                     format!(
                         "file is larger than {} MiB; refusing to load it",
                         MAX_FILE_BYTES >> 20
@@ -140,7 +140,7 @@ impl Bundle {
                 self.diagnostics.push(
                     Diagnostic::error(
                         file,
-                        Span::at(super::span::Pos { line, col: 1 }),
+                        Span::at(vigil_core::span::Pos { line, col: 1 }),
                         "file is not valid UTF-8",
                     )
                     .with_hint("save the file as UTF-8"),
@@ -529,7 +529,7 @@ impl<'a> Checker<'a> {
                 if NOTIFY_ON.contains(&o.value.as_str()) {
                     on.push(o.value.clone());
                 } else {
-                    let hint = crate::runbook::suggest::hint(&o.value, NOTIFY_ON.iter().copied());
+                    let hint = vigil_core::suggest::hint(&o.value, NOTIFY_ON.iter().copied());
                     self.error(o.span, format!("unknown outcome `{}`", o.value), hint);
                 }
             }
@@ -732,7 +732,7 @@ impl<'a> Checker<'a> {
                         self.error(
                             query.span,
                             format!("unknown feature `{name}`"),
-                            crate::runbook::suggest::hint(name, FEATURE_METRICS.iter().copied()),
+                            vigil_core::suggest::hint(name, FEATURE_METRICS.iter().copied()),
                         );
                     }
                 }

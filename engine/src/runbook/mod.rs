@@ -2,12 +2,8 @@
 //! typed models, and validation into checked resources with diagnostics.
 
 pub mod de;
-pub mod diag;
-pub mod duration;
 pub mod load;
 pub mod model;
-pub mod span;
-pub mod suggest;
 pub mod template;
 pub mod yaml;
 pub use load::Bundle;

@@ -2,8 +2,8 @@
 //! as checked (`Runbook`, `Step`, …) — the executor only ever sees checked ones.
 
 use super::de::Spanned;
-use super::duration::Duration;
-use super::span::{Pos, Span};
+use vigil_core::duration::Duration;
+use vigil_core::span::{Pos, Span};
 use super::template::Template;
 use super::yaml::Node;
 use serde::{Deserialize, Serialize};

@@ -3,7 +3,7 @@
 //! A template that is exactly one expression evaluates to that expression's value
 //! (a number stays a number); a template mixing text and expressions is a string.
 
-use super::span::Pos;
+use vigil_core::span::Pos;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Segment {

@@ -4,7 +4,7 @@
 //! spans), then deserialised into typed resources through [`super::de`]. Keeping
 //! spans on every node is what lets diagnostics point at a line and column.
 
-use super::span::{Pos, Span};
+use vigil_core::span::{Pos, Span};
 use saphyr_parser::{Event, Marker, Parser, ScalarStyle};
 use std::collections::HashMap;
 

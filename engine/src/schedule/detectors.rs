@@ -6,7 +6,7 @@ use crate::detect::anomaly::{AnomalyMethod, ModelConfig};
 use crate::detect::classifier::{FEATURE_METRICS, FailureModel, Sample};
 use crate::detect::forecast::{ForecastConfig, Forecaster};
 use crate::detect::series::SeriesGuard;
-use crate::runbook::duration::Duration;
+use vigil_core::duration::Duration;
 use crate::runbook::model::Detector;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};

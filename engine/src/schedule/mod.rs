@@ -3,13 +3,13 @@
 //! deterministic per-job jitter, and a policy for runs missed while the process
 //! was busy or asleep. Work is handed over a channel; the scheduler does none.
 
-pub mod clock;
+
 pub mod detectors;
 pub mod evaluate;
 pub mod models;
 pub mod runner;
 
-pub use clock::Clock;
+pub use vigil_core::Clock;
 
 use chrono::{DateTime, Utc};
 use std::str::FromStr;
@@ -83,7 +83,7 @@ impl Job {
         if window == 0 {
             return chrono::Duration::zero();
         }
-        let h = crate::exec::action::fnv1a64(self.name.as_bytes());
+        let h = vigil_core::fingerprint::fnv1a64(self.name.as_bytes());
         chrono::Duration::milliseconds((h % window) as i64)
     }
 

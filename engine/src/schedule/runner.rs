@@ -468,7 +468,7 @@ mod tests {
     /// (five simulated minutes ahead) alerts once, and the runner stops on shutdown.
     #[tokio::test]
     async fn learns_from_history_then_alerts_on_what_is_new() {
-        let clock = Clock::scaled(crate::store::now_ms(), 600.0);
+        let clock = Clock::scaled(vigil_core::now_ms(), 600.0);
         let calls = Arc::new(AtomicU64::new(0));
         let mut sources = Sources::new();
         sources.insert(

@@ -1,9 +1,10 @@
 //! The audit log (append-only: who or what decided or did what) and the persisted
 //! automation switch (`vigil pause` / `vigil resume`).
 
-use super::{Store, StoreError, now_ms};
+use super::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use vigil_core::now_ms;
 
 /// One audit entry. Entries are never updated or deleted.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -93,7 +94,7 @@ impl Store {
 
     /// The compressed clock a server ran on (`vigil serve --speed`), so that a restart
     /// continues it instead of jumping back.
-    pub fn clock(&self) -> Result<Option<crate::schedule::Clock>, StoreError> {
+    pub fn clock(&self) -> Result<Option<vigil_core::Clock>, StoreError> {
         match self.meta.get(CLOCK_KEY)? {
             None => Ok(None),
             Some(v) => serde_json::from_slice(&v)
@@ -103,7 +104,7 @@ impl Store {
     }
 
     /// Records the compressed clock in use (durably).
-    pub fn set_clock(&self, clock: &crate::schedule::Clock) -> Result<(), StoreError> {
+    pub fn set_clock(&self, clock: &vigil_core::Clock) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(clock).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.meta.insert(CLOCK_KEY, bytes)?;
         self.sync_blocking()

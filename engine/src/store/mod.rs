@@ -104,7 +104,7 @@ pub struct ExecutionRecord {
     pub approval_timeout_ms: Option<i64>,
     /// What a policy decided on without a human: no step may go past it unapproved.
     #[serde(default)]
-    pub ceiling: Option<crate::exec::action::Ceiling>,
+    pub ceiling: Option<vigil_core::action::Ceiling>,
 }
 
 fn manual() -> String {
@@ -191,13 +191,6 @@ impl Event {
             output,
         }
     }
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Tracks which writes a flush has made durable, so concurrent syncs share flushes.

@@ -1,9 +1,10 @@
 //! Versioned models (failure classifiers): each training adds `name@N`; one version
 //! per name is promoted to serve. Models are opaque bytes here; `detect` encodes them.
 
-use super::{Store, StoreError, now_ms};
+use super::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use vigil_core::now_ms;
 
 /// What the store knows about a model version.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

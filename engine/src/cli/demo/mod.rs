@@ -17,10 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vigil::alert::IncidentStatus;
 use vigil::runbook::model::TriggerMode;
-use vigil::schedule::Clock;
 use vigil::store::Store;
 use vigil::telemetry::Metrics;
 use vigil::telemetry::story::{self, Story};
+use vigil_core::Clock;
 
 pub const SUPERVISOR: &str = "127.0.0.1:9798";
 
@@ -66,13 +66,13 @@ struct Tally {
 
 pub fn run(g: &Global, args: &DemoArgs) -> Result<ExitCode> {
     let p = Paint::new(g.color());
-    let timeout = vigil::runbook::duration::Duration::parse(&args.timeout)
+    let timeout = vigil_core::duration::Duration::parse(&args.timeout)
         .map_err(|e| {
             super::invalid(format!(
                 "--timeout {}: {}; {}",
                 args.timeout,
                 e.message,
-                vigil::runbook::duration::DURATION_HINT
+                vigil_core::duration::DURATION_HINT
             ))
         })?
         .as_std();
@@ -100,7 +100,7 @@ pub fn run(g: &Global, args: &DemoArgs) -> Result<ExitCode> {
     // sample grid is the detectors'); the compressed clock starts from it once the
     // failure model is trained. The sim replays its story at the same simulated hour
     // every run, so every run sees the same data.
-    let origin = vigil::store::now_ms().div_euclid(60_000) * 60_000;
+    let origin = vigil_core::now_ms().div_euclid(60_000) * 60_000;
     let clock_offset = origin - STORY_AT_MS;
     let supervisor_url = format!("http://{SUPERVISOR}");
     let (catalog, sources) = super::plugin::with_plugins_and_sources(g, &bundle, &|cfgs| {

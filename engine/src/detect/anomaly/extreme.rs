@@ -37,7 +37,7 @@ use super::{
     AnomalyMethod, ModelConfigError, Reason, Score, require, require_floors, require_positive,
     z_to_unit,
 };
-use crate::runbook::duration::Duration;
+use vigil_core::duration::Duration;
 
 /// Parameters of [`Extreme`].
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

@@ -26,7 +26,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{ModelConfigError, require};
-use crate::runbook::duration::Duration;
+use vigil_core::duration::Duration;
 
 const DAY_SECS: i64 = 86_400;
 

@@ -141,16 +141,6 @@ impl Ceiling {
     }
 }
 
-/// FNV-1a: a small, stable, dependency-free hash for content keys.
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
 /// Everything an action gets for one attempt of a step.
 #[derive(Clone, Debug)]
 pub struct ActionCall {

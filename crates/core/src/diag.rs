@@ -1,9 +1,12 @@
 //! Diagnostics: what is wrong, where (file:line:col), and how to fix it.
 
-use super::span::Span;
+use crate::span::Span;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+
+/// Separates a message from its hint in errors raised through `serde::de::Error::custom`.
+pub const HINT_SEPARATOR: char = '\u{1}';
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -125,7 +128,7 @@ pub fn sort(diags: &mut [Diagnostic]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runbook::span::Pos;
+    use crate::span::Pos;
 
     #[test]
     fn renders_source_line_with_caret() {

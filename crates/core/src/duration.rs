@@ -106,7 +106,7 @@ impl<'de> Deserialize<'de> for Duration {
             serde::de::Error::custom(format!(
                 "{}{}{DURATION_HINT}",
                 e.message,
-                super::de::HINT_SEPARATOR
+                crate::diag::HINT_SEPARATOR
             ))
         })
     }

@@ -8,6 +8,14 @@
 
 use chrono::{DateTime, Utc};
 
+/// Milliseconds since the Unix epoch by the wall clock (0 if the clock is before 1970).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Clock {
     /// Wall time (ms) at which the simulated clock read `origin_ms`.
@@ -41,7 +49,7 @@ impl Clock {
             1.0
         };
         Clock {
-            wall_origin_ms: crate::store::now_ms(),
+            wall_origin_ms: now_ms(),
             origin_ms,
             speed,
         }
@@ -51,7 +59,7 @@ impl Clock {
     /// stored clock (time on it never goes back, the downtime counts compressed),
     /// or starts a new one at the later of now and the old clock's reading.
     pub fn continuing(stored: Option<Clock>, speed: f64) -> Clock {
-        let now = crate::store::now_ms();
+        let now = now_ms();
         match stored {
             Some(c) if c.speed == Clock::scaled(0, speed).speed && !c.is_wall() => c,
             Some(c) => Clock::scaled(c.now_ms().max(now), speed),
@@ -75,7 +83,7 @@ impl Clock {
 
     /// Milliseconds since the Unix epoch, on this clock.
     pub fn now_ms(&self) -> i64 {
-        self.at_wall(crate::store::now_ms())
+        self.at_wall(now_ms())
     }
 
     pub fn now(&self) -> DateTime<Utc> {
@@ -95,7 +103,7 @@ mod tests {
     #[test]
     fn wall_reads_real_time() {
         let c = Clock::wall();
-        let before = crate::store::now_ms();
+        let before = now_ms();
         let t = c.now_ms();
         assert!(t >= before && t - before < 1000);
         assert!(c.is_wall());
@@ -118,7 +126,7 @@ mod tests {
 
     #[test]
     fn a_continued_clock_never_goes_back() {
-        let first = Clock::scaled(crate::store::now_ms(), 600.0);
+        let first = Clock::scaled(now_ms(), 600.0);
         std::thread::sleep(std::time::Duration::from_millis(20));
         let reading = first.now_ms();
         let again = Clock::continuing(Some(first), 600.0);

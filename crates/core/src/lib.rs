@@ -1,0 +1,19 @@
+//! vigil's vocabulary: the small types every other crate speaks.
+//!
+//! Durations as authors write them, source spans and diagnostics that say where,
+//! what and how to fix it, fingerprints, the clock, text made safe to show, and the
+//! [`action`] contract between the executor and whatever performs a step. This crate
+//! does no I/O beyond reading the wall clock, and depends on nothing of vigil's.
+
+pub mod action;
+pub mod clock;
+pub mod diag;
+pub mod duration;
+pub mod fingerprint;
+pub mod span;
+pub mod suggest;
+pub mod text;
+
+pub use clock::{Clock, now_ms};
+pub use duration::Duration;
+pub use fingerprint::Fingerprint;
