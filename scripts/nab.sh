@@ -8,7 +8,7 @@
 # The NAB data stays in ../shared (a sibling of the repository); nothing is copied in.
 # The whole benchmark (58 files, 14 of them outside the shared subset): point NAB_DATA at
 # a NAB checkout (github.com/numenta/NAB) and pass --published CHECKOUT/results, so the
-# published detectors are scored live on the same files (NAB.md, "The whole benchmark").
+# published detectors are scored live on the same files (docs/research/nab.md, "The whole benchmark").
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 shared=${VIGIL_SHARED:-$repo/../shared}

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Where a NAB result's points go: per file, and the delay / TPR / FPR figures of NAB.md.
+"""Where a NAB result's points go: per file, and the delay / TPR / FPR figures of docs/research/nab.md.
 
     scripts/nab.sh --keep DIR                      # score, keeping the results
     scripts/nab_breakdown.py DIR [PROFILE] [--files]

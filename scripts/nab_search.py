@@ -4,7 +4,7 @@
     scripts/nab_search.py [--start CONFIG.json] [--iters N] [--seed S] [--objective sum|margin]
                           [--data NAB_DATA] [--folds DIR,DIR] [--log FILE] [--min-gain G]
 
-How the defaults in `EnsembleConfig::default()` were tuned (NAB.md, "The re-tune").
+How the defaults in `EnsembleConfig::default()` were tuned (docs/research/nab.md, "The re-tune").
 The search starts from the built-in defaults (`vigil detect --model ensemble
 --print-config`) or from --start, a *full* ensemble config such as a LOG.best.json (a
 partial sub-object would reset that object's other fields to the stand-alone defaults,
