@@ -7,8 +7,8 @@
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use vigil::detect::anomaly::{METHOD_NAMES, ModelConfig};
-use vigil::detect::classifier::{
+use vigil_detect::anomaly::{METHOD_NAMES, ModelConfig};
+use vigil_detect::classifier::{
     FEATURE_METRICS, FailureModel, FeatureExtractor, TrainConfig, synthetic_fleet,
 };
 use vigil::schedule::detectors::{DetectorRun, Series, ServedModel};

@@ -14,7 +14,7 @@
 //!   for, the windows of that prediction are negatives and count three times.
 
 use crate::alert::Incident;
-use crate::detect::classifier::{
+use vigil_detect::classifier::{
     ClassifierError, FEATURE_COUNT, FailureModel, FeatureExtractor, Quality, Sample,
 };
 use crate::runbook::model::Detector;
@@ -394,7 +394,7 @@ pub async fn retrain(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::classifier::synthetic_fleet;
+    use vigil_detect::classifier::synthetic_fleet;
     use crate::schedule::detectors::Series;
     use crate::schedule::evaluate::Truth;
     use crate::schedule::runner::{FetchFuture, TruthFuture};
@@ -416,7 +416,7 @@ mod tests {
 
     impl Source for Fleet {
         fn fetch(&self, query: &str, _: i64, _: i64) -> FetchFuture {
-            let f = crate::detect::classifier::FEATURE_METRICS
+            let f = vigil_detect::classifier::FEATURE_METRICS
                 .iter()
                 .position(|m| *m == query)
                 .expect("a feature query");

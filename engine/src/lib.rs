@@ -5,7 +5,6 @@
 pub mod alert;
 pub mod api;
 pub mod daemon;
-pub mod detect;
 pub mod exec;
 pub mod graph;
 pub mod learn;

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use vigil::detect::classifier::synthetic_fleet;
+use vigil_detect::classifier::synthetic_fleet;
 
 fn write_csv(path: &Path, samples: usize, seed: u64) {
     let (history, failures) = synthetic_fleet(samples, seed, 12);

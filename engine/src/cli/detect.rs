@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use vigil::detect::anomaly::{ModelConfig, Score};
-use vigil::detect::forecast::{self, ForecastConfig};
-use vigil::detect::input::{Row, TimeOrder, parse_csv_with};
+use vigil_detect::anomaly::{ModelConfig, Score};
+use vigil_detect::forecast::{self, ForecastConfig};
+use vigil_detect::input::{Row, TimeOrder, parse_csv_with};
 
 /// Output formats of `vigil detect`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -119,13 +119,13 @@ pub fn run(g: &Global, args: &EvaluateArgs) -> Result<ExitCode> {
                 if let Some(lead) = e.median_lead_ms {
                     println!(
                         "      failures predicted a median {} ahead",
-                        vigil::detect::forecast::format_duration(lead / 1000)
+                        vigil_detect::forecast::format_duration(lead / 1000)
                     );
                 }
                 for f in &e.forecasts {
                     println!(
                         "      forecast {:>5} ahead: {} scored, within 10/15/20%: {:.0}/{:.0}/{:.0}%, interval coverage {:.0}%, mean error {:.1}%",
-                        vigil::detect::forecast::format_duration(f.horizon_secs),
+                        vigil_detect::forecast::format_duration(f.horizon_secs),
                         f.scored,
                         100.0 * f.within_10,
                         100.0 * f.within_15,

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use vigil::detect::classifier::{FailureModel, FeatureExtractor, Quality, Sample, TrainConfig};
+use vigil_detect::classifier::{FailureModel, FeatureExtractor, Quality, Sample, TrainConfig};
 
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum ModelCommand {

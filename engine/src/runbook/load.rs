@@ -723,7 +723,7 @@ impl<'a> Checker<'a> {
         wants_features: bool,
         doc_span: Span,
     ) -> BTreeMap<String, String> {
-        use crate::detect::classifier::FEATURE_METRICS;
+        use vigil_detect::classifier::FEATURE_METRICS;
         match (&d.query, &d.features, wants_features) {
             (Some(_), None, false) => BTreeMap::new(),
             (None, Some(f), true) => {

@@ -2,10 +2,10 @@
 //! returned; the detector scores only the points it has not seen (state per series
 //! is kept between runs and bounded) and turns findings into alerts.
 
-use crate::detect::anomaly::{AnomalyMethod, ModelConfig};
-use crate::detect::classifier::{FEATURE_METRICS, FailureModel, Sample};
-use crate::detect::forecast::{ForecastConfig, Forecaster};
-use crate::detect::series::SeriesGuard;
+use vigil_detect::anomaly::{AnomalyMethod, ModelConfig};
+use vigil_detect::classifier::{FEATURE_METRICS, FailureModel, Sample};
+use vigil_detect::forecast::{ForecastConfig, Forecaster};
+use vigil_detect::series::SeriesGuard;
 use vigil_core::duration::Duration;
 use crate::runbook::model::Detector;
 use serde::{Deserialize, Serialize};
@@ -49,7 +49,7 @@ pub enum Direction {
 
 impl Direction {
     /// Whether a score's departure is one this detector alerts on.
-    fn admits(self, s: &crate::detect::anomaly::Score) -> bool {
+    fn admits(self, s: &vigil_detect::anomaly::Score) -> bool {
         let above = match s.expected {
             Some(e) => s.observed > e,
             None => s.deviation > 0.0,
@@ -124,7 +124,7 @@ pub struct TrainingSpec {
     /// The `anomaly=<kind>` of the source's events that mean "it failed".
     pub failure_kind: String,
     /// The trees' parameters (trees, max_depth, min_confidence, seed, …).
-    pub params: crate::detect::classifier::TrainConfig,
+    pub params: vigil_detect::classifier::TrainConfig,
 }
 
 impl Default for TrainingSpec {
@@ -134,7 +134,7 @@ impl Default for TrainingSpec {
             window: 12,
             horizon: 10,
             failure_kind: "failure".into(),
-            params: crate::detect::classifier::TrainConfig::default(),
+            params: vigil_detect::classifier::TrainConfig::default(),
         }
     }
 }
@@ -437,7 +437,7 @@ impl DetectorRun {
             );
         }
         let state = self.series.get_mut(&k)?;
-        let mut worst: Option<crate::detect::anomaly::Score> = None;
+        let mut worst: Option<vigil_detect::anomaly::Score> = None;
         // Normal points since the last anomalous one, in this run.
         let mut quiet_tail = 0u32;
         let mut scored = false;
@@ -578,7 +578,7 @@ impl DetectorRun {
         );
         // Each feature's last value and its trend per sample over the window: what
         // the operator checks first.
-        let names = crate::detect::classifier::FeatureExtractor::names();
+        let names = vigil_detect::classifier::FeatureExtractor::names();
         let stats = names.len() / FEATURE_METRICS.len();
         let signs: Vec<String> = FEATURE_METRICS
             .iter()
@@ -857,7 +857,7 @@ mod tests {
     const CLASSIFIER: &str = "apiVersion: vigil/v1\nkind: Detector\nname: hf\nschedule: \"*/15 * * * * *\"\nsource: sim\nfeatures: { cpu: c, memory: m, disk_io: d, error_rate: e }\nmodel: { classifier: { model: hf } }\nalert: { name: HostFailurePredicted }\n";
 
     fn served() -> ServedModel {
-        use crate::detect::classifier::{FeatureExtractor, TrainConfig, synthetic_fleet};
+        use vigil_detect::classifier::{FeatureExtractor, TrainConfig, synthetic_fleet};
         let (history, failures) = synthetic_fleet(6000, 7, 12);
         let fx = FeatureExtractor::new(12).expect("valid");
         let (xs, ys) = fx.examples(&history, &failures, 6).expect("finite");
@@ -898,7 +898,7 @@ mod tests {
         assert!(!b.has_errors(), "{:?}", b.diagnostics);
         let mut run = DetectorRun::new(&b.detectors[0]).expect("runs");
         let served = served();
-        let (samples, failures) = crate::detect::classifier::synthetic_fleet(1500, 99, 12);
+        let (samples, failures) = vigil_detect::classifier::synthetic_fleet(1500, 99, 12);
         let mut by_feature = features_of("db-1", &samples);
         // A second host with no error-rate series cannot be judged, and is left out.
         for (name, series) in features_of("db-2", &samples) {

@@ -3,7 +3,7 @@
 //! `vigil model promote` (or a retraining that promotes) — no restart needed.
 
 use super::detectors::ServedModel;
-use crate::detect::classifier::FailureModel;
+use vigil_detect::classifier::FailureModel;
 use crate::store::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

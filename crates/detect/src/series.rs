@@ -4,7 +4,7 @@
 //! input reported puts a [`SeriesGuard`] in front: it rejects non-finite values and
 //! timestamps that do not increase, with the index of the offending point.
 
-use crate::detect::anomaly::{AnomalyMethod, Score};
+use crate::anomaly::{AnomalyMethod, Score};
 
 /// Why a point was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -206,7 +206,7 @@ impl AnomalyMethod for Extreme {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::anomaly::noise;
+    use crate::anomaly::noise;
 
     const DAY: i64 = 86_400;
 

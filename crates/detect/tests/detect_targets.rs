@@ -32,7 +32,7 @@
 //! 16% of these through at 0.5 (NAB.md): an outage of a steady gauge 20 noise
 //! deviations deep scored like a blip next to a week's record.
 
-use vigil::detect::anomaly::ModelConfig;
+use vigil_detect::anomaly::ModelConfig;
 
 /// The ensemble's operating point, and what a detector using it alerts at when its YAML
 /// names no threshold (NAB's optimised threshold is 0.5125).

@@ -2,7 +2,7 @@
 //! no panic on any input, and the expected verdicts on textbook anomalies.
 
 use proptest::prelude::*;
-use vigil::detect::anomaly::{AnomalyMethod, METHOD_NAMES, ModelConfig, ModelConfigError};
+use vigil_detect::anomaly::{AnomalyMethod, METHOD_NAMES, ModelConfig, ModelConfigError};
 
 fn build(name: &str) -> Box<dyn AnomalyMethod> {
     ModelConfig::by_name(name)

@@ -7,7 +7,7 @@
 //!
 //! Input handling, documented once for all methods:
 //! - non-finite values (NaN, ±inf) are not learnt from and score 0 with
-//!   [`Reason::Skipped`]; [`SeriesGuard`](crate::detect::series::SeriesGuard) turns them,
+//!   [`Reason::Skipped`]; [`SeriesGuard`](crate::series::SeriesGuard) turns them,
 //!   and unsorted or duplicate timestamps, into typed errors when the caller wants that;
 //! - gaps are not filled: methods work on the sequence of samples (the seasonal method
 //!   converts calendar periods to sample counts with the median sampling interval);

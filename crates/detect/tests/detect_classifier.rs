@@ -1,6 +1,6 @@
 //! Failure prediction lifecycle on generated data with a known failure signature.
 
-use vigil::detect::classifier::{
+use vigil_detect::classifier::{
     ClassifierError, FailureModel, FeatureExtractor, MODEL_FORMAT, TrainConfig, synthetic_fleet,
 };
 
@@ -72,7 +72,7 @@ fn models_round_trip_through_bytes_and_check_their_format() {
 #[test]
 fn bad_training_data_is_refused_not_panicked_on() {
     let fx = FeatureExtractor::new(12).expect("valid");
-    let x = [[0.0; vigil::detect::classifier::FEATURE_COUNT]; 100];
+    let x = [[0.0; vigil_detect::classifier::FEATURE_COUNT]; 100];
     let all_healthy = [false; 100];
     assert!(matches!(
         FailureModel::train("v", fx, 6, &x, &all_healthy, &TrainConfig::default()),
@@ -100,8 +100,8 @@ fn bad_training_data_is_refused_not_panicked_on() {
         })
     ));
     // Features carry no signal: the model cannot beat the baseline and is not promoted.
-    let noise: Vec<[f64; vigil::detect::classifier::FEATURE_COUNT]> = (0..300)
-        .map(|i| [((i * 7919) % 101) as f64; vigil::detect::classifier::FEATURE_COUNT])
+    let noise: Vec<[f64; vigil_detect::classifier::FEATURE_COUNT]> = (0..300)
+        .map(|i| [((i * 7919) % 101) as f64; vigil_detect::classifier::FEATURE_COUNT])
         .collect();
     let labels: Vec<bool> = (0..300).map(|i| (i * 31) % 7 == 0).collect();
     let r = FailureModel::train("v", fx, 6, &noise, &labels, &TrainConfig::default());

@@ -313,7 +313,7 @@ mod tests {
     #[test]
     fn the_cached_bin_is_the_divided_one() {
         let mut p = profile(FamiliarConfig::default());
-        let mut r = crate::detect::anomaly::noise(5);
+        let mut r = crate::anomaly::noise(5);
         let mut t = -3 * DAY_SECS;
         for _ in 0..20_000 {
             let step = match (r() * 6.0) as u32 {

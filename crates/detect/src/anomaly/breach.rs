@@ -338,7 +338,7 @@ impl AnomalyMethod for Breach {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::anomaly::noise;
+    use crate::anomaly::noise;
 
     fn scores(cfg: BreachConfig, xs: impl IntoIterator<Item = f64>) -> Vec<Score> {
         let mut b = Breach::new(cfg).expect("valid");

@@ -2,7 +2,7 @@
 //! time to exhaustion landing inside its interval.
 
 use proptest::prelude::*;
-use vigil::detect::forecast::{ForecastConfig, Forecaster, backtest};
+use vigil_detect::forecast::{ForecastConfig, Forecaster, backtest};
 
 const HOUR: i64 = 3600;
 const DAY: i64 = 86_400;
