@@ -5,8 +5,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
-use vigil::policy::decide::{Facts, PolicyEngine};
-use vigil::policy::expr::{Bindings, ExprEngine};
+use vigil_policy::decide::{Facts, PolicyEngine};
+use vigil_policy::expr::{Bindings, ExprEngine};
 use vigil::runbook::Bundle;
 
 fn bench(c: &mut Criterion) {

@@ -9,7 +9,6 @@ pub mod exec;
 pub mod graph;
 pub mod learn;
 pub mod plugin;
-pub mod policy;
 pub mod runbook;
 pub mod schedule;
 pub mod store;

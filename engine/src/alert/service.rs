@@ -820,7 +820,7 @@ pub fn build_with(
         None
     } else {
         let engine =
-            crate::policy::decide::PolicyEngine::load(&bundle.policies).map_err(|errors| {
+            vigil_policy::decide::PolicyEngine::load(&bundle.policies).map_err(|errors| {
                 ServiceError::Invalid(
                     errors
                         .iter()
@@ -836,7 +836,7 @@ pub fn build_with(
         executor,
         policies,
         config: cfg.clone(),
-        exprs: Arc::new(crate::policy::expr::ExprEngine::new()),
+        exprs: Arc::new(vigil_policy::expr::ExprEngine::new()),
         narrator: options.narrator.clone(),
     };
     let trigger = Trigger::new(

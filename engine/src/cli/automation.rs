@@ -11,8 +11,8 @@ use std::sync::Arc;
 use vigil::exec::automation::{Automation, Origin, Outcome, whoami};
 use vigil::exec::render::resolve_params;
 use vigil::exec::{Executor, Request};
-use vigil::policy::decide::{Facts, PolicyEngine};
-use vigil::policy::expr::ExprEngine;
+use vigil_policy::decide::{Facts, PolicyEngine};
+use vigil_policy::expr::ExprEngine;
 use vigil::runbook::Bundle;
 use vigil::store::{AuditEntry, PauseState};
 use vigil_core::now_ms;
@@ -450,7 +450,7 @@ struct Case {
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Expect {
-    action: vigil::policy::decide::Verdict,
+    action: vigil_policy::decide::Verdict,
     #[serde(default)]
     reason_contains: Option<String>,
     #[serde(default)]

@@ -11,7 +11,7 @@ use vigil::exec::core::Catalog;
 use vigil::exec::executor::Observer;
 use vigil::exec::render::{parse_set_value, resolve_params};
 use vigil::exec::{ExecutionReport, Executor, Request, StepStatus};
-use vigil::policy::expr::ExprEngine;
+use vigil_policy::expr::ExprEngine;
 use vigil::store::{Event, EventKind, ExecStatus, ExecutionRecord, Store};
 use vigil_core::now_ms;
 

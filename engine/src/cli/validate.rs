@@ -47,7 +47,7 @@ pub fn run(g: &Global, path: Option<&Path>) -> Result<ExitCode> {
             );
         }
     }
-    if let Err(errors) = vigil::policy::decide::PolicyEngine::load(&bundle.policies) {
+    if let Err(errors) = vigil_policy::decide::PolicyEngine::load(&bundle.policies) {
         for e in errors {
             let pos = vigil_core::span::Pos {
                 line: e.line as u32,

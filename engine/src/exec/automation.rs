@@ -6,8 +6,8 @@
 
 use super::dry_run::dry_run;
 use super::executor::{ExecError, ExecutionReport, Executor, Request};
-use crate::policy::decide::{Decision, Facts, History, PolicyEngine, Verdict};
-use crate::policy::expr::ExprEngine;
+use vigil_policy::decide::{Decision, Facts, History, PolicyEngine, Verdict};
+use vigil_policy::expr::ExprEngine;
 use crate::runbook::model::{Config, RunbookGuardrails};
 use crate::store::{AuditEntry, ExecStatus, Store, StoreError};
 use crate::telemetry::story::{Narrator, Story};

@@ -2,7 +2,7 @@
 //! transitions reach the journal, the live observer and the final report.
 
 use super::executor::{ExecutionReport, Observer, StepReport, StepStatus};
-use crate::policy::expr::{Bindings, ExprEngine};
+use vigil_policy::expr::{Bindings, ExprEngine};
 use crate::runbook::model::Runbook;
 use crate::store::{Event, EventKind, ExecStatus, ExecutionRecord, Store, StoreError};
 use serde_json::{Map, Value};

@@ -8,7 +8,7 @@
 use super::executor::{ExecutionReport, Request, StepReport, StepStatus};
 use super::render::{Unknowns, render};
 use crate::graph::Dag;
-use crate::policy::expr::{Bindings, ExprEngine};
+use vigil_policy::expr::{Bindings, ExprEngine};
 use crate::store::ExecStatus;
 use serde_json::{Map, Value, json};
 use vigil_core::action::ActionCatalog;

@@ -7,7 +7,7 @@
 use super::context::{RunCtx, State, report};
 use super::render::{Unknowns, render};
 use super::walk::{Sched, Walk, approved_steps};
-use crate::policy::expr::{Bindings, ExprEngine};
+use vigil_policy::expr::{Bindings, ExprEngine};
 use crate::runbook::model::Runbook;
 use crate::store::{Event, EventKind, ExecStatus, ExecutionRecord, Store, StoreError};
 use serde::Serialize;

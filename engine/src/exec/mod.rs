@@ -74,7 +74,7 @@ pub fn check_actions(bundle: &Bundle, catalog: &dyn action::ActionCatalog) -> Ve
                 Some(action) if step.with.is_literal() => {
                     let input = render::render(
                         &step.with,
-                        &crate::policy::expr::ExprEngine::new(),
+                        &vigil_policy::expr::ExprEngine::new(),
                         &Default::default(),
                         render::Unknowns::Error,
                     )

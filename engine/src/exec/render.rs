@@ -1,6 +1,6 @@
 //! Turning a step's `with:` (and params' `from:`) into concrete JSON values.
 
-use crate::policy::expr::{Bindings, ExprEngine, ExprError};
+use vigil_policy::expr::{Bindings, ExprEngine, ExprError};
 use crate::runbook::model::{Input, Param, Runbook, TemplateInput};
 use crate::runbook::template::Segment;
 use serde_json::{Map, Value};

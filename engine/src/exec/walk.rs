@@ -5,7 +5,7 @@
 use super::context::{RunCtx, State, report};
 use super::executor::{ExecError, ExecutionReport, StepStatus};
 use super::render::{Unknowns, render};
-use crate::policy::expr::Bindings;
+use vigil_policy::expr::Bindings;
 use crate::runbook::model::{Approval, OnFailure, Runbook, Step};
 use crate::store::{EventKind, ExecStatus, StoreError};
 use serde_json::{Map, Value, json};

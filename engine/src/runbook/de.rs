@@ -6,12 +6,12 @@
 //! [`Node`] can be fields of a typed resource: they keep the source position (and,
 //! for `Node`, the raw tree) for checks that run after deserialisation.
 
-use vigil_core::span::{Pos, Span};
-use vigil_core::suggest;
 use super::yaml::{Node, Value};
 use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use std::fmt;
+use vigil_core::span::{Pos, Span};
+use vigil_core::suggest;
 
 const SPANNED_NAME: &str = "$__vigil_spanned";
 const SPAN_FIELD: &str = "$__vigil_span";

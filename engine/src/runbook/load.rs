@@ -4,17 +4,17 @@
 //! and step decoded on its own, and every problem becomes a [`Diagnostic`].
 
 use super::de::{DeError, Spanned, from_node};
-use vigil_core::diag::{self, Diagnostic};
 use super::model::*;
-use vigil_core::span::Span;
-use vigil_core::suggest;
 use super::template::{Template, file_pos};
 use super::yaml::{Node, Value, parse_documents};
 use crate::graph::{Cycle, Dag};
-use crate::policy::expr::ExprEngine;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
+use vigil_core::diag::{self, Diagnostic};
+use vigil_core::span::Span;
+use vigil_core::suggest;
+use vigil_policy::expr::ExprEngine;
 
 /// Longest history a detector's first run may load: a year.
 const MAX_HISTORY_SECS: u64 = 366 * 86_400;

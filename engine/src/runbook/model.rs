@@ -2,13 +2,14 @@
 //! as checked (`Runbook`, `Step`, …) — the executor only ever sees checked ones.
 
 use super::de::Spanned;
-use vigil_core::duration::Duration;
-use vigil_core::span::{Pos, Span};
 use super::template::Template;
 use super::yaml::Node;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use vigil_core::duration::Duration;
+use vigil_core::span::{Pos, Span};
+pub use vigil_policy::docs::{FreezeWindow, PolicyFile, RotationDoc};
 
 pub const API_VERSION: &str = "vigil/v1";
 pub const KINDS: [&str; 3] = ["Config", "Runbook", "Detector"];
@@ -405,26 +406,6 @@ pub struct CircuitBreakerDoc {
     pub window: Duration,
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FreezeWindow {
-    /// RFC 3339, e.g. `2026-12-20T00:00:00Z`.
-    pub start: String,
-    pub end: String,
-    #[serde(default)]
-    pub reason: String,
-}
-
-/// An on-call rotation: members take shifts of `shift` length from `start`.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RotationDoc {
-    pub members: Vec<String>,
-    pub shift: Duration,
-    /// RFC 3339 start of the first shift.
-    pub start: String,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetectorDoc {
@@ -765,13 +746,4 @@ impl Detector {
             self.features.values().map(String::as_str).collect()
         }
     }
-}
-
-/// A Rhai policy file in the bundle.
-#[derive(Clone, Debug, Serialize)]
-pub struct PolicyFile {
-    pub name: String,
-    pub file: PathBuf,
-    #[serde(skip)]
-    pub source: String,
 }

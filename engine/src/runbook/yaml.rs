@@ -4,9 +4,9 @@
 //! spans), then deserialised into typed resources through [`super::de`]. Keeping
 //! spans on every node is what lets diagnostics point at a line and column.
 
-use vigil_core::span::{Pos, Span};
 use saphyr_parser::{Event, Marker, Parser, ScalarStyle};
 use std::collections::HashMap;
+use vigil_core::span::{Pos, Span};
 
 /// How many nodes aliases may expand to before we call it a "billion laughs" bomb.
 const MAX_NODES: usize = 200_000;

@@ -6,8 +6,7 @@
 //! host functions. A script that misbehaves yields a clear error naming the file
 //! and line, and the safe default: page a human.
 
-use vigil_core::duration::Duration;
-use crate::runbook::model::{FreezeWindow, PolicyFile, RotationDoc};
+use crate::docs::{FreezeWindow, PolicyFile, RotationDoc};
 use chrono::{Datelike, TimeZone, Timelike};
 use rhai::packages::Package as _;
 use rhai::{AST, Dynamic, Engine, EvalAltResult, ImmutableString, Position};
@@ -18,6 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
+use vigil_core::duration::Duration;
 
 const MAX_OPERATIONS: u64 = 1_000_000;
 const MAX_CALL_LEVELS: usize = 32;
