@@ -17,9 +17,9 @@ use vigil::alert::trigger::Trigger;
 use vigil::alert::{AlertService, AlertStatus, Engine, IncomingAlert, Labels};
 use vigil::api::{Api, ApiConfig};
 use vigil::exec::core::Catalog;
-use vigil::runbook::model::{Alerting, TriggerMode};
 use vigil::store::Store;
 use vigil::telemetry::Metrics;
+use vigil_bundle::model::{Alerting, TriggerMode};
 
 const TOKEN: &str = "bench";
 

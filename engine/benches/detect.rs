@@ -7,11 +7,11 @@
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use std::collections::BTreeMap;
 use std::hint::black_box;
+use vigil::schedule::detectors::{DetectorRun, Series, ServedModel};
 use vigil_detect::anomaly::{METHOD_NAMES, ModelConfig};
 use vigil_detect::classifier::{
     FEATURE_METRICS, FailureModel, FeatureExtractor, TrainConfig, synthetic_fleet,
 };
-use vigil::schedule::detectors::{DetectorRun, Series, ServedModel};
 
 /// Points a method sees before `score/*` measures it.
 const WARM_POINTS: usize = 100_000;
@@ -105,7 +105,7 @@ fn classifier(c: &mut Criterion) {
     // four feature series joined per host, each host's window extended by the run's
     // new samples (4: a 15 s schedule over 1-minute data… rounded up) and predicted.
     let text = "apiVersion: vigil/v1\nkind: Detector\nname: hf\nschedule: \"*/15 * * * * *\"\nsource: s\nfeatures: { cpu: c, memory: m, disk_io: d, error_rate: e }\nmodel: { classifier: { model: hf } }\nalert: { name: HostFailurePredicted }\n";
-    let bundle = vigil::runbook::Bundle::from_source(std::path::Path::new("hf.yaml"), text);
+    let bundle = vigil_bundle::Bundle::from_source(std::path::Path::new("hf.yaml"), text);
     let served = ServedModel {
         id: "hf@1".into(),
         model,
@@ -141,7 +141,7 @@ fn classifier(c: &mut Criterion) {
         b.iter_batched_ref(
             || {
                 // Windows already full: a steady-state run.
-                let mut run = DetectorRun::new(&bundle.detectors[0]).expect("runs");
+                let mut run = DetectorRun::new(&bundle.detectors[0]);
                 run.observe_features(&served, &features(0));
                 run.observe_features(&served, &features(NEW));
                 run.observe_features(&served, &features(2 * NEW));

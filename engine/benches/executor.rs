@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 use vigil::exec::core::Catalog;
 use vigil::exec::{Executor, Request};
-use vigil::runbook::Bundle;
 use vigil::store::Store;
+use vigil_bundle::Bundle;
 
 /// `width` independent chains of `depth` steps, joined at the end: 1,000 steps.
 fn dag_runbook(width: usize, depth: usize) -> String {

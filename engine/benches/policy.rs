@@ -5,9 +5,9 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
+use vigil_bundle::Bundle;
 use vigil_policy::decide::{Facts, PolicyEngine};
 use vigil_policy::expr::{Bindings, ExprEngine};
-use vigil::runbook::Bundle;
 
 fn bench(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runbooks");

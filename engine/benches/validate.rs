@@ -3,7 +3,7 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::path::Path;
-use vigil::runbook::Bundle;
+use vigil_bundle::Bundle;
 
 fn runbook(steps: usize) -> String {
     let mut s = String::from(

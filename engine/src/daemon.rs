@@ -15,11 +15,7 @@
 //! running after it stays journaled as running and resumes at the next start.
 
 use crate::alert::service::{AlertService, Options, ServiceError, build_with};
-use vigil_core::action::ActionCatalog;
 use crate::plugin::{Connector, TimeRange};
-use crate::runbook::Bundle;
-use crate::runbook::model::TriggerMode;
-use vigil_core::Clock;
 use crate::schedule::detectors::Series;
 use crate::schedule::evaluate::Truth;
 use crate::schedule::runner::{
@@ -32,6 +28,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use vigil_bundle::Bundle;
+use vigil_bundle::model::TriggerMode;
+use vigil_core::Clock;
+use vigil_core::action::ActionCatalog;
 
 /// How the loop runs.
 #[derive(Clone, Default)]
@@ -115,7 +115,7 @@ pub struct Record<'a> {
 /// stored forecasts against what the series then did; and failure predictions
 /// against the failures that came or that a verified remediation averted.
 pub async fn evaluate(
-    detectors: &[crate::runbook::model::Detector],
+    detectors: &[vigil_bundle::model::Detector],
     sources: &Sources,
     record: Record<'_>,
     window_ms: i64,
@@ -198,15 +198,17 @@ pub async fn evaluate(
 /// A classifier detector's predictions against the failures of its hosts: those
 /// its source labelled, and those a verified remediation averted.
 async fn evaluate_failure_predictions(
-    d: &crate::runbook::model::Detector,
+    d: &vigil_bundle::model::Detector,
     source: &dyn Source,
     mine: &[crate::schedule::detectors::Detection],
     incidents: &[crate::alert::Incident],
     from_ms: i64,
     until_ms: i64,
 ) -> Result<crate::schedule::evaluate::Evaluation, String> {
-    let training = crate::schedule::detectors::classifier_of(d)
-        .map(|c| c.training)
+    let training = d
+        .model
+        .classifier()
+        .map(|c| c.training.clone())
         .unwrap_or_default();
     let mut failures: Vec<Truth> = Vec::new();
     for q in d.features.values() {

@@ -14,15 +14,16 @@
 //!   for, the windows of that prediction are negatives and count three times.
 
 use crate::alert::Incident;
-use vigil_detect::classifier::{
-    ClassifierError, FEATURE_COUNT, FailureModel, FeatureExtractor, Quality, Sample,
-};
-use crate::runbook::model::Detector;
-use crate::schedule::detectors::{Host, TrainingSpec, join_hosts};
+use crate::schedule::detectors::{Host, join_hosts};
 use crate::schedule::runner::Source;
 use crate::store::{AuditEntry, Store};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use vigil_bundle::detector::TrainingSpec;
+use vigil_bundle::model::Detector;
+use vigil_detect::classifier::{
+    ClassifierError, FEATURE_COUNT, FailureModel, FeatureExtractor, Quality, Sample,
+};
 
 /// Extra weight of a window a human called a false alarm.
 const FALSE_ALARM_WEIGHT: usize = 3;
@@ -291,7 +292,9 @@ pub async fn retrain(
     until_ms: i64,
     promote: bool,
 ) -> Result<Retrained, LearnError> {
-    let spec = crate::schedule::detectors::classifier_of(detector)
+    let spec = detector
+        .model
+        .classifier()
         .ok_or_else(|| LearnError::NotAClassifier(detector.name.clone()))?;
     let training = &spec.training;
     let from_ms = until_ms - training.history.as_std().as_millis() as i64;
@@ -394,11 +397,11 @@ pub async fn retrain(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vigil_detect::classifier::synthetic_fleet;
     use crate::schedule::detectors::Series;
     use crate::schedule::evaluate::Truth;
     use crate::schedule::runner::{FetchFuture, TruthFuture};
     use std::path::Path;
+    use vigil_detect::classifier::synthetic_fleet;
 
     const SAMPLES: usize = 3000;
 
@@ -466,7 +469,7 @@ mod tests {
 
     fn detector() -> Detector {
         let text = "apiVersion: vigil/v1\nkind: Detector\nname: hf\nschedule: \"*/15 * * * * *\"\nsource: fleet\nfeatures: { cpu: cpu, memory: memory, disk_io: disk_io, error_rate: error_rate }\nmodel: { classifier: { model: hf, training: { history: 30d, horizon: 6, params: { trees: 10 } } } }\nalert: { name: HostFailurePredicted }\n";
-        let b = crate::runbook::Bundle::from_source(Path::new("hf.yaml"), text);
+        let b = vigil_bundle::Bundle::from_source(Path::new("hf.yaml"), text);
         assert!(!b.has_errors(), "{:?}", b.diagnostics);
         b.detectors[0].clone()
     }
@@ -591,7 +594,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("store");
         let text = "apiVersion: vigil/v1\nkind: Detector\nname: d\nschedule: \"* * * * * *\"\nsource: s\nquery: q\nmodel: { anomaly: { method: robust } }\nalert: { name: X }\n";
-        let b = crate::runbook::Bundle::from_source(Path::new("d.yaml"), text);
+        let b = vigil_bundle::Bundle::from_source(Path::new("d.yaml"), text);
         let err = retrain(&store, &b.detectors[0], &Fleet, 0, true)
             .await
             .expect_err("not a classifier");

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use vigil::alert::Engine;
 use vigil::alert::payload::{Limits, PayloadError, parse_events, parse_webhook};
-use vigil::runbook::model::Alerting;
+use vigil_bundle::model::Alerting;
 
 const VALID: &str = r#"{"version":"4","status":"firing","receiver":"r","groupKey":"g","truncatedAlerts":0,
 "groupLabels":{"alertname":"A"},"commonLabels":{},"commonAnnotations":{},"externalURL":"",

@@ -6,8 +6,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use vigil::alert::{AlertStatus, Engine, IncomingAlert, Labels, fingerprint, fingerprint_hex};
+use vigil_bundle::model::Alerting;
 use vigil_core::duration::Duration;
-use vigil::runbook::model::Alerting;
 
 /// A tiny deterministic PRNG (xorshift), so the storm is the same on every run.
 struct Rng(u64);

@@ -21,9 +21,9 @@ use vigil::alert::trigger::Trigger;
 use vigil::alert::{AlertService, Engine};
 use vigil::api::{Api, ApiConfig};
 use vigil::exec::core::Catalog;
-use vigil::runbook::model::{Alerting, TriggerMode};
 use vigil::store::Store;
 use vigil::telemetry::Metrics;
+use vigil_bundle::model::{Alerting, TriggerMode};
 
 const TOKEN: &str = "hardening-token-0123456789";
 

@@ -6,9 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 use vigil::exec::core::Catalog;
 use vigil::exec::{Executor, Request};
-use vigil::runbook::Bundle;
-use vigil::runbook::yaml::parse_documents;
 use vigil::store::Store;
+use vigil_bundle::Bundle;
+use vigil_bundle::yaml::parse_documents;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_behaviour_file_behaves_as_written() {

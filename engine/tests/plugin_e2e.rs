@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use vigil_core::action::{ActionCall, ActionCatalog};
 use vigil::plugin::{Connector, HostOptions, InstanceConfig, PluginCatalog, PluginHost, TimeRange};
+use vigil_core::action::{ActionCall, ActionCatalog};
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -404,8 +404,8 @@ fn prometheus_and_http_plugins_against_real_servers() {
 fn weeks_of_history_through_the_runner(rt: &tokio::runtime::Runtime, conn: &Connector) {
     use std::collections::HashMap;
     use vigil::daemon::ConnectorSource;
-    use vigil_core::Clock;
     use vigil::schedule::runner::{RunnerConfig, RunnerStats, run};
+    use vigil_core::Clock;
 
     let now = now_ms();
     let weeks = 8 * 7 * 86_400_000i64;
@@ -417,7 +417,7 @@ fn weeks_of_history_through_the_runner(rt: &tokio::runtime::Runtime, conn: &Conn
         "{err}"
     );
     let text = "apiVersion: vigil/v1\nkind: Detector\nname: weeks\nschedule: \"* * * * * *\"\nsource: prom\nquery: 'up{job=\"prometheus\"}'\nhistory: 8w\nmodel: { anomaly: { method: ensemble } }\nalert: { name: Weeks }\n";
-    let bundle = vigil::runbook::Bundle::from_source(std::path::Path::new("weeks.yaml"), text);
+    let bundle = vigil_bundle::Bundle::from_source(std::path::Path::new("weeks.yaml"), text);
     assert!(!bundle.has_errors(), "{:?}", bundle.diagnostics);
     let mut sources: vigil::schedule::runner::Sources = HashMap::new();
     sources.insert("prom".into(), Arc::new(ConnectorSource(conn.clone())));

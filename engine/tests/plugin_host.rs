@@ -6,11 +6,11 @@ mod common;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
-use vigil_core::action::{ActionCatalog, ActionPlan, Risk};
 use vigil::plugin::{
     CacheOutcome, CapabilityKind, HostOptions, InstanceConfig, PluginCatalog, PluginError,
     PluginHost, PluginInstance, StaticSecrets, TimeRange,
 };
+use vigil_core::action::{ActionCatalog, ActionPlan, Risk};
 
 fn host() -> PluginHost {
     PluginHost::new(HostOptions::default()).expect("host")
@@ -412,7 +412,7 @@ fn not_a_component_is_a_load_error() {
 #[test]
 fn sim_feeds_the_bundled_memory_leak_detector() {
     use vigil::schedule::detectors::{DetectorRun, Series};
-    let bundle = vigil::runbook::Bundle::load(&common::workspace_root().join("runbooks"))
+    let bundle = vigil_bundle::Bundle::load(&common::workspace_root().join("runbooks"))
         .expect("default bundle");
     let det = bundle
         .detectors
@@ -427,7 +427,7 @@ fn sim_feeds_the_bundled_memory_leak_detector() {
     cat.add_instance(serde_json::from_value(json!({ "name": "sim", "config": { "seed": 1, "anchor_ms": 0, "interval_ms": 60_000 } })).expect("cfg"))
         .expect("instance");
     let sim = cat.connector(&det.source).expect("sim connector");
-    let mut run = DetectorRun::new(det).expect("detector");
+    let mut run = DetectorRun::new(det);
     let hour = 3_600_000;
     let mut first_alert = None;
     // One scheduled run per 15 minutes of simulated time, over 12 hours.

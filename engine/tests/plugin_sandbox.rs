@@ -6,11 +6,11 @@ mod common;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vigil_core::action::{ActionCall, ActionCatalog, ActionPlan};
 use vigil::plugin::{
     Call, Grants, HostOptions, InstanceConfig, Limit, Limits, PluginCatalog, PluginError,
     PluginHost, PluginInstance, TimeRange,
 };
+use vigil_core::action::{ActionCall, ActionCatalog, ActionPlan};
 
 fn host() -> PluginHost {
     PluginHost::new(HostOptions::default()).expect("host")
@@ -426,8 +426,8 @@ fn many_failures_in_parallel_then_normal_service() {
 
 #[test]
 fn declared_effects_are_allowed_in_execute() {
-    use vigil_core::action::{PlannedEffect, Risk};
     use vigil::plugin::{KvStore, MemoryKv};
+    use vigil_core::action::{PlannedEffect, Risk};
     let kv = Arc::new(MemoryKv::default());
     let h = PluginHost::new(HostOptions {
         kv: Some(kv.clone()),

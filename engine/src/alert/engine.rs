@@ -8,11 +8,11 @@
 //! A flush is what reaches correlation: the group folds into an incident.
 
 use super::*;
-use crate::runbook::model::Alerting;
 use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
+use vigil_bundle::model::Alerting;
 
 /// The service dependency map, with its transitive closure.
 #[derive(Clone, Debug, Default)]
@@ -487,7 +487,7 @@ fn may_inhibit(r: &AlertRecord) -> bool {
 
 /// Adds (or takes away) an alert's part in the inhibition sources.
 fn count_source(
-    rules: &[crate::runbook::model::InhibitRule],
+    rules: &[vigil_bundle::model::InhibitRule],
     counts: &mut [HashMap<Vec<String>, usize>],
     labels: &Labels,
     add: bool,
@@ -2116,7 +2116,7 @@ fn equal_values(equal: &[String], labels: &Labels) -> Vec<String> {
 /// An alert that matches the source side of a rule is not muted by that rule.
 /// `sources` are counted as they are now, `deltas` what this tick changed in them.
 fn is_inhibited(
-    rules: &[crate::runbook::model::InhibitRule],
+    rules: &[vigil_bundle::model::InhibitRule],
     sources: &[HashMap<Vec<String>, usize>],
     deltas: &[HashMap<Vec<String>, i64>],
     labels: &Labels,
@@ -2141,7 +2141,7 @@ fn is_inhibited(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runbook::model::InhibitRule;
+    use vigil_bundle::model::InhibitRule;
     use vigil_core::duration::Duration;
 
     fn a(name: &str, service: &str, severity: &str) -> IncomingAlert {

@@ -14,9 +14,9 @@ pub mod payload;
 pub mod service;
 pub mod trigger;
 
-use crate::runbook::model::Matcher;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use vigil_bundle::model::Matcher;
 use vigil_core::fingerprint::Fnv1a;
 
 pub use engine::{Engine, TickResult};

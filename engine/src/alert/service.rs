@@ -111,7 +111,7 @@ pub struct Options {
     pub clock: Clock,
     pub narrator: Option<Narrator>,
     /// Overrides `alerting.runbooks` (the demo runs live).
-    pub trigger_mode: Option<crate::runbook::model::TriggerMode>,
+    pub trigger_mode: Option<vigil_bundle::model::TriggerMode>,
 }
 
 impl std::fmt::Debug for Options {
@@ -790,7 +790,7 @@ impl AlertService {
 /// `alerting.runbooks: live`, which goes through [`crate::exec::automation::Automation`]:
 /// guardrails and the bundle's Rhai policies), and `catalog` for their actions.
 pub fn build(
-    bundle: &crate::runbook::Bundle,
+    bundle: &vigil_bundle::Bundle,
     store: Store,
     catalog: Arc<dyn vigil_core::action::ActionCatalog>,
     metrics: Arc<Metrics>,
@@ -801,7 +801,7 @@ pub fn build(
 /// [`build`] with a clock and a narrator: the narrator hears detections, incident
 /// changes, automation's decisions and every execution transition.
 pub fn build_with(
-    bundle: &crate::runbook::Bundle,
+    bundle: &vigil_bundle::Bundle,
     store: Store,
     catalog: Arc<dyn vigil_core::action::ActionCatalog>,
     metrics: Arc<Metrics>,
@@ -853,7 +853,7 @@ pub fn build_with(
 /// The executor automation runs with: the config's concurrency and environment
 /// allowlist, every transition counted and told.
 pub fn executor_for(
-    bundle: &crate::runbook::Bundle,
+    bundle: &vigil_bundle::Bundle,
     catalog: Arc<dyn vigil_core::action::ActionCatalog>,
     store: Store,
     metrics: &Arc<Metrics>,

@@ -11,13 +11,13 @@ use crate::exec::automation::{Automation, Origin, Outcome};
 use crate::exec::render::resolve_params;
 use crate::exec::render::{Unknowns, render};
 use crate::exec::{Request, dry_run::dry_run};
-use vigil_policy::expr::Bindings;
-use vigil_policy::expr::ExprEngine;
-use crate::runbook::model::Notifier;
-use crate::runbook::model::{Runbook, TriggerMode};
 use std::sync::Arc;
+use vigil_bundle::model::Notifier;
+use vigil_bundle::model::{Runbook, TriggerMode};
 use vigil_core::action::{ActionCall, ActionCatalog};
 use vigil_core::now_ms;
+use vigil_policy::expr::Bindings;
+use vigil_policy::expr::ExprEngine;
 
 /// A runbook with the text it was loaded from (journaled with live executions).
 #[derive(Clone, Debug)]

@@ -15,8 +15,6 @@ pub use server::{bind, serve};
 
 use crate::alert::payload::{Limits, PayloadError, parse_events, parse_webhook};
 use crate::alert::{AlertService, IncidentStatus, ServiceError, Silence};
-use crate::runbook::model::Matcher;
-use vigil_core::now_ms;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
@@ -30,6 +28,8 @@ use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vigil_bundle::model::Matcher;
+use vigil_core::now_ms;
 
 /// HTTP settings.
 #[derive(Clone, Debug)]
@@ -563,8 +563,8 @@ pub fn parse_silence(bytes: &[u8], now: i64) -> Result<Silence, (String, String)
     let ends = match (time("endsAt")?, o.get("duration")) {
         (Some(e), _) => e,
         (None, Some(Value::String(d))) => {
-            let d = vigil_core::duration::Duration::parse(d)
-                .map_err(|e| f("duration", e.message))?;
+            let d =
+                vigil_core::duration::Duration::parse(d).map_err(|e| f("duration", e.message))?;
             starts + d.as_std().as_millis() as i64
         }
         (None, Some(_)) => return Err(f("duration", "expected a duration like `2h`".into())),

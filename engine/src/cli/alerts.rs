@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use vigil::alert::{Incident, IncidentEvent};
 use vigil::api::{Api, ApiConfig};
-use vigil::runbook::Bundle;
 use vigil::store::{Store, StoreError};
 use vigil::telemetry::Metrics;
+use vigil_bundle::Bundle;
 use vigil_core::text::visible;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -43,8 +43,8 @@ pub enum RunbooksMode {
 }
 
 impl RunbooksMode {
-    pub fn mode(self) -> vigil::runbook::model::TriggerMode {
-        use vigil::runbook::model::TriggerMode;
+    pub fn mode(self) -> vigil_bundle::model::TriggerMode {
+        use vigil_bundle::model::TriggerMode;
         match self {
             RunbooksMode::DryRun => TriggerMode::DryRun,
             RunbooksMode::Live => TriggerMode::Live,
@@ -326,7 +326,7 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
 
 /// The API's settings from `vigil.yaml`'s `api:`, checked before anything starts.
 fn api_config(
-    doc: &vigil::runbook::model::ApiDoc,
+    doc: &vigil_bundle::model::ApiDoc,
     tokens: Vec<String>,
     grace: std::time::Duration,
 ) -> anyhow::Result<ApiConfig> {

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use vigil::exec::automation::{Automation, Origin, Outcome, whoami};
 use vigil::exec::render::resolve_params;
 use vigil::exec::{Executor, Request};
+use vigil::store::{AuditEntry, PauseState};
+use vigil_bundle::Bundle;
+use vigil_core::now_ms;
 use vigil_policy::decide::{Facts, PolicyEngine};
 use vigil_policy::expr::ExprEngine;
-use vigil::runbook::Bundle;
-use vigil::store::{AuditEntry, PauseState};
-use vigil_core::now_ms;
 
 /// Compiles the bundle's policies; errors point at file:line:col.
 pub fn policies(bundle: &Bundle) -> Result<Option<Arc<PolicyEngine>>> {
@@ -441,9 +441,9 @@ struct Case {
     #[serde(default)]
     at: Option<String>,
     #[serde(default)]
-    incident: Option<vigil::runbook::yaml::Node>,
+    incident: Option<vigil_bundle::yaml::Node>,
     #[serde(default)]
-    plan: Option<vigil::runbook::yaml::Node>,
+    plan: Option<vigil_bundle::yaml::Node>,
     expect: Expect,
 }
 
@@ -476,7 +476,7 @@ fn run_suite(
         let text = std::fs::read_to_string(&file)?;
         let docs = super::parse_yaml(&file, &text)?;
         for doc in docs {
-            let case: Case = vigil::runbook::de::from_node(&doc).map_err(|e| {
+            let case: Case = vigil_bundle::de::from_node(&doc).map_err(|e| {
                 let at = e
                     .span
                     .map(|s| format!("{}:{}", s.start.line, s.start.col))

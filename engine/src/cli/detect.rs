@@ -76,7 +76,7 @@ pub fn run_detect(args: &DetectArgs, output: DetectOutput) -> anyhow::Result<Exi
             Err(e) => {
                 let text = e
                     .to_string()
-                    .replace(vigil::runbook::de::HINT_SEPARATOR, "; ");
+                    .replace(vigil_bundle::de::HINT_SEPARATOR, "; ");
                 return Ok(invalid(format!("--model-config: {text}")));
             }
         },

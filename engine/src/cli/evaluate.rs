@@ -159,11 +159,11 @@ pub fn run(g: &Global, args: &EvaluateArgs) -> Result<ExitCode> {
 }
 
 /// The models the bundle's classifier detectors serve, each once.
-fn classifier_models(bundle: &vigil::runbook::Bundle) -> Vec<String> {
+fn classifier_models(bundle: &vigil_bundle::Bundle) -> Vec<String> {
     let mut names: Vec<String> = bundle
         .detectors
         .iter()
-        .filter_map(|d| vigil::schedule::detectors::classifier_of(d).map(|c| c.model))
+        .filter_map(|d| d.model.classifier().map(|c| c.model.clone()))
         .collect();
     names.sort();
     names.dedup();

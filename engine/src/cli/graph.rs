@@ -3,7 +3,7 @@
 use super::Global;
 use anyhow::Result;
 use std::process::ExitCode;
-use vigil::graph::{self, Dag, NodeLabel};
+use vigil_bundle::graph::{self, Dag, NodeLabel};
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

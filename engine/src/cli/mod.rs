@@ -14,8 +14,8 @@ pub mod validate;
 use anyhow::{Context, Result};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use vigil::runbook::Bundle;
-use vigil::runbook::model::Runbook;
+use vigil_bundle::Bundle;
+use vigil_bundle::model::Runbook;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Global {
@@ -261,8 +261,8 @@ pub fn clock(ts_ms: i64) -> String {
 }
 
 /// Parses YAML documents from a file's text; a syntax error is invalid input at file:line:col.
-pub fn parse_yaml(path: &Path, text: &str) -> Result<Vec<vigil::runbook::yaml::Node>> {
-    vigil::runbook::yaml::parse_documents(text).map_err(|e| {
+pub fn parse_yaml(path: &Path, text: &str) -> Result<Vec<vigil_bundle::yaml::Node>> {
+    vigil_bundle::yaml::parse_documents(text).map_err(|e| {
         invalid(format!(
             "{}:{}:{}: {}",
             path.display(),

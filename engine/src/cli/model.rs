@@ -139,14 +139,14 @@ fn quality_row(label: &str, q: &Quality) -> String {
 
 /// The detector of the bundle that serves model `name` (or the one asked for).
 fn classifier_detector<'b>(
-    bundle: &'b vigil::runbook::Bundle,
+    bundle: &'b vigil_bundle::Bundle,
     name: &str,
     asked: Option<&str>,
-) -> Result<&'b vigil::runbook::model::Detector> {
-    let serving: Vec<&vigil::runbook::model::Detector> = bundle
+) -> Result<&'b vigil_bundle::model::Detector> {
+    let serving: Vec<&vigil_bundle::model::Detector> = bundle
         .detectors
         .iter()
-        .filter(|d| vigil::schedule::detectors::classifier_of(d).is_some_and(|c| c.model == name))
+        .filter(|d| d.model.classifier().is_some_and(|c| c.model == name))
         .filter(|d| asked.is_none_or(|a| a == d.name))
         .collect();
     match serving.as_slice() {
@@ -167,7 +167,7 @@ fn classifier_detector<'b>(
 
 /// Trains, stores and (if it is no worse) promotes the next version of `name`.
 pub fn retrain(
-    bundle: &vigil::runbook::Bundle,
+    bundle: &vigil_bundle::Bundle,
     store: &vigil::store::Store,
     sources: &vigil::schedule::runner::Sources,
     name: &str,
@@ -237,7 +237,7 @@ pub fn print_retrained(p: &Paint, r: &vigil::learn::Retrained) {
 pub fn run(g: &Global, cmd: &ModelCommand) -> Result<ExitCode> {
     let bundle = g
         .bundle_dir()
-        .and_then(|d| vigil::runbook::Bundle::load(&d).ok());
+        .and_then(|d| vigil_bundle::Bundle::load(&d).ok());
     let store = open_store(g, bundle.as_ref())?;
     let p = Paint::new(g.color());
     match cmd {

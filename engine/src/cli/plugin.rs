@@ -9,7 +9,7 @@ use vigil::exec::core::Catalog;
 use vigil::plugin::{
     CacheOutcome, HostOptions, InstanceConfig, LoadedPlugin, PluginCatalog, PluginHost, PluginInfo,
 };
-use vigil::runbook::Bundle;
+use vigil_bundle::Bundle;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
@@ -79,7 +79,7 @@ pub fn plugin_catalog_with(
     tweak: &dyn Fn(&mut Vec<InstanceConfig>),
 ) -> anyhow::Result<Option<PluginCatalog>> {
     let mut sources: Vec<InstanceConfig> = match &bundle.config.sources {
-        Some(node) => vigil::runbook::de::from_node(node).map_err(|e| {
+        Some(node) => vigil_bundle::de::from_node(node).map_err(|e| {
             let at = node.text_start();
             super::invalid(format!("sources (line {}): {e}", at.line))
         })?,
@@ -127,7 +127,7 @@ impl PluginCliContext {
     pub fn from_global(g: &super::Global) -> Self {
         let bundle = g
             .bundle_dir()
-            .and_then(|d| vigil::runbook::Bundle::load(&d).ok());
+            .and_then(|d| vigil_bundle::Bundle::load(&d).ok());
         PluginCliContext {
             json: g.json(),
             plugin_dirs: bundle

@@ -11,9 +11,9 @@ use vigil::exec::core::Catalog;
 use vigil::exec::executor::Observer;
 use vigil::exec::render::{parse_set_value, resolve_params};
 use vigil::exec::{ExecutionReport, Executor, Request, StepStatus};
-use vigil_policy::expr::ExprEngine;
 use vigil::store::{Event, EventKind, ExecStatus, ExecutionRecord, Store};
 use vigil_core::now_ms;
+use vigil_policy::expr::ExprEngine;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
@@ -93,7 +93,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-pub fn open_store(g: &Global, bundle: Option<&vigil::runbook::Bundle>) -> Result<Store> {
+pub fn open_store(g: &Global, bundle: Option<&vigil_bundle::Bundle>) -> Result<Store> {
     let dir = super::store_dir(g, bundle);
     Store::open(&dir).with_context(|| format!("opening the store at {}", dir.display()))
 }
@@ -372,7 +372,7 @@ fn print_dry_run(g: &Global, p: &Paint, req: &Request, r: &ExecutionReport) {
 pub fn executions(g: &Global, cmd: &ExecutionsCommand) -> Result<ExitCode> {
     let bundle = g
         .bundle_dir()
-        .and_then(|d| vigil::runbook::Bundle::load(&d).ok());
+        .and_then(|d| vigil_bundle::Bundle::load(&d).ok());
     let store = open_store(g, bundle.as_ref())?;
     let p = Paint::new(g.color());
     match cmd {
@@ -487,7 +487,7 @@ pub fn executions(g: &Global, cmd: &ExecutionsCommand) -> Result<ExitCode> {
 }
 
 /// The actions a resumed execution may need: `core/*` and, with a bundle, its plugins.
-pub fn catalog(g: &Global, bundle: Option<&vigil::runbook::Bundle>) -> Result<Arc<Catalog>> {
+pub fn catalog(g: &Global, bundle: Option<&vigil_bundle::Bundle>) -> Result<Arc<Catalog>> {
     Ok(Arc::new(match bundle {
         Some(b) => super::plugin::with_plugins(g, b)?,
         None => Catalog::with_core(),

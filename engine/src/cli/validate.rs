@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use std::path::Path;
 use std::process::ExitCode;
 use vigil::exec::core::Catalog;
-use vigil::runbook::Bundle;
+use vigil_bundle::Bundle;
 use vigil_core::diag::{self, Diagnostic};
 
 pub fn run(g: &Global, path: Option<&Path>) -> Result<ExitCode> {

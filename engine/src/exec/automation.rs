@@ -6,17 +6,17 @@
 
 use super::dry_run::dry_run;
 use super::executor::{ExecError, ExecutionReport, Executor, Request};
-use vigil_policy::decide::{Decision, Facts, History, PolicyEngine, Verdict};
-use vigil_policy::expr::ExprEngine;
-use crate::runbook::model::{Config, RunbookGuardrails};
 use crate::store::{AuditEntry, ExecStatus, Store, StoreError};
 use crate::telemetry::story::{Narrator, Story};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use vigil_bundle::model::{Config, RunbookGuardrails};
 use vigil_core::action::ActionCatalog;
 use vigil_core::now_ms;
+use vigil_policy::decide::{Decision, Facts, History, PolicyEngine, Verdict};
+use vigil_policy::expr::ExprEngine;
 
 /// What automation did with a request.
 #[derive(Debug, Clone, Serialize)]

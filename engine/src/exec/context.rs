@@ -2,14 +2,14 @@
 //! transitions reach the journal, the live observer and the final report.
 
 use super::executor::{ExecutionReport, Observer, StepReport, StepStatus};
-use vigil_policy::expr::{Bindings, ExprEngine};
-use crate::runbook::model::Runbook;
 use crate::store::{Event, EventKind, ExecStatus, ExecutionRecord, Store, StoreError};
 use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use vigil_bundle::model::Runbook;
 use vigil_core::action::ActionCatalog;
 use vigil_core::now_ms;
+use vigil_policy::expr::{Bindings, ExprEngine};
 
 #[derive(Clone, Debug, PartialEq)]
 pub(super) enum State {

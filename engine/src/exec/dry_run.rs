@@ -7,12 +7,12 @@
 
 use super::executor::{ExecutionReport, Request, StepReport, StepStatus};
 use super::render::{Unknowns, render};
-use crate::graph::Dag;
-use vigil_policy::expr::{Bindings, ExprEngine};
 use crate::store::ExecStatus;
 use serde_json::{Map, Value, json};
+use vigil_bundle::graph::Dag;
 use vigil_core::action::ActionCatalog;
 use vigil_core::now_ms;
+use vigil_policy::expr::{Bindings, ExprEngine};
 
 /// Plans every step in order. Outputs of steps that would run are taken from their
 /// plan's preview when the action can tell (pure actions), otherwise unknown.

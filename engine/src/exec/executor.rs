@@ -7,8 +7,6 @@
 use super::context::{RunCtx, State, report};
 use super::render::{Unknowns, render};
 use super::walk::{Sched, Walk, approved_steps};
-use vigil_policy::expr::{Bindings, ExprEngine};
-use crate::runbook::model::Runbook;
 use crate::store::{Event, EventKind, ExecStatus, ExecutionRecord, Store, StoreError};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -16,8 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use vigil_bundle::model::Runbook;
 use vigil_core::action::{ActionCatalog, ActionPlan};
 use vigil_core::now_ms;
+use vigil_policy::expr::{Bindings, ExprEngine};
 
 /// Called with every journal event as it happens (live progress).
 pub type Observer = Arc<dyn Fn(&ExecutionRecord, &Event) + Send + Sync>;
@@ -427,7 +427,7 @@ impl Executor {
         if record.status.is_final() {
             return Err(ExecError::Finished(id.to_string(), record.status.as_str()));
         }
-        let bundle = crate::runbook::Bundle::from_source(
+        let bundle = vigil_bundle::Bundle::from_source(
             std::path::Path::new(&record.runbook_file),
             &record.source,
         );

@@ -14,7 +14,7 @@ pub use executor::{ExecError, ExecutionReport, Executor, Request, StepReport, St
 /// Whether a run proved it worked: the runbook checks something (a step with an
 /// `assert`) and every such check ran and held. A run that skipped its checks, or
 /// has none, succeeded without showing that the world is fixed.
-pub fn verified(runbook: &crate::runbook::model::Runbook, report: &ExecutionReport) -> bool {
+pub fn verified(runbook: &vigil_bundle::model::Runbook, report: &ExecutionReport) -> bool {
     let mut checks = runbook
         .steps
         .iter()
@@ -29,7 +29,7 @@ pub fn verified(runbook: &crate::runbook::model::Runbook, report: &ExecutionRepo
         })
 }
 
-use crate::runbook::Bundle;
+use vigil_bundle::Bundle;
 use vigil_core::diag::Diagnostic;
 use vigil_core::{action, suggest};
 

@@ -1,9 +1,9 @@
 //! Turning a step's `with:` (and params' `from:`) into concrete JSON values.
 
-use vigil_policy::expr::{Bindings, ExprEngine, ExprError};
-use crate::runbook::model::{Input, Param, Runbook, TemplateInput};
-use crate::runbook::template::Segment;
 use serde_json::{Map, Value};
+use vigil_bundle::model::{Input, Param, Runbook, TemplateInput};
+use vigil_bundle::template::Segment;
+use vigil_policy::expr::{Bindings, ExprEngine, ExprError};
 
 /// How to treat an expression that cannot be evaluated yet (dry-run: outputs of
 /// steps that have not run are unknown).
@@ -131,7 +131,7 @@ pub fn resolve_params(
         match value {
             Some(v) => {
                 if let Some(ty) = p.ty
-                    && !crate::runbook::load::param_type_matches(ty, &v)
+                    && !vigil_bundle::load::param_type_matches(ty, &v)
                 {
                     return Err(ParamError {
                         message: format!("parameter `{}` must be a {:?}, got {v}", p.name, ty)
@@ -165,10 +165,10 @@ pub fn resolve_params(
 /// `--set count=3` arrives as a number; a string-typed param keeps it as text.
 fn coerce(p: &Param, v: Value) -> Value {
     match (p.ty, &v) {
-        (Some(crate::runbook::model::ParamType::String), Value::Number(n)) => {
+        (Some(vigil_bundle::model::ParamType::String), Value::Number(n)) => {
             Value::String(n.to_string())
         }
-        (Some(crate::runbook::model::ParamType::String), Value::Bool(b)) => {
+        (Some(vigil_bundle::model::ParamType::String), Value::Bool(b)) => {
             Value::String(b.to_string())
         }
         _ => v,

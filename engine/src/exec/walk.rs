@@ -5,16 +5,16 @@
 use super::context::{RunCtx, State, report};
 use super::executor::{ExecError, ExecutionReport, StepStatus};
 use super::render::{Unknowns, render};
-use vigil_policy::expr::Bindings;
-use crate::runbook::model::{Approval, OnFailure, Runbook, Step};
 use crate::store::{EventKind, ExecStatus, StoreError};
 use serde_json::{Map, Value, json};
 use std::future::Future as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
+use vigil_bundle::model::{Approval, OnFailure, Runbook, Step};
 use vigil_core::action::{Action, ActionCall, ActionError, ActionPlan};
 use vigil_core::now_ms;
+use vigil_policy::expr::Bindings;
 
 pub(super) type StepResult = Result<(Value, u32), (String, u32)>;
 

@@ -7,14 +7,14 @@ use super::error::{Call, PluginError};
 use super::grants::Grants;
 use super::host::{Bound, Invocation, Limits, LoadedPlugin, Mode, PluginHost, reported, wit};
 use super::model::{Batch, PluginInfo, TimeRange};
-use vigil_core::action::{
-    Action, ActionCall, ActionCatalog, ActionError, ActionInfo, ActionPlan, BoxFuture,
-};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use vigil_core::action::{
+    Action, ActionCall, ActionCatalog, ActionError, ActionInfo, ActionPlan, BoxFuture,
+};
 
 /// `validate` is synchronous and capability-free, so it gets at most this long.
 pub const VALIDATE_TIMEOUT_MS: u64 = 1_000;

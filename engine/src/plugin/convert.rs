@@ -5,9 +5,9 @@
 use super::error::{Call, PluginError};
 use super::host::wit::types as w;
 use super::model::{self, Batch, CapabilityKind, Event, PluginInfo, Sample, Series};
-use vigil_core::action::{ActionPlan, PlannedEffect, Risk};
 use std::collections::BTreeMap;
 use std::path::Path;
+use vigil_core::action::{ActionPlan, PlannedEffect, Risk};
 
 /// Cuts `s` to at most `max` bytes on a char boundary.
 pub fn truncate_chars(s: &mut String, max: usize) {

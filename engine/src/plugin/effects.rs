@@ -107,8 +107,8 @@ pub(crate) fn declared(effects: &[String], need: &Need<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vigil_core::action::PlannedEffect;
     use crate::plugin::http_policy::CheckedUrl;
+    use vigil_core::action::PlannedEffect;
 
     fn plan(risk: Risk, reversible: bool, effects: &[&str]) -> ActionPlan {
         ActionPlan {

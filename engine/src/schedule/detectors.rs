@@ -2,188 +2,18 @@
 //! returned; the detector scores only the points it has not seen (state per series
 //! is kept between runs and bounded) and turns findings into alerts.
 
-use vigil_detect::anomaly::{AnomalyMethod, ModelConfig};
-use vigil_detect::classifier::{FEATURE_METRICS, FailureModel, Sample};
-use vigil_detect::forecast::{ForecastConfig, Forecaster};
-use vigil_detect::series::SeriesGuard;
-use vigil_core::duration::Duration;
-use crate::runbook::model::Detector;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use vigil_bundle::detector::{ClassifierSpec, ForecastSpec, ModelKind};
+use vigil_bundle::model::Detector;
+use vigil_detect::anomaly::{AnomalyMethod, ModelConfig};
+use vigil_detect::classifier::{FEATURE_METRICS, FailureModel, Sample};
+use vigil_detect::forecast::Forecaster;
+use vigil_detect::series::SeriesGuard;
 
 /// At most this many series per detector keep state; past it, new series are
 /// ignored (with a warning) rather than growing memory without bound.
 pub const MAX_SERIES: usize = 10_000;
-
-/// A detector's `model:` section: exactly one of `anomaly`, `forecast` or `classifier`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct DetectorModel {
-    /// An online anomaly method and its parameters, e.g. `{ method: ensemble }`.
-    #[serde(default)]
-    pub anomaly: Option<ModelConfig>,
-    /// A capacity forecast against a limit.
-    #[serde(default)]
-    pub forecast: Option<ForecastSpec>,
-    /// A failure classifier from the store, judging a host's `features:` together.
-    #[serde(default)]
-    pub classifier: Option<ClassifierSpec>,
-    /// Anomaly score (0–1) at or above which an alert fires; by default the method's
-    /// operating point ([`ModelConfig::operating_threshold`]: 0.5 for the ensemble).
-    #[serde(default)]
-    pub threshold: Option<f64>,
-    /// Which departures alert: `up` (above the expected value: a leak, latency),
-    /// `down` (traffic vanishing) or `both`.
-    #[serde(default)]
-    pub direction: Direction,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    Up,
-    Down,
-    #[default]
-    Both,
-}
-
-impl Direction {
-    /// Whether a score's departure is one this detector alerts on.
-    fn admits(self, s: &vigil_detect::anomaly::Score) -> bool {
-        let above = match s.expected {
-            Some(e) => s.observed > e,
-            None => s.deviation > 0.0,
-        };
-        match self {
-            Direction::Both => true,
-            Direction::Up => above,
-            Direction::Down => !above,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ForecastSpec {
-    /// The value that means "exhausted" (bytes of a disk, connections of a pool).
-    pub limit: f64,
-    /// Alert when the limit is forecast to be reached within this.
-    pub within: Duration,
-    #[serde(default)]
-    pub config: ForecastConfig,
-}
-
-impl DetectorModel {
-    /// The score at or above which an alert fires: the YAML's `threshold`, or the anomaly
-    /// method's operating point.
-    pub fn threshold(&self) -> f64 {
-        self.threshold.unwrap_or_else(|| {
-            self.anomaly
-                .as_ref()
-                .map_or(0.8, ModelConfig::operating_threshold)
-        })
-    }
-
-    /// The typed `model:` of a checked detector (loading has reported any problem).
-    pub fn of(detector: &Detector) -> Result<DetectorModel, String> {
-        crate::runbook::de::from_node(&detector.model).map_err(|e| e.message)
-    }
-}
-
-/// The classifier a detector serves, if its model is one.
-pub fn classifier_of(detector: &Detector) -> Option<ClassifierSpec> {
-    DetectorModel::of(detector).ok()?.classifier
-}
-
-/// `classifier:` — which stored model serves, and how sure it must be to alert.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClassifierSpec {
-    /// The model's name in the store (`vigil model list`); its promoted version serves,
-    /// and a newly promoted one takes over at the next run.
-    pub model: String,
-    /// Least confidence (0.5–1) at which a predicted failure alerts; by default the
-    /// model's own (80 % unless trained otherwise).
-    #[serde(default)]
-    pub min_confidence: Option<f64>,
-    /// How `vigil model retrain` (and `vigil evaluate --retrain`) builds new versions.
-    #[serde(default)]
-    pub training: TrainingSpec,
-}
-
-/// How a classifier learns from what happened.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrainingSpec {
-    /// How far back the training data goes.
-    pub history: Duration,
-    /// Samples per feature window.
-    pub window: usize,
-    /// A window is labelled "failure" when one comes within this many samples.
-    pub horizon: usize,
-    /// The `anomaly=<kind>` of the source's events that mean "it failed".
-    pub failure_kind: String,
-    /// The trees' parameters (trees, max_depth, min_confidence, seed, …).
-    pub params: vigil_detect::classifier::TrainConfig,
-}
-
-impl Default for TrainingSpec {
-    fn default() -> Self {
-        TrainingSpec {
-            history: Duration(std::time::Duration::from_secs(7 * 86_400)),
-            window: 12,
-            horizon: 10,
-            failure_kind: "failure".into(),
-            params: vigil_detect::classifier::TrainConfig::default(),
-        }
-    }
-}
-
-impl DetectorModel {
-    /// Checks what serde cannot: one model kind, a threshold in (0, 1].
-    pub fn check(&self) -> Result<(), String> {
-        let kinds = [
-            self.anomaly.is_some(),
-            self.forecast.is_some(),
-            self.classifier.is_some(),
-        ];
-        match kinds.iter().filter(|k| **k).count() {
-            0 => {
-                return Err(
-                    "give `anomaly: { method: … }`, `forecast: { limit: …, within: … }` or `classifier: { model: … }`".into(),
-                );
-            }
-            1 => {}
-            _ => {
-                return Err(
-                    "give one of `anomaly`, `forecast` or `classifier`, not several".into(),
-                );
-            }
-        }
-        if let Some(c) = &self.classifier {
-            if c.model.trim().is_empty() {
-                return Err("`classifier.model` names the model in the store".into());
-            }
-            let t = &c.training;
-            if t.window < 2 || t.horizon == 0 {
-                return Err("training needs `window` ≥ 2 and `horizon` ≥ 1 (samples)".into());
-            }
-            if let Some(m) = c.min_confidence
-                && !(0.5..=1.0).contains(&m)
-            {
-                return Err(format!("min_confidence {m} must be in 0.5..=1"));
-            }
-        }
-        if let Some(a) = &self.anomaly {
-            a.build().map_err(|e| e.to_string())?;
-        }
-        let threshold = self.threshold();
-        if !(threshold > 0.0 && threshold <= 1.0) {
-            return Err(format!("threshold {threshold} must be in (0, 1]"));
-        }
-        Ok(())
-    }
-}
 
 /// One labelled series from a source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -258,7 +88,6 @@ pub struct ServedModel {
 /// A detector and what it remembers between runs.
 pub struct DetectorRun {
     detector: Detector,
-    model: DetectorModel,
     series: HashMap<String, SeriesState>,
     hosts: HashMap<String, HostState>,
     /// Series whose alert fires, with the count of normal points (or runs) since.
@@ -288,18 +117,15 @@ fn key(labels: &BTreeMap<String, String>) -> String {
 }
 
 impl DetectorRun {
-    pub fn new(detector: &Detector) -> Result<DetectorRun, String> {
-        let model = DetectorModel::of(detector)?;
-        model.check()?;
-        Ok(DetectorRun {
+    pub fn new(detector: &Detector) -> DetectorRun {
+        DetectorRun {
             detector: detector.clone(),
-            model,
             series: HashMap::new(),
             hosts: HashMap::new(),
             firing: HashMap::new(),
             alert_from: None,
             forecasts: Vec::new(),
-        })
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -312,12 +138,12 @@ impl DetectorRun {
 
     /// Whether this is a forecast (it needs the whole window every run, not just new points).
     pub fn is_forecast(&self) -> bool {
-        self.model.forecast.is_some()
+        self.detector.model.forecast().is_some()
     }
 
     /// The stored model a classifier detector serves (`None` for other models).
     pub fn classifier(&self) -> Option<&ClassifierSpec> {
-        self.model.classifier.as_ref()
+        self.detector.model.classifier()
     }
 
     /// Points before `t` (unix seconds) only train the model.
@@ -399,22 +225,23 @@ impl DetectorRun {
 
     /// Feeds a run's series; returns what should alert.
     pub fn observe(&mut self, batch: &[Series]) -> Vec<Detection> {
-        match (&self.model.anomaly, &self.model.forecast) {
-            (Some(cfg), _) => {
+        match &self.detector.model.kind {
+            ModelKind::Anomaly(cfg) => {
                 let cfg = cfg.clone();
                 batch
                     .iter()
                     .filter_map(|s| self.observe_anomaly(&cfg, s))
                     .collect()
             }
-            (None, Some(spec)) => {
+            ModelKind::Forecast(spec) => {
                 let spec = spec.clone();
                 batch
                     .iter()
                     .filter_map(|s| self.observe_forecast(&spec, s))
                     .collect()
             }
-            (None, None) => Vec::new(),
+            // A classifier reads features together: `observe_features`.
+            ModelKind::Classifier(_) => Vec::new(),
         }
     }
 
@@ -441,7 +268,7 @@ impl DetectorRun {
         // Normal points since the last anomalous one, in this run.
         let mut quiet_tail = 0u32;
         let mut scored = false;
-        let threshold = self.model.threshold();
+        let threshold = self.detector.model.threshold;
         for &(t, x) in &series.points {
             if state.last_t.is_some_and(|last| t <= last) {
                 continue; // seen in an earlier run
@@ -454,7 +281,7 @@ impl DetectorRun {
                 continue; // history: learn, do not alert
             }
             scored = true;
-            if score.value >= threshold && self.model.direction.admits(&score) {
+            if score.value >= threshold && self.detector.model.direction.admits(&score) {
                 quiet_tail = 0;
                 if worst.is_none_or(|w| score.value > w.value) {
                     worst = Some(score);
@@ -493,7 +320,7 @@ impl DetectorRun {
         served: &ServedModel,
         by_feature: &BTreeMap<String, Vec<Series>>,
     ) -> Vec<Detection> {
-        let Some(spec) = self.model.classifier.clone() else {
+        let Some(spec) = self.detector.model.classifier().cloned() else {
             return Vec::new();
         };
         let min_confidence = spec.min_confidence.unwrap_or(served.model.min_confidence);
@@ -743,8 +570,8 @@ fn short(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runbook::Bundle;
     use std::path::Path;
+    use vigil_bundle::Bundle;
 
     fn detector(model: &str) -> Detector {
         let text = format!(
@@ -765,7 +592,7 @@ mod tests {
     #[test]
     fn scores_only_new_points_and_alerts_on_a_spike() {
         let mut run =
-            DetectorRun::new(&detector("{ anomaly: { method: robust }, threshold: 0.9 }")).unwrap();
+            DetectorRun::new(&detector("{ anomaly: { method: robust }, threshold: 0.9 }"));
         let calm: Vec<(i64, f64)> = (0..300).map(|i| (i * 60, 100.0 + (i % 7) as f64)).collect();
         assert!(run.observe(&[series(calm.clone())]).is_empty());
         // The same points again, plus a spike: only the spike is new, and it alerts.
@@ -788,7 +615,7 @@ mod tests {
 
     #[test]
     fn forecasts_time_to_exhaustion_within_the_horizon() {
-        let run = DetectorRun::new(&detector("{ forecast: { limit: 1000, within: 2d } }")).unwrap();
+        let run = DetectorRun::new(&detector("{ forecast: { limit: 1000, within: 2d } }"));
         // +10 per hour from 500: reaches 1000 in ~50 h.
         let rising: Vec<(i64, f64)> = (0..100)
             .map(|i| {
@@ -812,11 +639,7 @@ mod tests {
 
     #[test]
     fn the_default_threshold_is_the_methods_operating_point() {
-        let threshold = |model: &str| {
-            DetectorModel::of(&detector(model))
-                .expect("typed")
-                .threshold()
-        };
+        let threshold = |model: &str| detector(model).model.threshold;
         // The ensemble is calibrated around 0.5; a single method alerts at twice its half
         // level; a threshold in the YAML wins.
         assert_eq!(threshold("{ anomaly: { method: ensemble } }"), 0.5);
@@ -837,7 +660,7 @@ mod tests {
             ),
             ("{ anomaly: { method: robust }, threshold: 2 }", "threshold"),
         ] {
-            // Loading reports it, and a run refuses to start from it.
+            // Loading reports it, and leaves the detector out of the bundle.
             let text = format!(
                 "apiVersion: vigil/v1\nkind: Detector\nname: d\nschedule: \"* * * * * *\"\nsource: s\nquery: q\nmodel: {model}\nalert: {{ name: X }}\n"
             );
@@ -849,8 +672,7 @@ mod tests {
                 "{model}: {:?}",
                 b.diagnostics
             );
-            let err = DetectorRun::new(&b.detectors[0]).unwrap_err();
-            assert!(err.contains(why), "{model}: {err}");
+            assert!(b.detectors.is_empty(), "{model}");
         }
     }
 
@@ -896,7 +718,7 @@ mod tests {
     fn a_classifier_joins_a_hosts_features_and_predicts_its_failures() {
         let b = Bundle::from_source(Path::new("hf.yaml"), CLASSIFIER);
         assert!(!b.has_errors(), "{:?}", b.diagnostics);
-        let mut run = DetectorRun::new(&b.detectors[0]).expect("runs");
+        let mut run = DetectorRun::new(&b.detectors[0]);
         let served = served();
         let (samples, failures) = vigil_detect::classifier::synthetic_fleet(1500, 99, 12);
         let mut by_feature = features_of("db-1", &samples);

@@ -3,7 +3,6 @@
 //! deterministic per-job jitter, and a policy for runs missed while the process
 //! was busy or asleep. Work is handed over a channel; the scheduler does none.
 
-
 pub mod detectors;
 pub mod evaluate;
 pub mod models;

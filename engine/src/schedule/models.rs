@@ -3,10 +3,10 @@
 //! `vigil model promote` (or a retraining that promotes) — no restart needed.
 
 use super::detectors::ServedModel;
-use vigil_detect::classifier::FailureModel;
 use crate::store::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use vigil_detect::classifier::FailureModel;
 
 /// Promoted models, by name, cached by version.
 #[derive(Clone)]

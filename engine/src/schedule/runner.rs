@@ -5,13 +5,13 @@
 
 use super::detectors::{Detection, DetectorRun, Series};
 use super::{Clock, Job, Missed, Stats, Tick};
-use crate::runbook::model::Detector;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Mutex, mpsc, watch};
+use vigil_bundle::model::Detector;
 
 /// A fetch in flight.
 pub type FetchFuture = Pin<Box<dyn Future<Output = Result<Vec<Series>, String>> + Send>>;
@@ -99,14 +99,11 @@ struct Slot {
     reported_no_model: bool,
 }
 
-/// Checks every detector can run here: its model builds, its schedule parses and its
-/// source exists. Returns one message per problem.
+/// Checks every detector can run here: its schedule parses and its source exists
+/// (loading checked its model). Returns one message per problem.
 pub fn check(detectors: &[Detector], sources: &Sources) -> Vec<String> {
     let mut problems = Vec::new();
     for d in detectors {
-        if let Err(e) = DetectorRun::new(d) {
-            problems.push(format!("{}: detector `{}`: {e}", d.file.display(), d.name));
-        }
         if let Err(e) = Job::new(&d.name, &d.schedule) {
             problems.push(format!("{}: detector `{}`: {e}", d.file.display(), d.name));
         }
@@ -136,7 +133,7 @@ pub async fn run(
     let mut jobs = Vec::new();
     let mut slots = Vec::new();
     for d in &detectors {
-        let (Ok(run), Ok(job)) = (DetectorRun::new(d), Job::new(&d.name, &d.schedule)) else {
+        let Ok(job) = Job::new(&d.name, &d.schedule) else {
             tracing::error!(detector = %d.name, "detector cannot run (see `vigil validate`)");
             continue;
         };
@@ -148,7 +145,7 @@ pub async fn run(
         slots.push((
             source,
             Arc::new(Mutex::new(Slot {
-                run,
+                run: DetectorRun::new(d),
                 covered_ms: None,
                 reported_no_model: false,
             })),
@@ -342,9 +339,9 @@ async fn fetch_in_spans(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runbook::Bundle;
     use std::collections::BTreeMap;
     use std::path::Path;
+    use vigil_bundle::Bundle;
 
     /// A source that computes a step function of time: 100 until `step_at`, 1000 after.
     struct Step {
@@ -425,7 +422,7 @@ mod tests {
         let clock = Clock::scaled(now, 0.0);
         let cfg = RunnerConfig::default();
         let slot = Mutex::new(Slot {
-            run: DetectorRun::new(&b.detectors[0]).expect("a valid detector"),
+            run: DetectorRun::new(&b.detectors[0]),
             covered_ms: None,
             reported_no_model: false,
         });

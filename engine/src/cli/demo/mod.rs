@@ -16,10 +16,10 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vigil::alert::IncidentStatus;
-use vigil::runbook::model::TriggerMode;
 use vigil::store::Store;
 use vigil::telemetry::Metrics;
 use vigil::telemetry::story::{self, Story};
+use vigil_bundle::model::TriggerMode;
 use vigil_core::Clock;
 
 pub const SUPERVISOR: &str = "127.0.0.1:9798";
@@ -79,7 +79,7 @@ pub fn run(g: &Global, args: &DemoArgs) -> Result<ExitCode> {
     let dir = g.bundle_dir().ok_or_else(|| {
         super::invalid("no vigil.yaml here or in runbooks/; run the demo from the repository")
     })?;
-    let bundle = vigil::runbook::Bundle::load(&dir)
+    let bundle = vigil_bundle::Bundle::load(&dir)
         .with_context(|| format!("reading bundle {}", dir.display()))?;
     if bundle.has_errors() {
         super::validate::print_diagnostics(g, &bundle);

@@ -507,7 +507,7 @@ impl<'de, 'a> de::VariantAccess<'de> for NodeDe<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runbook::yaml::parse_documents;
+    use crate::yaml::parse_documents;
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]

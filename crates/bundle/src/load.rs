@@ -676,20 +676,24 @@ impl<'a> Checker<'a> {
                 "use `sec min hour day month weekday`, e.g. `*/30 * * * * *` for every 30 seconds",
             );
         }
-        let mut wants_features = false;
-        match from_node::<crate::schedule::detectors::DetectorModel>(&d.model) {
-            Err(e) => self.de_error(d.model.span, e),
-            Ok(model) => {
-                wants_features = model.classifier.is_some();
-                if let Err(why) = model.check() {
+        let model = match from_node::<crate::detector::ModelDoc>(&d.model) {
+            Err(e) => {
+                self.de_error(d.model.span, e);
+                None
+            }
+            Ok(doc) => match crate::detector::DetectorModel::check(doc) {
+                Ok(model) => Some(model),
+                Err(why) => {
                     self.error(
                         d.model.span,
                         format!("invalid detector model: {why}"),
                         "e.g. `model: { anomaly: { method: ensemble }, threshold: 0.5 }`",
                     );
+                    None
                 }
-            }
-        }
+            },
+        };
+        let wants_features = model.as_ref().is_some_and(|m| m.classifier().is_some());
         let features = self.detector_input(&d, wants_features, doc.span);
         if let Some(history) = &d.history
             && !(1..=MAX_HISTORY_SECS).contains(&history.value.as_std().as_secs())
@@ -701,6 +705,7 @@ impl<'a> Checker<'a> {
             );
         }
         Some(Detector {
+            model: model?,
             name: d.name.value,
             description: d.description,
             file: self.file.to_path_buf(),
@@ -709,7 +714,6 @@ impl<'a> Checker<'a> {
             source: d.source.value,
             query: d.query.map(|q| q.value).unwrap_or_default(),
             features,
-            model: d.model,
             alert: d.alert,
             history: d.history.map(|h| h.value),
         })

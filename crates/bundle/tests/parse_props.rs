@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use std::path::Path;
-use vigil::runbook::Bundle;
+use vigil_bundle::Bundle;
 
 const VALID: &str = r#"apiVersion: vigil/v1
 kind: Runbook

@@ -729,8 +729,9 @@ pub struct Detector {
     /// The query of each feature (by feature name); empty when it reads `query`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub features: BTreeMap<String, String>,
+    /// The checked `model:` section.
     #[serde(skip)]
-    pub model: Node,
+    pub model: crate::detector::DetectorModel,
     pub alert: AlertDoc,
     /// How much of the past the first run learns from; `None`: the runner's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
