@@ -10,7 +10,7 @@ mod common;
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use vigil::plugin::{HostOptions, InstanceConfig, PluginHost, PluginInstance};
+use vigil_plugin_host::{HostOptions, InstanceConfig, PluginHost, PluginInstance};
 
 fn report(name: &str, per_iter: Duration, target: Duration) {
     let ok = if per_iter <= target { "ok" } else { "MISSED" };

@@ -15,7 +15,6 @@
 //! running after it stays journaled as running and resumes at the next start.
 
 use crate::alert::service::{AlertService, Options, ServiceError, build_with};
-use crate::plugin::{Connector, TimeRange};
 use crate::schedule::detectors::Series;
 use crate::schedule::evaluate::Truth;
 use crate::schedule::runner::{
@@ -32,6 +31,7 @@ use vigil_bundle::Bundle;
 use vigil_bundle::model::TriggerMode;
 use vigil_core::Clock;
 use vigil_core::action::ActionCatalog;
+use vigil_plugin_host::{Connector, TimeRange};
 
 /// How the loop runs.
 #[derive(Clone, Default)]
@@ -431,7 +431,7 @@ async fn forward(mut rx: mpsc::Receiver<RunReport>, svc: Arc<AlertService>, metr
 }
 
 /// Every connector instance of `catalog`, by name, as a detector source.
-pub fn sources(catalog: &crate::plugin::PluginCatalog) -> Sources {
+pub fn sources(catalog: &vigil_plugin_host::PluginCatalog) -> Sources {
     catalog
         .instances()
         .filter_map(|i| catalog.connector(i.name()))

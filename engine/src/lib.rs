@@ -7,7 +7,6 @@ pub mod api;
 pub mod daemon;
 pub mod exec;
 pub mod learn;
-pub mod plugin;
 pub mod schedule;
 pub mod store;
 pub mod telemetry;

@@ -13,13 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use vigil::exec::core::Catalog;
 use vigil::exec::{ExecError, Executor, Request};
-use vigil::plugin::{Grants, HostOptions, InstanceConfig, Limits, PluginCatalog, PluginHost};
 use vigil::store::{EventKind, ExecStatus, Store};
 use vigil_bundle::Bundle;
 use vigil_core::action::{
     Action, ActionCall, ActionCatalog, ActionError, ActionInfo, ActionPlan, BoxFuture,
     PlannedEffect, Risk,
 };
+use vigil_plugin_host::{Grants, HostOptions, InstanceConfig, Limits, PluginCatalog, PluginHost};
 
 /// An action whose plans come from a script, one per call, and that counts and
 /// keeps what it was asked to execute.

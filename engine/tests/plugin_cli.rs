@@ -6,7 +6,7 @@ mod common;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::Command;
-use vigil::plugin::{HostOptions, InstanceConfig, PluginHost, PluginInstance, TimeRange};
+use vigil_plugin_host::{HostOptions, InstanceConfig, PluginHost, PluginInstance, TimeRange};
 
 fn vigil(args: &[&str], target_dir: &Path) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_vigil"))

@@ -12,8 +12,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use vigil::plugin::{Connector, HostOptions, InstanceConfig, PluginCatalog, PluginHost, TimeRange};
 use vigil_core::action::{ActionCall, ActionCatalog};
+use vigil_plugin_host::{
+    Connector, HostOptions, InstanceConfig, PluginCatalog, PluginHost, TimeRange,
+};
 
 fn now_ms() -> i64 {
     SystemTime::now()

@@ -6,11 +6,11 @@ mod common;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
-use vigil::plugin::{
+use vigil_core::action::{ActionCatalog, ActionPlan, Risk};
+use vigil_plugin_host::{
     CacheOutcome, CapabilityKind, HostOptions, InstanceConfig, PluginCatalog, PluginError,
     PluginHost, PluginInstance, StaticSecrets, TimeRange,
 };
-use vigil_core::action::{ActionCatalog, ActionPlan, Risk};
 
 fn host() -> PluginHost {
     PluginHost::new(HostOptions::default()).expect("host")
@@ -326,7 +326,7 @@ fn a_cache_entry_copied_under_another_plugin_is_refused() {
     host.load_file(&common::plugin_path("hostile"))
         .expect("hostile");
     let entry_of = |wasm: &[u8]| {
-        let stem = &vigil::plugin::content_hash(wasm)[..32];
+        let stem = &vigil_plugin_host::content_hash(wasm)[..32];
         std::fs::read_dir(&cache)
             .expect("ls")
             .filter_map(|e| e.ok().map(|e| e.path()))

@@ -6,11 +6,11 @@ mod common;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vigil::plugin::{
+use vigil_core::action::{ActionCall, ActionCatalog, ActionPlan};
+use vigil_plugin_host::{
     Call, Grants, HostOptions, InstanceConfig, Limit, Limits, PluginCatalog, PluginError,
     PluginHost, PluginInstance, TimeRange,
 };
-use vigil_core::action::{ActionCall, ActionCatalog, ActionPlan};
 
 fn host() -> PluginHost {
     PluginHost::new(HostOptions::default()).expect("host")
@@ -110,7 +110,7 @@ fn validate_has_a_short_leash() {
     assert_eq!(
         err.limit(),
         Some(&Limit::Timeout {
-            ms: vigil::plugin::VALIDATE_TIMEOUT_MS
+            ms: vigil_plugin_host::VALIDATE_TIMEOUT_MS
         }),
         "{err}"
     );
@@ -426,8 +426,8 @@ fn many_failures_in_parallel_then_normal_service() {
 
 #[test]
 fn declared_effects_are_allowed_in_execute() {
-    use vigil::plugin::{KvStore, MemoryKv};
     use vigil_core::action::{PlannedEffect, Risk};
+    use vigil_plugin_host::{KvStore, MemoryKv};
     let kv = Arc::new(MemoryKv::default());
     let h = PluginHost::new(HostOptions {
         kv: Some(kv.clone()),

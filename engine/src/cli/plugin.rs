@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use vigil::exec::core::Catalog;
-use vigil::plugin::{
+use vigil_bundle::Bundle;
+use vigil_plugin_host::{
     CacheOutcome, HostOptions, InstanceConfig, LoadedPlugin, PluginCatalog, PluginHost, PluginInfo,
 };
-use vigil_bundle::Bundle;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {

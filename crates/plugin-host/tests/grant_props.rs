@@ -3,8 +3,8 @@
 //! `make test`; each property is one an attacker would try to break.
 
 use proptest::prelude::*;
-use vigil::plugin::grants::ProcessGrant;
-use vigil::plugin::http_policy::{CheckedUrl, UrlPattern};
+use vigil_plugin_host::grants::ProcessGrant;
+use vigil_plugin_host::http_policy::{CheckedUrl, UrlPattern};
 
 /// Path pieces an attacker mixes: dot segments in every spelling, encoded slashes
 /// and backslashes, empty segments, ordinary names.

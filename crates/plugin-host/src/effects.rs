@@ -107,7 +107,7 @@ pub(crate) fn declared(effects: &[String], need: &Need<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::http_policy::CheckedUrl;
+    use crate::http_policy::CheckedUrl;
     use vigil_core::action::PlannedEffect;
 
     fn plan(risk: Risk, reversible: bool, effects: &[&str]) -> ActionPlan {

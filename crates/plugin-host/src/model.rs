@@ -58,8 +58,7 @@ impl PluginInfo {
     /// Whether the plugin requested `kind` for `scope` (an empty requested scope covers all).
     pub fn requests_scope(&self, kind: CapabilityKind, scope: &str) -> bool {
         self.capabilities.iter().any(|c| {
-            c.kind == kind
-                && (c.scope.is_empty() || crate::plugin::grants::glob_match(&c.scope, scope))
+            c.kind == kind && (c.scope.is_empty() || crate::grants::glob_match(&c.scope, scope))
         })
     }
 }

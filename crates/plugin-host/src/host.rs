@@ -22,13 +22,13 @@ pub(crate) mod wit {
     pub mod connector {
         wasmtime::component::bindgen!({
             world: "connector",
-            path: "../wit",
+            path: "../../wit",
         });
     }
     pub mod action {
         wasmtime::component::bindgen!({
             world: "action",
-            path: "../wit",
+            path: "../../wit",
             with: {
                 "vigil:plugin/types": super::connector::vigil::plugin::types,
                 "vigil:plugin/log": super::connector::vigil::plugin::log,
