@@ -35,7 +35,7 @@ bench: plugins
 	VIGIL_PLUGIN_DIR=$(abspath $(PLUGIN_DIR)) $(CARGO) bench --bench executor --bench journal --bench validate --bench policy --bench detect --bench plugin --bench alerts --bench ingest_vs_alertmanager
 	@python3 scripts/bench_report.py
 
-## Anomaly detection quality on the shared NAB data (../shared), beside the published detectors.
+## Anomaly detection quality on NAB data (NAB_DATA, or the workplace copy by default: scripts/nab.sh), beside the published detectors.
 nab:
 	@bash scripts/nab.sh
 

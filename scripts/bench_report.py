@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Reads criterion's results (target/criterion/**/new/) and prints one table:
-each figure next to its DESIGN.md target, and whether it passes. Rows that a
+each figure next to its target (TARGETS below), and whether it passes. Rows that a
 non-criterion bench wrote to target/bench-extra/*.json ({"rows": [{id, what,
 figure, target, result}]}, e.g. ingest_vs_alertmanager) are added after them.
 

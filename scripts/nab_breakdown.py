@@ -9,7 +9,7 @@ positives and the missed windows in normalised NAB points; the windows detected 
 the false-positive rows among the scored rows outside windows, and the detection time of
 each window's first detection against the window's centre (the labelled anomaly); with
 --files, one line per file, costliest first. Uses the shared scorer's own code
-(../shared/nab/nab_score.py), so the threshold and the counts are NAB's.
+(the NAB scorer, `nab_score.py`), so the threshold and the counts are NAB's.
 """
 import json
 import os

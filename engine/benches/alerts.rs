@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use vigil::alert::trigger::Trigger;
 use vigil::alert::{AlertService, AlertStatus, Engine, IncomingAlert, Labels};
 use vigil::api::{Api, ApiConfig};
-use vigil::exec::core::Catalog;
-use vigil::store::Store;
 use vigil::telemetry::Metrics;
 use vigil_bundle::model::{Alerting, TriggerMode};
+use vigil_exec::core::Catalog;
+use vigil_store::Store;
 
 const TOKEN: &str = "bench";
 

@@ -1,6 +1,6 @@
 //! Detector benchmarks: points scored per second (one method, the ensemble), bytes of state
 //! per series, classifier training and prediction time.
-//! Targets (DESIGN.md): ≥ 5,000,000 points/s per core for one method, ≥ 1,000,000 for the
+//! Targets (`scripts/bench_report.py`): ≥ 5,000,000 points/s per core for one method, ≥ 1,000,000 for the
 //! ensemble. `cargo bench --bench detect` prints the criterion figures; the throughput
 //! lines are elements (points) per second.
 

@@ -4,10 +4,10 @@
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use std::path::Path;
 use std::sync::Arc;
-use vigil::exec::core::Catalog;
-use vigil::exec::{Executor, Request};
-use vigil::store::Store;
 use vigil_bundle::Bundle;
+use vigil_exec::core::Catalog;
+use vigil_exec::{Executor, Request};
+use vigil_store::Store;
 
 /// `width` independent chains of `depth` steps, joined at the end: 1,000 steps.
 fn dag_runbook(width: usize, depth: usize) -> String {

@@ -3,7 +3,9 @@
 //! until it is durable.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use vigil::store::{Event, EventKind, Store};
+use vigil_exec::record::ExecutionStore;
+use vigil_exec::record::{Event, EventKind};
+use vigil_store::Store;
 
 const WRITERS: usize = 64;
 const PER_WRITER: usize = 32;

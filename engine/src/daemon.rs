@@ -20,9 +20,8 @@ use crate::schedule::evaluate::Truth;
 use crate::schedule::runner::{
     self, FetchFuture, RunReport, RunnerConfig, RunnerStats, Source, Sources, TruthFuture,
 };
-use crate::store::{ExecStatus, Store};
+use crate::schedule::store::DetectorStore;
 use crate::telemetry::Metrics;
-use crate::telemetry::story::Narrator;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -31,7 +30,11 @@ use vigil_bundle::Bundle;
 use vigil_bundle::model::TriggerMode;
 use vigil_core::Clock;
 use vigil_core::action::ActionCatalog;
+use vigil_core::story::Narrator;
+use vigil_exec::record::ExecStatus;
+use vigil_exec::record::ExecutionStore;
 use vigil_plugin_host::{Connector, TimeRange};
+use vigil_store::Store;
 
 /// How the loop runs.
 #[derive(Clone, Default)]

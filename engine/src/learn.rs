@@ -14,9 +14,10 @@
 //!   for, the windows of that prediction are negatives and count three times.
 
 use crate::alert::Incident;
+use crate::alert::store::AlertStore;
 use crate::schedule::detectors::{Host, join_hosts};
 use crate::schedule::runner::Source;
-use crate::store::{AuditEntry, Store};
+use crate::schedule::store::DetectorStore;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use vigil_bundle::detector::TrainingSpec;
@@ -24,6 +25,9 @@ use vigil_bundle::model::Detector;
 use vigil_detect::classifier::{
     ClassifierError, FEATURE_COUNT, FailureModel, FeatureExtractor, Quality, Sample,
 };
+use vigil_exec::record::AuditEntry;
+use vigil_exec::record::ExecutionStore;
+use vigil_store::Store;
 
 /// Extra weight of a window a human called a false alarm.
 const FALSE_ALARM_WEIGHT: usize = 3;
@@ -64,7 +68,7 @@ pub enum LearnError {
     #[error("training refused: {0}")]
     Training(#[from] ClassifierError),
     #[error("store: {0}")]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] vigil_store::StoreError),
 }
 
 /// A host's samples with their labels and weights.

@@ -5,8 +5,6 @@
 pub mod alert;
 pub mod api;
 pub mod daemon;
-pub mod exec;
 pub mod learn;
 pub mod schedule;
-pub mod store;
 pub mod telemetry;

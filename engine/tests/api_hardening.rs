@@ -20,10 +20,10 @@ use tokio::net::TcpStream;
 use vigil::alert::trigger::Trigger;
 use vigil::alert::{AlertService, Engine};
 use vigil::api::{Api, ApiConfig};
-use vigil::exec::core::Catalog;
-use vigil::store::Store;
 use vigil::telemetry::Metrics;
 use vigil_bundle::model::{Alerting, TriggerMode};
+use vigil_exec::core::Catalog;
+use vigil_store::Store;
 
 const TOKEN: &str = "hardening-token-0123456789";
 

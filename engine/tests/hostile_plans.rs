@@ -11,15 +11,17 @@ use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use vigil::exec::core::Catalog;
-use vigil::exec::{ExecError, Executor, Request};
-use vigil::store::{EventKind, ExecStatus, Store};
 use vigil_bundle::Bundle;
 use vigil_core::action::{
     Action, ActionCall, ActionCatalog, ActionError, ActionInfo, ActionPlan, BoxFuture,
     PlannedEffect, Risk,
 };
+use vigil_exec::core::Catalog;
+use vigil_exec::record::ExecutionStore;
+use vigil_exec::record::{EventKind, ExecStatus};
+use vigil_exec::{ExecError, Executor, Request};
 use vigil_plugin_host::{Grants, HostOptions, InstanceConfig, Limits, PluginCatalog, PluginHost};
+use vigil_store::Store;
 
 /// An action whose plans come from a script, one per call, and that counts and
 /// keeps what it was asked to execute.

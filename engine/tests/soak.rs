@@ -21,7 +21,10 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use vigil::store::{ExecStatus, Store};
+use vigil::alert::store::AlertStore;
+use vigil_exec::record::ExecStatus;
+use vigil_exec::record::ExecutionStore;
+use vigil_store::Store;
 
 const TOKEN: &str = "soak-token";
 const SERVICES: usize = 200;

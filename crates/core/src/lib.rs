@@ -11,6 +11,7 @@ pub mod diag;
 pub mod duration;
 pub mod fingerprint;
 pub mod span;
+pub mod story;
 pub mod suggest;
 pub mod text;
 

@@ -1,7 +1,7 @@
 //! The seeds' detection targets, measured on critical anomalies: a true-positive rate
 //! above 95% with under 5% false positives, each detection within 5 minutes of the onset.
 //!
-//! NAB (`make nab`, NAB.md) measures the ensemble on real series whose labelled windows
+//! NAB (`make nab`, docs/research/nab.md) measures the ensemble on real series whose labelled windows
 //! include subtle anomalies, and times detections against a window's centre. Here the
 //! onset is known exactly, because the series are generated: several kinds of normal
 //! behaviour an operator sees (a steady gauge, a daily cycle, request counts, steady
@@ -29,7 +29,7 @@
 //! default) TPR 95.7% with none. Seeds 100–107, 200–207 and 300–307, not used to choose
 //! the range-breach member's parameters, gave 98.8%, 98.0% and 99.2% at 0.5, and 95.7%,
 //! 94.1% and 92.6% at 0.8. Before that member, the NAB-tuned record and refractory let
-//! 16% of these through at 0.5 (NAB.md): an outage of a steady gauge 20 noise
+//! 16% of these through at 0.5 (docs/research/nab.md): an outage of a steady gauge 20 noise
 //! deviations deep scored like a blip next to a week's record.
 
 use vigil_detect::anomaly::ModelConfig;

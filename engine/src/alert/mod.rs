@@ -12,6 +12,7 @@
 pub mod engine;
 pub mod payload;
 pub mod service;
+pub mod store;
 pub mod trigger;
 
 use serde::{Deserialize, Serialize};
@@ -194,7 +195,7 @@ pub struct Triggered {
     /// The dry-run report (what would run), when dry-run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<serde_json::Value>,
-    /// A live run whose every `assert` held (see [`crate::exec::verified`]).
+    /// A live run whose every `assert` held (see [`vigil_exec::verified`]).
     #[serde(default)]
     pub verified: bool,
 }

@@ -3,13 +3,16 @@
 
 use super::trigger::Trigger;
 use super::*;
+use crate::alert::store::AlertStore;
 use crate::schedule::detectors::Detection;
-use crate::store::{Store, StoreError};
+use crate::schedule::store::DetectorStore;
 use crate::telemetry::Metrics;
-use crate::telemetry::story::{Narrator, Story};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use vigil_core::Clock;
+use vigil_core::story::{Narrator, Story};
+use vigil_exec::record::ExecutionStore;
+use vigil_store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -316,9 +319,9 @@ impl AlertService {
         actor: &str,
         comment: Option<&str>,
         expected_hash: Option<&str>,
-    ) -> Result<Option<crate::exec::ExecutionReport>, crate::exec::ExecError> {
+    ) -> Result<Option<vigil_exec::ExecutionReport>, vigil_exec::ExecError> {
         let Some(executor) = self.executor() else {
-            return Err(crate::exec::ExecError::NotAwaiting {
+            return Err(vigil_exec::ExecError::NotAwaiting {
                 id: id.to_string(),
                 status: "not run by this server",
             });
@@ -339,7 +342,7 @@ impl AlertService {
         })
         .await
         .map_err(|e| {
-            crate::exec::ExecError::Store(StoreError::Corrupt(format!("approval task: {e}")))
+            vigil_exec::ExecError::Store(StoreError::Corrupt(format!("approval task: {e}")))
         })??;
         let reason = if approve { "approved" } else { "rejected" };
         self.record_execution(&id, report.as_ref(), reason).await?;
@@ -351,7 +354,7 @@ impl AlertService {
     pub async fn record_execution(
         &self,
         id: &str,
-        report: Option<&crate::exec::ExecutionReport>,
+        report: Option<&vigil_exec::ExecutionReport>,
         reason: &str,
     ) -> Result<(), StoreError> {
         let rec = self.store.execution(id)?;
@@ -359,7 +362,7 @@ impl AlertService {
             return Ok(());
         };
         let verified = match (report, self.trigger.runbook(&rec.runbook)) {
-            (Some(r), Some(rb)) => crate::exec::verified(rb, r),
+            (Some(r), Some(rb)) => vigil_exec::verified(rb, r),
             _ => false,
         };
         let t = Triggered {
@@ -393,7 +396,7 @@ impl AlertService {
     }
 
     /// The executor that runs (and resumes) triggered executions.
-    pub fn executor(&self) -> Option<crate::exec::Executor> {
+    pub fn executor(&self) -> Option<vigil_exec::Executor> {
         self.trigger.executor()
     }
 
@@ -787,7 +790,7 @@ impl AlertService {
 
 /// Assembles the alert service for a loaded bundle: the engine from `alerting:` and
 /// `services:`, the bundle's runbooks as trigger candidates (dry-run unless
-/// `alerting.runbooks: live`, which goes through [`crate::exec::automation::Automation`]:
+/// `alerting.runbooks: live`, which goes through [`vigil_exec::automation::Automation`]:
 /// guardrails and the bundle's Rhai policies), and `catalog` for their actions.
 pub fn build(
     bundle: &vigil_bundle::Bundle,
@@ -832,7 +835,7 @@ pub fn build_with(
         Some(Arc::new(engine))
     };
     let executor = executor_for(bundle, catalog.clone(), store.clone(), &metrics, &options);
-    let automation = crate::exec::automation::Automation {
+    let automation = vigil_exec::automation::Automation {
         executor,
         policies,
         config: cfg.clone(),
@@ -858,11 +861,11 @@ pub fn executor_for(
     store: Store,
     metrics: &Arc<Metrics>,
     options: &Options,
-) -> crate::exec::Executor {
+) -> vigil_exec::Executor {
     let cfg = &bundle.config;
     let metrics = metrics.clone();
     let narrator = options.narrator.clone();
-    let observer: crate::exec::executor::Observer = Arc::new(move |rec, ev| {
+    let observer: vigil_exec::executor::Observer = Arc::new(move |rec, ev| {
         Metrics::count(&metrics.step_transitions, &[("kind", ev.kind.as_str())]);
         if let Some(n) = &narrator {
             n(Story::Step {
@@ -876,7 +879,7 @@ pub fn executor_for(
             });
         }
     });
-    crate::exec::Executor::new(catalog, store)
+    vigil_exec::Executor::new(catalog, store)
         .with_max_concurrency(cfg.executor.max_concurrency.unwrap_or(8) as usize)
         .with_env_allowlist(&cfg.executor.env)
         .with_observer(observer)

@@ -7,15 +7,15 @@
 //! escalation policy decide whether it runs, waits for approval, pages or is ignored.
 
 use super::{Incident, Triggered};
-use crate::exec::automation::{Automation, Origin, Outcome};
-use crate::exec::render::resolve_params;
-use crate::exec::render::{Unknowns, render};
-use crate::exec::{Request, dry_run::dry_run};
 use std::sync::Arc;
 use vigil_bundle::model::Notifier;
 use vigil_bundle::model::{Runbook, TriggerMode};
 use vigil_core::action::{ActionCall, ActionCatalog};
 use vigil_core::now_ms;
+use vigil_exec::automation::{Automation, Origin, Outcome};
+use vigil_exec::render::resolve_params;
+use vigil_exec::render::{Unknowns, render};
+use vigil_exec::{Request, dry_run::dry_run};
 use vigil_policy::expr::Bindings;
 use vigil_policy::expr::ExprEngine;
 
@@ -53,7 +53,7 @@ impl std::fmt::Debug for Trigger {
 
 impl Trigger {
     /// The executor live runs go through, for approvals over the API.
-    pub fn executor(&self) -> Option<crate::exec::Executor> {
+    pub fn executor(&self) -> Option<vigil_exec::Executor> {
         self.automation.as_ref().map(|a| a.executor.clone())
     }
 
@@ -197,7 +197,7 @@ impl Trigger {
             }
         };
         let mut req = Request::manual(c.runbook.clone(), c.source.clone(), params, incident);
-        req.origin = "automatic".into();
+        req.origin = vigil_exec::record::Origin::Automatic;
         match (&self.automation, self.mode) {
             (Some(auto), TriggerMode::Live) => {
                 t.mode = "live".into();
@@ -206,7 +206,7 @@ impl Trigger {
                     .await
                 {
                     Ok(Outcome::Executed { report, decision }) => {
-                        t.verified = crate::exec::verified(&c.runbook, &report);
+                        t.verified = vigil_exec::verified(&c.runbook, &report);
                         t.status = report.status.as_str().into();
                         t.execution = Some(report.id.clone());
                         t.reason = report.reason.clone().or_else(|| {

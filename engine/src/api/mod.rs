@@ -14,6 +14,7 @@ mod server;
 pub use server::{bind, serve};
 
 use crate::alert::payload::{Limits, PayloadError, parse_events, parse_webhook};
+use crate::alert::store::AlertStore;
 use crate::alert::{AlertService, IncidentStatus, ServiceError, Silence};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -30,6 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vigil_bundle::model::Matcher;
 use vigil_core::now_ms;
+use vigil_exec::record::ExecutionStore;
 
 /// HTTP settings.
 #[derive(Clone, Debug)]
@@ -641,7 +643,7 @@ async fn show_execution(State(api): State<Arc<Api>>, Path(id): Path<String>) -> 
             StatusCode::OK,
             &json!({ "execution": rec, "events": events }),
         ),
-        (Err(crate::store::StoreError::NotFound(_)), _) => error(
+        (Err(vigil_store::StoreError::NotFound(_)), _) => error(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no execution `{id}`"),
@@ -729,7 +731,7 @@ async fn decide_execution(
             d.plan_hash.as_deref(),
         )
         .await;
-    use crate::exec::ExecError;
+    use vigil_exec::ExecError;
     match result {
         Ok(Some(report)) => json_response(
             StatusCode::OK,
@@ -741,7 +743,7 @@ async fn decide_execution(
             | ExecError::StalePlan { .. }
             | ExecError::ApprovalExpired { .. }),
         ) => error(StatusCode::CONFLICT, "conflict", e.to_string(), None),
-        Err(ExecError::Store(crate::store::StoreError::NotFound(what))) => error(
+        Err(ExecError::Store(vigil_store::StoreError::NotFound(what))) => error(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no execution `{what}`"),

@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use vigil::alert::store::AlertStore;
 use vigil::alert::{Incident, IncidentEvent};
 use vigil::api::{Api, ApiConfig};
-use vigil::store::{Store, StoreError};
 use vigil::telemetry::Metrics;
 use vigil_bundle::Bundle;
 use vigil_core::text::visible;
+use vigil_store::{Store, StoreError};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
@@ -239,8 +240,10 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
         vigil_core::Clock::wall()
     } else {
         // Time on a compressed clock must not go back when the server restarts.
-        let clock = vigil_core::Clock::continuing(store.clock()?, args.speed);
-        store.set_clock(&clock)?;
+        // A restart continues the compressed clock instead of jumping back.
+        let clock = vigil_core::Clock::continuing(store.setting(COMPRESSED_CLOCK)?, args.speed);
+        store.set_setting(COMPRESSED_CLOCK, Some(&clock))?;
+        store.sync_blocking()?;
         clock
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -248,7 +251,7 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
         .build()?;
     rt.block_on(async {
         let metrics = Arc::new(Metrics::new());
-        let narrator: vigil::telemetry::story::Narrator = Arc::new(|s| log_story(&s));
+        let narrator: vigil_core::story::Narrator = Arc::new(|s| log_story(&s));
         let mut bundle_for_daemon = bundle;
         if args.no_detectors {
             bundle_for_daemon.detectors.clear();
@@ -369,8 +372,11 @@ fn api_config(
 }
 
 /// `vigil serve` logs the story through tracing (structured with `--log-format json`).
-fn log_story(s: &vigil::telemetry::story::Story) {
-    use vigil::telemetry::story::Story;
+/// The store setting that holds the compressed clock a server ran on (`--speed`).
+const COMPRESSED_CLOCK: &str = "compressed_clock";
+
+fn log_story(s: &vigil_core::story::Story) {
+    use vigil_core::story::Story;
     match s {
         Story::Detection {
             detector,

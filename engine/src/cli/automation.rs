@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use vigil::exec::automation::{Automation, Origin, Outcome, whoami};
-use vigil::exec::render::resolve_params;
-use vigil::exec::{Executor, Request};
-use vigil::store::{AuditEntry, PauseState};
 use vigil_bundle::Bundle;
 use vigil_core::now_ms;
+use vigil_exec::automation::{Automation, Origin, Outcome, whoami};
+use vigil_exec::record::ExecutionStore;
+use vigil_exec::record::{AuditEntry, PauseState};
+use vigil_exec::render::resolve_params;
+use vigil_exec::{Executor, Request};
 use vigil_policy::decide::{Facts, PolicyEngine};
 use vigil_policy::expr::ExprEngine;
 

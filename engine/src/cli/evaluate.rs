@@ -4,7 +4,9 @@
 use super::{Global, Paint};
 use anyhow::{Context, Result};
 use std::process::ExitCode;
-use vigil::store::Store;
+use vigil::alert::store::AlertStore;
+use vigil::schedule::store::DetectorStore;
+use vigil_store::Store;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct EvaluateArgs {

@@ -8,7 +8,9 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use vigil::schedule::store::DetectorStore;
 use vigil_detect::classifier::{FailureModel, FeatureExtractor, Quality, Sample, TrainConfig};
+use vigil_exec::record::ExecutionStore;
 
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum ModelCommand {
@@ -168,7 +170,7 @@ fn classifier_detector<'b>(
 /// Trains, stores and (if it is no worse) promotes the next version of `name`.
 pub fn retrain(
     bundle: &vigil_bundle::Bundle,
-    store: &vigil::store::Store,
+    store: &vigil_store::Store,
     sources: &vigil::schedule::runner::Sources,
     name: &str,
     detector: Option<&str>,
@@ -384,8 +386,8 @@ pub fn run(g: &Global, cmd: &ModelCommand) -> Result<ExitCode> {
             let m = store
                 .promote_model(&name, version)
                 .map_err(|e| invalid(e.to_string()))?;
-            store.audit(vigil::store::AuditEntry::new(
-                format!("user:{}", vigil::exec::automation::whoami()),
+            store.audit(vigil_exec::record::AuditEntry::new(
+                format!("user:{}", vigil_exec::automation::whoami()),
                 "promote",
                 m.id(),
                 "serving",

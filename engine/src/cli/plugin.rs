@@ -5,8 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::sync::Arc;
-use vigil::exec::core::Catalog;
 use vigil_bundle::Bundle;
+use vigil_exec::core::Catalog;
 use vigil_plugin_host::{
     CacheOutcome, HostOptions, InstanceConfig, LoadedPlugin, PluginCatalog, PluginHost, PluginInfo,
 };

@@ -6,14 +6,16 @@ use serde_json::{Map, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use vigil::exec::automation::Origin;
-use vigil::exec::core::Catalog;
-use vigil::exec::executor::Observer;
-use vigil::exec::render::{parse_set_value, resolve_params};
-use vigil::exec::{ExecutionReport, Executor, Request, StepStatus};
-use vigil::store::{Event, EventKind, ExecStatus, ExecutionRecord, Store};
 use vigil_core::now_ms;
+use vigil_exec::automation::Origin;
+use vigil_exec::core::Catalog;
+use vigil_exec::executor::Observer;
+use vigil_exec::record::ExecutionStore;
+use vigil_exec::record::{Event, EventKind, ExecStatus, ExecutionRecord};
+use vigil_exec::render::{parse_set_value, resolve_params};
+use vigil_exec::{ExecutionReport, Executor, Request, StepStatus};
 use vigil_policy::expr::ExprEngine;
+use vigil_store::Store;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
@@ -121,11 +123,7 @@ pub fn run(g: &Global, args: &RunArgs, dry: bool) -> Result<ExitCode> {
     let p = Paint::new(g.color());
 
     if dry {
-        let report = rt.block_on(vigil::exec::dry_run::dry_run(
-            catalog.as_ref(),
-            &exprs,
-            &req,
-        ));
+        let report = rt.block_on(vigil_exec::dry_run::dry_run(catalog.as_ref(), &exprs, &req));
         print_dry_run(g, &p, &req, &report);
         return Ok(if report.status == ExecStatus::Succeeded {
             ExitCode::SUCCESS
@@ -504,7 +502,7 @@ fn decide(
     comment: Option<String>,
     plan_hash: Option<String>,
 ) -> Result<ExitCode> {
-    let actor = format!("user:{}", vigil::exec::automation::whoami());
+    let actor = format!("user:{}", vigil_exec::automation::whoami());
     let result = runtime()?.block_on(async {
         with_ctrl_c(executor)
             .decide_approval(
@@ -519,9 +517,9 @@ fn decide(
     let report = match result {
         Ok(r) => r,
         Err(
-            e @ (vigil::exec::ExecError::NotAwaiting { .. }
-            | vigil::exec::ExecError::StalePlan { .. }
-            | vigil::exec::ExecError::ApprovalExpired { .. }),
+            e @ (vigil_exec::ExecError::NotAwaiting { .. }
+            | vigil_exec::ExecError::StalePlan { .. }
+            | vigil_exec::ExecError::ApprovalExpired { .. }),
         ) => return Err(invalid(e.to_string())),
         Err(e) => return Err(e.into()),
     };

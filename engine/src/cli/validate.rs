@@ -4,9 +4,9 @@ use super::{Global, invalid};
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::process::ExitCode;
-use vigil::exec::core::Catalog;
 use vigil_bundle::Bundle;
 use vigil_core::diag::{self, Diagnostic};
+use vigil_exec::core::Catalog;
 
 pub fn run(g: &Global, path: Option<&Path>) -> Result<ExitCode> {
     let target = match path {
@@ -25,7 +25,7 @@ pub fn run(g: &Global, path: Option<&Path>) -> Result<ExitCode> {
     if let Some(p) = &plugins {
         catalog.add_catalog(p.clone());
     }
-    let mut extra = vigil::exec::check_actions(&bundle, &catalog);
+    let mut extra = vigil_exec::check_actions(&bundle, &catalog);
     bundle.diagnostics.append(&mut extra);
     // Every detector's source must be a configured connector (when there is a config
     // to configure it in).

@@ -7,6 +7,7 @@ pub mod detectors;
 pub mod evaluate;
 pub mod models;
 pub mod runner;
+pub mod store;
 
 pub use vigil_core::Clock;
 

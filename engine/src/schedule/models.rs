@@ -3,10 +3,11 @@
 //! `vigil model promote` (or a retraining that promotes) — no restart needed.
 
 use super::detectors::ServedModel;
-use crate::store::Store;
+use crate::schedule::store::DetectorStore;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use vigil_detect::classifier::FailureModel;
+use vigil_store::Store;
 
 /// Promoted models, by name, cached by version.
 #[derive(Clone)]

@@ -1,7 +1,5 @@
-//! Prometheus metrics (`/metrics`), the only home of `prometheus-client`; and
-//! [`story`], the stream of what vigil does, for narration and logs.
-
-pub mod story;
+//! Prometheus metrics (`/metrics`), the only home of `prometheus-client`; and a
+//! channel for the [`Story`] of what vigil does, for narration.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -193,4 +191,17 @@ impl Metrics {
         let _ = encode(&mut out, &self.registry);
         out
     }
+}
+
+use std::sync::Arc;
+use vigil_core::story::{Narrator, Story};
+
+/// A narrator that forwards into a bounded channel and drops what does not fit
+/// (a slow reader loses lines of the story, never slows the engine).
+pub fn story_channel(capacity: usize) -> (Narrator, tokio::sync::mpsc::Receiver<Story>) {
+    let (tx, rx) = tokio::sync::mpsc::channel(capacity);
+    let narrator: Narrator = Arc::new(move |s| {
+        let _ = tx.try_send(s);
+    });
+    (narrator, rx)
 }

@@ -47,7 +47,7 @@ pub struct BreachConfig {
 }
 
 impl Default for BreachConfig {
-    /// Measured (NAB.md): on NAB's files, all shorter than the window, breaches were the
+    /// Measured (docs/research/nab.md): on NAB's files, all shorter than the window, breaches were the
     /// first detection of 20 windows at the cost of 1 false positive; on generated
     /// critical anomalies (`tests/detect_targets.rs`) they lifted the ensemble from 84%
     /// to 98–100% detected within 5 minutes, with no false positive of their own.

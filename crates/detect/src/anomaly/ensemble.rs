@@ -10,7 +10,7 @@
 //!    value member's deviation counts for nothing (`familiar.damping`) when the series
 //!    went as far, the same way, at about this time of day on three of the last seven
 //!    days: a nightly job is no news, however far it lifts the series
-//!    ([`FamiliarConfig`]; NAB.md, "Familiar at this time of day");
+//!    ([`FamiliarConfig`]; docs/research/nab.md, "Familiar at this time of day");
 //! 4. **surprise**: the deviation is divided by a slowly decaying maximum of past
 //!    deviations raised to `surprise`: on a series that is always spiky, a spike of the
 //!    usual size is no news, while on a quiet series a modest one is;
@@ -29,11 +29,11 @@
 //!    deviations against the series' own record, which is what NAB rewards and what
 //!    lets a steady gauge's drop to zero score like a blip next to a week of noise;
 //!    a value beyond everything the window held pages someone however quiet the
-//!    series was (NAB.md, "Critical anomalies at a known onset"). [`Extreme`] then
+//!    series was (docs/research/nab.md, "Critical anomalies at a known onset"). [`Extreme`] then
 //!    speaks the same way, scaled by `weights.extreme`: the raw value beyond the lowest
 //!    or highest of the last eight weeks, which no baseline-following member and no
 //!    record sees when a noisy series falls to a level it has not been at in weeks,
-//!    or a second incident repeats a first (NAB.md, "Extremes of the last weeks");
+//!    or a second incident repeats a first (docs/research/nab.md, "Extremes of the last weeks");
 //! 8. **combined refractory**: the value members and context learning each rest after
 //!    their own alarms, and a breach widens the range the next value is judged against,
 //!    but none rests after another's alarm, so one incident could still ring twice, a
@@ -163,7 +163,7 @@ pub struct EnsembleConfig {
 }
 
 /// The defaults are one configuration for every series, tuned on the shared NAB files by
-/// a greedy random local search over these parameters (`scripts/nab_search.py`, NAB.md);
+/// a greedy random local search over these parameters (`scripts/nab_search.py`, docs/research/nab.md);
 /// no per-file tuning, and the many decimals are where that search stopped, not insight.
 /// The `resolution_share`s are the value members' resolution floor: one step of the data's
 /// resolution (a count going 0 → 1) is never more than 1/share of a robust sigma; on NAB's
@@ -205,7 +205,7 @@ impl Default for EnsembleConfig {
             },
             novelty: NoveltyConfig::default(),
             // CAD OSE's own rest threshold is 0.75; beside the combined refractory, 0.76
-            // scores better (NAB.md).
+            // scores better (docs/research/nab.md).
             context: ContextConfig {
                 rest_threshold: 0.76,
                 ..ContextConfig::default()

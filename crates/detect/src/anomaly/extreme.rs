@@ -15,7 +15,7 @@
 //! range with it and scores little at each step: this member catches arrivals at a new
 //! level, not trends (the capacity forecast judges those).
 //!
-//! Measured on NAB (NAB.md, "Extremes of the last weeks"): of the breaches beyond 0.05
+//! Measured on NAB (docs/research/nab.md, "Extremes of the last weeks"): of the breaches beyond 0.05
 //! widths (the first of each day), 47 fall in labelled anomaly windows and 9 outside,
 //! and seven windows no other member reached are among them.
 //!
@@ -56,7 +56,7 @@ pub struct ExtremeConfig {
 }
 
 impl Default for ExtremeConfig {
-    /// Measured on NAB's 58 files (NAB.md, "Extremes of the last weeks"): eight weeks
+    /// Measured on NAB's 58 files (docs/research/nab.md, "Extremes of the last weeks"): eight weeks
     /// against four and twelve, a week's warm-up against three days and two weeks. The
     /// half sits mid-plateau: 0.03–0.05 widths score within a point of each other, and
     /// from 0.055 windows whose breach is 0.05–0.06 widths fall under NAB's threshold.

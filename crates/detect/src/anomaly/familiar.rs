@@ -50,7 +50,7 @@ pub struct FamiliarConfig {
 }
 
 impl Default for FamiliarConfig {
-    /// Measured on NAB (NAB.md, "Familiar at this time of day"), one at a time: three
+    /// Measured on NAB (docs/research/nab.md, "Familiar at this time of day"), one at a time: three
     /// of the last seven days, within an hour and a half, 90% of the way, 15-minute bins.
     /// Each sits on a plateau: two days, one or two hours, 85% or 95%, five or ten days,
     /// 5- or 30-minute bins all score within 0.3 of it on the shared files; four days

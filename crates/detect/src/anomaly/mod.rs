@@ -328,7 +328,7 @@ impl ModelConfig {
     /// week", 0.3 of the range beyond anything of the last four weeks around its trend,
     /// or 0.04 of the range beyond the lowest or highest of the last eight), where NAB's
     /// optimised threshold lies (0.51); 0.5 catches 97.7–99.6% of the generated critical
-    /// anomalies in `tests/detect_targets.rs` within 5 minutes, 0.8 about 93–96% (NAB.md).
+    /// anomalies in `tests/detect_targets.rs` within 5 minutes, 0.8 about 93–96% (docs/research/nab.md).
     /// A single method scores 0.5 at its half level and 0.8 at twice it, the default.
     pub fn operating_threshold(&self) -> f64 {
         match self {

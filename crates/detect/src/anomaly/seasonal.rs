@@ -52,7 +52,7 @@ impl Default for SeasonalConfig {
             period: None,
             max_history: 4096,
             cycles: 3,
-            // Measured on NAB (NAB.md): an hourly CPU burst arriving a point late was "a
+            // Measured on NAB (docs/research/nab.md): an hourly CPU burst arriving a point late was "a
             // drop below 100, robust z −50" then "a spike where 30 was expected".
             phase_tolerance: 1,
             reestimate_every: 288,

@@ -16,11 +16,13 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vigil::alert::IncidentStatus;
-use vigil::store::Store;
+use vigil::alert::store::AlertStore;
+use vigil::schedule::store::DetectorStore;
 use vigil::telemetry::Metrics;
-use vigil::telemetry::story::{self, Story};
 use vigil_bundle::model::TriggerMode;
 use vigil_core::Clock;
+use vigil_core::story::Story;
+use vigil_store::Store;
 
 pub const SUPERVISOR: &str = "127.0.0.1:9798";
 
@@ -218,7 +220,7 @@ pub fn run(g: &Global, args: &DemoArgs) -> Result<ExitCode> {
     }
     let tally = Arc::new(Mutex::new(Tally::default()));
     let summary = rt.block_on(async {
-        let (narrator, mut rx) = story::channel(4096);
+        let (narrator, mut rx) = vigil::telemetry::story_channel(4096);
         let metrics = Arc::new(Metrics::new());
         let daemon = vigil::daemon::Daemon::start(
             &bundle,

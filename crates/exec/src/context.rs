@@ -2,7 +2,8 @@
 //! transitions reach the journal, the live observer and the final report.
 
 use super::executor::{ExecutionReport, Observer, StepReport, StepStatus};
-use crate::store::{Event, EventKind, ExecStatus, ExecutionRecord, Store, StoreError};
+use crate::record::ExecutionStore;
+use crate::record::{Event, EventKind, ExecStatus, ExecutionRecord};
 use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,6 +11,7 @@ use vigil_bundle::model::Runbook;
 use vigil_core::action::ActionCatalog;
 use vigil_core::now_ms;
 use vigil_policy::expr::{Bindings, ExprEngine};
+use vigil_store::{Store, StoreError};
 
 #[derive(Clone, Debug, PartialEq)]
 pub(super) enum State {

@@ -73,16 +73,6 @@ impl Story {
 /// Receives the story. Must be cheap: it is called on the engine's paths.
 pub type Narrator = Arc<dyn Fn(Story) + Send + Sync>;
 
-/// A narrator that forwards into a bounded channel and drops what does not fit
-/// (a slow reader loses lines of the story, never slows the engine).
-pub fn channel(capacity: usize) -> (Narrator, tokio::sync::mpsc::Receiver<Story>) {
-    let (tx, rx) = tokio::sync::mpsc::channel(capacity);
-    let narrator: Narrator = Arc::new(move |s| {
-        let _ = tx.try_send(s);
-    });
-    (narrator, rx)
-}
-
 /// A narrator that tells every one of `narrators`.
 pub fn tee(narrators: Vec<Narrator>) -> Narrator {
     Arc::new(move |s: Story| {

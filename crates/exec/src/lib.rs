@@ -1,11 +1,14 @@
-//! The executor: walks a runbook's DAG, runs steps through [`action::Action`]s, and
-//! journals every transition before the next side effect.
+//! The executor: walks a runbook's DAG, runs steps through
+//! [`Action`](vigil_core::action::Action)s, and journals every transition before the
+//! next side effect. Automation (incident → guardrails → plan → policy → execution)
+//! is here too, because it decides what the executor may do without a human.
 
 pub mod automation;
 mod context;
 pub mod core;
 pub mod dry_run;
 pub mod executor;
+pub mod record;
 pub mod render;
 mod walk;
 

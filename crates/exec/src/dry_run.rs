@@ -7,7 +7,7 @@
 
 use super::executor::{ExecutionReport, Request, StepReport, StepStatus};
 use super::render::{Unknowns, render};
-use crate::store::ExecStatus;
+use crate::record::ExecStatus;
 use serde_json::{Map, Value, json};
 use vigil_bundle::graph::Dag;
 use vigil_core::action::ActionCatalog;

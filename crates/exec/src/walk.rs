@@ -5,7 +5,8 @@
 use super::context::{RunCtx, State, report};
 use super::executor::{ExecError, ExecutionReport, StepStatus};
 use super::render::{Unknowns, render};
-use crate::store::{EventKind, ExecStatus, StoreError};
+use crate::record::ExecutionStore;
+use crate::record::{EventKind, ExecStatus};
 use serde_json::{Map, Value, json};
 use std::future::Future as _;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use vigil_bundle::model::{Approval, OnFailure, Runbook, Step};
 use vigil_core::action::{Action, ActionCall, ActionError, ActionPlan};
 use vigil_core::now_ms;
 use vigil_policy::expr::Bindings;
+use vigil_store::StoreError;
 
 pub(super) type StepResult = Result<(Value, u32), (String, u32)>;
 

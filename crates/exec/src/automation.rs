@@ -6,8 +6,8 @@
 
 use super::dry_run::dry_run;
 use super::executor::{ExecError, ExecutionReport, Executor, Request};
-use crate::store::{AuditEntry, ExecStatus, Store, StoreError};
-use crate::telemetry::story::{Narrator, Story};
+use crate::record::ExecutionStore;
+use crate::record::{AuditEntry, ExecStatus};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -15,8 +15,10 @@ use std::sync::Arc;
 use vigil_bundle::model::{Config, RunbookGuardrails};
 use vigil_core::action::ActionCatalog;
 use vigil_core::now_ms;
+use vigil_core::story::{Narrator, Story};
 use vigil_policy::decide::{Decision, Facts, History, PolicyEngine, Verdict};
 use vigil_policy::expr::ExprEngine;
+use vigil_store::{Store, StoreError};
 
 /// What automation did with a request.
 #[derive(Debug, Clone, Serialize)]
@@ -41,27 +43,14 @@ pub enum Outcome {
 }
 
 /// Where a request comes from: guardrails and the kill switch apply to automatic ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    Manual,
-    Automatic,
-}
-
-impl Origin {
-    fn as_str(self) -> &'static str {
-        match self {
-            Origin::Manual => "manual",
-            Origin::Automatic => "automatic",
-        }
-    }
-}
+pub use crate::record::Origin;
 
 /// The store's executions, as facts for policies and guardrails.
 #[derive(Debug, Clone)]
 pub struct StoreHistory(pub Store);
 
 impl StoreHistory {
-    fn count(&self, f: impl Fn(&crate::store::ExecutionRecord) -> bool) -> i64 {
+    fn count(&self, f: impl Fn(&crate::record::ExecutionRecord) -> bool) -> i64 {
         self.0
             .executions()
             .map(|v| v.iter().filter(|r| f(r)).count() as i64)
@@ -157,7 +146,7 @@ impl Automation {
     ) -> Result<Outcome, ExecError> {
         let name = req.runbook.name.clone();
         let now = now_ms();
-        req.origin = origin.as_str().to_string();
+        req.origin = origin;
         let actor_guard = |rule: &str| format!("guardrail:{rule}");
 
         if origin == Origin::Automatic {
@@ -198,7 +187,9 @@ impl Automation {
             }
             if let Some(max) = g.max_per_hour {
                 let recent = history.count(|r| {
-                    r.runbook == name && r.origin == "automatic" && r.created_ms >= now - 3_600_000
+                    r.runbook == name
+                        && r.origin == Origin::Automatic
+                        && r.created_ms >= now - 3_600_000
                 });
                 if recent >= i64::from(max) {
                     let reason = format!(

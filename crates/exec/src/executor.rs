@@ -7,7 +7,8 @@
 use super::context::{RunCtx, State, report};
 use super::render::{Unknowns, render};
 use super::walk::{Sched, Walk, approved_steps};
-use crate::store::{Event, EventKind, ExecStatus, ExecutionRecord, Store, StoreError};
+use crate::record::ExecutionStore;
+use crate::record::{Event, EventKind, ExecStatus, ExecutionRecord};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::sync::{Arc, Mutex};
@@ -18,6 +19,7 @@ use vigil_bundle::model::Runbook;
 use vigil_core::action::{ActionCatalog, ActionPlan};
 use vigil_core::now_ms;
 use vigil_policy::expr::{Bindings, ExprEngine};
+use vigil_store::{Store, StoreError};
 
 /// Called with every journal event as it happens (live progress).
 pub type Observer = Arc<dyn Fn(&ExecutionRecord, &Event) + Send + Sync>;
@@ -101,7 +103,7 @@ pub struct Request {
     pub params: Map<String, Value>,
     pub incident: Value,
     /// Who asked: `manual` (a person at the CLI or API) or `automatic` (a trigger).
-    pub origin: String,
+    pub origin: crate::record::Origin,
     /// A policy asked for approval: the execution waits before acting.
     pub gate: bool,
     /// How long an approval may take; past it, the wait ends in the policy's
@@ -125,7 +127,7 @@ impl Request {
             source,
             params,
             incident,
-            origin: "manual".into(),
+            origin: crate::record::Origin::Manual,
             gate: false,
             approval_timeout: None,
             ceiling: None,
@@ -236,7 +238,7 @@ impl Executor {
             created_ms: now,
             updated_ms: now,
             reason: None,
-            origin: req.origin.clone(),
+            origin: req.origin,
             gate: req.gate,
             approval_timeout_ms: req.approval_timeout.map(|d| d.as_millis() as i64),
             ceiling: req.ceiling,
@@ -333,7 +335,7 @@ impl Executor {
             Some(json!({ "plan_hash": hash })),
         );
         self.store.append(id, ev)?;
-        let entry = crate::store::AuditEntry::new(
+        let entry = crate::record::AuditEntry::new(
             actor,
             if approve { "approve" } else { "reject" },
             id,
@@ -409,7 +411,7 @@ impl Executor {
         rec.reason = Some(reason.clone());
         rec.updated_ms = now;
         self.store.put_execution(&rec)?;
-        self.store.audit(crate::store::AuditEntry::new(
+        self.store.audit(crate::record::AuditEntry::new(
             "guardrail:approval-timeout",
             "page",
             &rec.id,

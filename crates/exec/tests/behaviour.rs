@@ -4,11 +4,11 @@
 use serde_json::{Map, Value};
 use std::path::Path;
 use std::sync::Arc;
-use vigil::exec::core::Catalog;
-use vigil::exec::{Executor, Request};
-use vigil::store::Store;
 use vigil_bundle::Bundle;
 use vigil_bundle::yaml::parse_documents;
+use vigil_exec::core::Catalog;
+use vigil_exec::{Executor, Request};
+use vigil_store::Store;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_behaviour_file_behaves_as_written() {

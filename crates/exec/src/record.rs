@@ -1,0 +1,487 @@
+//! What the executor keeps in the store: each execution's header and journal, the
+//! audit log (append-only: who or what decided or did what), and the automation
+//! switch (`vigil pause` / `vigil resume`). The store keeps them as JSON; these types
+//! are their schema, owned here.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use vigil_core::now_ms;
+use vigil_store::{Sequenced, Store, StoreError, Table};
+
+/// Where an execution stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecStatus {
+    Running,
+    AwaitingApproval,
+    Succeeded,
+    Failed,
+    /// A non-idempotent step was started but its outcome is unknown after a crash.
+    InDoubt,
+    Cancelled,
+    TimedOut,
+}
+
+impl ExecStatus {
+    /// Finished for good: nothing will resume it.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            ExecStatus::Succeeded
+                | ExecStatus::Failed
+                | ExecStatus::Cancelled
+                | ExecStatus::TimedOut
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecStatus::Running => "running",
+            ExecStatus::AwaitingApproval => "awaiting_approval",
+            ExecStatus::Succeeded => "succeeded",
+            ExecStatus::Failed => "failed",
+            ExecStatus::InDoubt => "in_doubt",
+            ExecStatus::Cancelled => "cancelled",
+            ExecStatus::TimedOut => "timed_out",
+        }
+    }
+}
+
+/// An execution's header: what runs, with which inputs, and where it stands.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionRecord {
+    pub id: String,
+    pub runbook: String,
+    pub runbook_file: String,
+    /// The runbook's YAML as it was when the execution started, so a resume runs the
+    /// same definition even if the file changed since.
+    pub source: String,
+    /// Identifies "the same run" (runbook text + inputs), to find one to resume.
+    pub inputs_key: String,
+    pub params: Value,
+    pub incident: Value,
+    pub status: ExecStatus,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Who started it: guardrails count automatic runs.
+    #[serde(default)]
+    pub origin: Origin,
+    /// A policy asked for approval before the execution acts.
+    #[serde(default)]
+    pub gate: bool,
+    /// How long a wait for approval may last.
+    #[serde(default)]
+    pub approval_timeout_ms: Option<i64>,
+    /// What a policy decided on without a human: no step may go past it unapproved.
+    #[serde(default)]
+    pub ceiling: Option<vigil_core::action::Ceiling>,
+}
+
+/// Who started an execution.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// A person (`vigil run`, the API).
+    #[default]
+    Manual,
+    /// Automation: a policy's decision on an incident.
+    Automatic,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Manual => "manual",
+            Origin::Automatic => "automatic",
+        }
+    }
+}
+
+/// What happened to an execution or one of its steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    ExecutionStarted,
+    ExecutionResumed,
+    Queued,
+    Started,
+    Succeeded,
+    /// An attempt failed and another will follow.
+    Retrying,
+    Failed,
+    Skipped,
+    AwaitingApproval,
+    Approved,
+    Rejected,
+    Cancelled,
+    Compensated,
+    InDoubt,
+    ExecutionFinished,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::ExecutionStarted => "execution_started",
+            EventKind::ExecutionResumed => "execution_resumed",
+            EventKind::Queued => "queued",
+            EventKind::Started => "started",
+            EventKind::Succeeded => "succeeded",
+            EventKind::Retrying => "retrying",
+            EventKind::Failed => "failed",
+            EventKind::Skipped => "skipped",
+            EventKind::AwaitingApproval => "awaiting_approval",
+            EventKind::Approved => "approved",
+            EventKind::Rejected => "rejected",
+            EventKind::Cancelled => "cancelled",
+            EventKind::Compensated => "compensated",
+            EventKind::InDoubt => "in_doubt",
+            EventKind::ExecutionFinished => "execution_finished",
+        }
+    }
+}
+
+/// One journal entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    pub ts_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    pub kind: EventKind,
+    #[serde(default)]
+    pub attempt: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+}
+
+impl Event {
+    /// An event at `ts_ms`; its `seq` is assigned when it is appended.
+    pub fn at(
+        ts_ms: i64,
+        step: Option<&str>,
+        kind: EventKind,
+        attempt: u32,
+        detail: Option<String>,
+        output: Option<Value>,
+    ) -> Event {
+        Event {
+            seq: 0,
+            ts_ms,
+            step: step.map(str::to_string),
+            kind,
+            attempt,
+            detail,
+            output,
+        }
+    }
+}
+
+/// One audit entry. Entries are never updated or deleted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    #[serde(default)]
+    pub seq: u64,
+    pub ts_ms: i64,
+    /// Who or what: `policy:escalation`, `user:alice`, `token:ci`, `guardrail:circuit-breaker`.
+    pub actor: String,
+    /// What: `decide`, `approve`, `reject`, `run`, `pause`, `resume`, `block`, `page`.
+    pub action: String,
+    /// What it concerns: an execution id, a runbook name.
+    pub subject: String,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub inputs: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_hash: Option<String>,
+    pub outcome: String,
+}
+
+impl AuditEntry {
+    pub fn new(
+        actor: impl Into<String>,
+        action: impl Into<String>,
+        subject: impl Into<String>,
+        outcome: impl Into<String>,
+    ) -> Self {
+        AuditEntry {
+            seq: 0,
+            ts_ms: now_ms(),
+            actor: actor.into(),
+            action: action.into(),
+            subject: subject.into(),
+            inputs: Value::Null,
+            plan_hash: None,
+            outcome: outcome.into(),
+        }
+    }
+
+    pub fn with_inputs(mut self, inputs: Value) -> Self {
+        self.inputs = inputs;
+        self
+    }
+
+    pub fn with_plan_hash(mut self, hash: Option<String>) -> Self {
+        self.plan_hash = hash;
+        self
+    }
+}
+
+/// Whether automation is paused, by whom and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PauseState {
+    pub by: String,
+    pub reason: String,
+    pub since_ms: i64,
+}
+
+impl Sequenced for Event {
+    fn set_seq(&mut self, seq: u64) {
+        self.seq = seq;
+    }
+}
+
+const EXECUTIONS: &str = "executions";
+const JOURNAL: &str = "journal";
+const AUDIT: &str = "audit";
+const PAUSE_KEY: &str = "automation_paused";
+const NEXT_EXECUTION: &str = "next_execution";
+
+/// Executions, their journals, the audit log and the kill switch in a [`Store`].
+///
+/// Writes are applied without waiting; [`Store::sync`] makes them durable.
+pub trait ExecutionStore {
+    /// A new execution id: short, sortable, dense across restarts.
+    fn next_execution_id(&self) -> Result<String, StoreError>;
+    fn put_execution(&self, rec: &ExecutionRecord) -> Result<(), StoreError>;
+    fn execution(&self, id: &str) -> Result<ExecutionRecord, StoreError>;
+    /// All executions, newest first.
+    fn executions(&self) -> Result<Vec<ExecutionRecord>, StoreError>;
+    /// Appends an event to an execution's journal (its `seq` is assigned here).
+    fn append(&self, exec_id: &str, event: Event) -> Result<Event, StoreError>;
+    /// Appends several events at once, in order.
+    fn append_batch(&self, exec_id: &str, events: Vec<Event>) -> Result<(), StoreError>;
+    /// An execution's journal, in order.
+    fn events(&self, exec_id: &str) -> Result<Vec<Event>, StoreError>;
+    /// Appends an audit entry (its `seq` is assigned here).
+    fn audit(&self, entry: AuditEntry) -> Result<AuditEntry, StoreError>;
+    /// Audit entries, oldest first.
+    fn audit_entries(&self) -> Result<Vec<AuditEntry>, StoreError>;
+    /// The kill switch: when set, no automatic run starts.
+    fn paused(&self) -> Result<Option<PauseState>, StoreError>;
+    fn set_paused(&self, state: Option<&PauseState>) -> Result<(), StoreError>;
+}
+
+fn audit_table(store: &Store) -> Result<Table<AuditEntry>, StoreError> {
+    store.table(AUDIT)
+}
+
+impl ExecutionStore for Store {
+    fn next_execution_id(&self) -> Result<String, StoreError> {
+        Ok(format!("ex-{:06}", self.next_in(NEXT_EXECUTION)?))
+    }
+
+    fn put_execution(&self, rec: &ExecutionRecord) -> Result<(), StoreError> {
+        self.table(EXECUTIONS)?.put(rec.id.as_bytes(), rec)
+    }
+
+    fn execution(&self, id: &str) -> Result<ExecutionRecord, StoreError> {
+        self.table(EXECUTIONS)?
+            .get(id.as_bytes())?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))
+    }
+
+    fn executions(&self) -> Result<Vec<ExecutionRecord>, StoreError> {
+        self.table(EXECUTIONS)?.all_rev()
+    }
+
+    fn append(&self, exec_id: &str, event: Event) -> Result<Event, StoreError> {
+        self.journal(JOURNAL)?.append(exec_id, event)
+    }
+
+    fn append_batch(&self, exec_id: &str, events: Vec<Event>) -> Result<(), StoreError> {
+        self.journal(JOURNAL)?.append_batch(exec_id, events)
+    }
+
+    fn events(&self, exec_id: &str) -> Result<Vec<Event>, StoreError> {
+        self.journal(JOURNAL)?.entries(exec_id)
+    }
+
+    fn audit(&self, mut entry: AuditEntry) -> Result<AuditEntry, StoreError> {
+        entry.seq = self.unique_id()?;
+        audit_table(self)?.put(&entry.seq.to_be_bytes(), &entry)?;
+        Ok(entry)
+    }
+
+    fn audit_entries(&self) -> Result<Vec<AuditEntry>, StoreError> {
+        audit_table(self)?.all()
+    }
+
+    fn paused(&self) -> Result<Option<PauseState>, StoreError> {
+        self.setting(PAUSE_KEY)
+    }
+
+    fn set_paused(&self, state: Option<&PauseState>) -> Result<(), StoreError> {
+        self.set_setting(PAUSE_KEY, state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str) -> ExecutionRecord {
+        ExecutionRecord {
+            id: id.into(),
+            runbook: "rb".into(),
+            runbook_file: "rb.yaml".into(),
+            source: String::new(),
+            inputs_key: "k".into(),
+            params: Value::Null,
+            incident: Value::Null,
+            status: ExecStatus::Running,
+            created_ms: 1,
+            updated_ms: 1,
+            reason: None,
+            origin: Origin::Manual,
+            gate: false,
+            approval_timeout_ms: None,
+            ceiling: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn journal_survives_reopen_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.put_execution(&record("ex-1")).unwrap();
+            for kind in [
+                EventKind::ExecutionStarted,
+                EventKind::Started,
+                EventKind::Succeeded,
+            ] {
+                store
+                    .append(
+                        "ex-1",
+                        Event {
+                            seq: 0,
+                            ts_ms: 1,
+                            step: Some("a".into()),
+                            kind,
+                            attempt: 1,
+                            detail: None,
+                            output: None,
+                        },
+                    )
+                    .unwrap();
+            }
+            store
+                .append(
+                    "ex-10",
+                    Event {
+                        seq: 0,
+                        ts_ms: 1,
+                        step: None,
+                        kind: EventKind::Queued,
+                        attempt: 0,
+                        detail: None,
+                        output: None,
+                    },
+                )
+                .unwrap();
+            store.sync().await.unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let kinds: Vec<EventKind> = store
+            .events("ex-1")
+            .unwrap()
+            .iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                EventKind::ExecutionStarted,
+                EventKind::Started,
+                EventKind::Succeeded
+            ]
+        );
+        assert_eq!(store.execution("ex-1").unwrap().runbook, "rb");
+        assert!(matches!(
+            store.execution("nope"),
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn batched_records_read_back_in_order_between_single_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let ev = |step: &str, kind| Event::at(1, Some(step), kind, 0, None, None);
+        store.append("ex-1", ev("a", EventKind::Started)).unwrap();
+        store
+            .append_batch(
+                "ex-1",
+                vec![ev("b", EventKind::Succeeded), ev("c", EventKind::Skipped)],
+            )
+            .unwrap();
+        store.append_batch("ex-1", Vec::new()).unwrap();
+        store.append("ex-1", ev("d", EventKind::Failed)).unwrap();
+        let events = store.events("ex-1").unwrap();
+        let steps: Vec<&str> = events.iter().map(|e| e.step.as_deref().unwrap()).collect();
+        assert_eq!(steps, vec!["a", "b", "c", "d"]);
+        assert!(
+            events.windows(2).all(|w| w[0].seq < w[1].seq),
+            "sequence numbers stay increasing"
+        );
+    }
+
+    #[tokio::test]
+    async fn audit_is_append_only_and_pause_persists() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store
+                .audit(AuditEntry::new(
+                    "policy:escalation",
+                    "decide",
+                    "restart",
+                    "auto",
+                ))
+                .unwrap();
+            store
+                .audit(AuditEntry::new(
+                    "user:alice",
+                    "approve",
+                    "ex-000001",
+                    "approved",
+                ))
+                .unwrap();
+            store
+                .set_paused(Some(&PauseState {
+                    by: "alice".into(),
+                    reason: "incident review".into(),
+                    since_ms: 1,
+                }))
+                .unwrap();
+            store.sync().await.unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let entries = store.audit_entries().unwrap();
+        assert_eq!(
+            entries
+                .iter()
+                .map(|e| e.action.as_str())
+                .collect::<Vec<_>>(),
+            vec!["decide", "approve"]
+        );
+        assert!(entries[0].seq < entries[1].seq);
+        assert_eq!(store.paused().unwrap().unwrap().by, "alice");
+        store.set_paused(None).unwrap();
+        assert!(store.paused().unwrap().is_none());
+    }
+}

@@ -1,0 +1,162 @@
+//! What the alert pipeline keeps in the store: alert states, group timings,
+//! incidents with their journal, and silences.
+//!
+//! Writes are applied without waiting, like the execution journal; callers make
+//! them durable with [`Store::sync`] before acknowledging anything.
+
+use crate::alert::engine::GroupTiming;
+use crate::alert::{AlertRecord, Incident, IncidentEvent, Silence};
+use vigil_store::{Sequenced, Store, StoreError};
+
+const ALERTS: &str = "alerts";
+const INCIDENTS: &str = "incidents";
+const INCIDENT_JOURNAL: &str = "incident_journal";
+const SILENCES: &str = "silences";
+const GROUPS: &str = "alert_groups";
+
+impl Sequenced for IncidentEvent {
+    fn set_seq(&mut self, seq: u64) {
+        self.seq = seq;
+    }
+}
+
+/// Alerts, groups, incidents and silences in a [`Store`].
+pub trait AlertStore {
+    /// Stores alert states (keyed by fingerprint), in one batch. Not yet durable.
+    fn put_alerts(&self, alerts: &[AlertRecord]) -> Result<(), StoreError>;
+    fn alerts(&self) -> Result<Vec<AlertRecord>, StoreError>;
+    /// Saves the timing of alert groups and forgets groups that are gone. Not yet durable.
+    fn put_groups(&self, changed: &[GroupTiming], removed: &[String]) -> Result<(), StoreError>;
+    fn groups(&self) -> Result<Vec<GroupTiming>, StoreError>;
+    fn put_incident(&self, inc: &Incident) -> Result<(), StoreError>;
+    /// All incidents, oldest first.
+    fn incidents(&self) -> Result<Vec<Incident>, StoreError>;
+    fn incident(&self, id: &str) -> Result<Incident, StoreError>;
+    /// Appends to an incident's journal (its `seq` is assigned here).
+    fn append_incident_event(
+        &self,
+        id: &str,
+        ev: IncidentEvent,
+    ) -> Result<IncidentEvent, StoreError>;
+    fn incident_events(&self, id: &str) -> Result<Vec<IncidentEvent>, StoreError>;
+    fn put_silence(&self, s: &Silence) -> Result<(), StoreError>;
+    fn silences(&self) -> Result<Vec<Silence>, StoreError>;
+    /// A new silence id, unique within this store.
+    fn next_silence_id(&self) -> Result<String, StoreError>;
+}
+
+impl AlertStore for Store {
+    fn put_alerts(&self, alerts: &[AlertRecord]) -> Result<(), StoreError> {
+        self.table(ALERTS)?.apply(
+            alerts.iter().map(|a| (a.fingerprint.as_bytes(), a)),
+            std::iter::empty(),
+        )
+    }
+
+    fn alerts(&self) -> Result<Vec<AlertRecord>, StoreError> {
+        self.table(ALERTS)?.all()
+    }
+
+    fn put_groups(&self, changed: &[GroupTiming], removed: &[String]) -> Result<(), StoreError> {
+        self.table(GROUPS)?.apply(
+            changed.iter().map(|g| (g.group.as_bytes(), g)),
+            removed.iter().map(String::as_bytes),
+        )
+    }
+
+    fn groups(&self) -> Result<Vec<GroupTiming>, StoreError> {
+        self.table(GROUPS)?.all()
+    }
+
+    fn put_incident(&self, inc: &Incident) -> Result<(), StoreError> {
+        self.table(INCIDENTS)?.put(inc.id.as_bytes(), inc)
+    }
+
+    fn incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        self.table(INCIDENTS)?.all()
+    }
+
+    fn incident(&self, id: &str) -> Result<Incident, StoreError> {
+        self.table(INCIDENTS)?
+            .get(id.as_bytes())?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))
+    }
+
+    fn append_incident_event(
+        &self,
+        id: &str,
+        ev: IncidentEvent,
+    ) -> Result<IncidentEvent, StoreError> {
+        self.journal(INCIDENT_JOURNAL)?.append(id, ev)
+    }
+
+    fn incident_events(&self, id: &str) -> Result<Vec<IncidentEvent>, StoreError> {
+        self.journal(INCIDENT_JOURNAL)?.entries(id)
+    }
+
+    fn put_silence(&self, s: &Silence) -> Result<(), StoreError> {
+        self.table(SILENCES)?.put(s.id.as_bytes(), s)
+    }
+
+    fn silences(&self) -> Result<Vec<Silence>, StoreError> {
+        self.table(SILENCES)?.all()
+    }
+
+    fn next_silence_id(&self) -> Result<String, StoreError> {
+        Ok(format!("sil-{:06}", self.unique_id()? + 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::{AlertStatus, Labels};
+    use vigil_store::StoreError;
+
+    #[tokio::test]
+    async fn alerts_incidents_and_silences_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut labels = Labels::new();
+        labels.insert("alertname".into(), "X".into());
+        let rec = AlertRecord {
+            fingerprint: "00000000000000aa".into(),
+            labels,
+            annotations: Labels::new(),
+            status: AlertStatus::Firing,
+            starts_at_ms: 1,
+            ends_at_ms: None,
+            generator_url: String::new(),
+            count: 2,
+            first_seen_ms: 1,
+            last_seen_ms: 2,
+            silenced_by: vec![],
+            inhibited: false,
+            incident: Some("inc-000001".into()),
+        };
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.put_alerts(std::slice::from_ref(&rec)).unwrap();
+            store
+                .append_incident_event(
+                    "inc-000001",
+                    IncidentEvent {
+                        seq: 0,
+                        ts_ms: 1,
+                        kind: "opened".into(),
+                        detail: "x".into(),
+                    },
+                )
+                .unwrap();
+            store.sync().await.unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.alerts().unwrap(), vec![rec]);
+        let evs = store.incident_events("inc-000001").unwrap();
+        assert_eq!(evs.len(), 1);
+        assert_eq!(evs[0].kind, "opened");
+        assert!(matches!(
+            store.incident("inc-9"),
+            Err(StoreError::NotFound(_))
+        ));
+    }
+}
