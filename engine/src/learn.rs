@@ -13,8 +13,8 @@
 //! - a **false alarm**: where a human rejected the remediation a prediction asked
 //!   for, the windows of that prediction are negatives and count three times.
 
-use crate::alert::Incident;
 use crate::alert::store::AlertStore;
+use crate::alert::{Incident, RunMode};
 use crate::schedule::detectors::{Host, join_hosts};
 use crate::schedule::runner::Source;
 use crate::schedule::store::DetectorStore;
@@ -110,7 +110,7 @@ pub fn outcomes(incidents: &[Incident], detector: &str) -> Vec<Outcome> {
                 averted_ms: i
                     .executions
                     .iter()
-                    .filter(|e| e.mode == "live" && e.verified && e.at_ms >= predicted_ms)
+                    .filter(|e| e.mode == RunMode::Live && e.verified && e.at_ms >= predicted_ms)
                     .map(|e| e.at_ms)
                     .min(),
                 rejected: i.executions.iter().any(|e| {

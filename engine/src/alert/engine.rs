@@ -987,7 +987,7 @@ impl Engine {
     /// Records what was triggered for an incident.
     pub fn record_trigger(&mut self, id: &str, t: Triggered) -> Option<Incident> {
         let inc = self.incidents.get_mut(id)?;
-        if t.mode == "live" && inc.status == IncidentStatus::Open {
+        if t.mode == RunMode::Live && inc.status == IncidentStatus::Open {
             inc.status = IncidentStatus::Remediating;
         }
         // One entry per run: the outcome replaces what was recorded as it started

@@ -179,12 +179,36 @@ pub struct Similar {
     pub runbooks: Vec<String>,
 }
 
+/// Whether a runbook started for an incident acted or only planned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunMode {
+    /// Planned only: nothing was executed.
+    DryRun,
+    /// Executed.
+    Live,
+}
+
+impl RunMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunMode::DryRun => "dry_run",
+            RunMode::Live => "live",
+        }
+    }
+}
+
+impl std::fmt::Display for RunMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What was started (or would have been) for an incident.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Triggered {
     pub runbook: String,
-    /// `dry_run` or `live`.
-    pub mode: String,
+    pub mode: RunMode,
     /// The execution's final (or current) status, e.g. `succeeded`, `failed`.
     pub status: String,
     #[serde(default)]

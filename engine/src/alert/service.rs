@@ -367,7 +367,7 @@ impl AlertService {
         };
         let t = Triggered {
             runbook: rec.runbook.clone(),
-            mode: "live".into(),
+            mode: RunMode::Live,
             status: rec.status.as_str().into(),
             execution: Some(rec.id.clone()),
             reason: Some(
@@ -560,10 +560,10 @@ impl AlertService {
                 // A live run is durable before it starts: after a crash the incident
                 // shows it as started (the executor resumes it) instead of starting it
                 // again. A dry run changes nothing, so running it again is harmless.
-                if self.trigger.mode_str() == "live" {
+                if self.trigger.acts() {
                     let starting = Triggered {
                         runbook: c.runbook.name.clone(),
-                        mode: "live".into(),
+                        mode: RunMode::Live,
                         status: STARTING.into(),
                         execution: None,
                         reason: None,
@@ -611,8 +611,8 @@ impl AlertService {
     }
 
     async fn record(&self, id: &str, t: Triggered) -> Result<(), ServiceError> {
-        self.metrics.execution(&t.mode, &t.status);
-        let remediated = t.mode == "live" && t.status == "succeeded" && t.verified;
+        self.metrics.execution(t.mode.as_str(), &t.status);
+        let remediated = t.mode == RunMode::Live && t.status == "succeeded" && t.verified;
         let runbook = t.runbook.clone();
         let execution = t.execution.clone().unwrap_or_default();
         let ev = IncidentEvent {
@@ -623,7 +623,7 @@ impl AlertService {
                 "{} {} ({}){}",
                 t.runbook,
                 t.status,
-                t.mode,
+                t.mode.as_str(),
                 t.reason
                     .as_ref()
                     .map(|r| format!(": {r}"))

@@ -6,7 +6,7 @@
 //! automatic one: kill switch, guardrails, the plan's blast radius and the Rhai
 //! escalation policy decide whether it runs, waits for approval, pages or is ignored.
 
-use super::{Incident, Triggered};
+use super::{Incident, RunMode, Triggered};
 use std::sync::Arc;
 use vigil_bundle::model::Notifier;
 use vigil_bundle::model::{Runbook, TriggerMode};
@@ -139,13 +139,9 @@ impl Trigger {
             .map(|c| &c.runbook)
     }
 
-    /// The mode as incidents record it: `dry_run`, `live` or `off`.
-    pub fn mode_str(&self) -> &'static str {
-        match (self.mode, &self.automation) {
-            (TriggerMode::Live, Some(_)) => "live",
-            (TriggerMode::Off, _) => "off",
-            _ => "dry_run",
-        }
+    /// Whether runbooks started here act: live mode with automation to decide.
+    pub fn acts(&self) -> bool {
+        self.mode == TriggerMode::Live && self.automation.is_some()
     }
 
     pub fn mode(&self) -> TriggerMode {
@@ -175,7 +171,7 @@ impl Trigger {
         let incident = inc.context();
         let mut t = Triggered {
             runbook: c.runbook.name.clone(),
-            mode: "dry_run".into(),
+            mode: RunMode::DryRun,
             status: "failed".into(),
             execution: None,
             reason: None,
@@ -200,7 +196,7 @@ impl Trigger {
         req.origin = vigil_exec::record::Origin::Automatic;
         match (&self.automation, self.mode) {
             (Some(auto), TriggerMode::Live) => {
-                t.mode = "live".into();
+                t.mode = RunMode::Live;
                 match auto
                     .handle(self.catalog.as_ref(), req, Origin::Automatic)
                     .await
@@ -214,7 +210,7 @@ impl Trigger {
                         });
                     }
                     Ok(Outcome::DryRunOnly { report, reason }) => {
-                        t.mode = "dry_run".into();
+                        t.mode = RunMode::DryRun;
                         t.status = report.status.as_str().into();
                         t.reason = Some(reason);
                         t.report = serde_json::to_value(&report).ok();
