@@ -7,11 +7,11 @@
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use vigil::schedule::detectors::{DetectorRun, Series, ServedModel};
 use vigil_detect::anomaly::{METHOD_NAMES, ModelConfig};
 use vigil_detect::classifier::{
     FEATURE_METRICS, FailureModel, FeatureExtractor, TrainConfig, synthetic_fleet,
 };
+use vigil_runtime::detectors::{DetectorRun, Series, ServedModel};
 
 /// Points a method sees before `score/*` measures it.
 const WARM_POINTS: usize = 100_000;

@@ -15,12 +15,6 @@
 //! running after it stays journaled as running and resumes at the next start.
 
 use crate::alert::service::{AlertService, Options, ServiceError, build_with};
-use crate::schedule::detectors::Series;
-use crate::schedule::evaluate::Truth;
-use crate::schedule::runner::{
-    self, FetchFuture, RunReport, RunnerConfig, RunnerStats, Source, Sources, TruthFuture,
-};
-use crate::schedule::store::DetectorStore;
 use crate::telemetry::Metrics;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +28,12 @@ use vigil_core::story::Narrator;
 use vigil_exec::record::ExecStatus;
 use vigil_exec::record::ExecutionStore;
 use vigil_plugin_host::{Connector, TimeRange};
+use vigil_runtime::detectors::Series;
+use vigil_runtime::evaluate::Truth;
+use vigil_runtime::runner::{
+    self, FetchFuture, RunReport, RunnerConfig, RunnerStats, Source, Sources, TruthFuture,
+};
+use vigil_runtime::store::DetectorStore;
 use vigil_store::Store;
 
 /// How the loop runs.
@@ -108,8 +108,8 @@ impl Source for ConnectorSource {
 /// What one evaluation reads: the store's predictions, forecasts and incidents.
 #[derive(Debug, Clone, Copy)]
 pub struct Record<'a> {
-    pub predictions: &'a [crate::schedule::detectors::Detection],
-    pub forecasts: &'a [crate::schedule::detectors::ForecastRecord],
+    pub predictions: &'a [vigil_runtime::detectors::Detection],
+    pub forecasts: &'a [vigil_runtime::detectors::ForecastRecord],
     pub incidents: &'a [crate::alert::Incident],
 }
 
@@ -124,7 +124,7 @@ pub async fn evaluate(
     window_ms: i64,
     from_ms: i64,
     until_ms: i64,
-) -> Vec<Result<crate::schedule::evaluate::Evaluation, String>> {
+) -> Vec<Result<vigil_runtime::evaluate::Evaluation, String>> {
     let (predictions, forecasts) = (record.predictions, record.forecasts);
     let mut out = Vec::new();
     for d in detectors {
@@ -163,7 +163,7 @@ pub async fn evaluate(
             let first = made.iter().map(|f| f.t).min().unwrap_or(0) * 1000;
             match source.fetch(&d.query, first - 3_600_000, until_ms).await {
                 Ok(series) => {
-                    crate::schedule::evaluate::forecast_accuracy(&made, |labels, t| {
+                    vigil_runtime::evaluate::forecast_accuracy(&made, |labels, t| {
                         let points = &series.iter().find(|s| &s.labels == labels)?.points;
                         // The observation nearest to `t`, if one is close (a sample apart).
                         let i = points.partition_point(|p| p.0 < t);
@@ -183,9 +183,8 @@ pub async fn evaluate(
         };
         match source.anomalies(&d.query, from_ms, until_ms).await {
             Ok(truths) => {
-                let mut e = crate::schedule::evaluate::evaluate(
-                    &d.name, &mine, &truths, window_ms, until_ms,
-                );
+                let mut e =
+                    vigil_runtime::evaluate::evaluate(&d.name, &mine, &truths, window_ms, until_ms);
                 e.forecasts = accuracy;
                 out.push(Ok(e));
             }
@@ -203,11 +202,11 @@ pub async fn evaluate(
 async fn evaluate_failure_predictions(
     d: &vigil_bundle::model::Detector,
     source: &dyn Source,
-    mine: &[crate::schedule::detectors::Detection],
+    mine: &[vigil_runtime::detectors::Detection],
     incidents: &[crate::alert::Incident],
     from_ms: i64,
     until_ms: i64,
-) -> Result<crate::schedule::evaluate::Evaluation, String> {
+) -> Result<vigil_runtime::evaluate::Evaluation, String> {
     let training = d
         .model
         .classifier()
@@ -236,7 +235,7 @@ async fn evaluate_failure_predictions(
             failures.push(Truth {
                 at_ms,
                 labels: o.labels,
-                kind: crate::schedule::evaluate::AVERTED.into(),
+                kind: vigil_runtime::evaluate::AVERTED.into(),
             });
         }
     }
@@ -249,7 +248,7 @@ async fn evaluate_failure_predictions(
             .max()
             .unwrap_or(training.horizon as i64 * 60)
         * 1000;
-    Ok(crate::schedule::evaluate::evaluate_predictions(
+    Ok(vigil_runtime::evaluate::evaluate_predictions(
         &d.name, mine, &failures, ahead_ms, until_ms,
     ))
 }
@@ -355,7 +354,7 @@ impl Daemon {
             // Classifier detectors serve the store's promoted models.
             runner_cfg
                 .models
-                .get_or_insert_with(|| crate::schedule::models::ModelShelf::new(store.clone()));
+                .get_or_insert_with(|| vigil_runtime::models::ModelShelf::new(store.clone()));
             let runner = tokio::spawn(runner::run(
                 bundle.detectors.clone(),
                 sources,

@@ -15,9 +15,6 @@
 
 use crate::alert::store::AlertStore;
 use crate::alert::{Incident, RunMode};
-use crate::schedule::detectors::{Host, join_hosts};
-use crate::schedule::runner::Source;
-use crate::schedule::store::DetectorStore;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use vigil_bundle::detector::TrainingSpec;
@@ -27,6 +24,9 @@ use vigil_detect::classifier::{
 };
 use vigil_exec::record::AuditEntry;
 use vigil_exec::record::ExecutionStore;
+use vigil_runtime::detectors::{Host, join_hosts};
+use vigil_runtime::runner::Source;
+use vigil_runtime::store::DetectorStore;
 use vigil_store::Store;
 
 /// Extra weight of a window a human called a false alarm.
@@ -333,8 +333,7 @@ pub async fn retrain(
     let holdout_from = ts[cut.min(ts.len() - 1)];
     let built = (rows.as_slice(), extractor, training.horizon);
     let candidate_q = score_from(&candidate, &hosts, built, holdout_from)?;
-    let serving = match crate::schedule::models::ModelShelf::new(store.clone()).serving(&spec.model)
-    {
+    let serving = match vigil_runtime::models::ModelShelf::new(store.clone()).serving(&spec.model) {
         Ok(Some(s)) => Some((
             s.id.clone(),
             score_from(&s.model, &hosts, built, holdout_from)?,
@@ -401,11 +400,11 @@ pub async fn retrain(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schedule::detectors::Series;
-    use crate::schedule::evaluate::Truth;
-    use crate::schedule::runner::{FetchFuture, TruthFuture};
     use std::path::Path;
     use vigil_detect::classifier::synthetic_fleet;
+    use vigil_runtime::detectors::Series;
+    use vigil_runtime::evaluate::Truth;
+    use vigil_runtime::runner::{FetchFuture, TruthFuture};
 
     const SAMPLES: usize = 3000;
 

@@ -6,5 +6,4 @@ pub mod alert;
 pub mod api;
 pub mod daemon;
 pub mod learn;
-pub mod schedule;
 pub mod telemetry;

@@ -406,8 +406,8 @@ fn prometheus_and_http_plugins_against_real_servers() {
 fn weeks_of_history_through_the_runner(rt: &tokio::runtime::Runtime, conn: &Connector) {
     use std::collections::HashMap;
     use vigil::daemon::ConnectorSource;
-    use vigil::schedule::runner::{RunnerConfig, RunnerStats, run};
     use vigil_core::Clock;
+    use vigil_runtime::runner::{RunnerConfig, RunnerStats, run};
 
     let now = now_ms();
     let weeks = 8 * 7 * 86_400_000i64;
@@ -421,7 +421,7 @@ fn weeks_of_history_through_the_runner(rt: &tokio::runtime::Runtime, conn: &Conn
     let text = "apiVersion: vigil/v1\nkind: Detector\nname: weeks\nschedule: \"* * * * * *\"\nsource: prom\nquery: 'up{job=\"prometheus\"}'\nhistory: 8w\nmodel: { anomaly: { method: ensemble } }\nalert: { name: Weeks }\n";
     let bundle = vigil_bundle::Bundle::from_source(std::path::Path::new("weeks.yaml"), text);
     assert!(!bundle.has_errors(), "{:?}", bundle.diagnostics);
-    let mut sources: vigil::schedule::runner::Sources = HashMap::new();
+    let mut sources: vigil_runtime::runner::Sources = HashMap::new();
     sources.insert("prom".into(), Arc::new(ConnectorSource(conn.clone())));
     let (tx, mut rx) = tokio::sync::mpsc::channel(4);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -411,7 +411,7 @@ fn not_a_component_is_a_load_error() {
 /// run after run, and alerts after the injected change.
 #[test]
 fn sim_feeds_the_bundled_memory_leak_detector() {
-    use vigil::schedule::detectors::{DetectorRun, Series};
+    use vigil_runtime::detectors::{DetectorRun, Series};
     let bundle = vigil_bundle::Bundle::load(&common::workspace_root().join("runbooks"))
         .expect("default bundle");
     let det = bundle

@@ -4,14 +4,14 @@
 use super::trigger::Trigger;
 use super::*;
 use crate::alert::store::AlertStore;
-use crate::schedule::detectors::Detection;
-use crate::schedule::store::DetectorStore;
 use crate::telemetry::Metrics;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use vigil_core::Clock;
 use vigil_core::story::{Narrator, Story};
 use vigil_exec::record::ExecutionStore;
+use vigil_runtime::detectors::Detection;
+use vigil_runtime::store::DetectorStore;
 use vigil_store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]

@@ -228,7 +228,7 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
     } else {
         bundle.detectors.clone()
     };
-    let problems = vigil::schedule::runner::check(&detectors, &sources);
+    let problems = vigil_runtime::runner::check(&detectors, &sources);
     if !problems.is_empty() {
         return Err(invalid(format!(
             "the bundle's detectors cannot run:\n  {}\n(build the plugins with `make plugins`, or pass --no-detectors)",

@@ -5,7 +5,7 @@ use super::{Global, Paint};
 use anyhow::{Context, Result};
 use std::process::ExitCode;
 use vigil::alert::store::AlertStore;
-use vigil::schedule::store::DetectorStore;
+use vigil_runtime::store::DetectorStore;
 use vigil_store::Store;
 
 #[derive(clap::Args, Debug, Clone)]

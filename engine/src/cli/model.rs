@@ -8,9 +8,9 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use vigil::schedule::store::DetectorStore;
 use vigil_detect::classifier::{FailureModel, FeatureExtractor, Quality, Sample, TrainConfig};
 use vigil_exec::record::ExecutionStore;
+use vigil_runtime::store::DetectorStore;
 
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum ModelCommand {
@@ -171,7 +171,7 @@ fn classifier_detector<'b>(
 pub fn retrain(
     bundle: &vigil_bundle::Bundle,
     store: &vigil_store::Store,
-    sources: &vigil::schedule::runner::Sources,
+    sources: &vigil_runtime::runner::Sources,
     name: &str,
     detector: Option<&str>,
     promote: bool,

@@ -111,9 +111,9 @@ pub fn with_plugins_and_sources(
     g: &super::Global,
     bundle: &Bundle,
     tweak: &dyn Fn(&mut Vec<InstanceConfig>),
-) -> anyhow::Result<(Catalog, vigil::schedule::runner::Sources)> {
+) -> anyhow::Result<(Catalog, vigil_runtime::runner::Sources)> {
     let mut catalog = Catalog::with_core();
-    let mut sources = vigil::schedule::runner::Sources::new();
+    let mut sources = vigil_runtime::runner::Sources::new();
     if let Some(plugins) = plugin_catalog_with(g, bundle, tweak)? {
         sources = vigil::daemon::sources(&plugins);
         catalog.add_catalog(Arc::new(plugins));

@@ -17,11 +17,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use vigil::alert::IncidentStatus;
 use vigil::alert::store::AlertStore;
-use vigil::schedule::store::DetectorStore;
 use vigil::telemetry::Metrics;
 use vigil_bundle::model::TriggerMode;
 use vigil_core::Clock;
 use vigil_core::story::Story;
+use vigil_runtime::store::DetectorStore;
 use vigil_store::Store;
 
 pub const SUPERVISOR: &str = "127.0.0.1:9798";
@@ -124,7 +124,7 @@ pub fn run(g: &Global, args: &DemoArgs) -> Result<ExitCode> {
         }
     })?;
     let truth_sources = sources.clone();
-    let problems = vigil::schedule::runner::check(&bundle.detectors, &sources);
+    let problems = vigil_runtime::runner::check(&bundle.detectors, &sources);
     if !problems.is_empty() {
         return Err(super::invalid(format!(
             "the detectors cannot run:\n  {}\n(`make plugins` builds the plugins)",

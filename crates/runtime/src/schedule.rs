@@ -3,13 +3,7 @@
 //! deterministic per-job jitter, and a policy for runs missed while the process
 //! was busy or asleep. Work is handed over a channel; the scheduler does none.
 
-pub mod detectors;
-pub mod evaluate;
-pub mod models;
-pub mod runner;
-pub mod store;
-
-pub use vigil_core::Clock;
+use vigil_core::Clock;
 
 use chrono::{DateTime, Utc};
 use std::str::FromStr;

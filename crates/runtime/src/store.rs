@@ -3,7 +3,7 @@
 //! serve; opaque bytes here, `detect` encodes them), and the detections and forecasts
 //! that `vigil evaluate` scores against what happened.
 
-use crate::schedule::detectors::{Detection, ForecastRecord};
+use crate::detectors::{Detection, ForecastRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use vigil_core::now_ms;

@@ -3,7 +3,7 @@
 //! `vigil model promote` (or a retraining that promotes) — no restart needed.
 
 use super::detectors::ServedModel;
-use crate::schedule::store::DetectorStore;
+use crate::store::DetectorStore;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use vigil_detect::classifier::FailureModel;

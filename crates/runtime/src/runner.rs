@@ -4,7 +4,7 @@
 //! with itself; a full channel makes the next fire wait (backpressure).
 
 use super::detectors::{Detection, DetectorRun, Series};
-use super::{Clock, Job, Missed, Stats, Tick};
+use crate::schedule::{Job, Missed, Stats, Tick};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Mutex, mpsc, watch};
 use vigil_bundle::model::Detector;
+use vigil_core::Clock;
 
 /// A fetch in flight.
 pub type FetchFuture = Pin<Box<dyn Future<Output = Result<Vec<Series>, String>> + Send>>;
@@ -157,7 +158,7 @@ pub async fn run(
     // The bound is the backpressure: at most `workers` runs wait to be picked up.
     let (tx, rx) = mpsc::channel::<Tick>(cfg.workers.max(1));
     let rx = Arc::new(Mutex::new(rx));
-    let scheduler = tokio::spawn(super::run(
+    let scheduler = tokio::spawn(crate::schedule::run(
         jobs,
         clock,
         tx,
