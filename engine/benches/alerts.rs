@@ -13,13 +13,13 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vigil::alert::trigger::Trigger;
-use vigil::alert::{AlertService, AlertStatus, Engine, IncomingAlert, Labels};
 use vigil::api::{Api, ApiConfig};
-use vigil::telemetry::Metrics;
+use vigil_alert::trigger::Trigger;
+use vigil_alert::{AlertService, AlertStatus, Engine, IncomingAlert, Labels};
 use vigil_bundle::model::{Alerting, TriggerMode};
 use vigil_exec::core::Catalog;
 use vigil_store::Store;
+use vigil_telemetry::Metrics;
 
 const TOKEN: &str = "bench";
 

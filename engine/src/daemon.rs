@@ -14,12 +14,11 @@
 //! then in-flight executions get a grace period to finish or pause. Whatever is still
 //! running after it stays journaled as running and resumes at the next start.
 
-use crate::alert::service::{AlertService, Options, ServiceError, build_with};
-use crate::telemetry::Metrics;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use vigil_alert::service::{AlertService, Options, ServiceError, build_with};
 use vigil_bundle::Bundle;
 use vigil_bundle::model::TriggerMode;
 use vigil_core::Clock;
@@ -35,6 +34,7 @@ use vigil_runtime::runner::{
 };
 use vigil_runtime::store::DetectorStore;
 use vigil_store::Store;
+use vigil_telemetry::Metrics;
 
 /// How the loop runs.
 #[derive(Clone, Default)]
@@ -110,7 +110,7 @@ impl Source for ConnectorSource {
 pub struct Record<'a> {
     pub predictions: &'a [vigil_runtime::detectors::Detection],
     pub forecasts: &'a [vigil_runtime::detectors::ForecastRecord],
-    pub incidents: &'a [crate::alert::Incident],
+    pub incidents: &'a [vigil_alert::Incident],
 }
 
 /// Scores the stored predictions of every detector against what its source says
@@ -203,7 +203,7 @@ async fn evaluate_failure_predictions(
     d: &vigil_bundle::model::Detector,
     source: &dyn Source,
     mine: &[vigil_runtime::detectors::Detection],
-    incidents: &[crate::alert::Incident],
+    incidents: &[vigil_alert::Incident],
     from_ms: i64,
     until_ms: i64,
 ) -> Result<vigil_runtime::evaluate::Evaluation, String> {

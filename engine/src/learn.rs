@@ -13,10 +13,10 @@
 //! - a **false alarm**: where a human rejected the remediation a prediction asked
 //!   for, the windows of that prediction are negatives and count three times.
 
-use crate::alert::store::AlertStore;
-use crate::alert::{Incident, RunMode};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use vigil_alert::store::AlertStore;
+use vigil_alert::{Incident, RunMode};
 use vigil_bundle::detector::TrainingSpec;
 use vigil_bundle::model::Detector;
 use vigil_detect::classifier::{

@@ -2,8 +2,6 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the code map and invariants.
 
-pub mod alert;
 pub mod api;
 pub mod daemon;
 pub mod learn;
-pub mod telemetry;

@@ -4,8 +4,8 @@
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use vigil::alert::Engine;
-use vigil::alert::payload::{Limits, PayloadError, parse_events, parse_webhook};
+use vigil_alert::Engine;
+use vigil_alert::payload::{Limits, PayloadError, parse_events, parse_webhook};
 use vigil_bundle::model::Alerting;
 
 const VALID: &str = r#"{"version":"4","status":"firing","receiver":"r","groupKey":"g","truncatedAlerts":0,

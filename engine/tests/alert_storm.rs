@@ -5,7 +5,7 @@
 //! (≥ 60 % reduction, ≥ 80 % folded).
 
 use std::collections::{BTreeMap, HashMap};
-use vigil::alert::{AlertStatus, Engine, IncomingAlert, Labels, fingerprint, fingerprint_hex};
+use vigil_alert::{AlertStatus, Engine, IncomingAlert, Labels, fingerprint, fingerprint_hex};
 use vigil_bundle::model::Alerting;
 use vigil_core::duration::Duration;
 

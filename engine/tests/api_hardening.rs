@@ -17,13 +17,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use vigil::alert::trigger::Trigger;
-use vigil::alert::{AlertService, Engine};
 use vigil::api::{Api, ApiConfig};
-use vigil::telemetry::Metrics;
+use vigil_alert::trigger::Trigger;
+use vigil_alert::{AlertService, Engine};
 use vigil_bundle::model::{Alerting, TriggerMode};
 use vigil_exec::core::Catalog;
 use vigil_store::Store;
+use vigil_telemetry::Metrics;
 
 const TOKEN: &str = "hardening-token-0123456789";
 

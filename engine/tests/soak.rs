@@ -21,7 +21,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use vigil::alert::store::AlertStore;
+use vigil_alert::store::AlertStore;
 use vigil_exec::record::ExecStatus;
 use vigil_exec::record::ExecutionStore;
 use vigil_store::Store;

@@ -13,9 +13,6 @@ mod server;
 
 pub use server::{bind, serve};
 
-use crate::alert::payload::{Limits, PayloadError, parse_events, parse_webhook};
-use crate::alert::store::AlertStore;
-use crate::alert::{AlertService, IncidentStatus, ServiceError, Silence};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
@@ -29,6 +26,9 @@ use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vigil_alert::payload::{Limits, PayloadError, parse_events, parse_webhook};
+use vigil_alert::store::AlertStore;
+use vigil_alert::{AlertService, IncidentStatus, ServiceError, Silence};
 use vigil_bundle::model::Matcher;
 use vigil_core::now_ms;
 use vigil_exec::record::ExecutionStore;

@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use vigil::alert::store::AlertStore;
-use vigil::alert::{Incident, IncidentEvent};
 use vigil::api::{Api, ApiConfig};
-use vigil::telemetry::Metrics;
+use vigil_alert::store::AlertStore;
+use vigil_alert::{Incident, IncidentEvent};
 use vigil_bundle::Bundle;
 use vigil_core::text::visible;
 use vigil_store::{Store, StoreError};
+use vigil_telemetry::Metrics;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
@@ -630,8 +630,8 @@ fn print_incident(p: &Paint, i: &Incident, events: &[IncidentEvent]) {
     println!("  alerts ({}):", i.alerts.len());
     for m in &i.alerts {
         let role = match m.role {
-            vigil::alert::Role::RootCause => p.yellow("root cause"),
-            vigil::alert::Role::Symptom => p.dim("symptom"),
+            vigil_alert::Role::RootCause => p.yellow("root cause"),
+            vigil_alert::Role::Symptom => p.dim("symptom"),
         };
         println!(
             "    {} {:<28} {:<12} {:<8} {}",

@@ -4,7 +4,7 @@
 use super::{Global, Paint};
 use anyhow::{Context, Result};
 use std::process::ExitCode;
-use vigil::alert::store::AlertStore;
+use vigil_alert::store::AlertStore;
 use vigil_runtime::store::DetectorStore;
 use vigil_store::Store;
 

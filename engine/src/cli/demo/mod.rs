@@ -15,14 +15,14 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use vigil::alert::IncidentStatus;
-use vigil::alert::store::AlertStore;
-use vigil::telemetry::Metrics;
+use vigil_alert::IncidentStatus;
+use vigil_alert::store::AlertStore;
 use vigil_bundle::model::TriggerMode;
 use vigil_core::Clock;
 use vigil_core::story::Story;
 use vigil_runtime::store::DetectorStore;
 use vigil_store::Store;
+use vigil_telemetry::Metrics;
 
 pub const SUPERVISOR: &str = "127.0.0.1:9798";
 
@@ -220,7 +220,7 @@ pub fn run(g: &Global, args: &DemoArgs) -> Result<ExitCode> {
     }
     let tally = Arc::new(Mutex::new(Tally::default()));
     let summary = rt.block_on(async {
-        let (narrator, mut rx) = vigil::telemetry::story_channel(4096);
+        let (narrator, mut rx) = vigil_telemetry::story_channel(4096);
         let metrics = Arc::new(Metrics::new());
         let daemon = vigil::daemon::Daemon::start(
             &bundle,
@@ -449,7 +449,7 @@ fn narrate(
     s: &Story,
     print: &(dyn Fn(&str, &str) + Send + Sync),
     tally: &Arc<Mutex<Tally>>,
-    svc: &Arc<vigil::alert::AlertService>,
+    svc: &Arc<vigil_alert::AlertService>,
     approve_after: f64,
 ) {
     let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());

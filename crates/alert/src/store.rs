@@ -4,8 +4,8 @@
 //! Writes are applied without waiting, like the execution journal; callers make
 //! them durable with [`Store::sync`] before acknowledging anything.
 
-use crate::alert::engine::GroupTiming;
-use crate::alert::{AlertRecord, Incident, IncidentEvent, Silence};
+use crate::engine::GroupTiming;
+use crate::{AlertRecord, Incident, IncidentEvent, Silence};
 use vigil_store::{Sequenced, Store, StoreError};
 
 const ALERTS: &str = "alerts";
@@ -110,7 +110,7 @@ impl AlertStore for Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::{AlertStatus, Labels};
+    use crate::{AlertStatus, Labels};
     use vigil_store::StoreError;
 
     #[tokio::test]

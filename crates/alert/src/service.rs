@@ -3,8 +3,7 @@
 
 use super::trigger::Trigger;
 use super::*;
-use crate::alert::store::AlertStore;
-use crate::telemetry::Metrics;
+use crate::store::AlertStore;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use vigil_core::Clock;
@@ -13,6 +12,7 @@ use vigil_exec::record::ExecutionStore;
 use vigil_runtime::detectors::Detection;
 use vigil_runtime::store::DetectorStore;
 use vigil_store::{Store, StoreError};
+use vigil_telemetry::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {

@@ -7,7 +7,8 @@
 //!   correlation of groups into incidents — pure and synchronous, no I/O;
 //! - [`service`] puts the engine, the store, metrics and runbook triggering together
 //!   (what `vigil serve` runs);
-//! - [`trigger`] starts the runbooks an incident matches (dry-run by default).
+//! - [`trigger`] starts the runbooks an incident matches (dry-run by default);
+//! - [`store`] alerts, groups, incidents and silences in the store.
 
 pub mod engine;
 pub mod payload;
