@@ -239,7 +239,7 @@ fn soak_with_sigkills_loses_nothing_and_repeats_nothing() {
     let mut triggers: BTreeMap<String, usize> = BTreeMap::new();
     for i in &incidents {
         for t in &i.executions {
-            *triggers.entry(t.status.clone()).or_default() += 1;
+            *triggers.entry(t.status.to_string()).or_default() += 1;
         }
         if i.executions.is_empty() {
             *triggers

@@ -994,11 +994,11 @@ impl Engine {
         // (or as it paused for an approval).
         let same_run = inc.executions.iter().position(|e| {
             e.runbook == t.runbook
-                && (e.status == super::service::STARTING
+                && (e.status == RunOutcome::Starting
                     || (e.execution.is_some() && e.execution == t.execution))
         });
         match same_run {
-            Some(i) if t.status != super::service::STARTING => inc.executions[i] = t,
+            Some(i) if t.status != RunOutcome::Starting => inc.executions[i] = t,
             _ => inc.executions.push(t),
         }
         Some(inc.clone())
@@ -1011,25 +1011,23 @@ impl Engine {
     /// as running or waiting takes the status its execution reached.
     pub fn reconcile_starting(
         &mut self,
-        found: &HashMap<(String, String), (String, String)>,
+        found: &HashMap<(String, String), (String, RunOutcome)>,
     ) -> Vec<Incident> {
         let mut changed = Vec::new();
         for inc in self.incidents.values_mut() {
             let before = inc.executions.clone();
             let id = inc.id.clone();
             inc.executions.retain_mut(|e| {
-                let pending = e.status == super::service::STARTING
-                    || matches!(e.status.as_str(), "running" | "awaiting_approval");
-                if !pending {
+                if !e.status.is_pending() {
                     return true;
                 }
                 match found.get(&(id.clone(), e.runbook.clone())) {
                     Some((exec, status)) => {
                         e.execution = Some(exec.clone());
-                        e.status = status.clone();
+                        e.status = *status;
                         true
                     }
-                    None => e.status != super::service::STARTING,
+                    None => e.status != RunOutcome::Starting,
                 }
             });
             if inc.executions != before {

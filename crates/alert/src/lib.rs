@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use vigil_bundle::model::Matcher;
 use vigil_core::fingerprint::Fnv1a;
+pub use vigil_core::outcome::RunOutcome;
 
 pub use engine::{Engine, TickResult};
 pub use service::{AlertService, ServiceError};
@@ -210,8 +211,8 @@ impl std::fmt::Display for RunMode {
 pub struct Triggered {
     pub runbook: String,
     pub mode: RunMode,
-    /// The execution's final (or current) status, e.g. `succeeded`, `failed`.
-    pub status: String,
+    /// The execution's final (or current) status, or what automation decided instead.
+    pub status: RunOutcome,
     #[serde(default)]
     pub execution: Option<String>,
     #[serde(default)]

@@ -56,9 +56,6 @@ impl std::fmt::Debug for AlertService {
     }
 }
 
-/// The status of a runbook recorded as about to start for an incident.
-pub const STARTING: &str = "starting";
-
 /// How many executions may run for incidents at once; more wait their turn.
 pub const MAX_IN_FLIGHT: usize = 64;
 
@@ -216,7 +213,7 @@ impl AlertService {
             if let Some(inc) = rec.incident["id"].as_str() {
                 found.insert(
                     (inc.to_string(), rec.runbook.clone()),
-                    (rec.id.clone(), rec.status.as_str().to_string()),
+                    (rec.id.clone(), RunOutcome::from(rec.status)),
                 );
             }
         }
@@ -368,7 +365,7 @@ impl AlertService {
         let t = Triggered {
             runbook: rec.runbook.clone(),
             mode: RunMode::Live,
-            status: rec.status.as_str().into(),
+            status: rec.status.into(),
             execution: Some(rec.id.clone()),
             reason: Some(
                 rec.reason
@@ -564,7 +561,7 @@ impl AlertService {
                     let starting = Triggered {
                         runbook: c.runbook.name.clone(),
                         mode: RunMode::Live,
-                        status: STARTING.into(),
+                        status: RunOutcome::Starting,
                         execution: None,
                         reason: None,
                         at_ms: self.now_ms(),
@@ -611,8 +608,8 @@ impl AlertService {
     }
 
     async fn record(&self, id: &str, t: Triggered) -> Result<(), ServiceError> {
-        self.metrics.execution(t.mode.as_str(), &t.status);
-        let remediated = t.mode == RunMode::Live && t.status == "succeeded" && t.verified;
+        self.metrics.execution(t.mode.as_str(), t.status.as_str());
+        let remediated = t.mode == RunMode::Live && t.status == RunOutcome::Succeeded && t.verified;
         let runbook = t.runbook.clone();
         let execution = t.execution.clone().unwrap_or_default();
         let ev = IncidentEvent {

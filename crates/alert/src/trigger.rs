@@ -6,7 +6,7 @@
 //! automatic one: kill switch, guardrails, the plan's blast radius and the Rhai
 //! escalation policy decide whether it runs, waits for approval, pages or is ignored.
 
-use super::{Incident, RunMode, Triggered};
+use super::{Incident, RunMode, RunOutcome, Triggered};
 use std::sync::Arc;
 use vigil_bundle::model::Notifier;
 use vigil_bundle::model::{Runbook, TriggerMode};
@@ -172,7 +172,7 @@ impl Trigger {
         let mut t = Triggered {
             runbook: c.runbook.name.clone(),
             mode: RunMode::DryRun,
-            status: "failed".into(),
+            status: RunOutcome::Failed,
             execution: None,
             reason: None,
             at_ms,
@@ -203,7 +203,7 @@ impl Trigger {
                 {
                     Ok(Outcome::Executed { report, decision }) => {
                         t.verified = vigil_exec::verified(&c.runbook, &report);
-                        t.status = report.status.as_str().into();
+                        t.status = report.status.into();
                         t.execution = Some(report.id.clone());
                         t.reason = report.reason.clone().or_else(|| {
                             decision.map(|d| format!("policy {}: {}", d.policy, d.reason))
@@ -211,20 +211,20 @@ impl Trigger {
                     }
                     Ok(Outcome::DryRunOnly { report, reason }) => {
                         t.mode = RunMode::DryRun;
-                        t.status = report.status.as_str().into();
+                        t.status = report.status.into();
                         t.reason = Some(reason);
                         t.report = serde_json::to_value(&report).ok();
                     }
                     Ok(Outcome::Paged { reason, .. }) => {
-                        t.status = "paged".into();
+                        t.status = RunOutcome::Paged;
                         t.reason = Some(reason);
                     }
                     Ok(Outcome::Ignored { reason }) => {
-                        t.status = "ignored".into();
+                        t.status = RunOutcome::Ignored;
                         t.reason = Some(reason);
                     }
                     Ok(Outcome::Blocked { reason }) => {
-                        t.status = "blocked".into();
+                        t.status = RunOutcome::Blocked;
                         t.reason = Some(reason);
                     }
                     Err(e) => t.reason = Some(e.to_string()),
@@ -232,7 +232,7 @@ impl Trigger {
             }
             _ => {
                 let report = dry_run(self.catalog.as_ref(), &self.exprs, &req).await;
-                t.status = report.status.as_str().into();
+                t.status = report.status.into();
                 t.reason = report.reason.clone();
                 t.report = serde_json::to_value(&report).ok();
             }

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 use vigil_core::diag::{self, Diagnostic};
+use vigil_core::outcome::RunOutcome;
 use vigil_core::span::Span;
 use vigil_core::suggest;
 use vigil_policy::expr::ExprEngine;
@@ -525,24 +526,18 @@ impl<'a> Checker<'a> {
                 );
             }
             let mut on = Vec::new();
+            let notifiable = RunOutcome::NOTIFIABLE.map(RunOutcome::as_str);
             for o in &d.on {
-                if NOTIFY_ON.contains(&o.value.as_str()) {
-                    on.push(o.value.clone());
-                } else {
-                    let hint = vigil_core::suggest::hint(&o.value, NOTIFY_ON.iter().copied());
-                    self.error(o.span, format!("unknown outcome `{}`", o.value), hint);
+                match o.value.parse::<RunOutcome>() {
+                    Ok(outcome) if RunOutcome::NOTIFIABLE.contains(&outcome) => on.push(outcome),
+                    _ => {
+                        let hint = vigil_core::suggest::hint(&o.value, notifiable);
+                        self.error(o.span, format!("unknown outcome `{}`", o.value), hint);
+                    }
                 }
             }
             if d.on.is_empty() {
-                on = [
-                    "paged",
-                    "awaiting_approval",
-                    "failed",
-                    "in_doubt",
-                    "blocked",
-                ]
-                .map(String::from)
-                .to_vec();
+                on = RunOutcome::NOTIFIED_BY_DEFAULT.to_vec();
             }
             let with = d
                 .with

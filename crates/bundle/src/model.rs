@@ -167,18 +167,6 @@ pub struct NotifierDoc {
     pub on: Vec<Spanned<String>>,
 }
 
-/// The outcomes a notifier can be told about.
-pub const NOTIFY_ON: &[&str] = &[
-    "paged",
-    "awaiting_approval",
-    "failed",
-    "in_doubt",
-    "blocked",
-    "succeeded",
-    "ignored",
-    "resolved",
-];
-
 /// A notifier, checked.
 #[derive(Clone, Debug, Serialize)]
 pub struct Notifier {
@@ -186,7 +174,7 @@ pub struct Notifier {
     pub uses: String,
     #[serde(skip)]
     pub with: Input,
-    pub on: Vec<String>,
+    pub on: Vec<vigil_core::outcome::RunOutcome>,
 }
 
 /// One service of the dependency map: `services: { checkout: { depends_on: [payments] } }`.

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod diag;
 pub mod duration;
 pub mod fingerprint;
+pub mod outcome;
 pub mod span;
 pub mod story;
 pub mod suggest;

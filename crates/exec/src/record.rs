@@ -47,6 +47,21 @@ impl ExecStatus {
     }
 }
 
+impl From<ExecStatus> for vigil_core::outcome::RunOutcome {
+    fn from(s: ExecStatus) -> Self {
+        use vigil_core::outcome::RunOutcome as O;
+        match s {
+            ExecStatus::Running => O::Running,
+            ExecStatus::AwaitingApproval => O::AwaitingApproval,
+            ExecStatus::Succeeded => O::Succeeded,
+            ExecStatus::Failed => O::Failed,
+            ExecStatus::InDoubt => O::InDoubt,
+            ExecStatus::Cancelled => O::Cancelled,
+            ExecStatus::TimedOut => O::TimedOut,
+        }
+    }
+}
+
 /// An execution's header: what runs, with which inputs, and where it stands.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ExecutionRecord {
