@@ -14,16 +14,14 @@
 //! then in-flight executions get a grace period to finish or pause. Whatever is still
 //! running after it stays journaled as running and resumes at the next start.
 
+use crate::compose::Composition;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use vigil_alert::service::{AlertService, Options, ServiceError, build_with};
-use vigil_bundle::Bundle;
+use vigil_alert::service::{AlertService, Options, ServiceError};
 use vigil_bundle::model::TriggerMode;
 use vigil_core::Clock;
-use vigil_core::action::ActionCatalog;
-use vigil_core::story::Narrator;
 use vigil_exec::record::ExecStatus;
 use vigil_exec::record::ExecutionStore;
 use vigil_plugin_host::{Connector, TimeRange};
@@ -33,14 +31,12 @@ use vigil_runtime::runner::{
     self, FetchFuture, RunReport, RunnerConfig, RunnerStats, Source, Sources, TruthFuture,
 };
 use vigil_runtime::store::DetectorStore;
-use vigil_store::Store;
 use vigil_telemetry::Metrics;
 
 /// How the loop runs.
 #[derive(Clone, Default)]
 pub struct DaemonOptions {
     pub clock: Clock,
-    pub narrator: Option<Narrator>,
     pub runner: RunnerConfig,
     /// Overrides `alerting.runbooks` (e.g. the demo runs live).
     pub trigger_mode: Option<TriggerMode>,
@@ -289,22 +285,20 @@ pub struct Stopped {
 }
 
 impl Daemon {
-    /// Starts the loop for `bundle` inside the current tokio runtime. `sources` are the
-    /// connectors detectors may name.
+    /// Starts the loop for the composition's bundle inside the current tokio runtime.
+    /// `sources` are the connectors detectors may name.
     pub async fn start(
-        bundle: &Bundle,
-        store: Store,
-        catalog: Arc<dyn ActionCatalog>,
+        comp: &Composition,
         sources: Sources,
         metrics: Arc<Metrics>,
         opts: DaemonOptions,
     ) -> Result<Daemon, ServiceError> {
-        let options = Options {
+        let (bundle, store) = (comp.bundle(), comp.store().clone());
+        let svc = comp.alert_service(Options {
             clock: opts.clock,
-            narrator: opts.narrator.clone(),
+            narrator: None,
             trigger_mode: opts.trigger_mode,
-        };
-        let svc = build_with(bundle, store.clone(), catalog, metrics.clone(), options)?;
+        })?;
         let mut started = Started::default();
 
         // Resume what a previous process left unfinished, before anything new starts.
@@ -317,10 +311,8 @@ impl Daemon {
                 started.resumed.push(rec.id.clone());
                 metrics.executions_resumed.inc();
                 let executor = executor.clone();
-                let handle = tokio::runtime::Handle::current();
-                // The executor's futures are not `Send`: a blocking thread drives each.
-                resumes.push(tokio::task::spawn_blocking(move || {
-                    match handle.block_on(executor.resume(&rec.id)) {
+                resumes.push(tokio::spawn(async move {
+                    match executor.resume(&rec.id).await {
                         Ok(r) => {
                             tracing::info!(execution = %r.id, status = r.status.as_str(), "resumed")
                         }

@@ -3,5 +3,6 @@
 //! See `ARCHITECTURE.md` at the repository root for the code map and invariants.
 
 pub mod api;
+pub mod compose;
 pub mod daemon;
 pub mod learn;

@@ -325,17 +325,18 @@ impl AlertService {
         };
         let (id, actor) = (id.to_string(), actor.to_string());
         let (comment, expected) = (comment.map(String::from), expected_hash.map(String::from));
-        let handle = tokio::runtime::Handle::current();
         let exec_id = id.clone();
-        // The executor's futures are not `Send`: a blocking thread drives this one.
-        let report = tokio::task::spawn_blocking(move || {
-            handle.block_on(executor.decide_approval(
-                &exec_id,
-                approve,
-                &actor,
-                comment.as_deref(),
-                expected.as_deref(),
-            ))
+        // A task of its own: the run goes on if whoever asked stops waiting.
+        let report = tokio::spawn(async move {
+            executor
+                .decide_approval(
+                    &exec_id,
+                    approve,
+                    &actor,
+                    comment.as_deref(),
+                    expected.as_deref(),
+                )
+                .await
         })
         .await
         .map_err(|e| {
@@ -584,24 +585,15 @@ impl AlertService {
         for (c, inc) in starts {
             let svc = self.clone();
             let permits = self.in_flight.clone();
-            let handle = tokio::runtime::Handle::current();
             tokio::spawn(async move {
                 // At most MAX_IN_FLIGHT run at once; the rest wait here, in order.
-                let Ok(permit) = permits.acquire_owned().await else {
+                let Ok(_permit) = permits.acquire_owned().await else {
                     return;
                 };
-                // The executor's futures are not `Send`: run each start on a blocking
-                // thread of the same runtime.
-                let _ = tokio::task::spawn_blocking(move || {
-                    let _permit = permit;
-                    handle.block_on(async move {
-                        let t = svc.trigger.start(&c, &inc, svc.now_ms()).await;
-                        if let Err(e) = svc.record(&inc.id, t).await {
-                            tracing::error!(incident = %inc.id, "recording a triggered runbook: {e}");
-                        }
-                    })
-                })
-                .await;
+                let t = svc.trigger.start(&c, &inc, svc.now_ms()).await;
+                if let Err(e) = svc.record(&inc.id, t).await {
+                    tracing::error!(incident = %inc.id, "recording a triggered runbook: {e}");
+                }
             });
         }
         Ok(())
@@ -783,101 +775,4 @@ impl AlertService {
         self.store.sync().await?;
         Ok(s)
     }
-}
-
-/// Assembles the alert service for a loaded bundle: the engine from `alerting:` and
-/// `services:`, the bundle's runbooks as trigger candidates (dry-run unless
-/// `alerting.runbooks: live`, which goes through [`vigil_exec::automation::Automation`]:
-/// guardrails and the bundle's Rhai policies), and `catalog` for their actions.
-pub fn build(
-    bundle: &vigil_bundle::Bundle,
-    store: Store,
-    catalog: Arc<dyn vigil_core::action::ActionCatalog>,
-    metrics: Arc<Metrics>,
-) -> Result<Arc<AlertService>, ServiceError> {
-    build_with(bundle, store, catalog, metrics, Options::default())
-}
-
-/// [`build`] with a clock and a narrator: the narrator hears detections, incident
-/// changes, automation's decisions and every execution transition.
-pub fn build_with(
-    bundle: &vigil_bundle::Bundle,
-    store: Store,
-    catalog: Arc<dyn vigil_core::action::ActionCatalog>,
-    metrics: Arc<Metrics>,
-    options: Options,
-) -> Result<Arc<AlertService>, ServiceError> {
-    let cfg = &bundle.config;
-    let candidates = bundle
-        .runbooks
-        .iter()
-        .map(|rb| trigger::Candidate {
-            runbook: Arc::new(rb.clone()),
-            source: bundle.sources.get(&rb.file).cloned().unwrap_or_default(),
-        })
-        .collect();
-    let policies = if bundle.policies.is_empty() {
-        None
-    } else {
-        let engine =
-            vigil_policy::decide::PolicyEngine::load(&bundle.policies).map_err(|errors| {
-                ServiceError::Invalid(
-                    errors
-                        .iter()
-                        .map(|e| e.to_string())
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                )
-            })?;
-        Some(Arc::new(engine))
-    };
-    let executor = executor_for(bundle, catalog.clone(), store.clone(), &metrics, &options);
-    let automation = vigil_exec::automation::Automation {
-        executor,
-        policies,
-        config: cfg.clone(),
-        exprs: Arc::new(vigil_policy::expr::ExprEngine::new()),
-        narrator: options.narrator.clone(),
-    };
-    let trigger = Trigger::new(
-        candidates,
-        catalog,
-        Some(Arc::new(automation)),
-        options.trigger_mode.unwrap_or(cfg.alerting.runbooks),
-    )
-    .with_notifiers(cfg.notifiers.clone());
-    let engine = Engine::new(cfg.alerting.clone(), &cfg.services);
-    AlertService::open_with(store, engine, trigger, metrics, options)
-}
-
-/// The executor automation runs with: the config's concurrency and environment
-/// allowlist, every transition counted and told.
-pub fn executor_for(
-    bundle: &vigil_bundle::Bundle,
-    catalog: Arc<dyn vigil_core::action::ActionCatalog>,
-    store: Store,
-    metrics: &Arc<Metrics>,
-    options: &Options,
-) -> vigil_exec::Executor {
-    let cfg = &bundle.config;
-    let metrics = metrics.clone();
-    let narrator = options.narrator.clone();
-    let observer: vigil_exec::executor::Observer = Arc::new(move |rec, ev| {
-        Metrics::count(&metrics.step_transitions, &[("kind", ev.kind.as_str())]);
-        if let Some(n) = &narrator {
-            n(Story::Step {
-                at_ms: ev.ts_ms,
-                execution: rec.id.clone(),
-                runbook: rec.runbook.clone(),
-                step: ev.step.clone(),
-                transition: ev.kind.as_str().to_string(),
-                detail: ev.detail.clone(),
-                output: ev.output.clone(),
-            });
-        }
-    });
-    vigil_exec::Executor::new(catalog, store)
-        .with_max_concurrency(cfg.executor.max_concurrency.unwrap_or(8) as usize)
-        .with_env_allowlist(&cfg.executor.env)
-        .with_observer(observer)
 }

@@ -74,6 +74,12 @@ impl Trigger {
         }
     }
 
+    /// Shares an expression engine (and its compiled-expression cache) with others.
+    pub fn with_exprs(mut self, exprs: Arc<ExprEngine>) -> Trigger {
+        self.exprs = exprs;
+        self
+    }
+
     /// Tells these notifiers about outcomes they are `on`.
     pub fn with_notifiers(mut self, notifiers: Vec<Notifier>) -> Trigger {
         self.notifiers = notifiers;

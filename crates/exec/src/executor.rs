@@ -182,6 +182,12 @@ impl Executor {
         }
     }
 
+    /// Shares an expression engine (and its compiled-expression cache) with others.
+    pub fn with_exprs(mut self, exprs: Arc<ExprEngine>) -> Self {
+        self.exprs = exprs;
+        self
+    }
+
     pub fn with_observer(mut self, observer: Observer) -> Self {
         self.observer = Some(observer);
         self

@@ -99,3 +99,20 @@ pub fn check_actions(bundle: &Bundle, catalog: &dyn action::ActionCatalog) -> Ve
     }
     out
 }
+
+/// Every run future is `Send`, so a run is a task on the runtime's workers and never
+/// holds a blocking thread; this fails to compile if one stops being `Send`.
+#[allow(dead_code)]
+fn runs_are_send(
+    executor: &Executor,
+    automation: &automation::Automation,
+    catalog: &dyn vigil_core::action::ActionCatalog,
+    req: Request,
+) {
+    fn send<T: Send>(_: T) {}
+    send(executor.start(req.clone()));
+    send(executor.resume("ex-000001"));
+    send(executor.decide_approval("ex-000001", true, "alice", None, None));
+    send(executor.expire_approvals(0));
+    send(automation.handle(catalog, req, automation::Origin::Manual));
+}

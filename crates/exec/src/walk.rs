@@ -242,8 +242,12 @@ impl Walk {
             self.ctx.bindings(idx, &self.outputs),
             prepared,
         ));
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match fut.as_mut().poll(&mut cx) {
+        // The context lives only for this poll, so the walk's future stays `Send`.
+        let first_poll = {
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            fut.as_mut().poll(&mut cx)
+        };
+        match first_poll {
             std::task::Poll::Ready((idx, result)) => self.complete(idx, result).await,
             std::task::Poll::Pending => {
                 self.running += 1;

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use vigil::api::{Api, ApiConfig};
+use vigil::compose::Composition;
 use vigil_alert::store::AlertStore;
 use vigil_alert::{Incident, IncidentEvent};
 use vigil_bundle::Bundle;
@@ -256,15 +257,20 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
         if args.no_detectors {
             bundle_for_daemon.detectors.clear();
         }
-        let daemon = vigil::daemon::Daemon::start(
-            &bundle_for_daemon,
+        let comp = Composition::new(
+            Arc::new(bundle_for_daemon),
             store.clone(),
             catalog,
+            metrics.clone(),
+        )
+        .map_err(|e| invalid(e.to_string()))?
+        .with_narrator(Some(narrator));
+        let daemon = vigil::daemon::Daemon::start(
+            &comp,
             sources,
             metrics,
             vigil::daemon::DaemonOptions {
                 clock,
-                narrator: Some(narrator),
                 trigger_mode: args.runbooks.map(RunbooksMode::mode),
                 ..Default::default()
             },

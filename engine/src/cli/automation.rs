@@ -1,6 +1,8 @@
 //! `vigil trigger`, `vigil pause`/`resume`, `vigil audit`, `vigil policy test`.
 
-use super::run::{executor, open_store, print_report, read_incident, runtime, with_ctrl_c};
+use super::run::{
+    compose, open_store, print_report, printing, read_incident, runtime, with_ctrl_c,
+};
 use super::{Global, Paint, clock, invalid};
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
@@ -10,13 +12,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use vigil_bundle::Bundle;
 use vigil_core::now_ms;
-use vigil_exec::automation::{Automation, Origin, Outcome, whoami};
+use vigil_exec::Request;
+use vigil_exec::automation::{Origin, Outcome, whoami};
 use vigil_exec::record::ExecutionStore;
 use vigil_exec::record::{AuditEntry, PauseState};
 use vigil_exec::render::resolve_params;
-use vigil_exec::{Executor, Request};
 use vigil_policy::decide::{Facts, PolicyEngine};
-use vigil_policy::expr::ExprEngine;
 
 /// Compiles the bundle's policies; errors point at file:line:col.
 pub fn policies(bundle: &Bundle) -> Result<Option<Arc<PolicyEngine>>> {
@@ -34,16 +35,6 @@ pub fn policies(bundle: &Bundle) -> Result<Option<Arc<PolicyEngine>>> {
                     .join("\n"),
             )
         })
-}
-
-pub fn build(bundle: &Bundle, executor: Executor) -> Result<Automation> {
-    Ok(Automation {
-        executor,
-        policies: policies(bundle)?,
-        config: bundle.config.clone(),
-        exprs: Arc::new(ExprEngine::new()),
-        narrator: None,
-    })
 }
 
 /// Prints what automation did; returns the exit code.
@@ -145,12 +136,11 @@ pub fn trigger(g: &Global, args: &TriggerArgs) -> Result<ExitCode> {
     }
     let store = open_store(g, Some(&bundle))?;
     let catalog = Arc::new(super::plugin::with_plugins(g, &bundle)?);
-    let exprs = ExprEngine::new();
+    let comp = compose(bundle, store, catalog.clone())?;
+    let (bundle, exprs) = (comp.bundle(), comp.exprs());
     let mut code = ExitCode::SUCCESS;
     runtime()?.block_on(async {
-        let executor =
-            executor(g, catalog.clone(), store, 8).with_env_allowlist(&bundle.config.executor.env);
-        let automation = build(&bundle, with_ctrl_c(executor))?;
+        let automation = comp.automation(with_ctrl_c(printing(g, comp.executor())));
         for id in automation.executor.expire_approvals(now_ms()).await? {
             if !g.json() {
                 println!(
@@ -164,7 +154,7 @@ pub fn trigger(g: &Global, args: &TriggerArgs) -> Result<ExitCode> {
                 println!("{} incident matches {}", p.bold("▶"), p.bold(&rb.name));
             }
             let params =
-                resolve_params(&rb, &Default::default(), &incident, &exprs, now_ms() / 1000)
+                resolve_params(&rb, &Default::default(), &incident, exprs, now_ms() / 1000)
                     .map_err(|e| invalid(format!("{}: {}", rb.name, e.message)))?;
             let source = bundle.sources.get(&rb.file).cloned().unwrap_or_default();
             let req = Request::manual(Arc::new(rb), source, params, incident.clone());

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use vigil::compose::Composition;
 use vigil_core::now_ms;
 use vigil_exec::automation::Origin;
 use vigil_exec::core::Catalog;
@@ -133,8 +134,11 @@ pub fn run(g: &Global, args: &RunArgs, dry: bool) -> Result<ExitCode> {
     }
 
     let store = open_store(g, Some(&bundle))?;
-    let executor = executor(g, catalog.clone(), store, args.max_concurrency)
-        .with_env_allowlist(&bundle.config.executor.env);
+    let comp = compose(bundle, store, catalog.clone())?;
+    let executor = printing(
+        g,
+        comp.executor().with_max_concurrency(args.max_concurrency),
+    );
     rt.block_on(async {
         let executor = with_ctrl_c(executor);
         if !args.new
@@ -160,7 +164,7 @@ pub fn run(g: &Global, args: &RunArgs, dry: bool) -> Result<ExitCode> {
                 p.dim(&format!("({})", req.runbook.file.display()))
             );
         }
-        let automation = super::automation::build(&bundle, executor)?;
+        let automation = comp.automation(executor);
         let outcome = automation
             .handle(catalog.as_ref(), req, Origin::Manual)
             .await?;
@@ -175,8 +179,29 @@ pub fn exit_for(status: ExecStatus) -> ExitCode {
     }
 }
 
-pub fn executor(g: &Global, catalog: Arc<Catalog>, store: Store, max: usize) -> Executor {
-    let mut ex = Executor::new(catalog, store).with_max_concurrency(max);
+/// Everything a command that runs runbooks builds from its bundle, built once.
+pub fn compose(
+    bundle: vigil_bundle::Bundle,
+    store: Store,
+    catalog: Arc<Catalog>,
+) -> Result<Composition> {
+    Composition::new(
+        Arc::new(bundle),
+        store,
+        catalog,
+        Arc::new(vigil_telemetry::Metrics::new()),
+    )
+    .map_err(|e| invalid(e.to_string()))
+}
+
+/// An executor for the executions commands, which may run without a bundle.
+pub fn executor(g: &Global, catalog: Arc<Catalog>, store: Store) -> Executor {
+    printing(g, Executor::new(catalog, store))
+}
+
+/// `ex`, printing each transition as it happens (unless the output is JSON).
+pub fn printing(g: &Global, ex: Executor) -> Executor {
+    let mut ex = ex;
     if !g.json() {
         let p = Paint::new(g.color());
         let observer: Observer = Arc::new(move |rec: &ExecutionRecord, ev: &Event| {
@@ -443,7 +468,7 @@ pub fn executions(g: &Global, cmd: &ExecutionsCommand) -> Result<ExitCode> {
         } => decide(
             g,
             &p,
-            executor(g, catalog(g, bundle.as_ref())?, store, 8),
+            executor(g, catalog(g, bundle.as_ref())?, store),
             id,
             true,
             comment.clone(),
@@ -452,14 +477,14 @@ pub fn executions(g: &Global, cmd: &ExecutionsCommand) -> Result<ExitCode> {
         ExecutionsCommand::Reject { id, comment } => decide(
             g,
             &p,
-            executor(g, catalog(g, bundle.as_ref())?, store, 8),
+            executor(g, catalog(g, bundle.as_ref())?, store),
             id,
             false,
             comment.clone(),
             None,
         ),
         ExecutionsCommand::Expire => {
-            let executor = executor(g, Arc::new(Catalog::with_core()), store, 8);
+            let executor = executor(g, Arc::new(Catalog::with_core()), store);
             let expired = runtime()?.block_on(executor.expire_approvals(now_ms()))?;
             if g.json() {
                 println!("{}", serde_json::json!({ "expired": expired }));
@@ -476,7 +501,7 @@ pub fn executions(g: &Global, cmd: &ExecutionsCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ExecutionsCommand::Resume { id } => {
-            let executor = executor(g, catalog(g, bundle.as_ref())?, store, 8);
+            let executor = executor(g, catalog(g, bundle.as_ref())?, store);
             let report = runtime()?.block_on(async { with_ctrl_c(executor).resume(id).await })?;
             print_report(g, &p, &report);
             Ok(exit_for(report.status))

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use vigil::compose::Composition;
 use vigil_alert::IncidentStatus;
 use vigil_alert::store::AlertStore;
 use vigil_bundle::model::TriggerMode;
@@ -219,18 +220,24 @@ pub fn run(g: &Global, args: &DemoArgs) -> Result<ExitCode> {
         print("learn", line);
     }
     let tally = Arc::new(Mutex::new(Tally::default()));
+    let bundle = Arc::new(bundle);
     let summary = rt.block_on(async {
         let (narrator, mut rx) = vigil_telemetry::story_channel(4096);
         let metrics = Arc::new(Metrics::new());
-        let daemon = vigil::daemon::Daemon::start(
-            &bundle,
+        let comp = Composition::new(
+            bundle.clone(),
             store.clone(),
             Arc::new(catalog),
+            metrics.clone(),
+        )
+        .map_err(|e| super::invalid(e.to_string()))?
+        .with_narrator(Some(narrator));
+        let daemon = vigil::daemon::Daemon::start(
+            &comp,
             sources,
             metrics.clone(),
             vigil::daemon::DaemonOptions {
                 clock,
-                narrator: Some(narrator),
                 trigger_mode: Some(TriggerMode::Live),
                 ..Default::default()
             },
