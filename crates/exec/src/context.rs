@@ -1,9 +1,9 @@
 //! The shared context of one execution: its record, its runbook, and how its
 //! transitions reach the journal, the live observer and the final report.
 
-use super::executor::{ExecutionReport, Observer, StepReport, StepStatus};
 use crate::record::ExecutionStore;
 use crate::record::{Event, EventKind, ExecStatus, ExecutionRecord};
+use crate::report::{ExecutionReport, Observer, StepReport, StepStatus};
 use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -10,6 +10,7 @@ pub mod dry_run;
 pub mod executor;
 pub mod record;
 pub mod render;
+pub mod report;
 mod walk;
 
 pub use executor::{ExecError, ExecutionReport, Executor, Request, StepReport, StepStatus};

@@ -3,10 +3,10 @@
 //! `on_failure`, approvals, and settling the outcome.
 
 use super::context::{RunCtx, State, report};
-use super::executor::{ExecError, ExecutionReport, StepStatus};
 use super::render::{Unknowns, render};
 use crate::record::ExecutionStore;
 use crate::record::{EventKind, ExecStatus};
+use crate::report::{ExecError, ExecutionReport, StepStatus};
 use serde_json::{Map, Value, json};
 use std::future::Future as _;
 use std::sync::Arc;

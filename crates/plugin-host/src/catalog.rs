@@ -5,8 +5,9 @@
 use super::convert;
 use super::error::{Call, PluginError};
 use super::grants::Grants;
-use super::host::{Bound, Invocation, Limits, LoadedPlugin, Mode, PluginHost, reported, wit};
+use super::host::{Bound, Invocation, Limits, LoadedPlugin, Mode, PluginHost, reported};
 use super::model::{Batch, PluginInfo, TimeRange};
+use crate::wit;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;

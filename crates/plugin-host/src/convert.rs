@@ -3,8 +3,8 @@
 //! nothing here panics (property-tested below).
 
 use super::error::{Call, PluginError};
-use super::host::wit::types as w;
 use super::model::{self, Batch, CapabilityKind, Event, PluginInfo, Sample, Series};
+use crate::wit::types as w;
 use std::collections::BTreeMap;
 use std::path::Path;
 use vigil_core::action::{ActionPlan, PlannedEffect, Risk};

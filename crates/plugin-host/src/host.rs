@@ -18,30 +18,7 @@ use wasmtime::{Config, Engine, Store, Trap};
 use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
-pub(crate) mod wit {
-    pub mod connector {
-        wasmtime::component::bindgen!({
-            world: "connector",
-            path: "../../wit",
-        });
-    }
-    pub mod action {
-        wasmtime::component::bindgen!({
-            world: "action",
-            path: "../../wit",
-            with: {
-                "vigil:plugin/types": super::connector::vigil::plugin::types,
-                "vigil:plugin/log": super::connector::vigil::plugin::log,
-                "vigil:plugin/clock": super::connector::vigil::plugin::clock,
-                "vigil:plugin/http": super::connector::vigil::plugin::http,
-                "vigil:plugin/kv": super::connector::vigil::plugin::kv,
-                "vigil:plugin/secrets": super::connector::vigil::plugin::secrets,
-                "vigil:plugin/process": super::connector::vigil::plugin::process,
-            },
-        });
-    }
-    pub use connector::vigil::plugin::types;
-}
+use crate::wit;
 use wit::connector::vigil::plugin as imports;
 
 /// The largest component file read; anything larger is refused unread.

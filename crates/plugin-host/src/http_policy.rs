@@ -15,7 +15,7 @@
 //! A path whose segments decode to `.`, `..`, or contain `/`, `\` or NUL is refused:
 //! a backend that decodes again could read it as another path.
 
-use super::grants::glob_match;
+use crate::glob::glob_match;
 use std::fmt;
 use url::Url;
 

@@ -17,12 +17,14 @@ mod catalog;
 mod convert;
 mod effects;
 mod error;
+mod glob;
 pub mod grants;
 mod host;
 pub mod http_policy;
 mod limiter;
 mod model;
 mod services;
+mod wit;
 
 pub use cache::{CacheOutcome, content_hash};
 pub use catalog::{

@@ -1,7 +1,7 @@
 //! `vigil trigger`, `vigil pause`/`resume`, `vigil audit`, `vigil policy test`.
 
 use super::run::{
-    compose, open_store, print_report, printing, read_incident, runtime, with_ctrl_c,
+    compose, open_store, print_outcome, printing, read_incident, runtime, with_ctrl_c,
 };
 use super::{Global, Paint, clock, invalid};
 use anyhow::{Context, Result};
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use vigil_bundle::Bundle;
 use vigil_core::now_ms;
 use vigil_exec::Request;
-use vigil_exec::automation::{Origin, Outcome, whoami};
+use vigil_exec::automation::{Origin, whoami};
 use vigil_exec::record::ExecutionStore;
 use vigil_exec::record::{AuditEntry, PauseState};
 use vigil_exec::render::resolve_params;
@@ -35,61 +35,6 @@ pub fn policies(bundle: &Bundle) -> Result<Option<Arc<PolicyEngine>>> {
                     .join("\n"),
             )
         })
-}
-
-/// Prints what automation did; returns the exit code.
-pub fn print_outcome(g: &Global, p: &Paint, outcome: &Outcome) -> ExitCode {
-    if g.json() {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(outcome).unwrap_or_default()
-        );
-    }
-    match outcome {
-        Outcome::Executed { report, decision } => {
-            if !g.json() {
-                if let Some(d) = decision {
-                    println!(
-                        "  policy {}: {} — {}",
-                        d.policy,
-                        p.bold(d.action.as_str()),
-                        d.reason
-                    );
-                }
-                print_report(g, p, report);
-            }
-            super::run::exit_for(report.status)
-        }
-        Outcome::DryRunOnly { reason, .. } => {
-            if !g.json() {
-                println!("{} {reason}", p.yellow("◌ dry-run only:"));
-            }
-            ExitCode::SUCCESS
-        }
-        Outcome::Paged { reason, notify } => {
-            if !g.json() {
-                let who = if notify.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (notify: {})", notify.join(", "))
-                };
-                println!("{} {reason}{who}", p.red("☎ page:"));
-            }
-            ExitCode::from(1)
-        }
-        Outcome::Ignored { reason } => {
-            if !g.json() {
-                println!("{} {reason}", p.dim("∅ ignored:"));
-            }
-            ExitCode::SUCCESS
-        }
-        Outcome::Blocked { reason } => {
-            if !g.json() {
-                println!("{} {reason}", p.red("⛔ blocked:"));
-            }
-            ExitCode::from(1)
-        }
-    }
 }
 
 #[derive(clap::Args, Debug, Clone)]

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use vigil::compose::Composition;
 use vigil_core::now_ms;
-use vigil_exec::automation::Origin;
+use vigil_exec::automation::{Origin, Outcome};
 use vigil_exec::core::Catalog;
 use vigil_exec::executor::Observer;
 use vigil_exec::record::ExecutionStore;
@@ -168,7 +168,7 @@ pub fn run(g: &Global, args: &RunArgs, dry: bool) -> Result<ExitCode> {
         let outcome = automation
             .handle(catalog.as_ref(), req, Origin::Manual)
             .await?;
-        Ok(super::automation::print_outcome(g, &p, &outcome))
+        Ok(print_outcome(g, &p, &outcome))
     })
 }
 
@@ -563,6 +563,61 @@ fn decide(
                 println!("{} {id} rejected; the execution is failed", p.red("✘"));
             }
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Prints what automation did; returns the exit code.
+pub fn print_outcome(g: &Global, p: &Paint, outcome: &Outcome) -> ExitCode {
+    if g.json() {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(outcome).unwrap_or_default()
+        );
+    }
+    match outcome {
+        Outcome::Executed { report, decision } => {
+            if !g.json() {
+                if let Some(d) = decision {
+                    println!(
+                        "  policy {}: {} — {}",
+                        d.policy,
+                        p.bold(d.action.as_str()),
+                        d.reason
+                    );
+                }
+                print_report(g, p, report);
+            }
+            exit_for(report.status)
+        }
+        Outcome::DryRunOnly { reason, .. } => {
+            if !g.json() {
+                println!("{} {reason}", p.yellow("◌ dry-run only:"));
+            }
+            ExitCode::SUCCESS
+        }
+        Outcome::Paged { reason, notify } => {
+            if !g.json() {
+                let who = if notify.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (notify: {})", notify.join(", "))
+                };
+                println!("{} {reason}{who}", p.red("☎ page:"));
+            }
+            ExitCode::from(1)
+        }
+        Outcome::Ignored { reason } => {
+            if !g.json() {
+                println!("{} {reason}", p.dim("∅ ignored:"));
+            }
+            ExitCode::SUCCESS
+        }
+        Outcome::Blocked { reason } => {
+            if !g.json() {
+                println!("{} {reason}", p.red("⛔ blocked:"));
+            }
+            ExitCode::from(1)
         }
     }
 }
