@@ -117,7 +117,7 @@ impl Composition {
                     execution: rec.id.clone(),
                     runbook: rec.runbook.clone(),
                     step: ev.step.clone(),
-                    transition: ev.kind.as_str().to_string(),
+                    transition: ev.kind,
                     detail: ev.detail.clone(),
                     output: ev.output.clone(),
                 });

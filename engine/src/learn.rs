@@ -19,6 +19,7 @@ use vigil_alert::store::AlertStore;
 use vigil_alert::{Incident, RunMode};
 use vigil_bundle::detector::TrainingSpec;
 use vigil_bundle::model::Detector;
+use vigil_core::audit::AuditAction;
 use vigil_detect::classifier::{
     ClassifierError, FEATURE_COUNT, FailureModel, FeatureExtractor, Quality, Sample,
 };
@@ -377,7 +378,7 @@ pub async fn retrain(
     }
     store.audit(AuditEntry::new(
         format!("detector:{}", detector.name),
-        "retrain",
+        AuditAction::Retrain,
         meta.id(),
         &verdict,
     ))?;
@@ -589,7 +590,13 @@ mod tests {
         assert_eq!(serving_now.len(), 1);
         assert_ne!(serving_now[0], "hf@3");
         let audit = store.audit_entries().expect("audit");
-        assert_eq!(audit.iter().filter(|a| a.action == "retrain").count(), 3);
+        assert_eq!(
+            audit
+                .iter()
+                .filter(|a| a.action == AuditAction::Retrain)
+                .count(),
+            3
+        );
     }
 
     #[tokio::test]

@@ -6,10 +6,12 @@
 //! does no I/O beyond reading the wall clock, and depends on nothing of vigil's.
 
 pub mod action;
+pub mod audit;
 pub mod clock;
 pub mod diag;
 pub mod duration;
 pub mod fingerprint;
+pub mod journal;
 pub mod outcome;
 pub mod span;
 pub mod story;

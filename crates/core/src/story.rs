@@ -33,7 +33,7 @@ pub enum Story {
     Decision {
         at_ms: i64,
         actor: String,
-        action: String,
+        action: crate::audit::AuditAction,
         subject: String,
         outcome: String,
         reason: Option<String>,
@@ -44,7 +44,7 @@ pub enum Story {
         execution: String,
         runbook: String,
         step: Option<String>,
-        transition: String,
+        transition: crate::journal::EventKind,
         detail: Option<String>,
         output: Option<Value>,
     },

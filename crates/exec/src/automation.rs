@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use vigil_bundle::model::{Config, RunbookGuardrails};
 use vigil_core::action::ActionCatalog;
+use vigil_core::audit::AuditAction;
 use vigil_core::now_ms;
 use vigil_core::story::{Narrator, Story};
 use vigil_policy::decide::{Decision, Facts, History, PolicyEngine, Verdict};
@@ -157,7 +158,7 @@ impl Automation {
                 );
                 self.audit(AuditEntry::new(
                     actor_guard("kill-switch"),
-                    "block",
+                    AuditAction::Block,
                     &name,
                     &reason,
                 ))?;
@@ -175,7 +176,7 @@ impl Automation {
                     );
                     self.audit(AuditEntry::new(
                         actor_guard("circuit-breaker"),
-                        "page",
+                        AuditAction::Page,
                         &name,
                         &reason,
                     ))?;
@@ -197,7 +198,7 @@ impl Automation {
                     );
                     self.audit(AuditEntry::new(
                         actor_guard("rate-limit"),
-                        "block",
+                        AuditAction::Block,
                         &name,
                         &reason,
                     ))?;
@@ -215,7 +216,7 @@ impl Automation {
                     );
                     self.audit(AuditEntry::new(
                         actor_guard("concurrency"),
-                        "block",
+                        AuditAction::Block,
                         &name,
                         &reason,
                     ))?;
@@ -226,20 +227,20 @@ impl Automation {
                 let entries = self.store().audit_entries()?;
                 let promoted = entries
                     .iter()
-                    .any(|e| e.subject == name && e.action == "promote");
+                    .any(|e| e.subject == name && e.action == AuditAction::Promote);
                 let seen = if promoted {
                     usize::MAX
                 } else {
                     entries
                         .iter()
-                        .filter(|e| e.subject == name && e.action == "match")
+                        .filter(|e| e.subject == name && e.action == AuditAction::Match)
                         .count()
                 };
                 if !promoted {
                     self.audit(
                         AuditEntry::new(
                             "automation",
-                            "match",
+                            AuditAction::Match,
                             &name,
                             format!("match #{}", seen + 1),
                         )
@@ -254,7 +255,7 @@ impl Automation {
                     );
                     self.audit(AuditEntry::new(
                         actor_guard("dry-run-first"),
-                        "dry-run",
+                        AuditAction::DryRun,
                         &name,
                         &reason,
                     ))?;
@@ -283,8 +284,13 @@ impl Automation {
                 step.id
             );
             self.audit(
-                AuditEntry::new(actor_guard("blast-radius"), "page", &name, &reason)
-                    .with_plan_hash(Some(plan_hash)),
+                AuditEntry::new(
+                    actor_guard("blast-radius"),
+                    AuditAction::Page,
+                    &name,
+                    &reason,
+                )
+                .with_plan_hash(Some(plan_hash)),
             )?;
             return Ok(Outcome::Paged {
                 reason,
@@ -301,7 +307,7 @@ impl Automation {
                     req.incident.clone()
                 };
                 let (d, trace) = engine.decide(policy, &incident, &plan_json, &self.facts(now));
-                let entry = AuditEntry::new(format!("policy:{policy}"), "decide", &name, d.action.as_str())
+                let entry = AuditEntry::new(format!("policy:{policy}"), AuditAction::Decide, &name, d.action.as_str())
                     .with_inputs(json!({ "incident": req.incident, "plan": plan_json, "reason": d.reason, "host_calls": trace }))
                     .with_plan_hash(Some(plan_hash.clone()));
                 self.audit(entry)?;
@@ -349,7 +355,7 @@ impl Automation {
         self.audit(
             AuditEntry::new(
                 format!("{}:{}", origin.as_str(), whoami()),
-                "run",
+                AuditAction::Run,
                 &report.id,
                 report.status.as_str(),
             )

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use vigil_bundle::model::Runbook;
 use vigil_core::action::ActionCatalog;
+use vigil_core::audit::AuditAction;
 use vigil_core::now_ms;
 use vigil_policy::expr::{Bindings, ExprEngine};
 use vigil_store::{Store, StoreError};
@@ -270,7 +271,11 @@ impl Executor {
         self.store.append(id, ev)?;
         let entry = crate::record::AuditEntry::new(
             actor,
-            if approve { "approve" } else { "reject" },
+            if approve {
+                AuditAction::Approve
+            } else {
+                AuditAction::Reject
+            },
             id,
             if approve { "approved" } else { "rejected" },
         )
@@ -346,7 +351,7 @@ impl Executor {
         self.store.put_execution(&rec)?;
         self.store.audit(crate::record::AuditEntry::new(
             "guardrail:approval-timeout",
-            "page",
+            AuditAction::Page,
             &rec.id,
             reason,
         ))?;

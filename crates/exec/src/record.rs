@@ -114,49 +114,8 @@ impl Origin {
     }
 }
 
-/// What happened to an execution or one of its steps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    ExecutionStarted,
-    ExecutionResumed,
-    Queued,
-    Started,
-    Succeeded,
-    /// An attempt failed and another will follow.
-    Retrying,
-    Failed,
-    Skipped,
-    AwaitingApproval,
-    Approved,
-    Rejected,
-    Cancelled,
-    Compensated,
-    InDoubt,
-    ExecutionFinished,
-}
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::ExecutionStarted => "execution_started",
-            EventKind::ExecutionResumed => "execution_resumed",
-            EventKind::Queued => "queued",
-            EventKind::Started => "started",
-            EventKind::Succeeded => "succeeded",
-            EventKind::Retrying => "retrying",
-            EventKind::Failed => "failed",
-            EventKind::Skipped => "skipped",
-            EventKind::AwaitingApproval => "awaiting_approval",
-            EventKind::Approved => "approved",
-            EventKind::Rejected => "rejected",
-            EventKind::Cancelled => "cancelled",
-            EventKind::Compensated => "compensated",
-            EventKind::InDoubt => "in_doubt",
-            EventKind::ExecutionFinished => "execution_finished",
-        }
-    }
-}
+pub use vigil_core::audit::AuditAction;
+pub use vigil_core::journal::EventKind;
 
 /// One journal entry.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -204,8 +163,7 @@ pub struct AuditEntry {
     pub ts_ms: i64,
     /// Who or what: `policy:escalation`, `user:alice`, `token:ci`, `guardrail:circuit-breaker`.
     pub actor: String,
-    /// What: `decide`, `approve`, `reject`, `run`, `pause`, `resume`, `block`, `page`.
-    pub action: String,
+    pub action: AuditAction,
     /// What it concerns: an execution id, a runbook name.
     pub subject: String,
     #[serde(default, skip_serializing_if = "Value::is_null")]
@@ -218,7 +176,7 @@ pub struct AuditEntry {
 impl AuditEntry {
     pub fn new(
         actor: impl Into<String>,
-        action: impl Into<String>,
+        action: AuditAction,
         subject: impl Into<String>,
         outcome: impl Into<String>,
     ) -> Self {
@@ -226,7 +184,7 @@ impl AuditEntry {
             seq: 0,
             ts_ms: now_ms(),
             actor: actor.into(),
-            action: action.into(),
+            action,
             subject: subject.into(),
             inputs: Value::Null,
             plan_hash: None,
@@ -463,7 +421,7 @@ mod tests {
             store
                 .audit(AuditEntry::new(
                     "policy:escalation",
-                    "decide",
+                    AuditAction::Decide,
                     "restart",
                     "auto",
                 ))
@@ -471,7 +429,7 @@ mod tests {
             store
                 .audit(AuditEntry::new(
                     "user:alice",
-                    "approve",
+                    AuditAction::Approve,
                     "ex-000001",
                     "approved",
                 ))

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use vigil_bundle::Bundle;
+use vigil_core::audit::AuditAction;
 use vigil_core::now_ms;
 use vigil_exec::Request;
 use vigil_exec::automation::{Origin, whoami};
@@ -133,7 +134,7 @@ pub fn promote(g: &Global, runbook: &str) -> Result<ExitCode> {
     let who = whoami();
     store.audit(AuditEntry::new(
         format!("user:{who}"),
-        "promote",
+        AuditAction::Promote,
         runbook,
         "may act automatically",
     ))?;
@@ -161,7 +162,7 @@ pub fn pause(g: &Global, reason: &str, pause: bool) -> Result<ExitCode> {
         }))?;
         store.audit(AuditEntry::new(
             format!("user:{who}"),
-            "pause",
+            AuditAction::Pause,
             "automation",
             reason,
         ))?;
@@ -169,7 +170,7 @@ pub fn pause(g: &Global, reason: &str, pause: bool) -> Result<ExitCode> {
         store.set_paused(None)?;
         store.audit(AuditEntry::new(
             format!("user:{who}"),
-            "resume",
+            AuditAction::Resume,
             "automation",
             "resumed",
         ))?;
@@ -199,7 +200,7 @@ pub struct AuditArgs {
     pub actor: Option<String>,
     /// Only this action (decide, approve, reject, run, pause, resume, block, page, …).
     #[arg(long)]
-    pub action: Option<String>,
+    pub action: Option<vigil_core::audit::AuditAction>,
     /// Only entries about this execution or runbook.
     #[arg(long)]
     pub subject: Option<String>,
@@ -232,7 +233,7 @@ pub fn audit(g: &Global, args: &AuditArgs) -> Result<ExitCode> {
                 .as_ref()
                 .is_none_or(|a| e.actor.contains(a.as_str()))
         })
-        .filter(|e| args.action.as_ref().is_none_or(|a| &e.action == a))
+        .filter(|e| args.action.is_none_or(|a| e.action == a))
         .filter(|e| args.subject.as_ref().is_none_or(|s| &e.subject == s))
         .collect();
     let skip = entries.len().saturating_sub(args.limit);
@@ -254,7 +255,7 @@ pub fn audit(g: &Global, args: &AuditArgs) -> Result<ExitCode> {
             "{}  {:<28} {:<9} {:<26} {}{}",
             p.dim(&clock(e.ts_ms)),
             e.actor,
-            p.bold(&e.action),
+            p.bold(e.action.as_str()),
             e.subject,
             e.outcome,
             p.dim(&hash)

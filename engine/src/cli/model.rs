@@ -388,7 +388,7 @@ pub fn run(g: &Global, cmd: &ModelCommand) -> Result<ExitCode> {
                 .map_err(|e| invalid(e.to_string()))?;
             store.audit(vigil_exec::record::AuditEntry::new(
                 format!("user:{}", vigil_exec::automation::whoami()),
-                "promote",
+                vigil_core::audit::AuditAction::Promote,
                 m.id(),
                 "serving",
             ))?;

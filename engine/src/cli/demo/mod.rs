@@ -20,6 +20,8 @@ use vigil_alert::IncidentStatus;
 use vigil_alert::store::AlertStore;
 use vigil_bundle::model::TriggerMode;
 use vigil_core::Clock;
+use vigil_core::audit::AuditAction;
+use vigil_core::journal::EventKind;
 use vigil_core::story::Story;
 use vigil_runtime::store::DetectorStore;
 use vigil_store::Store;
@@ -508,19 +510,19 @@ fn narrate(
             outcome,
             reason,
             ..
-        } => match action.as_str() {
-            "decide" => print(
+        } => match action {
+            AuditAction::Decide => print(
                 "policy",
                 &format!(
                     "{actor} on {subject}: {outcome} — {}",
                     reason.as_deref().unwrap_or("")
                 ),
             ),
-            "approve" | "reject" => print(
+            AuditAction::Approve | AuditAction::Reject => print(
                 "approve",
                 &format!("{actor} {action}s {subject}: {outcome}"),
             ),
-            "run" => {}
+            AuditAction::Run => {}
             _ => print("policy", &format!("{actor} {action} {subject}: {outcome}")),
         },
         Story::Step {
@@ -532,16 +534,24 @@ fn narrate(
             output,
             ..
         } => {
-            let what = match (step, transition.as_str()) {
-                (None, "execution_started") => Some(format!("{execution} {runbook} started")),
-                (None, "execution_finished") => Some(format!(
+            let what = match (step, transition) {
+                (None, EventKind::ExecutionStarted) => {
+                    Some(format!("{execution} {runbook} started"))
+                }
+                (None, EventKind::ExecutionFinished) => Some(format!(
                     "{execution} {runbook} finished: {}",
                     detail.as_deref().unwrap_or("")
                 )),
                 (
                     Some(step),
-                    "started" | "skipped" | "failed" | "retrying" | "approved" | "rejected"
-                    | "compensated" | "in_doubt",
+                    EventKind::Started
+                    | EventKind::Skipped
+                    | EventKind::Failed
+                    | EventKind::Retrying
+                    | EventKind::Approved
+                    | EventKind::Rejected
+                    | EventKind::Compensated
+                    | EventKind::InDoubt,
                 ) => Some(format!(
                     "{execution} {step}: {transition}{}",
                     detail
@@ -549,14 +559,14 @@ fn narrate(
                         .map(|d| format!(" — {d}"))
                         .unwrap_or_default()
                 )),
-                (Some(step), "succeeded") => Some(format!(
+                (Some(step), EventKind::Succeeded) => Some(format!(
                     "{execution} {step}: succeeded{}",
                     output
                         .as_ref()
                         .map(|o| format!(" → {}", short(o)))
                         .unwrap_or_default()
                 )),
-                (Some(step), "awaiting_approval") => {
+                (Some(step), EventKind::AwaitingApproval) => {
                     t.approvals += 1;
                     let (svc, id) = (svc.clone(), execution.clone());
                     let wait = Duration::from_secs_f64(approve_after.max(0.0));
