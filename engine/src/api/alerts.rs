@@ -1,0 +1,144 @@
+//! Alerts and incidents: ingestion (Alertmanager webhooks and events), listing,
+//! and an incident's acknowledgement or resolution.
+
+use super::body::body;
+use super::{Api, ApiError, json_response};
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Instant;
+use vigil_alert::IncidentStatus;
+use vigil_alert::payload::{parse_events, parse_webhook};
+
+/// Answered only once the alerts are durable: a store failure is a 503 to retry.
+pub(super) async fn post_alerts(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    b: Body,
+) -> Result<Response, ApiError> {
+    let t0 = Instant::now();
+    let bytes = body(&api, &headers, b).await?;
+    let hook = parse_webhook(&bytes, &api.cfg.limits)?;
+    let truncated = hook.truncated_alerts;
+    let done = api.svc.ingest(hook.alerts).await?;
+    api.svc
+        .metrics()
+        .ingest_seconds
+        .observe(t0.elapsed().as_secs_f64());
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"status": "stored", "received": done.received, "new": done.new, "deduplicated": done.deduplicated, "truncated_alerts": truncated}),
+    ))
+}
+
+pub(super) async fn post_events(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    b: Body,
+) -> Result<Response, ApiError> {
+    let t0 = Instant::now();
+    let bytes = body(&api, &headers, b).await?;
+    let events = parse_events(&bytes, &api.cfg.limits)?;
+    let done = api.svc.ingest(events).await?;
+    api.svc
+        .metrics()
+        .ingest_seconds
+        .observe(t0.elapsed().as_secs_f64());
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"status": "stored", "received": done.received, "new": done.new, "deduplicated": done.deduplicated}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ListQuery {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+pub(super) async fn list_alerts(
+    State(api): State<Arc<Api>>,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let alerts = api.svc.alerts(q.limit.unwrap_or(usize::MAX));
+    json_response(
+        StatusCode::OK,
+        &serde_json::to_value(alerts).unwrap_or_default(),
+    )
+}
+
+pub(super) async fn list_incidents(
+    State(api): State<Arc<Api>>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let open_only = match q.status.as_deref() {
+        None | Some("all") => false,
+        Some("open") => true,
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!(
+                    "status must be `open` or `all`, got `{}`",
+                    vigil_core::text::visible(other)
+                ),
+            )
+            .on("status"));
+        }
+    };
+    let list = api.svc.incidents(open_only, q.limit.unwrap_or(100));
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::to_value(list).unwrap_or_default(),
+    ))
+}
+
+pub(super) async fn show_incident(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (inc, events) = api.svc.incident(&id)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"incident": inc, "events": events}),
+    ))
+}
+
+pub(super) async fn ack_incident(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    set_status(
+        &api,
+        &id,
+        IncidentStatus::Acknowledged,
+        "acknowledged over the API",
+    )
+    .await
+}
+
+pub(super) async fn resolve_incident(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    set_status(&api, &id, IncidentStatus::Resolved, "resolved over the API").await
+}
+
+async fn set_status(
+    api: &Api,
+    id: &str,
+    status: IncidentStatus,
+    why: &str,
+) -> Result<Response, ApiError> {
+    let inc = api.svc.set_status(id, status, why).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::to_value(inc).unwrap_or_default(),
+    ))
+}

@@ -1,0 +1,111 @@
+//! Executions: listing, one with its journal, and approving or rejecting the step
+//! one waits on, bound to the plan hash the approver saw.
+
+use super::body::body;
+use super::{Api, ApiError, json_response};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use vigil_exec::record::ExecutionStore;
+
+pub(super) async fn list_executions(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
+    let rows: Vec<Value> = api
+        .svc
+        .store()
+        .executions()?
+        .iter()
+        .map(|r| json!({ "id": r.id, "runbook": r.runbook, "status": r.status, "origin": r.origin, "created_ms": r.created_ms, "updated_ms": r.updated_ms, "reason": r.reason }))
+        .collect();
+    Ok(json_response(StatusCode::OK, &Value::Array(rows)))
+}
+
+pub(super) async fn show_execution(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let store = api.svc.store();
+    let rec = store.execution(&id)?;
+    let events = store.events(&id)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "execution": rec, "events": events }),
+    ))
+}
+
+/// `{ "comment": "…", "plan_hash": "…" }`, both optional.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Decision {
+    #[serde(default)]
+    comment: Option<String>,
+    #[serde(default)]
+    plan_hash: Option<String>,
+}
+
+pub(super) async fn approve_execution(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    b: Body,
+) -> Result<Response, ApiError> {
+    decide_execution(api, id, true, headers, b).await
+}
+
+pub(super) async fn reject_execution(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    b: Body,
+) -> Result<Response, ApiError> {
+    decide_execution(api, id, false, headers, b).await
+}
+
+/// Approves or rejects the step an execution waits on, bound to its plan hash.
+async fn decide_execution(
+    api: Arc<Api>,
+    id: String,
+    approve: bool,
+    headers: HeaderMap,
+    b: Body,
+) -> Result<Response, ApiError> {
+    let bytes = body(&api, &headers, b).await?;
+    let d: Decision = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Decision::default()
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                e.to_string(),
+            )
+            .on("(body)")
+        })?
+    };
+    if api.svc.executor().is_none() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_executor",
+            "this server runs no executions",
+        ));
+    }
+    let report = api
+        .svc
+        .decide_approval(
+            &id,
+            approve,
+            "api",
+            d.comment.as_deref(),
+            d.plan_hash.as_deref(),
+        )
+        .await?;
+    Ok(match report {
+        Some(report) => json_response(
+            StatusCode::OK,
+            &serde_json::to_value(report).unwrap_or_default(),
+        ),
+        None => json_response(StatusCode::OK, &json!({ "rejected": true })),
+    })
+}
