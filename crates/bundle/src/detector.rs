@@ -9,7 +9,7 @@ use vigil_detect::forecast::ForecastConfig;
 /// `classifier`, and when a score alerts.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ModelDoc {
+pub(crate) struct ModelDoc {
     /// An online anomaly method and its parameters, e.g. `{ method: ensemble }`.
     #[serde(default)]
     anomaly: Option<ModelConfig>,
@@ -156,7 +156,7 @@ impl Default for TrainingSpec {
 
 impl DetectorModel {
     /// Checks what serde cannot (one model kind, a threshold in (0, 1]) and types it.
-    pub fn check(doc: ModelDoc) -> Result<DetectorModel, String> {
+    pub(crate) fn check(doc: ModelDoc) -> Result<DetectorModel, String> {
         let kind = match (doc.anomaly, doc.forecast, doc.classifier) {
             (Some(a), None, None) => {
                 a.build().map_err(|e| e.to_string())?;

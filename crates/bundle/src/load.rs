@@ -1022,7 +1022,7 @@ impl<'a> Checker<'a> {
                 Ok(m) => out.push(m),
                 Err(e) => self.error(
                     v.span,
-                    e,
+                    e.to_string(),
                     "fix the regular expression (RE2 syntax, anchored)",
                 ),
             }

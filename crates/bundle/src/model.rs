@@ -618,9 +618,14 @@ pub enum MatchOp {
     NotRe,
 }
 
+/// Why a matcher did not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid regular expression: {0}")]
+pub struct MatcherError(String);
+
 impl Matcher {
     /// Parses `value` written as `=~regex`, `!~regex`, `!=value`, `=value` or `value`.
-    pub fn parse(label: &str, written: &str) -> Result<Matcher, String> {
+    pub fn parse(label: &str, written: &str) -> Result<Matcher, MatcherError> {
         let (op, value) = if let Some(v) = written.strip_prefix("=~") {
             (MatchOp::Re, v)
         } else if let Some(v) = written.strip_prefix("!~") {
@@ -634,7 +639,7 @@ impl Matcher {
         };
         if matches!(op, MatchOp::Re | MatchOp::NotRe) {
             regex::Regex::new(&format!("^(?:{value})$"))
-                .map_err(|e| format!("invalid regular expression: {e}"))?;
+                .map_err(|e| MatcherError(e.to_string()))?;
         }
         Ok(Matcher {
             label: label.to_string(),

@@ -219,44 +219,57 @@ impl Grants {
     }
 
     /// Checks that the patterns in the grants are well-formed.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), GrantError> {
         for g in &self.http {
             if g.methods.is_empty() {
-                return Err(format!("http grant {:?} lists no methods", g.url));
+                return Err(GrantError(format!(
+                    "http grant {:?} lists no methods",
+                    g.url
+                )));
             }
-            UrlPattern::parse(&g.url).map_err(|e| format!("http grant: {e}"))?;
+            UrlPattern::parse(&g.url).map_err(|e| GrantError(format!("http grant: {e}")))?;
         }
         for g in &self.process {
             if g.command.is_empty() || g.command.contains(char::is_whitespace) {
-                return Err(format!(
+                return Err(GrantError(format!(
                     "process grant command {:?} must be a single program",
                     g.command
-                ));
+                )));
             }
             for a in &g.args {
                 if let Some(re) = a.strip_prefix("re:") {
                     regex::Regex::new(re).map_err(|e| {
-                        format!("process grant {:?}: bad regex {re:?}: {e}", g.command)
+                        GrantError(format!(
+                            "process grant {:?}: bad regex {re:?}: {e}",
+                            g.command
+                        ))
                     })?;
                 }
             }
         }
         for f in &self.files {
             if !f.path.starts_with('/') || f.path.split('/').any(|c| c == "..") {
-                return Err(format!(
+                return Err(GrantError(format!(
                     "files grant {:?} must be an absolute path without '..'",
                     f.path
-                ));
+                )));
             }
         }
         if let Some(kv) = &self.kv
             && (kv.namespace.is_empty() || kv.namespace.len() > 128)
         {
-            return Err("kv grant namespace must be 1..=128 characters".into());
+            return Err(GrantError(
+                "kv grant namespace must be 1..=128 characters".into(),
+            ));
         }
         Ok(())
     }
 }
+
+/// A grant written so that it cannot be checked (a bad pattern, path or namespace).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct GrantError(String);
 
 #[cfg(test)]
 mod tests {

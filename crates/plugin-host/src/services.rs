@@ -145,7 +145,7 @@ impl HttpClient {
 
     /// Sends a request whose URL and headers the caller already checked
     /// (`http_policy`).
-    pub fn send(&self, req: HttpRequest) -> Result<HttpResponse, String> {
+    pub(crate) fn send(&self, req: HttpRequest) -> Result<HttpResponse, String> {
         let method = ureq::http::Method::from_bytes(req.method.as_bytes())
             .map_err(|_| format!("bad HTTP method {:?}", req.method))?;
         let mut builder = ureq::http::Request::builder()

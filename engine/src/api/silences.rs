@@ -52,7 +52,8 @@ pub fn parse_silence(bytes: &[u8], now: i64) -> Result<Silence, (String, String)
         let s = val
             .as_str()
             .ok_or_else(|| f(&format!("matchers.{k}"), "expected a string".into()))?;
-        matchers.push(Matcher::parse(k, s).map_err(|e| f(&format!("matchers.{k}"), e))?);
+        matchers
+            .push(Matcher::parse(k, s).map_err(|e| f(&format!("matchers.{k}"), e.to_string()))?);
     }
     let time = |key: &str| -> Result<Option<i64>, (String, String)> {
         match o.get(key) {
