@@ -165,20 +165,7 @@ impl Info {
     }
 }
 
-/// Milliseconds since the Unix epoch; `start == end` asks for an instant value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TimeRange {
-    pub start: i64,
-    pub end: i64,
-    /// Resolution in ms (0 = plugin default).
-    pub step: u64,
-}
-
-impl TimeRange {
-    pub fn is_instant(&self) -> bool {
-        self.start == self.end
-    }
-}
+pub use vigil_plugin_types::{PlannedEffect, Risk, Sample, TimeRange};
 
 impl From<wit::TimeRange> for TimeRange {
     fn from(r: wit::TimeRange) -> Self {
@@ -188,12 +175,6 @@ impl From<wit::TimeRange> for TimeRange {
             step: r.step,
         }
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Sample {
-    pub timestamp: i64,
-    pub value: f64,
 }
 
 /// A labelled time series. Labels keep their order.
@@ -264,44 +245,6 @@ impl From<Batch> for wit::Batch {
                 })
                 .collect(),
         }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Risk {
-    None,
-    Low,
-    Medium,
-    High,
-}
-
-/// One intended effect. `effects` are what the host will allow in `execute`:
-/// `http:<METHOD> <url>`, `process:<program>`, `kv:write`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlannedEffect {
-    pub target: String,
-    pub risk: Risk,
-    pub reversible: bool,
-    pub effects: Vec<String>,
-}
-
-impl PlannedEffect {
-    pub fn new(target: impl Into<String>, risk: Risk) -> Self {
-        PlannedEffect {
-            target: target.into(),
-            risk,
-            reversible: false,
-            effects: Vec::new(),
-        }
-    }
-    pub fn reversible(mut self, yes: bool) -> Self {
-        self.reversible = yes;
-        self
-    }
-    pub fn effect(mut self, e: impl Into<String>) -> Self {
-        self.effects.push(e.into());
-        self
     }
 }
 

@@ -28,37 +28,7 @@ pub struct ActionInfo {
     pub pure: bool,
 }
 
-/// How risky a planned effect is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Risk {
-    None,
-    Low,
-    Medium,
-    High,
-}
-
-impl fmt::Display for Risk {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Risk::None => "none",
-            Risk::Low => "low",
-            Risk::Medium => "medium",
-            Risk::High => "high",
-        })
-    }
-}
-
-/// One effect an action intends to have.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlannedEffect {
-    /// What it acts on: a URL, a host, a service, a file.
-    pub target: String,
-    pub risk: Risk,
-    pub reversible: bool,
-    /// Declared effects, e.g. `http:POST https://hooks.example/x` or `process:systemctl`.
-    pub effects: Vec<String>,
-}
+pub use vigil_plugin_types::{PlannedEffect, Risk};
 
 /// What an action would do with a given input. In a live run, `execute` may use only
 /// the effects its plan declared; an approval is bound to the plan's hash.

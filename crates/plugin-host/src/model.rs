@@ -63,33 +63,7 @@ impl PluginInfo {
     }
 }
 
-/// A time range in ms since the Unix epoch; `start == end` asks for an instant value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TimeRange {
-    pub start: i64,
-    pub end: i64,
-    /// Resolution in ms (0 = plugin default).
-    pub step: u64,
-}
-
-impl TimeRange {
-    pub fn instant(at_ms: i64) -> Self {
-        TimeRange {
-            start: at_ms,
-            end: at_ms,
-            step: 0,
-        }
-    }
-    pub fn range(start: i64, end: i64, step: u64) -> Self {
-        TimeRange { start, end, step }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Sample {
-    pub timestamp: i64,
-    pub value: f64,
-}
+pub use vigil_plugin_types::{Sample, TimeRange};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Series {
