@@ -3,7 +3,8 @@
 //! Durations as authors write them, source spans and diagnostics that say where,
 //! what and how to fix it, fingerprints, the clock, text made safe to show, and the
 //! [`action`] contract between the executor and whatever performs a step. This crate
-//! does no I/O beyond reading the wall clock, and depends on nothing of vigil's.
+//! does no I/O beyond reading the wall clock, and depends on no vigil crate but
+//! `vigil-plugin-types` (the data plugins exchange, shared with the SDK).
 
 pub mod action;
 pub mod audit;
