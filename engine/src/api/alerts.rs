@@ -2,7 +2,7 @@
 //! and an incident's acknowledgement or resolution.
 
 use super::body::body;
-use super::{Api, ApiError, json_response};
+use super::{Api, ApiError, json_response, ok_json};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -67,10 +67,7 @@ pub(super) async fn list_alerts(
     Query(q): Query<ListQuery>,
 ) -> Response {
     let alerts = api.svc.alerts(q.limit.unwrap_or(usize::MAX));
-    json_response(
-        StatusCode::OK,
-        &serde_json::to_value(alerts).unwrap_or_default(),
-    )
+    ok_json(&alerts)
 }
 
 pub(super) async fn list_incidents(
@@ -93,10 +90,7 @@ pub(super) async fn list_incidents(
         }
     };
     let list = api.svc.incidents(open_only, q.limit.unwrap_or(100));
-    Ok(json_response(
-        StatusCode::OK,
-        &serde_json::to_value(list).unwrap_or_default(),
-    ))
+    Ok(ok_json(&list))
 }
 
 pub(super) async fn show_incident(
@@ -137,8 +131,5 @@ async fn set_status(
     why: &str,
 ) -> Result<Response, ApiError> {
     let inc = api.svc.set_status(id, status, why).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &serde_json::to_value(inc).unwrap_or_default(),
-    ))
+    Ok(ok_json(&inc))
 }

@@ -2,7 +2,7 @@
 //! one waits on, bound to the plan hash the approver saw.
 
 use super::body::body;
-use super::{Api, ApiError, json_response};
+use super::{Api, ApiError, json_response, ok_json};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -102,10 +102,7 @@ async fn decide_execution(
         )
         .await?;
     Ok(match report {
-        Some(report) => json_response(
-            StatusCode::OK,
-            &serde_json::to_value(report).unwrap_or_default(),
-        ),
+        Some(report) => ok_json(&report),
         None => json_response(StatusCode::OK, &json!({ "rejected": true })),
     })
 }

@@ -115,6 +115,11 @@ fn json_response(code: StatusCode, v: &Value) -> Response {
     r
 }
 
+/// `200 OK` with `v` as JSON.
+fn ok_json<T: serde::Serialize>(v: &T) -> Response {
+    json_response(StatusCode::OK, &serde_json::to_value(v).unwrap_or_default())
+}
+
 async fn guard(
     State(api): State<Arc<Api>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

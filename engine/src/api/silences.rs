@@ -1,7 +1,7 @@
 //! Silences: listing, adding (Alertmanager's matcher forms) and expiring.
 
 use super::body::body;
-use super::{Api, ApiError, json_response};
+use super::{Api, ApiError, json_response, ok_json};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -107,10 +107,7 @@ pub(super) async fn add_silence(
         .on(field)
     })?;
     let s = api.svc.add_silence(s).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &serde_json::to_value(s).unwrap_or_default(),
-    ))
+    Ok(ok_json(&s))
 }
 
 pub(super) async fn expire_silence(
@@ -118,8 +115,5 @@ pub(super) async fn expire_silence(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let s = api.svc.expire_silence(&id).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &serde_json::to_value(s).unwrap_or_default(),
-    ))
+    Ok(ok_json(&s))
 }
