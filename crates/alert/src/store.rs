@@ -79,7 +79,10 @@ impl AlertStore for Store {
     fn incident(&self, id: &str) -> Result<Incident, StoreError> {
         self.table(INCIDENTS)?
             .get(id.as_bytes())?
-            .ok_or_else(|| StoreError::NotFound(id.to_string()))
+            .ok_or_else(|| StoreError::NotFound {
+                what: "incident",
+                key: id.to_string(),
+            })
     }
 
     fn append_incident_event(
@@ -156,7 +159,7 @@ mod tests {
         assert_eq!(evs[0].kind, "opened");
         assert!(matches!(
             store.incident("inc-9"),
-            Err(StoreError::NotFound(_))
+            Err(StoreError::NotFound { .. })
         ));
     }
 }

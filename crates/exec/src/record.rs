@@ -264,7 +264,10 @@ impl ExecutionStore for Store {
     fn execution(&self, id: &str) -> Result<ExecutionRecord, StoreError> {
         self.table(EXECUTIONS)?
             .get(id.as_bytes())?
-            .ok_or_else(|| StoreError::NotFound(id.to_string()))
+            .ok_or_else(|| StoreError::NotFound {
+                what: "execution",
+                key: id.to_string(),
+            })
     }
 
     fn executions(&self) -> Result<Vec<ExecutionRecord>, StoreError> {
@@ -386,7 +389,7 @@ mod tests {
         assert_eq!(store.execution("ex-1").unwrap().runbook, "rb");
         assert!(matches!(
             store.execution("nope"),
-            Err(StoreError::NotFound(_))
+            Err(StoreError::NotFound { .. })
         ));
     }
 

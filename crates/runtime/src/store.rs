@@ -120,11 +120,15 @@ impl DetectorStore for Store {
             .into_iter()
             .filter(|m| m.name == name)
             .find(|m| version.map_or(m.promoted, |v| m.version == v))
-            .ok_or_else(|| {
-                StoreError::NotFound(match version {
-                    Some(v) => format!("{name}@{v}"),
-                    None => format!("{name} (no promoted version)"),
-                })
+            .ok_or_else(|| match version {
+                Some(v) => StoreError::NotFound {
+                    what: "model",
+                    key: format!("{name}@{v}"),
+                },
+                None => StoreError::NotFound {
+                    what: "promoted version of model",
+                    key: name.to_string(),
+                },
             })?;
         let bytes = self
             .blobs(MODEL_BYTES)?
@@ -146,7 +150,10 @@ impl DetectorStore for Store {
                 promoted = Some(m);
             }
         }
-        promoted.ok_or_else(|| StoreError::NotFound(format!("{name}@{version}")))
+        promoted.ok_or_else(|| StoreError::NotFound {
+            what: "model",
+            key: format!("{name}@{version}"),
+        })
     }
 
     fn put_predictions(&self, found: &[Detection]) -> Result<(), StoreError> {
@@ -179,7 +186,7 @@ mod tests {
         assert_eq!((a.version, b.version), (1, 2));
         assert!(matches!(
             store.model("disk", None),
-            Err(StoreError::NotFound(_))
+            Err(StoreError::NotFound { .. })
         ));
         store.promote_model("disk", 1).unwrap();
         assert_eq!(store.model("disk", None).unwrap().1, b"one");

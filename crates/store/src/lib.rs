@@ -22,8 +22,9 @@ pub enum StoreError {
     Io(String),
     #[error("corrupt record in the store: {0}")]
     Corrupt(String),
-    #[error("no execution `{0}`")]
-    NotFound(String),
+    /// The record a domain asked for by key is not there (`what` names the record).
+    #[error("no {what} `{key}`")]
+    NotFound { what: &'static str, key: String },
 }
 
 impl From<sled::Error> for StoreError {

@@ -108,11 +108,9 @@ impl From<ServiceError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
-            StoreError::NotFound(what) => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no execution `{what}`"),
-            ),
+            StoreError::NotFound { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
+            }
             e => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()),
         }
     }
@@ -126,11 +124,9 @@ impl From<ExecError> for ApiError {
             | ExecError::ApprovalExpired { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
-            ExecError::Store(StoreError::NotFound(what)) => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no execution `{what}`"),
-            ),
+            ExecError::Store(e @ StoreError::NotFound { .. }) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
+            }
             e => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "execution",
