@@ -13,7 +13,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vigil::api::{Api, ApiConfig};
+use vigil::api::{Api, ApiConfig, Principals};
 use vigil_alert::trigger::Trigger;
 use vigil_alert::{AlertService, AlertStatus, Engine, IncomingAlert, Labels};
 use vigil_bundle::model::{Alerting, TriggerMode};
@@ -215,7 +215,7 @@ fn server() -> Server {
         .unwrap();
         svc.spawn_ticker(Duration::from_millis(200));
         let cfg = ApiConfig {
-            tokens: vec![TOKEN.into()],
+            principals: Principals::shared([TOKEN]),
             rate_limit: 1_000_000,
             ..Default::default()
         };

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use vigil::api::{Api, ApiConfig};
+use vigil::api::{Api, ApiConfig, Principals};
 use vigil_alert::trigger::Trigger;
 use vigil_alert::{AlertService, Engine};
 use vigil_bundle::model::{Alerting, TriggerMode};
@@ -52,7 +52,7 @@ impl Srv {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let mut cfg = ApiConfig {
-            tokens: vec!["another-token".into(), TOKEN.into()],
+            principals: Principals::shared(["another-token", TOKEN]),
             ..Default::default()
         };
         tweak(&mut cfg);
@@ -614,12 +614,20 @@ fn hostile_requests_are_refused_and_the_server_stays_up() {
         assert!(closed_within(&mut s, Duration::from_secs(5)).await.is_some());
         healthy().await;
 
-        // The token counts only in the Authorization header, as a bearer token.
-        for path in [
-            format!("/api/v1/incidents?token={TOKEN}"),
-            format!("/api/v1/incidents?access_token={TOKEN}"),
+        // The token counts only in the Authorization header, as a bearer token; one in
+        // the URL is refused outright (even beside a good header), so it is not logged
+        // into habit.
+        for (path, header) in [
+            (format!("/api/v1/incidents?token={TOKEN}"), None),
+            (format!("/api/v1/incidents?access_token={TOKEN}"), None),
+            (format!("/api/v1/incidents?limit=1&API_KEY={TOKEN}"), Some(TOKEN)),
         ] {
-            exchange(addr, &get(&path, None))
+            let r = exchange(addr, &get(&path, header)).await.unwrap();
+            r.assert_error(400, "token_in_url");
+            assert!(r.json()["detail"].as_str().unwrap().contains("Authorization: Bearer"));
+        }
+        for token in ["tab\tinside-0123456789", "é-not-ascii-0123456789"] {
+            exchange(addr, &get("/api/v1/incidents", Some(token)))
                 .await
                 .unwrap()
                 .assert_error(401, "unauthorized");

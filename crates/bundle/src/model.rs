@@ -290,7 +290,12 @@ pub struct PluginsDoc {
 pub struct ApiDoc {
     #[serde(default)]
     pub listen: Option<String>,
-    /// Environment variable holding the bearer token(s) (comma-separated).
+    /// The people and systems that may call the API, each with a role and a token of
+    /// its own (read from a file or an environment variable, never written here).
+    #[serde(default)]
+    pub principals: Vec<PrincipalDoc>,
+    /// Environment variable holding shared bearer token(s) (comma-separated), each an
+    /// `admin` named `shared`. Kept for single-operator setups; prefer `principals`.
     #[serde(default)]
     pub token_env: Option<String>,
     /// File holding the bearer token(s), one a line.
@@ -320,6 +325,54 @@ pub struct ApiDoc {
     /// How long a connection may go without a request being handled (default `60s`).
     #[serde(default)]
     pub idle_timeout: Option<Duration>,
+}
+
+/// What a principal may do through the API. Each role includes the ones before it,
+/// except `sender`, which may only deliver alerts and events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read everything; change nothing.
+    Viewer,
+    /// Deliver alerts and events (Alertmanager's webhook, a CI system); read nothing.
+    Sender,
+    /// Read, deliver, approve and reject, silence, acknowledge, trigger and run
+    /// runbooks, pause and resume automation.
+    Operator,
+    /// Everything: also promote runbooks, retrain and promote models, reload the bundle.
+    Admin,
+}
+
+impl Role {
+    pub const NAMES: [&'static str; 4] = ["viewer", "sender", "operator", "admin"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Sender => "sender",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// One principal of `api.principals`: who, with which role, and where its token is.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalDoc {
+    /// The name audit entries record (`user:<name>`) and policies' `approvers` name.
+    pub name: String,
+    pub role: Role,
+    /// Environment variable holding this principal's token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// File holding this principal's token (its first non-comment line), relative to
+    /// `vigil.yaml`.
+    #[serde(default)]
+    pub token_file: Option<String>,
+    /// When the token stops being accepted: an RFC 3339 time or a date (`2027-01-31`).
+    #[serde(default)]
+    pub expires: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]

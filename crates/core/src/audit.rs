@@ -27,6 +27,13 @@ pub enum AuditAction {
     Pause,
     Resume,
     Retrain,
+    /// A person asked for something they may not do (e.g. approve without being
+    /// among the policy's approvers); nothing changed.
+    Refuse,
+    /// A person cancelled an execution.
+    Cancel,
+    /// The bundle was reloaded (or a reload refused).
+    Reload,
     /// An action written by a newer vigil.
     #[serde(other)]
     Other,
@@ -47,6 +54,9 @@ impl AuditAction {
             AuditAction::Pause => "pause",
             AuditAction::Resume => "resume",
             AuditAction::Retrain => "retrain",
+            AuditAction::Refuse => "refuse",
+            AuditAction::Cancel => "cancel",
+            AuditAction::Reload => "reload",
             AuditAction::Other => "other",
         }
     }
@@ -54,7 +64,7 @@ impl AuditAction {
 
 impl AuditAction {
     /// Every action an entry can record (`Other` aside).
-    pub const ALL: [AuditAction; 12] = [
+    pub const ALL: [AuditAction; 15] = [
         AuditAction::Decide,
         AuditAction::Approve,
         AuditAction::Reject,
@@ -67,6 +77,9 @@ impl AuditAction {
         AuditAction::Pause,
         AuditAction::Resume,
         AuditAction::Retrain,
+        AuditAction::Refuse,
+        AuditAction::Cancel,
+        AuditAction::Reload,
     ];
 }
 

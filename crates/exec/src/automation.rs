@@ -344,10 +344,12 @@ impl Automation {
                 Verdict::Approve => {
                     req.gate = true;
                     req.approval_timeout = d.timeout.map(|t| t.as_std());
+                    req.approvers = d.approvers.clone();
                     req.ceiling = Some(ceiling(&plan));
                 }
                 Verdict::Auto => {
                     req.ceiling = Some(ceiling(&plan));
+                    req.approvers = d.approvers.clone();
                 }
             }
         }

@@ -40,6 +40,8 @@ pub struct Request {
     /// A policy let this run without a human on a dry-run showing this much: a step
     /// whose plan goes past it waits for approval.
     pub ceiling: Option<vigil_core::action::Ceiling>,
+    /// Who may approve its steps (a policy's `approvers`); empty: anyone allowed to.
+    pub approvers: Vec<String>,
 }
 
 impl Request {
@@ -59,6 +61,7 @@ impl Request {
             gate: false,
             approval_timeout: None,
             ceiling: None,
+            approvers: Vec::new(),
         }
     }
 
@@ -176,6 +179,7 @@ impl Executor {
             gate: req.gate,
             approval_timeout_ms: req.approval_timeout.map(|d| d.as_millis() as i64),
             ceiling: req.ceiling,
+            approvers: req.approvers.clone(),
         };
         self.store.put_execution(&record)?;
         let ctx = self.ctx(record, req.runbook.clone());
@@ -211,14 +215,16 @@ impl Executor {
         }
     }
 
-    /// Approves (and continues) or rejects (and fails) the step an execution waits on.
-    /// The approval binds to the plan hash the execution is waiting with; with
+    /// Approves (and continues) or rejects (and fails) the step an execution waits on,
+    /// as the person named `who` (audited as `user:<who>`). When a policy named
+    /// approvers, only they may decide; anyone else is refused and audited. The
+    /// approval binds to the plan hash the execution is waiting with; with
     /// `expected_hash`, an approval of a different plan is refused.
     pub async fn decide_approval(
         &self,
         id: &str,
         approve: bool,
-        actor: &str,
+        who: &str,
         comment: Option<&str>,
         expected_hash: Option<&str>,
     ) -> Result<Option<ExecutionReport>, ExecError> {
@@ -229,6 +235,26 @@ impl Executor {
                 status: rec.status.as_str(),
             });
         }
+        let actor = format!("user:{who}");
+        if !rec.approvers.is_empty() && !rec.approvers.iter().any(|a| a == who) {
+            let verb = if approve { "approve" } else { "reject" };
+            self.store.audit(
+                crate::record::AuditEntry::new(
+                    &actor,
+                    AuditAction::Refuse,
+                    id,
+                    format!("may not {verb}: not among the policy's approvers"),
+                )
+                .with_inputs(json!({ "approvers": rec.approvers, "comment": comment })),
+            )?;
+            self.store.sync().await?;
+            return Err(ExecError::NotAnApprover {
+                id: id.into(),
+                who: who.into(),
+                approvers: rec.approvers,
+            });
+        }
+        let actor = actor.as_str();
         if self.expire_approval(&rec, now_ms()).await? {
             return Err(ExecError::ApprovalExpired { id: id.into() });
         }

@@ -92,6 +92,10 @@ pub struct ExecutionRecord {
     /// What a policy decided on without a human: no step may go past it unapproved.
     #[serde(default)]
     pub ceiling: Option<vigil_core::action::Ceiling>,
+    /// Who may approve or reject its steps: the names a policy's `approvers` gave.
+    /// Empty: anyone allowed to approve.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
 }
 
 /// Who started an execution.
@@ -326,6 +330,7 @@ mod tests {
             gate: false,
             approval_timeout_ms: None,
             ceiling: None,
+            approvers: Vec::new(),
         }
     }
 

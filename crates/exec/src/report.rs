@@ -31,6 +31,15 @@ pub enum ExecError {
         "execution `{id}` waited too long for approval and was handed to a human (the policy's fallback)"
     )]
     ApprovalExpired { id: String },
+    #[error(
+        "execution `{id}`: `{who}` may not decide its approval; the policy named {} as approvers",
+        approvers.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ")
+    )]
+    NotAnApprover {
+        id: String,
+        who: String,
+        approvers: Vec<String>,
+    },
     #[error("the journal of execution `{id}` holds a runbook that no longer parses: {detail}")]
     BadSource { id: String, detail: String },
 }

@@ -1,23 +1,28 @@
-//! Who a request is: its bearer token, checked in constant time, and the rate limit
-//! charged to it (or to its network, without a valid token).
+//! Who a request is and whether it may do what it asks: its bearer token, checked in
+//! constant time, the rate limit charged to its principal (or to its network, without
+//! a valid token), then its principal's role against what the route needs.
 
 use super::limit::Principal;
+use super::principals::{Caller, Need, Refused, allows, need, well_formed};
 use super::{Api, ApiError};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use std::net::SocketAddr;
 
-/// `Err` when the request may not go on. Authentication comes
-/// first, so the request is charged to its token's bucket, or, without a valid token,
-/// to its address's bucket among the unauthenticated ones.
+/// The request's caller, or why the request may not go on. Authentication comes
+/// first, so the request is charged to its principal's bucket, or, without a valid
+/// token, to its address's bucket among the unauthenticated ones.
 pub(super) fn check(
     api: &Api,
     peer: SocketAddr,
-    path: &str,
+    method: &Method,
+    uri: &Uri,
     headers: &HeaderMap,
-) -> Result<(), ApiError> {
-    let (who, refused) = match authenticate(api, headers) {
-        Ok(i) => (Principal::Token(i), None),
-        Err(r) => (Principal::Anonymous(peer.ip()), Some(r)),
+) -> Result<Caller, ApiError> {
+    let path = uri.path();
+    let found = authenticate(api, headers);
+    let who = match &found {
+        Ok(i) => Principal::Token(*i),
+        Err(_) => Principal::Anonymous(peer.ip()),
     };
     if !api.limiter.allow(who) {
         let detail = match who {
@@ -35,47 +40,125 @@ pub(super) fn check(
                 .retry_after_a_second(),
         );
     }
-    refused.map_or(Ok(()), |r| Err(r.error(path)))
+    // A credential in the URL ends up in logs and browser history: refused even when
+    // the header is right, so the habit is caught on the first try.
+    if let Some(q) = uri.query()
+        && let Some(key) = q
+            .split('&')
+            .filter_map(|kv| kv.split('=').next())
+            .find(|k| CREDENTIAL_PARAMS.contains(&k.to_ascii_lowercase().as_str()))
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "token_in_url",
+            format!("`{}` in the query string: send the token in an `Authorization: Bearer <token>` header, never in the URL (URLs are logged)", vigil_core::text::visible(key)),
+        )
+        .on(key.to_string()));
+    }
+    let index = found.map_err(|r| r.error(path))?;
+    let caller = api
+        .cfg
+        .principals
+        .caller(index)
+        .cloned()
+        .ok_or_else(|| Refusal::Unknown.error(path))?;
+    let needs = need(method, path);
+    if !allows(caller.role, needs) {
+        return Err(forbidden(&caller, needs, method, path));
+    }
+    Ok(caller)
+}
+
+/// Query parameters that look like a credential.
+const CREDENTIAL_PARAMS: [&str; 6] = [
+    "token",
+    "access_token",
+    "api_key",
+    "apikey",
+    "bearer",
+    "authorization",
+];
+
+fn forbidden(caller: &Caller, needs: Need, method: &Method, path: &str) -> ApiError {
+    let least = match needs {
+        Need::Read => "viewer",
+        Need::Deliver => "sender",
+        Need::Operate => "operator",
+        Need::Administer => "admin",
+    };
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!(
+            "`{}` has role `{}`, which may not {} ({method} {}); this needs `{least}`{}",
+            caller.name,
+            caller.role.as_str(),
+            needs.as_str(),
+            vigil_core::text::visible(path),
+            if needs == Need::Deliver {
+                " or `operator`"
+            } else {
+                " or above"
+            }
+        ),
+    )
 }
 
 /// Why a request has no principal.
-#[derive(Clone, Copy, Debug)]
-enum Refused {
+#[derive(Clone, Debug)]
+enum Refusal {
     NoHeader,
     NotBearer,
-    UnknownToken,
+    Malformed,
+    Unknown,
+    Expired(Refused),
 }
 
-impl Refused {
+impl Refusal {
     fn error(self, path: &str) -> ApiError {
         match self {
-            Refused::NoHeader => ApiError::new(
+            Refusal::NoHeader => ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 format!("{path} needs an `Authorization: Bearer <token>` header"),
-            )
-            .on("Authorization"),
-            Refused::NotBearer => ApiError::new(
+            ),
+            Refusal::NotBearer => ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "the Authorization header must be `Bearer <token>`",
-            )
-            .on("Authorization"),
-            Refused::UnknownToken => ApiError::new(
+            ),
+            Refusal::Malformed => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the bearer token is malformed: it must be visible ASCII characters without spaces",
+            ),
+            Refusal::Unknown => ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 "the bearer token in the Authorization header is not one of the configured tokens",
-            )
-            .on("Authorization"),
+            ),
+            Refusal::Expired(r) => {
+                let detail = match r {
+                    Refused::Expired { name, at_ms } => format!(
+                        "the token of `{name}` expired at {}; ask an admin for a new one",
+                        chrono::DateTime::from_timestamp_millis(at_ms)
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_default()
+                    ),
+                    Refused::Unknown => "the token is not accepted".into(),
+                };
+                ApiError::new(StatusCode::UNAUTHORIZED, "token_expired", detail)
+            }
         }
+        .on("Authorization")
     }
 }
 
-/// The index of the request's token among the configured ones, or why it has none.
-fn authenticate(api: &Api, headers: &HeaderMap) -> Result<usize, Refused> {
+/// The index of the request's principal, or why it has none.
+fn authenticate(api: &Api, headers: &HeaderMap) -> Result<usize, Refusal> {
     let auth = headers
         .get(header::AUTHORIZATION)
-        .ok_or(Refused::NoHeader)?;
+        .ok_or(Refusal::NoHeader)?;
     let token = auth
         .to_str()
         .ok()
@@ -84,23 +167,15 @@ fn authenticate(api: &Api, headers: &HeaderMap) -> Result<usize, Refused> {
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim)
-        .ok_or(Refused::NotBearer)?;
-    // Every token is compared, so the time taken does not tell which one matched.
+        .ok_or(Refusal::NotBearer)?;
+    if !well_formed(token) {
+        return Err(Refusal::Malformed);
+    }
     api.cfg
-        .tokens
-        .iter()
-        .enumerate()
-        .fold(None, |found, (i, t)| {
-            if same(t.as_bytes(), token.as_bytes()) {
-                Some(i)
-            } else {
-                found
-            }
+        .principals
+        .authenticate(token, vigil_core::now_ms())
+        .map_err(|r| match r {
+            Refused::Unknown => Refusal::Unknown,
+            expired @ Refused::Expired { .. } => Refusal::Expired(expired),
         })
-        .ok_or(Refused::UnknownToken)
-}
-
-/// Constant-time comparison, so a token cannot be guessed byte by byte from timings.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -124,6 +124,9 @@ impl From<ExecError> for ApiError {
             | ExecError::ApprovalExpired { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
+            ExecError::NotAnApprover { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, "not_an_approver", e.to_string())
+            }
             ExecError::Store(e @ StoreError::NotFound { .. }) => {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
             }

@@ -2,7 +2,9 @@
 //! one waits on, bound to the plan hash the approver saw.
 
 use super::body::body;
+use super::principals::Caller;
 use super::{Api, ApiError, json_response, ok_json};
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -47,25 +49,28 @@ struct Decision {
 
 pub(super) async fn approve_execution(
     State(api): State<Arc<Api>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     headers: HeaderMap,
     b: Body,
 ) -> Result<Response, ApiError> {
-    decide_execution(api, id, true, headers, b).await
+    decide_execution(api, &caller, id, true, headers, b).await
 }
 
 pub(super) async fn reject_execution(
     State(api): State<Arc<Api>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     headers: HeaderMap,
     b: Body,
 ) -> Result<Response, ApiError> {
-    decide_execution(api, id, false, headers, b).await
+    decide_execution(api, &caller, id, false, headers, b).await
 }
 
 /// Approves or rejects the step an execution waits on, bound to its plan hash.
 async fn decide_execution(
     api: Arc<Api>,
+    caller: &Caller,
     id: String,
     approve: bool,
     headers: HeaderMap,
@@ -96,7 +101,7 @@ async fn decide_execution(
         .decide_approval(
             &id,
             approve,
-            "api",
+            &caller.name,
             d.comment.as_deref(),
             d.plan_hash.as_deref(),
         )

@@ -1,8 +1,9 @@
 //! The HTTP API (axum): ingestion, incidents, silences, metrics, health.
 //! The only home of `axum`.
 //!
-//! Bearer-token auth on everything but `/healthz` and `/readyz`; a body-size limit
-//! and rate limits charged after authentication (per token, and per client network
+//! Bearer-token auth on everything but `/healthz` and `/readyz`, each token a
+//! principal with a role that decides what it may do (`principals`); a body-size limit
+//! and rate limits charged after authentication (per principal, and per client network
 //! for requests without a valid token); every error is one [`ApiError`], answered as
 //! JSON `{error, detail, field?}`. An ingest request is answered 2xx only after its
 //! alerts are durable; a store failure answers 503 so Alertmanager retries.
@@ -17,10 +18,12 @@ mod body;
 mod error;
 mod executions;
 mod limit;
+mod principals;
 mod server;
 mod silences;
 
 pub use error::ApiError;
+pub use principals::{Caller, Need, PrincipalError, Principals};
 pub use server::{bind, serve};
 pub use silences::parse_silence;
 
@@ -42,8 +45,8 @@ use vigil_alert::store::AlertStore;
 /// HTTP settings.
 #[derive(Clone, Debug)]
 pub struct ApiConfig {
-    /// Accepted bearer tokens. Must not be empty.
-    pub tokens: Vec<String>,
+    /// Who may call, with which role. Must not be empty.
+    pub principals: Principals,
     pub max_body_bytes: usize,
     /// Requests per second per accepted token (burst: twice that).
     pub rate_limit: u32,
@@ -72,7 +75,7 @@ pub struct ApiConfig {
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
-            tokens: Vec::new(),
+            principals: Principals::default(),
             max_body_bytes: 4 * 1024 * 1024,
             rate_limit: 1000,
             unauthenticated_rate_limit: 10,
@@ -97,7 +100,7 @@ pub struct Api {
 impl Api {
     pub fn new(svc: Arc<AlertService>, cfg: ApiConfig) -> Arc<Api> {
         let limiter = Limiter::new(
-            cfg.tokens.len(),
+            cfg.principals.len(),
             cfg.rate_limit,
             cfg.unauthenticated_rate_limit,
             limit::MAX_NETWORKS,
@@ -123,16 +126,19 @@ fn ok_json<T: serde::Serialize>(v: &T) -> Response {
 async fn guard(
     State(api): State<Arc<Api>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
     let path = req.uri().path().to_string();
     if path == "/healthz" || path == "/readyz" {
         return next.run(req).await;
     }
-    let resp = match auth::check(&api, peer, &path, req.headers()) {
+    let resp = match auth::check(&api, peer, req.method(), req.uri(), req.headers()) {
         Err(refused) => refused.into_response(),
-        Ok(()) => next.run(req).await,
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
     };
     api.svc
         .metrics()

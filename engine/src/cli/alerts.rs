@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use vigil::api::{Api, ApiConfig};
+use vigil::api::{Api, ApiConfig, Principals};
 use vigil::compose::Composition;
 use vigil_alert::store::AlertStore;
 use vigil_alert::{Incident, IncidentEvent};
@@ -152,57 +152,61 @@ pub fn load_bundle(g: &Global) -> Result<Bundle> {
     Ok(bundle)
 }
 
-/// Tokens from the config's `token_env` (comma-separated) and `token_file`, else `VIGIL_TOKEN`.
-fn tokens(bundle: &Bundle) -> Result<Vec<String>> {
-    let api = &bundle.config.api;
-    let mut out = Vec::new();
-    let env = api
-        .token_env
-        .clone()
-        .unwrap_or_else(|| "VIGIL_TOKEN".into());
-    if let Ok(v) = std::env::var(&env) {
-        out.extend(
-            v.split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(String::from),
-        );
+/// Who may call the API: `api.principals`, the shared tokens of `api.token_env` and
+/// `api.token_file`, else `VIGIL_TOKEN`.
+fn principals(bundle: &Bundle) -> Result<Principals> {
+    let dir = bundle
+        .config
+        .file
+        .as_ref()
+        .and_then(|c| c.parent())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    Principals::from_config(&bundle.config.api, &dir, &|v| std::env::var(v).ok())
+        .map_err(|e| invalid(e.to_string()))
+}
+
+/// The token this client sends: `VIGIL_TOKEN`, else the config's shared token.
+fn client_token(bundle: &Bundle) -> Option<String> {
+    let first = |v: String| {
+        v.split(',')
+            .map(str::trim)
+            .find(|t| !t.is_empty())
+            .map(String::from)
+    };
+    if let Some(t) = std::env::var("VIGIL_TOKEN").ok().and_then(first) {
+        return Some(t);
     }
-    if let Some(f) = &api.token_file {
-        let path = bundle
+    let api = &bundle.config.api;
+    if let Some(t) = api
+        .token_env
+        .as_ref()
+        .and_then(|v| std::env::var(v).ok())
+        .and_then(first)
+    {
+        return Some(t);
+    }
+    let path = api.token_file.as_ref().map(|f| {
+        bundle
             .config
             .file
             .as_ref()
             .and_then(|c| c.parent())
-            .map_or_else(|| PathBuf::from(f), |d| d.join(f));
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading api.token_file {}", path.display()))?;
-        out.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|t| !t.is_empty() && !t.starts_with('#'))
-                .map(String::from),
-        );
-    }
-    if out.is_empty()
-        && let Ok(v) = std::env::var("VIGIL_TOKEN")
-    {
-        out.extend(
-            v.split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(String::from),
-        );
-    }
-    Ok(out)
+            .map_or_else(|| PathBuf::from(f), |d| d.join(f))
+    })?;
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .map(str::trim)
+        .find(|t| !t.is_empty() && !t.starts_with('#'))
+        .map(String::from)
 }
 
 pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
     let bundle = load_bundle(g)?;
-    let tokens = tokens(&bundle)?;
-    if tokens.is_empty() {
+    let principals = principals(&bundle)?;
+    if principals.is_empty() {
         return Err(invalid(
-            "no API token: set VIGIL_TOKEN (or the variable named by `api.token_env`, or `api.token_file`)",
+            "no API token: declare `api.principals` in vigil.yaml (each with a role and token_env or token_file), or set VIGIL_TOKEN for one shared admin token",
         ));
     }
     let grace = vigil_core::duration::Duration::parse(&args.grace).map_err(|e| {
@@ -213,7 +217,7 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
             vigil_core::duration::DURATION_HINT
         ))
     })?;
-    let api_cfg = api_config(&bundle.config.api, tokens, grace.as_std())?;
+    let api_cfg = api_config(&bundle.config.api, principals, grace.as_std())?;
     let listen = args
         .listen
         .clone()
@@ -336,7 +340,7 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
 /// The API's settings from `vigil.yaml`'s `api:`, checked before anything starts.
 fn api_config(
     doc: &vigil_bundle::model::ApiDoc,
-    tokens: Vec<String>,
+    principals: Principals,
     grace: std::time::Duration,
 ) -> anyhow::Result<ApiConfig> {
     let d = ApiConfig::default();
@@ -357,7 +361,7 @@ fn api_config(
         }
     }
     Ok(ApiConfig {
-        tokens,
+        principals,
         max_body_bytes: doc.max_body_bytes.unwrap_or(d.max_body_bytes),
         rate_limit: doc.rate_limit.unwrap_or(d.rate_limit),
         unauthenticated_rate_limit: doc
@@ -457,7 +461,7 @@ impl Client {
         } else {
             format!("http://{base}")
         };
-        let token = tokens(&bundle).ok().and_then(|t| t.into_iter().next());
+        let token = client_token(&bundle);
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(30)))

@@ -527,16 +527,10 @@ fn decide(
     comment: Option<String>,
     plan_hash: Option<String>,
 ) -> Result<ExitCode> {
-    let actor = format!("user:{}", vigil_exec::automation::whoami());
+    let who = vigil_exec::automation::whoami();
     let result = runtime()?.block_on(async {
         with_ctrl_c(executor)
-            .decide_approval(
-                id,
-                approve,
-                &actor,
-                comment.as_deref(),
-                plan_hash.as_deref(),
-            )
+            .decide_approval(id, approve, &who, comment.as_deref(), plan_hash.as_deref())
             .await
     });
     let report = match result {
@@ -544,7 +538,8 @@ fn decide(
         Err(
             e @ (vigil_exec::ExecError::NotAwaiting { .. }
             | vigil_exec::ExecError::StalePlan { .. }
-            | vigil_exec::ExecError::ApprovalExpired { .. }),
+            | vigil_exec::ExecError::ApprovalExpired { .. }
+            | vigil_exec::ExecError::NotAnApprover { .. }),
         ) => return Err(invalid(e.to_string())),
         Err(e) => return Err(e.into()),
     };

@@ -23,6 +23,7 @@ use vigil_core::Clock;
 use vigil_core::audit::AuditAction;
 use vigil_core::journal::EventKind;
 use vigil_core::story::Story;
+use vigil_exec::record::ExecutionStore;
 use vigil_runtime::store::DetectorStore;
 use vigil_store::Store;
 use vigil_telemetry::Metrics;
@@ -572,12 +573,19 @@ fn narrate(
                     let wait = Duration::from_secs_f64(approve_after.max(0.0));
                     tokio::spawn(async move {
                         tokio::time::sleep(wait).await;
+                        // The on-call person the policy named approves, as they would.
+                        let who = svc
+                            .store()
+                            .execution(&id)
+                            .ok()
+                            .and_then(|r| r.approvers.first().cloned())
+                            .unwrap_or_else(|| "alice".into());
                         if let Err(e) = svc
                             .decide_approval(
                                 &id,
                                 true,
-                                "user:alice (on call, demo)",
-                                Some("looked at the plan; go"),
+                                &who,
+                                Some("looked at the plan; go (demo)"),
                                 None,
                             )
                             .await
