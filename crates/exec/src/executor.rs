@@ -11,6 +11,7 @@ use crate::record::ExecutionStore;
 use crate::record::{Event, EventKind, ExecStatus, ExecutionRecord};
 pub use crate::report::{ExecError, ExecutionReport, Observer, StepReport, StepStatus};
 use serde_json::{Map, Value, json};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -89,6 +90,21 @@ pub struct Executor {
     cancel: watch::Receiver<bool>,
     /// The allowlisted environment, visible to expressions as `env`.
     env: Value,
+    /// Executions being driven in this process, each with the switch that cancels it
+    /// (carrying who cancelled), shared by every clone.
+    running: Arc<Mutex<HashMap<String, watch::Sender<Option<String>>>>>,
+}
+
+/// What [`Executor::cancel`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cancelled {
+    /// The execution was running here: it stops at once (steps in flight are
+    /// cancelled and journaled as such).
+    Signalled,
+    /// The execution was waiting (for approval, or after a crash or an in-doubt
+    /// step): it is now cancelled for good.
+    Ended,
 }
 
 impl std::fmt::Debug for Executor {
@@ -110,6 +126,7 @@ impl Executor {
             max_concurrency: 8,
             cancel: rx,
             env: json!({}),
+            running: Arc::default(),
         }
     }
 
@@ -161,6 +178,33 @@ impl Executor {
 
     /// Starts a new execution and runs it to the end (or to a pause).
     pub async fn start(&self, req: Request) -> Result<ExecutionReport, ExecError> {
+        let (ctx, states) = self.begin(req)?;
+        self.drive(ctx, states, Map::new()).await
+    }
+
+    /// Starts a new execution on a task of its own and answers with its id at once,
+    /// once it is journaled; the task runs it to the end (or to a pause).
+    pub fn start_detached(
+        &self,
+        req: Request,
+    ) -> Result<
+        (
+            String,
+            tokio::task::JoinHandle<Result<ExecutionReport, ExecError>>,
+        ),
+        ExecError,
+    > {
+        let (ctx, states) = self.begin(req)?;
+        let id = ctx.id.to_string();
+        let me = self.clone();
+        Ok((
+            id,
+            tokio::spawn(async move { me.drive(ctx, states, Map::new()).await }),
+        ))
+    }
+
+    /// Records a new execution and journals its start.
+    fn begin(&self, req: Request) -> Result<(Arc<RunCtx>, Vec<State>), ExecError> {
         let id = self.store.next_execution_id()?;
         let now = now_ms();
         let record = ExecutionRecord {
@@ -191,7 +235,57 @@ impl Executor {
             Some(Value::Object(req.params)),
         )?;
         let states = vec![State::Pending { next_attempt: 1 }; ctx.runbook.steps.len()];
-        self.drive(Arc::new(ctx), states, Map::new()).await
+        Ok((Arc::new(ctx), states))
+    }
+
+    /// Cancels an unfinished execution as `who` (audited as `user:<who>`): one running
+    /// in this process stops at once; one that waits (for approval, or after a crash)
+    /// ends cancelled. A finished one is left as it is.
+    pub async fn cancel(&self, id: &str, who: &str) -> Result<Cancelled, ExecError> {
+        let mut rec = self.store.execution(id)?;
+        if rec.status.is_final() {
+            return Err(ExecError::Finished(id.into(), rec.status.as_str()));
+        }
+        let reason = format!("cancelled by user:{who}");
+        self.store.audit(crate::record::AuditEntry::new(
+            format!("user:{who}"),
+            AuditAction::Cancel,
+            id,
+            rec.status.as_str(),
+        ))?;
+        let signalled = {
+            let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            running
+                .get(id)
+                .is_some_and(|tx| tx.send(Some(reason.clone())).is_ok())
+        };
+        if signalled {
+            self.store.sync().await?;
+            return Ok(Cancelled::Signalled);
+        }
+        self.store.append(
+            id,
+            Event::at(
+                now_ms(),
+                None,
+                EventKind::ExecutionFinished,
+                0,
+                Some(format!("cancelled: {reason}")),
+                None,
+            ),
+        )?;
+        rec.status = ExecStatus::Cancelled;
+        rec.reason = Some(reason);
+        rec.updated_ms = now_ms();
+        self.store.put_execution(&rec)?;
+        self.store.sync().await?;
+        Ok(Cancelled::Ended)
+    }
+
+    /// Ids of the executions being driven in this process now.
+    pub fn in_flight(&self) -> Vec<String> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.keys().cloned().collect()
     }
 
     fn ctx(&self, record: ExecutionRecord, runbook: Arc<Runbook>) -> RunCtx {
@@ -524,6 +618,8 @@ impl Executor {
         // Without a sender (no `with_cancel`), `changed()` is ready at once, forever:
         // stop listening instead of spinning.
         let mut cancellable = cancel.has_changed().is_ok();
+        let (mine_tx, mut mine) = watch::channel(None::<String>);
+        let _registered = Registered::new(&self.running, &ctx.id, mine_tx);
         let mut walk = Walk {
             approvals: approved_steps(&ctx)?,
             sched: Sched::new(&rb, &states),
@@ -575,6 +671,13 @@ impl Executor {
                     }
                     Ok(()) => {}
                     Err(_) => cancellable = false,
+                },
+                Ok(()) = mine.changed() => {
+                    let who = mine.borrow().clone();
+                    if let Some(reason) = who {
+                        walk.stop = Some((ExecStatus::Cancelled, reason));
+                        break;
+                    }
                 }
             }
             if walk.stop.is_some() && walk.running == 0 {
@@ -582,6 +685,38 @@ impl Executor {
             }
         }
         walk.finish(started).await
+    }
+}
+
+/// An execution's entry among the running ones, removed when its drive ends.
+struct Registered<'a> {
+    running: &'a Mutex<HashMap<String, watch::Sender<Option<String>>>>,
+    id: String,
+}
+
+impl<'a> Registered<'a> {
+    fn new(
+        running: &'a Mutex<HashMap<String, watch::Sender<Option<String>>>>,
+        id: &str,
+        tx: watch::Sender<Option<String>>,
+    ) -> Self {
+        running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), tx);
+        Registered {
+            running,
+            id: id.to_string(),
+        }
+    }
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
     }
 }
 

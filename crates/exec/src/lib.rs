@@ -13,7 +13,9 @@ pub mod render;
 pub mod report;
 mod walk;
 
-pub use executor::{ExecError, ExecutionReport, Executor, Request, StepReport, StepStatus};
+pub use executor::{
+    Cancelled, ExecError, ExecutionReport, Executor, Request, StepReport, StepStatus,
+};
 
 /// Whether a run proved it worked: the runbook checks something (a step with an
 /// `assert`) and every such check ran and held. A run that skipped its checks, or
