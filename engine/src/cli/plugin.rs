@@ -65,19 +65,62 @@ pub struct PluginCliContext {
 }
 
 /// The plugin catalog of a bundle: every `*.wasm` in `plugins.dirs`, plus the
-/// instances under `sources:` (config, grants, limits). `None` when the bundle
-/// names neither. The compile cache lives in `<store>/plugin-cache`.
-pub fn plugin_catalog(g: &super::Global, bundle: &Bundle) -> anyhow::Result<Option<PluginCatalog>> {
-    plugin_catalog_with(g, bundle, &|_| {})
-}
-
-/// [`plugin_catalog`], with `tweak` applied to the instance configs first (the demo
-/// anchors the sim's story at its start).
+/// instances under `sources:` (config, grants, limits), with `tweak` applied to their
+/// configs first (the demo anchors the sim's story at its start). `None` when the
+/// bundle names neither. The compile cache lives in `<store>/plugin-cache`. A source that cannot be set up is invalid
+/// input, said with where it is written, where plugins were looked for and what to do.
 pub fn plugin_catalog_with(
     g: &super::Global,
     bundle: &Bundle,
     tweak: &dyn Fn(&mut Vec<InstanceConfig>),
 ) -> anyhow::Result<Option<PluginCatalog>> {
+    let load = load_plugins(g, bundle, tweak)?;
+    if let Some(f) = load.failed.first() {
+        let (file, span) = load.source_at(bundle, f.index);
+        let (message, hint) = load.explain(f);
+        return Err(super::invalid(format!(
+            "{}:{}:{}: {message}; {hint}",
+            file.display(),
+            span.start.line,
+            span.start.col
+        )));
+    }
+    Ok(load.catalog)
+}
+
+/// What `make plugins` does, and the other way to have plugins: said wherever none are found.
+pub const HOW_TO_GET_PLUGINS: &str = "build the bundled plugins with `make plugins` (they go to target/plugins), or list a directory of .wasm plugins under `plugins.dirs` in vigil.yaml";
+
+/// A bundle's plugins, as far as they load.
+pub struct PluginLoad {
+    /// `None` when the bundle names no plugin dirs and no sources.
+    pub catalog: Option<PluginCatalog>,
+    /// Where plugins were looked for: the config's `plugins.dirs` (relative to the
+    /// config), and nowhere else.
+    pub dirs: Vec<PathBuf>,
+    /// The sources that could not be set up.
+    pub failed: Vec<FailedSource>,
+}
+
+/// A source (under `sources:`) that could not be set up.
+pub struct FailedSource {
+    /// Its place in the `sources:` list.
+    pub index: usize,
+    pub name: String,
+    /// The plugin it names, when no plugin of that name was found.
+    pub missing_plugin: Option<String>,
+    pub error: String,
+}
+
+/// Loads every `*.wasm` in the bundle's `plugins.dirs`, then its sources (with `tweak`
+/// applied), each on its own: a source that cannot be set up is in `failed`, not an
+/// error. Errors are what stops the rest: an unreadable `sources:`, a plugin file that
+/// does not load, two plugins of one name.
+pub fn load_plugins(
+    g: &super::Global,
+    bundle: &Bundle,
+    tweak: &dyn Fn(&mut Vec<InstanceConfig>),
+) -> anyhow::Result<PluginLoad> {
     let mut sources: Vec<InstanceConfig> = match &bundle.config.sources {
         Some(node) => vigil_bundle::de::from_node(node).map_err(|e| {
             let at = node.text_start();
@@ -86,19 +129,162 @@ pub fn plugin_catalog_with(
         None => Vec::new(),
     };
     tweak(&mut sources);
-    if bundle.config.plugin_dirs.is_empty() && sources.is_empty() {
-        return Ok(None);
+    let dirs = bundle.config.plugin_dirs.clone();
+    if dirs.is_empty() && sources.is_empty() {
+        return Ok(PluginLoad {
+            catalog: None,
+            dirs,
+            failed: Vec::new(),
+        });
     }
     let cache_dir = super::store_dir(g, Some(bundle)).join("plugin-cache");
     let host = PluginHost::new(HostOptions {
         cache_dir: Some(cache_dir),
         ..HostOptions::default()
     })?;
-    Ok(Some(PluginCatalog::load(
-        &host,
-        &bundle.config.plugin_dirs,
-        &sources,
-    )?))
+    let mut catalog = PluginCatalog::new(host.clone());
+    for p in host.load_dirs(&dirs)? {
+        catalog.add_plugin(p)?;
+    }
+    let mut failed = Vec::new();
+    for (index, cfg) in sources.into_iter().enumerate() {
+        let name = cfg.name.clone();
+        let plugin = cfg.plugin_name().to_string();
+        let missing_plugin = catalog.plugin(&plugin).is_none().then_some(plugin);
+        if let Err(e) = catalog.add_instance(cfg) {
+            failed.push(FailedSource {
+                index,
+                name,
+                missing_plugin,
+                error: e.to_string(),
+            });
+        }
+    }
+    Ok(PluginLoad {
+        catalog: Some(catalog),
+        dirs,
+        failed,
+    })
+}
+
+impl PluginLoad {
+    /// The names of the plugins found.
+    pub fn loaded(&self) -> Vec<String> {
+        self.catalog
+            .iter()
+            .flat_map(|c| c.plugins().map(|p| p.info().name.clone()))
+            .collect()
+    }
+
+    /// Whether plugins were looked for (there are dirs or sources) and none was found.
+    pub fn none_found(&self) -> bool {
+        self.catalog
+            .as_ref()
+            .is_some_and(|c| c.plugins().next().is_none())
+    }
+
+    /// The directories searched, each with what is there: `target/plugins (it does
+    /// not exist)`, `plugins (no .wasm files)`, `plugins (5 plugins)`.
+    pub fn searched(&self) -> String {
+        if self.dirs.is_empty() {
+            return "no directory (`plugins.dirs` lists none)".into();
+        }
+        let found = |dir: &Path| {
+            self.catalog
+                .iter()
+                .flat_map(|c| c.plugins())
+                .filter(|p| p.path().parent() == Some(dir))
+                .count()
+        };
+        self.dirs
+            .iter()
+            .map(|d| {
+                let state = match std::fs::read_dir(d) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        "it does not exist".to_string()
+                    }
+                    Err(e) => format!("unreadable: {e}"),
+                    Ok(_) => match found(d) {
+                        0 => "no .wasm files".to_string(),
+                        1 => "1 plugin".to_string(),
+                        n => format!("{n} plugins"),
+                    },
+                };
+                format!("{} ({state})", shown(d))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Where source `index` is written: its `plugin:` or `name:` in the config.
+    pub fn source_at(&self, bundle: &Bundle, index: usize) -> (PathBuf, vigil_core::span::Span) {
+        let file = bundle.config.file.clone().unwrap_or_default();
+        let node = bundle.config.sources.as_ref();
+        let item = node.and_then(|n| match &n.value {
+            vigil_bundle::yaml::Value::Seq(items) => items.get(index),
+            _ => None,
+        });
+        let span = item
+            .and_then(|i| i.get("plugin").or_else(|| i.get("name")))
+            .or(item)
+            .or(node)
+            .map(|n| n.span)
+            .unwrap_or_default();
+        (file, span)
+    }
+
+    /// What is wrong with a failed source, and how to fix it: (message, hint).
+    pub fn explain(&self, f: &FailedSource) -> (String, String) {
+        let Some(plugin) = &f.missing_plugin else {
+            return (
+                format!("source `{}`: {}", f.name, f.error),
+                "check its `config:`, `grants:` and `limits:` (`vigil plugin inspect FILE` shows what the plugin accepts)".into(),
+            );
+        };
+        let message = format!(
+            "source `{}`: no plugin named `{plugin}` in {}",
+            f.name,
+            self.searched()
+        );
+        let loaded = self.loaded();
+        let hint = if loaded.is_empty() {
+            HOW_TO_GET_PLUGINS.to_string()
+        } else {
+            match vigil_core::suggest::closest(plugin, loaded.iter().map(String::as_str)) {
+                Some(c) => format!("did you mean `{c}`? (found: {})", loaded.join(", ")),
+                None => format!(
+                    "found: {}; put its .wasm in a directory under `plugins.dirs`, or name one of these with `plugin:`",
+                    loaded.join(", ")
+                ),
+            }
+        };
+        (message, hint)
+    }
+}
+
+/// A path as a reader finds it: `.` and `..` resolved (on the text, not the disk),
+/// relative to the current directory when under it, else absolute.
+pub fn shown(path: &Path) -> String {
+    use std::path::Component;
+    let cwd = std::env::current_dir().ok();
+    let full = match &cwd {
+        Some(c) if path.is_relative() => c.join(path),
+        _ => path.to_path_buf(),
+    };
+    let mut out = PathBuf::new();
+    for c in full.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    match cwd.as_deref().and_then(|c| out.strip_prefix(c).ok()) {
+        Some(rel) if !rel.as_os_str().is_empty() => rel.display().to_string(),
+        _ => out.display().to_string(),
+    }
 }
 
 /// `Catalog::with_core()` plus the bundle's plugins.

@@ -2,9 +2,43 @@
 
 use super::*;
 
+/// How many parts of a config are left out, at most, to read the rest.
+const MAX_LEFT_OUT: usize = 64;
+
 impl Checker<'_> {
-    pub(super) fn config(&mut self, doc: &Node) -> Option<Config> {
-        let c: ConfigDoc = self.decode(doc)?;
+    /// The checked config, and where its first problem is when parts of it had to be
+    /// left out to read the rest (`None` config when not even that worked).
+    pub(super) fn config(&mut self, doc: &Node) -> (Option<Config>, Option<Span>) {
+        let (c, left_out) = self.decode_config(doc);
+        let Some(c) = c else {
+            return (None, left_out.or(Some(doc.span)));
+        };
+        (Some(self.checked_config(doc, c)), left_out)
+    }
+
+    /// Decodes the config, leaving out what cannot be read (an unknown key, a value of
+    /// the wrong type) after reporting it, so that one typo does not lose the rest:
+    /// the plugin dirs and sources above all, on which every plugin action rests.
+    /// Returns the config, if any, and where the first problem is, if any.
+    fn decode_config(&mut self, doc: &Node) -> (Option<ConfigDoc>, Option<Span>) {
+        let mut node = doc.clone();
+        let mut first: Option<Span> = None;
+        for _ in 0..=MAX_LEFT_OUT {
+            let e = match from_node::<ConfigDoc>(&node) {
+                Ok(c) => return (Some(c), first),
+                Err(e) => e,
+            };
+            let span = e.span;
+            first.get_or_insert(span.unwrap_or(doc.span));
+            self.de_error(doc.span, e);
+            if !span.is_some_and(|at| leave_out(&mut node, at)) {
+                break;
+            }
+        }
+        (None, first)
+    }
+
+    fn checked_config(&mut self, doc: &Node, c: ConfigDoc) -> Config {
         self.api_version(&c.api_version);
         self.config_times(doc, &c);
         let services = self.services(c.services);
@@ -15,7 +49,7 @@ impl Checker<'_> {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        Some(Config {
+        Config {
             file: Some(self.file.to_path_buf()),
             store: c.store.map(|s| base.join(s)),
             plugin_dirs: c
@@ -33,7 +67,7 @@ impl Checker<'_> {
             oncall: c.oncall,
             services,
             alerting,
-        })
+        }
     }
 
     pub(super) fn notifiers(&mut self, docs: Vec<NotifierDoc>) -> Vec<Notifier> {
@@ -180,5 +214,32 @@ impl Checker<'_> {
                 );
             }
         }
+    }
+}
+
+/// Removes from `node` the innermost map entry or list item holding `at` (not `node`
+/// itself); false when there is none.
+fn leave_out(node: &mut Node, at: Span) -> bool {
+    let holds = |n: &Node| n.span.start <= at.start && at.end <= n.span.end;
+    match &mut node.value {
+        Value::Map(entries) => {
+            let Some(i) = entries.iter().position(|(k, v)| holds(k) || holds(v)) else {
+                return false;
+            };
+            if !holds(&entries[i].1) || !leave_out(&mut entries[i].1, at) {
+                entries.remove(i);
+            }
+            true
+        }
+        Value::Seq(items) => {
+            let Some(i) = items.iter().position(holds) else {
+                return false;
+            };
+            if !leave_out(&mut items[i], at) {
+                items.remove(i);
+            }
+            true
+        }
+        _ => false,
     }
 }

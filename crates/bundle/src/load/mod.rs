@@ -42,6 +42,13 @@ pub struct Bundle {
     pub diagnostics: Vec<Diagnostic>,
     /// How many files were read.
     pub files: usize,
+    /// Where the config could not be read in full (its file, and where its first
+    /// problem is): parts of it were left out after reporting why, so what rests on
+    /// it (plugin dirs, sources) may be missing for that reason alone.
+    pub config_incomplete: Option<(PathBuf, Span)>,
+    /// Where the config writes `plugins.dirs` (else `plugins:`), to point at when no
+    /// plugin is found there.
+    pub plugin_dirs_span: Option<Span>,
 }
 
 impl Bundle {
@@ -211,8 +218,17 @@ impl Bundle {
                         }
                     }
                     "Config" => {
-                        if let Some(c) = checker.config(doc) {
+                        let (config, left_out) = checker.config(doc);
+                        if let Some(c) = config {
                             self.config = c;
+                            let plugins = doc.get("plugins");
+                            self.plugin_dirs_span = plugins
+                                .and_then(|p| p.get("dirs"))
+                                .or(plugins)
+                                .map(|n| n.span);
+                        }
+                        if let Some(span) = left_out {
+                            self.config_incomplete = Some((file.to_path_buf(), span));
                         }
                     }
                     other => {
@@ -365,6 +381,38 @@ mod tests {
             "steps",
         );
         assert_eq!(r, vec![("a".to_string(), 6), ("b-c".to_string(), 30)]);
+    }
+
+    #[test]
+    fn a_typo_in_the_config_leaves_out_only_what_it_spoils() {
+        let file = Path::new("/b/vigil.yaml");
+        let text = "apiVersion: vigil/v1\nkind: Config\nplugins: { dirs: [p] }\n\
+                    api: { listn: x }\nexecutor: { max_concurrency: lots }\npluginz: {}\n";
+        let b = Bundle::from_source(file, text);
+        let found: Vec<(u32, u32, &str, Option<&str>)> = b
+            .diagnostics
+            .iter()
+            .map(|d| (d.line, d.col, d.message.as_str(), d.hint.as_deref()))
+            .collect();
+        assert_eq!(found.len(), 3, "{found:#?}");
+        assert_eq!(
+            found[0],
+            (4, 8, "unknown key `listn`", Some("did you mean `listen`?"))
+        );
+        assert_eq!((found[1].0, found[1].1), (5, 30), "{found:#?}");
+        assert_eq!(
+            found[2],
+            (6, 1, "unknown key `pluginz`", Some("did you mean `plugins`?"))
+        );
+        // The rest is read: the plugin dirs above all.
+        assert_eq!(b.config.file.as_deref(), Some(file));
+        assert_eq!(b.config.plugin_dirs, vec![PathBuf::from("/b/p")]);
+        let (at, span) = b.config_incomplete.expect("incomplete");
+        assert_eq!((at.as_path(), span.start.line, span.start.col), (file, 4, 8));
+        assert_eq!(b.plugin_dirs_span.map(|s| s.start.line), Some(3));
+        // A config read in full is not marked.
+        let ok = Bundle::from_source(file, "apiVersion: vigil/v1\nkind: Config\n");
+        assert!(ok.diagnostics.is_empty() && ok.config_incomplete.is_none());
     }
 
     #[test]
