@@ -7,12 +7,12 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
-use vigil_alert::IncidentStatus;
 use vigil_alert::payload::{parse_events, parse_webhook};
+use vigil_alert::{IncidentStatus, IncomingAlert};
 
 /// Answered only once the alerts are durable: a store failure is a 503 to retry.
 pub(super) async fn post_alerts(
@@ -23,16 +23,7 @@ pub(super) async fn post_alerts(
     let t0 = Instant::now();
     let bytes = body(&api, &headers, b).await?;
     let hook = parse_webhook(&bytes, &api.cfg.limits)?;
-    let truncated = hook.truncated_alerts;
-    let done = api.svc.ingest(hook.alerts).await?;
-    api.svc
-        .metrics()
-        .ingest_seconds
-        .observe(t0.elapsed().as_secs_f64());
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"status": "stored", "received": done.received, "new": done.new, "deduplicated": done.deduplicated, "truncated_alerts": truncated}),
-    ))
+    store_and_answer(&api, t0, hook.alerts, Some(hook.truncated_alerts)).await
 }
 
 pub(super) async fn post_events(
@@ -43,15 +34,40 @@ pub(super) async fn post_events(
     let t0 = Instant::now();
     let bytes = body(&api, &headers, b).await?;
     let events = parse_events(&bytes, &api.cfg.limits)?;
-    let done = api.svc.ingest(events).await?;
+    store_and_answer(&api, t0, events, None).await
+}
+
+/// What an ingest answers: the counts, and for a webhook how many alerts it had
+/// beyond what it sent (its `truncatedAlerts`).
+#[derive(Serialize)]
+struct Stored {
+    status: &'static str,
+    received: usize,
+    new: usize,
+    deduplicated: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    truncated_alerts: Option<u64>,
+}
+
+/// Ingests the alerts a request carried (received at `t0`) and answers with [`Stored`].
+async fn store_and_answer(
+    api: &Api,
+    t0: Instant,
+    alerts: Vec<IncomingAlert>,
+    truncated_alerts: Option<u64>,
+) -> Result<Response, ApiError> {
+    let done = api.svc.ingest(alerts).await?;
     api.svc
         .metrics()
         .ingest_seconds
         .observe(t0.elapsed().as_secs_f64());
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"status": "stored", "received": done.received, "new": done.new, "deduplicated": done.deduplicated}),
-    ))
+    Ok(ok_json(&Stored {
+        status: "stored",
+        received: done.received,
+        new: done.new,
+        deduplicated: done.deduplicated,
+        truncated_alerts,
+    }))
 }
 
 #[derive(Debug, Deserialize)]
