@@ -226,7 +226,7 @@ fn storm_replay_reduces_noise_and_finds_root_causes() {
         let r = engine.tick(next_tick);
         for a in r.changed_alerts {
             if let Some(id) = a.incident {
-                incident_of.insert(a.fingerprint, id);
+                incident_of.insert(a.fingerprint.to_string(), id);
             }
         }
         next_tick += 1_000;
@@ -276,7 +276,7 @@ fn storm_replay_reduces_noise_and_finds_root_causes() {
             .iter()
             .filter(|m| {
                 truth
-                    .get(&m.fingerprint)
+                    .get(&m.fingerprint.to_string())
                     .is_some_and(|t| t.starts_with("noise"))
             })
             .count();

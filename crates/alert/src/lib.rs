@@ -19,6 +19,7 @@ pub mod trigger;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use vigil_bundle::model::Matcher;
+pub use vigil_core::fingerprint::Fingerprint;
 use vigil_core::fingerprint::Fnv1a;
 pub use vigil_core::outcome::RunOutcome;
 
@@ -48,7 +49,7 @@ pub struct IncomingAlert {
 /// One alert as tracked: duplicates fold into it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AlertRecord {
-    pub fingerprint: String,
+    pub fingerprint: Fingerprint,
     pub labels: Labels,
     pub annotations: Labels,
     pub status: AlertStatus,
@@ -95,8 +96,9 @@ pub fn hash_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> u6
     h.finish()
 }
 
+/// A fingerprint as text, as [`Fingerprint`] writes it (group keys are kept so).
 pub fn fingerprint_hex(fp: u64) -> String {
-    format!("{fp:016x}")
+    Fingerprint(fp).to_string()
 }
 
 /// A silence, as in Alertmanager: alerts matching every matcher are muted between
@@ -162,7 +164,7 @@ pub enum Role {
 /// An alert as a member of an incident.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Member {
-    pub fingerprint: String,
+    pub fingerprint: Fingerprint,
     pub alertname: String,
     #[serde(default)]
     pub service: Option<String>,
@@ -246,7 +248,7 @@ pub struct Incident {
     #[serde(default)]
     pub value: Option<f64>,
     #[serde(default)]
-    pub root_cause: Option<String>,
+    pub root_cause: Option<Fingerprint>,
     #[serde(default)]
     pub root_service: Option<String>,
     pub services: Vec<String>,

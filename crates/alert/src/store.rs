@@ -6,6 +6,7 @@
 
 use crate::engine::GroupTiming;
 use crate::{AlertRecord, Incident, IncidentEvent, Silence};
+use vigil_core::fingerprint::Fingerprint;
 use vigil_store::{Sequenced, Store, StoreError};
 
 const ALERTS: &str = "alerts";
@@ -26,7 +27,11 @@ pub trait AlertStore {
     fn put_alerts(&self, alerts: &[AlertRecord]) -> Result<(), StoreError>;
     fn alerts(&self) -> Result<Vec<AlertRecord>, StoreError>;
     /// Saves the timing of alert groups and forgets groups that are gone. Not yet durable.
-    fn put_groups(&self, changed: &[GroupTiming], removed: &[String]) -> Result<(), StoreError>;
+    fn put_groups(
+        &self,
+        changed: &[GroupTiming],
+        removed: &[Fingerprint],
+    ) -> Result<(), StoreError>;
     fn groups(&self) -> Result<Vec<GroupTiming>, StoreError>;
     fn put_incident(&self, inc: &Incident) -> Result<(), StoreError>;
     /// All incidents, oldest first.
@@ -48,7 +53,7 @@ pub trait AlertStore {
 impl AlertStore for Store {
     fn put_alerts(&self, alerts: &[AlertRecord]) -> Result<(), StoreError> {
         self.table(ALERTS)?.apply(
-            alerts.iter().map(|a| (a.fingerprint.as_bytes(), a)),
+            alerts.iter().map(|a| (a.fingerprint.to_string(), a)),
             std::iter::empty(),
         )
     }
@@ -57,10 +62,14 @@ impl AlertStore for Store {
         self.table(ALERTS)?.all()
     }
 
-    fn put_groups(&self, changed: &[GroupTiming], removed: &[String]) -> Result<(), StoreError> {
+    fn put_groups(
+        &self,
+        changed: &[GroupTiming],
+        removed: &[Fingerprint],
+    ) -> Result<(), StoreError> {
         self.table(GROUPS)?.apply(
-            changed.iter().map(|g| (g.group.as_bytes(), g)),
-            removed.iter().map(String::as_bytes),
+            changed.iter().map(|g| (g.group.to_string(), g)),
+            removed.iter().map(Fingerprint::to_string),
         )
     }
 
@@ -122,7 +131,7 @@ mod tests {
         let mut labels = Labels::new();
         labels.insert("alertname".into(), "X".into());
         let rec = AlertRecord {
-            fingerprint: "00000000000000aa".into(),
+            fingerprint: Fingerprint(0xaa),
             labels,
             annotations: Labels::new(),
             status: AlertStatus::Firing,
@@ -161,5 +170,104 @@ mod tests {
             store.incident("inc-9"),
             Err(StoreError::NotFound { .. })
         ));
+    }
+
+    /// Records spelling a fingerprint otherwise than 16 lowercase hex digits (as the
+    /// readers before typed fingerprints took them) load, hold the same alert, and
+    /// are written back spelled as always.
+    #[tokio::test]
+    async fn records_with_other_spellings_of_fingerprints_load() {
+        use crate::engine::Engine;
+        use crate::{IncomingAlert, fingerprint, fingerprint_hex, hash_pairs};
+        use serde_json::{Value, json};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut labels = Labels::new();
+        labels.insert("alertname".into(), "X30".into());
+        let fp = fingerprint(&labels);
+        // Upper case, no leading zero: stored under a key read after the usual one.
+        let upper = format!("{fp:X}");
+        assert!(upper > fingerprint_hex(fp));
+        let group = fingerprint_hex(hash_pairs([
+            ("alertname", "X30"),
+            ("cluster", ""),
+            ("service", ""),
+        ]));
+        {
+            let store = Store::open(dir.path()).expect("open");
+            let rec = json!({
+                "fingerprint": upper, "labels": labels, "annotations": {},
+                "status": "firing", "starts_at_ms": 1_000, "count": 1,
+                "first_seen_ms": 1_000, "last_seen_ms": 1_000, "incident": "inc-000001",
+            });
+            let inc = json!({
+                "id": "inc-000001", "status": "open", "severity": "", "title": "X30 (1 alert)",
+                "opened_ms": 1_000, "updated_ms": 1_000, "labels": labels,
+                "common_labels": labels, "root_cause": format!("000{fp:016x}"),
+                "services": [], "groups": [group],
+                "alerts": [{"fingerprint": format!("+{fp:x}"), "alertname": "X30",
+                    "status": "firing", "role": "root_cause", "starts_at_ms": 1_000,
+                    "severity": ""}],
+            });
+            let alerts = store.table::<Value>(ALERTS).expect("table");
+            alerts.put(upper.as_bytes(), &rec).expect("put");
+            let incidents = store.table::<Value>(INCIDENTS).expect("table");
+            incidents.put(b"inc-000001", &inc).expect("put");
+            store.sync().await.expect("sync");
+        }
+        let fresh = |store: &Store| {
+            let mut e = Engine::new(Default::default(), &Default::default());
+            e.restore(
+                store.alerts().expect("alerts"),
+                store.incidents().expect("incidents"),
+                vec![],
+                2_000,
+            );
+            e
+        };
+        let updated = {
+            let store = Store::open(dir.path()).expect("open");
+            let inc = store.incident("inc-000001").expect("incident");
+            assert_eq!(inc.alerts[0].fingerprint, Fingerprint(fp));
+            assert_eq!(inc.root_cause, Some(Fingerprint(fp)));
+            let written = serde_json::to_value(&inc).expect("json");
+            assert_eq!(
+                written["alerts"][0]["fingerprint"],
+                json!(format!("{fp:016x}"))
+            );
+            assert_eq!(written["root_cause"], json!(format!("{fp:016x}")));
+
+            let mut engine = fresh(&store);
+            assert_eq!(
+                engine.alert(fp).map(|r| r.fingerprint),
+                Some(Fingerprint(fp))
+            );
+            engine.ingest(
+                IncomingAlert {
+                    labels: labels.clone(),
+                    annotations: Labels::new(),
+                    status: AlertStatus::Firing,
+                    starts_at_ms: Some(1_000),
+                    ends_at_ms: None,
+                    generator_url: String::new(),
+                },
+                2_000,
+            );
+            engine.tick(40_000);
+            // The alert is the member it was, not a second one.
+            let inc = engine.incident("inc-000001").expect("incident");
+            assert_eq!(inc.alerts.len(), 1);
+            assert_eq!(inc.root_cause, Some(Fingerprint(fp)));
+            let rec = engine.alert(fp).expect("alert").clone();
+            assert_eq!(rec.count, 2);
+            store.put_alerts(std::slice::from_ref(&rec)).expect("put");
+            store.sync().await.expect("sync");
+            rec
+        };
+        // Stored again under the usual spelling, beside the old record, which is read
+        // last: the one seen last holds.
+        let store = Store::open(dir.path()).expect("open");
+        assert_eq!(store.alerts().expect("alerts").len(), 2);
+        assert_eq!(fresh(&store).alert(fp), Some(&updated));
     }
 }

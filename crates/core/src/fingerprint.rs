@@ -61,6 +61,16 @@ impl Fingerprint {
     pub const fn get(self) -> u64 {
         self.0
     }
+
+    /// A fingerprint as records have spelled it: besides what [`FromStr`] takes, a
+    /// leading `+` and leading zeros beyond 16 digits, which is what the readers of
+    /// stored fingerprints accepted (`u64::from_str_radix(_, 16)`) before they were
+    /// typed.
+    pub fn from_record(s: &str) -> Result<Self, FingerprintError> {
+        u64::from_str_radix(s, 16)
+            .map(Fingerprint)
+            .map_err(|_| FingerprintError(s.chars().take(40).collect()))
+    }
 }
 
 impl fmt::Display for Fingerprint {
@@ -103,10 +113,12 @@ impl Serialize for Fingerprint {
     }
 }
 
+/// Lenient as [`Fingerprint::from_record`], so that every record written before
+/// fingerprints were typed loads as it did; written back, it is spelled as always.
 impl<'de> Deserialize<'de> for Fingerprint {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
+        Fingerprint::from_record(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -134,6 +146,28 @@ mod tests {
         for bad in ["", "+1", "-1", "0x1f", "g", "11111111111111111", "1 "] {
             let err = bad.parse::<Fingerprint>();
             assert!(err.is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn records_load_with_every_spelling_their_readers_took() {
+        let read = |text: &str| serde_json::from_value::<Fingerprint>(serde_json::json!(text));
+        for (text, want) in [
+            ("0000000000000f3a", 0x0f3a),
+            ("f3a", 0x0f3a),
+            ("F3A", 0x0f3a),
+            ("+f3a", 0x0f3a),
+            ("00000000000000000f3a", 0x0f3a),
+            ("ffffffffffffffff", u64::MAX),
+        ] {
+            let fp = read(text).unwrap_or_default();
+            assert_eq!(fp, Fingerprint(want), "{text:?}");
+            assert_eq!(fp, Fingerprint::from_record(text).unwrap_or_default());
+            let again = serde_json::to_value(fp).unwrap_or_default();
+            assert_eq!(again, serde_json::json!(format!("{want:016x}")));
+        }
+        for bad in ["", "-1", "0x1f", "g", "10000000000000000", "1 "] {
+            assert!(read(bad).is_err(), "{bad:?} read");
         }
     }
 }

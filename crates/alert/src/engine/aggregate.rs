@@ -16,12 +16,9 @@ pub(super) struct OpenSets {
     pub(super) id: Arc<str>,
     /// Member fingerprint → position in `Incident::alerts` (the first one).
     pub(super) pos: HashMap<u64, usize>,
-    /// The same for fingerprints not spelled as [`fingerprint_hex`] spells them
-    /// (only from a store written otherwise).
-    pub(super) odd: HashMap<String, usize>,
     pub(super) groups: HashSet<String>,
-    /// Every member is spelled as [`fingerprint_hex`] spells it, and held once: only
-    /// then do the aggregates say what a scan of the members says.
+    /// Every member is held once: only then do the aggregates say what a scan of the
+    /// members says.
     pub(super) exact: bool,
     /// Built by a recompute once the incident is large enough to be worth it, while
     /// `exact`; dropped when the full recompute takes over.
@@ -52,58 +49,32 @@ pub(super) struct Agg {
     pub(super) names: HashMap<String, (usize, HashMap<String, usize>)>,
 }
 
-/// A fingerprint spelled as [`fingerprint_hex`] spells it, as a number.
-pub(super) fn canonical(s: &str) -> Option<u64> {
-    if s.len() == 16
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        u64::from_str_radix(s, 16).ok()
-    } else {
-        None
-    }
-}
-
 impl OpenSets {
     pub(super) fn of(inc: &Incident) -> OpenSets {
         let mut sets = OpenSets {
             id: Arc::from(inc.id.as_str()),
             pos: HashMap::with_capacity(inc.alerts.len()),
-            odd: HashMap::new(),
             groups: inc.groups.iter().cloned().collect(),
             exact: true,
             agg: None,
         };
         for (i, m) in inc.alerts.iter().enumerate() {
-            if sets.find(&m.fingerprint).is_some() {
+            if sets.find(m.fingerprint).is_some() {
                 sets.exact = false;
             } else {
-                sets.place(&m.fingerprint, i);
+                sets.place(m.fingerprint, i);
             }
         }
         sets
     }
 
-    pub(super) fn find(&self, fingerprint: &str) -> Option<usize> {
-        match canonical(fingerprint) {
-            Some(fp) => self.pos.get(&fp).copied(),
-            None => self.odd.get(fingerprint).copied(),
-        }
+    pub(super) fn find(&self, fingerprint: Fingerprint) -> Option<usize> {
+        self.pos.get(&fingerprint.get()).copied()
     }
 
-    /// Files a new member at position `i`; its number when spelled canonically.
-    pub(super) fn place(&mut self, fingerprint: &str, i: usize) -> Option<u64> {
-        match canonical(fingerprint) {
-            Some(fp) => {
-                self.pos.insert(fp, i);
-                Some(fp)
-            }
-            None => {
-                self.odd.insert(fingerprint.to_string(), i);
-                self.exact = false;
-                None
-            }
-        }
+    /// Files a new member at position `i`.
+    pub(super) fn place(&mut self, fingerprint: Fingerprint, i: usize) {
+        self.pos.insert(fingerprint.get(), i);
     }
 }
 
@@ -357,7 +328,7 @@ impl Engine {
         let root_pos = first.map(|k| k.2);
         let root = root_pos
             .and_then(|i| inc.alerts.get(i))
-            .map(|m| m.fingerprint.clone());
+            .map(|m| m.fingerprint);
         let root_service = root_service.map(str::to_string);
         let severity = agg
             .severity
@@ -374,7 +345,7 @@ impl Engine {
                 m.role = Role::RootCause;
             }
             agg.roots.extend(root_pos);
-            if let (Some(fp), Some(m)) = (&root, root_pos.and_then(|i| inc.alerts.get(i))) {
+            if let (Some(fp), Some(m)) = (root, root_pos.and_then(|i| inc.alerts.get(i))) {
                 let name = member_name(m);
                 out.event(
                     id,
@@ -383,7 +354,7 @@ impl Engine {
                     format!("probable root cause: {name} ({fp})"),
                 );
             }
-            inc.root_cause = root.clone();
+            inc.root_cause = root;
         }
         inc.root_service = root_service;
         if severity != inc.severity {
@@ -394,8 +365,7 @@ impl Engine {
             inc.services = services.keys().cloned().collect();
         }
         // Labels: the root alert's; common labels: those every member alert shares.
-        let root_fp = root.as_ref().and_then(|h| canonical(h));
-        if let Some(r) = root_fp.and_then(|fp| self.alerts.get(&fp)) {
+        if let Some(r) = root.and_then(|fp| self.alerts.get(&fp.get())) {
             inc.labels = r.labels.clone();
             inc.annotations = r.annotations.clone();
             inc.value = r
@@ -473,7 +443,7 @@ impl Engine {
                     std::cmp::Reverse(severity_rank(&m.severity)),
                 )
             })
-            .map(|m| m.fingerprint.clone());
+            .map(|m| m.fingerprint);
         let severity = inc
             .alerts
             .iter()
@@ -483,17 +453,17 @@ impl Engine {
             .to_string();
         if root != inc.root_cause {
             for m in inc.alerts.iter_mut() {
-                m.role = if Some(&m.fingerprint) == root.as_ref() {
+                m.role = if Some(m.fingerprint) == root {
                     Role::RootCause
                 } else {
                     Role::Symptom
                 };
             }
-            if let Some(fp) = &root {
+            if let Some(fp) = root {
                 let name = inc
                     .alerts
                     .iter()
-                    .find(|m| &m.fingerprint == fp)
+                    .find(|m| m.fingerprint == fp)
                     .map(member_name)
                     .unwrap_or_default();
                 out.event(
@@ -503,7 +473,7 @@ impl Engine {
                     format!("probable root cause: {name} ({fp})"),
                 );
             }
-            inc.root_cause = root.clone();
+            inc.root_cause = root;
         }
         inc.root_service = root_service;
         if severity != inc.severity {
@@ -512,8 +482,7 @@ impl Engine {
         }
         inc.services = services.iter().map(|s| s.to_string()).collect();
         // Labels: the root alert's; common labels: those every member alert shares.
-        let root_fp = root.as_ref().and_then(|h| u64::from_str_radix(h, 16).ok());
-        if let Some(r) = root_fp.and_then(|fp| self.alerts.get(&fp)) {
+        if let Some(r) = root.and_then(|fp| self.alerts.get(&fp.get())) {
             inc.labels = r.labels.clone();
             inc.annotations = r.annotations.clone();
             inc.value = r
@@ -523,10 +492,7 @@ impl Engine {
         }
         let mut common: Option<Labels> = None;
         for m in &inc.alerts {
-            let Some(r) = u64::from_str_radix(&m.fingerprint, 16)
-                .ok()
-                .and_then(|fp| self.alerts.get(&fp))
-            else {
+            let Some(r) = self.alerts.get(&m.fingerprint.get()) else {
                 continue;
             };
             match common.as_mut() {
@@ -551,7 +517,7 @@ impl Engine {
             inc,
             inc.alerts
                 .iter()
-                .find(|m| Some(&m.fingerprint) == inc.root_cause.as_ref()),
+                .find(|m| Some(m.fingerprint) == inc.root_cause),
         );
         inc.recommended_runbooks = recommended_runbooks(&similar);
         inc.similar = similar;

@@ -83,7 +83,7 @@ impl Engine {
                 r.incident = Some(id.clone());
                 out.changed_alerts.push(r.clone());
             }
-            match sets.find(&r.fingerprint) {
+            match sets.find(r.fingerprint) {
                 Some(i) => {
                     if let Some(m) = inc.alerts.get_mut(i)
                         && (m.status != r.status || m.starts_at_ms != r.starts_at_ms)
@@ -103,7 +103,7 @@ impl Engine {
                     added.push(r.alertname().to_string());
                     let i = inc.alerts.len();
                     let m = Member {
-                        fingerprint: r.fingerprint.clone(),
+                        fingerprint: r.fingerprint,
                         alertname: r.alertname().to_string(),
                         service: r.labels.get("service").cloned(),
                         status: r.status,
@@ -111,9 +111,9 @@ impl Engine {
                         starts_at_ms: r.starts_at_ms,
                         severity: r.labels.get("severity").cloned().unwrap_or_default(),
                     };
-                    if let Some(n) = sets.place(&r.fingerprint, i)
-                        && let Some(agg) = sets.agg.as_mut()
-                    {
+                    sets.place(r.fingerprint, i);
+                    if let Some(agg) = sets.agg.as_mut() {
+                        let n = r.fingerprint.get();
                         self.owners.entry(n).or_default().push(sets.id.clone());
                         agg.add(&m, i);
                         agg.hold(&r.labels, true);
@@ -278,9 +278,7 @@ impl Engine {
             self.group_incident.insert(g.clone(), into.to_string());
         }
         for m in &moved {
-            if let Ok(fp) = u64::from_str_radix(&m.fingerprint, 16)
-                && let Some(r) = self.alerts.get_mut(&fp)
-            {
+            if let Some(r) = self.alerts.get_mut(&m.fingerprint.get()) {
                 r.incident = Some(into.to_string());
                 out.changed_alerts.push(r.clone());
             }
@@ -291,11 +289,11 @@ impl Engine {
         {
             let n = moved.len();
             for m in moved {
-                if sets.find(&m.fingerprint).is_none() {
+                if sets.find(m.fingerprint).is_none() {
                     let i = dst.alerts.len();
-                    if let Some(fp) = sets.place(&m.fingerprint, i)
-                        && let Some(agg) = sets.agg.as_mut()
-                    {
+                    sets.place(m.fingerprint, i);
+                    if let Some(agg) = sets.agg.as_mut() {
+                        let fp = m.fingerprint.get();
                         // Members come in with their roles and states.
                         self.owners.entry(fp).or_default().push(sets.id.clone());
                         agg.add(&m, i);

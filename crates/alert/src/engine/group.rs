@@ -18,8 +18,8 @@ pub(super) struct Group {
 /// `repeat_interval`) instead of flushing again after a fresh `group_wait`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupTiming {
-    /// The group's hash (hex), as alerts' group keys are computed.
-    pub group: String,
+    /// The group's hash, as alerts' group keys are computed.
+    pub group: Fingerprint,
     pub next_flush_ms: i64,
     pub flushed: bool,
     pub last_state: u64,
@@ -29,7 +29,7 @@ pub struct GroupTiming {
 impl Group {
     pub(super) fn timing(&self, gk: u64) -> GroupTiming {
         GroupTiming {
-            group: fingerprint_hex(gk),
+            group: Fingerprint(gk),
             next_flush_ms: self.next_flush_ms,
             flushed: self.flushed,
             last_state: self.last_state,
@@ -42,9 +42,7 @@ impl Engine {
     /// Puts back the timing of groups [`Engine::restore`] rebuilt from their alerts.
     pub fn restore_groups(&mut self, timings: Vec<GroupTiming>) {
         for t in timings {
-            let Ok(gk) = u64::from_str_radix(&t.group, 16) else {
-                continue;
-            };
+            let gk = t.group.get();
             if let Some(g) = self.groups.get_mut(&gk) {
                 self.due.remove(&(g.next_flush_ms, gk));
                 self.due.insert((t.next_flush_ms, gk));
@@ -121,7 +119,7 @@ impl Engine {
             }
             Entry::Vacant(e) => {
                 let r = e.insert(AlertRecord {
-                    fingerprint: fingerprint_hex(fp),
+                    fingerprint: Fingerprint(fp),
                     labels: a.labels,
                     annotations: a.annotations,
                     status,

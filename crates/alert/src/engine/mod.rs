@@ -59,7 +59,7 @@ pub struct TickResult {
     pub flushed_groups: usize,
     /// Groups whose timing changed (to persist), and groups that are gone.
     pub changed_groups: Vec<GroupTiming>,
-    pub removed_groups: Vec<String>,
+    pub removed_groups: Vec<Fingerprint>,
     /// Incidents created or changed, in the order they changed.
     pub changed_incidents: Vec<String>,
     pub events: Vec<(String, IncidentEvent)>,
@@ -309,11 +309,22 @@ impl Engine {
             }
         }
         let timeout = self.timeout_ms();
-        for rec in alerts {
-            let Ok(fp) = u64::from_str_radix(&rec.fingerprint, 16) else {
-                continue;
-            };
-            if rec.status == AlertStatus::Resolved {
+        // A record stored under another spelling of its fingerprint is stored again
+        // under the usual one when it changes: of one alert's records, the one seen
+        // last (the later one of equals) is its state.
+        let mut latest: HashMap<u64, (i64, usize)> = HashMap::with_capacity(alerts.len());
+        for (i, rec) in alerts.iter().enumerate() {
+            let e = latest
+                .entry(rec.fingerprint.get())
+                .or_insert((rec.last_seen_ms, i));
+            if rec.last_seen_ms >= e.0 {
+                *e = (rec.last_seen_ms, i);
+            }
+        }
+        for (i, rec) in alerts.into_iter().enumerate() {
+            let fp = rec.fingerprint.get();
+            if rec.status == AlertStatus::Resolved || latest.get(&fp).is_some_and(|&(_, j)| j != i)
+            {
                 continue;
             }
             if let Some(id) = &rec.incident

@@ -158,7 +158,7 @@ impl Engine {
             }
             out.changed_groups.push(g.timing(gk));
         }
-        let mut removed: HashSet<String> = HashSet::new();
+        let mut removed: HashSet<Fingerprint> = HashSet::new();
         for gk in flushes {
             self.stats.groups_flushed += 1;
             out.flushed_groups += 1;
@@ -184,9 +184,8 @@ impl Engine {
                 if g.members.is_empty() {
                     self.due.remove(&(g.next_flush_ms, gk));
                     self.groups.remove(&gk);
-                    let hex = fingerprint_hex(gk);
-                    removed.insert(hex.clone());
-                    out.removed_groups.push(hex);
+                    removed.insert(Fingerprint(gk));
+                    out.removed_groups.push(Fingerprint(gk));
                 }
             }
         }
