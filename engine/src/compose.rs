@@ -79,6 +79,11 @@ impl Composition {
         &self.bundle
     }
 
+    /// The bundle, shared.
+    pub fn bundle_arc(&self) -> Arc<Bundle> {
+        self.bundle.clone()
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }
@@ -133,6 +138,7 @@ impl Composition {
             config: self.bundle.config.clone(),
             exprs: self.exprs.clone(),
             narrator: self.narrator.clone(),
+            requested_by: None,
         }
     }
 

@@ -6,3 +6,4 @@ pub mod api;
 pub mod compose;
 pub mod daemon;
 pub mod learn;
+pub mod ops;

@@ -48,6 +48,9 @@ enum Command {
     },
     /// Re-enable automatic runs after `vigil pause`.
     Resume,
+    /// The running vigil at a glance: version, uptime, kill switch, executions,
+    /// incidents, each detector's last run, store size.
+    Status,
     /// Let a runbook under `dry_run_first` act automatically.
     Promote { runbook: String },
     /// The audit log: who or what decided or did what.
@@ -125,6 +128,7 @@ fn main() -> ExitCode {
         Command::Forecast(args) => cli::detect::run_forecast(args, cli.global.json()),
         Command::Pause { reason } => cli::automation::pause(&cli.global, reason, true),
         Command::Resume => cli::automation::pause(&cli.global, "", false),
+        Command::Status => cli::automation::status(&cli.global),
         Command::Promote { runbook } => cli::automation::promote(&cli.global, runbook),
         Command::Audit(args) => cli::automation::audit(&cli.global, args),
         Command::Policy {

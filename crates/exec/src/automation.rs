@@ -81,6 +81,7 @@ impl History for StoreHistory {
 }
 
 /// Runs runbooks for incidents, under guardrails and policies.
+#[derive(Clone)]
 pub struct Automation {
     pub executor: Executor,
     pub policies: Option<Arc<PolicyEngine>>,
@@ -88,6 +89,9 @@ pub struct Automation {
     pub exprs: Arc<ExprEngine>,
     /// Told every audit entry as it is written.
     pub narrator: Option<Narrator>,
+    /// Who asked, for the audit log (an API principal); otherwise the user running
+    /// this process.
+    pub requested_by: Option<String>,
 }
 
 impl std::fmt::Debug for Automation {
@@ -356,7 +360,11 @@ impl Automation {
         let report = self.executor.start(req).await?;
         self.audit(
             AuditEntry::new(
-                format!("{}:{}", origin.as_str(), whoami()),
+                format!(
+                    "{}:{}",
+                    origin.as_str(),
+                    self.requested_by.clone().unwrap_or_else(whoami)
+                ),
                 AuditAction::Run,
                 &report.id,
                 report.status.as_str(),

@@ -96,7 +96,7 @@ pub struct Executor {
 }
 
 /// What [`Executor::cancel`] did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Cancelled {
     /// The execution was running here: it stops at once (steps in flight are
@@ -138,6 +138,18 @@ impl Executor {
 
     pub fn with_observer(mut self, observer: Observer) -> Self {
         self.observer = Some(observer);
+        self
+    }
+
+    /// Tells `also` every transition too, after the observer already set.
+    pub fn also_observed_by(mut self, also: Observer) -> Self {
+        self.observer = Some(match self.observer.take() {
+            Some(first) => Arc::new(move |rec, ev| {
+                first(rec, ev);
+                also(rec, ev);
+            }),
+            None => also,
+        });
         self
     }
 

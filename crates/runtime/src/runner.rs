@@ -90,6 +90,19 @@ pub struct RunnerStats {
     pub failed_runs: AtomicU64,
     pub points: AtomicU64,
     pub detections: AtomicU64,
+    /// Each detector's most recent run, for `vigil status`.
+    pub last: std::sync::Mutex<std::collections::BTreeMap<String, LastRun>>,
+}
+
+/// How a detector's most recent run went.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LastRun {
+    /// When it finished, on the wall clock.
+    pub at_ms: i64,
+    pub points: u64,
+    pub detections: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 struct Slot {
@@ -188,6 +201,15 @@ pub async fn run(
                 stats
                     .detections
                     .fetch_add(report.detections.len() as u64, Ordering::Relaxed);
+                stats.last.lock().unwrap_or_else(|p| p.into_inner()).insert(
+                    report.detector.clone(),
+                    LastRun {
+                        at_ms: vigil_core::now_ms(),
+                        points: report.points as u64,
+                        detections: report.detections.len() as u64,
+                        error: report.error.as_ref().map(ToString::to_string),
+                    },
+                );
                 if let Some(e) = &report.error {
                     stats.failed_runs.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(detector = %report.detector, "detector run failed: {e}");

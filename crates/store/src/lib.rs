@@ -92,6 +92,11 @@ impl Store {
         })
     }
 
+    /// Bytes the store takes on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+
     /// The table `name` of records `V`, keyed by bytes the caller chooses.
     pub fn table<V>(&self, name: &'static str) -> Result<Table<V>, StoreError> {
         Ok(Table {

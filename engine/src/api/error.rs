@@ -120,6 +120,7 @@ impl From<ExecError> for ApiError {
     fn from(e: ExecError) -> ApiError {
         match e {
             ExecError::NotAwaiting { .. }
+            | ExecError::Finished(..)
             | ExecError::StalePlan { .. }
             | ExecError::ApprovalExpired { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())

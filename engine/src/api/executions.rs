@@ -9,19 +9,26 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::sync::Arc;
 use vigil_exec::record::ExecutionStore;
 
-pub(super) async fn list_executions(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
-    let rows: Vec<Value> = api
-        .svc
-        .store()
-        .executions()?
-        .iter()
-        .map(|r| json!({ "id": r.id, "runbook": r.runbook, "status": r.status, "origin": r.origin, "created_ms": r.created_ms, "updated_ms": r.updated_ms, "reason": r.reason }))
-        .collect();
-    Ok(json_response(StatusCode::OK, &Value::Array(rows)))
+/// `?limit=N` (default 50).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// The newest executions first, as the store keeps them.
+pub(super) async fn list_executions(
+    State(api): State<Arc<Api>>,
+    uri: axum::http::Uri,
+) -> Result<Response, ApiError> {
+    let q: ListQuery = super::operate::query(&uri)?;
+    let rows = crate::ops::executions(api.svc.store(), q.limit.unwrap_or(50))?;
+    Ok(ok_json(&rows))
 }
 
 pub(super) async fn show_execution(

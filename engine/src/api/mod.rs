@@ -18,11 +18,13 @@ mod body;
 mod error;
 mod executions;
 mod limit;
+mod operate;
 mod principals;
 mod server;
 mod silences;
 
 pub use error::ApiError;
+pub use operate::Operations;
 pub use principals::{Caller, Need, PrincipalError, Principals};
 pub use server::{bind, serve};
 pub use silences::parse_silence;
@@ -95,17 +97,29 @@ pub struct Api {
     svc: Arc<AlertService>,
     cfg: ApiConfig,
     limiter: Limiter,
+    /// The operations routes (status, pause, run, …); absent, they answer 503.
+    ops: Option<Operations>,
 }
 
 impl Api {
     pub fn new(svc: Arc<AlertService>, cfg: ApiConfig) -> Arc<Api> {
+        Api::operating(svc, cfg, None)
+    }
+
+    /// An API that also operates the daemon: `ops` is its bundle and automation.
+    pub fn operating(svc: Arc<AlertService>, cfg: ApiConfig, ops: Option<Operations>) -> Arc<Api> {
         let limiter = Limiter::new(
             cfg.principals.len(),
             cfg.rate_limit,
             cfg.unauthenticated_rate_limit,
             limit::MAX_NETWORKS,
         );
-        Arc::new(Api { svc, cfg, limiter })
+        Arc::new(Api {
+            svc,
+            cfg,
+            limiter,
+            ops,
+        })
     }
 }
 
@@ -154,6 +168,9 @@ fn route_name(path: &str) -> &'static str {
         p if p.starts_with("/api/v1/incidents") => "incidents",
         p if p.starts_with("/api/v1/silences") => "silences",
         p if p.starts_with("/api/v1/executions") => "executions",
+        p if p.starts_with("/api/v1/runbooks") => "runbooks",
+        "/api/v1/status" | "/api/v1/pause" | "/api/v1/resume" | "/api/v1/audit"
+        | "/api/v1/trigger" => "operate",
         _ => "other",
     }
 }
@@ -197,6 +214,21 @@ pub fn router(api: Arc<Api>) -> Router {
             "/api/v1/executions/{id}/reject",
             post(executions::reject_execution),
         )
+        .route(
+            "/api/v1/executions/{id}/resume",
+            post(operate::resume_execution),
+        )
+        .route(
+            "/api/v1/executions/{id}/cancel",
+            post(operate::cancel_execution),
+        )
+        .route("/api/v1/status", get(operate::status))
+        .route("/api/v1/pause", post(operate::pause))
+        .route("/api/v1/resume", post(operate::resume))
+        .route("/api/v1/audit", get(operate::audit))
+        .route("/api/v1/trigger", post(operate::trigger))
+        .route("/api/v1/runbooks/{name}/run", post(operate::run))
+        .route("/api/v1/runbooks/{name}/promote", post(operate::promote))
         .fallback(|req: Request| async move {
             ApiError::new(
                 StatusCode::NOT_FOUND,

@@ -1,19 +1,19 @@
 //! `vigil serve`, `vigil incidents`, `vigil silence`, `vigil alerts send`.
 
+use super::client::Client;
 use super::{Global, Paint, clock, invalid};
-use anyhow::{Context, Result, anyhow};
-use serde_json::{Value, json};
+use anyhow::{Context, Result};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 use vigil::api::{Api, ApiConfig, Principals};
 use vigil::compose::Composition;
 use vigil_alert::store::AlertStore;
 use vigil_alert::{Incident, IncidentEvent};
 use vigil_bundle::Bundle;
 use vigil_core::text::visible;
-use vigil_store::{Store, StoreError};
+use vigil_store::Store;
 use vigil_telemetry::Metrics;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -55,13 +55,6 @@ impl RunbooksMode {
     }
 }
 
-#[derive(clap::Args, Debug, Clone)]
-pub struct Remote {
-    /// The vigil server (default: VIGIL_SERVER, else the config's `api.listen`).
-    #[arg(long, env = "VIGIL_SERVER")]
-    pub server: Option<String>,
-}
-
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum IncidentsCommand {
     /// List incidents, newest first.
@@ -71,21 +64,11 @@ pub enum IncidentsCommand {
         open: bool,
         #[arg(long, default_value_t = 50)]
         limit: usize,
-        #[command(flatten)]
-        remote: Remote,
     },
     /// Show an incident: root cause, alerts, runbooks, its journal.
-    Show {
-        id: String,
-        #[command(flatten)]
-        remote: Remote,
-    },
+    Show { id: String },
     /// Acknowledge an incident.
-    Ack {
-        id: String,
-        #[command(flatten)]
-        remote: Remote,
-    },
+    Ack { id: String },
 }
 
 #[derive(clap::Subcommand, Debug, Clone)]
@@ -101,20 +84,11 @@ pub enum SilenceCommand {
         comment: String,
         #[arg(long, env = "USER", default_value = "vigil")]
         author: String,
-        #[command(flatten)]
-        remote: Remote,
     },
     /// List silences.
-    List {
-        #[command(flatten)]
-        remote: Remote,
-    },
+    List,
     /// End a silence now.
-    Expire {
-        id: String,
-        #[command(flatten)]
-        remote: Remote,
-    },
+    Expire { id: String },
 }
 
 #[derive(clap::Subcommand, Debug, Clone)]
@@ -125,14 +99,9 @@ pub enum AlertsCommand {
         /// The file holds generic events (POST /api/v1/events).
         #[arg(long)]
         events: bool,
-        #[command(flatten)]
-        remote: Remote,
     },
     /// List the alerts the server tracks.
-    List {
-        #[command(flatten)]
-        remote: Remote,
-    },
+    List,
 }
 
 /// The bundle of `--config` (empty when there is none), refused with its diagnostics
@@ -163,42 +132,6 @@ fn principals(bundle: &Bundle) -> Result<Principals> {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     Principals::from_config(&bundle.config.api, &dir, &|v| std::env::var(v).ok())
         .map_err(|e| invalid(e.to_string()))
-}
-
-/// The token this client sends: `VIGIL_TOKEN`, else the config's shared token.
-fn client_token(bundle: &Bundle) -> Option<String> {
-    let first = |v: String| {
-        v.split(',')
-            .map(str::trim)
-            .find(|t| !t.is_empty())
-            .map(String::from)
-    };
-    if let Some(t) = std::env::var("VIGIL_TOKEN").ok().and_then(first) {
-        return Some(t);
-    }
-    let api = &bundle.config.api;
-    if let Some(t) = api
-        .token_env
-        .as_ref()
-        .and_then(|v| std::env::var(v).ok())
-        .and_then(first)
-    {
-        return Some(t);
-    }
-    let path = api.token_file.as_ref().map(|f| {
-        bundle
-            .config
-            .file
-            .as_ref()
-            .and_then(|c| c.parent())
-            .map_or_else(|| PathBuf::from(f), |d| d.join(f))
-    })?;
-    std::fs::read_to_string(path)
-        .ok()?
-        .lines()
-        .map(str::trim)
-        .find(|t| !t.is_empty() && !t.starts_with('#'))
-        .map(String::from)
 }
 
 pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
@@ -317,7 +250,17 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
             let _ = at.set(std::time::Instant::now());
             tracing::info!("shutting down: detectors, then the pipeline, then running executions");
         };
-        vigil::api::serve(listener, Api::new(svc, api_cfg), shutdown).await?;
+        let ops = vigil::api::Operations {
+            bundle: comp.bundle_arc(),
+            // The daemon's own executor: cancels reach the runs it drives.
+            automation: comp.automation(svc.executor().unwrap_or_else(|| comp.executor())),
+            catalog: comp.catalog().clone(),
+            stats: Some(daemon.stats.clone()),
+            started_ms: vigil_core::now_ms(),
+        };
+        let beacon = super::client::Beacon::write(&dir, addr);
+        vigil::api::serve(listener, Api::operating(svc, api_cfg, Some(ops)), shutdown).await?;
+        drop(beacon);
         tracing::info!("API stopped");
         let left = signalled
             .get()
@@ -437,117 +380,15 @@ fn log_story(s: &vigil_core::story::Story) {
     }
 }
 
-// ---------------------------------------------------------------- client
-
-struct Client {
-    base: String,
-    token: Option<String>,
-    agent: ureq::Agent,
-}
-
-impl Client {
-    fn new(g: &Global, remote: &Remote) -> Result<Client> {
-        let bundle = g
-            .bundle_dir()
-            .and_then(|d| Bundle::load(&d).ok())
-            .unwrap_or_default();
-        let base = remote
-            .server
-            .clone()
-            .or_else(|| bundle.config.api.listen.clone())
-            .unwrap_or_else(|| "127.0.0.1:9797".into());
-        let base = if base.starts_with("http://") || base.starts_with("https://") {
-            base
-        } else {
-            format!("http://{base}")
-        };
-        let token = client_token(&bundle);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
-        Ok(Client {
-            base: base.trim_end_matches('/').to_string(),
-            token,
-            agent,
-        })
-    }
-
-    fn call(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Result<Value> {
-        let url = format!("{}{path}", self.base);
-        let auth = self
-            .token
-            .as_ref()
-            .map(|t| format!("Bearer {t}"))
-            .unwrap_or_default();
-        let resp = match (method, body) {
-            ("GET", _) => self.agent.get(&url).header("Authorization", &auth).call(),
-            ("DELETE", _) => self
-                .agent
-                .delete(&url)
-                .header("Authorization", &auth)
-                .call(),
-            (_, b) => self
-                .agent
-                .post(&url)
-                .header("Authorization", &auth)
-                .content_type("application/json")
-                .send(b.unwrap_or_default()),
-        };
-        let mut resp = resp.map_err(|e| anyhow!("cannot reach vigil at {}: {e}", self.base))?;
-        let status = resp.status().as_u16();
-        let text = resp.body_mut().read_to_string().unwrap_or_default();
-        let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        if status >= 400 {
-            let msg = format!(
-                "{} {path}: HTTP {status}: {}",
-                method,
-                v.get("detail")
-                    .and_then(Value::as_str)
-                    .map_or_else(|| v.to_string(), String::from)
-            );
-            return Err(if (400..500).contains(&status) {
-                invalid(msg)
-            } else {
-                anyhow!(msg)
-            });
-        }
-        Ok(v)
-    }
-}
-
 fn print_json(v: &impl serde::Serialize) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
-}
-
-/// Reads incidents from the store when no server is named and the store is free;
-/// otherwise asks the server.
-fn local_store(g: &Global, remote: &Remote) -> Option<Store> {
-    if remote.server.is_some() {
-        return None;
-    }
-    let bundle = g.bundle_dir().and_then(|d| Bundle::load(&d).ok());
-    let dir = super::store_dir(g, bundle.as_ref());
-    if !dir.exists() {
-        return None;
-    }
-    match Store::open(&dir) {
-        Ok(s) => Some(s),
-        Err(StoreError::Locked { .. }) => None,
-        Err(_) => None,
-    }
 }
 
 pub fn incidents(g: &Global, cmd: &IncidentsCommand) -> Result<ExitCode> {
     let p = Paint::new(g.color());
     match cmd {
-        IncidentsCommand::List {
-            open,
-            limit,
-            remote,
-        } => {
-            let list: Vec<Incident> = match local_store(g, remote) {
+        IncidentsCommand::List { open, limit } => {
+            let list: Vec<Incident> = match super::client::target(g)?.local() {
                 Some(store) => {
                     let mut v = store.incidents()?;
                     v.reverse();
@@ -557,7 +398,7 @@ pub fn incidents(g: &Global, cmd: &IncidentsCommand) -> Result<ExitCode> {
                         .collect()
                 }
                 None => {
-                    let c = Client::new(g, remote)?;
+                    let c = Client::new(g)?;
                     let q = format!(
                         "/api/v1/incidents?limit={limit}{}",
                         if *open { "&status=open" } else { "" }
@@ -586,31 +427,32 @@ pub fn incidents(g: &Global, cmd: &IncidentsCommand) -> Result<ExitCode> {
                 }
             }
         }
-        IncidentsCommand::Show { id, remote } => {
-            let (inc, events): (Incident, Vec<IncidentEvent>) = match local_store(g, remote) {
-                Some(store) => (
-                    store
-                        .incident(id)
-                        .map_err(|_| invalid(format!("no incident `{id}`")))?,
-                    store.incident_events(id)?,
-                ),
-                None => {
-                    let c = Client::new(g, remote)?;
-                    let v = c.call("GET", &format!("/api/v1/incidents/{id}"), None)?;
-                    (
-                        serde_json::from_value(v["incident"].clone())?,
-                        serde_json::from_value(v["events"].clone())?,
-                    )
-                }
-            };
+        IncidentsCommand::Show { id } => {
+            let (inc, events): (Incident, Vec<IncidentEvent>) =
+                match super::client::target(g)?.local() {
+                    Some(store) => (
+                        store
+                            .incident(id)
+                            .map_err(|_| invalid(format!("no incident `{id}`")))?,
+                        store.incident_events(id)?,
+                    ),
+                    None => {
+                        let c = Client::new(g)?;
+                        let v = c.call("GET", &format!("/api/v1/incidents/{id}"), None)?;
+                        (
+                            serde_json::from_value(v["incident"].clone())?,
+                            serde_json::from_value(v["events"].clone())?,
+                        )
+                    }
+                };
             if g.json() {
                 print_json(&json!({"incident": inc, "events": events}));
             } else {
                 print_incident(&p, &inc, &events);
             }
         }
-        IncidentsCommand::Ack { id, remote } => {
-            let c = Client::new(g, remote)?;
+        IncidentsCommand::Ack { id } => {
+            let c = Client::new(g)?;
             let v = c.call(
                 "POST",
                 &format!("/api/v1/incidents/{id}/acknowledge"),
@@ -697,7 +539,6 @@ pub fn silence(g: &Global, cmd: &SilenceCommand) -> Result<ExitCode> {
             duration,
             comment,
             author,
-            remote,
         } => {
             let mut m = serde_json::Map::new();
             for s in matchers {
@@ -709,7 +550,7 @@ pub fn silence(g: &Global, cmd: &SilenceCommand) -> Result<ExitCode> {
                 m.insert(label, json!(value));
             }
             let body = json!({"matchers": m, "duration": duration, "comment": comment, "createdBy": author});
-            let c = Client::new(g, remote)?;
+            let c = Client::new(g)?;
             let v = c.call("POST", "/api/v1/silences", Some(serde_json::to_vec(&body)?))?;
             if g.json() {
                 print_json(&v);
@@ -717,8 +558,8 @@ pub fn silence(g: &Global, cmd: &SilenceCommand) -> Result<ExitCode> {
                 println!("{}", v["id"].as_str().unwrap_or_default());
             }
         }
-        SilenceCommand::List { remote } => {
-            let c = Client::new(g, remote)?;
+        SilenceCommand::List => {
+            let c = Client::new(g)?;
             let v = c.call("GET", "/api/v1/silences", None)?;
             if g.json() {
                 print_json(&v);
@@ -748,8 +589,8 @@ pub fn silence(g: &Global, cmd: &SilenceCommand) -> Result<ExitCode> {
                 }
             }
         }
-        SilenceCommand::Expire { id, remote } => {
-            let c = Client::new(g, remote)?;
+        SilenceCommand::Expire { id } => {
+            let c = Client::new(g)?;
             let v = c.call("DELETE", &format!("/api/v1/silences/{id}"), None)?;
             if g.json() {
                 print_json(&v);
@@ -783,13 +624,9 @@ fn split_matcher(s: &str) -> Option<(String, String)> {
 
 pub fn alerts(g: &Global, cmd: &AlertsCommand) -> Result<ExitCode> {
     match cmd {
-        AlertsCommand::Send {
-            file,
-            events,
-            remote,
-        } => {
+        AlertsCommand::Send { file, events } => {
             let body = read(file)?;
-            let c = Client::new(g, remote)?;
+            let c = Client::new(g)?;
             let path = if *events {
                 "/api/v1/events"
             } else {
@@ -805,8 +642,8 @@ pub fn alerts(g: &Global, cmd: &AlertsCommand) -> Result<ExitCode> {
                 );
             }
         }
-        AlertsCommand::List { remote } => {
-            let c = Client::new(g, remote)?;
+        AlertsCommand::List => {
+            let c = Client::new(g)?;
             let v = c.call("GET", "/api/v1/alerts", None)?;
             if g.json() {
                 print_json(&v);

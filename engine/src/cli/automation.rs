@@ -1,8 +1,7 @@
 //! `vigil trigger`, `vigil pause`/`resume`, `vigil audit`, `vigil policy test`.
 
-use super::run::{
-    compose, open_store, print_outcome, printing, read_incident, runtime, with_ctrl_c,
-};
+use super::client::{Target, target};
+use super::run::{compose, print_outcome, printing, read_incident, runtime, with_ctrl_c};
 use super::{Global, Paint, clock, invalid};
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
@@ -11,12 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use vigil_bundle::Bundle;
-use vigil_core::audit::AuditAction;
 use vigil_core::now_ms;
 use vigil_exec::Request;
 use vigil_exec::automation::{Origin, whoami};
-use vigil_exec::record::ExecutionStore;
-use vigil_exec::record::{AuditEntry, PauseState};
+use vigil_exec::record::AuditEntry;
 use vigil_exec::render::resolve_params;
 use vigil_policy::decide::{Facts, PolicyEngine};
 
@@ -80,7 +77,13 @@ pub fn trigger(g: &Global, args: &TriggerArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let store = open_store(g, Some(&bundle))?;
+    let store = match target(g)? {
+        Target::Local(store) => store,
+        Target::Daemon(c) => {
+            let v = c.post("/api/v1/trigger", &json!({ "incident": incident }))?;
+            return Ok(print_triggered(g, &p, &v));
+        }
+    };
     let catalog = Arc::new(super::plugin::with_plugins(g, &bundle)?);
     let comp = compose(bundle, store, catalog.clone())?;
     let (bundle, exprs) = (comp.bundle(), comp.exprs());
@@ -119,26 +122,29 @@ pub fn trigger(g: &Global, args: &TriggerArgs) -> Result<ExitCode> {
 
 /// Lets a runbook under `dry_run_first` act for real from now on.
 pub fn promote(g: &Global, runbook: &str) -> Result<ExitCode> {
-    let dir = g
-        .bundle_dir()
-        .ok_or_else(|| invalid("no vigil.yaml found; pass --config"))?;
-    let bundle = Bundle::load(&dir).with_context(|| format!("reading {}", dir.display()))?;
-    if bundle.runbook(runbook).is_none() {
-        let names: Vec<&str> = bundle.runbooks.iter().map(|r| r.name.as_str()).collect();
-        return Err(invalid(format!(
-            "no runbook `{runbook}`; {}",
-            vigil_core::suggest::hint(runbook, names.iter().copied())
-        )));
-    }
-    let store = open_store(g, Some(&bundle))?;
-    let who = whoami();
-    store.audit(AuditEntry::new(
-        format!("user:{who}"),
-        AuditAction::Promote,
-        runbook,
-        "may act automatically",
-    ))?;
-    store.sync_blocking()?;
+    let who = match target(g)? {
+        Target::Local(store) => {
+            let dir = g
+                .bundle_dir()
+                .ok_or_else(|| invalid("no vigil.yaml found; pass --config"))?;
+            let bundle =
+                Bundle::load(&dir).with_context(|| format!("reading {}", dir.display()))?;
+            let who = whoami();
+            vigil::ops::promote(&store, &bundle, &who, runbook).map_err(|e| match e {
+                vigil::ops::OpsError::Store(e) => anyhow::Error::from(e),
+                e => invalid(e.to_string()),
+            })?;
+            store.sync_blocking()?;
+            who
+        }
+        Target::Daemon(c) => {
+            let v = c.post(
+                &format!("/api/v1/runbooks/{}/promote", path_segment(runbook)),
+                &json!({}),
+            )?;
+            v["by"].as_str().unwrap_or_default().to_string()
+        }
+    };
     if g.json() {
         println!("{}", json!({ "promoted": runbook, "by": who }));
     } else {
@@ -151,31 +157,26 @@ pub fn promote(g: &Global, runbook: &str) -> Result<ExitCode> {
 }
 
 pub fn pause(g: &Global, reason: &str, pause: bool) -> Result<ExitCode> {
-    let bundle = g.bundle_dir().and_then(|d| Bundle::load(&d).ok());
-    let store = open_store(g, bundle.as_ref())?;
-    let who = whoami();
-    if pause {
-        store.set_paused(Some(&PauseState {
-            by: who.clone(),
-            reason: reason.to_string(),
-            since_ms: now_ms(),
-        }))?;
-        store.audit(AuditEntry::new(
-            format!("user:{who}"),
-            AuditAction::Pause,
-            "automation",
-            reason,
-        ))?;
-    } else {
-        store.set_paused(None)?;
-        store.audit(AuditEntry::new(
-            format!("user:{who}"),
-            AuditAction::Resume,
-            "automation",
-            "resumed",
-        ))?;
-    }
-    store.sync_blocking()?;
+    let who = match target(g)? {
+        Target::Local(store) => {
+            let who = whoami();
+            if pause {
+                vigil::ops::pause(&store, &who, reason)?;
+            } else {
+                vigil::ops::resume(&store, &who)?;
+            }
+            store.sync_blocking()?;
+            who
+        }
+        Target::Daemon(c) => {
+            let v = if pause {
+                c.post("/api/v1/pause", &json!({ "reason": reason }))?
+            } else {
+                c.post("/api/v1/resume", &json!({}))?
+            };
+            v["by"].as_str().unwrap_or_default().to_string()
+        }
+    };
     let p = Paint::new(g.color());
     if g.json() {
         println!(
@@ -212,32 +213,20 @@ pub struct AuditArgs {
 }
 
 pub fn audit(g: &Global, args: &AuditArgs) -> Result<ExitCode> {
-    let bundle = g.bundle_dir().and_then(|d| Bundle::load(&d).ok());
-    let store = open_store(g, bundle.as_ref())?;
-    let since = match &args.since {
-        Some(s) => {
-            now_ms()
-                - vigil_core::duration::Duration::parse(s)
-                    .map_err(|e| invalid(format!("--since: {}; e.g. `1h`", e.message)))?
-                    .as_std()
-                    .as_millis() as i64
-        }
-        None => i64::MIN,
+    let q = vigil::ops::AuditQuery {
+        actor: args.actor.clone(),
+        action: args.action,
+        subject: args.subject.clone(),
+        since: args.since.clone(),
+        limit: Some(args.limit),
     };
-    let mut entries: Vec<AuditEntry> = store
-        .audit_entries()?
-        .into_iter()
-        .filter(|e| e.ts_ms >= since)
-        .filter(|e| {
-            args.actor
-                .as_ref()
-                .is_none_or(|a| e.actor.contains(a.as_str()))
-        })
-        .filter(|e| args.action.is_none_or(|a| e.action == a))
-        .filter(|e| args.subject.as_ref().is_none_or(|s| &e.subject == s))
-        .collect();
-    let skip = entries.len().saturating_sub(args.limit);
-    entries.drain(..skip);
+    let entries: Vec<AuditEntry> = match target(g)? {
+        Target::Local(store) => vigil::ops::audit(&store, &q).map_err(|e| match e {
+            vigil::ops::OpsError::Store(e) => anyhow::Error::from(e),
+            e => invalid(format!("--{e}")),
+        })?,
+        Target::Daemon(c) => c.get(&format!("/api/v1/audit?{}", query_string(&q)?))?,
+    };
     if g.json() {
         println!("{}", serde_json::to_string_pretty(&entries)?);
         return Ok(ExitCode::SUCCESS);
@@ -493,4 +482,138 @@ fn run_suite(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// What the daemon did with each runbook an incident matched (`POST /api/v1/trigger`).
+fn print_triggered(g: &Global, p: &Paint, v: &Value) -> ExitCode {
+    if g.json() {
+        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        return ExitCode::SUCCESS;
+    }
+    let mut code = ExitCode::SUCCESS;
+    for t in v.as_array().into_iter().flatten() {
+        let runbook = t["runbook"].as_str().unwrap_or_default();
+        println!("{} incident matches {}", p.bold("▶"), p.bold(runbook));
+        let status = t["report"]["status"].as_str();
+        let line = match t["outcome"].as_str().unwrap_or_default() {
+            "executed" => format!(
+                "{} {} {}",
+                t["report"]["id"].as_str().unwrap_or_default(),
+                runbook,
+                status.unwrap_or_default()
+            ),
+            other => format!("{other}: {}", t["reason"].as_str().unwrap_or_default()),
+        };
+        println!("  {line}");
+        if matches!(
+            status,
+            Some("failed" | "in_doubt" | "cancelled" | "timed_out")
+        ) {
+            code = ExitCode::from(1);
+        }
+    }
+    code
+}
+
+/// One path segment, percent-encoded.
+pub fn path_segment(s: &str) -> String {
+    percent(s)
+}
+
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `q` as a query string.
+fn query_string<T: serde::Serialize>(q: &T) -> Result<String> {
+    let v = serde_json::to_value(q)?;
+    Ok(v.as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| {
+            let v = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            format!("{}={}", percent(k), percent(&v))
+        })
+        .collect::<Vec<_>>()
+        .join("&"))
+}
+
+/// `vigil status`: the running daemon at a glance, or what the store says without one.
+pub fn status(g: &Global) -> Result<ExitCode> {
+    let (daemon, s) = match target(g)? {
+        Target::Daemon(c) => (true, c.get::<vigil::ops::Status>("/api/v1/status")?),
+        Target::Local(store) => (
+            false,
+            vigil::ops::status(
+                &store,
+                vigil::ops::Live {
+                    started_ms: now_ms(),
+                    ..Default::default()
+                },
+            )?,
+        ),
+    };
+    if g.json() {
+        let mut v = serde_json::to_value(&s)?;
+        v["daemon"] = json!(daemon);
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let p = Paint::new(g.color());
+    if daemon {
+        println!(
+            "vigil {} running for {}",
+            s.version,
+            vigil_core::duration::Duration::from_millis(s.uptime_s * 1000)
+        );
+    } else {
+        println!("vigil {}: no daemon holds the store", s.version);
+    }
+    match &s.paused {
+        Some(ps) => println!(
+            "  automation  {} by {} since {}: {}",
+            p.yellow("paused"),
+            ps.by,
+            clock(ps.since_ms),
+            ps.reason
+        ),
+        None => println!("  automation  {}", p.green("on")),
+    }
+    let unfinished: Vec<String> = s
+        .executions
+        .iter()
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect();
+    println!("  executions  {}", unfinished.join(", "));
+    if daemon {
+        println!("  in flight   {}", s.in_flight.len());
+        println!("  incidents   {} open", s.incidents_open);
+        for (name, last) in &s.detectors {
+            match last {
+                Some(l) => println!(
+                    "  detector    {name}: last run {} ({} points, {} detections{})",
+                    clock(l.at_ms),
+                    l.points,
+                    l.detections,
+                    l.error
+                        .as_ref()
+                        .map(|e| format!(", failed: {e}"))
+                        .unwrap_or_default()
+                ),
+                None => println!("  detector    {name}: not run yet"),
+            }
+        }
+    }
+    println!("  store       {:.1} MiB", s.store_bytes as f64 / 1048576.0);
+    Ok(ExitCode::SUCCESS)
 }

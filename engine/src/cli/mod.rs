@@ -2,6 +2,7 @@
 
 pub mod alerts;
 pub mod automation;
+pub mod client;
 pub mod demo;
 pub mod detect;
 pub mod evaluate;
@@ -25,6 +26,10 @@ pub struct Global {
     /// The store directory (default: from the config, else .vigil/).
     #[arg(long, global = true, env = "VIGIL_STORE")]
     pub store: Option<PathBuf>,
+    /// A running vigil to ask instead of opening the store (default: the daemon
+    /// holding the store, found from the beacon it leaves there, else `api.listen`).
+    #[arg(long, global = true, env = "VIGIL_SERVER")]
+    pub server: Option<String>,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,

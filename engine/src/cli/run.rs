@@ -1,5 +1,6 @@
 //! `vigil dry-run`, `vigil run`, `vigil executions …`
 
+use super::client::{Client, Target, target};
 use super::{Global, Paint, clock, invalid};
 use anyhow::{Context, Result};
 use serde_json::{Map, Value};
@@ -62,6 +63,8 @@ pub enum ExecutionsCommand {
     },
     /// Resume an interrupted execution.
     Resume { id: String },
+    /// Cancel an unfinished execution: a running one stops at once, a waiting one ends.
+    Cancel { id: String },
     /// End waits for approval whose policy timeout passed (they fall back to paging).
     Expire,
 }
@@ -133,7 +136,19 @@ pub fn run(g: &Global, args: &RunArgs, dry: bool) -> Result<ExitCode> {
         });
     }
 
-    let store = open_store(g, Some(&bundle))?;
+    let store = match target(g)? {
+        Target::Local(store) => store,
+        // A runbook of the daemon's bundle, by name: the daemon runs it.
+        Target::Daemon(c) if bundle.runbook(&args.runbook).is_some() => {
+            return run_on_daemon(g, &p, &c, args, &req);
+        }
+        Target::Daemon(_) => {
+            return Err(invalid(format!(
+                "a running vigil holds the store; it runs the runbooks of its bundle by name (`vigil run <name>`), not the file `{}`",
+                args.runbook
+            )));
+        }
+    };
     let comp = compose(bundle, store, catalog.clone())?;
     let executor = printing(
         g,
@@ -170,6 +185,47 @@ pub fn run(g: &Global, args: &RunArgs, dry: bool) -> Result<ExitCode> {
             .await?;
         Ok(print_outcome(g, &p, &outcome))
     })
+}
+
+/// Asks the daemon to run `req`'s runbook, then follows it live.
+fn run_on_daemon(
+    g: &Global,
+    p: &Paint,
+    c: &Client,
+    args: &RunArgs,
+    req: &Request,
+) -> Result<ExitCode> {
+    if !g.json() {
+        println!(
+            "{} {} {}",
+            p.bold("▶ run"),
+            p.bold(&req.runbook.name),
+            p.dim("(on the running vigil)")
+        );
+    }
+    let v = c.post(
+        &format!(
+            "/api/v1/runbooks/{}/run",
+            super::automation::path_segment(&args.runbook)
+        ),
+        &serde_json::json!({ "params": parse_sets(&args.set)?, "incident": req.incident }),
+    )?;
+    match v["id"].as_str() {
+        Some(id) => follow(g, p, c, id, 0),
+        // Nothing ran: the policy or a guardrail said why.
+        None => {
+            if g.json() {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "{}: {}",
+                    v["outcome"].as_str().unwrap_or("not run"),
+                    v["reason"].as_str().unwrap_or_default()
+                );
+            }
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 pub fn exit_for(status: ExecStatus) -> ExitCode {
@@ -393,73 +449,22 @@ fn print_dry_run(g: &Global, p: &Paint, req: &Request, r: &ExecutionReport) {
 }
 
 pub fn executions(g: &Global, cmd: &ExecutionsCommand) -> Result<ExitCode> {
+    let p = Paint::new(g.color());
+    let store = match target(g)? {
+        Target::Local(store) => store,
+        Target::Daemon(c) => return executions_on_daemon(g, &p, &c, cmd),
+    };
     let bundle = g
         .bundle_dir()
         .and_then(|d| vigil_bundle::Bundle::load(&d).ok());
-    let store = open_store(g, bundle.as_ref())?;
-    let p = Paint::new(g.color());
     match cmd {
         ExecutionsCommand::List { limit } => {
-            let list: Vec<ExecutionRecord> = store.executions()?.into_iter().take(*limit).collect();
-            if g.json() {
-                let rows: Vec<Value> = list
-                    .iter()
-                    .map(|r| serde_json::json!({ "id": r.id, "runbook": r.runbook, "status": r.status, "created_ms": r.created_ms, "updated_ms": r.updated_ms, "reason": r.reason }))
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else if list.is_empty() {
-                println!("no executions yet — try `vigil run <runbook>`");
-            } else {
-                println!("{:<11} {:<28} {:<18} STARTED", "ID", "RUNBOOK", "STATUS");
-                for r in list {
-                    let started = chrono::DateTime::from_timestamp_millis(r.created_ms)
-                        .map(|t| {
-                            t.with_timezone(&chrono::Local)
-                                .format("%Y-%m-%d %H:%M:%S")
-                                .to_string()
-                        })
-                        .unwrap_or_default();
-                    println!(
-                        "{:<11} {:<28} {:<18} {}",
-                        r.id,
-                        r.runbook,
-                        status_word(&p, r.status),
-                        started
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+            print_executions(g, &p, vigil::ops::executions(&store, *limit)?)
         }
         ExecutionsCommand::Show { id } => {
             let rec = store.execution(id).map_err(|e| invalid(e.to_string()))?;
             let events = store.events(id)?;
-            if g.json() {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({ "execution": rec, "events": events })
-                    )?
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
-            println!(
-                "{} {} {}",
-                p.bold(&rec.id),
-                rec.runbook,
-                status_word(&p, rec.status)
-            );
-            println!("  file:   {}", rec.runbook_file);
-            println!("  params: {}", short(&rec.params, 200));
-            if let Some(reason) = &rec.reason {
-                println!("  reason: {reason}");
-            }
-            println!();
-            for ev in &events {
-                if let Some(line) = event_line(&p, ev, None) {
-                    println!("{line}");
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+            print_execution(g, &p, &rec, &events)
         }
         ExecutionsCommand::Approve {
             id,
@@ -506,7 +511,217 @@ pub fn executions(g: &Global, cmd: &ExecutionsCommand) -> Result<ExitCode> {
             print_report(g, &p, &report);
             Ok(exit_for(report.status))
         }
+        ExecutionsCommand::Cancel { id } => {
+            let executor = Executor::new(Arc::new(Catalog::with_core()), store);
+            let who = vigil_exec::automation::whoami();
+            let done = runtime()?
+                .block_on(executor.cancel(id, &who))
+                .map_err(|e| match e {
+                    e @ vigil_exec::ExecError::Finished(..) => invalid(e.to_string()),
+                    vigil_exec::ExecError::Store(e @ vigil_store::StoreError::NotFound { .. }) => {
+                        invalid(e.to_string())
+                    }
+                    e => e.into(),
+                })?;
+            print_cancelled(g, &p, id, done);
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+fn print_cancelled(g: &Global, p: &Paint, id: &str, done: vigil_exec::Cancelled) {
+    if g.json() {
+        println!("{}", serde_json::json!({ "id": id, "cancelled": done }));
+    } else {
+        println!("{} {id} cancelled", p.red("✘"));
+    }
+}
+
+/// The executions commands, asked of a running daemon.
+fn executions_on_daemon(
+    g: &Global,
+    p: &Paint,
+    c: &Client,
+    cmd: &ExecutionsCommand,
+) -> Result<ExitCode> {
+    let id_path = |id: &str, verb: &str| {
+        format!(
+            "/api/v1/executions/{}{verb}",
+            super::automation::path_segment(id)
+        )
+    };
+    match cmd {
+        ExecutionsCommand::List { limit } => {
+            print_executions(g, p, c.get(&format!("/api/v1/executions?limit={limit}"))?)
+        }
+        ExecutionsCommand::Show { id } => {
+            let v = c.call("GET", &id_path(id, ""), None)?;
+            let rec: ExecutionRecord = serde_json::from_value(v["execution"].clone())?;
+            let events: Vec<Event> = serde_json::from_value(v["events"].clone())?;
+            print_execution(g, p, &rec, &events)
+        }
+        ExecutionsCommand::Approve {
+            id,
+            comment,
+            plan_hash,
+        } => {
+            let v = c.post(
+                &id_path(id, "/approve"),
+                &serde_json::json!({ "comment": comment, "plan_hash": plan_hash }),
+            )?;
+            if g.json() {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(exit_for(status_of(&v["status"])));
+            }
+            follow(g, p, c, id, 0)
+        }
+        ExecutionsCommand::Reject { id, comment } => {
+            c.post(
+                &id_path(id, "/reject"),
+                &serde_json::json!({ "comment": comment }),
+            )?;
+            if g.json() {
+                println!(
+                    "{}",
+                    serde_json::json!({ "id": id, "status": "failed", "rejected": true })
+                );
+            } else {
+                println!("{} {id} rejected; the execution is failed", p.red("✘"));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ExecutionsCommand::Expire => Err(invalid(
+            "a running daemon ends overdue approvals itself; `executions expire` is for a store no daemon holds",
+        )),
+        ExecutionsCommand::Resume { id } => {
+            let seen = c.call("GET", &id_path(id, ""), None)?["events"]
+                .as_array()
+                .map_or(0, Vec::len);
+            c.post(&id_path(id, "/resume"), &serde_json::json!({}))?;
+            follow(g, p, c, id, seen)
+        }
+        ExecutionsCommand::Cancel { id } => {
+            let v = c.post(&id_path(id, "/cancel"), &serde_json::json!({}))?;
+            let done = serde_json::from_value(v["cancelled"].clone())?;
+            print_cancelled(g, p, id, done);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn status_of(v: &Value) -> ExecStatus {
+    serde_json::from_value(v.clone()).unwrap_or(ExecStatus::Failed)
+}
+
+/// Follows an execution the daemon drives: prints each journal event after the first
+/// `seen` as it lands, until the execution stops running; exits as `vigil run` would.
+pub fn follow(g: &Global, p: &Paint, c: &Client, id: &str, mut seen: usize) -> Result<ExitCode> {
+    let path = format!("/api/v1/executions/{}", super::automation::path_segment(id));
+    loop {
+        let v = c.call("GET", &path, None)?;
+        let rec: ExecutionRecord = serde_json::from_value(v["execution"].clone())?;
+        let events: Vec<Event> = serde_json::from_value(v["events"].clone())?;
+        if !g.json() {
+            for ev in events.iter().skip(seen) {
+                if let Some(line) = event_line(p, ev, Some(&rec)) {
+                    println!("{line}");
+                }
+            }
+        }
+        seen = seen.max(events.len());
+        if rec.status != ExecStatus::Running {
+            if g.json() {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({ "execution": rec, "events": events })
+                    )?
+                );
+            } else {
+                println!(
+                    "{} {} {}{}",
+                    p.bold(&rec.id),
+                    rec.runbook,
+                    status_word(p, rec.status),
+                    rec.reason
+                        .as_ref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                );
+            }
+            return Ok(exit_for(rec.status));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+fn print_executions(g: &Global, p: &Paint, list: Vec<ExecutionRecord>) -> Result<ExitCode> {
+    if g.json() {
+        let rows: Vec<Value> = list
+            .iter()
+            .map(|r| serde_json::json!({ "id": r.id, "runbook": r.runbook, "status": r.status, "created_ms": r.created_ms, "updated_ms": r.updated_ms, "reason": r.reason }))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if list.is_empty() {
+        println!("no executions yet — try `vigil run <runbook>`");
+    } else {
+        println!("{:<11} {:<28} {:<18} STARTED", "ID", "RUNBOOK", "STATUS");
+        for r in list {
+            let started = chrono::DateTime::from_timestamp_millis(r.created_ms)
+                .map(|t| {
+                    t.with_timezone(&chrono::Local)
+                        .format("%Y-%m-%d %H:%M:%S")
+                        .to_string()
+                })
+                .unwrap_or_default();
+            println!(
+                "{:<11} {:<28} {:<18} {}",
+                r.id,
+                r.runbook,
+                status_word(p, r.status),
+                started
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_execution(
+    g: &Global,
+    p: &Paint,
+    rec: &ExecutionRecord,
+    events: &[Event],
+) -> Result<ExitCode> {
+    if g.json() {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "execution": rec, "events": events })
+            )?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{} {} {}",
+        p.bold(&rec.id),
+        rec.runbook,
+        status_word(p, rec.status)
+    );
+    println!("  file:   {}", rec.runbook_file);
+    println!("  params: {}", short(&rec.params, 200));
+    if let Some(reason) = &rec.reason {
+        println!("  reason: {reason}");
+    }
+    if !rec.approvers.is_empty() {
+        println!("  approvers: {}", rec.approvers.join(", "));
+    }
+    println!();
+    for ev in events {
+        if let Some(line) = event_line(p, ev, None) {
+            println!("{line}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The actions a resumed execution may need: `core/*` and, with a bundle, its plugins.
