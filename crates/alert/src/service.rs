@@ -624,7 +624,7 @@ impl AlertService {
             for n in self.trigger.notify(inc, &t).await {
                 let (ok, detail) = match &n.result {
                     Ok(v) => (true, format!("{} for {}: {v}", t.status, t.runbook)),
-                    Err(e) => (false, e.clone()),
+                    Err(e) => (false, e.to_string()),
                 };
                 if !ok {
                     tracing::warn!(incident = %id, notifier = %n.notifier, "notification failed: {detail}");

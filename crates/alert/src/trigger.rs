@@ -10,14 +10,14 @@ use super::{Incident, RunMode, RunOutcome, Triggered};
 use std::sync::Arc;
 use vigil_bundle::model::Notifier;
 use vigil_bundle::model::{Runbook, TriggerMode};
-use vigil_core::action::{ActionCall, ActionCatalog};
+use vigil_core::action::{ActionCall, ActionCatalog, ActionError};
 use vigil_core::now_ms;
 use vigil_exec::automation::{Automation, Origin, Outcome};
 use vigil_exec::render::resolve_params;
 use vigil_exec::render::{Unknowns, render};
 use vigil_exec::{Request, dry_run::dry_run};
 use vigil_policy::expr::Bindings;
-use vigil_policy::expr::ExprEngine;
+use vigil_policy::expr::{ExprEngine, ExprError};
 
 /// A runbook with the text it was loaded from (journaled with live executions).
 #[derive(Clone, Debug)]
@@ -39,7 +39,21 @@ pub struct Trigger {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Notified {
     pub notifier: String,
-    pub result: Result<serde_json::Value, String>,
+    pub result: Result<serde_json::Value, NotifyError>,
+}
+
+/// Why a notifier could not be told.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotifyError {
+    /// Its `with:` did not render against the incident and the outcome.
+    #[error(transparent)]
+    Render(#[from] ExprError),
+    /// Its `uses:` names no action that is loaded.
+    #[error("no action `{0}` (is its plugin loaded?)")]
+    NoAction(String),
+    /// The action refused the input, could not plan, or failed.
+    #[error(transparent)]
+    Action(#[from] ActionError),
 }
 
 impl std::fmt::Debug for Trigger {
@@ -106,7 +120,7 @@ impl Trigger {
         n: &Notifier,
         inc: &Incident,
         t: &Triggered,
-    ) -> Result<serde_json::Value, String> {
+    ) -> Result<serde_json::Value, NotifyError> {
         let mut b = Bindings::new();
         b.set("incident", &inc.context());
         b.set(
@@ -117,14 +131,14 @@ impl Trigger {
             }),
         );
         b.set_int("now", now_ms() / 1000);
-        let input = render(&n.with, &self.exprs, &b, Unknowns::Error).map_err(|e| e.message)?;
+        let input = render(&n.with, &self.exprs, &b, Unknowns::Error)?;
         let action = self
             .catalog
             .resolve(&n.uses)
-            .ok_or_else(|| format!("no action `{}` (is its plugin loaded?)", n.uses))?;
-        action.validate(&input).map_err(|e| e.to_string())?;
-        let plan = action.plan(&input).await.map_err(|e| e.to_string())?;
-        action
+            .ok_or_else(|| NotifyError::NoAction(n.uses.clone()))?;
+        action.validate(&input)?;
+        let plan = action.plan(&input).await?;
+        Ok(action
             .execute(ActionCall {
                 execution_id: format!("notify-{}", inc.id),
                 step_id: n.name.clone(),
@@ -133,8 +147,7 @@ impl Trigger {
                 plan,
                 deadline: None,
             })
-            .await
-            .map_err(|e| e.to_string())
+            .await?)
     }
 
     /// A candidate runbook by name.
@@ -244,5 +257,32 @@ impl Trigger {
             }
         }
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notify_errors_read_as_the_text_they_replaced() {
+        let render = ExprError {
+            message: "unknown variable `incident.nope`".into(),
+            hint: None,
+            line: 1,
+            col: 1,
+        };
+        assert_eq!(
+            NotifyError::from(render).to_string(),
+            "unknown variable `incident.nope`"
+        );
+        assert_eq!(
+            NotifyError::NoAction("slack/post".into()).to_string(),
+            "no action `slack/post` (is its plugin loaded?)"
+        );
+        assert_eq!(
+            NotifyError::from(ActionError::InvalidInput("no channel".into())).to_string(),
+            "invalid input: no channel"
+        );
     }
 }

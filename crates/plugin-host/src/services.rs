@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 /// A key-value store with one namespace per plugin grant. The default is in
 /// memory; the engine can plug its durable store in here.
+///
+/// Errors stay `String`: they go back to the plugin unchanged as the WIT `kv`
+/// interface's `result<_, string>`, which has no richer type to carry.
 pub trait KvStore: Send + Sync + fmt::Debug {
     fn get(&self, namespace: &str, key: &str) -> Result<Option<String>, String>;
     fn set(&self, namespace: &str, key: &str, value: &str) -> Result<(), String>;
