@@ -51,6 +51,9 @@ enum Command {
     /// The running vigil at a glance: version, uptime, kill switch, executions,
     /// incidents, each detector's last run, store size.
     Status,
+    /// Make the running vigil re-read its bundle (as SIGHUP does); an invalid bundle is
+    /// refused with its problems and the running one stays.
+    Reload,
     /// Let a runbook under `dry_run_first` act automatically.
     Promote { runbook: String },
     /// The audit log: who or what decided or did what.
@@ -129,6 +132,7 @@ fn main() -> ExitCode {
         Command::Pause { reason } => cli::automation::pause(&cli.global, reason, true),
         Command::Resume => cli::automation::pause(&cli.global, "", false),
         Command::Status => cli::automation::status(&cli.global),
+        Command::Reload => cli::automation::reload(&cli.global),
         Command::Promote { runbook } => cli::automation::promote(&cli.global, runbook),
         Command::Audit(args) => cli::automation::audit(&cli.global, args),
         Command::Policy {

@@ -483,3 +483,69 @@ fn a_principal_with_a_bad_token_setup_stops_the_server_with_where_and_why() {
         "{err}"
     );
 }
+
+#[test]
+fn a_bad_bundle_on_reload_is_refused_and_the_running_one_stays() {
+    let s = setup();
+    let d = serve(&s);
+    let runbooks = s.config.parent().unwrap().join("runbooks");
+    std::fs::write(
+        runbooks.join("bad.yaml"),
+        "apiVersion: vigil/v1\nkind: Runbook\nname: bad\nsteps:\n  - id: one\n    uses: core/log\n    wiht: { message: typo }\n",
+    )
+    .unwrap();
+    refused(&vigil(&s, ALICE, &["reload"]), "role `operator`");
+    let o = vigil(&s, ADA, &["reload"]);
+    refused(&o, "bad.yaml:7:5");
+    // The bundle that was serving still serves.
+    assert!(ok(&vigil(&s, ALICE, &["run", "fix", "--set", "content=still"])).contains("succeeded"));
+    assert_eq!(std::fs::read_to_string(&s.out).unwrap(), "still");
+    let reloads = audit(&s, "reload");
+    assert!(
+        reloads
+            .iter()
+            .any(|e| e["actor"] == "user:ada"
+                && e["outcome"].as_str().unwrap().starts_with("refused")),
+        "{reloads:?}"
+    );
+
+    // Mended and with a new runbook, the reload takes; the new runbook runs.
+    std::fs::remove_file(runbooks.join("bad.yaml")).unwrap();
+    std::fs::write(
+        runbooks.join("hello.yaml"),
+        "apiVersion: vigil/v1\nkind: Runbook\nname: hello\nsteps:\n  - id: one\n    uses: core/log\n    with: { message: hi }\n",
+    )
+    .unwrap();
+    refused(&vigil(&s, ALICE, &["run", "hello"]), "no runbook `hello`");
+    let v = json_out(&vigil(&s, ADA, &["--output", "json", "reload"]));
+    assert_eq!(v["reloaded"], true, "{v}");
+    assert_eq!(v["runbooks"], 4, "{v}");
+    assert!(ok(&vigil(&s, ALICE, &["run", "hello"])).contains("succeeded"));
+
+    // SIGHUP reloads the same way.
+    std::fs::write(
+        runbooks.join("again.yaml"),
+        "apiVersion: vigil/v1\nkind: Runbook\nname: again\nsteps:\n  - id: one\n    uses: core/log\n    with: { message: hi }\n",
+    )
+    .unwrap();
+    let pid = d.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let t0 = Instant::now();
+    while !audit(&s, "reload").iter().any(|e| {
+        e["actor"] == "signal:SIGHUP" && e["outcome"].as_str().unwrap().starts_with("reloaded")
+    }) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no reload after SIGHUP"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(ok(&vigil(&s, ALICE, &["run", "again"])).contains("succeeded"));
+    assert_eq!(call(&d.base, "GET", "/healthz", ALICE, &json!({})).0, 200);
+}

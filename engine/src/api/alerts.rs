@@ -56,8 +56,8 @@ async fn store_and_answer(
     alerts: Vec<IncomingAlert>,
     truncated_alerts: Option<u64>,
 ) -> Result<Response, ApiError> {
-    let done = api.svc.ingest(alerts).await?;
-    api.svc
+    let done = api.svc().ingest(alerts).await?;
+    api.svc()
         .metrics()
         .ingest_seconds
         .observe(t0.elapsed().as_secs_f64());
@@ -82,7 +82,7 @@ pub(super) async fn list_alerts(
     State(api): State<Arc<Api>>,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    let alerts = api.svc.alerts(q.limit.unwrap_or(usize::MAX));
+    let alerts = api.svc().alerts(q.limit.unwrap_or(usize::MAX));
     ok_json(&alerts)
 }
 
@@ -105,7 +105,7 @@ pub(super) async fn list_incidents(
             .on("status"));
         }
     };
-    let list = api.svc.incidents(open_only, q.limit.unwrap_or(100));
+    let list = api.svc().incidents(open_only, q.limit.unwrap_or(100));
     Ok(ok_json(&list))
 }
 
@@ -113,7 +113,7 @@ pub(super) async fn show_incident(
     State(api): State<Arc<Api>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (inc, events) = api.svc.incident(&id)?;
+    let (inc, events) = api.svc().incident(&id)?;
     Ok(json_response(
         StatusCode::OK,
         &json!({"incident": inc, "events": events}),
@@ -146,6 +146,6 @@ async fn set_status(
     status: IncidentStatus,
     why: &str,
 ) -> Result<Response, ApiError> {
-    let inc = api.svc.set_status(id, status, why).await?;
+    let inc = api.svc().set_status(id, status, why).await?;
     Ok(ok_json(&inc))
 }

@@ -27,7 +27,7 @@ pub(super) async fn list_executions(
     uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
     let q: ListQuery = super::operate::query(&uri)?;
-    let rows = crate::ops::executions(api.svc.store(), q.limit.unwrap_or(50))?;
+    let rows = crate::ops::executions(api.svc().store(), q.limit.unwrap_or(50))?;
     Ok(ok_json(&rows))
 }
 
@@ -35,7 +35,8 @@ pub(super) async fn show_execution(
     State(api): State<Arc<Api>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let store = api.svc.store();
+    let svc = api.svc();
+    let store = svc.store();
     let rec = store.execution(&id)?;
     let events = store.events(&id)?;
     Ok(json_response(
@@ -96,7 +97,7 @@ async fn decide_execution(
             .on("(body)")
         })?
     };
-    if api.svc.executor().is_none() {
+    if api.svc().executor().is_none() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "no_executor",
@@ -104,7 +105,7 @@ async fn decide_execution(
         ));
     }
     let report = api
-        .svc
+        .svc()
         .decide_approval(
             &id,
             approve,

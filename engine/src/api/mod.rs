@@ -92,22 +92,57 @@ impl Default for ApiConfig {
 }
 
 /// Everything the handlers share.
+/// What the API serves from: the alert service and the operations of one bundle.
+/// A reload replaces it whole.
+#[derive(Debug)]
+pub struct Serving {
+    pub svc: Arc<AlertService>,
+    /// The operations routes (status, pause, run, …); absent, they answer 503.
+    pub ops: Option<Arc<Operations>>,
+}
+
+/// A request to reload the bundle, answered once the new one serves (or was refused).
+#[derive(Debug)]
+pub struct ReloadRequest {
+    /// Who asked, for the audit log (`user:alice`, `signal:SIGHUP`).
+    pub by: String,
+    pub reply: tokio::sync::oneshot::Sender<Result<Value, ReloadRefused>>,
+}
+
+/// Why a reload was refused; the bundle that was serving still serves.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReloadRefused {
+    /// The new bundle has problems: one `file:line:col: message` per problem.
+    #[error("the bundle was not reloaded; it has {} problem(s):\n{}", .0.len(), .0.join("\n"))]
+    Invalid(Vec<String>),
+    /// Now is not the time (executions running); try again later.
+    #[error("{0}")]
+    Busy(String),
+}
+
+/// Everything the handlers share.
 #[derive(Debug)]
 pub struct Api {
-    svc: Arc<AlertService>,
+    serving: std::sync::RwLock<Arc<Serving>>,
+    /// Held (shared) by every request while it is handled, and exclusively by a
+    /// reload while it swaps what is served: no request sees half of each.
+    gate: tokio::sync::RwLock<()>,
     cfg: ApiConfig,
     limiter: Limiter,
-    /// The operations routes (status, pause, run, …); absent, they answer 503.
-    ops: Option<Operations>,
+    reloads: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
 }
 
 impl Api {
     pub fn new(svc: Arc<AlertService>, cfg: ApiConfig) -> Arc<Api> {
-        Api::operating(svc, cfg, None)
+        Api::operating(Serving { svc, ops: None }, cfg, None)
     }
 
-    /// An API that also operates the daemon: `ops` is its bundle and automation.
-    pub fn operating(svc: Arc<AlertService>, cfg: ApiConfig, ops: Option<Operations>) -> Arc<Api> {
+    /// An API that also operates the daemon, and asks `reloads` to reload its bundle.
+    pub fn operating(
+        serving: Serving,
+        cfg: ApiConfig,
+        reloads: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
+    ) -> Arc<Api> {
         let limiter = Limiter::new(
             cfg.principals.len(),
             cfg.rate_limit,
@@ -115,11 +150,35 @@ impl Api {
             limit::MAX_NETWORKS,
         );
         Arc::new(Api {
-            svc,
+            serving: std::sync::RwLock::new(Arc::new(serving)),
+            gate: tokio::sync::RwLock::new(()),
             cfg,
             limiter,
-            ops,
+            reloads,
         })
+    }
+
+    /// What is served now.
+    pub fn serving(&self) -> Arc<Serving> {
+        self.serving
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn svc(&self) -> Arc<AlertService> {
+        self.serving().svc.clone()
+    }
+
+    /// Waits for the requests being handled to finish and holds new ones back, so
+    /// that what is served can be replaced (a reload); dropping the guard lets them on.
+    pub async fn hold_requests(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.gate.write().await
+    }
+
+    /// Replaces what is served (under [`Api::hold_requests`]).
+    pub fn replace(&self, serving: Serving) {
+        *self.serving.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(serving);
     }
 }
 
@@ -151,10 +210,16 @@ async fn guard(
         Err(refused) => refused.into_response(),
         Ok(caller) => {
             req.extensions_mut().insert(caller);
+            // A reload waits for this request; the reload route itself must not.
+            let _held = (path != "/api/v1/reload").then(|| api.gate.read());
+            let _held = match _held {
+                Some(wait) => Some(wait.await),
+                None => None,
+            };
             next.run(req).await
         }
     };
-    api.svc
+    api.svc()
         .metrics()
         .http(route_name(&path), resp.status().as_u16());
     resp
@@ -170,7 +235,7 @@ fn route_name(path: &str) -> &'static str {
         p if p.starts_with("/api/v1/executions") => "executions",
         p if p.starts_with("/api/v1/runbooks") => "runbooks",
         "/api/v1/status" | "/api/v1/pause" | "/api/v1/resume" | "/api/v1/audit"
-        | "/api/v1/trigger" => "operate",
+        | "/api/v1/trigger" | "/api/v1/reload" => "operate",
         _ => "other",
     }
 }
@@ -223,6 +288,7 @@ pub fn router(api: Arc<Api>) -> Router {
             post(operate::cancel_execution),
         )
         .route("/api/v1/status", get(operate::status))
+        .route("/api/v1/reload", post(operate::reload))
         .route("/api/v1/pause", post(operate::pause))
         .route("/api/v1/resume", post(operate::resume))
         .route("/api/v1/audit", get(operate::audit))
@@ -245,7 +311,7 @@ pub fn router(api: Arc<Api>) -> Router {
 }
 
 async fn ready(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
-    api.svc
+    api.svc()
         .store()
         .incidents()
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string()))?;
@@ -253,7 +319,7 @@ async fn ready(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
 }
 
 async fn metrics(State(api): State<Arc<Api>>) -> Response {
-    let mut r = api.svc.metrics().render().into_response();
+    let mut r = api.svc().metrics().render().into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),

@@ -61,8 +61,8 @@ impl From<OpsError> for ApiError {
     }
 }
 
-fn operations(api: &Api) -> Result<&Operations, ApiError> {
-    api.ops.as_ref().ok_or_else(|| {
+fn operations(api: &Api) -> Result<Arc<Operations>, ApiError> {
+    api.serving().ops.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "no_operations",
@@ -114,10 +114,10 @@ pub(super) async fn status(State(api): State<Arc<Api>>) -> Result<Response, ApiE
     let live = Live {
         started_ms: ops.started_ms,
         in_flight: ops.automation.executor.in_flight(),
-        incidents_open: api.svc.open_incidents().len(),
+        incidents_open: api.svc().open_incidents().len(),
         detectors,
     };
-    Ok(ok_json(&ops::status(api.svc.store(), live)?))
+    Ok(ok_json(&ops::status(api.svc().store(), live)?))
 }
 
 /// `{ "reason": "…" }`, optional.
@@ -136,7 +136,8 @@ pub(super) async fn pause(
 ) -> Result<Response, ApiError> {
     let p: PauseBody = json_body(&api, &headers, b).await?;
     let reason = p.reason.unwrap_or_else(|| "paused by an operator".into());
-    let store = api.svc.store();
+    let svc = api.svc();
+    let store = svc.store();
     let state = ops::pause(store, &caller.name, &reason)?;
     store.sync().await?;
     Ok(ok_json(
@@ -148,7 +149,8 @@ pub(super) async fn resume(
     State(api): State<Arc<Api>>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Response, ApiError> {
-    let store = api.svc.store();
+    let svc = api.svc();
+    let store = svc.store();
     ops::resume(store, &caller.name)?;
     store.sync().await?;
     Ok(ok_json(
@@ -158,7 +160,7 @@ pub(super) async fn resume(
 
 pub(super) async fn audit(State(api): State<Arc<Api>>, uri: Uri) -> Result<Response, ApiError> {
     let q: AuditQuery = query(&uri)?;
-    Ok(ok_json(&ops::audit(api.svc.store(), &q)?))
+    Ok(ok_json(&ops::audit(api.svc().store(), &q)?))
 }
 
 pub(super) async fn promote(
@@ -167,7 +169,8 @@ pub(super) async fn promote(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let ops = operations(&api)?;
-    let store = api.svc.store();
+    let svc = api.svc();
+    let store = svc.store();
     ops::promote(store, &ops.bundle, &caller.name, &name)?;
     store.sync().await?;
     Ok(ok_json(
@@ -289,7 +292,7 @@ pub(super) async fn resume_execution(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let ops = operations(&api)?;
-    let rec = api.svc.store().execution(&id)?;
+    let rec = api.svc().store().execution(&id)?;
     if rec.status.is_final() {
         return Err(vigil_exec::ExecError::Finished(id, rec.status.as_str()).into());
     }
@@ -321,4 +324,49 @@ pub(super) async fn cancel_execution(
     let ops = operations(&api)?;
     let done = ops.automation.executor.cancel(&id, &caller.name).await?;
     Ok(ok_json(&json!({ "id": id, "cancelled": done })))
+}
+
+/// Reloads the bundle: the new one serves only if it is valid whole; otherwise the
+/// answer lists its problems (`file:line:col: message`) and the old one goes on.
+pub(super) async fn reload(
+    State(api): State<Arc<Api>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
+    let Some(reloads) = &api.reloads else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_reload",
+            "this server cannot reload its bundle",
+        ));
+    };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    reloads
+        .send(super::ReloadRequest {
+            by: caller.actor(),
+            reply,
+        })
+        .await
+        .map_err(|_| stopping())?;
+    match answer.await.map_err(|_| stopping())? {
+        Ok(summary) => Ok(ok_json(&summary)),
+        Err(e @ super::ReloadRefused::Invalid(_)) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_bundle",
+            e.to_string(),
+        )),
+        Err(e @ super::ReloadRefused::Busy(_)) => {
+            Err(
+                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+                    .retry_after_a_second(),
+            )
+        }
+    }
+}
+
+fn stopping() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "stopping",
+        "the server is shutting down",
+    )
 }

@@ -15,7 +15,7 @@ use vigil_core::now_ms;
 pub(super) async fn list_silences(State(api): State<Arc<Api>>) -> Response {
     let now = now_ms();
     let list: Vec<Value> = api
-        .svc
+        .svc()
         .silences()
         .into_iter()
         .map(|s| {
@@ -106,7 +106,7 @@ pub(super) async fn add_silence(
         )
         .on(field)
     })?;
-    let s = api.svc.add_silence(s).await?;
+    let s = api.svc().add_silence(s).await?;
     Ok(ok_json(&s))
 }
 
@@ -114,6 +114,6 @@ pub(super) async fn expire_silence(
     State(api): State<Arc<Api>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let s = api.svc.expire_silence(&id).await?;
+    let s = api.svc().expire_silence(&id).await?;
     Ok(ok_json(&s))
 }

@@ -160,20 +160,7 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
     let store =
         Store::open(&dir).with_context(|| format!("opening the store at {}", dir.display()))?;
     // Core actions plus the WASM plugins of the bundle (loaded outside the runtime).
-    let (catalog, sources) = super::plugin::with_plugins_and_sources(g, &bundle, &|_| {})?;
-    let detectors = if args.no_detectors {
-        Vec::new()
-    } else {
-        bundle.detectors.clone()
-    };
-    let problems = vigil_runtime::runner::check(&detectors, &sources);
-    if !problems.is_empty() {
-        return Err(invalid(format!(
-            "the bundle's detectors cannot run:\n  {}\n(build the plugins with `make plugins`, or pass --no-detectors)",
-            problems.join("\n  ")
-        )));
-    }
-    let catalog = Arc::new(catalog);
+    let prepared = prepare(g, args, bundle).map_err(|e| invalid(e.join("\n")))?;
     let clock = if args.speed == 1.0 {
         vigil_core::Clock::wall()
     } else {
@@ -189,31 +176,10 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
         .build()?;
     rt.block_on(async {
         let metrics = Arc::new(Metrics::new());
-        let narrator: vigil_core::story::Narrator = Arc::new(|s| log_story(&s));
-        let mut bundle_for_daemon = bundle;
-        if args.no_detectors {
-            bundle_for_daemon.detectors.clear();
-        }
-        let comp = Composition::new(
-            Arc::new(bundle_for_daemon),
-            store.clone(),
-            catalog,
-            metrics.clone(),
-        )
-        .map_err(|e| invalid(e.to_string()))?
-        .with_narrator(Some(narrator));
-        let daemon = vigil::daemon::Daemon::start(
-            &comp,
-            sources,
-            metrics,
-            vigil::daemon::DaemonOptions {
-                clock,
-                trigger_mode: args.runbooks.map(RunbooksMode::mode),
-                ..Default::default()
-            },
-        )
-        .await?;
-        let svc = daemon.service().clone();
+        let start = Starter { store: store.clone(), metrics: metrics.clone(), clock, trigger_mode: args.runbooks.map(RunbooksMode::mode) };
+        let mut current = prepared.clone();
+        let (daemon, serving) = start.start(prepared).await.map_err(|e| invalid(e.join("\n")))?;
+        let mut daemon = Some(daemon);
         let listener = vigil::api::bind(&listen)
             .await
             .map_err(|e| invalid(format!("cannot listen on {listen}: {e}")))?;
@@ -221,9 +187,11 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
         // Signal handlers go in before "listening" is printed: a supervisor (or a test)
         // may send SIGTERM the moment it reads that line, and an unhandled one kills
         // the process instead of shutting it down.
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut hup = signal(SignalKind::hangup()).ok();
         let ctrl_c = tokio::signal::ctrl_c();
-        let started = &daemon.started;
+        let started = daemon.as_ref().map(|d| d.started.clone()).unwrap_or_default();
         if g.json() {
             println!("{}", json!({
                 "listening": format!("http://{addr}"), "store": dir.display().to_string(),
@@ -250,24 +218,44 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
             let _ = at.set(std::time::Instant::now());
             tracing::info!("shutting down: detectors, then the pipeline, then running executions");
         };
-        let ops = vigil::api::Operations {
-            bundle: comp.bundle_arc(),
-            // The daemon's own executor: cancels reach the runs it drives.
-            automation: comp.automation(svc.executor().unwrap_or_else(|| comp.executor())),
-            catalog: comp.catalog().clone(),
-            stats: Some(daemon.stats.clone()),
-            started_ms: vigil_core::now_ms(),
-        };
         let beacon = super::client::Beacon::write(&dir, addr);
-        vigil::api::serve(listener, Api::operating(svc, api_cfg, Some(ops)), shutdown).await?;
+        let (reloads, mut reload_rx) = tokio::sync::mpsc::channel(4);
+        let api = Api::operating(serving, api_cfg, Some(reloads.clone()));
+        let mut server = tokio::spawn(vigil::api::serve(listener, api.clone(), shutdown));
+        // SIGHUP asks for a reload as the API does.
+        tokio::spawn(async move {
+            while let Some(h) = hup.as_mut() {
+                if h.recv().await.is_none() { break; }
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                if reloads.send(vigil::api::ReloadRequest { by: "signal:SIGHUP".into(), reply }).await.is_err() { break; }
+                match answer.await {
+                    Ok(Ok(summary)) => tracing::info!(%summary, "reloaded on SIGHUP"),
+                    Ok(Err(e)) => tracing::error!("{e}"),
+                    Err(_) => break,
+                }
+            }
+        });
+        let served = loop {
+            tokio::select! {
+                served = &mut server => break served,
+                Some(req) = reload_rx.recv() => {
+                    let result = reload(g, args, &dir, &start, &api, &mut daemon, &mut current, grace.as_std(), &req.by).await;
+                    let _ = req.reply.send(result);
+                }
+            }
+        };
+        served.map_err(|e| anyhow::anyhow!("the API task: {e}"))??;
         drop(beacon);
         tracing::info!("API stopped");
         let left = signalled
             .get()
             .map_or(grace.as_std(), |t| grace.as_std().saturating_sub(t.elapsed()));
-        let stopped = daemon.shutdown(left).await?;
-        tracing::info!(drained = stopped.drained, "pipeline stopped and the store flushed");
-        if !stopped.drained {
+        let drained = match daemon.take() {
+            Some(d) => d.shutdown(left).await?.drained,
+            None => true,
+        };
+        tracing::info!(drained, "pipeline stopped and the store flushed");
+        if !drained {
             tracing::warn!("executions still running after the grace period stay journaled and resume at the next start");
         }
         // Everything is durable now. Tearing down a large in-memory state and the
@@ -278,6 +266,186 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A bundle with its plugins loaded and its detectors checked: ready to start.
+#[derive(Clone)]
+struct Prepared {
+    bundle: Arc<Bundle>,
+    catalog: Arc<vigil_exec::core::Catalog>,
+    sources: vigil_runtime::runner::Sources,
+}
+
+/// Loads `bundle`'s plugins and checks its detectors can run; each problem one line.
+fn prepare(
+    g: &Global,
+    args: &ServeArgs,
+    mut bundle: Bundle,
+) -> std::result::Result<Prepared, Vec<String>> {
+    let (catalog, sources) = super::plugin::with_plugins_and_sources(g, &bundle, &|_| {})
+        .map_err(|e| vec![format!("{e:#}")])?;
+    if args.no_detectors {
+        bundle.detectors.clear();
+    }
+    let problems = vigil_runtime::runner::check(&bundle.detectors, &sources);
+    if !problems.is_empty() {
+        let mut p = vec!["the bundle's detectors cannot run:".to_string()];
+        p.extend(problems.into_iter().map(|l| format!("  {l}")));
+        p.push("(build the plugins with `make plugins`, or pass --no-detectors)".into());
+        return Err(p);
+    }
+    Ok(Prepared {
+        bundle: Arc::new(bundle),
+        catalog: Arc::new(catalog),
+        sources,
+    })
+}
+
+/// What every start of the daemon shares: at the first start and at each reload.
+struct Starter {
+    store: Store,
+    metrics: Arc<Metrics>,
+    clock: vigil_core::Clock,
+    trigger_mode: Option<vigil_bundle::model::TriggerMode>,
+}
+
+impl Starter {
+    /// Starts the daemon for `p` and what the API serves from it.
+    async fn start(
+        &self,
+        p: Prepared,
+    ) -> std::result::Result<(vigil::daemon::Daemon, vigil::api::Serving), Vec<String>> {
+        let narrator: vigil_core::story::Narrator = Arc::new(|s| log_story(&s));
+        let comp = Composition::new(
+            p.bundle,
+            self.store.clone(),
+            p.catalog,
+            self.metrics.clone(),
+        )
+        .map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?
+        .with_narrator(Some(narrator));
+        let daemon = vigil::daemon::Daemon::start(
+            &comp,
+            p.sources,
+            self.metrics.clone(),
+            vigil::daemon::DaemonOptions {
+                clock: self.clock,
+                trigger_mode: self.trigger_mode,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| vec![e.to_string()])?;
+        let svc = daemon.service().clone();
+        let ops = vigil::api::Operations {
+            bundle: comp.bundle_arc(),
+            // The daemon's own executor: cancels reach the runs it drives.
+            automation: comp.automation(svc.executor().unwrap_or_else(|| comp.executor())),
+            catalog: comp.catalog().clone(),
+            stats: Some(daemon.stats.clone()),
+            started_ms: vigil_core::now_ms(),
+        };
+        Ok((
+            daemon,
+            vigil::api::Serving {
+                svc,
+                ops: Some(Arc::new(ops)),
+            },
+        ))
+    }
+}
+
+/// Re-reads the bundle and, when it is valid whole and no execution is running,
+/// stops the daemon of the old one and starts the new one in its place, holding
+/// requests back meanwhile. Refused, the old one goes on untouched. Audited either way.
+#[allow(clippy::too_many_arguments)]
+async fn reload(
+    g: &Global,
+    args: &ServeArgs,
+    store_dir: &Path,
+    start: &Starter,
+    api: &Api,
+    daemon: &mut Option<vigil::daemon::Daemon>,
+    current: &mut Prepared,
+    grace: std::time::Duration,
+    by: &str,
+) -> std::result::Result<serde_json::Value, vigil::api::ReloadRefused> {
+    use vigil::api::ReloadRefused;
+    use vigil_exec::record::{AuditEntry, ExecutionStore};
+    let audit = |outcome: String| {
+        let _ = start.store.audit(AuditEntry::new(
+            by,
+            vigil_core::audit::AuditAction::Reload,
+            "bundle",
+            outcome,
+        ));
+    };
+    let result = async {
+        let dir = g.bundle_dir().ok_or_else(|| ReloadRefused::Invalid(vec!["no vigil.yaml to reload".into()]))?;
+        let bundle = Bundle::load(&dir).map_err(|e| ReloadRefused::Invalid(vec![format!("{}: {e}", dir.display())]))?;
+        if bundle.has_errors() {
+            return Err(ReloadRefused::Invalid(
+                bundle.diagnostics.iter().filter(|d| d.is_error()).map(|d| format!("{}:{}:{}: {}{}", d.file.display(), d.line, d.col, d.message, d.hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default())).collect(),
+            ));
+        }
+        if super::store_dir(g, Some(&bundle)) != store_dir {
+            return Err(ReloadRefused::Invalid(vec![format!(
+                "vigil.yaml store: names another store than the one this daemon holds ({}); restart to move it",
+                store_dir.display()
+            )]));
+        }
+        let (g2, args2) = (g.clone(), args.clone());
+        let prepared = tokio::task::spawn_blocking(move || prepare(&g2, &args2, bundle))
+            .await
+            .map_err(|e| ReloadRefused::Invalid(vec![e.to_string()]))?
+            .map_err(ReloadRefused::Invalid)?;
+        // Policies compile before anything stops.
+        vigil_policy::decide::PolicyEngine::load(&prepared.bundle.policies)
+            .map_err(|e| ReloadRefused::Invalid(e.iter().map(ToString::to_string).collect()))?;
+        let busy = api.serving().ops.as_ref().map(|o| o.automation.executor.in_flight()).unwrap_or_default();
+        if !busy.is_empty() {
+            return Err(ReloadRefused::Busy(format!(
+                "executions {} are running; reload once they finish (or cancel them)",
+                busy.join(", ")
+            )));
+        }
+        let _held = api.hold_requests().await;
+        if let Some(old) = daemon.take() {
+            let _ = old.shutdown(grace).await;
+        }
+        let (new, serving) = match start.start(prepared.clone()).await {
+            Ok(started) => started,
+            Err(problems) => {
+                // The new one would not start: the old one goes on as it was.
+                let (old, serving) = start.start(current.clone()).await.map_err(ReloadRefused::Invalid)?;
+                *daemon = Some(old);
+                api.replace(serving);
+                return Err(ReloadRefused::Invalid(problems));
+            }
+        };
+        // The listener, tokens and limits were read at start; a change to them waits
+        // for a restart, and the answer says so.
+        let api_changed = serde_json::to_value(&current.bundle.config.api).ok()
+            != serde_json::to_value(&prepared.bundle.config.api).ok();
+        *current = prepared;
+        let summary = json!({
+            "reloaded": true,
+            "restart_needed_for": if api_changed { vec!["api"] } else { Vec::new() },
+            "runbooks": serving.ops.as_ref().map_or(0, |o| o.bundle.runbooks.len()),
+            "detectors": new.started.detectors,
+            "policies": serving.ops.as_ref().map_or(0, |o| o.bundle.policies.len()),
+        });
+        *daemon = Some(new);
+        api.replace(serving);
+        Ok(summary)
+    }
+    .await;
+    match &result {
+        Ok(summary) => audit(format!("reloaded: {summary}")),
+        Err(e) => audit(format!("refused: {e}")),
+    }
+    let _ = start.store.sync().await;
+    result
 }
 
 /// The API's settings from `vigil.yaml`'s `api:`, checked before anything starts.

@@ -617,3 +617,31 @@ pub fn status(g: &Global) -> Result<ExitCode> {
     println!("  store       {:.1} MiB", s.store_bytes as f64 / 1048576.0);
     Ok(ExitCode::SUCCESS)
 }
+
+/// `vigil reload`: the running daemon re-reads its bundle; an invalid one is refused
+/// with its problems and the one serving goes on.
+pub fn reload(g: &Global) -> Result<ExitCode> {
+    let Target::Daemon(c) = target(g)? else {
+        return Err(invalid(
+            "no vigil is running on this store, so there is nothing to reload; `vigil validate` checks a bundle",
+        ));
+    };
+    let v = c.post("/api/v1/reload", &json!({}))?;
+    if g.json() {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "{} reloaded: {} runbook(s), {} detector(s), {} polic(ies){}",
+            Paint::new(g.color()).green("✓"),
+            v["runbooks"],
+            v["detectors"],
+            v["policies"],
+            match v["restart_needed_for"].as_array() {
+                Some(a) if !a.is_empty() =>
+                    " — the `api:` section changed and takes effect at the next restart".to_string(),
+                _ => String::new(),
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

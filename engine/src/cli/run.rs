@@ -105,6 +105,16 @@ pub fn open_store(g: &Global, bundle: Option<&vigil_bundle::Bundle>) -> Result<S
 }
 
 pub fn run(g: &Global, args: &RunArgs, dry: bool) -> Result<ExitCode> {
+    // A running daemon runs the runbooks of the bundle it loaded: ask it by name,
+    // whatever the bundle on disk says now.
+    let local = if dry {
+        None
+    } else {
+        match target(g)? {
+            Target::Local(store) => Some(store),
+            Target::Daemon(c) => return run_on_daemon(g, &Paint::new(g.color()), &c, args),
+        }
+    };
     let (bundle, runbook, source) = super::load_runbook(g, &args.runbook)?;
     let incident = args
         .incident
@@ -136,18 +146,8 @@ pub fn run(g: &Global, args: &RunArgs, dry: bool) -> Result<ExitCode> {
         });
     }
 
-    let store = match target(g)? {
-        Target::Local(store) => store,
-        // A runbook of the daemon's bundle, by name: the daemon runs it.
-        Target::Daemon(c) if bundle.runbook(&args.runbook).is_some() => {
-            return run_on_daemon(g, &p, &c, args, &req);
-        }
-        Target::Daemon(_) => {
-            return Err(invalid(format!(
-                "a running vigil holds the store; it runs the runbooks of its bundle by name (`vigil run <name>`), not the file `{}`",
-                args.runbook
-            )));
-        }
+    let Some(store) = local else {
+        return Err(invalid("no store to run in"));
     };
     let comp = compose(bundle, store, catalog.clone())?;
     let executor = printing(
@@ -187,19 +187,25 @@ pub fn run(g: &Global, args: &RunArgs, dry: bool) -> Result<ExitCode> {
     })
 }
 
-/// Asks the daemon to run `req`'s runbook, then follows it live.
-fn run_on_daemon(
-    g: &Global,
-    p: &Paint,
-    c: &Client,
-    args: &RunArgs,
-    req: &Request,
-) -> Result<ExitCode> {
+/// Asks the daemon to run a runbook of its bundle by name, then follows it live.
+fn run_on_daemon(g: &Global, p: &Paint, c: &Client, args: &RunArgs) -> Result<ExitCode> {
+    if std::path::Path::new(&args.runbook).is_file() {
+        return Err(invalid(format!(
+            "a running vigil holds the store; it runs the runbooks of its bundle by name (`vigil run <name>`), not the file `{}`",
+            args.runbook
+        )));
+    }
+    let incident = args
+        .incident
+        .as_ref()
+        .map(read_incident)
+        .transpose()?
+        .unwrap_or(Value::Null);
     if !g.json() {
         println!(
             "{} {} {}",
             p.bold("▶ run"),
-            p.bold(&req.runbook.name),
+            p.bold(&args.runbook),
             p.dim("(on the running vigil)")
         );
     }
@@ -208,7 +214,7 @@ fn run_on_daemon(
             "/api/v1/runbooks/{}/run",
             super::automation::path_segment(&args.runbook)
         ),
-        &serde_json::json!({ "params": parse_sets(&args.set)?, "incident": req.incident }),
+        &serde_json::json!({ "params": parse_sets(&args.set)?, "incident": incident }),
     )?;
     match v["id"].as_str() {
         Some(id) => follow(g, p, c, id, 0),
