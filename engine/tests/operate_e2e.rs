@@ -549,3 +549,52 @@ fn a_bad_bundle_on_reload_is_refused_and_the_running_one_stays() {
     assert!(ok(&vigil(&s, ALICE, &["run", "again"])).contains("succeeded"));
     assert_eq!(call(&d.base, "GET", "/healthz", ALICE, &json!({})).0, 200);
 }
+
+#[test]
+fn an_approval_notification_names_the_approvers_the_policy_chose() {
+    let s = setup();
+    let told = s.store.parent().unwrap().join("told.txt");
+    let mut config = std::fs::read_to_string(&s.config).unwrap();
+    config.push_str(&format!(
+        "alerting:\n  runbooks: live\n  group_wait: 50ms\n  group_interval: 100ms\n\
+         notifiers:\n  - name: pager\n    uses: core/write\n    on: [awaiting_approval]\n\
+         \x20   with: {{ path: \"{}\", content: \"${{{{ outcome.runbook }}}} waits for ${{{{ outcome.approvers[0] }}}} (tell ${{{{ outcome.notify[0] }}}})\" }}\n",
+        told.display()
+    ));
+    std::fs::write(&s.config, config).unwrap();
+    let d = serve(&s);
+    let body = json!({
+        "version": "4", "status": "firing", "receiver": "vigil", "groupKey": "k",
+        "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "",
+        "alerts": [{ "status": "firing", "labels": { "alertname": "Broken", "mode": "approve", "content": "x" } }]
+    });
+    let (code, v) = call(&d.base, "POST", "/api/v1/alerts", ALICE, &body);
+    assert_eq!(code, 200, "{v}");
+    let t0 = Instant::now();
+    let incident = loop {
+        let (_, list) = call(&d.base, "GET", "/api/v1/incidents", VERA, &json!({}));
+        if let Some(i) = list.as_array().and_then(|l| {
+            l.iter()
+                .find(|i| !i["executions"].as_array().unwrap().is_empty())
+        }) {
+            break i.clone();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "{list}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let run = &incident["executions"][0];
+    assert_eq!(run["status"], "awaiting_approval", "{incident}");
+    assert_eq!(run["approvers"], json!(["alice"]), "{incident}");
+    assert_eq!(run["notify"], json!(["alice"]), "{incident}");
+    while !told.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the notifier was not told"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&told).unwrap(),
+        "fix waits for alice (tell alice)"
+    );
+}

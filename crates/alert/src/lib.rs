@@ -226,6 +226,12 @@ pub struct Triggered {
     /// A live run whose every `assert` held (see [`vigil_exec::verified`]).
     #[serde(default)]
     pub verified: bool,
+    /// Whom the policy said to tell (its `notify`, e.g. the on-call of a rotation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<String>,
+    /// Who may approve, when the run waits for approval (the policy's `approvers`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -376,6 +376,8 @@ impl AlertService {
             at_ms: self.now_ms(),
             report: None,
             verified,
+            notify: Vec::new(),
+            approvers: rec.approvers.clone(),
         };
         if let Err(e) = self.record(incident, t).await {
             tracing::error!(incident, "recording how {id} ended: {e}");
@@ -568,6 +570,8 @@ impl AlertService {
                         at_ms: self.now_ms(),
                         report: None,
                         verified: false,
+                        notify: Vec::new(),
+                        approvers: Vec::new(),
                     };
                     let updated = self.engine().record_trigger(&inc.id, starting);
                     if let Some(updated) = updated {

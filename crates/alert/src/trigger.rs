@@ -128,6 +128,7 @@ impl Trigger {
             &serde_json::json!({
                 "runbook": t.runbook, "status": t.status, "mode": t.mode,
                 "reason": t.reason, "execution": t.execution,
+                "notify": t.notify, "approvers": t.approvers,
             }),
         );
         b.set_int("now", now_ms() / 1000);
@@ -197,6 +198,8 @@ impl Trigger {
             at_ms,
             report: None,
             verified: false,
+            notify: Vec::new(),
+            approvers: Vec::new(),
         };
         let params = match resolve_params(
             &c.runbook,
@@ -222,6 +225,10 @@ impl Trigger {
                 {
                     Ok(Outcome::Executed { report, decision }) => {
                         t.verified = vigil_exec::verified(&c.runbook, &report);
+                        if let Some(d) = &decision {
+                            t.notify = d.notify.clone();
+                            t.approvers = d.approvers.clone();
+                        }
                         t.status = report.status.into();
                         t.execution = Some(report.id.clone());
                         t.reason = report.reason.clone().or_else(|| {
@@ -234,9 +241,10 @@ impl Trigger {
                         t.reason = Some(reason);
                         t.report = serde_json::to_value(&report).ok();
                     }
-                    Ok(Outcome::Paged { reason, .. }) => {
+                    Ok(Outcome::Paged { reason, notify }) => {
                         t.status = RunOutcome::Paged;
                         t.reason = Some(reason);
+                        t.notify = notify;
                     }
                     Ok(Outcome::Ignored { reason }) => {
                         t.status = RunOutcome::Ignored;
