@@ -417,21 +417,71 @@ pub fn run(g: &Global, args: &DemoArgs) -> Result<ExitCode> {
             .iter()
             .all(|i| i.status == IncidentStatus::Resolved);
     println!("\n{}", p.bold("== where to look next"));
-    let store_flag = format!("--store {}", store_dir.display());
-    println!("  vigil incidents list {store_flag}        # needs `vigil serve {store_flag}`");
-    println!("  vigil executions list {store_flag}       # every execution and its journal");
-    println!("  vigil audit {store_flag}                 # who or what decided what");
-    println!(
-        "  vigil model list {store_flag}            # the failure model's versions; `vigil model retrain host-failure` trains the next"
-    );
-    println!(
-        "  vigil serve --speed 60 --runbooks live    # the same loop as a server: /metrics, /api/v1/incidents"
-    );
+    let steps = next_steps(&store_dir, args.speed);
+    let width = steps
+        .iter()
+        .map(|(c, _)| c.chars().count())
+        .max()
+        .unwrap_or(0);
+    for (command, what) in &steps {
+        println!("  {command:<width$}  {}", p.dim(&format!("# {what}")));
+    }
     Ok(if all_resolved {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The commands the demo ends with, each to be run as printed, from here, once the
+/// demo is over (no server running): (command, what it shows).
+fn next_steps(store_dir: &std::path::Path, speed: f64) -> Vec<(String, &'static str)> {
+    let vigil = invoked_as();
+    let store = format!("--store {}", shell_word(&store_dir.display().to_string()));
+    vec![
+        (
+            format!("{vigil} incidents list {store}"),
+            "the incidents, newest first; `incidents show ID` for one",
+        ),
+        (
+            format!("{vigil} executions list {store}"),
+            "every execution; `executions show ID` for its journal",
+        ),
+        (format!("{vigil} audit {store}"), "who or what decided what"),
+        (
+            format!("{vigil} model list {store}"),
+            "the failure model's versions",
+        ),
+        (
+            format!("{vigil} model retrain host-failure {store}"),
+            "trains the next version from what happened; promoted if better",
+        ),
+        (
+            format!("VIGIL_TOKEN=demo {vigil} serve {store} --speed {speed}"),
+            "the same loop as a server (runbooks dry-run): /metrics, /api/v1/incidents",
+        ),
+    ]
+}
+
+/// How to call this vigil again from here: as it was called when that was a path
+/// (`target/debug/vigil` from `make demo`), else by name.
+fn invoked_as() -> String {
+    match std::env::args_os().next().map(std::path::PathBuf::from) {
+        Some(p) if p.components().count() > 1 => shell_word(&p.display().to_string()),
+        _ => "vigil".into(),
+    }
+}
+
+/// `s` as one shell word: as is when it needs no quoting, else single-quoted.
+fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+,:@%".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
 }
 
 fn human_secs(speed: f64) -> String {
@@ -594,7 +644,7 @@ fn narrate(
                         }
                     });
                     Some(format!(
-                        "{execution} {step}: awaiting approval — the on-call engineer approves in {approve_after:.0} s (`vigil executions approve {execution}`)"
+                        "{execution} {step}: awaiting approval — the on-call engineer approves in {approve_after:.0} s, as `vigil executions approve` does"
                     ))
                 }
                 _ => None,
