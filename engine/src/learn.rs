@@ -13,7 +13,7 @@
 //! - a **false alarm**: where a human rejected the remediation a prediction asked
 //!   for, the windows of that prediction are negatives and count three times.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use vigil_alert::store::AlertStore;
 use vigil_alert::{Incident, RunMode};
@@ -34,7 +34,7 @@ use vigil_store::Store;
 const FALSE_ALARM_WEIGHT: usize = 3;
 
 /// What a retraining found and did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Retrained {
     /// The version stored (`name@N`).
     pub model: String,

@@ -244,3 +244,186 @@ pub async fn trigger(
     }
     Ok(out)
 }
+
+/// Makes `name@version` the model version that serves, audited as `user:<who>`.
+pub fn promote_model(
+    store: &Store,
+    who: &str,
+    name: &str,
+    version: u32,
+) -> Result<vigil_runtime::store::ModelMeta, StoreError> {
+    use vigil_runtime::store::DetectorStore;
+    let m = store.promote_model(name, version)?;
+    store.audit(AuditEntry::new(
+        format!("user:{who}"),
+        AuditAction::Promote,
+        m.id(),
+        "serving",
+    ))?;
+    Ok(m)
+}
+
+/// The detector of `bundle` that serves model `name` (or the one `asked` for).
+fn classifier_detector<'b>(
+    bundle: &'b Bundle,
+    name: &str,
+    asked: Option<&str>,
+) -> Result<&'b vigil_bundle::model::Detector, OpsError> {
+    let serving: Vec<&vigil_bundle::model::Detector> = bundle
+        .detectors
+        .iter()
+        .filter(|d| d.model.classifier().is_some_and(|c| c.model == name))
+        .filter(|d| asked.is_none_or(|a| a == d.name))
+        .collect();
+    match serving.as_slice() {
+        [one] => Ok(one),
+        [] => Err(OpsError::Invalid {
+            what: "model",
+            message: format!(
+                "no detector in the bundle serves model `{name}`{}; a classifier detector has `model: {{ classifier: {{ model: {name} }} }}`",
+                asked.map(|a| format!(" as `{a}`")).unwrap_or_default()
+            ),
+        }),
+        many => Err(OpsError::Invalid {
+            what: "detector",
+            message: format!(
+                "several detectors serve `{name}` ({}); pick one with --detector",
+                many.iter()
+                    .map(|d| d.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
+    }
+}
+
+/// Trains, stores and (if it is no worse than the one serving) promotes the next
+/// version of model `name` from what its detector's source says happened.
+pub async fn retrain(
+    bundle: &Bundle,
+    store: &Store,
+    sources: &vigil_runtime::runner::Sources,
+    name: &str,
+    detector: Option<&str>,
+    promote: bool,
+) -> Result<crate::learn::Retrained, OpsError> {
+    use vigil_runtime::store::DetectorStore;
+    let d = classifier_detector(bundle, name, detector)?;
+    let source = sources.get(&d.source).ok_or_else(|| OpsError::Invalid {
+        what: "detector",
+        message: format!(
+            "detector `{}` reads source `{}`, which vigil.yaml does not define",
+            d.name, d.source
+        ),
+    })?;
+    // Up to now, or up to what the detectors last saw if their clock ran ahead.
+    let until = store
+        .predictions()?
+        .iter()
+        .map(|p| p.at * 1000)
+        .max()
+        .unwrap_or(0)
+        .max(now_ms());
+    crate::learn::retrain(store, d, source.as_ref(), until, promote)
+        .await
+        .map_err(|e| OpsError::Invalid {
+            what: "model",
+            message: format!("retraining `{name}` from detector `{}`: {e}", d.name),
+        })
+}
+
+/// One detector's evaluation, or why it could not be evaluated.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Scored {
+    Evaluation(vigil_runtime::evaluate::Evaluation),
+    Failed { error: String },
+}
+
+/// One model's retraining, or why it failed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Relearned {
+    Retrained(crate::learn::Retrained),
+    Failed { model: String, error: String },
+}
+
+/// What `vigil evaluate` found.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Evaluated {
+    pub predictions: usize,
+    pub window_ms: i64,
+    pub evaluations: Vec<Scored>,
+    #[serde(default)]
+    pub retrained: Vec<Relearned>,
+}
+
+/// Scores the detectors' stored predictions against what their sources say
+/// happened; with `retrain`, then retrains every classifier detector's model.
+pub async fn evaluate(
+    bundle: &Bundle,
+    store: &Store,
+    sources: &vigil_runtime::runner::Sources,
+    window_ms: i64,
+    retrain_models: bool,
+) -> Result<Evaluated, OpsError> {
+    use vigil_alert::store::AlertStore;
+    use vigil_runtime::store::DetectorStore;
+    let predictions = store.predictions()?;
+    let from = predictions.iter().map(|p| p.at * 1000).min().unwrap_or(0) - window_ms;
+    let forecasts = store.forecasts()?;
+    // Up to what the detectors last saw (their clock may have been compressed).
+    let until = predictions
+        .iter()
+        .map(|p| p.at)
+        .chain(forecasts.iter().map(|f| f.made_at))
+        .max()
+        .map_or_else(now_ms, |s| s * 1000);
+    let incidents = store.incidents()?;
+    let results = crate::daemon::evaluate(
+        &bundle.detectors,
+        sources,
+        crate::daemon::Record {
+            predictions: &predictions,
+            forecasts: &forecasts,
+            incidents: &incidents,
+        },
+        window_ms,
+        from,
+        until,
+    )
+    .await;
+    let mut retrained = Vec::new();
+    if retrain_models {
+        let mut names: Vec<String> = bundle
+            .detectors
+            .iter()
+            .filter_map(|d| d.model.classifier().map(|c| c.model.clone()))
+            .collect();
+        names.sort();
+        names.dedup();
+        for name in names {
+            retrained.push(
+                match retrain(bundle, store, sources, &name, None, true).await {
+                    Ok(r) => Relearned::Retrained(r),
+                    Err(e) => Relearned::Failed {
+                        model: name,
+                        error: e.to_string(),
+                    },
+                },
+            );
+        }
+    }
+    Ok(Evaluated {
+        predictions: predictions.len(),
+        window_ms,
+        evaluations: results
+            .into_iter()
+            .map(|r| match r {
+                Ok(e) => Scored::Evaluation(e),
+                Err(error) => Scored::Failed { error },
+            })
+            .collect(),
+        retrained,
+    })
+}

@@ -451,6 +451,34 @@ fn the_cli_operates_a_running_daemon_as_the_person_whose_token_it_carries() {
     let st = json_out(&vigil(&s, VERA, &["--output", "json", "status"]));
     assert!(st["paused"].is_null(), "{st}");
 
+    // Models and evaluation through the daemon: reads for a viewer, changes for an admin.
+    assert!(ok(&vigil(&s, VERA, &["model", "list"])).contains("no models yet"));
+    refused(
+        &vigil(&s, VERA, &["model", "promote", "host@1"]),
+        "role `viewer`",
+    );
+    refused(&vigil(&s, ADA, &["model", "promote", "host@1"]), "host");
+    refused(
+        &vigil(&s, ADA, &["model", "retrain", "host"]),
+        "no detector in the bundle serves model `host`",
+    );
+    let e = json_out(&vigil(&s, VERA, &["--output", "json", "evaluate"]));
+    assert_eq!(e, json!([]), "{e}");
+    refused(
+        &vigil(&s, VERA, &["evaluate", "--retrain"]),
+        "role `viewer`",
+    );
+    let e = json_out(&vigil(
+        &s,
+        ADA,
+        &["--output", "json", "evaluate", "--retrain"],
+    ));
+    assert_eq!(e["retrained"], json!([]), "{e}");
+    refused(
+        &vigil(&s, VERA, &["evaluate", "--window", "soon"]),
+        "window",
+    );
+
     // With the daemon gone, the same commands open the store themselves.
     drop(d);
     let st = json_out(&vigil(&s, VERA, &["--output", "json", "status"]));

@@ -13,7 +13,7 @@
 //!   **recall** the share of anomalies detected.
 
 use super::detectors::{Detection, ForecastRecord};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// One thing that happened, as the source labelled it.
@@ -48,7 +48,7 @@ impl Truth {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
     pub detector: String,
     /// Anomalies whose window has closed (caught or missed).
@@ -89,7 +89,7 @@ fn is_zero(n: &usize) -> bool {
 pub const AVERTED: &str = "failure (averted)";
 
 /// How forecasts made `horizon_secs` ahead compared with what was then observed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ForecastAccuracy {
     pub horizon_secs: i64,
     /// Forecasts whose time has come and for which a value was observed.

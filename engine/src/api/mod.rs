@@ -18,6 +18,7 @@ mod body;
 mod error;
 mod executions;
 mod limit;
+mod models;
 mod operate;
 mod principals;
 mod server;
@@ -236,6 +237,7 @@ fn route_name(path: &str) -> &'static str {
         p if p.starts_with("/api/v1/runbooks") => "runbooks",
         "/api/v1/status" | "/api/v1/pause" | "/api/v1/resume" | "/api/v1/audit"
         | "/api/v1/trigger" | "/api/v1/reload" => "operate",
+        p if p.starts_with("/api/v1/models") || p == "/api/v1/evaluate" => "models",
         _ => "other",
     }
 }
@@ -289,6 +291,13 @@ pub fn router(api: Arc<Api>) -> Router {
         )
         .route("/api/v1/status", get(operate::status))
         .route("/api/v1/reload", post(operate::reload))
+        .route("/api/v1/models", get(models::list))
+        .route("/api/v1/models/{name}/promote", post(models::promote))
+        .route("/api/v1/models/{name}/retrain", post(models::retrain))
+        .route(
+            "/api/v1/evaluate",
+            get(models::evaluate).post(models::evaluate_and_retrain),
+        )
         .route("/api/v1/pause", post(operate::pause))
         .route("/api/v1/resume", post(operate::resume))
         .route("/api/v1/audit", get(operate::audit))

@@ -32,6 +32,8 @@ pub struct Operations {
     pub automation: Automation,
     pub catalog: Arc<dyn ActionCatalog>,
     pub stats: Option<Arc<RunnerStats>>,
+    /// The connectors detectors read, for evaluation and retraining.
+    pub sources: vigil_runtime::runner::Sources,
     pub started_ms: i64,
 }
 
@@ -61,7 +63,7 @@ impl From<OpsError> for ApiError {
     }
 }
 
-fn operations(api: &Api) -> Result<Arc<Operations>, ApiError> {
+pub(super) fn operations(api: &Api) -> Result<Arc<Operations>, ApiError> {
     api.serving().ops.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -72,7 +74,7 @@ fn operations(api: &Api) -> Result<Arc<Operations>, ApiError> {
 }
 
 /// A JSON body, or `T::default()` when it is empty.
-async fn json_body<T: DeserializeOwned + Default>(
+pub(super) async fn json_body<T: DeserializeOwned + Default>(
     api: &Api,
     headers: &HeaderMap,
     b: Body,

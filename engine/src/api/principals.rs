@@ -71,7 +71,7 @@ pub fn need(method: &Method, path: &str) -> Need {
         (false, ["api", "v1", "alerts" | "events"]) => Need::Deliver,
         (false, ["api", "v1", "runbooks", _, "promote"])
         | (false, ["api", "v1", "models", ..])
-        | (false, ["api", "v1", "reload"]) => Need::Administer,
+        | (false, ["api", "v1", "reload" | "evaluate"]) => Need::Administer,
         (false, ["api", "v1", "incidents", _, "acknowledge" | "resolve"])
         | (false, ["api", "v1", "silences", ..])
         | (

@@ -326,7 +326,7 @@ impl Starter {
         .with_narrator(Some(narrator));
         let daemon = vigil::daemon::Daemon::start(
             &comp,
-            p.sources,
+            p.sources.clone(),
             self.metrics.clone(),
             vigil::daemon::DaemonOptions {
                 clock: self.clock,
@@ -343,6 +343,7 @@ impl Starter {
             automation: comp.automation(svc.executor().unwrap_or_else(|| comp.executor())),
             catalog: comp.catalog().clone(),
             stats: Some(daemon.stats.clone()),
+            sources: p.sources,
             started_ms: vigil_core::now_ms(),
         };
         Ok((

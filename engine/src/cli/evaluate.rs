@@ -1,12 +1,11 @@
 //! `vigil evaluate`: the detectors' stored predictions scored against what their
 //! sources say happened (labelled anomalies): precision, recall, detection delay.
 
+use super::client::{Target, target};
 use super::{Global, Paint};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::process::ExitCode;
-use vigil_alert::store::AlertStore;
-use vigil_runtime::store::DetectorStore;
-use vigil_store::Store;
+use vigil::ops::{Evaluated, Relearned, Scored};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct EvaluateArgs {
@@ -23,89 +22,64 @@ pub struct EvaluateArgs {
 pub fn run(g: &Global, args: &EvaluateArgs) -> Result<ExitCode> {
     let window = vigil_core::duration::Duration::parse(&args.window)
         .map_err(|e| super::invalid(format!("--window {}: {}", args.window, e.message)))?;
-    let bundle = super::alerts::load_bundle(g)?;
-    let store_dir = super::store_dir(g, Some(&bundle));
-    let store = Store::open(&store_dir).with_context(|| {
-        format!(
-            "opening the store at {} (is `vigil serve` running on it?)",
-            store_dir.display()
-        )
-    })?;
-    let predictions = store.predictions()?;
-    let (_, sources) = super::plugin::with_plugins_and_sources(g, &bundle, &|_| {})?;
     let window_ms = window.as_std().as_millis() as i64;
-    let from = predictions.iter().map(|p| p.at * 1000).min().unwrap_or(0) - window_ms;
-    let forecasts = store.forecasts()?;
-    // Up to what the detectors last saw (their clock may have been compressed).
-    let until = predictions
-        .iter()
-        .map(|p| p.at)
-        .chain(forecasts.iter().map(|f| f.made_at))
-        .max()
-        .map_or_else(vigil_core::now_ms, |s| s * 1000);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let incidents = store.incidents()?;
-    let results = rt.block_on(vigil::daemon::evaluate(
-        &bundle.detectors,
-        &sources,
-        vigil::daemon::Record {
-            predictions: &predictions,
-            forecasts: &forecasts,
-            incidents: &incidents,
-        },
-        window_ms,
-        from,
-        until,
-    ));
-    drop(rt);
-    // The models that learn, retrained from the same record.
-    let mut retrained = Vec::new();
-    if args.retrain {
-        for name in classifier_models(&bundle) {
-            retrained.push((
-                name.clone(),
-                super::model::retrain(&bundle, &store, &sources, &name, None, true)
-                    .map_err(|e| e.to_string()),
-            ));
+    let (found, place) = match target(g)? {
+        Target::Daemon(c) => {
+            let found: Evaluated = if args.retrain {
+                serde_json::from_value(c.post(
+                    "/api/v1/evaluate",
+                    &serde_json::json!({ "window": args.window, "retrain": true }),
+                )?)?
+            } else {
+                c.get(&format!(
+                    "/api/v1/evaluate?window={}",
+                    super::automation::path_segment(&args.window)
+                ))?
+            };
+            (found, "the running vigil's store".to_string())
         }
-    }
+        Target::Local(store) => {
+            let bundle = super::alerts::load_bundle(g)?;
+            let (_, sources) = super::plugin::with_plugins_and_sources(g, &bundle, &|_| {})?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let found = rt
+                .block_on(vigil::ops::evaluate(
+                    &bundle,
+                    &store,
+                    &sources,
+                    window_ms,
+                    args.retrain,
+                ))
+                .map_err(super::model::ops_error)?;
+            store.sync_blocking()?;
+            (
+                found,
+                super::store_dir(g, Some(&bundle)).display().to_string(),
+            )
+        }
+    };
     if g.json() {
-        let rows: Vec<serde_json::Value> = results
-            .iter()
-            .map(|r| match r {
-                Ok(e) => serde_json::to_value(e).unwrap_or_default(),
-                Err(e) => serde_json::json!({ "error": e }),
-            })
-            .collect();
-        let retrained: Vec<serde_json::Value> = retrained
-            .iter()
-            .map(|(name, r)| match r {
-                Ok(r) => serde_json::to_value(r).unwrap_or_default(),
-                Err(e) => serde_json::json!({ "model": name, "error": e }),
-            })
-            .collect();
         if args.retrain {
             println!(
                 "{}",
-                serde_json::json!({ "evaluations": rows, "retrained": retrained })
+                serde_json::json!({ "evaluations": found.evaluations, "retrained": found.retrained })
             );
         } else {
-            println!("{}", serde_json::Value::Array(rows));
+            println!("{}", serde_json::to_value(&found.evaluations)?);
         }
         return Ok(ExitCode::SUCCESS);
     }
     let p = Paint::new(g.color());
     println!(
-        "{} predictions in {}; an anomaly counts as caught within {window} of its onset",
-        predictions.len(),
-        store_dir.display()
+        "{} predictions in {place}; an anomaly counts as caught within {window} of its onset",
+        found.predictions
     );
     let pct = |x: Option<f64>| x.map_or("—".to_string(), |v| format!("{:.0}%", 100.0 * v));
-    for r in &results {
+    for r in &found.evaluations {
         match r {
-            Ok(e) => {
+            Scored::Evaluation(e) => {
                 println!(
                     "  {:<20} precision {:>4} ({} of {} alarms)  recall {:>4} ({} of {} anomalies)  median delay {}",
                     p.bold(&e.detector),
@@ -140,16 +114,16 @@ pub fn run(g: &Global, args: &EvaluateArgs) -> Result<ExitCode> {
                     println!("      missed {kind} on {series} at {}", super::clock(*at));
                 }
             }
-            Err(e) => println!("  {}", p.red(e)),
+            Scored::Failed { error } => println!("  {}", p.red(error)),
         }
     }
     let mut failed = false;
-    for (name, r) in &retrained {
+    for r in &found.retrained {
         match r {
-            Ok(r) => super::model::print_retrained(&p, r),
-            Err(e) => {
+            Relearned::Retrained(r) => super::model::print_retrained(&p, r),
+            Relearned::Failed { model, error } => {
                 failed = true;
-                println!("  {} retraining {name}: {e}", p.red("✗"));
+                println!("  {} retraining {model}: {error}", p.red("✗"));
             }
         }
     }
@@ -158,16 +132,4 @@ pub fn run(g: &Global, args: &EvaluateArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// The models the bundle's classifier detectors serve, each once.
-fn classifier_models(bundle: &vigil_bundle::Bundle) -> Vec<String> {
-    let mut names: Vec<String> = bundle
-        .detectors
-        .iter()
-        .filter_map(|d| d.model.classifier().map(|c| c.model.clone()))
-        .collect();
-    names.sort();
-    names.dedup();
-    names
 }

@@ -2,14 +2,14 @@
 //! train (validated against a baseline, scored on a hold-out set), keep versions in
 //! the store, promote one to serve, and evaluate any version on new data.
 
-use super::run::open_store;
+use super::automation::path_segment;
+use super::client::{Client, Target, target};
 use super::{Global, Paint, invalid};
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use vigil_detect::classifier::{FailureModel, FeatureExtractor, Quality, Sample, TrainConfig};
-use vigil_exec::record::ExecutionStore;
 use vigil_runtime::store::DetectorStore;
 
 #[derive(clap::Subcommand, Debug, Clone)]
@@ -139,34 +139,6 @@ fn quality_row(label: &str, q: &Quality) -> String {
     )
 }
 
-/// The detector of the bundle that serves model `name` (or the one asked for).
-fn classifier_detector<'b>(
-    bundle: &'b vigil_bundle::Bundle,
-    name: &str,
-    asked: Option<&str>,
-) -> Result<&'b vigil_bundle::model::Detector> {
-    let serving: Vec<&vigil_bundle::model::Detector> = bundle
-        .detectors
-        .iter()
-        .filter(|d| d.model.classifier().is_some_and(|c| c.model == name))
-        .filter(|d| asked.is_none_or(|a| a == d.name))
-        .collect();
-    match serving.as_slice() {
-        [one] => Ok(one),
-        [] => Err(invalid(format!(
-            "no detector in the bundle serves model `{name}`{}; a classifier detector has `model: {{ classifier: {{ model: {name} }} }}`",
-            asked.map(|a| format!(" as `{a}`")).unwrap_or_default()
-        ))),
-        many => Err(invalid(format!(
-            "several detectors serve `{name}` ({}); pick one with --detector",
-            many.iter()
-                .map(|d| d.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
-    }
-}
-
 /// Trains, stores and (if it is no worse) promotes the next version of `name`.
 pub fn retrain(
     bundle: &vigil_bundle::Bundle,
@@ -176,39 +148,21 @@ pub fn retrain(
     detector: Option<&str>,
     promote: bool,
 ) -> Result<vigil::learn::Retrained> {
-    let d = classifier_detector(bundle, name, detector)?;
-    let source = sources.get(&d.source).ok_or_else(|| {
-        invalid(format!(
-            "detector `{}` reads source `{}`, which vigil.yaml does not define",
-            d.name, d.source
-        ))
-    })?;
-    // Up to now, or up to what the detectors last saw if their clock ran ahead.
-    let until = store
-        .predictions()?
-        .iter()
-        .map(|p| p.at * 1000)
-        .max()
-        .unwrap_or(0)
-        .max(vigil_core::now_ms());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let r = rt
-        .block_on(vigil::learn::retrain(
-            store,
-            d,
-            source.as_ref(),
-            until,
-            promote,
-        ))
-        .map_err(|e| {
-            invalid(format!(
-                "retraining `{name}` from detector `{}`: {e}",
-                d.name
-            ))
-        })?;
-    Ok(r)
+    rt.block_on(vigil::ops::retrain(
+        bundle, store, sources, name, detector, promote,
+    ))
+    .map_err(ops_error)
+}
+
+/// An operation's refusal as the CLI reports it: bad input exits 2.
+pub fn ops_error(e: vigil::ops::OpsError) -> anyhow::Error {
+    match e {
+        vigil::ops::OpsError::Store(e) => e.into(),
+        e => invalid(e.to_string()),
+    }
 }
 
 /// Prints a retraining's result for people.
@@ -237,11 +191,11 @@ pub fn print_retrained(p: &Paint, r: &vigil::learn::Retrained) {
 }
 
 pub fn run(g: &Global, cmd: &ModelCommand) -> Result<ExitCode> {
-    let bundle = g
-        .bundle_dir()
-        .and_then(|d| vigil_bundle::Bundle::load(&d).ok());
-    let store = open_store(g, bundle.as_ref())?;
     let p = Paint::new(g.color());
+    let store = match target(g)? {
+        Target::Local(store) => store,
+        Target::Daemon(c) => return on_daemon(g, &p, &c, cmd),
+    };
     match cmd {
         ModelCommand::Train {
             name,
@@ -353,51 +307,19 @@ pub fn run(g: &Global, cmd: &ModelCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        ModelCommand::List => {
-            let models = store.models()?;
-            if g.json() {
-                println!("{}", serde_json::to_string_pretty(&models)?);
-            } else if models.is_empty() {
-                println!("no models yet — `vigil model train --name NAME --input FILE.csv`");
-            } else {
-                for m in models {
-                    let f1 = m.evaluation["holdout_model"]["f1"]
-                        .as_f64()
-                        .unwrap_or(f64::NAN);
-                    let base = m.evaluation["holdout_baseline"]["f1"]
-                        .as_f64()
-                        .unwrap_or(f64::NAN);
-                    let mark = if m.promoted {
-                        p.green("● serving")
-                    } else {
-                        String::new()
-                    };
-                    println!(
-                        "{:<24} hold-out F1 {f1:.2} (baseline {base:.2}) {mark}",
-                        m.id()
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        ModelCommand::List => print_models(g, &p, store.models()?),
         ModelCommand::Promote { model } => {
             let (name, version) = split_id(model)?;
             let version = version.ok_or_else(|| invalid("promote a specific version: NAME@N"))?;
-            let m = store
-                .promote_model(&name, version)
-                .map_err(|e| invalid(e.to_string()))?;
-            store.audit(vigil_exec::record::AuditEntry::new(
-                format!("user:{}", vigil_exec::automation::whoami()),
-                vigil_core::audit::AuditAction::Promote,
-                m.id(),
-                "serving",
-            ))?;
+            let m = vigil::ops::promote_model(
+                &store,
+                &vigil_exec::automation::whoami(),
+                &name,
+                version,
+            )
+            .map_err(|e| invalid(e.to_string()))?;
             store.sync_blocking()?;
-            if g.json() {
-                println!("{}", json!({ "promoted": m.id() }));
-            } else {
-                println!("{} {} now serves", p.green("✓"), m.id());
-            }
+            print_promoted(g, &p, &m.id());
             Ok(ExitCode::SUCCESS)
         }
         ModelCommand::Retrain {
@@ -415,12 +337,86 @@ pub fn run(g: &Global, cmd: &ModelCommand) -> Result<ExitCode> {
                 detector.as_deref(),
                 !no_promote,
             )?;
-            if g.json() {
-                println!("{}", serde_json::to_string_pretty(&r)?);
-            } else {
-                print_retrained(&p, &r);
-            }
-            Ok(ExitCode::SUCCESS)
+            print_retrain(g, &p, &r)
         }
     }
+}
+
+/// The model commands, asked of a running daemon (which holds the store).
+fn on_daemon(g: &Global, p: &Paint, c: &Client, cmd: &ModelCommand) -> Result<ExitCode> {
+    match cmd {
+        ModelCommand::List => print_models(g, p, c.get("/api/v1/models")?),
+        ModelCommand::Promote { model } => {
+            let (name, version) = split_id(model)?;
+            let version = version.ok_or_else(|| invalid("promote a specific version: NAME@N"))?;
+            let v = c.post(
+                &format!("/api/v1/models/{}/promote", path_segment(&name)),
+                &json!({ "version": version }),
+            )?;
+            print_promoted(g, p, v["promoted"].as_str().unwrap_or_default());
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelCommand::Retrain {
+            name,
+            detector,
+            no_promote,
+        } => {
+            let v = c.post(
+                &format!("/api/v1/models/{}/retrain", path_segment(name)),
+                &json!({ "detector": detector, "promote": !no_promote }),
+            )?;
+            print_retrain(g, p, &serde_json::from_value(v)?)
+        }
+        ModelCommand::Train { .. } | ModelCommand::Evaluate { .. } => Err(invalid(
+            "a running vigil holds the store; `model train` and `model evaluate` read a CSV on this machine and work on a store no daemon holds — stop the daemon, or retrain from what happened with `vigil model retrain NAME`",
+        )),
+    }
+}
+
+fn print_promoted(g: &Global, p: &Paint, id: &str) {
+    if g.json() {
+        println!("{}", json!({ "promoted": id }));
+    } else {
+        println!("{} {id} now serves", p.green("✓"));
+    }
+}
+
+fn print_retrain(g: &Global, p: &Paint, r: &vigil::learn::Retrained) -> Result<ExitCode> {
+    if g.json() {
+        println!("{}", serde_json::to_string_pretty(r)?);
+    } else {
+        print_retrained(p, r);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_models(
+    g: &Global,
+    p: &Paint,
+    models: Vec<vigil_runtime::store::ModelMeta>,
+) -> Result<ExitCode> {
+    if g.json() {
+        println!("{}", serde_json::to_string_pretty(&models)?);
+    } else if models.is_empty() {
+        println!("no models yet — `vigil model train --name NAME --input FILE.csv`");
+    } else {
+        for m in models {
+            let f1 = m.evaluation["holdout_model"]["f1"]
+                .as_f64()
+                .unwrap_or(f64::NAN);
+            let base = m.evaluation["holdout_baseline"]["f1"]
+                .as_f64()
+                .unwrap_or(f64::NAN);
+            let mark = if m.promoted {
+                p.green("● serving")
+            } else {
+                String::new()
+            };
+            println!(
+                "{:<24} hold-out F1 {f1:.2} (baseline {base:.2}) {mark}",
+                m.id()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -99,11 +99,6 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-pub fn open_store(g: &Global, bundle: Option<&vigil_bundle::Bundle>) -> Result<Store> {
-    let dir = super::store_dir(g, bundle);
-    Store::open(&dir).with_context(|| format!("opening the store at {}", dir.display()))
-}
-
 pub fn run(g: &Global, args: &RunArgs, dry: bool) -> Result<ExitCode> {
     // A running daemon runs the runbooks of the bundle it loaded: ask it by name,
     // whatever the bundle on disk says now.
