@@ -79,7 +79,11 @@ pub struct AuditQuery {
     /// Entries whose actor contains this (`policy:`, `user:alice`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "known_action"
+    )]
     pub action: Option<AuditAction>,
     /// Entries about this execution or runbook.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,6 +94,12 @@ pub struct AuditQuery {
     /// The newest this many (default 50).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
+}
+
+/// An action the audit log knows: a typo is an error, not a filter matching nothing.
+fn known_action<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<AuditAction>, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
 /// The audit entries `q` selects, oldest first.
@@ -303,6 +313,7 @@ pub async fn retrain(
     bundle: &Bundle,
     store: &Store,
     sources: &vigil_runtime::runner::Sources,
+    who: &str,
     name: &str,
     detector: Option<&str>,
     promote: bool,
@@ -324,12 +335,30 @@ pub async fn retrain(
         .max()
         .unwrap_or(0)
         .max(now_ms());
-    crate::learn::retrain(store, d, source.as_ref(), until, promote)
+    let r = crate::learn::retrain(store, d, source.as_ref(), until, promote)
         .await
         .map_err(|e| OpsError::Invalid {
             what: "model",
             message: format!("retraining `{name}` from detector `{}`: {e}", d.name),
-        })
+        })?;
+    store.audit(AuditEntry::new(
+        format!("user:{who}"),
+        AuditAction::Retrain,
+        &r.model,
+        format!("asked for; {}", r.verdict),
+    ))?;
+    Ok(r)
+}
+
+/// Records that `who` resumed execution `id` (the executor then drives it).
+pub fn resumed(store: &Store, who: &str, id: &str) -> Result<(), StoreError> {
+    store.audit(AuditEntry::new(
+        format!("user:{who}"),
+        AuditAction::Run,
+        id,
+        "resumed",
+    ))?;
+    Ok(())
 }
 
 /// One detector's evaluation, or why it could not be evaluated.
@@ -364,13 +393,13 @@ pub async fn evaluate(
     bundle: &Bundle,
     store: &Store,
     sources: &vigil_runtime::runner::Sources,
+    who: &str,
     window_ms: i64,
     retrain_models: bool,
 ) -> Result<Evaluated, OpsError> {
     use vigil_alert::store::AlertStore;
     use vigil_runtime::store::DetectorStore;
     let predictions = store.predictions()?;
-    let from = predictions.iter().map(|p| p.at * 1000).min().unwrap_or(0) - window_ms;
     let forecasts = store.forecasts()?;
     // Up to what the detectors last saw (their clock may have been compressed).
     let until = predictions
@@ -379,6 +408,13 @@ pub async fn evaluate(
         .chain(forecasts.iter().map(|f| f.made_at))
         .max()
         .map_or_else(now_ms, |s| s * 1000);
+    // From the first prediction; with none, the last window only (not all of time).
+    let from = predictions
+        .iter()
+        .map(|p| p.at * 1000)
+        .min()
+        .unwrap_or(until)
+        - window_ms;
     let incidents = store.incidents()?;
     let results = crate::daemon::evaluate(
         &bundle.detectors,
@@ -404,7 +440,7 @@ pub async fn evaluate(
         names.dedup();
         for name in names {
             retrained.push(
-                match retrain(bundle, store, sources, &name, None, true).await {
+                match retrain(bundle, store, sources, who, &name, None, true).await {
                     Ok(r) => Relearned::Retrained(r),
                     Err(e) => Relearned::Failed {
                         model: name,

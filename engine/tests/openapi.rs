@@ -1511,12 +1511,9 @@ fn every_operation_answers_as_the_spec_says() {
     drop(d);
 }
 
-/// Errors the router answers outside the handlers do not have the JSON error shape
-/// yet: a query string that does not parse on `/api/v1/alerts` and `/api/v1/incidents`
-/// (axum's `Query` rejection, `text/plain`), and a method a path does not route (405,
-/// empty body). Un-ignore when they answer `{error, detail}`.
+/// Errors the router answers outside the handlers have the JSON error shape too: a
+/// query string that does not parse, and a method a path does not route (405).
 #[test]
-#[ignore = "known divergence from the JSON error shape, reported: axum's Query rejection and 405"]
 fn errors_outside_the_handlers_have_the_json_shape_too() {
     let s = setup();
     let d = serve(&s);

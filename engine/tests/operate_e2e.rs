@@ -450,6 +450,66 @@ fn the_cli_operates_a_running_daemon_as_the_person_whose_token_it_carries() {
     assert_eq!((code, v["error"].as_str()), (403, Some("forbidden")), "{v}");
     let st = json_out(&vigil(&s, VERA, &["--output", "json", "status"]));
     assert!(st["paused"].is_null(), "{st}");
+    // Bad requests from a right principal: a clear error each, nothing changes.
+    refused(
+        &vigil(&s, VERA, &["audit", "--action", "aprove"]),
+        "approve",
+    );
+    let (code, v) = call(
+        &d.base,
+        "GET",
+        "/api/v1/audit?action=aprove",
+        VERA,
+        &json!({}),
+    );
+    assert_eq!(
+        (code, v["error"].as_str()),
+        (400, Some("invalid_query")),
+        "{v}"
+    );
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean `approve`"),
+        "{v}"
+    );
+    let (code, v) = call(&d.base, "POST", "/api/v1/pause", ALICE, &json!(["now"]));
+    assert_eq!((code, v["field"].as_str()), (422, Some("(body)")), "{v}");
+    let (code, v) = call(
+        &d.base,
+        "POST",
+        "/api/v1/pause",
+        ALICE,
+        &json!({"reason": "x", "by": "ada"}),
+    );
+    assert_eq!(code, 422, "an unknown field is refused, not ignored: {v}");
+    let (code, v) = call(
+        &d.base,
+        "GET",
+        "/api/v1/alerts?status=open",
+        VERA,
+        &json!({}),
+    );
+    assert_eq!(code, 400, "{v}");
+    let (code, v) = call(
+        &d.base,
+        "POST",
+        "/api/v1/runbooks/..%2Fetc/run",
+        ALICE,
+        &json!({}),
+    );
+    assert_eq!(code, 404, "{v}");
+    let (code, v) = call(
+        &d.base,
+        "POST",
+        "/api/v1/runbooks/fix/run",
+        ALICE,
+        &json!({"params": {"nope": 1}}),
+    );
+    assert_eq!((code, v["field"].as_str()), (422, Some("params")), "{v}");
+    let st = json_out(&vigil(&s, VERA, &["--output", "json", "status"]));
+    assert!(st["paused"].is_null(), "{st}");
 
     // Models and evaluation through the daemon: reads for a viewer, changes for an admin.
     assert!(ok(&vigil(&s, VERA, &["model", "list"])).contains("no models yet"));

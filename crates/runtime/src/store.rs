@@ -139,8 +139,21 @@ impl DetectorStore for Store {
 
     fn promote_model(&self, name: &str, version: u32) -> Result<ModelMeta, StoreError> {
         let meta = self.table::<ModelMeta>(MODEL_META)?;
+        let versions: Vec<ModelMeta> = self
+            .models()?
+            .into_iter()
+            .filter(|m| m.name == name)
+            .collect();
+        // Checked before anything changes: promoting a version that does not exist
+        // must leave the one serving as it is.
+        if !versions.iter().any(|m| m.version == version) {
+            return Err(StoreError::NotFound {
+                what: "model",
+                key: format!("{name}@{version}"),
+            });
+        }
         let mut promoted = None;
-        for mut m in self.models()?.into_iter().filter(|m| m.name == name) {
+        for mut m in versions {
             let should = m.version == version;
             if m.promoted != should {
                 m.promoted = should;
@@ -203,5 +216,10 @@ mod tests {
             1
         );
         assert!(store.promote_model("disk", 9).is_err());
+        let (m, _) = store.model("disk", None).unwrap();
+        assert_eq!(
+            m.version, 2,
+            "a failed promotion leaves the serving version serving"
+        );
     }
 }

@@ -4,7 +4,7 @@
 use super::body::body;
 use super::{Api, ApiError, json_response, ok_json};
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
@@ -70,7 +70,9 @@ async fn store_and_answer(
     }))
 }
 
+/// `?status=open|all&limit=N` for incidents.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct ListQuery {
     #[serde(default)]
     status: Option<String>,
@@ -78,18 +80,28 @@ pub(super) struct ListQuery {
     limit: Option<usize>,
 }
 
+/// `?limit=N` for alerts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LimitQuery {
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
 pub(super) async fn list_alerts(
     State(api): State<Arc<Api>>,
-    Query(q): Query<ListQuery>,
-) -> Response {
+    uri: axum::http::Uri,
+) -> Result<Response, ApiError> {
+    let q: LimitQuery = super::operate::query(&uri)?;
     let alerts = api.svc().alerts(q.limit.unwrap_or(usize::MAX));
-    ok_json(&alerts)
+    Ok(ok_json(&alerts))
 }
 
 pub(super) async fn list_incidents(
     State(api): State<Arc<Api>>,
-    Query(q): Query<ListQuery>,
+    uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
+    let q: ListQuery = super::operate::query(&uri)?;
     let open_only = match q.status.as_deref() {
         None | Some("all") => false,
         Some("open") => true,

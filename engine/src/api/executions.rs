@@ -1,7 +1,6 @@
 //! Executions: listing, one with its journal, and approving or rejecting the step
 //! one waits on, bound to the plan hash the approver saw.
 
-use super::body::body;
 use super::principals::Caller;
 use super::{Api, ApiError, json_response, ok_json};
 use axum::Extension;
@@ -84,19 +83,7 @@ async fn decide_execution(
     headers: HeaderMap,
     b: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = body(&api, &headers, b).await?;
-    let d: Decision = if bytes.iter().all(u8::is_ascii_whitespace) {
-        Decision::default()
-    } else {
-        serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_field",
-                e.to_string(),
-            )
-            .on("(body)")
-        })?
-    };
+    let d: Decision = super::operate::json_body(&api, &headers, b).await?;
     if api.svc().executor().is_none() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -304,6 +304,17 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/api/v1/trigger", post(operate::trigger))
         .route("/api/v1/runbooks/{name}/run", post(operate::run))
         .route("/api/v1/runbooks/{name}/promote", post(operate::promote))
+        .method_not_allowed_fallback(|req: Request| async move {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!(
+                    "{} does not answer {}",
+                    vigil_core::text::visible(req.uri().path()),
+                    req.method()
+                ),
+            )
+        })
         .fallback(|req: Request| async move {
             ApiError::new(
                 StatusCode::NOT_FOUND,

@@ -73,6 +73,7 @@ fn yes() -> bool {
 
 pub(super) async fn retrain(
     State(api): State<Arc<Api>>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     headers: HeaderMap,
     b: Body,
@@ -84,6 +85,7 @@ pub(super) async fn retrain(
         &ops.bundle,
         svc.store(),
         &ops.sources,
+        &caller.name,
         &name,
         r.detector.as_deref(),
         r.promote,
@@ -118,7 +120,11 @@ fn window_ms(q: &EvaluateQuery) -> Result<i64, ApiError> {
 }
 
 /// Scores the stored predictions (read-only).
-pub(super) async fn evaluate(State(api): State<Arc<Api>>, uri: Uri) -> Result<Response, ApiError> {
+pub(super) async fn evaluate(
+    State(api): State<Arc<Api>>,
+    Extension(caller): Extension<Caller>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
     let q: EvaluateQuery = query(&uri)?;
     if q.retrain {
         return Err(ApiError::new(
@@ -128,26 +134,32 @@ pub(super) async fn evaluate(State(api): State<Arc<Api>>, uri: Uri) -> Result<Re
         )
         .on("retrain"));
     }
-    run_evaluation(&api, &q).await
+    run_evaluation(&api, &caller, &q).await
 }
 
 /// Scores the stored predictions and, with `retrain`, retrains the models.
 pub(super) async fn evaluate_and_retrain(
     State(api): State<Arc<Api>>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     b: Body,
 ) -> Result<Response, ApiError> {
     let q: EvaluateQuery = json_body(&api, &headers, b).await?;
-    run_evaluation(&api, &q).await
+    run_evaluation(&api, &caller, &q).await
 }
 
-async fn run_evaluation(api: &Api, q: &EvaluateQuery) -> Result<Response, ApiError> {
+async fn run_evaluation(
+    api: &Api,
+    caller: &Caller,
+    q: &EvaluateQuery,
+) -> Result<Response, ApiError> {
     let ops = operations(api)?;
     let svc = api.svc();
     let found = crate::ops::evaluate(
         &ops.bundle,
         svc.store(),
         &ops.sources,
+        &caller.name,
         window_ms(q)?,
         q.retrain,
     )

@@ -83,6 +83,15 @@ pub(super) async fn json_body<T: DeserializeOwned + Default>(
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
+    // serde reads a struct from an array too; a body is an object, named fields only.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "the body must be a JSON object",
+        )
+        .on("(body)"));
+    }
     serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -291,6 +300,7 @@ pub(super) async fn trigger(
 
 pub(super) async fn resume_execution(
     State(api): State<Arc<Api>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let ops = operations(&api)?;
@@ -305,6 +315,9 @@ pub(super) async fn resume_execution(
             format!("execution `{id}` is running now; there is nothing to resume"),
         ));
     }
+    let svc = api.svc();
+    ops::resumed(svc.store(), &caller.name, &id)?;
+    svc.store().sync().await?;
     let executor = ops.automation.executor.clone();
     let resumed = id.clone();
     tokio::spawn(async move {

@@ -49,6 +49,7 @@ pub fn run(g: &Global, args: &EvaluateArgs) -> Result<ExitCode> {
                     &bundle,
                     &store,
                     &sources,
+                    &vigil_exec::automation::whoami(),
                     window_ms,
                     args.retrain,
                 ))

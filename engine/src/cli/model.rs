@@ -152,7 +152,13 @@ pub fn retrain(
         .enable_all()
         .build()?;
     rt.block_on(vigil::ops::retrain(
-        bundle, store, sources, name, detector, promote,
+        bundle,
+        store,
+        sources,
+        &vigil_exec::automation::whoami(),
+        name,
+        detector,
+        promote,
     ))
     .map_err(ops_error)
 }

@@ -507,6 +507,7 @@ pub fn executions(g: &Global, cmd: &ExecutionsCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ExecutionsCommand::Resume { id } => {
+            vigil::ops::resumed(&store, &vigil_exec::automation::whoami(), id)?;
             let executor = executor(g, catalog(g, bundle.as_ref())?, store);
             let report = runtime()?.block_on(async { with_ctrl_c(executor).resume(id).await })?;
             print_report(g, &p, &report);
