@@ -511,6 +511,31 @@ fn the_cli_operates_a_running_daemon_as_the_person_whose_token_it_carries() {
     let st = json_out(&vigil(&s, VERA, &["--output", "json", "status"]));
     assert!(st["paused"].is_null(), "{st}");
 
+    // Silences and incidents name who acted, whatever a body claims.
+    let (code, v) = call(
+        &d.base,
+        "POST",
+        "/api/v1/silences",
+        BOB,
+        &json!({ "matchers": { "service": "db" }, "duration": "1h", "createdBy": "ada", "comment": "maintenance" }),
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["created_by"], "bob", "{v}");
+    assert_eq!(v["comment"], "maintenance (for ada)", "{v}");
+    let sid = v["id"].as_str().unwrap().to_string();
+    refused(
+        &vigil(&s, VERA, &["silence", "expire", &sid]),
+        "role `viewer`",
+    );
+    ok(&vigil(&s, BOB, &["silence", "expire", &sid]));
+    let silences = audit(&s, "silence");
+    assert_eq!(silences.len(), 2, "{silences:?}");
+    assert!(
+        silences
+            .iter()
+            .all(|e| e["actor"] == "user:bob" && e["subject"] == sid.as_str())
+    );
+
     // Models and evaluation through the daemon: reads for a viewer, changes for an admin.
     assert!(ok(&vigil(&s, VERA, &["model", "list"])).contains("no models yet"));
     refused(

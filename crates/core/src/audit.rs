@@ -34,6 +34,10 @@ pub enum AuditAction {
     Cancel,
     /// The bundle was reloaded (or a reload refused).
     Reload,
+    /// A silence was added or expired.
+    Silence,
+    /// An incident was acknowledged or resolved by hand.
+    Incident,
     /// An action written by a newer vigil.
     #[serde(other)]
     Other,
@@ -57,6 +61,8 @@ impl AuditAction {
             AuditAction::Refuse => "refuse",
             AuditAction::Cancel => "cancel",
             AuditAction::Reload => "reload",
+            AuditAction::Silence => "silence",
+            AuditAction::Incident => "incident",
             AuditAction::Other => "other",
         }
     }
@@ -64,7 +70,7 @@ impl AuditAction {
 
 impl AuditAction {
     /// Every action an entry can record (`Other` aside).
-    pub const ALL: [AuditAction; 15] = [
+    pub const ALL: [AuditAction; 17] = [
         AuditAction::Decide,
         AuditAction::Approve,
         AuditAction::Reject,
@@ -80,6 +86,8 @@ impl AuditAction {
         AuditAction::Refuse,
         AuditAction::Cancel,
         AuditAction::Reload,
+        AuditAction::Silence,
+        AuditAction::Incident,
     ];
 }
 

@@ -2,7 +2,9 @@
 //! and an incident's acknowledgement or resolution.
 
 use super::body::body;
+use super::principals::Caller;
 use super::{Api, ApiError, json_response, ok_json};
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -134,30 +136,38 @@ pub(super) async fn show_incident(
 
 pub(super) async fn ack_incident(
     State(api): State<Arc<Api>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    set_status(
-        &api,
-        &id,
-        IncidentStatus::Acknowledged,
-        "acknowledged over the API",
-    )
-    .await
+    set_status(&api, &caller, &id, IncidentStatus::Acknowledged).await
 }
 
 pub(super) async fn resolve_incident(
     State(api): State<Arc<Api>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    set_status(&api, &id, IncidentStatus::Resolved, "resolved over the API").await
+    set_status(&api, &caller, &id, IncidentStatus::Resolved).await
 }
 
+/// Changes an incident's status by hand: journaled on the incident and audited,
+/// both naming the caller.
 async fn set_status(
     api: &Api,
+    caller: &Caller,
     id: &str,
     status: IncidentStatus,
-    why: &str,
 ) -> Result<Response, ApiError> {
-    let inc = api.svc().set_status(id, status, why).await?;
+    use vigil_exec::record::{AuditEntry, ExecutionStore};
+    let svc = api.svc();
+    let why = format!("{} by {}", status.as_str(), caller.actor());
+    let inc = svc.set_status(id, status, &why).await?;
+    svc.store().audit(AuditEntry::new(
+        caller.actor(),
+        vigil_core::audit::AuditAction::Incident,
+        id,
+        status.as_str(),
+    ))?;
+    svc.store().sync().await?;
     Ok(ok_json(&inc))
 }

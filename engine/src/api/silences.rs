@@ -1,7 +1,9 @@
 //! Silences: listing, adding (Alertmanager's matcher forms) and expiring.
 
 use super::body::body;
+use super::principals::Caller;
 use super::{Api, ApiError, json_response, ok_json};
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -94,11 +96,12 @@ pub fn parse_silence(bytes: &[u8], now: i64) -> Result<Silence, (String, String)
 
 pub(super) async fn add_silence(
     State(api): State<Arc<Api>>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     b: Body,
 ) -> Result<Response, ApiError> {
     let bytes = body(&api, &headers, b).await?;
-    let s = parse_silence(&bytes, now_ms()).map_err(|(field, detail)| {
+    let mut s = parse_silence(&bytes, now_ms()).map_err(|(field, detail)| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_field",
@@ -106,14 +109,46 @@ pub(super) async fn add_silence(
         )
         .on(field)
     })?;
-    let s = api.svc().add_silence(s).await?;
+    // Who made it is the caller, whatever the body claims (Alertmanager takes
+    // `createdBy` on trust; here it is what the audit log shows).
+    if s.created_by != *caller.name {
+        if !s.created_by.is_empty() {
+            s.comment = format!("{} (for {})", s.comment, s.created_by)
+                .trim_start()
+                .to_string();
+        }
+        s.created_by = caller.name.to_string();
+    }
+    let svc = api.svc();
+    let s = svc.add_silence(s).await?;
+    audit(&svc, &caller, &s.id, "added").await?;
     Ok(ok_json(&s))
 }
 
 pub(super) async fn expire_silence(
     State(api): State<Arc<Api>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let s = api.svc().expire_silence(&id).await?;
+    let svc = api.svc();
+    let s = svc.expire_silence(&id).await?;
+    audit(&svc, &caller, &s.id, "expired").await?;
     Ok(ok_json(&s))
+}
+
+async fn audit(
+    svc: &vigil_alert::AlertService,
+    caller: &Caller,
+    id: &str,
+    outcome: &str,
+) -> Result<(), ApiError> {
+    use vigil_exec::record::{AuditEntry, ExecutionStore};
+    svc.store().audit(AuditEntry::new(
+        caller.actor(),
+        vigil_core::audit::AuditAction::Silence,
+        id,
+        outcome,
+    ))?;
+    svc.store().sync().await?;
+    Ok(())
 }

@@ -102,7 +102,8 @@ pub struct Client {
 }
 
 impl Client {
-    /// The server of `--server` / `VIGIL_SERVER`, else the config's `api.listen`.
+    /// The server of `--server` / `VIGIL_SERVER`, else the daemon holding the store
+    /// (its beacon), else the config's `api.listen`.
     pub fn new(g: &Global) -> Result<Client> {
         let bundle = g
             .bundle_dir()
@@ -111,6 +112,7 @@ impl Client {
         let base = g
             .server
             .clone()
+            .or_else(|| Beacon::read(&super::store_dir(g, Some(&bundle))))
             .or_else(|| bundle.config.api.listen.clone())
             .unwrap_or_else(|| "127.0.0.1:9797".into());
         Ok(Client::at(&base, Some(&bundle)))
