@@ -32,6 +32,7 @@ pub struct Composition {
     policies: Option<Arc<PolicyEngine>>,
     metrics: Arc<Metrics>,
     narrator: Option<Narrator>,
+    in_flight: vigil_exec::InFlight,
 }
 
 impl std::fmt::Debug for Composition {
@@ -66,12 +67,20 @@ impl Composition {
             policies,
             metrics,
             narrator: None,
+            in_flight: vigil_exec::InFlight::default(),
         })
     }
 
     /// Tells `narrator` every detection, incident change, decision and step.
     pub fn with_narrator(mut self, narrator: Option<Narrator>) -> Composition {
         self.narrator = narrator;
+        self
+    }
+
+    /// Shares the executions in flight with the executors of another composition of
+    /// the same store (a reload's): they are not resumed twice, and cancels reach them.
+    pub fn with_in_flight(mut self, in_flight: vigil_exec::InFlight) -> Composition {
+        self.in_flight = in_flight;
         self
     }
 
@@ -108,6 +117,7 @@ impl Composition {
             .with_exprs(self.exprs.clone())
             .with_max_concurrency(cfg.executor.max_concurrency.unwrap_or(8) as usize)
             .with_env_allowlist(&cfg.executor.env)
+            .with_in_flight(self.in_flight.clone())
             .with_observer(self.observer())
     }
 

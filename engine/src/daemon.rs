@@ -304,8 +304,10 @@ impl Daemon {
         // Resume what a previous process left unfinished, before anything new starts.
         let mut resumes = Vec::new();
         if let Some(executor) = svc.executor() {
+            let driven = executor.in_flight();
             for rec in store.executions()? {
-                if rec.status != ExecStatus::Running {
+                // One this process still drives (a reload's predecessor) is not resumed.
+                if rec.status != ExecStatus::Running || driven.contains(&rec.id) {
                     continue;
                 }
                 started.resumed.push(rec.id.clone());

@@ -92,7 +92,30 @@ pub struct Executor {
     env: Value,
     /// Executions being driven in this process, each with the switch that cancels it
     /// (carrying who cancelled), shared by every clone.
-    running: Arc<Mutex<HashMap<String, watch::Sender<Option<String>>>>>,
+    running: InFlight,
+}
+
+/// The executions being driven, shared by every executor given the same one: a
+/// reloaded daemon's executor sees (and can cancel) what the previous one still runs,
+/// and does not resume it a second time.
+#[derive(Clone, Default)]
+pub struct InFlight(Arc<Mutex<HashMap<String, watch::Sender<Option<String>>>>>);
+
+impl std::fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("InFlight").field(&self.ids()).finish()
+    }
+}
+
+impl InFlight {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<Option<String>>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The ids being driven now.
+    pub fn ids(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
 }
 
 /// What [`Executor::cancel`] did.
@@ -126,7 +149,7 @@ impl Executor {
             max_concurrency: 8,
             cancel: rx,
             env: json!({}),
-            running: Arc::default(),
+            running: InFlight::default(),
         }
     }
 
@@ -165,6 +188,12 @@ impl Executor {
             .filter_map(|n| std::env::var(n).ok().map(|v| (n.clone(), Value::String(v))))
             .collect();
         self.env = Value::Object(vars);
+        self
+    }
+
+    /// Shares the record of executions in flight with other executors (see [`InFlight`]).
+    pub fn with_in_flight(mut self, in_flight: InFlight) -> Self {
+        self.running = in_flight;
         self
     }
 
@@ -265,12 +294,11 @@ impl Executor {
             id,
             rec.status.as_str(),
         ))?;
-        let signalled = {
-            let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-            running
-                .get(id)
-                .is_some_and(|tx| tx.send(Some(reason.clone())).is_ok())
-        };
+        let signalled = self
+            .running
+            .lock()
+            .get(id)
+            .is_some_and(|tx| tx.send(Some(reason.clone())).is_ok());
         if signalled {
             self.store.sync().await?;
             return Ok(Cancelled::Signalled);
@@ -296,8 +324,7 @@ impl Executor {
 
     /// Ids of the executions being driven in this process now.
     pub fn in_flight(&self) -> Vec<String> {
-        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        running.keys().cloned().collect()
+        self.running.ids()
     }
 
     fn ctx(&self, record: ExecutionRecord, runbook: Arc<Runbook>) -> RunCtx {
@@ -702,20 +729,13 @@ impl Executor {
 
 /// An execution's entry among the running ones, removed when its drive ends.
 struct Registered<'a> {
-    running: &'a Mutex<HashMap<String, watch::Sender<Option<String>>>>,
+    running: &'a InFlight,
     id: String,
 }
 
 impl<'a> Registered<'a> {
-    fn new(
-        running: &'a Mutex<HashMap<String, watch::Sender<Option<String>>>>,
-        id: &str,
-        tx: watch::Sender<Option<String>>,
-    ) -> Self {
-        running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.to_string(), tx);
+    fn new(running: &'a InFlight, id: &str, tx: watch::Sender<Option<String>>) -> Self {
+        running.lock().insert(id.to_string(), tx);
         Registered {
             running,
             id: id.to_string(),
@@ -725,10 +745,7 @@ impl<'a> Registered<'a> {
 
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.id);
+        self.running.lock().remove(&self.id);
     }
 }
 

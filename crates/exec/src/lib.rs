@@ -14,7 +14,7 @@ pub mod report;
 mod walk;
 
 pub use executor::{
-    Cancelled, ExecError, ExecutionReport, Executor, Request, StepReport, StepStatus,
+    Cancelled, ExecError, ExecutionReport, Executor, InFlight, Request, StepReport, StepStatus,
 };
 
 /// Whether a run proved it worked: the runbook checks something (a step with an

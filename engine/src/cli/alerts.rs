@@ -176,7 +176,7 @@ pub fn serve(g: &Global, args: &ServeArgs) -> Result<ExitCode> {
         .build()?;
     rt.block_on(async {
         let metrics = Arc::new(Metrics::new());
-        let start = Starter { store: store.clone(), metrics: metrics.clone(), clock, trigger_mode: args.runbooks.map(RunbooksMode::mode) };
+        let start = Starter { store: store.clone(), in_flight: vigil_exec::InFlight::default(), metrics: metrics.clone(), clock, trigger_mode: args.runbooks.map(RunbooksMode::mode) };
         let mut current = prepared.clone();
         let (daemon, serving) = start.start(prepared).await.map_err(|e| invalid(e.join("\n")))?;
         let mut daemon = Some(daemon);
@@ -304,6 +304,8 @@ fn prepare(
 /// What every start of the daemon shares: at the first start and at each reload.
 struct Starter {
     store: Store,
+    /// One record of executions in flight for every daemon this process starts.
+    in_flight: vigil_exec::InFlight,
     metrics: Arc<Metrics>,
     clock: vigil_core::Clock,
     trigger_mode: Option<vigil_bundle::model::TriggerMode>,
@@ -323,7 +325,8 @@ impl Starter {
             self.metrics.clone(),
         )
         .map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?
-        .with_narrator(Some(narrator));
+        .with_narrator(Some(narrator))
+        .with_in_flight(self.in_flight.clone());
         let daemon = vigil::daemon::Daemon::start(
             &comp,
             p.sources.clone(),
