@@ -45,6 +45,9 @@ pub struct AlertService {
     narrator: Option<Narrator>,
     /// Executions started for incidents and not finished yet (graceful shutdown waits).
     in_flight: Arc<tokio::sync::Semaphore>,
+    /// Ingested alerts' new state, durable before the answer; the tables catch up at
+    /// the next store sync.
+    ingest_log: Arc<vigil_store::RedoLog>,
 }
 
 impl std::fmt::Debug for AlertService {
@@ -58,6 +61,9 @@ impl std::fmt::Debug for AlertService {
 
 /// How many executions may run for incidents at once; more wait their turn.
 pub const MAX_IN_FLIGHT: usize = 64;
+
+/// The redo log acknowledged alerts go to (a directory in the store's).
+const INGEST_LOG: &str = "ingest-log";
 
 /// Most alerts taken in under one hold of the engine's lock: a large POST lets other
 /// callers (the ticker, the incidents API) in between its chunks.
@@ -99,6 +105,18 @@ fn ingest_into(
     out.new = records.iter().filter(|r| r.count == 1).count();
     out.deduplicated = out.received - out.new;
     (out, records)
+}
+
+/// Writes alerts' new state to the tables and to the ingest log; returns the log
+/// record to wait for before acknowledging.
+fn persist(
+    store: &Store,
+    log: &vigil_store::RedoLog,
+    records: &[AlertRecord],
+) -> Result<u64, StoreError> {
+    store.put_alerts(records)?;
+    let bytes = serde_json::to_vec(records).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    log.append(&bytes)
 }
 
 fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
@@ -164,6 +182,21 @@ impl AlertService {
         options: Options,
     ) -> Result<Arc<AlertService>, ServiceError> {
         let mut engine = engine;
+        // Alerts acknowledged after the tables' last flush are redone from the log
+        // first: each record is alerts' whole state, so redoing one twice is harmless.
+        let (ingest_log, redo) = store.redo_log(INGEST_LOG)?;
+        if !redo.is_empty() {
+            for bytes in &redo {
+                let records: Vec<AlertRecord> = serde_json::from_slice(bytes).map_err(|e| {
+                    StoreError::Corrupt(format!(
+                        "{INGEST_LOG}: a record that does not read back: {e}"
+                    ))
+                })?;
+                store.put_alerts(&records)?;
+            }
+            store.sync_blocking()?;
+            tracing::info!(records = redo.len(), "alerts redone from the ingest log");
+        }
         let incidents = store.incidents()?;
         let started = incidents
             .iter()
@@ -190,6 +223,7 @@ impl AlertService {
             clock: options.clock,
             narrator: options.narrator,
             in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+            ingest_log,
         };
         svc.reconcile_starting()?;
         svc.update_metrics();
@@ -412,6 +446,7 @@ impl AlertService {
             Err(alerts) => {
                 let engine = self.engine.clone();
                 let store = self.store.clone();
+                let log = self.ingest_log.clone();
                 blocking(move || {
                     let mut out = Ingested {
                         received: alerts.len(),
@@ -427,13 +462,14 @@ impl AlertService {
                         records.extend(r);
                     }
                     out.deduplicated = out.received - out.new;
-                    store.put_alerts(&records)?;
-                    Ok(out)
+                    let seq = persist(&store, &log, &records)?;
+                    Ok((out, seq))
                 })
                 .await?
             }
         };
-        self.store.sync().await?;
+        let (out, seq) = out;
+        self.ingest_log.sync_to(seq).await?;
         self.update_metrics();
         Ok(out)
     }
@@ -446,7 +482,7 @@ impl AlertService {
         &self,
         alerts: Vec<IncomingAlert>,
         now: i64,
-    ) -> Result<Result<Ingested, StoreError>, Vec<IncomingAlert>> {
+    ) -> Result<Result<(Ingested, u64), StoreError>, Vec<IncomingAlert>> {
         if alerts.len() > INLINE_INGEST {
             return Err(alerts);
         }
@@ -455,7 +491,7 @@ impl AlertService {
         };
         let (out, records) = ingest_into(&mut e, alerts, now);
         drop(e);
-        Ok(self.store.put_alerts(&records).map(|()| out))
+        Ok(persist(&self.store, &self.ingest_log, &records).map(|seq| (out, seq)))
     }
 
     fn update_metrics(&self) {
@@ -674,6 +710,13 @@ impl AlertService {
                 iv.tick().await;
                 if let Err(e) = svc.tick().await {
                     tracing::error!("alert pipeline tick: {e}");
+                }
+                // Alerts that changed nothing a tick persists (duplicates) are in the
+                // tables unflushed: flushing them lets the ingest log drop its records.
+                if svc.ingest_log.appended() > svc.ingest_log.checkpointed()
+                    && let Err(e) = svc.store.sync().await
+                {
+                    tracing::error!("flushing the store: {e}");
                 }
             }
         })

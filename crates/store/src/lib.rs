@@ -6,11 +6,14 @@
 //! far durable. Concurrent `sync` calls share one flush (group commit), which is
 //! what makes tens of thousands of durable transitions per second possible.
 
+mod log;
+
+pub use log::RedoLog;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt;
 use std::marker::PhantomData;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -53,6 +56,9 @@ pub struct Store {
     db: sled::Db,
     meta: sled::Tree,
     commit: Arc<GroupCommit>,
+    dir: PathBuf,
+    /// Redo logs in front of the tables, by name: each sync checkpoints them.
+    logs: Arc<std::sync::Mutex<Vec<(String, Arc<RedoLog>)>>>,
 }
 
 impl Store {
@@ -89,7 +95,41 @@ impl Store {
             meta: db.open_tree("meta")?,
             db,
             commit: Arc::new(GroupCommit::default()),
+            dir: dir.to_path_buf(),
+            logs: Arc::default(),
         })
+    }
+
+    /// The redo log `name` in front of this store's tables (see [`RedoLog`]), with
+    /// the records a crash left to redo. Each [`Store::sync`] checkpoints it. Asked
+    /// again (a reloaded service), the same log comes back, with nothing to redo.
+    pub fn redo_log(&self, name: &str) -> Result<(Arc<RedoLog>, Vec<Vec<u8>>), StoreError> {
+        let mut logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, log)) = logs.iter().find(|(n, _)| n == name) {
+            return Ok((log.clone(), Vec::new()));
+        }
+        let (log, redo) = RedoLog::open(&self.dir.join(name))?;
+        let log = Arc::new(log);
+        logs.push((name.to_string(), log.clone()));
+        Ok((log, redo))
+    }
+
+    /// What each redo log has appended so far, before a flush.
+    fn logs_appended(&self) -> Vec<(Arc<RedoLog>, u64)> {
+        self.logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(_, l)| (l.clone(), l.appended()))
+            .collect()
+    }
+
+    /// After a flush: the records appended before it are in the tables.
+    fn checkpoint(&self, upto: Vec<(Arc<RedoLog>, u64)>) -> Result<(), StoreError> {
+        for (log, seq) in upto {
+            log.checkpoint(seq)?;
+        }
+        Ok(())
     }
 
     /// Bytes the store takes on disk.
@@ -171,26 +211,30 @@ impl Store {
 
     /// Makes every write made before this call durable. Concurrent callers share flushes.
     pub async fn sync(&self) -> Result<(), StoreError> {
+        // Log records appended so far had their table writes made before: once those
+        // writes are durable, the records can go.
+        let logs = self.logs_appended();
         let target = self.commit.written.load(Ordering::SeqCst);
         if self.commit.durable.load(Ordering::SeqCst) >= target {
-            return Ok(());
+            return self.checkpoint(logs);
         }
         let _guard = self.commit.flushing.lock().await;
         if self.commit.durable.load(Ordering::SeqCst) >= target {
-            return Ok(());
+            return self.checkpoint(logs);
         }
         let covered = self.commit.written.load(Ordering::SeqCst);
         self.db.flush_async().await?;
         self.commit.durable.fetch_max(covered, Ordering::SeqCst);
-        Ok(())
+        self.checkpoint(logs)
     }
 
     /// Blocking flush, for code outside the async runtime.
     pub fn sync_blocking(&self) -> Result<(), StoreError> {
         let covered = self.commit.written.load(Ordering::SeqCst);
+        let logs = self.logs_appended();
         self.db.flush()?;
         self.commit.durable.fetch_max(covered, Ordering::SeqCst);
-        Ok(())
+        self.checkpoint(logs)
     }
 }
 
