@@ -276,3 +276,40 @@ pub mod process {
         }
     }
 }
+
+/// One request and its answer over TCP, made by the host (needs `tcp` for the
+/// address; in a plan it is denied, as a write: the host cannot tell one from the
+/// other on a raw connection, so `execute` declares `tcp:<host>:<port>`).
+pub mod tcp {
+    use crate::bindings::vigil::plugin::tcp as host;
+    use crate::{Error, Result};
+
+    /// What came back: everything the peer sent before closing, or the first
+    /// `io_kib` of it when `truncated`.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct Answer {
+        pub data: Vec<u8>,
+        pub truncated: bool,
+    }
+
+    impl Answer {
+        pub fn text(&self) -> String {
+            String::from_utf8_lossy(&self.data).into_owned()
+        }
+    }
+
+    /// Connects to `address` (`host:port`), sends `data`, closes the sending side and
+    /// reads until the peer closes, within `timeout_ms` (and the call's own limit).
+    pub fn exchange(address: &str, data: &[u8], timeout_ms: Option<u32>) -> Result<Answer> {
+        let out = host::exchange(&host::Request {
+            address: address.to_string(),
+            data: data.to_vec(),
+            timeout_ms,
+        })
+        .map_err(|e| Error::from_host(&format!("tcp {address}"), e))?;
+        Ok(Answer {
+            data: out.data,
+            truncated: out.truncated,
+        })
+    }
+}

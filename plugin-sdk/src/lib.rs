@@ -6,7 +6,7 @@
 //! See the crate README for a tutorial.
 //!
 //! Host capabilities are available through [`http`], [`kv`], [`log`],
-//! [`secrets`], [`process`] and [`clock`]. Each works only if the plugin
+//! [`secrets`], [`process`], [`tcp`] and [`clock`]. Each works only if the plugin
 //! requested it in [`Info`] *and* the operator granted it in `vigil.yaml`;
 //! otherwise the call returns an [`Error`] of kind [`ErrorKind::Denied`] whose
 //! message quotes the grant line that would allow it.
@@ -43,7 +43,7 @@ mod helpers;
 mod model;
 
 pub use error::{Context, Error, ErrorKind, Result};
-pub use helpers::{clock, http, kv, log, process, secrets};
+pub use helpers::{clock, http, kv, log, process, secrets, tcp};
 pub use model::{
     ActionDef, Batch, Capability, CapabilityKind, Event, Info, Plan, PlannedEffect, Risk, Sample,
     Series, TimeRange,

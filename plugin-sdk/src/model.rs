@@ -14,6 +14,7 @@ pub enum CapabilityKind {
     Secrets,
     Process,
     Files,
+    Tcp,
 }
 
 /// A capability the plugin requests; the operator must also grant it.
@@ -54,6 +55,11 @@ impl Capability {
     /// Read-only access to directories the operator grants (`grants: { files: [...] }`).
     pub fn files(reason: &str) -> Self {
         Self::new(CapabilityKind::Files, "", reason)
+    }
+    /// TCP exchanges with `host:port` addresses matching `scope` (empty = any the
+    /// operator grants with `grants: { tcp: [{ address: "host:port" }] }`).
+    pub fn tcp(scope: &str, reason: &str) -> Self {
+        Self::new(CapabilityKind::Tcp, scope, reason)
     }
 }
 
@@ -146,6 +152,7 @@ impl Info {
                         CapabilityKind::Secrets => wit::CapabilityKind::Secrets,
                         CapabilityKind::Process => wit::CapabilityKind::Process,
                         CapabilityKind::Files => wit::CapabilityKind::Files,
+                        CapabilityKind::Tcp => wit::CapabilityKind::Tcp,
                     },
                     scope: c.scope,
                     reason: c.reason,

@@ -148,6 +148,7 @@ pub fn plugin_info(raw: w::PluginInfo, path: &Path) -> Result<PluginInfo, Plugin
                     w::CapabilityKind::Secrets => CapabilityKind::Secrets,
                     w::CapabilityKind::Process => CapabilityKind::Process,
                     w::CapabilityKind::Files => CapabilityKind::Files,
+                    w::CapabilityKind::Tcp => CapabilityKind::Tcp,
                 },
                 scope,
                 reason,

@@ -8,6 +8,7 @@
 
 use super::grants::Need;
 use super::http_policy::UrlPattern;
+use super::tcp_policy::AddrPattern;
 use vigil_core::action::{ActionPlan, Risk};
 
 /// One declared effect, parsed.
@@ -19,6 +20,8 @@ pub(crate) enum Effect {
     Process { program: String },
     /// `kv:write`
     KvWrite,
+    /// `tcp:<host>:<port>`
+    Tcp { addr: AddrPattern },
 }
 
 impl Effect {
@@ -49,8 +52,12 @@ impl Effect {
         if text == "kv:write" {
             return Ok(Effect::KvWrite);
         }
+        if let Some(addr) = text.strip_prefix("tcp:") {
+            let addr = AddrPattern::parse(addr).map_err(|e| format!("effect {text:?}: {e}"))?;
+            return Ok(Effect::Tcp { addr });
+        }
         Err(format!(
-            "unknown effect {text:?}: a plugin may declare `http:<METHOD> <url>`, `process:<program>` or `kv:write`"
+            "unknown effect {text:?}: a plugin may declare `http:<METHOD> <url>`, `process:<program>`, `kv:write` or `tcp:<host>:<port>`"
         ))
     }
 
@@ -65,6 +72,8 @@ impl Effect {
             },
             Effect::Process { .. } => (Risk::Medium, true),
             Effect::KvWrite => (Risk::Low, true),
+            // The host cannot tell a read from a write on a raw connection: as a POST.
+            Effect::Tcp { .. } => (Risk::Low, true),
         }
     }
 
@@ -76,6 +85,7 @@ impl Effect {
             }
             (Effect::Process { program }, Need::Process { program: p, .. }) => program == p,
             (Effect::KvWrite, Need::KvWrite) => true,
+            (Effect::Tcp { addr }, Need::Tcp { addr: a }) => addr.matches(a),
             _ => false,
         }
     }
@@ -131,6 +141,9 @@ mod tests {
         let p = vet_plan(plan(Risk::None, true, &["http:post http://h/x"])).expect("ok");
         assert_eq!(p.steps[0].risk, Risk::Low);
         assert!(p.steps[0].reversible);
+        let p = vet_plan(plan(Risk::None, true, &["tcp:127.0.0.1:9999"])).expect("ok");
+        assert_eq!(p.steps[0].risk, Risk::Low);
+        assert!(p.steps[0].reversible);
         let p = vet_plan(plan(Risk::None, true, &["process:rm"])).expect("ok");
         assert_eq!(p.steps[0].risk, Risk::Medium);
         // A plugin may say more risk than the floor, never less.
@@ -151,6 +164,10 @@ mod tests {
             "process:rm -rf",
             "process:rm\u{1b}[2J",
             "kv:delete",
+            "tcp:127.0.0.1",
+            "tcp:tcp://127.0.0.1:9",
+            "tcp:127.0.0.1:9/x",
+            "tcp: 127.0.0.1:9",
             "",
         ] {
             let e = vet_plan(plan(Risk::Low, true, &[bad])).expect_err(bad);
@@ -175,6 +192,15 @@ mod tests {
         };
         assert!(declared(&["process:rm".into()], &rm));
         assert!(!declared(&["process:rmdir".into()], &rm));
+        let addr = crate::tcp_policy::CheckedAddr::parse("2130706433:9999").expect("addr");
+        let tcp = Need::Tcp { addr: &addr };
+        assert!(declared(&["tcp:127.0.0.1:9999".into()], &tcp));
+        assert!(declared(&["tcp:127.0.0.1:*".into()], &tcp));
+        assert!(!declared(&["tcp:127.0.0.1:9998".into()], &tcp));
+        assert!(!declared(
+            &["http:POST http://127.0.0.1:9999/".into()],
+            &tcp
+        ));
         assert!(declared(&[], &Need::KvRead));
         assert!(!declared(&[], &Need::KvWrite));
     }

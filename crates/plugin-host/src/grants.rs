@@ -17,11 +17,14 @@
 //!         - { command: systemctl, args: [restart, "re:^[a-z0-9@.-]+$"] }
 //!       files:
 //!         - { path: /var/lib/metrics }
+//!       tcp:
+//!         - { address: "127.0.0.1:9999" }
 //! ```
 //!
 //! Effective capabilities = requested by the plugin (`describe`) ∩ granted here.
 
 use super::http_policy::{CheckedUrl, UrlPattern};
+use super::tcp_policy::{AddrPattern, CheckedAddr};
 pub use crate::glob::glob_match;
 use serde::Deserialize;
 use std::fmt;
@@ -51,6 +54,23 @@ pub struct Grants {
     /// Directories the plugin may read (read-only, at the same path inside the sandbox).
     #[serde(default)]
     pub files: Vec<FilesGrant>,
+    /// `host:port` addresses the host exchanges one request and answer with over TCP.
+    #[serde(default)]
+    pub tcp: Vec<TcpGrant>,
+}
+
+/// `{ address: "127.0.0.1:9999" }`: TCP exchanges with that address (see
+/// [`super::tcp_policy`]: `*` is one host label, `:*` any port).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpGrant {
+    pub address: String,
+}
+
+impl TcpGrant {
+    pub fn allows(&self, addr: &CheckedAddr) -> bool {
+        AddrPattern::parse(&self.address).is_ok_and(|p| p.matches(addr))
+    }
 }
 
 /// `{ path: /var/lib/metrics }`: read-only, visible to the plugin at the same path.
@@ -117,6 +137,9 @@ pub enum Need<'a> {
         program: &'a str,
         args: &'a [String],
     },
+    Tcp {
+        addr: &'a CheckedAddr,
+    },
 }
 
 impl Need<'_> {
@@ -136,6 +159,7 @@ impl Need<'_> {
                     args.join(", ")
                 )
             }
+            Need::Tcp { addr } => format!("grants: {{ tcp: [{{ address: \"{addr}\" }}] }}"),
         }
     }
 }
@@ -148,6 +172,7 @@ impl fmt::Display for Need<'_> {
             Need::KvWrite => f.write_str("kv write"),
             Need::Secret(n) => write!(f, "secret {n:?}"),
             Need::Process { program, args } => write!(f, "process {program} {args:?}"),
+            Need::Tcp { addr } => write!(f, "tcp {addr}"),
         }
     }
 }
@@ -215,6 +240,7 @@ impl Grants {
             Need::KvWrite => self.kv.as_ref().is_some_and(|k| k.write),
             Need::Secret(n) => self.secrets.iter().any(|s| s == n),
             Need::Process { program, args } => self.process.iter().any(|g| g.allows(program, args)),
+            Need::Tcp { addr } => self.tcp.iter().any(|g| g.allows(addr)),
         }
     }
 
@@ -246,6 +272,9 @@ impl Grants {
                     })?;
                 }
             }
+        }
+        for g in &self.tcp {
+            AddrPattern::parse(&g.address).map_err(|e| GrantError(format!("tcp grant: {e}")))?;
         }
         for f in &self.files {
             if !f.path.starts_with('/') || f.path.split('/').any(|c| c == "..") {
@@ -358,6 +387,17 @@ mod tests {
         .expect("valid grants");
         assert_eq!(ok.http[0].methods, vec!["GET", "HEAD"]);
         assert!(serde_json::from_str::<Grants>(r#"{"htp":[]}"#).is_err());
+        let tcp: Grants =
+            serde_json::from_str(r#"{"tcp":[{"address":"127.0.0.1:9999"}]}"#).expect("tcp grant");
+        assert!(tcp.validate().is_ok());
+        assert!(serde_json::from_str::<Grants>(r#"{"tcp":[{"addr":"127.0.0.1:9999"}]}"#).is_err());
+        assert!(serde_json::from_str::<Grants>(r#"{"tcp":["127.0.0.1:9999"]}"#).is_err());
+        for bad in ["127.0.0.1", "tcp://127.0.0.1:9", "127.0.0.1:0", "h:x"] {
+            let g: Grants =
+                serde_json::from_value(serde_json::json!({ "tcp": [{ "address": bad }] }))
+                    .expect("shape");
+            assert!(g.validate().is_err(), "{bad}");
+        }
         assert!(
             serde_json::from_str::<Grants>(r#"{"http":[{"url":"x","method":["GET"]}]}"#).is_err()
         );
@@ -373,6 +413,11 @@ mod tests {
         assert_eq!(
             n.grant_line(),
             r#"grants: { http: [{ url: "http://127.0.0.1:9/hook", methods: [POST] }] }"#
+        );
+        let addr = CheckedAddr::parse("0x7f.0.0.1:9999").expect("addr");
+        assert_eq!(
+            Need::Tcp { addr: &addr }.grant_line(),
+            r#"grants: { tcp: [{ address: "127.0.0.1:9999" }] }"#
         );
         let args = vec!["restart".to_string(), "nginx".to_string()];
         let p = Need::Process {

@@ -130,7 +130,7 @@ impl fmt::Display for UrlPattern {
     }
 }
 
-fn split_host_port(authority: &str) -> Result<(&str, Option<&str>), String> {
+pub(crate) fn split_host_port(authority: &str) -> Result<(&str, Option<&str>), String> {
     if let Some(v6) = authority.strip_prefix('[') {
         let end = v6.find(']').ok_or("an IPv6 host lacks its `]`")?;
         let host = &authority[..end + 2];
@@ -148,7 +148,7 @@ fn split_host_port(authority: &str) -> Result<(&str, Option<&str>), String> {
     })
 }
 
-fn host_matches(pattern: &[String], host: &str) -> bool {
+pub(crate) fn host_matches(pattern: &[String], host: &str) -> bool {
     let labels: Vec<&str> = host.split('.').collect();
     labels.len() == pattern.len()
         && pattern

@@ -24,6 +24,7 @@ pub mod http_policy;
 mod limiter;
 mod model;
 mod services;
+pub mod tcp_policy;
 mod wit;
 
 pub use cache::{CacheOutcome, content_hash};

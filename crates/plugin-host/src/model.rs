@@ -20,6 +20,7 @@ pub enum CapabilityKind {
     Secrets,
     Process,
     Files,
+    Tcp,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -194,6 +194,117 @@ impl HttpClient {
     }
 }
 
+/// What a TCP exchange brought back.
+#[derive(Debug)]
+pub(crate) struct TcpOutput {
+    pub data: Vec<u8>,
+    pub truncated: bool,
+}
+
+/// One request and its answer over TCP, to an address the caller already checked
+/// (`tcp_policy`): resolve and connect within `timeout`, write `data`, close the
+/// sending side, read until the peer closes. The whole exchange shares `timeout`; an
+/// answer past `max` bytes is cut there (`truncated`) and the connection dropped; a
+/// peer that does not close in time is an error that says how much it sent.
+pub(crate) fn tcp_exchange(
+    addr: &crate::tcp_policy::CheckedAddr,
+    data: &[u8],
+    timeout: Duration,
+    max: usize,
+) -> Result<TcpOutput, String> {
+    use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+    let start = Instant::now();
+    let left = || timeout.saturating_sub(start.elapsed());
+    let ms = timeout.as_millis();
+    let late = |what: &str| format!("tcp {addr}: no {what} within {ms} ms");
+    // Resolution has no timeout of its own: it runs aside, and the call does not wait
+    // past its time for it.
+    let (host, port) = (addr.bare_host().to_string(), addr.port());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send((host.as_str(), port).to_socket_addrs().map(Vec::from_iter));
+    });
+    let targets: Vec<SocketAddr> = match rx.recv_timeout(left()) {
+        Ok(Ok(t)) if !t.is_empty() => t,
+        Ok(Ok(_)) => return Err(format!("tcp {addr}: the host resolves to no address")),
+        Ok(Err(e)) => return Err(format!("tcp {addr}: cannot resolve the host: {e}")),
+        Err(_) => return Err(late("address for the host")),
+    };
+    let mut last = None;
+    let mut stream = None;
+    for t in targets {
+        let l = left();
+        if l.is_zero() {
+            break;
+        }
+        match TcpStream::connect_timeout(&t, l) {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let mut stream = match (stream, last) {
+        (Some(s), _) => s,
+        (None, Some(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+            return Err(late("connection"));
+        }
+        (None, Some(e)) => return Err(format!("tcp {addr}: connect: {e}")),
+        (None, None) => return Err(late("connection")),
+    };
+    let io = |e: std::io::Error, what: &str, got: usize| {
+        if matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ) {
+            format!(
+                "tcp {addr}: no complete answer within {ms} ms ({got} bytes received, the peer kept the connection open)"
+            )
+        } else {
+            format!("tcp {addr}: {what}: {e}")
+        }
+    };
+    let step = |l: Duration| Some(l.max(Duration::from_millis(1)));
+    stream
+        .set_write_timeout(step(left()))
+        .and_then(|()| stream.write_all(data))
+        .map_err(|e| io(e, "write", 0))?;
+    // Line protocols (HAProxy's runtime API among them) answer and close once the
+    // request is complete.
+    let _ = stream.shutdown(Shutdown::Write);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let l = left();
+        if l.is_zero() {
+            return Err(io(std::io::ErrorKind::TimedOut.into(), "read", out.len()));
+        }
+        stream
+            .set_read_timeout(step(l))
+            .map_err(|e| io(e, "read", out.len()))?;
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let room = max.saturating_sub(out.len());
+                out.extend_from_slice(&buf[..n.min(room)]);
+                if n > room {
+                    return Ok(TcpOutput {
+                        data: out,
+                        truncated: true,
+                    });
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io(e, "read", out.len())),
+        }
+    }
+    Ok(TcpOutput {
+        data: out,
+        truncated: false,
+    })
+}
+
 /// What a host-run command did.
 #[derive(Debug)]
 pub(crate) struct ProcessOutput {
@@ -464,6 +575,68 @@ mod tests {
             String::from_utf8_lossy(&out.stdout).trim(),
             "PATH=/usr/local/bin:/usr/bin:/bin"
         );
+    }
+
+    fn addr(l: &std::net::TcpListener) -> crate::tcp_policy::CheckedAddr {
+        crate::tcp_policy::CheckedAddr::parse(&l.local_addr().expect("addr").to_string())
+            .expect("checked")
+    }
+
+    #[test]
+    fn tcp_exchange_writes_closes_and_reads_to_the_end() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let a = addr(&l);
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().expect("accept");
+            let mut req = Vec::new();
+            s.read_to_end(&mut req)
+                .expect("the request ends with the write side closed");
+            s.write_all(b"got: ").expect("write");
+            s.write_all(&req).expect("write");
+        });
+        let out = tcp_exchange(&a, b"show info\n", Duration::from_secs(5), 1024).expect("answer");
+        assert_eq!(out.data, b"got: show info\n");
+        assert!(!out.truncated);
+        server.join().expect("server");
+    }
+
+    #[test]
+    fn tcp_exchange_is_bounded_in_time_and_size() {
+        // Accepts and never answers (nor closes).
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let a = addr(&l);
+        let hold = std::thread::spawn(move || {
+            let (s, _) = l.accept().expect("accept");
+            std::thread::sleep(Duration::from_secs(1));
+            drop(s);
+        });
+        let t = Instant::now();
+        let e = tcp_exchange(&a, b"x\n", Duration::from_millis(300), 1024).expect_err("hangs");
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        assert!(e.contains("no complete answer within 300 ms"), "{e}");
+        hold.join().expect("holder");
+        // An endless answer is cut at the limit.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let a = addr(&l);
+        let flood = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().expect("accept");
+            let chunk = [b'y'; 64 * 1024];
+            while s.write_all(&chunk).is_ok() {}
+        });
+        let t = Instant::now();
+        let out = tcp_exchange(&a, b"x\n", Duration::from_secs(5), 100_000).expect("cut");
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        assert!(out.truncated);
+        assert_eq!(out.data.len(), 100_000);
+        flood.join().expect("flooder");
+        // Nobody listening: refused at once, named.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").port()
+        };
+        let a = crate::tcp_policy::CheckedAddr::parse(&format!("127.0.0.1:{port}")).expect("addr");
+        let e = tcp_exchange(&a, b"x\n", Duration::from_secs(2), 10).expect_err("refused");
+        assert!(e.contains(&format!("tcp 127.0.0.1:{port}: connect")), "{e}");
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod action {
             "vigil:plugin/kv": super::connector::vigil::plugin::kv,
             "vigil:plugin/secrets": super::connector::vigil::plugin::secrets,
             "vigil:plugin/process": super::connector::vigil::plugin::process,
+            "vigil:plugin/tcp": super::connector::vigil::plugin::tcp,
         },
     });
 }

@@ -5,6 +5,7 @@
 use proptest::prelude::*;
 use vigil_plugin_host::grants::ProcessGrant;
 use vigil_plugin_host::http_policy::{CheckedUrl, UrlPattern};
+use vigil_plugin_host::tcp_policy::{AddrPattern, CheckedAddr};
 
 /// Path pieces an attacker mixes: dot segments in every spelling, encoded slashes
 /// and backslashes, empty segments, ordinary names.
@@ -118,6 +119,36 @@ proptest! {
         }
     }
 
+    /// A TCP grant of `127.0.0.1:9999` lets a plugin connect to that socket address and
+    /// no other, however the address is spelt: the address the host connects to (what
+    /// it checked) resolves to exactly 127.0.0.1:9999.
+    #[test]
+    fn a_tcp_grant_reaches_only_its_address(h in tcp_host(), p in tcp_port(), tail in tcp_tail()) {
+        let grant = AddrPattern::parse("127.0.0.1:9999").expect("grant");
+        let raw = format!("{h}:{p}{tail}");
+        if let Ok(addr) = CheckedAddr::parse(&raw) && grant.matches(&addr) {
+            let ip: std::net::IpAddr = addr.bare_host().parse().expect("an IP literal");
+            prop_assert_eq!(ip, std::net::IpAddr::from([127, 0, 0, 1]), "{}", raw);
+            prop_assert_eq!(addr.port(), 9999, "{}", raw);
+            prop_assert_eq!(addr.as_str(), "127.0.0.1:9999", "{}", raw);
+            // What was checked is what is connected to: it normalises to itself.
+            let again = CheckedAddr::parse(addr.as_str()).expect("a checked address parses");
+            prop_assert_eq!(again.as_str(), addr.as_str());
+        }
+    }
+
+    /// Arbitrary text never panics the TCP address or pattern parsers.
+    #[test]
+    fn arbitrary_tcp_addresses_never_panic(a in "\\PC{0,60}", b in "\\PC{0,60}") {
+        let _ = CheckedAddr::parse(&a);
+        if let Ok(p) = AddrPattern::parse(&b) {
+            if let Ok(addr) = CheckedAddr::parse(&a) {
+                let _ = p.matches(&addr);
+            }
+            let _ = p.to_string();
+        }
+    }
+
     /// No option reaches a command unless a grant's pattern was written for options.
     #[test]
     fn options_never_pass_a_pattern_for_names(
@@ -129,6 +160,46 @@ proptest! {
             prop_assert!(args.iter().all(|a| !a.starts_with('-')), "{args:?} passed {pats:?}");
         }
     }
+}
+
+/// Host spellings an attacker tries: other forms of 127.0.0.1, neighbours, names,
+/// IPv6, and text that is not a host at all.
+fn tcp_host() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![
+        "127.0.0.1",
+        "0x7f.0.0.1",
+        "0177.0.0.1",
+        "2130706433",
+        "127.1",
+        "127.0.0.01",
+        "127.0.0.2",
+        "0.0.0.0",
+        "localhost",
+        "LOCALHOST",
+        "[::1]",
+        "[::ffff:127.0.0.1]",
+        "127.0.0.1.",
+        "127.0.0.1:9999@10.0.0.1",
+        "user@127.0.0.1",
+        "tcp://127.0.0.1",
+        "127.0.0.1/..",
+        "%31%32%37.0.0.1",
+        "",
+        "*",
+    ])
+}
+
+fn tcp_port() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![
+        "9999", "09999", "+9999", "9999 ", " 9999", "99990", "75535", "0", "*", "", "9998",
+        "0x270f",
+    ])
+}
+
+fn tcp_tail() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![
+        "", "", "", "/", "/admin", "?x", "#x", "\n", "\u{0}", ":1",
+    ])
 }
 
 fn percent_decode(s: &str) -> String {

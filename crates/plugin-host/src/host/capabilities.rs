@@ -1,4 +1,4 @@
-//! The host functions a plugin may import (log, clock, http, kv, secrets, process),
+//! The host functions a plugin may import (log, clock, http, kv, secrets, process, tcp),
 //! each checked against the instance's grants and the call's mode before it acts.
 
 use super::*;
@@ -23,6 +23,7 @@ pub(super) fn need_kind(need: &Need<'_>) -> (CapabilityKind, String) {
         Need::KvRead | Need::KvWrite => (CapabilityKind::Kv, String::new()),
         Need::Secret(n) => (CapabilityKind::Secrets, (*n).to_string()),
         Need::Process { program, .. } => (CapabilityKind::Process, (*program).to_string()),
+        Need::Tcp { addr } => (CapabilityKind::Tcp, addr.as_str().to_string()),
     }
 }
 
@@ -32,7 +33,8 @@ pub(super) fn is_read_only(need: &Need<'_>) -> bool {
             method.eq_ignore_ascii_case("GET") || method.eq_ignore_ascii_case("HEAD")
         }
         Need::KvRead | Need::Secret(_) => true,
-        Need::KvWrite | Need::Process { .. } => false,
+        // A raw connection may change anything the server behind it can.
+        Need::KvWrite | Need::Process { .. } | Need::Tcp { .. } => false,
     }
 }
 
@@ -43,6 +45,7 @@ pub(super) fn effect_string(need: &Need<'_>) -> String {
         Need::KvWrite => "kv:write".into(),
         Need::KvRead => "kv:read".into(),
         Need::Secret(n) => format!("secret:{n}"),
+        Need::Tcp { addr } => format!("tcp:{addr}"),
     }
 }
 
@@ -72,7 +75,7 @@ impl CallCx {
                 Mode::Fetch => None,
                 Mode::Plan if is_read_only(&need) => None,
                 Mode::Plan => Some(format!(
-                    "{need} is a side effect; plan runs read-only (dry-run) and may only read (HTTP GET/HEAD, kv get)"
+                    "{need} is a side effect; plan runs read-only (dry-run) and may only read (HTTP GET/HEAD, kv get; a TCP exchange counts as a write)"
                 )),
                 Mode::Execute { .. } if is_read_only(&need) => None,
                 Mode::Execute { effects } if crate::effects::declared(effects, &need) => None,
@@ -257,6 +260,36 @@ impl imports::process::Host for State {
             stderr: out.stderr,
             truncated: out.truncated,
             timed_out: out.timed_out,
+        })
+    }
+}
+
+impl imports::tcp::Host for State {
+    fn exchange(&mut self, req: imports::tcp::Request) -> Result<imports::tcp::Response, String> {
+        // The address is checked as normalised, and the host connects to what it checked.
+        let addr = CheckedAddr::parse(&req.address).map_err(|e| self.cx.deny(e.to_string()))?;
+        self.cx.check(Need::Tcp { addr: &addr })?;
+        let remaining = self.cx.remaining();
+        if remaining.is_zero() {
+            return Err("call deadline reached".into());
+        }
+        let timeout = req
+            .timeout_ms
+            .map(|ms| Duration::from_millis(u64::from(ms)).min(remaining))
+            .unwrap_or(remaining);
+        let max = self.cx.limits.io_kib as usize * 1024;
+        if req.data.len() > max {
+            return Err(format!(
+                "tcp {addr}: {} bytes to send, more than the instance's io_kib ({max} bytes)",
+                req.data.len()
+            ));
+        }
+        let _span =
+            tracing::debug_span!("plugin_tcp", plugin = %self.cx.plugin.name, %addr).entered();
+        let out = services::tcp_exchange(&addr, &req.data, timeout, max)?;
+        Ok(imports::tcp::Response {
+            data: out.data,
+            truncated: out.truncated,
         })
     }
 }

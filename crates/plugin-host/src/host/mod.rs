@@ -22,6 +22,7 @@ use super::http_policy::{self, CheckedUrl};
 use super::limiter::{MemLimiter, count_limit};
 use super::model::{self, CapabilityKind, PluginInfo};
 use super::services::{self, EnvSecrets, HttpClient, KvStore, MemoryKv, SecretSource};
+use super::tcp_policy::CheckedAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
