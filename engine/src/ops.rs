@@ -131,6 +131,11 @@ pub fn audit(store: &Store, q: &AuditQuery) -> Result<Vec<AuditEntry>, OpsError>
     Ok(entries)
 }
 
+/// Checks every link of the audit log's hash chain.
+pub fn verify_audit(store: &Store) -> Result<vigil_exec::record::AuditVerdict, StoreError> {
+    Ok(vigil_exec::record::verify_audit(&store.audit_entries()?))
+}
+
 /// The newest `limit` executions, newest first.
 pub fn executions(store: &Store, limit: usize) -> Result<Vec<ExecutionRecord>, StoreError> {
     Ok(store.executions()?.into_iter().take(limit).collect())

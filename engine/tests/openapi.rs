@@ -1439,6 +1439,8 @@ fn every_operation_answers_as_the_spec_says() {
         .any(|e| e["action"] == "approve");
     assert!(approved, "{v}");
     c.get(VERA, "/api/v1/audit", 200);
+    let v = c.get(VERA, "/api/v1/audit/verify", 200);
+    assert!(v["broken"].is_null(), "{v}");
     c.get(VERA, "/api/v1/audit?bogus=1", 400);
     c.get(VERA, "/api/v1/audit?since=lately", 422);
 

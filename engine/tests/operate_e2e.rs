@@ -564,6 +564,8 @@ fn the_cli_operates_a_running_daemon_as_the_person_whose_token_it_carries() {
         "window",
     );
 
+    assert!(ok(&vigil(&s, VERA, &["audit", "--verify"])).contains("every link holds"));
+
     // With the daemon gone, the same commands open the store themselves.
     drop(d);
     let st = json_out(&vigil(&s, VERA, &["--output", "json", "status"]));
@@ -575,6 +577,8 @@ fn the_cli_operates_a_running_daemon_as_the_person_whose_token_it_carries() {
     ));
     assert!(listed.as_array().unwrap().len() >= 4, "{listed}");
     assert!(audit(&s, "cancel").iter().any(|e| e["actor"] == "user:bob"));
+    let v = json_out(&vigil(&s, VERA, &["--output", "json", "audit", "--verify"]));
+    assert!(v["broken"].is_null() && v["entries"].as_u64().unwrap() > 10, "{v}");
 }
 
 #[test]

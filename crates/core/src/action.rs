@@ -61,25 +61,14 @@ impl ActionPlan {
     /// A stable hash of the plan (hex SHA-256 of its summary and effects).
     pub fn hash(&self) -> String {
         let canonical = serde_json::to_string(&(&self.summary, &self.steps)).unwrap_or_default();
-        sha256_hex(canonical.as_bytes())
+        crate::digest::sha256_hex(canonical.as_bytes())
     }
 
     /// What an approval binds to: this plan for exactly this input. Collision
     /// resistant, since the plugin that computes the plan is not trusted to keep it.
     pub fn approval_hash(&self, input: &Value) -> String {
-        sha256_hex(format!("{}|{input}", self.hash()).as_bytes())
+        crate::digest::sha256_hex(format!("{}|{input}", self.hash()).as_bytes())
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    use std::fmt::Write;
-    Sha256::digest(bytes)
-        .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 /// The most a policy let an execution do without a human: the highest risk and

@@ -10,6 +10,7 @@ pub mod action;
 pub mod audit;
 pub mod clock;
 pub mod diag;
+pub mod digest;
 pub mod duration;
 pub mod fingerprint;
 pub mod journal;

@@ -175,6 +175,11 @@ pub struct AuditEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan_hash: Option<String>,
     pub outcome: String,
+    /// SHA-256 over the previous entry's `hash` and this entry: a chain, so an entry
+    /// changed or removed in the middle shows (`vigil audit --verify`). Absent on
+    /// entries written before the chain existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
 }
 
 impl AuditEntry {
@@ -193,7 +198,16 @@ impl AuditEntry {
             inputs: Value::Null,
             plan_hash: None,
             outcome: outcome.into(),
+            hash: None,
         }
+    }
+
+    /// This entry's link in the chain after `prev` (the previous entry's hash).
+    pub fn chained_hash(&self, prev: Option<&str>) -> String {
+        let mut unlinked = self.clone();
+        unlinked.hash = None;
+        let body = serde_json::to_string(&unlinked).unwrap_or_default();
+        vigil_core::digest::sha256_hex(format!("{}\n{body}", prev.unwrap_or("")).as_bytes())
     }
 
     pub fn with_inputs(mut self, inputs: Value) -> Self {
@@ -205,6 +219,49 @@ impl AuditEntry {
         self.plan_hash = hash;
         self
     }
+}
+
+/// What checking the audit log's chain found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditVerdict {
+    pub entries: usize,
+    /// Entries from before the chain existed (at the start of the log).
+    pub unchained: usize,
+    /// The first entry that does not hold: its seq and what is wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broken: Option<(u64, String)>,
+}
+
+/// Walks the audit log and checks every link of its chain.
+pub fn verify_audit(entries: &[AuditEntry]) -> AuditVerdict {
+    let mut v = AuditVerdict {
+        entries: entries.len(),
+        unchained: 0,
+        broken: None,
+    };
+    let mut prev: Option<&str> = None;
+    let mut chained = false;
+    for e in entries {
+        match &e.hash {
+            None if !chained => v.unchained += 1,
+            None => {
+                v.broken = Some((e.seq, "has no hash after the chain began: inserted".into()));
+                return v;
+            }
+            Some(h) => {
+                if *h != e.chained_hash(prev) {
+                    v.broken = Some((
+                        e.seq,
+                        "does not match its hash: it was changed, or the entry before it was changed or removed".into(),
+                    ));
+                    return v;
+                }
+                chained = true;
+                prev = Some(h);
+            }
+        }
+    }
+    v
 }
 
 /// Whether automation is paused, by whom and why.
@@ -291,8 +348,15 @@ impl ExecutionStore for Store {
     }
 
     fn audit(&self, mut entry: AuditEntry) -> Result<AuditEntry, StoreError> {
+        // One writer at a time links to the last entry, so the chain never forks.
+        static CHAIN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = CHAIN.lock().unwrap_or_else(|p| p.into_inner());
+        let table = audit_table(self)?;
+        let prev = table.last()?.and_then(|e| e.hash);
         entry.seq = self.unique_id()?;
-        audit_table(self)?.put(&entry.seq.to_be_bytes(), &entry)?;
+        entry.hash = None;
+        entry.hash = Some(entry.chained_hash(prev.as_deref()));
+        table.put(&entry.seq.to_be_bytes(), &entry)?;
         Ok(entry)
     }
 
@@ -419,6 +483,86 @@ mod tests {
             events.windows(2).all(|w| w[0].seq < w[1].seq),
             "sequence numbers stay increasing"
         );
+    }
+
+    #[test]
+    fn the_audit_chain_shows_a_changed_or_removed_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // An entry from before the chain: tolerated at the start only.
+        let legacy = AuditEntry {
+            seq: store.unique_id().unwrap(),
+            ..AuditEntry::new("user:old", AuditAction::Pause, "automation", "x")
+        };
+        audit_table(&store)
+            .unwrap()
+            .put(&legacy.seq.to_be_bytes(), &legacy)
+            .unwrap();
+        let written: Vec<AuditEntry> = (0..5)
+            .map(|i| {
+                store
+                    .audit(AuditEntry::new(
+                        format!("user:u{i}"),
+                        AuditAction::Approve,
+                        format!("ex-{i}"),
+                        "approved",
+                    ))
+                    .unwrap()
+            })
+            .collect();
+        let ok = verify_audit(&store.audit_entries().unwrap());
+        assert_eq!(
+            (ok.entries, ok.unchained, ok.broken.clone()),
+            (6, 1, None),
+            "{ok:?}"
+        );
+
+        // A changed outcome breaks that entry's link.
+        let mut changed = written[2].clone();
+        changed.outcome = "rejected".into();
+        audit_table(&store)
+            .unwrap()
+            .put(&changed.seq.to_be_bytes(), &changed)
+            .unwrap();
+        let v = verify_audit(&store.audit_entries().unwrap());
+        assert_eq!(
+            v.broken.as_ref().map(|b| b.0),
+            Some(written[2].seq),
+            "{v:?}"
+        );
+        audit_table(&store)
+            .unwrap()
+            .put(&written[2].seq.to_be_bytes(), &written[2])
+            .unwrap();
+        assert_eq!(verify_audit(&store.audit_entries().unwrap()).broken, None);
+
+        // A removed entry breaks the next one's.
+        audit_table(&store)
+            .unwrap()
+            .remove(&written[1].seq.to_be_bytes())
+            .unwrap();
+        let v = verify_audit(&store.audit_entries().unwrap());
+        assert_eq!(
+            v.broken.as_ref().map(|b| b.0),
+            Some(written[2].seq),
+            "{v:?}"
+        );
+
+        // An entry slipped in without a hash after the chain began is caught.
+        audit_table(&store)
+            .unwrap()
+            .put(&written[1].seq.to_be_bytes(), &written[1])
+            .unwrap();
+        let sneaky = AuditEntry {
+            seq: written[4].seq + 1,
+            ..AuditEntry::new("user:x", AuditAction::Promote, "rb", "ok")
+        };
+        audit_table(&store)
+            .unwrap()
+            .put(&sneaky.seq.to_be_bytes(), &sneaky)
+            .unwrap();
+        let v = verify_audit(&store.audit_entries().unwrap());
+        assert_eq!(v.broken.as_ref().map(|b| b.0), Some(sneaky.seq), "{v:?}");
     }
 
     #[tokio::test]

@@ -278,6 +278,14 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         })
     }
 
+    /// The record with the greatest key, if any.
+    pub fn last(&self) -> Result<Option<V>, StoreError> {
+        match self.tree.last()? {
+            Some((k, v)) => self.decode(&k, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Stores `v` under `key`; durable at the next sync.
     pub fn put(&self, key: &[u8], v: &V) -> Result<(), StoreError> {
         self.tree.insert(key, encode(v)?)?;

@@ -15,6 +15,7 @@
 mod alerts;
 mod auth;
 mod body;
+mod console;
 mod error;
 mod executions;
 mod limit;
@@ -131,6 +132,8 @@ pub struct Api {
     cfg: ApiConfig,
     limiter: Limiter,
     reloads: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
+    /// The web console's sessions.
+    console: console::Sessions,
 }
 
 impl Api {
@@ -156,6 +159,7 @@ impl Api {
             cfg,
             limiter,
             reloads,
+            console: console::Sessions::default(),
         })
     }
 
@@ -207,6 +211,10 @@ async fn guard(
     if path == "/healthz" || path == "/readyz" {
         return next.run(req).await;
     }
+    // The console authenticates by its session cookie, not a bearer token.
+    if console::owns(&path) {
+        return console::guard(api, peer, req, next).await;
+    }
     let resp = match auth::check(&api, peer, req.method(), req.uri(), req.headers()) {
         Err(refused) => refused.into_response(),
         Ok(caller) => {
@@ -235,8 +243,13 @@ fn route_name(path: &str) -> &'static str {
         p if p.starts_with("/api/v1/silences") => "silences",
         p if p.starts_with("/api/v1/executions") => "executions",
         p if p.starts_with("/api/v1/runbooks") => "runbooks",
-        "/api/v1/status" | "/api/v1/pause" | "/api/v1/resume" | "/api/v1/audit"
-        | "/api/v1/trigger" | "/api/v1/reload" => "operate",
+        "/api/v1/status"
+        | "/api/v1/pause"
+        | "/api/v1/resume"
+        | "/api/v1/audit"
+        | "/api/v1/audit/verify"
+        | "/api/v1/trigger"
+        | "/api/v1/reload" => "operate",
         p if p.starts_with("/api/v1/models") || p == "/api/v1/evaluate" => "models",
         _ => "other",
     }
@@ -301,6 +314,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/api/v1/pause", post(operate::pause))
         .route("/api/v1/resume", post(operate::resume))
         .route("/api/v1/audit", get(operate::audit))
+        .route("/api/v1/audit/verify", get(operate::verify_audit))
         .route("/api/v1/trigger", post(operate::trigger))
         .route("/api/v1/runbooks/{name}/run", post(operate::run))
         .route("/api/v1/runbooks/{name}/promote", post(operate::promote))
@@ -315,7 +329,11 @@ pub fn router(api: Arc<Api>) -> Router {
                 ),
             )
         })
-        .fallback(|req: Request| async move {
+        .fallback(|State(api): State<Arc<Api>>, req: Request| async move {
+            // The console's pages are not API routes: its own router serves them.
+            if console::owns(req.uri().path()) {
+                return console::serve(api, req).await;
+            }
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
@@ -325,6 +343,7 @@ pub fn router(api: Arc<Api>) -> Router {
                     vigil_core::text::visible(req.uri().path())
                 ),
             )
+            .into_response()
         })
         .layer(middleware::from_fn_with_state(api.clone(), guard))
         .with_state(api)

@@ -174,6 +174,10 @@ pub(super) async fn audit(State(api): State<Arc<Api>>, uri: Uri) -> Result<Respo
     Ok(ok_json(&ops::audit(api.svc().store(), &q)?))
 }
 
+pub(super) async fn verify_audit(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
+    Ok(ok_json(&ops::verify_audit(api.svc().store())?))
+}
+
 pub(super) async fn promote(
     State(api): State<Arc<Api>>,
     Extension(caller): Extension<Caller>,

@@ -210,9 +210,16 @@ pub struct AuditArgs {
     pub since: Option<String>,
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
+    /// Check every link of the log's hash chain instead of listing entries; exit 1
+    /// when an entry was changed, removed or slipped in.
+    #[arg(long, conflicts_with_all = ["actor", "action", "subject", "since"])]
+    pub verify: bool,
 }
 
 pub fn audit(g: &Global, args: &AuditArgs) -> Result<ExitCode> {
+    if args.verify {
+        return verify_audit(g);
+    }
     let q = vigil::ops::AuditQuery {
         actor: args.actor.clone(),
         action: args.action,
@@ -644,4 +651,35 @@ pub fn reload(g: &Global) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `vigil audit --verify`: the hash chain checked, link by link.
+fn verify_audit(g: &Global) -> Result<ExitCode> {
+    let v: vigil_exec::record::AuditVerdict = match target(g)? {
+        Target::Local(store) => vigil::ops::verify_audit(&store)?,
+        Target::Daemon(c) => c.get("/api/v1/audit/verify")?,
+    };
+    if g.json() {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        let p = Paint::new(g.color());
+        match &v.broken {
+            None => println!(
+                "{} {} audit entries, every link holds{}",
+                p.green("✓"),
+                v.entries,
+                if v.unchained > 0 {
+                    format!(" ({} from before the chain, not linked)", v.unchained)
+                } else {
+                    String::new()
+                }
+            ),
+            Some((seq, what)) => println!("{} audit entry {seq} {what}", p.red("✘")),
+        }
+    }
+    Ok(if v.broken.is_some() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
