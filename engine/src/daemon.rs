@@ -264,6 +264,7 @@ pub struct Daemon {
     runner: Option<JoinHandle<()>>,
     forwarder: Option<JoinHandle<()>>,
     ticker: JoinHandle<()>,
+    pruner: JoinHandle<()>,
     resumes: Vec<JoinHandle<()>>,
     pub stats: Arc<RunnerStats>,
     pub started: Started,
@@ -335,6 +336,7 @@ impl Daemon {
                 .clamp(Duration::from_millis(20), Duration::from_secs(1))
         });
         let ticker = svc.spawn_ticker(period);
+        let pruner = tokio::spawn(prune_every(svc.clone(), bundle.config.retention.clone()));
 
         let (stop, stop_rx) = watch::channel(false);
         let stats = Arc::new(RunnerStats::default());
@@ -367,6 +369,7 @@ impl Daemon {
             runner,
             forwarder,
             ticker,
+            pruner,
             resumes,
             stats,
             started,
@@ -390,6 +393,7 @@ impl Daemon {
         // One last turn so that what the detectors said is grouped and persisted.
         self.svc.tick().await?;
         self.ticker.abort();
+        self.pruner.abort();
         let deadline = tokio::time::Instant::now() + grace;
         let mut drained = self.svc.drain(grace).await;
         for r in self.resumes.drain(..) {
@@ -399,6 +403,83 @@ impl Daemon {
         self.svc.store().sync().await?;
         Ok(Stopped { drained })
     }
+}
+
+/// Retention: every `r.every`, removes what is older than each kind's keep, on the
+/// pipeline's clock (alerts, incidents, detections and forecasts carry its time) or
+/// the wall clock (executions).
+async fn prune_every(svc: Arc<AlertService>, r: vigil_bundle::model::RetentionDoc) {
+    let every = r.every.as_std().max(Duration::from_secs(1));
+    let mut iv = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        iv.tick().await;
+        match prune_once(&svc, &r).await {
+            Ok(p) => tracing::info!(
+                alerts = p.alerts,
+                incidents = p.incidents,
+                executions = p.executions,
+                detections = p.detections,
+                forecasts = p.forecasts,
+                "retention: pruned"
+            ),
+            Err(e) => tracing::error!("retention: {e}"),
+        }
+    }
+}
+
+/// How many records of each kind a pruning removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Pruned {
+    pub alerts: usize,
+    pub incidents: usize,
+    pub executions: usize,
+    pub detections: usize,
+    pub forecasts: usize,
+}
+
+/// One pruning pass (see [`vigil_bundle::model::RetentionDoc`]).
+pub async fn prune_once(
+    svc: &Arc<AlertService>,
+    r: &vigil_bundle::model::RetentionDoc,
+) -> Result<Pruned, ServiceError> {
+    use vigil_bundle::model::RetentionDoc as R;
+    let now = svc.clock().now_ms();
+    let before = |keep| R::keep(keep).map(|d| now - d.as_millis() as i64);
+    let (alerts, incidents) = svc.prune(before(r.alerts), before(r.incidents)).await?;
+    let store = svc.store().clone();
+    let wall = vigil_core::now_ms();
+    let (executions, detections, forecasts) = (
+        R::keep(r.executions).map(|d| wall - d.as_millis() as i64),
+        before(r.detections).map(|ms| ms / 1000),
+        before(r.forecasts).map(|ms| ms / 1000),
+    );
+    let counts = tokio::task::spawn_blocking(move || {
+        Ok::<_, vigil_store::StoreError>((
+            executions
+                .map(|b| store.prune_executions(b))
+                .transpose()?
+                .unwrap_or(0),
+            detections
+                .map(|b| store.prune_predictions(b))
+                .transpose()?
+                .unwrap_or(0),
+            forecasts
+                .map(|b| store.prune_forecasts(b))
+                .transpose()?
+                .unwrap_or(0),
+        ))
+    })
+    .await
+    .map_err(|e| ServiceError::from(vigil_store::StoreError::Io(format!("pruning: {e}"))))??;
+    svc.store().sync().await?;
+    Ok(Pruned {
+        alerts,
+        incidents,
+        executions: counts.0,
+        detections: counts.1,
+        forecasts: counts.2,
+    })
 }
 
 /// Hands detector findings to the pipeline, one run's worth at a time.

@@ -158,6 +158,9 @@ pub struct Status {
     /// Each detector's most recent run (none yet: absent).
     pub detectors: BTreeMap<String, Option<LastRun>>,
     pub store_bytes: u64,
+    /// Records per table, and the ingest log's bytes: what retention bounds.
+    #[serde(default)]
+    pub records: BTreeMap<String, u64>,
 }
 
 /// What a daemon reports about itself beyond its store.
@@ -194,6 +197,12 @@ pub fn status(store: &Store, live: Live) -> Result<Status, StoreError> {
         incidents_open: live.incidents_open,
         detectors: live.detectors,
         store_bytes: store.size_on_disk()?,
+        records: store
+            .table_sizes()
+            .into_iter()
+            .map(|(name, n)| (name, n as u64))
+            .chain([("ingest-log bytes".to_string(), store.log_bytes())])
+            .collect(),
     })
 }
 

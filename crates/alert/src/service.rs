@@ -722,6 +722,37 @@ impl AlertService {
         })
     }
 
+    /// Retention: forgets incidents resolved before `incidents_before_ms` (memory and
+    /// store) and removes alerts resolved before `alerts_before_ms` from the store,
+    /// on the blocking pool; returns (alerts, incidents) removed.
+    pub async fn prune(
+        &self,
+        alerts_before_ms: Option<i64>,
+        incidents_before_ms: Option<i64>,
+    ) -> Result<(usize, usize), ServiceError> {
+        let engine = self.engine.clone();
+        let store = self.store.clone();
+        let done = blocking(move || {
+            let incidents = match incidents_before_ms {
+                Some(before) => {
+                    let ids = lock(&engine).forget_resolved(before);
+                    store.forget_incidents(&ids)?;
+                    ids.len()
+                }
+                None => 0,
+            };
+            let alerts = match alerts_before_ms {
+                Some(before) => store.prune_alerts(before)?,
+                None => 0,
+            };
+            Ok((alerts, incidents))
+        })
+        .await?;
+        self.store.sync().await?;
+        self.update_metrics();
+        Ok(done)
+    }
+
     /// Incidents, newest first; `open_only` leaves out resolved ones.
     pub fn incidents(&self, open_only: bool, limit: usize) -> Vec<Incident> {
         self.engine()

@@ -48,6 +48,10 @@ pub trait AlertStore {
     fn silences(&self) -> Result<Vec<Silence>, StoreError>;
     /// A new silence id, unique within this store.
     fn next_silence_id(&self) -> Result<String, StoreError>;
+    /// Removes alerts resolved before `before_ms`; returns how many.
+    fn prune_alerts(&self, before_ms: i64) -> Result<usize, StoreError>;
+    /// Removes incidents `ids` with their journals.
+    fn forget_incidents(&self, ids: &[String]) -> Result<(), StoreError>;
 }
 
 impl AlertStore for Store {
@@ -104,6 +108,24 @@ impl AlertStore for Store {
 
     fn incident_events(&self, id: &str) -> Result<Vec<IncidentEvent>, StoreError> {
         self.journal(INCIDENT_JOURNAL)?.entries(id)
+    }
+
+    fn prune_alerts(&self, before_ms: i64) -> Result<usize, StoreError> {
+        let gone = self.table::<AlertRecord>(ALERTS)?.prune(|a| {
+            a.status == crate::AlertStatus::Resolved
+                && a.ends_at_ms.unwrap_or(a.last_seen_ms) < before_ms
+        })?;
+        Ok(gone.len())
+    }
+
+    fn forget_incidents(&self, ids: &[String]) -> Result<(), StoreError> {
+        let table = self.table::<Incident>(INCIDENTS)?;
+        let journal = self.journal::<IncidentEvent>(INCIDENT_JOURNAL)?;
+        for id in ids {
+            table.remove(id.as_bytes())?;
+            journal.forget(id)?;
+        }
+        Ok(())
     }
 
     fn put_silence(&self, s: &Silence) -> Result<(), StoreError> {

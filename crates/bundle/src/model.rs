@@ -150,6 +150,78 @@ pub struct ConfigDoc {
     /// Alert grouping, inhibition, correlation and runbook triggering.
     #[serde(default)]
     pub alerting: Option<AlertingDoc>,
+    /// How long records are kept before the daemon prunes them.
+    #[serde(default)]
+    pub retention: Option<RetentionDoc>,
+}
+
+/// `retention:` — how long each kind of record is kept, pruned in the background by
+/// `vigil serve` (every `every`, default `1h`). A kind set to `0s` is kept forever.
+/// The audit log is append-only and hash-chained, and is never pruned.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionDoc {
+    /// Alerts, once resolved (default `14d`).
+    #[serde(default = "RetentionDoc::alerts")]
+    pub alerts: Duration,
+    /// Incidents, once resolved, with their journals (default `90d`).
+    #[serde(default = "RetentionDoc::incidents")]
+    pub incidents: Duration,
+    /// Executions, once finished, with their journals (default `90d`).
+    #[serde(default = "RetentionDoc::executions")]
+    pub executions: Duration,
+    /// Detectors' stored detections and failure predictions (default `30d`).
+    #[serde(default = "RetentionDoc::detections")]
+    pub detections: Duration,
+    /// Forecasts (default `30d`).
+    #[serde(default = "RetentionDoc::forecasts")]
+    pub forecasts: Duration,
+    /// How often the pruning runs (default `1h`).
+    #[serde(default = "RetentionDoc::every")]
+    pub every: Duration,
+}
+
+impl RetentionDoc {
+    fn days(n: u64) -> Duration {
+        Duration::from_millis(n * 86_400_000)
+    }
+    fn alerts() -> Duration {
+        Self::days(14)
+    }
+    fn incidents() -> Duration {
+        Self::days(90)
+    }
+    fn executions() -> Duration {
+        Self::days(90)
+    }
+    fn detections() -> Duration {
+        Self::days(30)
+    }
+    fn forecasts() -> Duration {
+        Self::days(30)
+    }
+    fn every() -> Duration {
+        Duration::from_millis(3_600_000)
+    }
+
+    /// How long `kept` keeps records, or `None` for ever (`0s`).
+    pub fn keep(kept: Duration) -> Option<std::time::Duration> {
+        let d = kept.as_std();
+        (!d.is_zero()).then_some(d)
+    }
+}
+
+impl Default for RetentionDoc {
+    fn default() -> Self {
+        RetentionDoc {
+            alerts: Self::alerts(),
+            incidents: Self::incidents(),
+            executions: Self::executions(),
+            detections: Self::detections(),
+            forecasts: Self::forecasts(),
+            every: Self::every(),
+        }
+    }
 }
 
 /// A notifier as written: an action plugin call with a templated input.
@@ -758,6 +830,7 @@ pub struct Config {
     /// service → the services it depends on.
     pub services: BTreeMap<String, Vec<String>>,
     pub alerting: Alerting,
+    pub retention: RetentionDoc,
 }
 
 #[derive(Clone, Debug, Serialize)]

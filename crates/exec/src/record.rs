@@ -304,6 +304,9 @@ pub trait ExecutionStore {
     fn audit(&self, entry: AuditEntry) -> Result<AuditEntry, StoreError>;
     /// Audit entries, oldest first.
     fn audit_entries(&self) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Removes executions that finished before `before_ms`, with their journals;
+    /// returns how many. The audit log keeps what was decided about them.
+    fn prune_executions(&self, before_ms: i64) -> Result<usize, StoreError>;
     /// The kill switch: when set, no automatic run starts.
     fn paused(&self) -> Result<Option<PauseState>, StoreError>;
     fn set_paused(&self, state: Option<&PauseState>) -> Result<(), StoreError>;
@@ -362,6 +365,17 @@ impl ExecutionStore for Store {
 
     fn audit_entries(&self) -> Result<Vec<AuditEntry>, StoreError> {
         audit_table(self)?.all()
+    }
+
+    fn prune_executions(&self, before_ms: i64) -> Result<usize, StoreError> {
+        let gone = self
+            .table::<ExecutionRecord>(EXECUTIONS)?
+            .prune(|r| r.status.is_final() && r.updated_ms < before_ms)?;
+        let journal = self.journal::<Event>(JOURNAL)?;
+        for r in &gone {
+            journal.forget(&r.id)?;
+        }
+        Ok(gone.len())
     }
 
     fn paused(&self) -> Result<Option<PauseState>, StoreError> {

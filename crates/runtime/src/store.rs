@@ -59,6 +59,10 @@ pub trait DetectorStore {
     /// Appends forecasts (made durable by the next flush).
     fn put_forecasts(&self, made: &[ForecastRecord]) -> Result<(), StoreError>;
     fn forecasts(&self) -> Result<Vec<ForecastRecord>, StoreError>;
+    /// Removes predictions made before `before_s` (seconds); returns how many.
+    fn prune_predictions(&self, before_s: i64) -> Result<usize, StoreError>;
+    /// Removes forecasts made before `before_s` (seconds); returns how many.
+    fn prune_forecasts(&self, before_s: i64) -> Result<usize, StoreError>;
 }
 
 /// Appends `records` under fresh increasing keys, in one batch.
@@ -183,6 +187,20 @@ impl DetectorStore for Store {
 
     fn forecasts(&self) -> Result<Vec<ForecastRecord>, StoreError> {
         self.table(FORECASTS)?.all()
+    }
+
+    fn prune_predictions(&self, before_s: i64) -> Result<usize, StoreError> {
+        Ok(self
+            .table::<Detection>(PREDICTIONS)?
+            .prune(|d| d.at < before_s)?
+            .len())
+    }
+
+    fn prune_forecasts(&self, before_s: i64) -> Result<usize, StoreError> {
+        Ok(self
+            .table::<ForecastRecord>(FORECASTS)?
+            .prune(|f| f.made_at < before_s)?
+            .len())
     }
 }
 

@@ -132,6 +132,29 @@ impl Store {
         Ok(())
     }
 
+    /// How many records each table holds, by table name (each a walk of its table).
+    pub fn table_sizes(&self) -> Vec<(String, usize)> {
+        self.db
+            .tree_names()
+            .into_iter()
+            .filter(|n| n.as_ref() != b"__sled__default")
+            .filter_map(|n| {
+                let tree = self.db.open_tree(&n).ok()?;
+                Some((String::from_utf8_lossy(&n).into_owned(), tree.len()))
+            })
+            .collect()
+    }
+
+    /// Bytes the redo logs hold on disk.
+    pub fn log_bytes(&self) -> u64 {
+        self.logs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(_, l)| l.disk_bytes())
+            .sum()
+    }
+
     /// Bytes the store takes on disk.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.db.size_on_disk()?)
@@ -242,6 +265,9 @@ fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// How many removals a prune applies at once.
+const PRUNE_BATCH: usize = 1000;
+
 /// A table of records `V` (JSON on disk) in key order.
 pub struct Table<V> {
     tree: sled::Tree,
@@ -347,6 +373,44 @@ impl<V: Serialize + DeserializeOwned> Table<V> {
         Ok(out)
     }
 
+    /// Removes every record `drop` says to, in batches of at most `PRUNE_BATCH` (so
+    /// writers are never held back long); returns the records removed. Durable at the
+    /// next sync.
+    pub fn prune(&self, mut drop: impl FnMut(&V) -> bool) -> Result<Vec<V>, StoreError> {
+        let mut removed = Vec::new();
+        let mut batch = sled::Batch::default();
+        let mut in_batch = 0;
+        for item in self.tree.iter() {
+            let (k, v) = item?;
+            let record = self.decode(&k, &v)?;
+            if drop(&record) {
+                batch.remove(k);
+                in_batch += 1;
+                removed.push(record);
+                if in_batch == PRUNE_BATCH {
+                    self.tree.apply_batch(std::mem::take(&mut batch))?;
+                    in_batch = 0;
+                }
+            }
+        }
+        if in_batch > 0 {
+            self.tree.apply_batch(batch)?;
+        }
+        if !removed.is_empty() {
+            self.commit.mark_written();
+        }
+        Ok(removed)
+    }
+
+    /// How many records the table holds (a walk of the table).
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+
     /// The records whose key starts with `prefix`, in key order.
     pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<V>, StoreError> {
         let mut out = Vec::new();
@@ -411,6 +475,21 @@ impl<E: Serialize + DeserializeOwned + Sequenced> Journal<E> {
         key.push(b'/');
         key.extend_from_slice(&seq.to_be_bytes());
         key
+    }
+
+    /// Removes every entry of `owner` (its records are being pruned); durable at the
+    /// next sync.
+    pub fn forget(&self, owner: &str) -> Result<(), StoreError> {
+        let mut prefix = owner.as_bytes().to_vec();
+        prefix.push(b'/');
+        let mut batch = sled::Batch::default();
+        for item in self.tree.scan_prefix(prefix) {
+            let (k, _) = item?;
+            batch.remove(k);
+        }
+        self.tree.apply_batch(batch)?;
+        self.commit.mark_written();
+        Ok(())
     }
 
     /// Appends `entry` (its `seq` is assigned here); durable at the next sync.

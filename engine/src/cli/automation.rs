@@ -622,6 +622,15 @@ pub fn status(g: &Global) -> Result<ExitCode> {
         }
     }
     println!("  store       {:.1} MiB", s.store_bytes as f64 / 1048576.0);
+    let held: Vec<String> = s
+        .records
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    if !held.is_empty() {
+        println!("  records     {}", held.join(", "));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

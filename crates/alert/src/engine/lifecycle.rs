@@ -48,6 +48,31 @@ impl Engine {
         Some((changed, ev))
     }
 
+    /// Forgets incidents resolved before `before_ms` (retention): they leave memory,
+    /// the past incidents similarity looks at, and any group still pointing at them.
+    /// Returns their ids, for the store to forget them too.
+    pub fn forget_resolved(&mut self, before_ms: i64) -> Vec<String> {
+        let old: Vec<String> = self
+            .incidents
+            .values()
+            .filter(|i| !i.is_open() && i.resolved_ms.unwrap_or(i.updated_ms) < before_ms)
+            .map(|i| i.id.clone())
+            .collect();
+        if old.is_empty() {
+            return old;
+        }
+        let gone: HashSet<&str> = old.iter().map(String::as_str).collect();
+        for id in &old {
+            self.past_remove(id);
+        }
+        self.group_incident
+            .retain(|_, id| !gone.contains(id.as_str()));
+        for id in &old {
+            self.incidents.remove(id);
+        }
+        old
+    }
+
     /// Records what was triggered for an incident.
     pub fn record_trigger(&mut self, id: &str, t: Triggered) -> Option<Incident> {
         let inc = self.incidents.get_mut(id)?;

@@ -67,6 +67,7 @@ impl Checker<'_> {
             oncall: c.oncall,
             services,
             alerting,
+            retention: c.retention.unwrap_or_default(),
         }
     }
 
