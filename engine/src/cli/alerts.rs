@@ -1,6 +1,6 @@
 //! `vigil serve`, `vigil incidents`, `vigil silence`, `vigil alerts send`.
 
-use super::client::Client;
+use super::client::{Client, Target, target};
 use super::{Global, Paint, clock, invalid};
 use anyhow::{Context, Result};
 use serde_json::json;
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use vigil::api::{Api, ApiConfig, Principals};
 use vigil::compose::Composition;
 use vigil_alert::store::AlertStore;
-use vigil_alert::{Incident, IncidentEvent};
+use vigil_alert::{Incident, IncidentEvent, IncidentStatus};
 use vigil_bundle::Bundle;
 use vigil_core::text::visible;
 use vigil_store::Store;
@@ -560,8 +560,8 @@ pub fn incidents(g: &Global, cmd: &IncidentsCommand) -> Result<ExitCode> {
     let p = Paint::new(g.color());
     match cmd {
         IncidentsCommand::List { open, limit } => {
-            let list: Vec<Incident> = match super::client::target(g)?.local() {
-                Some(store) => {
+            let list: Vec<Incident> = match target(g)? {
+                Target::Local(store) => {
                     let mut v = store.incidents()?;
                     v.reverse();
                     v.into_iter()
@@ -569,8 +569,7 @@ pub fn incidents(g: &Global, cmd: &IncidentsCommand) -> Result<ExitCode> {
                         .take(*limit)
                         .collect()
                 }
-                None => {
-                    let c = Client::new(g)?;
+                Target::Daemon(c) => {
                     let q = format!(
                         "/api/v1/incidents?limit={limit}{}",
                         if *open { "&status=open" } else { "" }
@@ -584,9 +583,9 @@ pub fn incidents(g: &Global, cmd: &IncidentsCommand) -> Result<ExitCode> {
                 println!("no incidents");
             } else {
                 for i in &list {
-                    let status = match i.status.as_str() {
-                        "resolved" => p.green("resolved"),
-                        s => p.red(s),
+                    let status = match i.status {
+                        IncidentStatus::Resolved => p.green(i.status.as_str()),
+                        s => p.red(s.as_str()),
                     };
                     println!(
                         "{}  {:<12} {:<9} {}  {}",
@@ -600,23 +599,21 @@ pub fn incidents(g: &Global, cmd: &IncidentsCommand) -> Result<ExitCode> {
             }
         }
         IncidentsCommand::Show { id } => {
-            let (inc, events): (Incident, Vec<IncidentEvent>) =
-                match super::client::target(g)?.local() {
-                    Some(store) => (
-                        store
-                            .incident(id)
-                            .map_err(|_| invalid(format!("no incident `{id}`")))?,
-                        store.incident_events(id)?,
-                    ),
-                    None => {
-                        let c = Client::new(g)?;
-                        let v = c.call("GET", &format!("/api/v1/incidents/{id}"), None)?;
-                        (
-                            serde_json::from_value(v["incident"].clone())?,
-                            serde_json::from_value(v["events"].clone())?,
-                        )
-                    }
-                };
+            let (inc, events): (Incident, Vec<IncidentEvent>) = match target(g)? {
+                Target::Local(store) => (
+                    store
+                        .incident(id)
+                        .map_err(|_| invalid(format!("no incident `{id}`")))?,
+                    store.incident_events(id)?,
+                ),
+                Target::Daemon(c) => {
+                    let v = c.call("GET", &format!("/api/v1/incidents/{id}"), None)?;
+                    (
+                        serde_json::from_value(v["incident"].clone())?,
+                        serde_json::from_value(v["events"].clone())?,
+                    )
+                }
+            };
             if g.json() {
                 print_json(&json!({"incident": inc, "events": events}));
             } else {

@@ -21,16 +21,6 @@ pub enum Target {
     Daemon(Client),
 }
 
-impl Target {
-    /// The store, when the command holds it.
-    pub fn local(self) -> Option<Store> {
-        match self {
-            Target::Local(s) => Some(s),
-            Target::Daemon(_) => None,
-        }
-    }
-}
-
 /// Finds where this command's data lives (see the module doc).
 pub fn target(g: &Global) -> Result<Target> {
     let bundle = g.bundle_dir().and_then(|d| Bundle::load(&d).ok());
