@@ -66,6 +66,10 @@ pub fn allows(role: Role, need: Need) -> bool {
 pub fn need(method: &Method, path: &str) -> Need {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let read = method == Method::GET || method == Method::HEAD;
+    // A console form posted to `/console/<x>` does what `/api/v1/<x>` does.
+    if let (false, ["console", rest @ ..]) = (read, segments.as_slice()) {
+        return need(method, &format!("/api/v1/{}", rest.join("/")));
+    }
     match (read, segments.as_slice()) {
         (true, _) => Need::Read,
         (false, ["api", "v1", "alerts" | "events"]) => Need::Deliver,
@@ -294,6 +298,11 @@ impl Principals {
         self.entries.is_empty()
     }
 
+    /// When the token of the principal at `index` expires, if it does.
+    pub fn expires_ms(&self, index: usize) -> Option<i64> {
+        self.entries.get(index).and_then(|e| e.expires_ms)
+    }
+
     /// The caller at `index` (from [`Principals::authenticate`]).
     pub fn caller(&self, index: usize) -> Option<&Caller> {
         self.entries.get(index).map(|e| &e.caller)
@@ -439,6 +448,16 @@ mod tests {
                 Need::Administer,
             ),
             (Method::PUT, "/api/v1/alerts", Need::Deliver),
+            // Console forms need what the API route of the same name needs.
+            (Method::GET, "/console/incidents", Need::Read),
+            (post.clone(), "/console/pause", Need::Operate),
+            (
+                post.clone(),
+                "/console/executions/e1/approve",
+                Need::Operate,
+            ),
+            (post.clone(), "/console/silences/s1/expire", Need::Operate),
+            (post.clone(), "/console/something-new", Need::Administer),
         ];
         for (m, p, n) in cases {
             assert_eq!(need(&m, p), n, "{m} {p}");
