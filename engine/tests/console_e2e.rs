@@ -96,6 +96,47 @@ fn setup() -> Setup {
     }
 }
 
+/// Detections and forecasts of a `latency` detector, as a detector run leaves them,
+/// for the detector page (the test daemon runs no detectors).
+fn seed_detector_records(store: &std::path::Path) {
+    use std::collections::BTreeMap;
+    use vigil_runtime::detectors::{Detection, ForecastRecord};
+    use vigil_runtime::store::DetectorStore;
+    let s = vigil_store::Store::open(store).unwrap();
+    let t0 = 1_780_000_000i64;
+    let labels: BTreeMap<String, String> = [("service".to_string(), "checkout".to_string())]
+        .into_iter()
+        .collect();
+    let found: Vec<Detection> = (0..40)
+        .map(|i| Detection {
+            detector: "latency".into(),
+            alertname: "LatencyAnomaly".into(),
+            severity: "warning".into(),
+            labels: labels.clone(),
+            annotations: BTreeMap::new(),
+            score: if i % 10 == 9 { 0.95 } else { 0.5 },
+            value: 100.0 + (i as f64 * 0.7).sin() * 20.0 + if i % 10 == 9 { 80.0 } else { 0.0 },
+            at: t0 + i * 60,
+            resolved: i % 10 != 9,
+        })
+        .collect();
+    s.put_predictions(&found).unwrap();
+    let made: Vec<ForecastRecord> = (0..10)
+        .map(|i| ForecastRecord {
+            detector: "latency".into(),
+            labels: labels.clone(),
+            made_at: t0 + 39 * 60,
+            horizon_secs: 600,
+            t: t0 + 40 * 60 + i * 60,
+            value: 110.0 + i as f64,
+            low: 95.0 + i as f64 * 0.5,
+            high: 125.0 + i as f64 * 1.5,
+        })
+        .collect();
+    s.put_forecasts(&made).unwrap();
+    s.sync_blocking().unwrap();
+}
+
 /// The daemon, killed when dropped (also when the test fails).
 struct Daemon {
     child: std::process::Child,
@@ -310,11 +351,20 @@ fn paused(d: &Daemon) -> bool {
     !v["paused"].is_null()
 }
 
-const PAGES: [&str; 2] = ["/console/incidents", "/console/automation"];
+const PAGES: [&str; 7] = [
+    "/console/incidents",
+    "/console/executions",
+    "/console/approvals",
+    "/console/automation",
+    "/console/silences",
+    "/console/detectors",
+    "/console/detectors/latency",
+];
 
 #[test]
 fn without_a_session_every_page_leads_to_the_login_and_every_answer_has_the_csp() {
     let s = setup();
+    seed_detector_records(&s.store);
     let d = serve(&s);
     let root = http(&d.addr, "GET", "/", &[], "");
     assert_eq!(root.status, 303, "{root:?}");

@@ -183,6 +183,19 @@ pub(super) async fn add_silence(
     act(&session, "/console/silences", call).await
 }
 
+/// Which alerts the silence in the form would mute now; nothing is changed.
+pub(super) async fn preview_silence(
+    State(api): State<Arc<Api>>,
+    Extension(session): Extension<Session>,
+    Extension(form): Extension<Form>,
+) -> Response {
+    let parsed = silence_body(&form).and_then(|b| {
+        silences::parse_silence(b.to_string().as_bytes(), vigil_core::now_ms())
+            .map_err(|(field, detail)| format!("`{field}`: {detail}"))
+    });
+    super::pages::silences_page(&api, &session, Some((&form, parsed))).await
+}
+
 pub(super) async fn expire_silence(
     State(api): State<Arc<Api>>,
     Extension(session): Extension<Session>,

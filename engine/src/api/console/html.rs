@@ -171,9 +171,9 @@ pub fn page(
             csrf(s)
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "</header><main id=\"main\" tabindex=\"-1\"{main_attrs}>{body}</main></body></html>\n"
+        "</header><main id=\"main\" tabindex=\"-1\"{main_attrs}>{body}</main></body></html>"
     );
     h
 }

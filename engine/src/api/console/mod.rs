@@ -15,11 +15,14 @@
 //! - Everything it serves is in the binary (`assets/`, `include_str!`).
 //!
 //! `pages` renders what the API reads (the alert service, the store, `ops`),
-//! `html` the shell and escaping.
+//! `graph` a runbook's steps as a layered SVG coloured by the journal, `plot` a
+//! detector's record, `html` the shell and escaping.
 
 mod actions;
+mod graph;
 mod html;
 mod pages;
+mod plot;
 mod session;
 
 pub use session::Sessions;
@@ -77,20 +80,34 @@ fn routes() -> Router<Arc<Api>> {
         .route("/console/login", get(login_page).post(login))
         .route("/console/logout", post(logout))
         .route("/console/incidents", get(pages::incidents))
+        .route("/console/incidents/{id}", get(pages::incident))
         .route(
             "/console/incidents/{id}/acknowledge",
             post(actions::acknowledge),
         )
+        .route("/console/executions", get(pages::executions))
+        .route("/console/executions/{id}", get(pages::execution))
+        .route(
+            "/console/executions/{id}/state",
+            get(pages::execution_state),
+        )
         .route("/console/executions/{id}/approve", post(actions::approve))
         .route("/console/executions/{id}/reject", post(actions::reject))
+        .route("/console/approvals", get(pages::approvals))
         .route("/console/automation", get(pages::automation))
         .route("/console/pause", post(actions::pause))
         .route("/console/resume", post(actions::resume))
-        .route("/console/silences", post(actions::add_silence))
+        .route(
+            "/console/silences",
+            get(pages::silences).post(actions::add_silence),
+        )
+        .route("/console/silences/preview", post(actions::preview_silence))
         .route(
             "/console/silences/{id}/expire",
             post(actions::expire_silence),
         )
+        .route("/console/detectors", get(pages::detectors))
+        .route("/console/detectors/{name}", get(pages::detector))
 }
 
 /// A posted form's fields, read by the guard (which checks its CSRF token).
