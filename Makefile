@@ -4,7 +4,7 @@ VIGIL := target/debug/vigil
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 PLUGIN_DIR := $(TARGET_DIR)/plugins
 # Real plugins go to $(PLUGIN_DIR), test-only ones (sandbox tests, benchmarks) to $(PLUGIN_DIR)/test.
-PLUGINS := prometheus http exec file sim supervisor
+PLUGINS := prometheus http exec file sim supervisor haproxy
 TEST_PLUGINS := noop hostile
 
 .PHONY: plugins all build demo test bench nab fmt lint clean

@@ -306,7 +306,14 @@ pub mod tcp {
             data: data.to_vec(),
             timeout_ms,
         })
-        .map_err(|e| Error::from_host(&format!("tcp {address}"), e))?;
+        .map_err(|e| {
+            // The host's own errors name the (normalised) address already.
+            if e.starts_with("tcp ") {
+                Error::failed(e)
+            } else {
+                Error::from_host(&format!("tcp {address}"), e)
+            }
+        })?;
         Ok(Answer {
             data: out.data,
             truncated: out.truncated,

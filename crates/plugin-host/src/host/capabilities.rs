@@ -293,3 +293,23 @@ impl imports::tcp::Host for State {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tcp_exchange_is_a_write_that_names_its_effect() {
+        // Not read-only: `check` denies it in a plan (dry-run) and wants it declared in execute.
+        let addr = CheckedAddr::parse("2130706433:9999").expect("addr");
+        let need = Need::Tcp { addr: &addr };
+        assert!(!is_read_only(&need));
+        assert_eq!(effect_string(&need), "tcp:127.0.0.1:9999");
+        assert_eq!(
+            need_kind(&need),
+            (CapabilityKind::Tcp, "127.0.0.1:9999".to_string())
+        );
+        assert!(crate::effects::declared(&[effect_string(&need)], &need));
+        assert!(!crate::effects::declared(&[], &need));
+    }
+}
