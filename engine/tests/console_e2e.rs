@@ -1,7 +1,9 @@
 //! The web console on a real `vigil serve` (127.0.0.1 only): what the server
 //! refuses without a browser — a page without a session goes to the login page, a
 //! viewer's session cannot act whatever it posts, a form without its CSRF token or
-//! from another site is refused, every answer has the CSP.
+//! from another site is refused, every answer has the CSP — and then the console
+//! driven in headless Chromium by `tests/console/console_test.py` (Playwright for
+//! Python, Debian's `chromium`: see `.ci/run`), which fails this test with its output.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -10,7 +12,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const ALICE: &str = "alice-token-0123456789";
 const BOB: &str = "bob-token-0123456789ab";
@@ -22,7 +24,6 @@ struct Setup {
     _dir: tempfile::TempDir,
     config: PathBuf,
     store: PathBuf,
-    #[allow(dead_code)] // what the approved step writes
     out: PathBuf,
 }
 
@@ -582,4 +583,85 @@ fn a_viewer_cannot_act_and_forms_without_their_csrf_token_or_from_another_site_a
     );
     assert_eq!(a.status, 422, "{a:?}");
     assert!(a.body.contains("duration"), "{}", a.body);
+}
+
+/// Whether the browser tests can run here; they need what `.ci/run` installs.
+fn browser_tools() -> (PathBuf, PathBuf) {
+    let chromium = PathBuf::from("/usr/bin/chromium");
+    assert!(
+        chromium.is_file(),
+        "Debian's chromium is not installed: apt-get install chromium chromium-driver (see .ci/run)"
+    );
+    let script = common::workspace_root().join("tests/console/console_test.py");
+    let ok = Command::new("python3")
+        .args(["-c", "import playwright.sync_api"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "Playwright for Python is not installed: pip install playwright (see .ci/run)"
+    );
+    (chromium, script)
+}
+
+#[test]
+fn the_console_works_in_a_real_browser() {
+    let (chromium, script) = browser_tools();
+    let s = setup();
+    seed_detector_records(&s.store);
+    let d = serve(&s);
+    let keep = std::env::temp_dir().join(format!("vigil-console-shots-{}", std::process::id()));
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .env("CONSOLE_BASE", &d.base)
+        .env("CONSOLE_CHROMIUM", &chromium)
+        .env("CONSOLE_SCREENSHOTS", &keep)
+        .env("CONSOLE_APPROVED_FILE", &s.out)
+        .env("ALICE_TOKEN", ALICE)
+        .env("BOB_TOKEN", BOB)
+        .env("VERA_TOKEN", VERA)
+        .env("ADA_TOKEN", ADA)
+        .env("SAM_TOKEN", SAM)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read both pipes on threads so a chatty script never blocks on a full pipe.
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(420);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let (stdout, stderr) = (t_out.join().unwrap(), t_err.join().unwrap());
+    println!("{stdout}");
+    match status {
+        Some(st) if st.success() => {}
+        Some(st) => panic!(
+            "the browser tests failed (exit {:?}); screenshots in {}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+            st.code(),
+            keep.display()
+        ),
+        None => panic!(
+            "the browser tests took longer than 7 minutes\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+        ),
+    }
 }
