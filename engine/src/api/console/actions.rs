@@ -40,7 +40,7 @@ pub(super) async fn acknowledge(
 ) -> Response {
     let to = back(&form, format!("/console/incidents/{}", seg(&id)));
     let call = alerts::ack_incident(State(api), caller(&session), Path(id));
-    act(&session, &to, call).await
+    act(&session, &to, Box::pin(call)).await
 }
 
 /// `{comment, plan_hash}` from the approval form (empty fields left out).
@@ -69,7 +69,7 @@ pub(super) async fn approve(
         HeaderMap::new(),
         json_body(&decision(&form)),
     );
-    act(&session, &to, call).await
+    act(&session, &to, Box::pin(call)).await
 }
 
 pub(super) async fn reject(
@@ -86,7 +86,7 @@ pub(super) async fn reject(
         HeaderMap::new(),
         json_body(&decision(&form)),
     );
-    act(&session, &to, call).await
+    act(&session, &to, Box::pin(call)).await
 }
 
 pub(super) async fn pause(
@@ -106,7 +106,12 @@ pub(super) async fn pause(
         HeaderMap::new(),
         json_body(&body),
     );
-    act(&session, &back(&form, "/console/automation".into()), call).await
+    act(
+        &session,
+        &back(&form, "/console/automation".into()),
+        Box::pin(call),
+    )
+    .await
 }
 
 pub(super) async fn resume(
@@ -115,7 +120,12 @@ pub(super) async fn resume(
     Extension(form): Extension<Form>,
 ) -> Response {
     let call = operate::resume(State(api), caller(&session));
-    act(&session, &back(&form, "/console/automation".into()), call).await
+    act(
+        &session,
+        &back(&form, "/console/automation".into()),
+        Box::pin(call),
+    )
+    .await
 }
 
 /// The silence form as the API's body: `matchers` one per line (`label=value`,
@@ -180,7 +190,7 @@ pub(super) async fn add_silence(
         HeaderMap::new(),
         json_body(&body),
     );
-    act(&session, "/console/silences", call).await
+    act(&session, "/console/silences", Box::pin(call)).await
 }
 
 /// Which alerts the silence in the form would mute now; nothing is changed.
@@ -202,7 +212,7 @@ pub(super) async fn expire_silence(
     Path(id): Path<String>,
 ) -> Response {
     let call = silences::expire_silence(State(api), caller(&session), Path(id));
-    act(&session, "/console/silences", call).await
+    act(&session, "/console/silences", Box::pin(call)).await
 }
 
 #[cfg(test)]

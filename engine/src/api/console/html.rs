@@ -55,9 +55,19 @@ pub fn seg(s: &str) -> String {
 
 /// A time in ms since the epoch, in UTC, to the second.
 pub fn time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
-        .unwrap_or_else(|| "—".into())
+    use chrono::{Datelike, Timelike};
+    match chrono::DateTime::from_timestamp_millis(ms) {
+        Some(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}Z",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        None => "—".into(),
+    }
 }
 
 /// A duration in ms as people read it.
@@ -201,6 +211,12 @@ mod tests {
             badge("st-\"x", "in_doubt"),
             "<span class=\"badge st-_x\">in doubt</span>"
         );
+    }
+
+    #[test]
+    fn times_are_utc_to_the_second() {
+        assert_eq!(time(1_767_693_600_123), "2026-01-06 10:00:00Z");
+        assert_eq!(time(i64::MAX), "—");
     }
 
     #[test]

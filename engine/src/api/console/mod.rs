@@ -30,13 +30,12 @@ pub use session::Sessions;
 use super::limit::Principal;
 use super::principals::{Need, allows, need, well_formed};
 use super::{Api, ApiError};
-use axum::Router;
+use axum::Extension;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use html::{Nav, esc, page};
 use session::Session;
 use std::net::SocketAddr;
@@ -62,52 +61,93 @@ pub(super) fn owns(path: &str) -> bool {
 /// Answers a request for a console page (the API router's fallback hands them over,
 /// after its guard: the console's routes are not API operations).
 pub(super) async fn serve(api: Arc<Api>, req: Request) -> Response {
-    use tower_service::Service as _;
-    match routes().with_state(api).call(req).await {
-        Ok(r) => r,
-        Err(never) => match never {},
+    // One function routes every console page, by hand: an axum router would
+    // instantiate its machinery for each handler, which costs the binary far more
+    // than these few lines.
+    let read = req.method() == Method::GET || req.method() == Method::HEAD;
+    let uri = req.uri().clone();
+    let segs: Vec<String> = uri
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .map(path_segment)
+        .collect();
+    let seg: Vec<&str> = segs.iter().map(String::as_str).collect();
+    match (read, seg.as_slice()) {
+        (true, [""] | ["console"] | ["console", ""]) => return see_other("/console/incidents"),
+        (true, ["console", "app.css"]) => {
+            return asset(
+                &uri,
+                html::APP_CSS,
+                "text/css; charset=utf-8",
+                &html::CSS_VERSION,
+            );
+        }
+        (true, ["console", "app.js"]) => {
+            return asset(
+                &uri,
+                html::APP_JS,
+                "text/javascript; charset=utf-8",
+                &html::JS_VERSION,
+            );
+        }
+        (true, ["console", "login"]) => return login_page(&api, &req),
+        (false, ["console", "login"]) => return login(&api, &req),
+        (false, ["console", "logout"]) => return logout(&api, &req),
+        _ => {}
+    }
+    // Everything else has a session: the guard let it through.
+    let Some(s) = req.extensions().get::<Session>().cloned() else {
+        return problem(StatusCode::UNAUTHORIZED, "Log in first", "no session", None);
+    };
+    let form = Extension(req.extensions().get::<Form>().cloned().unwrap_or_default());
+    let (st, ss) = (State(api), Extension(s.clone()));
+    let id = |x: &str| Path(x.to_string());
+    match (read, seg.as_slice()) {
+        (true, ["console", "incidents"]) => pages::incidents(st, ss, uri).await,
+        (true, ["console", "incidents", x]) => pages::incident(st, ss, id(x)).await,
+        (false, ["console", "incidents", x, "acknowledge"]) => {
+            actions::acknowledge(st, ss, form, id(x)).await
+        }
+        (true, ["console", "executions"]) => pages::executions(st, ss).await,
+        (true, ["console", "executions", x]) => pages::execution(st, ss, id(x)).await,
+        (true, ["console", "executions", x, "state"]) => {
+            pages::execution_state(st, ss, id(x), uri).await
+        }
+        (false, ["console", "executions", x, "approve"]) => {
+            actions::approve(st, ss, form, id(x)).await
+        }
+        (false, ["console", "executions", x, "reject"]) => {
+            actions::reject(st, ss, form, id(x)).await
+        }
+        (true, ["console", "approvals"]) => pages::approvals(st, ss).await,
+        (true, ["console", "automation"]) => pages::automation(st, ss, uri).await,
+        (false, ["console", "pause"]) => actions::pause(st, ss, form).await,
+        (false, ["console", "resume"]) => actions::resume(st, ss, form).await,
+        (true, ["console", "silences"]) => pages::silences(st, ss).await,
+        (false, ["console", "silences"]) => actions::add_silence(st, ss, form).await,
+        (false, ["console", "silences", "preview"]) => actions::preview_silence(st, ss, form).await,
+        (false, ["console", "silences", x, "expire"]) => {
+            actions::expire_silence(st, ss, id(x)).await
+        }
+        (true, ["console", "detectors"]) => pages::detectors(st, ss).await,
+        (true, ["console", "detectors", x]) => pages::detector(st, ss, id(x)).await,
+        _ => problem(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            &format!(
+                "the console has no page {} {}",
+                if read { "GET" } else { "POST" },
+                uri.path()
+            ),
+            Some(&s),
+        ),
     }
 }
 
-/// The console's routes.
-fn routes() -> Router<Arc<Api>> {
-    Router::new()
-        .route("/", get(home))
-        .route("/console", get(home))
-        .route("/console/", get(home))
-        .route("/console/app.css", get(css))
-        .route("/console/app.js", get(js))
-        .route("/console/login", get(login_page).post(login))
-        .route("/console/logout", post(logout))
-        .route("/console/incidents", get(pages::incidents))
-        .route("/console/incidents/{id}", get(pages::incident))
-        .route(
-            "/console/incidents/{id}/acknowledge",
-            post(actions::acknowledge),
-        )
-        .route("/console/executions", get(pages::executions))
-        .route("/console/executions/{id}", get(pages::execution))
-        .route(
-            "/console/executions/{id}/state",
-            get(pages::execution_state),
-        )
-        .route("/console/executions/{id}/approve", post(actions::approve))
-        .route("/console/executions/{id}/reject", post(actions::reject))
-        .route("/console/approvals", get(pages::approvals))
-        .route("/console/automation", get(pages::automation))
-        .route("/console/pause", post(actions::pause))
-        .route("/console/resume", post(actions::resume))
-        .route(
-            "/console/silences",
-            get(pages::silences).post(actions::add_silence),
-        )
-        .route("/console/silences/preview", post(actions::preview_silence))
-        .route(
-            "/console/silences/{id}/expire",
-            post(actions::expire_silence),
-        )
-        .route("/console/detectors", get(pages::detectors))
-        .route("/console/detectors/{name}", get(pages::detector))
+/// A path segment, percent-decoded (`+` is itself in a path).
+fn path_segment(s: &str) -> String {
+    decode(s.replace('+', "%2B").as_bytes())
 }
 
 /// A posted form's fields, read by the guard (which checks its CSRF token).
@@ -457,28 +497,6 @@ async fn with_form(api: &Api, req: Request) -> Result<Request, Response> {
     Ok(req)
 }
 
-async fn home() -> Response {
-    see_other("/console/incidents")
-}
-
-async fn css(uri: Uri) -> Response {
-    asset(
-        &uri,
-        html::APP_CSS,
-        "text/css; charset=utf-8",
-        &html::CSS_VERSION,
-    )
-}
-
-async fn js(uri: Uri) -> Response {
-    asset(
-        &uri,
-        html::APP_JS,
-        "text/javascript; charset=utf-8",
-        &html::JS_VERSION,
-    )
-}
-
 fn asset(uri: &Uri, text: &'static str, kind: &'static str, version: &str) -> Response {
     // A URL naming this version may be cached for long; another is checked each time.
     let cache = if uri.query() == Some(&format!("v={version}")) {
@@ -503,7 +521,7 @@ struct LoginQuery {
     next: Option<String>,
 }
 
-async fn login_page(State(api): State<Arc<Api>>, req: Request) -> Response {
+fn login_page(api: &Api, req: &Request) -> Response {
     let now = vigil_core::now_ms();
     if cookie(req.headers(), SESSION_COOKIE).is_some_and(|id| api.console.get(id, now).is_some()) {
         return see_other("/console/incidents");
@@ -513,7 +531,7 @@ async fn login_page(State(api): State<Arc<Api>>, req: Request) -> Response {
         StatusCode::OK,
         safe_next(q.next.as_deref().unwrap_or_default()),
         None,
-        over_tls(&req),
+        over_tls(req),
     )
 }
 
@@ -552,8 +570,8 @@ fn login_form(code: StatusCode, next: &str, error: Option<&str>, secure: bool) -
     r
 }
 
-async fn login(State(api): State<Arc<Api>>, req: Request) -> Response {
-    let secure = over_tls(&req);
+fn login(api: &Api, req: &Request) -> Response {
+    let secure = over_tls(req);
     let form = req.extensions().get::<Form>().cloned().unwrap_or_default();
     let next = safe_next(form.get("next").unwrap_or_default()).to_string();
     let expected = cookie(req.headers(), LOGIN_COOKIE).unwrap_or_default();
@@ -630,25 +648,27 @@ async fn login(State(api): State<Arc<Api>>, req: Request) -> Response {
     r
 }
 
-async fn logout(State(api): State<Arc<Api>>, req: Request) -> Response {
+fn logout(api: &Api, req: &Request) -> Response {
     if let Some(SessionId(id)) = req.extensions().get::<SessionId>() {
         api.console.close(id);
     }
     let mut r = see_other("/console/login");
     r.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(SESSION_COOKIE, "", 0, over_tls(&req)),
+        set_cookie(SESSION_COOKIE, "", 0, over_tls(req)),
     );
     r
 }
 
+/// An API handler's answer to come (boxed: one `act` for every handler).
+type Action = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Response, ApiError>> + Send + 'static>,
+>;
+
 /// Does what an API handler does, as the session's caller, and answers the browser:
 /// back to `back` when it was done (or is still going after [`ACTION_WAIT`]: the
 /// page shows it live), else the API's refusal as a page, with its status.
-async fn act<F>(session: &Session, back: &str, handler: F) -> Response
-where
-    F: std::future::Future<Output = Result<Response, ApiError>> + Send + 'static,
-{
+async fn act(session: &Session, back: &str, handler: Action) -> Response {
     let task = tokio::spawn(handler);
     let resp = match tokio::time::timeout(ACTION_WAIT, task).await {
         Err(_) => return see_other(back),

@@ -919,19 +919,17 @@ pub(super) async fn automation(
         Ok(q) => Ok(q),
         Err(e) => Err(super::error_of(e.into_response()).await.1),
     };
-    let status = match crate::api::operate::status(State(api.clone())).await {
+    // `GET /api/v1/status`'s answer, read as JSON.
+    let status: Option<Value> = match crate::api::operate::status(State(api.clone())).await {
         Ok(r) => axum::body::to_bytes(r.into_body(), 1 << 20)
             .await
             .ok()
-            .and_then(|b| serde_json::from_slice::<ops::Status>(&b).ok()),
+            .and_then(|b| serde_json::from_slice(&b).ok()),
         Err(_) => None,
     };
     let svc = api.svc();
     let store = svc.store();
-    let paused = match &status {
-        Some(st) => st.paused.clone(),
-        None => store.paused().ok().flatten(),
-    };
+    let paused = store.paused().ok().flatten();
     let mut b = String::from("<h1>Automation</h1><div class=\"panel\" id=\"kill-switch\">");
     match &paused {
         Some(p) => {
@@ -971,15 +969,17 @@ pub(super) async fn automation(
             "<div class=\"grid\"><div class=\"panel\"><h2>Executions</h2><dl>{}<dt>in flight</dt><dd>{}</dd></dl></div>\
              <div class=\"panel\"><h2>Incidents</h2><dl><dt>open</dt><dd>{}</dd></dl></div>\
              <div class=\"panel\"><h2>Daemon</h2><dl><dt>version</dt><dd>{}</dd><dt>up</dt><dd>{}</dd><dt>store</dt><dd>{} KiB</dd></dl></div></div>",
-            st.executions
-                .iter()
+            st["executions"]
+                .as_object()
+                .into_iter()
+                .flatten()
                 .map(|(k, v)| format!("<dt>{}</dt><dd>{v}</dd>", esc(&k.replace('_', " "))))
                 .collect::<String>(),
-            st.in_flight.len(),
-            st.incidents_open,
-            esc(&st.version),
-            span(st.uptime_s as i64 * 1000),
-            st.store_bytes / 1024
+            st["in_flight"].as_array().map_or(0, Vec::len),
+            st["incidents_open"],
+            esc(st["version"].as_str().unwrap_or_default()),
+            span(st["uptime_s"].as_i64().unwrap_or(0) * 1000),
+            st["store_bytes"].as_u64().unwrap_or(0) / 1024
         );
     }
     // Guardrails as configured (`guardrails:` in vigil.yaml).
@@ -1105,7 +1105,7 @@ pub(super) async fn silences_page(
     let now = vigil_core::now_ms();
     let svc = api.svc();
     let mut list = svc.silences();
-    list.sort_by_key(|x| std::cmp::Reverse(x.created_ms));
+    list.sort_unstable_by_key(|x| std::cmp::Reverse((x.created_ms, x.id.clone())));
     let may = can(s, "/console/silences");
     let mut b = String::from("<h1>Silences</h1>");
     if may {
@@ -1317,7 +1317,7 @@ pub(super) async fn detector(
         );
     }
     let mut recent: Vec<_> = predictions.iter().filter(|p| p.detector == name).collect();
-    recent.sort_by_key(|p| std::cmp::Reverse(p.at));
+    recent.sort_unstable_by_key(|p| std::cmp::Reverse(p.at));
     if !recent.is_empty() {
         b.push_str("<h2>Latest findings</h2><div class=\"scroll\"><table><thead><tr><th>When</th><th>Alert</th><th>Series</th><th>Value</th><th>Score</th><th>State</th></tr></thead><tbody>");
         for p in recent.iter().take(20) {

@@ -58,10 +58,10 @@ pub fn group<'a>(
             .push(f);
     }
     for s in out.values_mut() {
-        s.detections.sort_by_key(|d| d.at);
+        s.detections.sort_unstable_by_key(|d| d.at);
         let skip = s.detections.len().saturating_sub(MAX_POINTS);
         s.detections.drain(..skip);
-        s.forecasts.sort_by_key(|f| (f.t, f.made_at));
+        s.forecasts.sort_unstable_by_key(|f| (f.t, f.made_at));
         let skip = s.forecasts.len().saturating_sub(MAX_POINTS);
         s.forecasts.drain(..skip);
     }
