@@ -458,7 +458,7 @@ fn next_steps(store_dir: &std::path::Path, speed: f64) -> Vec<(String, &'static 
         ),
         (
             format!("VIGIL_TOKEN=demo {vigil} serve {store} --speed {speed}"),
-            "the same loop as a server (runbooks dry-run): /metrics, /api/v1/incidents",
+            "the same loop as a server (runbooks dry-run): the console at http://127.0.0.1:9797/ (log in with the token demo), /metrics, /api/v1/incidents",
         ),
     ]
 }
