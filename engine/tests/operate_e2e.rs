@@ -474,40 +474,57 @@ fn the_cli_operates_a_running_daemon_as_the_person_whose_token_it_carries() {
             .contains("did you mean `approve`"),
         "{v}"
     );
-    let (code, v) = call(&d.base, "POST", "/api/v1/pause", ALICE, &json!(["now"]));
-    assert_eq!((code, v["field"].as_str()), (422, Some("(body)")), "{v}");
-    let (code, v) = call(
-        &d.base,
-        "POST",
-        "/api/v1/pause",
-        ALICE,
-        &json!({"reason": "x", "by": "ada"}),
-    );
-    assert_eq!(code, 422, "an unknown field is refused, not ignored: {v}");
-    let (code, v) = call(
-        &d.base,
-        "GET",
-        "/api/v1/alerts?status=open",
-        VERA,
-        &json!({}),
-    );
-    assert_eq!(code, 400, "{v}");
-    let (code, v) = call(
-        &d.base,
-        "POST",
-        "/api/v1/runbooks/..%2Fetc/run",
-        ALICE,
-        &json!({}),
-    );
-    assert_eq!(code, 404, "{v}");
-    let (code, v) = call(
-        &d.base,
-        "POST",
-        "/api/v1/runbooks/fix/run",
-        ALICE,
-        &json!({"params": {"nope": 1}}),
-    );
-    assert_eq!((code, v["field"].as_str()), (422, Some("params")), "{v}");
+    // (method, path, token, body, status, the field the error names if any)
+    let bad: [(&str, &str, &str, Value, u16, Option<&str>); 5] = [
+        (
+            "POST",
+            "/api/v1/pause",
+            ALICE,
+            json!(["now"]),
+            422,
+            Some("(body)"),
+        ),
+        // An unknown field is refused, not ignored.
+        (
+            "POST",
+            "/api/v1/pause",
+            ALICE,
+            json!({"reason": "x", "by": "ada"}),
+            422,
+            None,
+        ),
+        (
+            "GET",
+            "/api/v1/alerts?status=open",
+            VERA,
+            json!({}),
+            400,
+            None,
+        ),
+        (
+            "POST",
+            "/api/v1/runbooks/..%2Fetc/run",
+            ALICE,
+            json!({}),
+            404,
+            None,
+        ),
+        (
+            "POST",
+            "/api/v1/runbooks/fix/run",
+            ALICE,
+            json!({"params": {"nope": 1}}),
+            422,
+            Some("params"),
+        ),
+    ];
+    for (method, path, token, body, status, field) in bad {
+        let (code, v) = call(&d.base, method, path, token, &body);
+        assert_eq!(code, status, "{method} {path}: {v}");
+        if let Some(f) = field {
+            assert_eq!(v["field"], f, "{method} {path}: {v}");
+        }
+    }
     let st = json_out(&vigil(&s, VERA, &["--output", "json", "status"]));
     assert!(st["paused"].is_null(), "{st}");
 
@@ -578,7 +595,10 @@ fn the_cli_operates_a_running_daemon_as_the_person_whose_token_it_carries() {
     assert!(listed.as_array().unwrap().len() >= 4, "{listed}");
     assert!(audit(&s, "cancel").iter().any(|e| e["actor"] == "user:bob"));
     let v = json_out(&vigil(&s, VERA, &["--output", "json", "audit", "--verify"]));
-    assert!(v["broken"].is_null() && v["entries"].as_u64().unwrap() > 10, "{v}");
+    assert!(
+        v["broken"].is_null() && v["entries"].as_u64().unwrap() > 10,
+        "{v}"
+    );
 }
 
 #[test]

@@ -402,13 +402,21 @@ mod tests {
         assert_eq!((found[1].0, found[1].1), (5, 30), "{found:#?}");
         assert_eq!(
             found[2],
-            (6, 1, "unknown key `pluginz`", Some("did you mean `plugins`?"))
+            (
+                6,
+                1,
+                "unknown key `pluginz`",
+                Some("did you mean `plugins`?")
+            )
         );
         // The rest is read: the plugin dirs above all.
         assert_eq!(b.config.file.as_deref(), Some(file));
         assert_eq!(b.config.plugin_dirs, vec![PathBuf::from("/b/p")]);
         let (at, span) = b.config_incomplete.expect("incomplete");
-        assert_eq!((at.as_path(), span.start.line, span.start.col), (file, 4, 8));
+        assert_eq!(
+            (at.as_path(), span.start.line, span.start.col),
+            (file, 4, 8)
+        );
         assert_eq!(b.plugin_dirs_span.map(|s| s.start.line), Some(3));
         // A config read in full is not marked.
         let ok = Bundle::from_source(file, "apiVersion: vigil/v1\nkind: Config\n");
